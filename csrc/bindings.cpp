@@ -1,0 +1,136 @@
+// pybind11 bindings of the C++ core: array conversion, error translation, docstrings and GIL
+// release only.  Validation of values, defaults and dispatch live in monohead.integration.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+
+#include "integrator.hpp"
+
+namespace py = pybind11;
+using monohead::Integrator;
+
+namespace {
+
+template <class T>
+using CArray = py::array_t<T, py::array::c_style>;
+
+// The binding contract: exact dtype (no silent conversion: see .noconvert()), C order, and
+// the shape given.  Raises ValueError naming the argument.
+template <class T>
+void require_shape(const CArray<T>& a, const char* name, std::initializer_list<py::ssize_t> shape) {
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    std::size_t k = 0;
+    for (auto s : shape) {
+        if (!ok) break;
+        ok = a.shape(static_cast<py::ssize_t>(k)) == s;
+        ++k;
+    }
+    if (!ok) {
+        std::string want = "(";
+        k = 0;
+        for (auto s : shape) want += (k++ ? ", " : "") + std::to_string(s);
+        want += shape.size() == 1 ? ",)" : ")";
+        std::string got = "(";
+        for (py::ssize_t i = 0; i < a.ndim(); ++i) got += (i ? ", " : "") + std::to_string(a.shape(i));
+        got += a.ndim() == 1 ? ",)" : ")";
+        throw py::value_error(std::string(name) + " must have shape " + want + "; got " + got);
+    }
+}
+
+py::array_t<double> new_image(int H, int W) { return py::array_t<double>({H, W}); }
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "monohead's compiled core: the staggered-grid WLS normal integrator (C++17 + Eigen).";
+
+    py::class_<Integrator>(m, "Integrator",
+                           "WLS normal integrator on a fixed mask; builds the system and the solver "
+                           "(multigrid hierarchy, Jacobi diagonal or Cholesky factor) once.")
+        .def(py::init([](CArray<std::uint8_t> mask, std::optional<CArray<double>> weights, double lam,
+                         const std::string& method, int pre_sweeps, int post_sweeps, double coarse_scale,
+                         int coarsest_max) {
+                 if (mask.ndim() != 2)
+                     throw py::value_error("mask must be 2-D (H, W); got ndim " + std::to_string(mask.ndim()));
+                 const int H = static_cast<int>(mask.shape(0)), W = static_cast<int>(mask.shape(1));
+                 const double* wp = nullptr;
+                 if (weights) {
+                     require_shape(*weights, "weights", {H, W});
+                     wp = weights->data();
+                 }
+                 const auto meth = monohead::parse_method(method);
+                 monohead::MgOptions opt;
+                 opt.pre_sweeps = pre_sweeps;
+                 opt.post_sweeps = post_sweeps;
+                 opt.coarse_scale = static_cast<float>(coarse_scale);
+                 opt.coarsest_max = coarsest_max;
+                 py::gil_scoped_release release;
+                 return new Integrator(H, W, mask.data(), wp, lam, meth, opt);
+             }),
+             py::arg("mask").noconvert(), py::arg("weights").noconvert() = py::none(), py::arg("lam") = 0.1,
+             py::arg("method") = "mg", py::arg("pre_sweeps") = 1, py::arg("post_sweeps") = 1,
+             py::arg("coarse_scale") = 1.8, py::arg("coarsest_max") = 128,
+             "mask: (H, W) uint8, C order, not empty; weights: (H, W) float64 gradient magnitudes W "
+             "(w = 1/(1 + lam W)) or None for w = 1; method: 'mg', 'jacobi' or 'direct'.")
+        .def(
+            "solve",
+            [](Integrator& self, CArray<double> normals, std::optional<CArray<double>> x0, double tol,
+               int maxiter) {
+                const int H = self.height(), W = self.width();
+                require_shape(normals, "normals", {H, W, 3});
+                const double* x0p = nullptr;
+                if (x0) {
+                    require_shape(*x0, "x0", {H, W});
+                    x0p = x0->data();
+                }
+                auto out = new_image(H, W);
+                double* outp = out.mutable_data();
+                monohead::SolveReport rep;
+                {
+                    py::gil_scoped_release release;
+                    rep = self.solve(normals.data(), x0p, tol, maxiter, outp);
+                }
+                py::dict info;
+                info["iterations"] = rep.iterations;
+                info["residual"] = rep.residual;
+                info["converged"] = rep.converged;
+                info["assembly_seconds"] = rep.assembly_seconds;
+                info["solve_seconds"] = rep.solve_seconds;
+                return py::make_tuple(out, info);
+            },
+            py::arg("normals").noconvert(), py::arg("x0").noconvert() = py::none(), py::arg("tol") = 1e-6,
+            py::arg("maxiter") = -1,
+            "Integrate normals (H, W, 3) float64 C order; x0: (H, W) float64 or None; maxiter < 0: "
+            "no limit.  Returns (depth (H, W) float64 with NaN outside the mask, info dict).")
+        .def(
+            "csr",
+            [](const Integrator& self, CArray<double> normals) {
+                require_shape(normals, "normals", {self.height(), self.width(), 3});
+                monohead::CsrSystem s;
+                {
+                    py::gil_scoped_release release;
+                    s = self.csr(normals.data());
+                }
+                auto vec = [](const auto& v) {
+                    using T = typename std::decay_t<decltype(v)>::value_type;
+                    py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+                    std::copy(v.begin(), v.end(), a.mutable_data());
+                    return a;
+                };
+                return py::make_tuple(vec(s.indptr), vec(s.indices), vec(s.data), vec(s.rhs));
+            },
+            py::arg("normals").noconvert(),
+            "The system over the mask pixels in raster order: (indptr int64, indices int32, data "
+            "float64, rhs float64).")
+        .def_property_readonly("shape", [](const Integrator& s) { return py::make_tuple(s.height(), s.width()); })
+        .def_property_readonly("num_unknowns", &Integrator::num_unknowns)
+        .def_property_readonly("num_components", &Integrator::num_components)
+        .def_property_readonly("num_levels", &Integrator::num_levels)
+        .def_property_readonly("assembly_seconds", &Integrator::assembly_seconds)
+        .def_property_readonly("setup_seconds", &Integrator::setup_seconds)
+        .def_property_readonly("nbytes", &Integrator::bytes,
+                               "Bytes held by the system and solver plus one solve's work arrays.");
+}

@@ -1,0 +1,296 @@
+// The normal integrator: WLS system on a mask, a solver set up once (multigrid hierarchy,
+// Jacobi diagonal or sparse Cholesky factor), and solves for many normal maps.
+// Plain C++17 + Eigen, no Python types.
+//
+// Gauge (conventions.md): the solution is unique up to one constant per 4-connected component
+// of the mask.  The right-hand side is projected to zero sum per component (it is in exact
+// arithmetic), the iterative solvers work on the consistent singular system, and the result is
+// shifted to mean 0 over each component.  Isolated pixels (no neighbour in the mask) are
+// components of one pixel and so get depth 0.  Pixels outside the mask get NaN.
+#pragma once
+
+#include <Eigen/Sparse>
+#include <Eigen/SparseCholesky>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "masked_grid.hpp"
+#include "multigrid.hpp"
+#include "pcg.hpp"
+#include "wls_system.hpp"
+
+namespace monohead {
+
+enum class Method { Multigrid, Jacobi, Direct };
+
+inline Method parse_method(const std::string& m) {
+    if (m == "mg") return Method::Multigrid;
+    if (m == "jacobi") return Method::Jacobi;
+    if (m == "direct") return Method::Direct;
+    throw std::invalid_argument("method must be one of 'mg', 'jacobi', 'direct'; got '" + m + "'");
+}
+
+struct SolveReport {
+    int iterations = 0;
+    double residual = 0.0;
+    bool converged = true;
+    double assembly_seconds = 0.0;  // right-hand side (the matrix is assembled at setup)
+    double solve_seconds = 0.0;
+};
+
+// CSR form of the system over the mask pixels in row-major (raster) order.
+struct CsrSystem {
+    std::vector<std::int64_t> indptr;
+    std::vector<std::int32_t> indices;
+    std::vector<double> data;
+    std::vector<double> rhs;
+};
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+class Integrator {
+   public:
+    // mask: H x W (non-zero = inside, must not be empty); Wmap: H x W gradient magnitudes or
+    // null for w = 1; lam >= 0.
+    Integrator(int H, int W, const std::uint8_t* mask, const double* Wmap, double lam, Method method,
+               const MgOptions& mg_options = {})
+        : method_(method) {
+        auto t0 = std::chrono::steady_clock::now();
+        grid_ = make_padded_grid(mask, H, W);
+        mask_.resize(static_cast<std::size_t>(H) * W);
+        std::copy(mask, mask + mask_.size(), mask_.begin());
+        for (auto& m : mask_) m = m ? 1 : 0;
+        ew_ = build_edge_weights(grid_, mask_.data(), Wmap, lam);
+        std::vector<std::uint8_t> pm(static_cast<std::size_t>(grid_.size));
+        scatter_to_padded(grid_, mask_.data(), pm.data());
+        ncomp_ = label_components(grid_, pm.data(), labels_);
+        comp_size_.assign(static_cast<std::size_t>(ncomp_), 0);
+        for (std::int64_t i = grid_.first(); i < grid_.last(); ++i)
+            if (labels_[i] >= 0) ++comp_size_[labels_[i]];
+        assembly_seconds_ = seconds_since(t0);
+
+        t0 = std::chrono::steady_clock::now();
+        if (method_ == Method::Multigrid) {
+            mg_ = std::make_unique<Multigrid>(grid_, ew_.eE.data(), ew_.eN.data(), mg_options);
+        } else if (method_ == Method::Jacobi) {
+            invdiag_.assign(static_cast<std::size_t>(grid_.size), 0.0);
+            for (std::int64_t i = grid_.first(); i < grid_.last(); ++i) {
+                const double d = laplacian_diag(ew_.eE.data(), ew_.eN.data(), i, grid_.S);
+                invdiag_[i] = d > 0.0 ? 1.0 / d : 0.0;
+            }
+        } else {
+            factorize_direct();
+        }
+        setup_seconds_ = seconds_since(t0);
+    }
+
+    int height() const { return grid_.H; }
+    int width() const { return grid_.W; }
+    int num_components() const { return ncomp_; }
+    std::int64_t num_unknowns() const {
+        std::int64_t n = 0;
+        for (auto m : mask_) n += m;
+        return n;
+    }
+    int num_levels() const { return mg_ ? mg_->num_levels() : 0; }
+    double assembly_seconds() const { return assembly_seconds_; }
+    double setup_seconds() const { return setup_seconds_; }
+
+    // Bytes held between solves (system, hierarchy or factor, labels) plus the work arrays of
+    // one solve.
+    std::size_t bytes() const {
+        const std::size_t n = static_cast<std::size_t>(grid_.size);
+        std::size_t b = mask_.size() + sizeof(double) * 2 * n + sizeof(std::int32_t) * n;
+        if (mg_) b += mg_->bytes();
+        b += sizeof(double) * invdiag_.size();
+        if (llt_) b += static_cast<std::size_t>(llt_nnz_) * (sizeof(double) + sizeof(int));
+        b += sizeof(double) * 6 * n;  // x, b, r, z, p, Ap during a solve
+        return b;
+    }
+
+    // Integrate one normal map (H x W x 3, row-major interleaved, Nz > 0 inside the mask).
+    // x0: optional H x W initial guess (iterative methods).  out: H x W depth.
+    SolveReport solve(const double* normals, const double* x0, double tol, int maxiter, double* out) {
+        SolveReport rep;
+        auto t0 = std::chrono::steady_clock::now();
+        const std::int64_t n = grid_.size;
+        std::vector<double> b(static_cast<std::size_t>(n)), x(static_cast<std::size_t>(n), 0.0);
+        {
+            std::vector<double> p(static_cast<std::size_t>(n)), q(static_cast<std::size_t>(n));
+            gradients_to_padded(grid_, normals, mask_.data(), p.data(), q.data());
+            build_rhs(grid_, ew_, p.data(), q.data(), b.data());
+        }
+        project_mean_zero(b.data());
+        if (x0) scatter_to_padded(grid_, x0, x.data());
+        for (std::int64_t i = 0; i < n; ++i)
+            if (labels_[i] < 0) x[i] = 0.0;
+        rep.assembly_seconds = seconds_since(t0);
+
+        t0 = std::chrono::steady_clock::now();
+        if (maxiter < 0) maxiter = std::numeric_limits<int>::max();
+        SolveStats st;
+        if (method_ == Method::Multigrid) {
+            st = pcg(grid_, ew_, b.data(), x.data(), tol, maxiter,
+                     [this](const double* r, double* z) { mg_->apply(r, z); });
+        } else if (method_ == Method::Jacobi) {
+            const std::int64_t lo = grid_.first(), hi = grid_.last();
+            const double* inv = invdiag_.data();
+            st = pcg(grid_, ew_, b.data(), x.data(), tol, maxiter, [lo, hi, inv](const double* r, double* z) {
+                for (std::int64_t i = lo; i < hi; ++i) z[i] = inv[i] * r[i];
+            });
+        } else {
+            st = solve_direct(b.data(), x.data());
+        }
+        project_mean_zero(x.data());
+        rep.iterations = st.iterations;
+        rep.residual = st.residual;
+        rep.converged = st.converged;
+
+        // Write out: NaN outside the mask.
+        const double nan = std::numeric_limits<double>::quiet_NaN();
+        std::fill(out, out + static_cast<std::int64_t>(grid_.H) * grid_.W, nan);
+        for (int r = 0; r < grid_.h; ++r) {
+            const std::int64_t dst0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
+            const std::int64_t i0 = grid_.index(r, 0);
+            for (int c = 0; c < grid_.w; ++c)
+                if (mask_[dst0 + c]) out[dst0 + c] = x[i0 + c];
+        }
+        rep.solve_seconds = seconds_since(t0);
+        return rep;
+    }
+
+    // The system in CSR over the mask pixels in raster order (unknown k = k-th mask pixel), for
+    // one normal map.  Row k holds, in column order: up, left, diagonal, right, down.
+    CsrSystem csr(const double* normals) const {
+        const PaddedGrid& g = grid_;
+        const std::int64_t n = g.size, S = g.S;
+        std::vector<double> p(static_cast<std::size_t>(n)), q(static_cast<std::size_t>(n)),
+            b(static_cast<std::size_t>(n));
+        gradients_to_padded(g, normals, mask_.data(), p.data(), q.data());
+        build_rhs(g, ew_, p.data(), q.data(), b.data());
+        std::vector<std::int32_t> id(static_cast<std::size_t>(n), -1);
+        std::int32_t k = 0;
+        std::vector<std::uint8_t> pm(static_cast<std::size_t>(n));
+        scatter_to_padded(g, mask_.data(), pm.data());
+        for (std::int64_t i = g.first(); i < g.last(); ++i)
+            if (pm[i]) id[i] = k++;
+        CsrSystem out;
+        out.indptr.reserve(static_cast<std::size_t>(k) + 1);
+        out.indptr.push_back(0);
+        out.rhs.reserve(static_cast<std::size_t>(k));
+        const double* eE = ew_.eE.data();
+        const double* eN = ew_.eN.data();
+        for (std::int64_t i = g.first(); i < g.last(); ++i) {
+            if (!pm[i]) continue;
+            auto push = [&](std::int64_t j, double v) {
+                out.indices.push_back(id[j]);
+                out.data.push_back(v);
+            };
+            if (eN[i] > 0.0) push(i - S, -eN[i]);
+            if (eE[i - 1] > 0.0) push(i - 1, -eE[i - 1]);
+            push(i, laplacian_diag(eE, eN, i, S));
+            if (eE[i] > 0.0) push(i + 1, -eE[i]);
+            if (eN[i + S] > 0.0) push(i + S, -eN[i + S]);
+            out.indptr.push_back(static_cast<std::int64_t>(out.indices.size()));
+            out.rhs.push_back(b[i]);
+        }
+        return out;
+    }
+
+   private:
+    using SpMat = Eigen::SparseMatrix<double>;
+    Method method_;
+    PaddedGrid grid_;
+    std::vector<std::uint8_t> mask_;  // H x W, 0/1
+    EdgeWeights ew_;
+    std::vector<std::int32_t> labels_;  // padded: component of each mask cell, -1 elsewhere
+    std::vector<std::int64_t> comp_size_;
+    int ncomp_ = 0;
+    double assembly_seconds_ = 0.0, setup_seconds_ = 0.0;
+    std::unique_ptr<Multigrid> mg_;
+    std::vector<double> invdiag_;
+    std::unique_ptr<Eigen::SimplicialLLT<SpMat>> llt_;
+    std::vector<std::int32_t> direct_id_;  // padded cell -> unknown of the pinned system, or -1
+    std::int64_t llt_nnz_ = 0;
+
+    void project_mean_zero(double* v) const {
+        std::vector<double> sum(static_cast<std::size_t>(ncomp_), 0.0);
+        const std::int64_t lo = grid_.first(), hi = grid_.last();
+        for (std::int64_t i = lo; i < hi; ++i)
+            if (labels_[i] >= 0) sum[labels_[i]] += v[i];
+        for (int c = 0; c < ncomp_; ++c) sum[c] /= double(comp_size_[c]);
+        for (std::int64_t i = lo; i < hi; ++i)
+            if (labels_[i] >= 0) v[i] -= sum[labels_[i]];
+    }
+
+    // Sparse Cholesky of the system with the first pixel of every component pinned to 0
+    // (removing that row and column makes each block SPD).
+    void factorize_direct() {
+        const std::int64_t n = grid_.size, S = grid_.S;
+        direct_id_.assign(static_cast<std::size_t>(n), -1);
+        std::vector<std::uint8_t> pinned(static_cast<std::size_t>(ncomp_), 0);
+        std::int32_t k = 0;
+        for (std::int64_t i = grid_.first(); i < grid_.last(); ++i) {
+            const int c = labels_[i];
+            if (c < 0) continue;
+            if (!pinned[c]) {
+                pinned[c] = 1;
+                continue;
+            }
+            direct_id_[i] = k++;
+        }
+        std::vector<Eigen::Triplet<double>> t;
+        t.reserve(static_cast<std::size_t>(k) * 3);
+        const double* eE = ew_.eE.data();
+        const double* eN = ew_.eN.data();
+        for (std::int64_t i = grid_.first(); i < grid_.last(); ++i) {
+            const std::int32_t a = direct_id_[i];
+            if (a < 0) continue;
+            t.emplace_back(a, a, laplacian_diag(eE, eN, i, S));
+            // Lower triangle only (SimplicialLLT reads the lower part).
+            if (eE[i] > 0.0 && direct_id_[i + 1] >= 0) t.emplace_back(direct_id_[i + 1], a, -eE[i]);
+            if (eN[i + S] > 0.0 && direct_id_[i + S] >= 0) t.emplace_back(direct_id_[i + S], a, -eN[i + S]);
+        }
+        SpMat A(k, k);
+        A.setFromTriplets(t.begin(), t.end());
+        llt_ = std::make_unique<Eigen::SimplicialLLT<SpMat>>();
+        if (k > 0) {
+            llt_->compute(A);
+            if (llt_->info() != Eigen::Success)
+                throw std::runtime_error("sparse Cholesky factorisation failed");
+            llt_nnz_ = llt_->matrixL().nestedExpression().nonZeros();
+        }
+    }
+
+    SolveStats solve_direct(const double* b, double* x) const {
+        const std::int64_t lo = grid_.first(), hi = grid_.last();
+        SolveStats st;
+        const Eigen::Index k = llt_->rows();
+        Eigen::VectorXd rhs(k);
+        for (std::int64_t i = lo; i < hi; ++i)
+            if (direct_id_[i] >= 0) rhs[direct_id_[i]] = b[i];
+        Eigen::VectorXd sol = k > 0 ? Eigen::VectorXd(llt_->solve(rhs)) : Eigen::VectorXd(0);
+        for (std::int64_t i = lo; i < hi; ++i) x[i] = direct_id_[i] >= 0 ? sol[direct_id_[i]] : 0.0;
+        // Report the true relative residual like the iterative methods.
+        std::vector<double> Ax(static_cast<std::size_t>(grid_.size), 0.0);
+        laplacian_apply(grid_, ew_.eE.data(), ew_.eN.data(), x, Ax.data());
+        double rr = 0.0, bb = 0.0;
+        for (std::int64_t i = lo; i < hi; ++i) {
+            rr += (b[i] - Ax[i]) * (b[i] - Ax[i]);
+            bb += b[i] * b[i];
+        }
+        st.residual = bb > 0.0 ? std::sqrt(rr / bb) : 0.0;
+        st.converged = true;
+        return st;
+    }
+};
+
+}  // namespace monohead

@@ -1,0 +1,108 @@
+// Masked pixel grid: bounding-box crop with a one-pixel zero border, pixel <-> unknown
+// indexing and 4-connected components.  Plain C++17, no Python types.
+//
+// Layout: the mask's bounding box of h x w pixels is stored in a padded array of
+// (h + 2) x (w + 2) cells, row-major with stride S = w + 2.  Interior cell (r, c) of the box
+// (0-based) lives at flat index (r + 1) * S + (c + 1).  Border cells are never in the mask, so
+// stencil loops over the padded array need no bounds checks.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+namespace monohead {
+
+struct PaddedGrid {
+    int H = 0, W = 0;     // full image size
+    int r0 = 0, c0 = 0;   // top-left pixel of the bounding box in the image
+    int h = 0, w = 0;     // bounding-box size
+    int S = 0;            // stride of the padded array (w + 2)
+    std::int64_t size = 0;  // (h + 2) * S
+
+    std::int64_t index(int r, int c) const {  // r, c: box coordinates (0-based)
+        return static_cast<std::int64_t>(r + 1) * S + (c + 1);
+    }
+    std::int64_t first() const { return S; }                               // first cell of row 0
+    std::int64_t last() const { return static_cast<std::int64_t>(h + 1) * S; }  // one past row h-1
+};
+
+// The padded grid of the bounding box of `mask` (H x W, row-major, non-zero = inside).
+// Throws std::invalid_argument for an empty mask.
+inline PaddedGrid make_padded_grid(const std::uint8_t* mask, int H, int W) {
+    int rmin = H, rmax = -1, cmin = W, cmax = -1;
+    for (int r = 0; r < H; ++r) {
+        const std::uint8_t* row = mask + static_cast<std::int64_t>(r) * W;
+        for (int c = 0; c < W; ++c) {
+            if (row[c]) {
+                if (r < rmin) rmin = r;
+                if (r > rmax) rmax = r;
+                if (c < cmin) cmin = c;
+                if (c > cmax) cmax = c;
+            }
+        }
+    }
+    if (rmax < 0) throw std::invalid_argument("mask is empty");
+    PaddedGrid g;
+    g.H = H;
+    g.W = W;
+    g.r0 = rmin;
+    g.c0 = cmin;
+    g.h = rmax - rmin + 1;
+    g.w = cmax - cmin + 1;
+    g.S = g.w + 2;
+    g.size = static_cast<std::int64_t>(g.h + 2) * g.S;
+    return g;
+}
+
+// Copy the box of an H x W image into a padded array (border and outside-box cells zero).
+template <class Out, class In>
+void scatter_to_padded(const PaddedGrid& g, const In* img, Out* padded) {
+    std::fill(padded, padded + g.size, Out(0));
+    for (int r = 0; r < g.h; ++r) {
+        const In* src = img + static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
+        Out* dst = padded + g.index(r, 0);
+        for (int c = 0; c < g.w; ++c) dst[c] = static_cast<Out>(src[c]);
+    }
+}
+
+// Label the 4-connected components of the cells where `active` is non-zero.  Labels are
+// 0..n-1 in raster order of first appearance; inactive cells get -1.  Returns n.
+// `active` and `labels` are padded arrays of g.size cells (border inactive).
+inline int label_components(const PaddedGrid& g, const std::uint8_t* active,
+                            std::vector<std::int32_t>& labels) {
+    labels.assign(static_cast<std::size_t>(g.size), -1);
+    // Union-find over raster order: link each cell to its left and upper neighbour.
+    std::vector<std::int64_t> parent(static_cast<std::size_t>(g.size), -1);
+    auto find = [&](std::int64_t i) {
+        while (parent[i] != i) {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        return i;
+    };
+    auto unite = [&](std::int64_t a, std::int64_t b) {
+        a = find(a);
+        b = find(b);
+        if (a == b) return;
+        if (a < b) parent[b] = a; else parent[a] = b;
+    };
+    const std::int64_t S = g.S;
+    for (std::int64_t i = g.first(); i < g.last(); ++i) {
+        if (!active[i]) continue;
+        parent[i] = i;
+        if (active[i - 1]) unite(i, i - 1);
+        if (active[i - S]) unite(i, i - S);
+    }
+    int n = 0;
+    for (std::int64_t i = g.first(); i < g.last(); ++i) {
+        if (!active[i]) continue;
+        std::int64_t root = find(i);
+        if (labels[root] < 0) labels[root] = n++;
+        labels[i] = labels[root];
+    }
+    return n;
+}
+
+}  // namespace monohead

@@ -1,0 +1,306 @@
+// Weight-aware aggregation multigrid on the masked pixel grid, used as a CG preconditioner.
+// Plain C++17 + Eigen, no Python types.
+//
+// Design (measured in benchmarks/README.md):
+//  * Level l+1 aggregates the 2 x 2 blocks of level l.  With piecewise-constant prolongation P
+//    the Galerkin operator P^T L P of a weighted 5-point graph Laplacian is again a weighted
+//    5-point graph Laplacian on the coarse grid: each coarse edge weight is the sum of the two
+//    fine edge weights that cross between the two blocks.  Weights therefore stay exact through
+//    the hierarchy (depth steps with small w are seen on every level), and every level is a
+//    structured, branch-free stencil.
+//  * Piecewise-constant aggregation under-corrects the smooth error by about a factor of two
+//    (Braess), so each coarse operator is divided by `coarse_scale` (over-correction).
+//  * Smoother: red-black Gauss-Seidel, red->black before and black->red after the coarse
+//    correction, so the V-cycle is a symmetric operator (required by CG).
+//  * The hierarchy runs in single precision (CG itself stays in double): half the memory
+//    traffic, and a preconditioner only needs a few digits.
+//  * Null space: a graph Laplacian is singular with one constant per connected component.  The
+//    coarsest level is solved densely with a rank-one term added per component
+//    (L + sum_C beta_C 1_C 1_C^T), which is SPD, so the V-cycle stays SPD and never breaks
+//    down on the singular system.
+#pragma once
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "masked_grid.hpp"
+
+namespace monohead {
+
+struct MgOptions {
+    int pre_sweeps = 1;          // red-black GS sweeps before the coarse correction
+    int post_sweeps = 1;         // ... and after
+    float coarse_scale = 1.8f;   // over-correction: coarse operator = P^T L P / coarse_scale
+    int coarsest_max = 128;      // stop coarsening at this many active cells
+};
+
+class Multigrid {
+   public:
+    struct Level {
+        int h = 0, w = 0, S = 0;
+        std::int64_t size = 0;
+        std::vector<float> eE, eN, invD, x, b;
+        std::int64_t lo() const { return S; }
+        std::int64_t hi() const { return static_cast<std::int64_t>(h + 1) * S; }
+    };
+
+    Multigrid() = default;
+
+    // Build the hierarchy from the fine edge weights (padded layout of `g`).
+    Multigrid(const PaddedGrid& g, const double* eE, const double* eN, const MgOptions& opt = {})
+        : opt_(opt) {
+        Level L0;
+        L0.h = g.h;
+        L0.w = g.w;
+        L0.S = g.S;
+        L0.size = g.size;
+        L0.eE.assign(eE, eE + g.size);
+        L0.eN.assign(eN, eN + g.size);
+        finish_level(L0);
+        levels_.push_back(std::move(L0));
+        while (true) {
+            const Level& F = levels_.back();
+            if (count_active(F) <= opt_.coarsest_max || (F.h <= 1 && F.w <= 1)) break;
+            levels_.push_back(coarsen(F));
+        }
+        build_coarsest();
+    }
+
+    int num_levels() const { return static_cast<int>(levels_.size()); }
+    const Level& level(int l) const { return levels_[static_cast<std::size_t>(l)]; }
+
+    // Bytes held by the hierarchy (for memory reports).
+    std::size_t bytes() const {
+        std::size_t n = 0;
+        for (const auto& L : levels_)
+            n += sizeof(float) * (L.eE.size() + L.eN.size() + L.invD.size() + L.x.size() + L.b.size());
+        n += sizeof(double) * static_cast<std::size_t>(dense_.rows() * dense_.cols());
+        n += sizeof(std::int64_t) * coarse_cells_.size();
+        return n;
+    }
+
+    // z = M^{-1} r: one symmetric V-cycle with zero initial guess.  r and z are padded fine arrays.
+    void apply(const double* r, double* z) {
+        Level& L0 = levels_[0];
+        const std::int64_t lo = L0.lo(), hi = L0.hi();
+        for (std::int64_t i = lo; i < hi; ++i) L0.b[i] = static_cast<float>(r[i]);
+        vcycle(0);
+        for (std::int64_t i = lo; i < hi; ++i) z[i] = static_cast<double>(L0.x[i]);
+    }
+
+   private:
+    MgOptions opt_;
+    std::vector<Level> levels_;
+    std::vector<std::int64_t> coarse_cells_;  // active cells of the coarsest level
+    Eigen::MatrixXd dense_;                   // its regularised operator, Cholesky-factorised
+    Eigen::LLT<Eigen::MatrixXd> llt_;
+    Eigen::VectorXd rhs_, sol_;
+
+    static void finish_level(Level& L) {
+        const std::int64_t S = L.S;
+        L.invD.assign(static_cast<std::size_t>(L.size), 0.0f);
+        for (std::int64_t i = L.lo(); i < L.hi(); ++i) {
+            const float d = L.eE[i] + L.eE[i - 1] + L.eN[i] + L.eN[i + S];
+            L.invD[i] = d > 0.0f ? 1.0f / d : 0.0f;
+        }
+        L.x.assign(static_cast<std::size_t>(L.size), 0.0f);
+        L.b.assign(static_cast<std::size_t>(L.size), 0.0f);
+    }
+
+    static std::int64_t count_active(const Level& L) {
+        std::int64_t n = 0;
+        for (std::int64_t i = L.lo(); i < L.hi(); ++i) n += L.invD[i] > 0.0f;
+        return n;
+    }
+
+    Level coarsen(const Level& F) const {
+        Level C;
+        C.h = (F.h + 1) / 2;
+        C.w = (F.w + 1) / 2;
+        C.S = C.w + 2;
+        C.size = static_cast<std::int64_t>(C.h + 2) * C.S;
+        C.eE.assign(static_cast<std::size_t>(C.size), 0.0f);
+        C.eN.assign(static_cast<std::size_t>(C.size), 0.0f);
+        const float s = 1.0f / opt_.coarse_scale;
+        const std::int64_t FS = F.S;
+        for (int R = 1; R <= C.h; ++R) {
+            const std::int64_t f0 = static_cast<std::int64_t>(2 * R - 1) * FS;  // top child row
+            const std::int64_t f1 = f0 + FS;                                   // bottom child row
+            for (int Cc = 1; Cc <= C.w; ++Cc) {
+                const std::int64_t ci = static_cast<std::int64_t>(R) * C.S + Cc;
+                const int fc0 = 2 * Cc - 1, fc1 = 2 * Cc;  // left/right child columns
+                // Rightward coarse edge: fine edges leaving the right child column.
+                float e = F.eE[f0 + fc1];
+                if (2 * R <= F.h) e += F.eE[f1 + fc1];
+                C.eE[ci] = s * e;
+                // Upward coarse edge: fine edges leaving the top child row.
+                float n = F.eN[f0 + fc0];
+                if (fc1 <= F.w) n += F.eN[f0 + fc1];
+                C.eN[ci] = s * n;
+            }
+        }
+        // Edges into the padding are zero by construction except where a child column/row
+        // lies in the fine padding; clear the coarse border explicitly.
+        for (int R = 1; R <= C.h; ++R) C.eE[static_cast<std::int64_t>(R) * C.S + C.w] = 0.0f;
+        for (int Cc = 1; Cc <= C.w; ++Cc) C.eN[static_cast<std::int64_t>(C.S) + Cc] = 0.0f;
+        finish_level(C);
+        return C;
+    }
+
+    void build_coarsest() {
+        const Level& L = levels_.back();
+        const std::int64_t S = L.S;
+        coarse_cells_.clear();
+        std::vector<std::int64_t> pos(static_cast<std::size_t>(L.size), -1);
+        for (std::int64_t i = L.lo(); i < L.hi(); ++i) {
+            if (L.invD[i] > 0.0f) {
+                pos[i] = static_cast<std::int64_t>(coarse_cells_.size());
+                coarse_cells_.push_back(i);
+            }
+        }
+        const Eigen::Index n = static_cast<Eigen::Index>(coarse_cells_.size());
+        dense_.setZero(n, n);
+        for (Eigen::Index k = 0; k < n; ++k) {
+            const std::int64_t i = coarse_cells_[static_cast<std::size_t>(k)];
+            const double d = double(L.eE[i]) + L.eE[i - 1] + L.eN[i] + L.eN[i + S];
+            dense_(k, k) = d;
+            if (L.eE[i] > 0.0f) dense_(k, pos[i + 1]) = dense_(pos[i + 1], k) = -double(L.eE[i]);
+            if (L.eN[i] > 0.0f) dense_(k, pos[i - S]) = dense_(pos[i - S], k) = -double(L.eN[i]);
+        }
+        // One rank-one term per connected component makes the operator SPD; for a right-hand
+        // side with zero sum over each component it leaves the zero-mean solution unchanged.
+        std::vector<std::uint8_t> act(static_cast<std::size_t>(L.size), 0);
+        for (std::int64_t i : coarse_cells_) act[i] = 1;
+        std::vector<std::int32_t> lab;
+        // Coarse cells are linked only through edges of positive weight; cells that are merely
+        // adjacent (weight 0) must not share a component, so label on the edge graph.
+        const int ncomp = label_edge_components(L, act, lab);
+        std::vector<std::vector<Eigen::Index>> members(static_cast<std::size_t>(ncomp));
+        for (Eigen::Index k = 0; k < n; ++k)
+            members[lab[coarse_cells_[static_cast<std::size_t>(k)]]].push_back(k);
+        for (const auto& mem : members) {
+            double dsum = 0.0;
+            for (Eigen::Index k : mem) dsum += dense_(k, k);
+            const double beta = dsum / double(mem.size()) / double(mem.size());
+            for (Eigen::Index a : mem)
+                for (Eigen::Index b : mem) dense_(a, b) += beta;
+        }
+        llt_.compute(dense_);
+        rhs_.resize(n);
+        sol_.resize(n);
+    }
+
+    static int label_edge_components(const Level& L, const std::vector<std::uint8_t>& act,
+                                     std::vector<std::int32_t>& lab) {
+        const std::int64_t S = L.S;
+        lab.assign(static_cast<std::size_t>(L.size), -1);
+        std::vector<std::int64_t> stack;
+        int n = 0;
+        for (std::int64_t s0 = L.lo(); s0 < L.hi(); ++s0) {
+            if (!act[s0] || lab[s0] >= 0) continue;
+            lab[s0] = n;
+            stack.push_back(s0);
+            while (!stack.empty()) {
+                const std::int64_t i = stack.back();
+                stack.pop_back();
+                const std::int64_t nb[4] = {i + 1, i - 1, i - S, i + S};
+                const float wt[4] = {L.eE[i], L.eE[i - 1], L.eN[i], L.eN[i + S]};
+                for (int k = 0; k < 4; ++k) {
+                    if (wt[k] > 0.0f && lab[nb[k]] < 0) {
+                        lab[nb[k]] = n;
+                        stack.push_back(nb[k]);
+                    }
+                }
+            }
+            ++n;
+        }
+        return n;
+    }
+
+    // One red-black Gauss-Seidel half sweep over the cells with (row + col) % 2 == colour.
+    static void gs_colour(Level& L, int colour) {
+        const std::int64_t S = L.S;
+        float* x = L.x.data();
+        const float* b = L.b.data();
+        const float* eE = L.eE.data();
+        const float* eN = L.eN.data();
+        const float* invD = L.invD.data();
+        for (int r = 1; r <= L.h; ++r) {
+            const std::int64_t row = static_cast<std::int64_t>(r) * S;
+            for (std::int64_t i = row + 1 + ((r + 1 + colour) & 1); i <= row + L.w; i += 2) {
+                x[i] = (b[i] + eE[i] * x[i + 1] + eE[i - 1] * x[i - 1] + eN[i] * x[i - S] +
+                        eN[i + S] * x[i + S]) *
+                       invD[i];
+            }
+        }
+    }
+
+    // Residual of level l restricted (summed over 2 x 2 blocks) into the right-hand side of l+1.
+    void restrict_residual(int l) {
+        Level& F = levels_[static_cast<std::size_t>(l)];
+        Level& C = levels_[static_cast<std::size_t>(l + 1)];
+        const std::int64_t S = F.S;
+        std::fill(C.b.begin(), C.b.end(), 0.0f);
+        const float* x = F.x.data();
+        const float* b = F.b.data();
+        const float* eE = F.eE.data();
+        const float* eN = F.eN.data();
+        for (int r = 1; r <= F.h; ++r) {
+            const std::int64_t row = static_cast<std::int64_t>(r) * S;
+            float* cb = C.b.data() + static_cast<std::int64_t>((r + 1) / 2) * C.S;
+            for (int c = 1; c <= F.w; ++c) {
+                const std::int64_t i = row + c;
+                const float d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
+                const float res = b[i] - d * x[i] + eE[i] * x[i + 1] + eE[i - 1] * x[i - 1] +
+                                  eN[i] * x[i - S] + eN[i + S] * x[i + S];
+                cb[(c + 1) / 2] += res;
+            }
+        }
+    }
+
+    void prolong_add(int l) {
+        Level& F = levels_[static_cast<std::size_t>(l)];
+        const Level& C = levels_[static_cast<std::size_t>(l + 1)];
+        for (int r = 1; r <= F.h; ++r) {
+            float* xf = F.x.data() + static_cast<std::int64_t>(r) * F.S;
+            const float* xc = C.x.data() + static_cast<std::int64_t>((r + 1) / 2) * C.S;
+            const float* invD = F.invD.data() + static_cast<std::int64_t>(r) * F.S;
+            for (int c = 1; c <= F.w; ++c)
+                if (invD[c] > 0.0f) xf[c] += xc[(c + 1) / 2];
+        }
+    }
+
+    void solve_coarsest() {
+        Level& L = levels_.back();
+        const Eigen::Index n = static_cast<Eigen::Index>(coarse_cells_.size());
+        for (Eigen::Index k = 0; k < n; ++k) rhs_[k] = L.b[coarse_cells_[static_cast<std::size_t>(k)]];
+        sol_ = llt_.solve(rhs_);
+        std::fill(L.x.begin(), L.x.end(), 0.0f);
+        for (Eigen::Index k = 0; k < n; ++k)
+            L.x[coarse_cells_[static_cast<std::size_t>(k)]] = static_cast<float>(sol_[k]);
+    }
+
+    void vcycle(int l) {
+        if (l == num_levels() - 1) {
+            solve_coarsest();
+            return;
+        }
+        Level& L = levels_[static_cast<std::size_t>(l)];
+        std::fill(L.x.begin(), L.x.end(), 0.0f);
+        for (int k = 0; k < opt_.pre_sweeps; ++k) {
+            gs_colour(L, 0);
+            gs_colour(L, 1);
+        }
+        restrict_residual(l);
+        vcycle(l + 1);
+        prolong_add(l);
+        for (int k = 0; k < opt_.post_sweeps; ++k) {
+            gs_colour(L, 1);
+            gs_colour(L, 0);
+        }
+    }
+};
+
+}  // namespace monohead

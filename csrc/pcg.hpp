@@ -1,0 +1,91 @@
+// Preconditioned conjugate gradients on the padded grid, with the stopping rule shared by
+// every iterative method of monohead: ||b - L h|| <= tol * ||b||.  Plain C++17.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "masked_grid.hpp"
+#include "wls_system.hpp"
+
+namespace monohead {
+
+struct SolveStats {
+    int iterations = 0;
+    double residual = 0.0;  // final true relative residual ||b - L h|| / ||b||
+    bool converged = false;
+};
+
+// Solve L x = b (L from the edge weights) by PCG.  `x` holds the initial guess on entry.
+// `precond(r, z)` applies z = M^{-1} r on padded arrays.  Work arrays are allocated here and
+// freed on return.  A true residual is recomputed whenever the recursive one meets the
+// tolerance, and iteration continues (restarted) if the true one does not.
+template <class Precond>
+SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, double* x, double tol,
+               int maxiter, Precond&& precond) {
+    const std::int64_t lo = g.first(), hi = g.last(), n = g.size;
+    const double* eE = ew.eE.data();
+    const double* eN = ew.eN.data();
+    SolveStats st;
+    double bnorm2 = 0.0;
+    for (std::int64_t i = lo; i < hi; ++i) bnorm2 += b[i] * b[i];
+    const double bnorm = std::sqrt(bnorm2);
+    if (bnorm == 0.0) {
+        std::fill(x, x + n, 0.0);
+        st.converged = true;
+        return st;
+    }
+    const double target = tol * bnorm;
+    std::vector<double> r(static_cast<std::size_t>(n), 0.0), z(static_cast<std::size_t>(n), 0.0),
+        p(static_cast<std::size_t>(n), 0.0), Ap(static_cast<std::size_t>(n), 0.0);
+
+    auto true_residual = [&]() {
+        laplacian_apply(g, eE, eN, x, Ap.data());
+        double s = 0.0;
+        for (std::int64_t i = lo; i < hi; ++i) {
+            r[i] = b[i] - Ap[i];
+            s += r[i] * r[i];
+        }
+        return std::sqrt(s);
+    };
+
+    double rnorm = true_residual();
+    int restarts = 0;
+    while (true) {
+        if (rnorm <= target) break;
+        if (st.iterations >= maxiter) break;
+        precond(r.data(), z.data());
+        double rz = 0.0;
+        for (std::int64_t i = lo; i < hi; ++i) {
+            p[i] = z[i];
+            rz += r[i] * z[i];
+        }
+        while (st.iterations < maxiter) {
+            const double pAp = laplacian_apply(g, eE, eN, p.data(), Ap.data());
+            if (!(pAp > 0.0)) break;  // breakdown (p in the null space): restart from true residual
+            const double alpha = rz / pAp;
+            double rr = 0.0;
+            for (std::int64_t i = lo; i < hi; ++i) {
+                x[i] += alpha * p[i];
+                r[i] -= alpha * Ap[i];
+                rr += r[i] * r[i];
+            }
+            ++st.iterations;
+            if (std::sqrt(rr) <= target) break;
+            precond(r.data(), z.data());
+            double rz_new = 0.0;
+            for (std::int64_t i = lo; i < hi; ++i) rz_new += r[i] * z[i];
+            const double beta = rz_new / rz;
+            rz = rz_new;
+            for (std::int64_t i = lo; i < hi; ++i) p[i] = z[i] + beta * p[i];
+        }
+        rnorm = true_residual();
+        if (rnorm <= target || st.iterations >= maxiter || ++restarts > 5) break;
+    }
+    st.residual = rnorm / bnorm;
+    st.converged = rnorm <= target;
+    return st;
+}
+
+}  // namespace monohead

@@ -1,0 +1,113 @@
+// The staggered-grid weighted least-squares system of normal integration (paper eq. 7-8,
+// conventions.md).  Plain C++17, no Python types.
+//
+// For every pair of 4-neighbour pixels both in the mask:
+//   horizontal (r,c)-(r,c+1): residual h[r,c+1] - h[r,c] - (p[r,c] + p[r,c+1]) / 2,
+//                             weight (w[r,c] + w[r,c+1]) / 2;
+//   vertical (r,c)-(r-1,c):   residual h[r-1,c] - h[r,c] - (q[r,c] + q[r-1,c]) / 2,
+//                             weight (w[r,c] + w[r-1,c]) / 2;
+// with p = -Nx/Nz, q = -Ny/Nz and w = 1 / (1 + lam * W).  The normal equations L h = b have
+// L = sum_e w_e (e_j - e_i)(e_j - e_i)^T, a weighted graph Laplacian, and
+// b = sum_e w_e g_e (e_j - e_i).
+//
+// Storage on the padded grid (masked_grid.hpp): eE[i] is the weight of the edge i -- i+1
+// (rightwards), eN[i] the weight of the edge i -- i-S (upwards); zero where either end is
+// outside the mask.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "masked_grid.hpp"
+
+namespace monohead {
+
+struct EdgeWeights {
+    std::vector<double> eE, eN;
+};
+
+// Edge weights from the mask (H x W, non-zero = inside) and the optional gradient-magnitude
+// map Wmap (H x W, >= 0; null means w = 1 everywhere) with w = 1 / (1 + lam * Wmap).
+inline EdgeWeights build_edge_weights(const PaddedGrid& g, const std::uint8_t* mask,
+                                      const double* Wmap, double lam) {
+    const std::int64_t n = g.size, S = g.S;
+    std::vector<std::uint8_t> m(static_cast<std::size_t>(n));
+    scatter_to_padded(g, mask, m.data());
+    std::vector<double> w(static_cast<std::size_t>(n), 0.0);
+    for (int r = 0; r < g.h; ++r) {
+        const std::int64_t i0 = g.index(r, 0);
+        const std::int64_t src0 = static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
+        for (int c = 0; c < g.w; ++c) {
+            if (!m[i0 + c]) continue;
+            w[i0 + c] = Wmap ? 1.0 / (1.0 + lam * Wmap[src0 + c]) : 1.0;
+        }
+    }
+    EdgeWeights ew;
+    ew.eE.assign(static_cast<std::size_t>(n), 0.0);
+    ew.eN.assign(static_cast<std::size_t>(n), 0.0);
+    for (std::int64_t i = g.first(); i < g.last(); ++i) {
+        if (!m[i]) continue;
+        if (m[i + 1]) ew.eE[i] = 0.5 * (w[i] + w[i + 1]);
+        if (m[i - S]) ew.eN[i] = 0.5 * (w[i] + w[i - S]);
+    }
+    return ew;
+}
+
+// Gradients p = -Nx/Nz, q = -Ny/Nz of an H x W x 3 normal map (row-major, interleaved) on the
+// padded grid, at the cells where the edge weights touch the pixel (others left 0).
+inline void gradients_to_padded(const PaddedGrid& g, const double* normals, const std::uint8_t* mask,
+                                double* p, double* q) {
+    std::fill(p, p + g.size, 0.0);
+    std::fill(q, q + g.size, 0.0);
+    for (int r = 0; r < g.h; ++r) {
+        const std::int64_t i0 = g.index(r, 0);
+        const std::int64_t src0 = static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
+        for (int c = 0; c < g.w; ++c) {
+            if (!mask[src0 + c]) continue;
+            const double* n3 = normals + 3 * (src0 + c);
+            const double inv = -1.0 / n3[2];
+            p[i0 + c] = n3[0] * inv;
+            q[i0 + c] = n3[1] * inv;
+        }
+    }
+}
+
+// Right-hand side b on the padded grid from the padded gradients (p, q) and the edge weights.
+inline void build_rhs(const PaddedGrid& g, const EdgeWeights& ew, const double* p, const double* q,
+                      double* b) {
+    const std::int64_t S = g.S;
+    const double* eE = ew.eE.data();
+    const double* eN = ew.eN.data();
+    std::fill(b, b + g.size, 0.0);
+    for (std::int64_t i = g.first(); i < g.last(); ++i) {
+        // Flux of the rightward edge i -> i+1 and the upward edge i -> i-S.
+        const double fE = eE[i] * 0.5 * (p[i] + p[i + 1]);
+        const double fN = eN[i] * 0.5 * (q[i] + q[i - S]);
+        b[i] -= fE + fN;
+        b[i + 1] += fE;
+        b[i - S] += fN;
+    }
+}
+
+// y = L x on the padded grid; returns x . y (used by CG).
+inline double laplacian_apply(const PaddedGrid& g, const double* eE, const double* eN,
+                              const double* x, double* y) {
+    const std::int64_t S = g.S, lo = g.first(), hi = g.last();
+    double dot = 0.0;
+    for (std::int64_t i = lo; i < hi; ++i) {
+        const double d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
+        const double v = d * x[i] - eE[i] * x[i + 1] - eE[i - 1] * x[i - 1] - eN[i] * x[i - S] -
+                         eN[i + S] * x[i + S];
+        y[i] = v;
+        dot += x[i] * v;
+    }
+    return dot;
+}
+
+// Diagonal of L at cell i.
+inline double laplacian_diag(const double* eE, const double* eN, std::int64_t i, std::int64_t S) {
+    return eE[i] + eE[i - 1] + eN[i] + eN[i + S];
+}
+
+}  // namespace monohead

@@ -1,0 +1,198 @@
+"""Input validation shared by every entry point: one helper per concept.
+
+Every helper raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (wrong
+shape or values) with a message that names the argument, what was expected and what came.
+The helpers work on NumPy arrays and on any array module with the same API (CuPy): they
+never move data between devices.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "array_module",
+    "as_float_array",
+    "check_gradient_magnitude",
+    "check_lam",
+    "check_mask",
+    "check_normals",
+    "check_normals_in_mask",
+    "default_mask",
+    "check_positive_int",
+    "check_tol",
+    "shape_str",
+]
+
+
+def shape_str(shape: tuple[int, ...]) -> str:
+    """``(128, 128)`` style text for a shape (``(5,)`` for one axis)."""
+    if len(shape) == 1:
+        return f"({shape[0]},)"
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def array_module(a: Any) -> Any:
+    """The array module of ``a``: :mod:`numpy` or :mod:`cupy` (imported only if ``a`` is one)."""
+    mod = type(a).__module__.split(".")[0]
+    if mod == "cupy":
+        import cupy  # noqa: PLC0415 - lazy by design
+
+        return cupy
+    return np
+
+
+def as_float_array(a: Any, name: str, xp: Any = np, dtype: Any = np.float64) -> Any:
+    """``a`` as a C-contiguous float array of ``dtype`` (one conversion, none if already so).
+
+    Accepts any real floating or integer dtype and any memory layout. Booleans, complex
+    numbers and objects are refused with ``TypeError``.
+    """
+    if isinstance(a, (str, bytes)) or a is None:
+        raise TypeError(f"{name} must be a numeric array; got {type(a).__name__}")
+    if xp is np and not isinstance(a, np.ndarray):
+        if type(a).__module__.split(".")[0] == "cupy":
+            raise TypeError(
+                f"{name} is a CuPy array but the other inputs are on the host; "
+                "pass every array on the same device"
+            )
+        try:
+            a = np.asarray(a)
+        except Exception as exc:  # pragma: no cover - exotic objects
+            raise TypeError(f"{name} must be a numeric array; got {type(a).__name__}") from exc
+    elif xp is not np and isinstance(a, np.ndarray):
+        raise TypeError(
+            f"{name} is a NumPy array but the other inputs are CuPy arrays; "
+            "pass every array on the same device"
+        )
+    kind = a.dtype.kind
+    if kind not in "fiu":
+        raise TypeError(f"{name} must have a real floating dtype; got dtype {a.dtype}")
+    return xp.ascontiguousarray(a, dtype=dtype)
+
+
+def check_normals(normals: Any, name: str = "normals", xp: Any = np, batch: bool = False) -> Any:
+    """Validate the shape of a normal map and return it as C-contiguous float64.
+
+    Expected shape ``(H, W, 3)``, or ``(B, H, W, 3)`` when ``batch`` is true. Values are
+    checked against the mask by :func:`check_normals_in_mask`.
+    """
+    arr = as_float_array(normals, name, xp)
+    want = "(B, H, W, 3)" if batch else "(H, W, 3)"
+    ndim = 4 if batch else 3
+    if arr.ndim != ndim or arr.shape[-1] != 3:
+        raise ValueError(f"{name} must have shape {want}; got {shape_str(arr.shape)}")
+    if arr.shape[-3] < 1 or arr.shape[-2] < 1:
+        raise ValueError(f"{name} must have at least one pixel; got shape {shape_str(arr.shape)}")
+    return arr
+
+
+def default_mask(normals: Any, xp: Any = np) -> Any:
+    """The pixels whose normal is not ``(0, 0, 0)`` (NaN counts as non-zero)."""
+    return xp.any(normals != 0, axis=-1)
+
+
+def check_mask(mask: Any, shape: tuple[int, ...], name: str = "mask", xp: Any = np) -> Any:
+    """Validate a mask of the given ``shape``; return it as a C-contiguous ``bool`` array.
+
+    Accepts ``bool`` or integer arrays of 0 and 1. Every image of it must contain a pixel.
+    """
+    if isinstance(mask, (str, bytes)) or mask is None:
+        raise TypeError(f"{name} must be a boolean array; got {type(mask).__name__}")
+    if xp is np:
+        if type(mask).__module__.split(".")[0] == "cupy":
+            raise TypeError(
+                f"{name} is a CuPy array but the normals are on the host; pass every array on the same device"
+            )
+        mask = np.asarray(mask)
+    elif isinstance(mask, np.ndarray):
+        raise TypeError(
+            f"{name} is a NumPy array but the normals are a CuPy array; pass every array on the same device"
+        )
+    if mask.dtype.kind not in "biu":
+        raise TypeError(f"{name} must be a boolean (or 0/1 integer) array; got dtype {mask.dtype}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {shape_str(tuple(shape))}; got {shape_str(tuple(mask.shape))}")
+    if mask.dtype.kind != "b":
+        bad = int(xp.count_nonzero((mask != 0) & (mask != 1)))
+        if bad:
+            raise ValueError(f"{name} must hold only 0 and 1; got {bad} other value(s)")
+    m = xp.ascontiguousarray(mask, dtype=bool)
+    if m.ndim == 2:
+        if not bool(m.any()):
+            raise ValueError(f"{name} is empty: no pixel to integrate")
+    else:
+        empty = ~m.reshape(m.shape[0], -1).any(axis=1)
+        if bool(empty.any()):
+            idx = [int(i) for i in xp.nonzero(empty)[0][:5]]
+            raise ValueError(f"{name} is empty for batch item(s) {idx}: no pixel to integrate")
+    return m
+
+
+def check_normals_in_mask(normals: Any, mask: Any, name: str = "normals", xp: Any = np) -> None:
+    """Raise if a normal inside ``mask`` is NaN/inf or has ``Nz <= 0`` (facing away)."""
+    if not bool(xp.isfinite(normals).all()):
+        bad = int(xp.count_nonzero(mask & ~xp.isfinite(normals).all(axis=-1)))
+        if bad:
+            raise ValueError(f"{name} must be finite inside the mask; got {bad} pixel(s) with NaN or inf")
+    facing_away = (normals[..., 2] <= 0) & mask
+    if bool(facing_away.any()):
+        bad = int(xp.count_nonzero(facing_away))
+        raise ValueError(
+            f"{name} must point toward the viewer (Nz > 0) inside the mask; got {bad} pixel(s) with Nz <= 0"
+        )
+
+
+def check_gradient_magnitude(weights: Any, shape: tuple[int, ...], mask: Any, name: str = "weights", xp: Any = np) -> Any:
+    """Validate a gradient-magnitude map W = |grad h| (>= 0, finite inside ``mask``).
+
+    Values outside the mask are ignored (and replaced by 0 in the returned array if they
+    are not finite).
+    """
+    arr = as_float_array(weights, name, xp)
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {shape_str(tuple(shape))}; got {shape_str(tuple(arr.shape))}")
+    if bool(xp.isfinite(arr).all()) and float(arr.min()) >= 0:
+        return arr  # fast path: one pass for the common case
+    nonfinite = ~xp.isfinite(arr) & mask
+    bad = int(xp.count_nonzero(nonfinite))
+    if bad:
+        raise ValueError(f"{name} must be finite inside the mask; got {bad} NaN or inf value(s)")
+    bad = int(xp.count_nonzero((arr < 0) & mask))
+    if bad:
+        raise ValueError(f"{name} (the gradient magnitude W) must be >= 0; got {bad} negative value(s)")
+    return xp.where(mask, arr, 0.0)
+
+
+def check_lam(lam: Any, name: str = "lam") -> float:
+    """A finite, non-negative real number."""
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(lam).__name__}")
+    lam = float(lam)
+    if not np.isfinite(lam) or lam < 0:
+        raise ValueError(f"{name} must be a finite number >= 0; got {lam}")
+    return lam
+
+
+def check_tol(tol: Any, name: str = "tol") -> float:
+    """A finite tolerance in (0, 1)."""
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(tol).__name__}")
+    tol = float(tol)
+    if not (np.isfinite(tol) and 0 < tol < 1):
+        raise ValueError(f"{name} must be in (0, 1); got {tol}")
+    return tol
+
+
+def check_positive_int(value: Any, name: str, allow_none: bool = True) -> int | None:
+    """``None`` (when allowed) or an integer >= 1."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer{' or None' if allow_none else ''}; got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1; got {value}")
+    return int(value)

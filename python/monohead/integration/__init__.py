@@ -1,0 +1,20 @@
+"""Normal integration: the WLS system of the conventions, its solvers and classic baselines.
+
+:func:`integrate` and :class:`Integrator` run the C++ core (``mg``, ``jacobi``, ``direct``);
+:func:`wls_system` hands the system to users with their own solver; :func:`dct_poisson` and
+:func:`frankot_chellappa` are the classic Fourier-domain baselines.
+"""
+
+from .api import METHODS, ConvergenceWarning, Integrator, SolveInfo, integrate, wls_system
+from .baselines import dct_poisson, frankot_chellappa
+
+__all__ = [
+    "METHODS",
+    "ConvergenceWarning",
+    "Integrator",
+    "SolveInfo",
+    "dct_poisson",
+    "frankot_chellappa",
+    "integrate",
+    "wls_system",
+]

@@ -1,0 +1,362 @@
+"""Public integration API: :func:`integrate`, :class:`Integrator`, :func:`wls_system`.
+
+The system solved is the staggered-grid weighted least squares of the conventions (paper
+eq. 7-8): for every pair of 4-neighbour mask pixels, the residual of the depth difference
+against the averaged gradient ``p = -Nx/Nz`` (horizontal, x to the right) or ``q = -Ny/Nz``
+(vertical, y up = one row up), weighted by the averaged ``w = 1 / (1 + lam * W)``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import _validate as v
+
+__all__ = ["METHODS", "ConvergenceWarning", "Integrator", "SolveInfo", "integrate", "wls_system"]
+
+#: Solvers of the C++ core: multigrid-preconditioned CG, Jacobi-preconditioned CG, sparse Cholesky.
+METHODS = ("mg", "jacobi", "direct")
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """An iterative solve stopped at ``maxiter`` before reaching the tolerance."""
+
+
+@dataclass(frozen=True)
+class SolveInfo:
+    """What a solve did.
+
+    Attributes:
+        method: ``"mg"``, ``"jacobi"`` or ``"direct"``.
+        backend: ``"cpu"`` (C++ core) or ``"cupy"``.
+        iterations: CG iterations (0 for ``"direct"``).
+        residual: final true relative residual ``||b - L h|| / ||b||`` (0 when ``b = 0``).
+        converged: whether ``residual <= tol``.
+        assembly_seconds: building the matrix and the right-hand side.
+        setup_seconds: multigrid hierarchy, Jacobi diagonal or Cholesky factorisation.
+        solve_seconds: the solve proper, gauge fixing and writing the depth map.
+        num_unknowns: mask pixels.
+        num_components: 4-connected components of the mask (one constant of gauge each).
+    """
+
+    method: str
+    backend: str
+    iterations: int
+    residual: float
+    converged: bool
+    assembly_seconds: float
+    setup_seconds: float
+    solve_seconds: float
+    num_unknowns: int
+    num_components: int
+
+    @property
+    def total_seconds(self) -> float:
+        """Assembly + setup + solve."""
+        return self.assembly_seconds + self.setup_seconds + self.solve_seconds
+
+
+def _core() -> Any:
+    from .. import _core as core  # noqa: PLC0415 - keeps import errors local and clear
+
+    return core
+
+
+def _check_method(method: Any) -> str:
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(repr(m) for m in METHODS)}; got {method!r}")
+    return method
+
+
+def _default_maxiter(shape: tuple[int, ...]) -> int:
+    # Far above what any method needs on a well-posed map (mg: tens; Jacobi-PCG: a few
+    # times the image side); it only guards against a hang.
+    return 20 * (shape[0] + shape[1]) + 1000
+
+
+class Integrator:
+    """A WLS normal integrator for one mask, set up once and solved many times.
+
+    Builds the sparse system's matrix (which depends only on the mask and the weights) and
+    the solver's setup (multigrid hierarchy, Jacobi diagonal or Cholesky factor) in the
+    constructor; :meth:`solve` then integrates new normal maps on the same mask.
+
+    Args:
+        mask: ``(H, W)`` bool (or 0/1 integer) array, the integration domain; not empty.
+        weights: ``(H, W)`` gradient-magnitude map ``W = |grad h| >= 0`` (dimensionless, any
+            float dtype and layout), or ``None`` for unit weights. Only mask pixels are read.
+        lam: ``lam >= 0`` in ``w = 1 / (1 + lam * W)``; the paper's optimum is 0.1.
+        method: ``"mg"`` (default, multigrid-preconditioned CG), ``"jacobi"`` (Jacobi-PCG, the
+            usual public recipe) or ``"direct"`` (sparse Cholesky; small problems, reference).
+
+    Example:
+        >>> import numpy as np, monohead
+        >>> mask = np.ones((64, 64), bool)
+        >>> normals = np.zeros((64, 64, 3)); normals[..., 2] = 1.0
+        >>> depth = monohead.Integrator(mask).solve(normals)
+        >>> float(abs(depth).max())
+        0.0
+    """
+
+    def __init__(self, mask: Any, weights: Any = None, lam: float = 0.1, method: str = "mg") -> None:
+        method = _check_method(method)
+        lam = v.check_lam(lam)
+        if mask is None:
+            raise TypeError("mask must be a boolean (H, W) array; got None")
+        arr = np.asarray(mask) if not isinstance(mask, np.ndarray) else mask
+        if arr.ndim != 2:
+            raise ValueError(f"mask must have shape (H, W); got {v.shape_str(tuple(arr.shape))}")
+        m = v.check_mask(arr, arr.shape)
+        w = None if weights is None else v.check_gradient_magnitude(weights, m.shape, m)
+        self._build(m, w, lam, method)
+
+    @classmethod
+    def _from_checked(cls, mask: np.ndarray, weights: np.ndarray | None, lam: float, method: str) -> Integrator:
+        """Construct from inputs already validated by this module (no second check)."""
+        self = cls.__new__(cls)
+        self._build(mask, weights, lam, method)
+        return self
+
+    def _build(self, mask: np.ndarray, weights: np.ndarray | None, lam: float, method: str) -> None:
+        self._mask = mask
+        self._mask.flags.writeable = False
+        self._method = method
+        self._lam = lam
+        self._core = _core().Integrator(mask.view(np.uint8), weights, lam, method)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The ``(H, W)`` bool integration domain (read-only)."""
+        return self._mask
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return (int(self._mask.shape[0]), int(self._mask.shape[1]))
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @property
+    def lam(self) -> float:
+        return self._lam
+
+    @property
+    def num_unknowns(self) -> int:
+        """Number of mask pixels."""
+        return int(self._core.num_unknowns)
+
+    @property
+    def num_components(self) -> int:
+        """4-connected components of the mask."""
+        return int(self._core.num_components)
+
+    @property
+    def num_levels(self) -> int:
+        """Multigrid levels (0 for the other methods)."""
+        return int(self._core.num_levels)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the system and solver, plus one solve's work arrays."""
+        return int(self._core.nbytes)
+
+    @property
+    def assembly_seconds(self) -> float:
+        """Time spent building the matrix."""
+        return float(self._core.assembly_seconds)
+
+    @property
+    def setup_seconds(self) -> float:
+        """Time spent on the solver's setup (hierarchy, diagonal or factorisation)."""
+        return float(self._core.setup_seconds)
+
+    def solve(
+        self,
+        normals: Any,
+        *,
+        tol: float = 1e-6,
+        maxiter: int | None = None,
+        x0: Any = None,
+        return_info: bool = False,
+    ) -> Any:
+        """Integrate a normal map on this integrator's mask.
+
+        Args:
+            normals: ``(H, W, 3)`` unit normals in the camera frame (x right, y up, z toward
+                the viewer), any float dtype and layout; ``Nz > 0`` and finite inside the mask,
+                ignored outside it.
+            tol: stop when ``||b - L h|| <= tol * ||b||`` (iterative methods).
+            maxiter: iteration cap (default: generous, ``20 (H + W) + 1000``).
+            x0: optional ``(H, W)`` initial depth (pixel units; NaN outside the mask is fine).
+            return_info: also return a :class:`SolveInfo`.
+
+        Returns:
+            ``(H, W)`` float64 depth, the height toward the viewer in pixel units, mean 0 over
+            each 4-connected component of the mask, 0 on isolated pixels, NaN outside the
+            mask; and the :class:`SolveInfo` when ``return_info`` is true.
+
+        Warns:
+            ConvergenceWarning: when ``maxiter`` is reached before ``tol``.
+        """
+        t0 = time.perf_counter()
+        n = v.check_normals(normals)
+        if n.shape[:2] != self.shape:
+            raise ValueError(
+                f"normals must have shape ({self.shape[0]}, {self.shape[1]}, 3) to match the mask; "
+                f"got {v.shape_str(n.shape)}"
+            )
+        v.check_normals_in_mask(n, self._mask)
+        tol = v.check_tol(tol)
+        maxiter = v.check_positive_int(maxiter, "maxiter")
+        x0_arr = None
+        if x0 is not None:
+            x0_arr = v.as_float_array(x0, "x0")
+            if x0_arr.shape != self.shape:
+                raise ValueError(
+                    f"x0 must have shape ({self.shape[0]}, {self.shape[1]}); got {v.shape_str(x0_arr.shape)}"
+                )
+            bad = int(np.count_nonzero(~np.isfinite(x0_arr) & self._mask))
+            if bad:
+                raise ValueError(f"x0 must be finite inside the mask; got {bad} NaN or inf value(s)")
+            x0_arr = np.where(self._mask, x0_arr, 0.0)
+        check_seconds = time.perf_counter() - t0
+        if maxiter is None:
+            maxiter = _default_maxiter(self.shape)
+        depth, raw = self._core.solve(n, x0_arr, tol, maxiter)
+        if not raw["converged"]:
+            warnings.warn(
+                f"{self._method} solve stopped after {raw['iterations']} iterations at relative residual "
+                f"{raw['residual']:.3g} > tol={tol:g}; raise maxiter or tol",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        if not return_info:
+            return depth
+        info = SolveInfo(
+            method=self._method,
+            backend="cpu",
+            iterations=int(raw["iterations"]),
+            residual=float(raw["residual"]),
+            converged=bool(raw["converged"]),
+            assembly_seconds=float(raw["assembly_seconds"]) + check_seconds,
+            setup_seconds=0.0,
+            solve_seconds=float(raw["solve_seconds"]),
+            num_unknowns=self.num_unknowns,
+            num_components=self.num_components,
+        )
+        return depth, info
+
+    def __repr__(self) -> str:
+        return (
+            f"Integrator(shape={self.shape}, unknowns={self.num_unknowns}, components={self.num_components}, "
+            f"method={self._method!r}, lam={self._lam:g})"
+        )
+
+
+def _prepare(normals: Any, weights: Any, lam: Any, mask: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+    """Validate one map's inputs (numpy); returns (normals, mask, weights, lam)."""
+    n = v.check_normals(normals)
+    lam = v.check_lam(lam)
+    m = v.default_mask(n) if mask is None else v.check_mask(mask, n.shape[:2])
+    if mask is None and not bool(m.any()):
+        raise ValueError("normals are all zero, so the default mask (non-zero normals) is empty; pass a mask")
+    v.check_normals_in_mask(n, m)
+    w = None if weights is None else v.check_gradient_magnitude(weights, n.shape[:2], m)
+    return n, m, w, lam
+
+
+def integrate(
+    normals: Any,
+    weights: Any = None,
+    lam: float = 0.1,
+    mask: Any = None,
+    *,
+    method: str = "mg",
+    tol: float = 1e-6,
+    maxiter: int | None = None,
+    x0: Any = None,
+    return_info: bool = False,
+) -> Any:
+    """Integrate a normal map into a depth map by weighted least squares (paper eq. 7-8).
+
+    Args:
+        normals: ``(H, W, 3)`` unit normals in the camera frame of the conventions (x to the
+            right, y up, z toward the viewer; ``Nz > 0`` inside the mask). Any float dtype and
+            memory layout (converted once to float64 C order).
+        weights: ``(H, W)`` gradient-magnitude map ``W = |grad h| >= 0`` (the network's second
+            output), or ``None`` for unit weights. The per-pixel weight is
+            ``w = 1 / (1 + lam * W)``; each pair of neighbours uses the mean of its two weights.
+        lam: ``lam >= 0`` (default 0.1, the paper's optimum); 0 gives plain least squares.
+        mask: ``(H, W)`` bool integration domain; default: the pixels whose normal is non-zero.
+        method: ``"mg"`` (multigrid-preconditioned CG, default), ``"jacobi"`` (Jacobi-PCG) or
+            ``"direct"`` (sparse Cholesky).
+        tol: relative residual ``||b - L h|| <= tol * ||b||`` at which iterations stop.
+        maxiter: iteration cap; default ``20 (H + W) + 1000``.
+        x0: optional ``(H, W)`` initial depth for the iterative methods.
+        return_info: also return a :class:`SolveInfo` (iterations, residual, timings).
+
+    Returns:
+        ``(H, W)`` float64 depth: height toward the viewer in pixel units (orthographic),
+        mean 0 over each 4-connected component of the mask, 0 on isolated mask pixels, NaN
+        outside the mask. With ``return_info``, ``(depth, info)``.
+
+    Raises:
+        TypeError, ValueError: bad input, with the argument named.
+
+    Warns:
+        ConvergenceWarning: an iterative method hit ``maxiter`` before ``tol``.
+    """
+    t0 = time.perf_counter()
+    method = _check_method(method)
+    n, m, w, lam = _prepare(normals, weights, lam, mask)
+    check_seconds = time.perf_counter() - t0
+    solver = Integrator._from_checked(m, w, lam, method)
+    out = solver.solve(n, tol=tol, maxiter=maxiter, x0=x0, return_info=return_info)
+    if not return_info:
+        return out
+    depth, info = out
+    info = SolveInfo(
+        method=info.method,
+        backend=info.backend,
+        iterations=info.iterations,
+        residual=info.residual,
+        converged=info.converged,
+        assembly_seconds=info.assembly_seconds + check_seconds + solver.assembly_seconds,
+        setup_seconds=solver.setup_seconds,
+        solve_seconds=info.solve_seconds,
+        num_unknowns=info.num_unknowns,
+        num_components=info.num_components,
+    )
+    return depth, info
+
+
+def wls_system(normals: Any, weights: Any = None, lam: float = 0.1, mask: Any = None) -> tuple[Any, np.ndarray]:
+    """The WLS normal equations ``L h = b`` as a SciPy CSR matrix and a right-hand side.
+
+    For users with their own solver. Unknown ``k`` is the ``k``-th mask pixel in row-major
+    order, so a solution ``x`` goes back into an image as ``depth[mask] = x``. ``L`` is the
+    weighted graph Laplacian of the mask's 4-neighbour pairs (symmetric positive
+    semi-definite, one null vector per connected component; isolated pixels have an empty
+    row with a zero diagonal entry) and ``b`` sums to zero over each component.
+
+    Args:
+        normals, weights, lam, mask: as in :func:`integrate`.
+
+    Returns:
+        ``(L, b)``: ``scipy.sparse.csr_matrix`` of shape ``(n, n)`` float64 and ``(n,)`` float64,
+        with ``n = mask.sum()``.
+    """
+    import scipy.sparse as sp  # noqa: PLC0415
+
+    n, m, w, lam = _prepare(normals, weights, lam, mask)
+    core = Integrator._from_checked(m, w, lam, "jacobi")._core
+    indptr, indices, data, rhs = core.csr(n)
+    k = rhs.shape[0]
+    return sp.csr_matrix((data, indices, indptr), shape=(k, k)), rhs
