@@ -17,13 +17,18 @@ __all__ = [
     "array_module",
     "as_float_array",
     "check_gradient_magnitude",
+    "check_depth",
+    "check_depth_in_mask",
+    "check_faces",
     "check_lam",
     "check_mask",
+    "check_mesh",
     "check_normals",
     "check_normals_in_mask",
     "default_mask",
     "check_positive_int",
     "check_tol",
+    "check_vertices",
     "shape_str",
 ]
 
@@ -196,3 +201,82 @@ def check_positive_int(value: Any, name: str, allow_none: bool = True) -> int | 
     if value < 1:
         raise ValueError(f"{name} must be >= 1; got {value}")
     return int(value)
+
+
+def check_depth(depth: Any, name: str = "depth", shape: tuple[int, ...] | None = None, batch: bool = False) -> np.ndarray:
+    """Validate a depth map and return it as C-contiguous float64.
+
+    Expected shape ``(H, W)`` (or ``(B, H, W)`` when ``batch``), equal to ``shape`` when given.
+    NaN is allowed (it marks pixels outside the domain); see :func:`check_depth_in_mask`.
+    """
+    arr = as_float_array(depth, name)
+    ndim = 3 if batch else 2
+    want = "(B, H, W)" if batch else "(H, W)"
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must have shape {want}; got {shape_str(arr.shape)}")
+    if shape is not None and tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {shape_str(tuple(shape))}; got {shape_str(arr.shape)}")
+    if arr.shape[-1] < 1 or arr.shape[-2] < 1:
+        raise ValueError(f"{name} must have at least one pixel; got shape {shape_str(arr.shape)}")
+    return arr
+
+
+def check_depth_in_mask(depth: np.ndarray, mask: np.ndarray, name: str = "depth") -> None:
+    """Raise if ``depth`` is NaN or infinite at a pixel of ``mask``."""
+    bad = int(np.count_nonzero(mask & ~np.isfinite(depth)))
+    if bad:
+        raise ValueError(f"{name} must be finite inside the mask; got {bad} NaN or inf value(s)")
+
+
+def check_vertices(vertices: Any, name: str = "vertices", min_count: int = 1) -> np.ndarray:
+    """Validate ``(V, 3)`` finite vertex coordinates; return them as C-contiguous float64."""
+    arr = as_float_array(vertices, name)
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (V, 3); got {shape_str(arr.shape)}")
+    if arr.shape[0] < min_count:
+        raise ValueError(f"{name} must hold at least {min_count} point(s); got {arr.shape[0]}")
+    bad = int(np.count_nonzero(~np.isfinite(arr).all(axis=1)))
+    if bad:
+        raise ValueError(f"{name} must be finite; got {bad} row(s) with NaN or inf")
+    return arr
+
+
+def check_faces(faces: Any, num_vertices: int, name: str = "faces") -> np.ndarray:
+    """Validate ``(F, 3)`` integer vertex indices in ``[0, num_vertices)``; return int64."""
+    if isinstance(faces, (str, bytes)) or faces is None:
+        raise TypeError(f"{name} must be an integer array; got {type(faces).__name__}")
+    arr = np.asarray(faces)
+    if arr.dtype.kind not in "iu":
+        if arr.size == 0 and arr.dtype.kind == "f":
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must have an integer dtype; got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (F, 3); got {shape_str(arr.shape)}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= num_vertices:
+            raise ValueError(
+                f"{name} must index vertices in [0, {num_vertices}); got indices from {lo} to {hi}"
+            )
+    return arr
+
+
+def check_mesh(mesh: Any, name: str = "mesh", min_faces: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``(vertices, faces)`` of a triangle mesh, validated.
+
+    Accepts a :class:`trimesh.Trimesh` (or any object with ``vertices`` and ``faces``) or a
+    ``(vertices, faces)`` pair. Returns ``(V, 3)`` float64 and ``(F, 3)`` int64 arrays.
+    """
+    if hasattr(mesh, "vertices") and hasattr(mesh, "faces"):
+        verts, faces = mesh.vertices, mesh.faces
+    elif isinstance(mesh, (tuple, list)) and len(mesh) == 2:
+        verts, faces = mesh
+    else:
+        raise TypeError(f"{name} must be a trimesh.Trimesh or a (vertices, faces) pair; got {type(mesh).__name__}")
+    verts = check_vertices(verts, f"{name}.vertices")
+    faces = check_faces(faces, verts.shape[0], f"{name}.faces")
+    if faces.shape[0] < min_faces:
+        raise ValueError(f"{name} must have at least {min_faces} face(s); got {faces.shape[0]}")
+    return verts, faces

@@ -1,0 +1,68 @@
+"""An independent reference of the WLS energy of conventions.md, built edge by edge with SciPy.
+
+Written from the text of the conventions only (not from monohead's code), so that the tests
+compare two separate implementations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.csgraph as csgraph
+import scipy.sparse.linalg as spla
+
+
+def reference_system(normals, W, lam, mask):
+    """Return (D, w_e, g, index): residual_e = (D h)_e - g_e with weight w_e per edge."""
+    H, Wd = mask.shape
+    index = -np.ones((H, Wd), dtype=np.int64)
+    index[mask] = np.arange(int(mask.sum()))
+    p = -normals[..., 0] / np.where(mask, normals[..., 2], 1.0)
+    q = -normals[..., 1] / np.where(mask, normals[..., 2], 1.0)
+    w = np.ones((H, Wd)) if W is None else 1.0 / (1.0 + lam * W)
+    rows, cols, vals, g, we = [], [], [], [], []
+    e = 0
+    for r in range(H):
+        for c in range(Wd):
+            if not mask[r, c]:
+                continue
+            # horizontal pair (r, c)-(r, c+1)
+            if c + 1 < Wd and mask[r, c + 1]:
+                rows += [e, e]
+                cols += [index[r, c + 1], index[r, c]]
+                vals += [1.0, -1.0]
+                g.append((p[r, c] + p[r, c + 1]) / 2)
+                we.append((w[r, c] + w[r, c + 1]) / 2)
+                e += 1
+            # vertical pair (r, c)-(r-1, c), one step up (+y)
+            if r - 1 >= 0 and mask[r - 1, c]:
+                rows += [e, e]
+                cols += [index[r - 1, c], index[r, c]]
+                vals += [1.0, -1.0]
+                g.append((q[r, c] + q[r - 1, c]) / 2)
+                we.append((w[r, c] + w[r - 1, c]) / 2)
+                e += 1
+    D = sp.csr_matrix((vals, (rows, cols)), shape=(e, int(mask.sum())))
+    return D, np.array(we), np.array(g), index
+
+
+def reference_solve(normals, W, lam, mask):
+    """Minimiser of the energy with mean 0 per component, NaN outside, via a pinned spsolve."""
+    D, we, g, index = reference_system(normals, W, lam, mask)
+    n = int(mask.sum())
+    A = (D.T @ sp.diags(we) @ D).tocsr()
+    b = D.T @ (we * g)
+    # components of the mask's 4-neighbour graph (edges of D)
+    adj = (abs(D.T) @ abs(D)).tocsr()
+    ncomp, labels = csgraph.connected_components(adj, directed=False)
+    pins = np.array([np.flatnonzero(labels == k)[0] for k in range(ncomp)])
+    keep = np.setdiff1d(np.arange(n), pins)
+    x = np.zeros(n)
+    if keep.size:
+        x[keep] = spla.spsolve(A[keep][:, keep].tocsc(), b[keep])
+    for k in range(ncomp):
+        sel = labels == k
+        x[sel] -= x[sel].mean()
+    depth = np.full(mask.shape, np.nan)
+    depth[mask] = x
+    return depth, A, b
