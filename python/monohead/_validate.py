@@ -15,7 +15,9 @@ import numpy as np
 
 __all__ = [
     "array_module",
+    "as_bool_array",
     "as_float_array",
+    "check_batch_inputs",
     "check_gradient_magnitude",
     "check_depth",
     "check_depth_in_mask",
@@ -280,3 +282,100 @@ def check_mesh(mesh: Any, name: str = "mesh", min_faces: int = 1) -> tuple[np.nd
     if faces.shape[0] < min_faces:
         raise ValueError(f"{name} must have at least {min_faces} face(s); got {faces.shape[0]}")
     return verts, faces
+
+
+def as_bool_array(a: Any, name: str, shape: tuple[int, ...] | None = None, ndims: tuple[int, ...] = (2,)) -> np.ndarray:
+    """A boolean map (``bool`` or 0/1 integers) as a C-contiguous ``bool`` array; may be empty.
+
+    Unlike :func:`check_mask` it accepts masks without any pixel (a predicted mask may be
+    empty). ``ndims`` lists the accepted numbers of axes; ``shape``, when given, must match.
+    """
+    if isinstance(a, (str, bytes)) or a is None:
+        raise TypeError(f"{name} must be a boolean array; got {type(a).__name__}")
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biu":
+        raise TypeError(f"{name} must be a boolean (or 0/1 integer) array; got dtype {arr.dtype}")
+    if shape is not None and tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {shape_str(tuple(shape))}; got {shape_str(arr.shape)}")
+    if arr.ndim not in ndims:
+        want = " or ".join({2: "(H, W)", 3: "(B, H, W)"}.get(n, f"{n} axes") for n in ndims)
+        raise ValueError(f"{name} must have shape {want}; got {shape_str(arr.shape)}")
+    if arr.dtype.kind != "b":
+        bad = int(np.count_nonzero((arr != 0) & (arr != 1)))
+        if bad:
+            raise ValueError(f"{name} must hold only 0 and 1; got {bad} other value(s)")
+    return np.ascontiguousarray(arr, dtype=bool)
+
+
+def _batch_map(a: Any, name: str, B: int, H: int, W: int, xp: Any) -> tuple[Any, tuple[int, ...]]:
+    """Shape to check for a per-pixel map of a batch: ``(B, H, W)``, or ``(H, W)`` shared."""
+    ndim = a.ndim if hasattr(a, "ndim") else np.ndim(a)
+    if ndim == 2:
+        return a, (H, W)
+    if ndim != 3:
+        shape = tuple(a.shape) if hasattr(a, "shape") else np.shape(a)
+        raise ValueError(
+            f"{name} must have shape (B, H, W) = {shape_str((B, H, W))} or (H, W) = {shape_str((H, W))} "
+            f"shared by the batch; got {shape_str(tuple(shape))}"
+        )
+    if tuple(a.shape) != (B, H, W):
+        what = "batch size" if tuple(a.shape[1:]) == (H, W) else "shape"
+        raise ValueError(
+            f"{name} must have shape (B, H, W) = {shape_str((B, H, W))} to match normals; got "
+            f"{shape_str(tuple(a.shape))} (mismatched {what})"
+        )
+    return a, (B, H, W)
+
+
+def check_batch_inputs(
+    normals: Any, weights: Any = None, lam: Any = 0.1, mask: Any = None, xp: Any = np
+) -> tuple[Any, Any, Any, float, bool]:
+    """Validate the inputs of one map or of a batch of maps; return them batched.
+
+    ``normals`` is ``(H, W, 3)`` or ``(B, H, W, 3)``; ``weights`` and ``mask`` are ``(H, W)``
+    for one map and ``(B, H, W)`` (or ``(H, W)`` shared by every item) for a batch. Every
+    array must live on the device of ``xp``.
+
+    Returns:
+        ``(normals (B, H, W, 3) float64, mask (B, H, W) bool, weights (B, H, W) float64 or
+        None, lam, batched)`` with ``B = 1`` and ``batched = False`` for a single map.
+    """
+    arr = as_float_array(normals, "normals", xp)
+    if arr.ndim not in (3, 4) or arr.shape[-1] != 3:
+        raise ValueError(f"normals must have shape (H, W, 3) or (B, H, W, 3); got {shape_str(tuple(arr.shape))}")
+    batched = arr.ndim == 4
+    n = check_normals(arr, "normals", xp, batch=batched)
+    if not batched:
+        n = n[None]
+    B, H, W = (int(s) for s in n.shape[:3])
+    if B < 1:
+        raise ValueError(f"normals must hold at least one map; got shape {shape_str(tuple(n.shape))}")
+    lam = check_lam(lam)
+    if mask is None:
+        m = default_mask(n, xp)
+        empty = ~m.reshape(B, -1).any(axis=1)
+        if bool(empty.any()):
+            idx = [int(i) for i in xp.nonzero(empty)[0][:5]]
+            where = f" for batch item(s) {idx}" if batched else ""
+            raise ValueError(
+                f"normals are all zero{where}, so the default mask (non-zero normals) is empty; pass a mask"
+            )
+    elif batched:
+        if isinstance(mask, (str, bytes)):
+            raise TypeError(f"mask must be a boolean array; got {type(mask).__name__}")
+        mask, shape = _batch_map(mask, "mask", B, H, W, xp)
+        m = check_mask(mask, shape, "mask", xp)
+        m = xp.ascontiguousarray(xp.broadcast_to(m, (B, H, W)))
+    else:
+        m = check_mask(mask, (H, W), "mask", xp)[None]
+    check_normals_in_mask(n, m, "normals", xp)
+    w = None
+    if weights is not None:
+        if batched and not isinstance(weights, (str, bytes)):
+            weights, shape = _batch_map(weights, "weights", B, H, W, xp)
+            w = as_float_array(weights, "weights", xp)
+            w = check_gradient_magnitude(xp.broadcast_to(w, (B, H, W)), (B, H, W), m, "weights", xp)
+            w = xp.ascontiguousarray(w)
+        else:
+            w = check_gradient_magnitude(weights, (H, W), m[0], "weights", xp)[None]
+    return n, m, w, lam, batched
