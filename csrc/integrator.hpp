@@ -112,7 +112,7 @@ class Integrator {
         if (mg_) b += mg_->bytes();
         b += sizeof(double) * invdiag_.size();
         if (llt_) b += static_cast<std::size_t>(llt_nnz_) * (sizeof(double) + sizeof(int));
-        b += sizeof(double) * 6 * n;  // x, b, r, z, p, Ap during a solve
+        b += sizeof(double) * 5 * n;  // x, b, r, p, Ap (= z) during a solve
         return b;
     }
 
@@ -139,12 +139,17 @@ class Integrator {
         SolveStats st;
         if (method_ == Method::Multigrid) {
             st = pcg(grid_, ew_, b.data(), x.data(), tol, maxiter,
-                     [this](const double* r, double* z) { mg_->apply(r, z); });
+                     [this](const double* r, double* z) { return mg_->apply(r, z); });
         } else if (method_ == Method::Jacobi) {
             const std::int64_t lo = grid_.first(), hi = grid_.last();
             const double* inv = invdiag_.data();
             st = pcg(grid_, ew_, b.data(), x.data(), tol, maxiter, [lo, hi, inv](const double* r, double* z) {
-                for (std::int64_t i = lo; i < hi; ++i) z[i] = inv[i] * r[i];
+                double rz = 0.0;
+                for (std::int64_t i = lo; i < hi; ++i) {
+                    z[i] = inv[i] * r[i];
+                    rz += r[i] * z[i];
+                }
+                return rz;
             });
         } else {
             st = solve_direct(b.data(), x.data());

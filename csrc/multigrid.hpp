@@ -10,8 +10,12 @@
 //    structured, branch-free stencil.
 //  * Piecewise-constant aggregation under-corrects the smooth error by about a factor of two
 //    (Braess), so each coarse operator is divided by `coarse_scale` (over-correction).
-//  * Smoother: red-black Gauss-Seidel, red->black before and black->red after the coarse
-//    correction, so the V-cycle is a symmetric operator (required by CG).
+//  * Smoother: one red-black Gauss-Seidel sweep, red->black before and black->red after the
+//    coarse correction, so the V-cycle is a symmetric operator (required by CG).  Each level
+//    is visited in two streaming passes (the V-cycle is memory-bound): a wavefront that does
+//    red row r, black row r-1 and the residual + restriction of row r-2 in one sweep, and one
+//    that does prolongation row r, black row r-1 and red row r-2.  The residual is restricted
+//    at red cells only: after the black half-sweep it is zero at black cells.
 //  * The hierarchy runs in single precision (CG itself stays in double): half the memory
 //    traffic, and a preconditioner only needs a few digits.
 //  * Null space: a graph Laplacian is singular with one constant per connected component.  The
@@ -30,9 +34,7 @@
 namespace monohead {
 
 struct MgOptions {
-    int pre_sweeps = 1;          // red-black GS sweeps before the coarse correction
-    int post_sweeps = 1;         // ... and after
-    float coarse_scale = 1.8f;   // over-correction: coarse operator = P^T L P / coarse_scale
+    float coarse_scale = 2.0f;   // over-correction: coarse operator = P^T L P / coarse_scale
     int coarsest_max = 128;      // stop coarsening at this many active cells
 };
 
@@ -41,7 +43,7 @@ class Multigrid {
     struct Level {
         int h = 0, w = 0, S = 0;
         std::int64_t size = 0;
-        std::vector<float> eE, eN, invD, x, b;
+        std::vector<float> eE, eN, invD, x, b;  // b is unused on level 0 (the CG residual is read)
         std::int64_t lo() const { return S; }
         std::int64_t hi() const { return static_cast<std::int64_t>(h + 1) * S; }
     };
@@ -58,7 +60,7 @@ class Multigrid {
         L0.size = g.size;
         L0.eE.assign(eE, eE + g.size);
         L0.eN.assign(eN, eN + g.size);
-        finish_level(L0);
+        finish_level(L0);  // level 0 has no b: its right-hand side is the CG residual
         levels_.push_back(std::move(L0));
         while (true) {
             const Level& F = levels_.back();
@@ -81,13 +83,16 @@ class Multigrid {
         return n;
     }
 
-    // z = M^{-1} r: one symmetric V-cycle with zero initial guess.  r and z are padded fine arrays.
-    void apply(const double* r, double* z) {
-        Level& L0 = levels_[0];
-        const std::int64_t lo = L0.lo(), hi = L0.hi();
-        for (std::int64_t i = lo; i < hi; ++i) L0.b[i] = static_cast<float>(r[i]);
-        vcycle(0);
-        for (std::int64_t i = lo; i < hi; ++i) z[i] = static_cast<double>(L0.x[i]);
+    // z = M^{-1} r: one symmetric V-cycle with zero initial guess.  r and z are padded fine
+    // arrays (z may be any buffer; its border cells are set to 0).  Returns r . z.
+    double apply(const double* r, double* z) {
+        if (num_levels() == 1) {
+            solve_coarsest(r);
+        } else {
+            pre_pass(0, r);
+            cycle(1);
+        }
+        return num_levels() == 1 ? output(r, z) : post_pass(0, r, z);
     }
 
    private:
@@ -106,7 +111,6 @@ class Multigrid {
             L.invD[i] = d > 0.0f ? 1.0f / d : 0.0f;
         }
         L.x.assign(static_cast<std::size_t>(L.size), 0.0f);
-        L.b.assign(static_cast<std::size_t>(L.size), 0.0f);
     }
 
     static std::int64_t count_active(const Level& L) {
@@ -146,6 +150,7 @@ class Multigrid {
         for (int R = 1; R <= C.h; ++R) C.eE[static_cast<std::int64_t>(R) * C.S + C.w] = 0.0f;
         for (int Cc = 1; Cc <= C.w; ++Cc) C.eN[static_cast<std::int64_t>(C.S) + Cc] = 0.0f;
         finish_level(C);
+        C.b.assign(static_cast<std::size_t>(C.size), 0.0f);
         return C;
     }
 
@@ -219,87 +224,134 @@ class Multigrid {
         return n;
     }
 
-    // One red-black Gauss-Seidel half sweep over the cells with (row + col) % 2 == colour.
-    static void gs_colour(Level& L, int colour) {
-        const std::int64_t S = L.S;
+    // Coarse levels: their right-hand side is the restricted residual in Level::b.
+    void cycle(int l) {
+        Level& L = levels_[static_cast<std::size_t>(l)];
+        if (l == num_levels() - 1) {
+            solve_coarsest(L.b.data());
+            return;
+        }
+        pre_pass(l, L.b.data());
+        cycle(l + 1);
+        post_pass<float>(l, L.b.data(), nullptr);
+    }
+
+    // Red-black Gauss-Seidel update of the cells of one colour in row r (padded row index).
+    template <class BT>
+    static void gs_row(Level& L, const BT* b, int r, int colour) {
+        const std::int64_t S = L.S, row = static_cast<std::int64_t>(r) * S;
         float* x = L.x.data();
-        const float* b = L.b.data();
         const float* eE = L.eE.data();
         const float* eN = L.eN.data();
         const float* invD = L.invD.data();
-        for (int r = 1; r <= L.h; ++r) {
-            const std::int64_t row = static_cast<std::int64_t>(r) * S;
-            for (std::int64_t i = row + 1 + ((r + 1 + colour) & 1); i <= row + L.w; i += 2) {
-                x[i] = (b[i] + eE[i] * x[i + 1] + eE[i - 1] * x[i - 1] + eN[i] * x[i - S] +
-                        eN[i + S] * x[i + S]) *
-                       invD[i];
-            }
-        }
+        for (std::int64_t i = row + 1 + ((r + 1 + colour) & 1); i <= row + L.w; i += 2)
+            x[i] = (static_cast<float>(b[i]) + eE[i] * x[i + 1] + eE[i - 1] * x[i - 1] + eN[i] * x[i - S] +
+                    eN[i + S] * x[i + S]) *
+                   invD[i];
     }
 
-    // Residual of level l restricted (summed over 2 x 2 blocks) into the right-hand side of l+1.
-    void restrict_residual(int l) {
-        Level& F = levels_[static_cast<std::size_t>(l)];
+    // Pre-smoothing from x = 0 (red, then black) fused with the residual and its restriction
+    // into the right-hand side of level l + 1.
+    template <class BT>
+    void pre_pass(int l, const BT* b) {
+        Level& L = levels_[static_cast<std::size_t>(l)];
         Level& C = levels_[static_cast<std::size_t>(l + 1)];
-        const std::int64_t S = F.S;
+        const std::int64_t S = L.S;
+        const int h = L.h, w = L.w;
+        float* x = L.x.data();
+        const float* eE = L.eE.data();
+        const float* eN = L.eN.data();
+        const float* invD = L.invD.data();
         std::fill(C.b.begin(), C.b.end(), 0.0f);
-        const float* x = F.x.data();
-        const float* b = F.b.data();
-        const float* eE = F.eE.data();
-        const float* eN = F.eN.data();
-        for (int r = 1; r <= F.h; ++r) {
-            const std::int64_t row = static_cast<std::int64_t>(r) * S;
-            float* cb = C.b.data() + static_cast<std::int64_t>((r + 1) / 2) * C.S;
-            for (int c = 1; c <= F.w; ++c) {
-                const std::int64_t i = row + c;
-                const float d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
-                const float res = b[i] - d * x[i] + eE[i] * x[i + 1] + eE[i - 1] * x[i - 1] +
-                                  eN[i] * x[i - S] + eN[i + S] * x[i + S];
-                cb[(c + 1) / 2] += res;
+        for (int r = 1; r <= h + 2; ++r) {
+            if (r <= h) {  // red, row r: every neighbour is black and still 0
+                const std::int64_t row = static_cast<std::int64_t>(r) * S;
+                for (std::int64_t i = row + 1 + ((r + 1) & 1); i <= row + w; i += 2)
+                    x[i] = static_cast<float>(b[i]) * invD[i];
+            }
+            if (r - 1 >= 1 && r - 1 <= h) gs_row(L, b, r - 1, 1);  // black, row r-1
+            const int rr = r - 2;                                  // residual at red cells of row r-2
+            if (rr >= 1 && rr <= h) {
+                const std::int64_t row = static_cast<std::int64_t>(rr) * S;
+                float* cb = C.b.data() + static_cast<std::int64_t>((rr + 1) / 2) * C.S;
+                for (int c = 1 + ((rr + 1) & 1); c <= w; c += 2) {
+                    const std::int64_t i = row + c;
+                    const float d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
+                    cb[(c + 1) / 2] += static_cast<float>(b[i]) - d * x[i] + eE[i] * x[i + 1] +
+                                       eE[i - 1] * x[i - 1] + eN[i] * x[i - S] + eN[i + S] * x[i + S];
+                }
             }
         }
     }
 
-    void prolong_add(int l) {
-        Level& F = levels_[static_cast<std::size_t>(l)];
+    // Prolongation of the coarse correction fused with post-smoothing (black, then red).  On
+    // level 0 also writes z = x in double and returns r . z.
+    template <class BT>
+    double post_pass(int l, const BT* b, double* z) {
+        Level& L = levels_[static_cast<std::size_t>(l)];
         const Level& C = levels_[static_cast<std::size_t>(l + 1)];
-        for (int r = 1; r <= F.h; ++r) {
-            float* xf = F.x.data() + static_cast<std::int64_t>(r) * F.S;
-            const float* xc = C.x.data() + static_cast<std::int64_t>((r + 1) / 2) * C.S;
-            const float* invD = F.invD.data() + static_cast<std::int64_t>(r) * F.S;
-            for (int c = 1; c <= F.w; ++c)
-                if (invD[c] > 0.0f) xf[c] += xc[(c + 1) / 2];
+        const std::int64_t S = L.S;
+        const int h = L.h, w = L.w;
+        float* x = L.x.data();
+        const float* invD = L.invD.data();
+        double dot = 0.0;
+        for (int r = 1; r <= h + 2; ++r) {
+            if (r <= h) {
+                float* xf = x + static_cast<std::int64_t>(r) * S;
+                const float* xc = C.x.data() + static_cast<std::int64_t>((r + 1) / 2) * C.S;
+                const float* id = invD + static_cast<std::int64_t>(r) * S;
+                for (int c = 1; c <= w; ++c)
+                    if (id[c] > 0.0f) xf[c] += xc[(c + 1) / 2];
+            }
+            if (r - 1 >= 1 && r - 1 <= h) gs_row(L, b, r - 1, 1);
+            if (r - 2 >= 1 && r - 2 <= h) {
+                gs_row(L, b, r - 2, 0);
+                if (z) dot += output_row(r - 2, b, z);
+            }
         }
+        if (z) zero_border_rows(z);
+        return dot;
     }
 
-    void solve_coarsest() {
+    // z = x (double) on padded row r of level 0 (border columns 0); returns sum r z over it.
+    template <class BT>
+    double output_row(int r, const BT* rvec, double* z) const {
+        const Level& L = levels_[0];
+        const std::int64_t row = static_cast<std::int64_t>(r) * L.S;
+        const float* x = L.x.data();
+        double dot = 0.0;
+        z[row] = 0.0;
+        z[row + L.w + 1] = 0.0;
+        for (std::int64_t i = row + 1; i <= row + L.w; ++i) {
+            z[i] = static_cast<double>(x[i]);
+            dot += static_cast<double>(rvec[i]) * z[i];
+        }
+        return dot;
+    }
+
+    void zero_border_rows(double* z) const {
+        const Level& L = levels_[0];
+        std::fill(z, z + L.S, 0.0);
+        std::fill(z + static_cast<std::int64_t>(L.h + 1) * L.S, z + L.size, 0.0);
+    }
+
+    template <class BT>
+    double output(const BT* r, double* z) {
+        double dot = 0.0;
+        for (int row = 1; row <= levels_[0].h; ++row) dot += output_row(row, r, z);
+        zero_border_rows(z);
+        return dot;
+    }
+
+    template <class BT>
+    void solve_coarsest(const BT* b) {
         Level& L = levels_.back();
         const Eigen::Index n = static_cast<Eigen::Index>(coarse_cells_.size());
-        for (Eigen::Index k = 0; k < n; ++k) rhs_[k] = L.b[coarse_cells_[static_cast<std::size_t>(k)]];
+        for (Eigen::Index k = 0; k < n; ++k) rhs_[k] = b[coarse_cells_[static_cast<std::size_t>(k)]];
         sol_ = llt_.solve(rhs_);
         std::fill(L.x.begin(), L.x.end(), 0.0f);
         for (Eigen::Index k = 0; k < n; ++k)
             L.x[coarse_cells_[static_cast<std::size_t>(k)]] = static_cast<float>(sol_[k]);
-    }
-
-    void vcycle(int l) {
-        if (l == num_levels() - 1) {
-            solve_coarsest();
-            return;
-        }
-        Level& L = levels_[static_cast<std::size_t>(l)];
-        std::fill(L.x.begin(), L.x.end(), 0.0f);
-        for (int k = 0; k < opt_.pre_sweeps; ++k) {
-            gs_colour(L, 0);
-            gs_colour(L, 1);
-        }
-        restrict_residual(l);
-        vcycle(l + 1);
-        prolong_add(l);
-        for (int k = 0; k < opt_.post_sweeps; ++k) {
-            gs_colour(L, 1);
-            gs_colour(L, 0);
-        }
     }
 };
 

@@ -18,8 +18,8 @@ struct SolveStats {
 };
 
 // Solve L x = b (L from the edge weights) by PCG.  `x` holds the initial guess on entry.
-// `precond(r, z)` applies z = M^{-1} r on padded arrays.  Work arrays are allocated here and
-// freed on return.  A true residual is recomputed whenever the recursive one meets the
+// `precond(r, z)` applies z = M^{-1} r on padded arrays and returns r . z.  Work arrays are
+// allocated here and freed on return; z shares its storage with L p (never live together).  A true residual is recomputed whenever the recursive one meets the
 // tolerance, and iteration continues (restarted) if the true one does not.
 template <class Precond>
 SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, double* x, double tol,
@@ -37,8 +37,9 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
         return st;
     }
     const double target = tol * bnorm;
-    std::vector<double> r(static_cast<std::size_t>(n), 0.0), z(static_cast<std::size_t>(n), 0.0),
-        p(static_cast<std::size_t>(n), 0.0), Ap(static_cast<std::size_t>(n), 0.0);
+    std::vector<double> r(static_cast<std::size_t>(n), 0.0), p(static_cast<std::size_t>(n), 0.0),
+        Ap(static_cast<std::size_t>(n), 0.0);
+    double* z = Ap.data();
 
     auto true_residual = [&]() {
         laplacian_apply(g, eE, eN, x, Ap.data());
@@ -55,12 +56,8 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
     while (true) {
         if (rnorm <= target) break;
         if (st.iterations >= maxiter) break;
-        precond(r.data(), z.data());
-        double rz = 0.0;
-        for (std::int64_t i = lo; i < hi; ++i) {
-            p[i] = z[i];
-            rz += r[i] * z[i];
-        }
+        double rz = precond(r.data(), z);
+        for (std::int64_t i = lo; i < hi; ++i) p[i] = z[i];
         while (st.iterations < maxiter) {
             const double pAp = laplacian_apply(g, eE, eN, p.data(), Ap.data());
             if (!(pAp > 0.0)) break;  // breakdown (p in the null space): restart from true residual
@@ -73,9 +70,7 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
             }
             ++st.iterations;
             if (std::sqrt(rr) <= target) break;
-            precond(r.data(), z.data());
-            double rz_new = 0.0;
-            for (std::int64_t i = lo; i < hi; ++i) rz_new += r[i] * z[i];
+            const double rz_new = precond(r.data(), z);
             const double beta = rz_new / rz;
             rz = rz_new;
             for (std::int64_t i = lo; i < hi; ++i) p[i] = z[i] + beta * p[i];
