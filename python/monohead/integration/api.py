@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _validate as v
 
-__all__ = ["METHODS", "ConvergenceWarning", "Integrator", "SolveInfo", "integrate", "wls_system"]
+__all__ = ["BACKENDS", "METHODS", "ConvergenceWarning", "Integrator", "SolveInfo", "integrate", "wls_system"]
 
 #: Solvers of the C++ core: multigrid-preconditioned CG, Jacobi-preconditioned CG, sparse Cholesky.
 METHODS = ("mg", "jacobi", "direct")
@@ -33,7 +33,8 @@ class SolveInfo:
 
     Attributes:
         method: ``"mg"``, ``"jacobi"`` or ``"direct"``.
-        backend: ``"cpu"`` (C++ core) or ``"cupy"``.
+        backend: ``"cpu"`` (C++ core), ``"cupy"`` (GPU solver) or ``"numpy"`` (the GPU
+            solver's algorithm run with NumPy, :func:`monohead.integration.generic.integrate_xp`).
         iterations: CG iterations (0 for ``"direct"``).
         residual: final true relative residual ``||b - L h|| / ||b||`` (0 when ``b = 0``).
         converged: whether ``residual <= tol``.
@@ -283,8 +284,15 @@ def integrate(
     maxiter: int | None = None,
     x0: Any = None,
     return_info: bool = False,
+    backend: str = "auto",
 ) -> Any:
     """Integrate a normal map into a depth map by weighted least squares (paper eq. 7-8).
+
+    Accepts one map ``(H, W, 3)`` or a batch ``(B, H, W, 3)``; NumPy arrays (C++ core on the
+    CPU) or CuPy arrays (GPU solver, :mod:`monohead.integration.generic`; nothing is copied to
+    the host). Shapes below are for one map; for a batch, ``weights``, ``mask`` and ``x0`` are
+    ``(B, H, W)`` (``weights`` and ``mask`` may also be ``(H, W)``, shared by the batch) and the
+    depth is ``(B, H, W)``.
 
     Args:
         normals: ``(H, W, 3)`` unit normals in the camera frame of the conventions (x to the
@@ -300,12 +308,19 @@ def integrate(
         tol: relative residual ``||b - L h|| <= tol * ||b||`` at which iterations stop.
         maxiter: iteration cap; default ``20 (H + W) + 1000``.
         x0: optional ``(H, W)`` initial depth for the iterative methods.
-        return_info: also return a :class:`SolveInfo` (iterations, residual, timings).
+        return_info: also return a :class:`SolveInfo` (iterations, residual, timings); for a
+            batch, a list of one per map.
+        backend: ``"auto"`` (default: ``"cupy"`` for CuPy normals, else ``"cpu"``), ``"cpu"``
+            (C++ core; NumPy inputs only, a batch is solved map by map) or ``"cupy"`` (GPU;
+            CuPy inputs only, every array on the same device; methods ``"mg"`` and
+            ``"jacobi"``; a batch is solved at once). CuPy is imported only for the GPU path:
+            install it with ``pip install "monohead[cuda]"`` (``cupy-cuda12x``).
 
     Returns:
         ``(H, W)`` float64 depth: height toward the viewer in pixel units (orthographic),
         mean 0 over each 4-connected component of the mask, 0 on isolated mask pixels, NaN
-        outside the mask. With ``return_info``, ``(depth, info)``.
+        outside the mask; a NumPy array on ``"cpu"``, a CuPy array on ``"cupy"``. With
+        ``return_info``, ``(depth, info)``.
 
     Raises:
         TypeError, ValueError: bad input, with the argument named.
@@ -313,8 +328,20 @@ def integrate(
     Warns:
         ConvergenceWarning: an iterative method hit ``maxiter`` before ``tol``.
     """
-    t0 = time.perf_counter()
+    backend = _resolve_backend(backend, normals)
     method = _check_method(method)
+    if backend == "cupy":
+        if method == "direct":
+            raise ValueError("method 'direct' is not available on the cupy backend; use 'mg' or 'jacobi'")
+        from .generic import integrate_xp  # noqa: PLC0415
+
+        xp = _cupy()
+        return integrate_xp(
+            normals, weights, lam, mask, method=method, tol=tol, maxiter=maxiter, x0=x0, return_info=return_info, xp=xp
+        )
+    if np.ndim(normals) == 4:
+        return _integrate_batch_cpu(normals, weights, lam, mask, method, tol, maxiter, x0, return_info)
+    t0 = time.perf_counter()
     n, m, w, lam = _prepare(normals, weights, lam, mask)
     check_seconds = time.perf_counter() - t0
     solver = Integrator._from_checked(m, w, lam, method)
@@ -335,6 +362,85 @@ def integrate(
         num_components=info.num_components,
     )
     return depth, info
+
+
+#: Backends of :func:`integrate`.
+BACKENDS = ("auto", "cpu", "cupy")
+
+
+def _is_cupy(a: Any) -> bool:
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def _cupy() -> Any:
+    """The cupy module, or an ImportError that says how to get it."""
+    try:
+        import cupy  # noqa: PLC0415 - lazy by design: `import monohead` never imports CuPy
+    except ImportError as exc:
+        raise ImportError(
+            "backend='cupy' needs CuPy, which could not be imported; install it with "
+            "pip install \"monohead[cuda]\" (cupy-cuda12x) on a machine with CUDA"
+        ) from exc
+    return cupy
+
+
+def _resolve_backend(backend: Any, normals: Any) -> str:
+    """``"cpu"`` or ``"cupy"`` from the ``backend`` option and the array type of ``normals``."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(repr(b) for b in BACKENDS)}; got {backend!r}")
+    on_gpu = _is_cupy(normals)
+    if backend == "auto":
+        return "cupy" if on_gpu else "cpu"
+    if backend == "cpu" and on_gpu:
+        raise TypeError(
+            "normals is a CuPy array but backend='cpu' runs the C++ core on the host; pass NumPy "
+            "arrays (cupy.asnumpy) or use backend='cupy' (or 'auto')"
+        )
+    if backend == "cupy":
+        _cupy()
+        if not on_gpu:
+            raise TypeError(
+                f"backend='cupy' needs CuPy arrays; normals is a {type(normals).__module__}.{type(normals).__name__}: "
+                "move the inputs with cupy.asarray or use backend='cpu' (or 'auto')"
+            )
+    return backend
+
+
+def _integrate_batch_cpu(
+    normals: Any, weights: Any, lam: Any, mask: Any, method: str, tol: Any, maxiter: Any, x0: Any, return_info: bool
+) -> Any:
+    """The C++ core on each map of a ``(B, H, W, 3)`` batch; returns ``(B, H, W)``."""
+    t0 = time.perf_counter()
+    n, m, w, lam, _ = v.check_batch_inputs(normals, weights, lam, mask)
+    B, H, W = m.shape
+    x0_arr = None
+    if x0 is not None:
+        x0_arr = v.as_float_array(x0, "x0")
+        if x0_arr.shape != (B, H, W):
+            raise ValueError(f"x0 must have shape {v.shape_str((B, H, W))}; got {v.shape_str(x0_arr.shape)}")
+    check_seconds = (time.perf_counter() - t0) / B
+    depth = np.empty((B, H, W))
+    infos = []
+    for i in range(B):
+        solver = Integrator._from_checked(m[i], None if w is None else w[i], lam, method)
+        depth[i], info = solver.solve(
+            n[i], tol=tol, maxiter=maxiter, x0=None if x0_arr is None else x0_arr[i], return_info=True
+        )
+        infos.append(
+            SolveInfo(
+                method=info.method,
+                backend=info.backend,
+                iterations=info.iterations,
+                residual=info.residual,
+                converged=info.converged,
+                assembly_seconds=info.assembly_seconds + check_seconds + solver.assembly_seconds,
+                setup_seconds=solver.setup_seconds,
+                solve_seconds=info.solve_seconds,
+                num_unknowns=info.num_unknowns,
+                num_components=info.num_components,
+            )
+        )
+    return (depth, infos) if return_info else depth
 
 
 def wls_system(normals: Any, weights: Any = None, lam: float = 0.1, mask: Any = None) -> tuple[Any, np.ndarray]:
