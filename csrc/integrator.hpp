@@ -75,6 +75,9 @@ class Integrator {
         comp_size_.assign(static_cast<std::size_t>(ncomp_), 0);
         for (std::int64_t i = grid_.first(); i < grid_.last(); ++i)
             if (labels_[i] >= 0) ++comp_size_[labels_[i]];
+        // One component of more than one pixel (the usual case): every mask cell has a
+        // neighbour, so "diagonal > 0" marks the mask and the label array is not needed.
+        single_ = ncomp_ == 1 && comp_size_[0] > 1 && method_ != Method::Direct;
         assembly_seconds_ = seconds_since(t0);
 
         t0 = std::chrono::steady_clock::now();
@@ -89,6 +92,7 @@ class Integrator {
         } else {
             factorize_direct();
         }
+        if (single_) std::vector<std::int32_t>().swap(labels_);
         setup_seconds_ = seconds_since(t0);
     }
 
@@ -108,7 +112,7 @@ class Integrator {
     // one solve.
     std::size_t bytes() const {
         const std::size_t n = static_cast<std::size_t>(grid_.size);
-        std::size_t b = mask_.size() + sizeof(double) * 2 * n + sizeof(std::int32_t) * n;
+        std::size_t b = mask_.size() + sizeof(double) * 2 * n + sizeof(std::int32_t) * labels_.size();
         if (mg_) b += mg_->bytes();
         b += sizeof(double) * invdiag_.size();
         if (llt_) b += static_cast<std::size_t>(llt_nnz_) * (sizeof(double) + sizeof(int));
@@ -123,15 +127,16 @@ class Integrator {
         auto t0 = std::chrono::steady_clock::now();
         const std::int64_t n = grid_.size;
         std::vector<double> b(static_cast<std::size_t>(n)), x(static_cast<std::size_t>(n), 0.0);
-        {
-            std::vector<double> p(static_cast<std::size_t>(n)), q(static_cast<std::size_t>(n));
-            gradients_to_padded(grid_, normals, mask_.data(), p.data(), q.data());
-            build_rhs(grid_, ew_, p.data(), q.data(), b.data());
-        }
+        build_rhs(grid_, ew_, normals, mask_.data(), b.data());
         project_mean_zero(b.data());
-        if (x0) scatter_to_padded(grid_, x0, x.data());
-        for (std::int64_t i = 0; i < n; ++i)
-            if (labels_[i] < 0) x[i] = 0.0;
+        if (x0) {
+            for (int r = 0; r < grid_.h; ++r) {
+                const std::int64_t src0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
+                const std::int64_t i0 = grid_.index(r, 0);
+                for (int c = 0; c < grid_.w; ++c)
+                    if (mask_[src0 + c]) x[i0 + c] = x0[src0 + c];
+            }
+        }
         rep.assembly_seconds = seconds_since(t0);
 
         t0 = std::chrono::steady_clock::now();
@@ -177,10 +182,8 @@ class Integrator {
     CsrSystem csr(const double* normals) const {
         const PaddedGrid& g = grid_;
         const std::int64_t n = g.size, S = g.S;
-        std::vector<double> p(static_cast<std::size_t>(n)), q(static_cast<std::size_t>(n)),
-            b(static_cast<std::size_t>(n));
-        gradients_to_padded(g, normals, mask_.data(), p.data(), q.data());
-        build_rhs(g, ew_, p.data(), q.data(), b.data());
+        std::vector<double> b(static_cast<std::size_t>(n));
+        build_rhs(g, ew_, normals, mask_.data(), b.data());
         std::vector<std::int32_t> id(static_cast<std::size_t>(n), -1);
         std::int32_t k = 0;
         std::vector<std::uint8_t> pm(static_cast<std::size_t>(n));
@@ -219,6 +222,7 @@ class Integrator {
     std::vector<std::int32_t> labels_;  // padded: component of each mask cell, -1 elsewhere
     std::vector<std::int64_t> comp_size_;
     int ncomp_ = 0;
+    bool single_ = false;  // one component: labels_ dropped after setup
     double assembly_seconds_ = 0.0, setup_seconds_ = 0.0;
     std::unique_ptr<Multigrid> mg_;
     std::vector<double> invdiag_;
@@ -227,6 +231,17 @@ class Integrator {
     std::int64_t llt_nnz_ = 0;
 
     void project_mean_zero(double* v) const {
+        if (single_) {
+            const std::int64_t lo = grid_.first(), hi = grid_.last(), S = grid_.S;
+            const double* eE = ew_.eE.data();
+            const double* eN = ew_.eN.data();
+            double sum = 0.0;  // cells outside the mask hold 0
+            for (std::int64_t i = lo; i < hi; ++i) sum += v[i];
+            const double mean = sum / double(comp_size_[0]);
+            for (std::int64_t i = lo; i < hi; ++i)
+                if (laplacian_diag(eE, eN, i, S) > 0.0) v[i] -= mean;
+            return;
+        }
         std::vector<double> sum(static_cast<std::size_t>(ncomp_), 0.0);
         const std::int64_t lo = grid_.first(), hi = grid_.last();
         for (std::int64_t i = lo; i < hi; ++i)

@@ -74,8 +74,8 @@ inline int label_components(const PaddedGrid& g, const std::uint8_t* active,
                             std::vector<std::int32_t>& labels) {
     labels.assign(static_cast<std::size_t>(g.size), -1);
     // Union-find over raster order: link each cell to its left and upper neighbour.
-    std::vector<std::int64_t> parent(static_cast<std::size_t>(g.size), -1);
-    auto find = [&](std::int64_t i) {
+    std::vector<std::int32_t> parent(static_cast<std::size_t>(g.size), -1);
+    auto find = [&](std::int64_t i) -> std::int64_t {
         while (parent[i] != i) {
             parent[i] = parent[parent[i]];
             i = parent[i];
@@ -86,12 +86,12 @@ inline int label_components(const PaddedGrid& g, const std::uint8_t* active,
         a = find(a);
         b = find(b);
         if (a == b) return;
-        if (a < b) parent[b] = a; else parent[a] = b;
+        if (a < b) parent[b] = static_cast<std::int32_t>(a); else parent[a] = static_cast<std::int32_t>(b);
     };
     const std::int64_t S = g.S;
     for (std::int64_t i = g.first(); i < g.last(); ++i) {
         if (!active[i]) continue;
-        parent[i] = i;
+        parent[i] = static_cast<std::int32_t>(i);
         if (active[i - 1]) unite(i, i - 1);
         if (active[i - S]) unite(i, i - S);
     }

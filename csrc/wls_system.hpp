@@ -54,39 +54,42 @@ inline EdgeWeights build_edge_weights(const PaddedGrid& g, const std::uint8_t* m
     return ew;
 }
 
-// Gradients p = -Nx/Nz, q = -Ny/Nz of an H x W x 3 normal map (row-major, interleaved) on the
-// padded grid, at the cells where the edge weights touch the pixel (others left 0).
-inline void gradients_to_padded(const PaddedGrid& g, const double* normals, const std::uint8_t* mask,
-                                double* p, double* q) {
-    std::fill(p, p + g.size, 0.0);
-    std::fill(q, q + g.size, 0.0);
-    for (int r = 0; r < g.h; ++r) {
-        const std::int64_t i0 = g.index(r, 0);
-        const std::int64_t src0 = static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
-        for (int c = 0; c < g.w; ++c) {
-            if (!mask[src0 + c]) continue;
-            const double* n3 = normals + 3 * (src0 + c);
-            const double inv = -1.0 / n3[2];
-            p[i0 + c] = n3[0] * inv;
-            q[i0 + c] = n3[1] * inv;
-        }
-    }
-}
-
-// Right-hand side b on the padded grid from the padded gradients (p, q) and the edge weights.
-inline void build_rhs(const PaddedGrid& g, const EdgeWeights& ew, const double* p, const double* q,
-                      double* b) {
+// Right-hand side b on the padded grid from an H x W x 3 normal map (row-major, interleaved;
+// only mask pixels are read) and the edge weights: b = sum_e w_e g_e (e_j - e_i) with
+// g = (p_i + p_j) / 2 on horizontal pairs and (q_i + q_j) / 2 on vertical ones,
+// p = -Nx/Nz, q = -Ny/Nz.  Streams the rows with two small row buffers.
+inline void build_rhs(const PaddedGrid& g, const EdgeWeights& ew, const double* normals,
+                      const std::uint8_t* mask, double* b) {
     const std::int64_t S = g.S;
     const double* eE = ew.eE.data();
     const double* eN = ew.eN.data();
     std::fill(b, b + g.size, 0.0);
-    for (std::int64_t i = g.first(); i < g.last(); ++i) {
-        // Flux of the rightward edge i -> i+1 and the upward edge i -> i-S.
-        const double fE = eE[i] * 0.5 * (p[i] + p[i + 1]);
-        const double fN = eN[i] * 0.5 * (q[i] + q[i - S]);
-        b[i] -= fE + fN;
-        b[i + 1] += fE;
-        b[i - S] += fN;
+    std::vector<double> p_cur(static_cast<std::size_t>(S), 0.0), q_cur(static_cast<std::size_t>(S), 0.0),
+        q_prev(static_cast<std::size_t>(S), 0.0);
+    for (int r = 0; r < g.h; ++r) {
+        const std::int64_t src0 = static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
+        for (int c = 0; c < g.w; ++c) {
+            double p = 0.0, q = 0.0;
+            if (mask[src0 + c]) {
+                const double* n3 = normals + 3 * (src0 + c);
+                const double inv = -1.0 / n3[2];
+                p = n3[0] * inv;
+                q = n3[1] * inv;
+            }
+            p_cur[static_cast<std::size_t>(c) + 1] = p;
+            q_cur[static_cast<std::size_t>(c) + 1] = q;
+        }
+        const std::int64_t i0 = g.index(r, 0) - 1;  // padded index of column 0 of this row
+        for (std::int64_t c = 1; c <= g.w; ++c) {
+            const std::int64_t i = i0 + c;
+            // Flux of the rightward edge i -> i+1 and of the upward edge i -> i-S.
+            const double fE = eE[i] * 0.5 * (p_cur[c] + p_cur[c + 1]);
+            const double fN = eN[i] * 0.5 * (q_cur[c] + q_prev[c]);
+            b[i] -= fE + fN;
+            b[i + 1] += fE;
+            b[i - S] += fN;
+        }
+        std::swap(q_cur, q_prev);
     }
 }
 
