@@ -229,7 +229,8 @@ def assemble(normals_p: Any, mask_p: Any, W_p: Any | None, lam: float, xp: Any) 
         mask_p: ``(B, h + 2, w + 2)`` bool, false on the border.
         W_p: ``(B, h + 2, w + 2)`` gradient magnitudes ``W >= 0`` or ``None`` (``w = 1``).
         lam: ``lam`` of ``w = 1 / (1 + lam W)``.
-        xp: the array module.
+        xp: the array module (:mod:`numpy`, :mod:`cupy`, or :mod:`torch`: the PyTorch front end
+            assembles with this very function so that autograd differentiates it).
 
     Returns:
         ``(eE, eN, b)``, each ``(B, h + 2, w + 2)`` float64: rightward and upward edge weights
@@ -237,8 +238,8 @@ def assemble(normals_p: Any, mask_p: Any, W_p: Any | None, lam: float, xp: Any) 
         yet projected per component).
     """
     m = mask_p
-    mf = m.astype(np.float64)
     nz = xp.where(m, normals_p[..., 2], 1.0)
+    mf = xp.where(m, xp.ones_like(nz), 0.0)  # written so that it also runs with xp = torch
     p = xp.where(m, -normals_p[..., 0] / nz, 0.0)
     q = xp.where(m, -normals_p[..., 1] / nz, 0.0)
     w = mf if W_p is None else mf / (1.0 + lam * W_p)
