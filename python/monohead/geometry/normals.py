@@ -1,0 +1,155 @@
+"""Normals of triangle meshes (paper eq. 2) and the normals <-> gradients maps.
+
+Frame (conventions.md): x to the right (increasing column), y up (decreasing row), z toward
+the viewer. A depth map ``h`` (height toward the viewer, pixel units) has the normal
+``N = (-p, -q, 1) / sqrt(1 + p^2 + q^2)`` with ``p = dh/dx = -Nx/Nz`` and
+``q = dh/dy = -Ny/Nz``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _validate as v
+
+__all__ = ["face_normals", "gradients_to_normals", "normals_to_gradients", "vertex_normals"]
+
+
+def _mesh_arrays(vertices: Any, faces: Any) -> tuple[np.ndarray, np.ndarray]:
+    verts = v.check_vertices(vertices, "vertices")
+    return verts, v.check_faces(faces, verts.shape[0], "faces")
+
+
+def _corner_coordinates(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``x, y, z`` of the faces' corners, each ``(3, F)`` (corner-major, contiguous rows)."""
+    ft = np.ascontiguousarray(faces.T)
+    vt = np.ascontiguousarray(verts.T)
+    return np.take(vt[0], ft), np.take(vt[1], ft), np.take(vt[2], ft)
+
+
+def _cross_rows(ax: Any, ay: Any, az: Any, bx: Any, by: Any, bz: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+
+
+def face_normals(vertices: Any, faces: Any) -> np.ndarray:
+    """Unit normals of the faces of a triangle mesh.
+
+    Args:
+        vertices: ``(V, 3)`` finite coordinates, any real dtype and layout (any length unit).
+        faces: ``(F, 3)`` integer vertex indices; a face ``(a, b, c)`` is counter-clockwise
+            seen from the side its normal points to (right-hand rule).
+
+    Returns:
+        ``(F, 3)`` float64 unit vectors ``(b - a) x (c - a) / |(b - a) x (c - a)|``; ``(0, 0, 0)``
+        for a degenerate (zero-area) face.
+    """
+    verts, fcs = _mesh_arrays(vertices, faces)
+    x, y, z = _corner_coordinates(verts, fcs)
+    out = np.stack(_cross_rows(x[1] - x[0], y[1] - y[0], z[1] - z[0], x[2] - x[0], y[2] - y[0], z[2] - z[0]), axis=1)
+    length = np.sqrt(np.einsum("ij,ij->i", out, out))
+    length[length == 0] = 1.0
+    out /= length[:, None]
+    return out
+
+
+def vertex_normals(vertices: Any, faces: Any) -> np.ndarray:
+    """Angle-weighted vertex normals of a triangle mesh (paper eq. 2, Klasing et al. 2009).
+
+    For vertex ``p`` with incident faces ``j`` (each spanned by ``p`` and two neighbours
+    ``q_j``, ``q_{j+1}`` in counter-clockwise order), eq. 2 reads
+
+        n = (1/k) sum_j  w_j  (q_j - p) x (q_{j+1} - p) / |(q_j - p) x (q_{j+1} - p)|,
+        w_j = arccos(<q_j - p, q_{j+1} - p> / (|q_j - p| |q_{j+1} - p|)),
+
+    i.e. each incident face's unit normal weighted by the face's interior angle at ``p``.
+    The result is returned normalised to unit length (so the ``1/k`` has no effect). The
+    angle is computed as ``atan2(|a x b|, a . b)``, which equals the ``arccos`` of eq. 2 and
+    is accurate for small and near-straight angles. Fully vectorised: one pass over the
+    faces, then one scatter-add (:func:`numpy.bincount`) per axis; about 6 ms for 30k
+    vertices on one core of a small cloud machine.
+
+    Args:
+        vertices: ``(V, 3)`` finite coordinates, any real dtype and layout.
+        faces: ``(F, 3)`` integer indices, counter-clockwise seen from outside (the normals
+            point to the side from which the faces are counter-clockwise).
+
+    Returns:
+        ``(V, 3)`` float64 unit normals. A vertex used by no face, or whose weighted sum
+        vanishes (e.g. only degenerate faces), gets ``(0, 0, 0)``.
+    """
+    verts, fcs = _mesh_arrays(vertices, faces)
+    n = verts.shape[0]
+    if fcs.shape[0] == 0:
+        return np.zeros((n, 3))
+    x, y, z = _corner_coordinates(verts, fcs)
+    ax, ay, az = x[1] - x[0], y[1] - y[0], z[1] - z[0]  # e01 = v1 - v0
+    bx, by, bz = x[2] - x[0], y[2] - y[0], z[2] - z[0]  # e02 = v2 - v0
+    cx, cy, cz = bx - ax, by - ay, bz - az  # e12 = v2 - v1
+    normal = _cross_rows(ax, ay, az, bx, by, bz)  # e01 x e02, |.| = twice the area
+    twice_area = np.sqrt(normal[0] * normal[0] + normal[1] * normal[1] + normal[2] * normal[2])
+    # Interior angles: at v0 between e01 and e02; at v1 between -e01 and e12; at v2 between
+    # -e02 and -e12. |a x b| is twice the face area at all three corners.
+    w = np.empty((3, fcs.shape[0]))
+    np.arctan2(twice_area, ax * bx + ay * by + az * bz, out=w[0])
+    np.arctan2(twice_area, -(ax * cx + ay * cy + az * cz), out=w[1])
+    np.arctan2(twice_area, bx * cx + by * cy + bz * cz, out=w[2])
+    # Angle times the unit face normal = (angle / |n|) * n; degenerate faces weigh 0.
+    np.divide(w, twice_area, out=w, where=twice_area > 0)
+    w[:, twice_area == 0] = 0.0
+    idx = np.ascontiguousarray(fcs.T).ravel()  # corner-major, like w
+    out = np.empty((3, n))
+    tmp = np.empty_like(w)
+    for axis in range(3):
+        np.multiply(w, normal[axis], out=tmp)
+        out[axis] = np.bincount(idx, weights=tmp.ravel(), minlength=n)
+    length = np.sqrt(out[0] * out[0] + out[1] * out[1] + out[2] * out[2])
+    length[length == 0] = 1.0
+    out /= length
+    return np.ascontiguousarray(out.T)
+
+
+def normals_to_gradients(normals: Any, mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Depth gradients of a normal map: ``p = -Nx/Nz = dh/dx``, ``q = -Ny/Nz = dh/dy`` (y up).
+
+    Args:
+        normals: ``(H, W, 3)`` normals in the camera frame (x right, y up, z toward the
+            viewer), any float dtype and layout; need not be unit length. Inside the mask
+            they must be finite with ``Nz > 0``.
+        mask: ``(H, W)`` bool domain; default: the pixels whose normal is not ``(0, 0, 0)``.
+
+    Returns:
+        ``(p, q)``, two ``(H, W)`` float64 maps (dimensionless slopes), 0 outside the mask.
+    """
+    n = v.check_normals(normals)
+    m = v.default_mask(n) if mask is None else v.check_mask(mask, n.shape[:2])
+    v.check_normals_in_mask(n, m)
+    nz = np.where(m, n[..., 2], 1.0)
+    p = np.where(m, -n[..., 0] / nz, 0.0)
+    q = np.where(m, -n[..., 1] / nz, 0.0)
+    return p, q
+
+
+def gradients_to_normals(p: Any, q: Any, mask: Any = None) -> np.ndarray:
+    """Unit normals ``N = (-p, -q, 1) / sqrt(1 + p^2 + q^2)`` of depth gradients.
+
+    Args:
+        p: ``(H, W)`` slope ``dh/dx`` (x = column, to the right), any real dtype.
+        q: ``(H, W)`` slope ``dh/dy`` (y up, i.e. toward row ``r - 1``).
+        mask: ``(H, W)`` bool domain; default: every pixel.
+
+    Returns:
+        ``(H, W, 3)`` float64 unit normals (``Nz > 0``) inside the mask, ``(0, 0, 0)`` outside.
+    """
+    pa = v.check_depth(p, "p")
+    qa = v.check_depth(q, "q", shape=pa.shape)
+    m = np.ones(pa.shape, bool) if mask is None else v.check_mask(mask, pa.shape)
+    v.check_depth_in_mask(pa, m, "p")
+    v.check_depth_in_mask(qa, m, "q")
+    pa = np.where(m, pa, 0.0)
+    qa = np.where(m, qa, 0.0)
+    out = np.stack([-pa, -qa, np.ones_like(pa)], axis=-1)
+    out /= np.sqrt(1.0 + pa * pa + qa * qa)[..., None]
+    out[~m] = 0.0
+    return out
