@@ -8,7 +8,9 @@
   :func:`apply_transform`, :func:`normal_projected_errors`, :func:`mesh_errors`,
   :func:`mesh_errors_set`.
 
-matplotlib is imported only by the plotting functions (Agg canvas, no pyplot).
+Inputs may have any real dtype and memory layout (NumPy, CPU); results are Python floats or
+NumPy ``float64``, in the unit of the inputs. matplotlib is imported only by the plotting
+functions (Agg canvas, no pyplot).
 """
 
 from .depth_error import (

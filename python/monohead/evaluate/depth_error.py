@@ -111,6 +111,11 @@ def robust_depth_stats(pred_depth: Any, true_depth: Any, mask: Any = None, theta
     return _robust(err[np.isfinite(err)], theta)
 
 
+def _with_context(exc: Exception, context: str) -> Exception:
+    """A ``TypeError`` or ``ValueError`` like ``exc`` whose message starts with ``context``."""
+    return (TypeError if isinstance(exc, TypeError) else ValueError)(f"{context}: {exc}")
+
+
 def _as_list(items: Any, name: str) -> list[Any]:
     if isinstance(items, np.ndarray):
         if items.ndim != 3:
@@ -149,7 +154,7 @@ def robust_depth_sigma(pred_depths: Any, true_depths: Any, masks: Any = None, th
         try:
             variances.append(robust_depth_stats(p, t, m, theta)["variance"])
         except (TypeError, ValueError) as exc:
-            raise type(exc)(f"sample {i}: {exc}") from exc
+            raise _with_context(exc, f"sample {i}") from exc
     return float(np.sqrt(np.mean(variances)))
 
 
@@ -236,7 +241,7 @@ def lambda_sweep(
                 depth = integrate(s.normals, s.weights, lam=float(lam), mask=s.mask, method=method, **integrate_kwargs)
                 variance[k, i] = robust_depth_stats(depth, s.true_depth, s.mask, theta)["variance"]
             except (TypeError, ValueError) as exc:
-                raise type(exc)(f"samples[{i}]: {exc}") from exc
+                raise _with_context(exc, f"samples[{i}]") from exc
             done += 1
             if callback is not None:
                 callback(done, total)

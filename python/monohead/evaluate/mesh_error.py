@@ -420,7 +420,7 @@ def mesh_errors_set(
             if e.size < 2:
                 raise ValueError(f"pred_mesh must have at least 2 vertices for eq. 9's variance; got {e.size}")
         except (TypeError, ValueError) as exc:
-            raise type(exc)(f"pairs[{i}]: {exc}") from exc
+            raise (TypeError if isinstance(exc, TypeError) else ValueError)(f"pairs[{i}]: {exc}") from exc
         dists.append(dist)
         e_bars.append(float(e.mean()))
         variances.append(float(e.var(ddof=1)))

@@ -3,7 +3,8 @@
 Frame and units follow conventions.md: x to the right (increasing column), y up (decreasing
 row), z toward the viewer; depth is the height toward the viewer in pixel units; normals
 point toward the viewer. Every function validates its inputs and raises ``TypeError`` or
-``ValueError`` naming the argument, what was expected and what came.
+``ValueError`` naming the argument, what was expected and what came. Inputs may have any real
+dtype and memory layout; outputs are NumPy ``float64`` (CPU only: CuPy arrays are refused).
 
 - Normals: :func:`vertex_normals` (angle-weighted, eq. 2), :func:`face_normals`,
   :func:`normals_to_gradients`, :func:`gradients_to_normals`.

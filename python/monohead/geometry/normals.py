@@ -83,28 +83,35 @@ def vertex_normals(vertices: Any, faces: Any) -> np.ndarray:
     n = verts.shape[0]
     if fcs.shape[0] == 0:
         return np.zeros((n, 3))
-    x, y, z = _corner_coordinates(verts, fcs)
-    ax, ay, az = x[1] - x[0], y[1] - y[0], z[1] - z[0]  # e01 = v1 - v0
-    bx, by, bz = x[2] - x[0], y[2] - y[0], z[2] - z[0]  # e02 = v2 - v0
-    cx, cy, cz = bx - ax, by - ay, bz - az  # e12 = v2 - v1
-    normal = _cross_rows(ax, ay, az, bx, by, bz)  # e01 x e02, |.| = twice the area
-    twice_area = np.sqrt(normal[0] * normal[0] + normal[1] * normal[1] + normal[2] * normal[2])
+    ft = np.ascontiguousarray(fcs.T)  # (3, F), corner-major
+    corners = np.take(np.ascontiguousarray(verts.T), ft, axis=1)  # (3 axes, 3 corners, F)
+    e01 = corners[:, 1] - corners[:, 0]  # (3, F): v1 - v0
+    e02 = corners[:, 2] - corners[:, 0]  # v2 - v0
+    e12 = e02 - e01  # v2 - v1
+    normal = np.empty_like(e01)  # e01 x e02, |.| = twice the face area
+    np.multiply(e01[1], e02[2], out=normal[0])
+    normal[0] -= e01[2] * e02[1]
+    np.multiply(e01[2], e02[0], out=normal[1])
+    normal[1] -= e01[0] * e02[2]
+    np.multiply(e01[0], e02[1], out=normal[2])
+    normal[2] -= e01[1] * e02[0]
+    twice_area = np.sqrt(np.einsum("ij,ij->j", normal, normal))
     # Interior angles: at v0 between e01 and e02; at v1 between -e01 and e12; at v2 between
     # -e02 and -e12. |a x b| is twice the face area at all three corners.
     w = np.empty((3, fcs.shape[0]))
-    np.arctan2(twice_area, ax * bx + ay * by + az * bz, out=w[0])
-    np.arctan2(twice_area, -(ax * cx + ay * cy + az * cz), out=w[1])
-    np.arctan2(twice_area, bx * cx + by * cy + bz * cz, out=w[2])
+    np.arctan2(twice_area, np.einsum("ij,ij->j", e01, e02), out=w[0])
+    np.arctan2(twice_area, -np.einsum("ij,ij->j", e01, e12), out=w[1])
+    np.arctan2(twice_area, np.einsum("ij,ij->j", e02, e12), out=w[2])
     # Angle times the unit face normal = (angle / |n|) * n; degenerate faces weigh 0.
     np.divide(w, twice_area, out=w, where=twice_area > 0)
     w[:, twice_area == 0] = 0.0
-    idx = np.ascontiguousarray(fcs.T).ravel()  # corner-major, like w
+    idx = ft.ravel()  # corner-major, like w
     out = np.empty((3, n))
     tmp = np.empty_like(w)
     for axis in range(3):
         np.multiply(w, normal[axis], out=tmp)
         out[axis] = np.bincount(idx, weights=tmp.ravel(), minlength=n)
-    length = np.sqrt(out[0] * out[0] + out[1] * out[1] + out[2] * out[2])
+    length = np.sqrt(np.einsum("ij,ij->j", out, out))
     length[length == 0] = 1.0
     out /= length
     return np.ascontiguousarray(out.T)

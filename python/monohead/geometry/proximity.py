@@ -5,8 +5,14 @@ once; each query then computes the exact closest point on the ``k`` faces with t
 centroids and certifies it: with ``R`` the largest distance from a face's centroid to its
 corners, a face whose centroid is farther than ``d_k`` (the ``k``-th centroid distance) is at
 least ``d_k - R`` away, so the answer is exact as soon as ``d_k - R >= d_best``. Queries that
-are not yet certified are repeated with ``2k`` faces (up to all faces). The result is exact
-for any mesh; it is fast when triangle sizes are similar (scans, depth-map meshes).
+are not yet certified go on with the next ``k`` faces (``2k`` in all), up to all faces. The
+result is exact for any mesh; it is fast when triangle sizes are similar (scans, depth-map
+meshes).
+
+The point-triangle kernel classifies each point into the Voronoi regions of the triangle
+(3 corners, 3 edges, interior; Ericson, *Real-Time Collision Detection*, §5.1.5) and is
+vectorised over (point, face) pairs in structure-of-arrays form with per-face constants
+precomputed.
 """
 
 from __future__ import annotations
@@ -20,69 +26,96 @@ from .normals import face_normals as _face_normals
 
 __all__ = ["MeshSurface", "closest_points", "closest_points_on_triangles"]
 
-
-def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", a, b)
-
-
-def _closest_on_segments(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ab = b - a
-    denom = _dot(ab, ab)
-    t = np.where(denom > 0, _dot(p - a, ab) / np.where(denom > 0, denom, 1.0), 0.0)
-    return a + np.clip(t, 0.0, 1.0)[:, None] * ab
+# Rows of the per-face table: corner a, edges u = b - a and w = c - a, and the Gram entries.
+_AX, _AY, _AZ, _UX, _UY, _UZ, _WX, _WY, _WZ, _UU, _UW, _WW, _DET = range(13)
 
 
-def closest_points_on_triangles(points: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Closest point to ``points[i]`` on triangle ``(a[i], b[i], c[i])``, all ``(N, 3)`` float64.
+def _face_table(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``(13, F)`` table of the faces ``(a, b, c)`` (each ``(F, 3)``) for :func:`_closest_kernel`."""
+    u, w = b - a, c - a
+    t = np.empty((13, a.shape[0]))
+    t[_AX:_AZ + 1] = a.T
+    t[_UX:_UZ + 1] = u.T
+    t[_WX:_WZ + 1] = w.T
+    t[_UU] = np.einsum("ij,ij->i", u, u)
+    t[_UW] = np.einsum("ij,ij->i", u, w)
+    t[_WW] = np.einsum("ij,ij->i", w, w)
+    t[_DET] = t[_UU] * t[_WW] - t[_UW] * t[_UW]  # (twice the area)^2
+    return t
 
-    Voronoi-region classification (vertex, edge or interior) of each point, vectorised: the
-    answer is written ``a + s (b - a) + t (c - a)`` with ``(s, t)`` chosen per region.
-    Degenerate (zero-area) triangles fall back to the closest point on their three edges.
+
+def _segment_params(qx: np.ndarray, qy: np.ndarray, qz: np.ndarray, dx: Any, dy: Any, dz: Any) -> np.ndarray:
+    """Clamped parameter of the closest point to ``q`` on the segment ``[0, d]`` (relative coords)."""
+    dd = dx * dx + dy * dy + dz * dz
+    num = qx * dx + qy * dy + qz * dz
+    return np.clip(np.divide(num, dd, out=np.zeros_like(num), where=dd > 0), 0.0, 1.0)
+
+
+def _closest_kernel(px: np.ndarray, py: np.ndarray, pz: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Barycentric-like ``(s, u)`` of the closest point ``a + s (b - a) + u (c - a)``.
+
+    ``px, py, pz`` are ``(M,)``; ``t`` is the ``(13, M)`` face table, one column per pair.
     """
-    ab, ac = b - a, c - a
-    ap = points - a
-    d1, d2 = _dot(ab, ap), _dot(ac, ap)
-    ab_ab, ab_ac, ac_ac = _dot(ab, ab), _dot(ab, ac), _dot(ac, ac)
-    # d3, d4 = ab.(p - b), ac.(p - b); d5, d6 = ab.(p - c), ac.(p - c), from d1, d2.
-    d3, d4 = d1 - ab_ab, d2 - ab_ac
-    d5, d6 = d1 - ab_ac, d2 - ac_ac
+    qx, qy, qz = px - t[_AX], py - t[_AY], pz - t[_AZ]
+    d1 = t[_UX] * qx + t[_UY] * qy + t[_UZ] * qz  # u . (p - a)
+    d2 = t[_WX] * qx + t[_WY] * qy + t[_WZ] * qz  # w . (p - a)
+    d3, d4 = d1 - t[_UU], d2 - t[_UW]  # u . (p - b), w . (p - b)
+    d5, d6 = d1 - t[_UW], d2 - t[_WW]  # u . (p - c), w . (p - c)
     va = d3 * d6 - d5 * d4
     vb = d5 * d2 - d1 * d6
     vc = d1 * d4 - d3 * d2
+    det = t[_DET]
     with np.errstate(divide="ignore", invalid="ignore"):
-        denom = va + vb + vc
-        s = vb / denom
-        t = vc / denom
-        # Later assignments take precedence, so the regions go from the last test to the first.
-        sel = (va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0)  # edge BC
-        w = (d4 - d3) / ((d4 - d3) + (d5 - d6))
-        s = np.where(sel, 1.0 - w, s)
-        t = np.where(sel, w, t)
+        s = vb / det
+        u = vc / det
+        # Later assignments take precedence, so the regions go from Ericson's last test to his first.
+        e43, e56 = d4 - d3, d5 - d6
+        sel = (va <= 0) & (e43 >= 0) & (e56 >= 0)  # edge BC: b + r (c - b)
+        r = e43 / (e43 + e56)
+        np.copyto(s, 1.0 - r, where=sel)
+        np.copyto(u, r, where=sel)
         sel = (vb <= 0) & (d2 >= 0) & (d6 <= 0)  # edge AC
-        s = np.where(sel, 0.0, s)
-        t = np.where(sel, d2 / (d2 - d6), t)
-        sel = (d6 >= 0) & (d5 <= d6)  # vertex C
-        s = np.where(sel, 0.0, s)
-        t = np.where(sel, 1.0, t)
+        np.copyto(s, 0.0, where=sel)
+        np.copyto(u, d2 / (d2 - d6), where=sel)
+        sel = (d6 >= 0) & (d5 <= d6)  # corner C
+        np.copyto(s, 0.0, where=sel)
+        np.copyto(u, 1.0, where=sel)
         sel = (vc <= 0) & (d1 >= 0) & (d3 <= 0)  # edge AB
-        s = np.where(sel, d1 / (d1 - d3), s)
-        t = np.where(sel, 0.0, t)
-        sel = (d3 >= 0) & (d4 <= d3)  # vertex B
-        s = np.where(sel, 1.0, s)
-        t = np.where(sel, 0.0, t)
-        sel = (d1 <= 0) & (d2 <= 0)  # vertex A
-        s = np.where(sel, 0.0, s)
-        t = np.where(sel, 0.0, t)
-    out = a + s[:, None] * ab + t[:, None] * ac
-    bad = ~(np.isfinite(s) & np.isfinite(t)) | (ab_ab * ac_ac - ab_ac * ab_ac <= 1e-24 * (ab_ab * ac_ac))
-    if bad.any():
-        pb, ab_, bb, cb = points[bad], a[bad], b[bad], c[bad]
-        cands = np.stack(
-            [_closest_on_segments(pb, ab_, bb), _closest_on_segments(pb, bb, cb), _closest_on_segments(pb, cb, ab_)]
-        )
-        dist = ((cands - pb[None]) ** 2).sum(-1)
-        out[bad] = cands[np.argmin(dist, axis=0), np.arange(pb.shape[0])]
-    return out
+        np.copyto(s, d1 / (d1 - d3), where=sel)
+        np.copyto(u, 0.0, where=sel)
+        sel = (d3 >= 0) & (d4 <= d3)  # corner B
+        np.copyto(s, 1.0, where=sel)
+        np.copyto(u, 0.0, where=sel)
+        sel = (d1 <= 0) & (d2 <= 0)  # corner A
+        np.copyto(s, 0.0, where=sel)
+        np.copyto(u, 0.0, where=sel)
+    bad = ~(det > 1e-24 * t[_UU] * t[_WW]) | ~np.isfinite(s) | ~np.isfinite(u)
+    if bad.any():  # degenerate faces: the best point of the three edges
+        tb = t[:, bad]
+        qb = (qx[bad], qy[bad], qz[bad])
+        ux, uy, uz, wx, wy, wz = tb[_UX], tb[_UY], tb[_UZ], tb[_WX], tb[_WY], tb[_WZ]
+        r_ab = _segment_params(*qb, ux, uy, uz)
+        r_ac = _segment_params(*qb, wx, wy, wz)
+        r_bc = _segment_params(qb[0] - ux, qb[1] - uy, qb[2] - uz, wx - ux, wy - uy, wz - uz)
+        cands = np.stack([[r_ab, np.zeros_like(r_ab)], [np.zeros_like(r_ac), r_ac], [1.0 - r_bc, r_bc]])  # (3, 2, m)
+        cx = cands[:, 0] * ux + cands[:, 1] * wx - qb[0]
+        cy = cands[:, 0] * uy + cands[:, 1] * wy - qb[1]
+        cz = cands[:, 0] * uz + cands[:, 1] * wz - qb[2]
+        best = np.argmin(cx * cx + cy * cy + cz * cz, axis=0)
+        cols = np.arange(best.size)
+        s[bad] = cands[best, 0, cols]
+        u[bad] = cands[best, 1, cols]
+    return s, u
+
+
+def closest_points_on_triangles(points: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Closest point to ``points[i]`` on triangle ``(a[i], b[i], c[i])``; all ``(N, 3)`` float64.
+
+    Degenerate (zero-area) triangles give the closest point of their three edges.
+    """
+    t = _face_table(a, b, c)
+    s, u = _closest_kernel(points[:, 0], points[:, 1], points[:, 2], t)
+    return a + s[:, None] * (b - a) + u[:, None] * (c - a)
 
 
 class MeshSurface:
@@ -101,10 +134,11 @@ class MeshSurface:
         from scipy.spatial import cKDTree  # noqa: PLC0415
 
         self.vertices, self.faces = v.check_mesh(mesh, name)
-        self._tri = self.vertices[self.faces]  # (F, 3, 3)
-        centroids = self._tri.mean(axis=1)
-        self._radius = float(np.sqrt(((self._tri - centroids[:, None]) ** 2).sum(-1)).max())
+        tri = self.vertices[self.faces]  # (F, 3, 3)
+        centroids = tri.mean(axis=1)
+        self._radius = float(np.sqrt(((tri - centroids[:, None]) ** 2).sum(-1)).max())
         self._tree = cKDTree(centroids)
+        self._table = _face_table(tri[:, 0], tri[:, 1], tri[:, 2])
         self.face_normals = _face_normals(self.vertices, self.faces)
 
     @property
@@ -116,7 +150,7 @@ class MeshSurface:
 
         Args:
             points: ``(N, 3)`` finite query points, same unit as the mesh.
-            k: faces examined first per point (doubled until the answer is certified).
+            k: faces examined first per point (more are examined until the answer is certified).
 
         Returns:
             ``(closest, distance, face)``: ``(N, 3)`` float64 points on the surface, ``(N,)``
@@ -126,8 +160,10 @@ class MeshSurface:
         pts = v.check_vertices(points, "points", min_count=0)
         k = int(v.check_positive_int(k, "k", allow_none=False))
         n = pts.shape[0]
-        closest = np.empty((n, 3))
-        dist = np.full(n, np.inf)
+        pt = np.ascontiguousarray(pts.T)
+        best_s = np.zeros(n)
+        best_u = np.zeros(n)
+        dist2 = np.full(n, np.inf)
         face = np.zeros(n, dtype=np.int64)
         todo = np.arange(n)
         nf = self.num_faces
@@ -135,25 +171,34 @@ class MeshSurface:
         while todo.size:
             dk, ik = self._tree.query(pts[todo], k=k)
             dk = dk.reshape(todo.size, k)
-            ik = ik[:, done_k:].reshape(todo.size, k - done_k)  # faces not examined yet
             kk = k - done_k
-            tri = self._tri[ik.ravel()]
-            q = np.repeat(pts[todo], kk, axis=0)
-            cp = closest_points_on_triangles(q, tri[:, 0], tri[:, 1], tri[:, 2])
-            d = np.sqrt(((cp - q) ** 2).sum(-1)).reshape(todo.size, kk)
-            j = np.argmin(d, axis=1)
+            ik = ik.reshape(todo.size, k)[:, done_k:]  # faces not examined yet
+            t = np.take(self._table, ik.ravel(), axis=1)
+            px, py, pz = (np.repeat(pt[i, todo], kk) for i in range(3))
+            s, u = _closest_kernel(px, py, pz, t)
+            dx = t[_AX] + s * t[_UX] + u * t[_WX] - px
+            dy = t[_AY] + s * t[_UY] + u * t[_WY] - py
+            dz = t[_AZ] + s * t[_UZ] + u * t[_WZ] - pz
+            d2 = (dx * dx + dy * dy + dz * dz).reshape(todo.size, kk)
+            j = np.argmin(d2, axis=1)
             rows = np.arange(todo.size)
-            better = d[rows, j] < dist[todo]
+            flat = rows * kk + j
+            better = d2[rows, j] < dist2[todo]
             upd = todo[better]
-            dist[upd] = d[rows, j][better]
+            dist2[upd] = d2[rows, j][better]
             face[upd] = ik[rows, j][better]
-            closest[upd] = cp.reshape(todo.size, kk, 3)[rows[better], j[better]]
+            best_s[upd] = s[flat[better]]
+            best_u[upd] = u[flat[better]]
             if k == nf:
                 break
-            certified = dk[:, -1] - self._radius >= dist[todo]
+            certified = dk[:, -1] - self._radius >= np.sqrt(dist2[todo])
             todo = todo[~certified]
             k, done_k = min(2 * k, nf), k
-        return closest, dist, face
+        t = self._table[:, face]
+        closest = np.empty((n, 3))
+        for axis, (a_row, u_row, w_row) in enumerate(((_AX, _UX, _WX), (_AY, _UY, _WY), (_AZ, _UZ, _WZ))):
+            closest[:, axis] = t[a_row] + best_s * t[u_row] + best_u * t[w_row]
+        return closest, np.sqrt(dist2), face
 
 
 def closest_points(points: Any, mesh: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
