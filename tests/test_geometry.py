@@ -379,7 +379,13 @@ def test_save_mesh_validation(tmp_path):
         g.save_mesh(mesh, tmp_path / "nope" / "m.ply")
     with pytest.raises(TypeError, match="mesh must be a trimesh.Trimesh or a"):
         g.save_mesh(42, tmp_path / "m.ply")
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike; got int"):
+        g.save_mesh(mesh, 3)
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="path must name an existing file"):
+        g.load_mesh(tmp_path / "missing.ply")
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike; got bytes"):
+        g.load_mesh(b"m.ply")
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,15 +22,20 @@ def _mesh_arrays(vertices: Any, faces: Any) -> tuple[np.ndarray, np.ndarray]:
     return verts, v.check_faces(faces, verts.shape[0], "faces")
 
 
-def _corner_coordinates(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``x, y, z`` of the faces' corners, each ``(3, F)`` (corner-major, contiguous rows)."""
-    ft = np.ascontiguousarray(faces.T)
-    vt = np.ascontiguousarray(verts.T)
-    return np.take(vt[0], ft), np.take(vt[1], ft), np.take(vt[2], ft)
-
-
-def _cross_rows(ax: Any, ay: Any, az: Any, bx: Any, by: Any, bz: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+def _edges_and_normals(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per face, as ``(3, F)`` arrays (one row per axis): ``e01 = v1 - v0``, ``e02 = v2 - v0``
+    and the unnormalised normal ``e01 x e02`` (its length is twice the face's area)."""
+    corners = np.take(np.ascontiguousarray(verts.T), np.ascontiguousarray(faces.T), axis=1)  # (axis, corner, F)
+    e01 = corners[:, 1] - corners[:, 0]
+    e02 = corners[:, 2] - corners[:, 0]
+    normal = np.empty_like(e01)
+    np.multiply(e01[1], e02[2], out=normal[0])
+    normal[0] -= e01[2] * e02[1]
+    np.multiply(e01[2], e02[0], out=normal[1])
+    normal[1] -= e01[0] * e02[2]
+    np.multiply(e01[0], e02[1], out=normal[2])
+    normal[2] -= e01[1] * e02[0]
+    return e01, e02, normal
 
 
 def face_normals(vertices: Any, faces: Any) -> np.ndarray:
@@ -46,12 +51,11 @@ def face_normals(vertices: Any, faces: Any) -> np.ndarray:
         for a degenerate (zero-area) face.
     """
     verts, fcs = _mesh_arrays(vertices, faces)
-    x, y, z = _corner_coordinates(verts, fcs)
-    out = np.stack(_cross_rows(x[1] - x[0], y[1] - y[0], z[1] - z[0], x[2] - x[0], y[2] - y[0], z[2] - z[0]), axis=1)
-    length = np.sqrt(np.einsum("ij,ij->i", out, out))
+    normal = _edges_and_normals(verts, fcs)[2]
+    length = np.sqrt(np.einsum("ij,ij->j", normal, normal))
     length[length == 0] = 1.0
-    out /= length[:, None]
-    return out
+    normal /= length
+    return np.ascontiguousarray(normal.T)
 
 
 def vertex_normals(vertices: Any, faces: Any) -> np.ndarray:
@@ -83,18 +87,8 @@ def vertex_normals(vertices: Any, faces: Any) -> np.ndarray:
     n = verts.shape[0]
     if fcs.shape[0] == 0:
         return np.zeros((n, 3))
-    ft = np.ascontiguousarray(fcs.T)  # (3, F), corner-major
-    corners = np.take(np.ascontiguousarray(verts.T), ft, axis=1)  # (3 axes, 3 corners, F)
-    e01 = corners[:, 1] - corners[:, 0]  # (3, F): v1 - v0
-    e02 = corners[:, 2] - corners[:, 0]  # v2 - v0
+    e01, e02, normal = _edges_and_normals(verts, fcs)
     e12 = e02 - e01  # v2 - v1
-    normal = np.empty_like(e01)  # e01 x e02, |.| = twice the face area
-    np.multiply(e01[1], e02[2], out=normal[0])
-    normal[0] -= e01[2] * e02[1]
-    np.multiply(e01[2], e02[0], out=normal[1])
-    normal[1] -= e01[0] * e02[2]
-    np.multiply(e01[0], e02[1], out=normal[2])
-    normal[2] -= e01[1] * e02[0]
     twice_area = np.sqrt(np.einsum("ij,ij->j", normal, normal))
     # Interior angles: at v0 between e01 and e02; at v1 between -e01 and e12; at v2 between
     # -e02 and -e12. |a x b| is twice the face area at all three corners.
@@ -105,7 +99,7 @@ def vertex_normals(vertices: Any, faces: Any) -> np.ndarray:
     # Angle times the unit face normal = (angle / |n|) * n; degenerate faces weigh 0.
     np.divide(w, twice_area, out=w, where=twice_area > 0)
     w[:, twice_area == 0] = 0.0
-    idx = ft.ravel()  # corner-major, like w
+    idx = np.ascontiguousarray(fcs.T).ravel()  # corner-major, like w
     out = np.empty((3, n))
     tmp = np.empty_like(w)
     for axis in range(3):
