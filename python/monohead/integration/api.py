@@ -339,7 +339,7 @@ def integrate(
         return integrate_xp(
             normals, weights, lam, mask, method=method, tol=tol, maxiter=maxiter, x0=x0, return_info=return_info, xp=xp
         )
-    if np.ndim(normals) == 4:
+    if np.ndim(normals) >= 4:  # a batch (or too many axes, reported by the batch validator)
         return _integrate_batch_cpu(normals, weights, lam, mask, method, tol, maxiter, x0, return_info)
     t0 = time.perf_counter()
     n, m, w, lam = _prepare(normals, weights, lam, mask)
