@@ -113,7 +113,7 @@ def head(size: int, neck: bool = True) -> Surface:
     # Neck: a horizontal half-cylinder strip from the centre down, lower than the face.
     half = 0.17 * size
     neck_mask = (np.abs(x) < half) & (y < 0) & ~face
-    hn = 0.05 * size * (1.0 - (x / half) ** 2) - 0.02 * size
+    hn = 0.05 * size * (1.0 - (x / half) ** 2) - 0.1 * size
     hnx = 0.05 * size * (-2.0 * x / half**2)
     mask = face | neck_mask
     H = np.where(face, h, hn)

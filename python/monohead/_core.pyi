@@ -1,0 +1,50 @@
+"""Type stubs of monohead's compiled core (csrc/bindings.cpp)."""
+
+from typing import TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+class _SolveInfo(TypedDict):
+    iterations: int
+    residual: float
+    converged: bool
+    assembly_seconds: float
+    solve_seconds: float
+
+class Integrator:
+    """WLS normal integrator on a fixed mask (system and solver built once)."""
+
+    def __init__(
+        self,
+        mask: npt.NDArray[np.uint8],
+        weights: npt.NDArray[np.float64] | None = None,
+        lam: float = 0.1,
+        method: str = "mg",
+        coarse_scale: float = 2.0,
+        coarsest_max: int = 128,
+    ) -> None: ...
+    def solve(
+        self,
+        normals: npt.NDArray[np.float64],
+        x0: npt.NDArray[np.float64] | None = None,
+        tol: float = 1e-6,
+        maxiter: int = -1,
+    ) -> tuple[npt.NDArray[np.float64], _SolveInfo]: ...
+    def csr(
+        self, normals: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    @property
+    def num_unknowns(self) -> int: ...
+    @property
+    def num_components(self) -> int: ...
+    @property
+    def num_levels(self) -> int: ...
+    @property
+    def assembly_seconds(self) -> float: ...
+    @property
+    def setup_seconds(self) -> float: ...
+    @property
+    def nbytes(self) -> int: ...
