@@ -293,7 +293,7 @@ class _Multigrid:
         *,
         dtype: Any = np.float32,
         coarse_scale: float = 2.0,
-        coarsest_max: int = 256,
+        coarsest_max: int = 128,
         kernels: dict[str, Callable[..., Any]],
     ) -> None:
         self.xp = xp
@@ -481,7 +481,7 @@ class StencilSystem:
         *,
         mg_dtype: Any = np.float32,
         coarse_scale: float = 2.0,
-        coarsest_max: int = 256,
+        coarsest_max: int = 128,
         fuse: bool = True,
     ) -> None:
         if method not in GENERIC_METHODS:
@@ -650,7 +650,7 @@ def integrate_xp(
     xp: Any = None,
     mg_dtype: Any = np.float32,
     coarse_scale: float = 2.0,
-    coarsest_max: int = 256,
+    coarsest_max: int = 128,
     fuse: bool = True,
 ) -> Any:
     """Integrate normal maps with the array-module-generic solver (NumPy or CuPy).
