@@ -346,6 +346,22 @@ def test_icp_recovers_a_known_rigid_motion():
     assert np.linalg.det(R) == pytest.approx(1.0)
 
 
+def test_icp_on_noisy_points_stops_at_the_noise_floor():
+    # With noise the correspondences keep switching faces and the update never vanishes: the
+    # RMS rule stops ICP, at a fit at least as good as the true motion's.
+    target = _scan()
+    V = np.asarray(target.vertices)
+    R0, t0 = _rotation([0.3, 1.0, 0.2], 10.0), np.array([3.0, -2.0, 5.0])
+    source = (V + np.random.default_rng(1).normal(0, 0.3, V.shape)) @ R0.T + t0
+    res = ev.icp(source, target)
+    assert res.converged and res.iterations <= 10
+    truth = _inverse(R0, t0)
+    rms_truth = math.sqrt(np.mean(g.closest_points(ev.apply_transform(truth, source), target)[1] ** 2))
+    assert res.rms <= rms_truth
+    angle = math.degrees(math.acos(min(1.0, (np.trace(res.transform[:3, :3] @ R0) - 1) / 2)))
+    assert angle < 1.0
+
+
 def test_icp_with_landmarks_and_trimming():
     target = _scan()
     V = np.asarray(target.vertices)
@@ -388,6 +404,8 @@ def test_kabsch_exact_and_proper():
         ({"trim": 1.0}, ValueError, r"trim must be in \[0, 1\); got 1.0"),
         ({"max_distance": -1}, ValueError, "max_distance must be a finite number > 0"),
         ({"max_iterations": 0}, ValueError, "max_iterations must be >= 1; got 0"),
+        ({"rms_tol": 2.0}, ValueError, r"rms_tol must be in \[0, 1\); got 2.0"),
+        ({"tol": 0}, ValueError, "tol must be a finite number > 0; got 0.0"),
         ({"max_distance": 1e-9, "init": "identity"}, ValueError, "icp kept only"),
     ],
 )

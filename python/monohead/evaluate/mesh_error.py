@@ -106,10 +106,11 @@ class ICPResult:
         transform: ``(4, 4)`` float64 rigid matrix mapping the source onto the target
             (``apply_transform(transform, source_vertices)``).
         rms: root mean square of the point-to-surface distances of the kept correspondences
-            after the final transform (unit of the inputs).
+            under ``transform`` (unit of the inputs).
         iterations: ICP iterations done.
-        converged: whether the last update was below ``tol``.
-        inliers: correspondences kept in the last iteration (after trimming).
+        converged: whether a stopping rule (``tol`` or ``rms_tol``) was met before
+            ``max_iterations``.
+        inliers: correspondences kept (after trimming) under ``transform``.
     """
 
     transform: np.ndarray
@@ -161,6 +162,7 @@ def icp(
     landmarks: Any = None,
     max_iterations: int = 100,
     tol: float = 1e-10,
+    rms_tol: float = 1e-6,
     trim: float | None = None,
     max_distance: float | None = None,
 ) -> ICPResult:
@@ -173,7 +175,9 @@ def icp(
     (small rotation ``w`` about the centroid ``m`` of the kept points, translation ``t``) by
     least squares, and applies the exact rotation ``exp([w]x)`` (Rodrigues), so the
     transform stays a proper rigid motion. It stops when the update's rotation angle is below
-    ``tol`` (radians) and its translation below ``tol`` times the source's RMS radius.
+    ``tol`` (radians) and its translation below ``tol`` times the source's RMS radius, or when
+    the RMS distance of the kept pairs decreased by less than ``rms_tol`` (relative) over the
+    last iteration; it returns the transform with the smallest RMS seen.
 
     Args:
         source_vertices: ``(N, 3)`` points to move (e.g. a reconstruction's vertices), N >= 3.
@@ -185,7 +189,8 @@ def icp(
         landmarks: ``(K, 2)`` integer pairs ``(source index, target vertex index)``, K >= 3:
             the initial alignment is then :func:`kabsch` on those pairs.
         max_iterations: iteration cap.
-        tol: convergence threshold (see above).
+        tol: convergence threshold on the update (see above).
+        rms_tol: convergence threshold on the relative decrease of the RMS distance.
         trim: optional fraction in ``[0, 1)`` of the farthest pairs dropped each iteration
             (trimmed ICP, for partial overlap).
         max_distance: optional distance beyond which pairs are dropped (unit of the inputs).
@@ -197,6 +202,7 @@ def icp(
     surface = target_mesh if isinstance(target_mesh, MeshSurface) else MeshSurface(target_mesh, "target_mesh")
     max_iterations = int(v.check_positive_int(max_iterations, "max_iterations", allow_none=False))
     tol = _check_positive(tol, "tol", allow_none=False)
+    rms_tol = _check_fraction(rms_tol, "rms_tol") or 0.0
     trim = _check_fraction(trim, "trim")
     max_distance = _check_positive(max_distance, "max_distance")
 
@@ -228,35 +234,46 @@ def icp(
         T = _check_transform(init, "init").copy()
 
     radius = float(np.sqrt(((src - src.mean(axis=0)) ** 2).sum(axis=1).mean())) or 1.0
-    converged = False
-    it = 0
-    keep = np.ones(src.shape[0], bool)
-    for it in range(1, max_iterations + 1):
+
+    def evaluate(T: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         P = src @ T[:3, :3].T + T[:3, 3]
         c, d, f = surface.closest(P)
+        keep = _select(d, trim, max_distance)
+        rms = float(np.sqrt(np.mean(d[keep] ** 2))) if keep.any() else float("inf")
+        return rms, P, c, f, keep
+
+    converged = False
+    it = 0
+    rms, P, c, f, keep = evaluate(T)
+    best = (rms, T, int(np.count_nonzero(keep)))
+    for it in range(1, max_iterations + 1):
         n = surface.face_normals[f]
-        keep = _select(d, trim, max_distance) & (np.abs(n).sum(axis=1) > 0)
-        if np.count_nonzero(keep) < 6:
+        use = keep & (np.abs(n).sum(axis=1) > 0)
+        if np.count_nonzero(use) < 6:
             raise ValueError(
-                f"icp kept only {int(np.count_nonzero(keep))} correspondence(s) (need 6); loosen trim/max_distance or improve init"
+                f"icp kept only {int(np.count_nonzero(use))} correspondence(s) (need 6); loosen trim/max_distance or improve init"
             )
-        Pk, ck, nk = P[keep], c[keep], n[keep]
+        Pk, ck, nk = P[use], c[use], n[use]
         m = Pk.mean(axis=0)
         A = np.hstack([np.cross(Pk - m, nk), nk])
         r = np.einsum("ij,ij->i", Pk - ck, nk)
         x = np.linalg.lstsq(A, -r, rcond=None)[0]
         w, t = x[:3], x[3:]
         R = _rotation_from_vector(w)
-        step = _rigid(R, m + t - R @ m)
-        T = step @ T
-        if np.linalg.norm(w) < tol and np.linalg.norm(t) < tol * radius:
+        T = _rigid(R, m + t - R @ m) @ T
+        small_step = bool(np.linalg.norm(w) < tol and np.linalg.norm(t) < tol * radius)
+        prev = rms
+        rms, P, c, f, keep = evaluate(T)
+        if rms < best[0]:
+            best = (rms, T, int(np.count_nonzero(keep)))
+        # Stop on a negligible update, or once the RMS no longer decreases by a relative
+        # rms_tol (with noisy data the correspondences switch between faces and the
+        # transform jitters at the noise floor instead of converging).
+        if small_step or not (prev - rms > rms_tol * prev):
             converged = True
             break
-    P = src @ T[:3, :3].T + T[:3, 3]
-    _, d, _ = surface.closest(P)
-    keep = _select(d, trim, max_distance)
-    rms = float(np.sqrt(np.mean(d[keep] ** 2))) if keep.any() else float("nan")
-    return ICPResult(transform=T, rms=rms, iterations=it, converged=converged, inliers=int(np.count_nonzero(keep)))
+    rms_best, T_best, inliers = best
+    return ICPResult(transform=T_best, rms=rms_best, iterations=it, converged=converged, inliers=inliers)
 
 
 def _check_correspondence(correspondence: Any) -> str:
