@@ -353,10 +353,13 @@ def plot_depth_comparison(
     stats = _robust(e, theta)
     med, sm = stats["median"], stats["sigma_m"]
 
+    # Show the bounding box of the two domains only.
+    rows, cols = np.nonzero(np.isfinite(true) | np.isfinite(pred))
+    box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
     fig = _new_figure(12.0, 3.4)
     axes = [fig.add_subplot(1, 4, i + 1) for i in range(4)]
     for ax, d, title in ((axes[0], true, "(a) ground truth"), (axes[1], pred, "(b) reconstruction")):
-        ax.imshow(_hillshade(d), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.imshow(_hillshade(d)[box], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_title(title)
         ax.set_axis_off()
     ax = axes[2]
@@ -372,7 +375,7 @@ def plot_depth_comparison(
     ax = axes[3]
     heat = err - med
     lim = 3 * sm if np.isfinite(sm) and sm > 0 else float(np.nanmax(np.abs(heat))) or 1.0
-    im = ax.imshow(heat, cmap="coolwarm", vmin=-lim, vmax=lim, interpolation="nearest")
+    im = ax.imshow(heat[box], cmap="coolwarm", vmin=-lim, vmax=lim, interpolation="nearest")
     ax.set_title("(d) error - M (pixels)")
     ax.set_axis_off()
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
