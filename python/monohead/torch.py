@@ -18,6 +18,7 @@ This module imports torch (it is the torch front end); ``import monohead`` does 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -42,17 +43,34 @@ def _xp_for(device: torch.device) -> Any:
 
 
 def _to_xp(t: torch.Tensor, xp: Any) -> Any:
-    """A zero-copy NumPy/CuPy view of a (detached, contiguous) tensor."""
+    """A zero-copy NumPy/CuPy view of a (detached, contiguous) tensor (bool goes as uint8)."""
     t = t.detach().contiguous()
+    if t.dtype == torch.bool:
+        t = t.to(torch.uint8)
     if xp is np:
         return t.numpy()
     return xp.from_dlpack(t)
 
 
 def _to_torch(a: Any, device: torch.device) -> torch.Tensor:
-    if isinstance(a, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
-    return torch.from_dlpack(a)
+    """A tensor on ``device`` sharing the memory of a NumPy/CuPy array (bool via uint8)."""
+    is_bool = a.dtype == np.bool_
+    if is_bool:
+        a = a.astype(np.uint8)
+    t = torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else torch.from_dlpack(a)
+    t = t.to(device)
+    return t.bool() if is_bool else t
+
+
+def _on_device(device: torch.device, xp: Any) -> contextlib.AbstractContextManager[Any]:
+    """For CUDA: make CuPy use the tensor's device and torch's current stream (so that work
+    is ordered with torch's, with no extra synchronisation); a no-op on the CPU."""
+    stack = contextlib.ExitStack()
+    if xp is not np:
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        stack.enter_context(xp.cuda.Device(index))
+        stack.enter_context(xp.cuda.ExternalStream(torch.cuda.current_stream(index).cuda_stream))
+    return stack
 
 
 def _check_tensor(t: Any, name: str, like: torch.Tensor | None, is_mask: bool = False) -> torch.Tensor:
@@ -80,12 +98,13 @@ class _LaplacianSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, eE: torch.Tensor, eN: torch.Tensor, b: torch.Tensor, opts: dict[str, Any]) -> torch.Tensor:  # type: ignore[override]
         xp = opts["xp"]
-        system = _g.StencilSystem(
-            _to_xp(eE, xp), _to_xp(eN, xp), opts["mask"], xp, opts["method"], mg_dtype=opts["mg_dtype"]
-        )
-        x, st = system.solve(_to_xp(b, xp), tol=opts["tol"], maxiter=opts["maxiter"])
+        with _on_device(b.device, xp):
+            system = _g.StencilSystem(
+                _to_xp(eE, xp), _to_xp(eN, xp), opts["mask"], xp, opts["method"], mg_dtype=opts["mg_dtype"]
+            )
+            x, st = system.solve(_to_xp(b, xp), tol=opts["tol"], maxiter=opts["maxiter"])
+            h = _to_torch(x, b.device)
         _warn_unconverged(st, opts["tol"], "forward")
-        h = _to_torch(x, b.device)
         ctx.system = system
         ctx.opts = opts
         ctx.save_for_backward(eE, eN, h)
@@ -95,9 +114,10 @@ class _LaplacianSolve(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         eE, eN, h = ctx.saved_tensors
         opts = ctx.opts
-        a_xp, st = ctx.system.solve(_to_xp(g.to(torch.float64), opts["xp"]), tol=opts["tol"], maxiter=opts["maxiter"])
+        with _on_device(g.device, opts["xp"]):
+            a_xp, st = ctx.system.solve(_to_xp(g.to(torch.float64), opts["xp"]), tol=opts["tol"], maxiter=opts["maxiter"])
+            a = _to_torch(a_xp, g.device)
         _warn_unconverged(st, opts["tol"], "adjoint")
-        a = _to_torch(a_xp, g.device)
         grad_eE = torch.zeros_like(eE)
         grad_eN = torch.zeros_like(eN)
         # d/dw_e of h = L^+ b with L = sum_e w_e d_e d_e^T:  -(d_e . a)(d_e . h).
@@ -184,11 +204,13 @@ def integrate(
     # Values and shapes are checked once, by the shared validators, on zero-copy views.
     n64 = normals.to(torch.float64)
     w64 = None if weights is None else weights.to(torch.float64)
-    n_x, m_x, _, lam, batched = v.check_batch_inputs(
-        _to_xp(n64, xp), None if w64 is None else _to_xp(w64, xp), lam, None if mask is None else _to_xp(mask, xp), xp
-    )
+    with _on_device(device, xp):
+        _, m_x, _, lam, batched = v.check_batch_inputs(
+            _to_xp(n64, xp), None if w64 is None else _to_xp(w64, xp), lam, None if mask is None else _to_xp(mask, xp), xp
+        )
+        grid = _g.Grid(m_x, xp)
+        mask_p = _to_torch(grid.mask, device)
     B, H, W = (int(s) for s in m_x.shape)
-    grid = _g.Grid(m_x, xp)
     if maxiter is None:
         maxiter = _g._default_maxiter(H, W)
 
@@ -201,7 +223,6 @@ def integrate(
     if w64 is not None:
         wb = w64.expand(B, H, W) if batched else w64[None]
         W_p = F.pad(wb[:, r0 : r0 + h, c0 : c0 + w], (1, right, 1, bottom))
-    mask_p = _to_torch(grid.mask, device)
     eE, eN, b = _g.assemble(n_p, mask_p, W_p, lam, torch)
     opts = {"xp": xp, "mask": grid.mask, "method": method, "tol": tol, "maxiter": maxiter, "mg_dtype": np.float32}
     x = _LaplacianSolve.apply(eE, eN, b, opts)

@@ -46,6 +46,7 @@ same Python functions run unfused.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -502,9 +503,9 @@ class StencilSystem:
         self.mask = mask
         self.eE, self.eW, self.eN, self.eS, self.d = _edge_views(xp, eE, eN)
         # Components of the mask (4-connected, none across the batch axis) for the gauge.
-        struct = np.zeros((3, 3, 3), bool)
+        struct = np.zeros((3, 3, 3), bool)  # a host array for scipy and cupyx alike
         struct[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
-        labels, n = _ndimage(xp).label(mask, structure=xp.asarray(struct) if xp is not np else struct)
+        labels, n = _ndimage(xp).label(mask, structure=struct)
         self.labels = labels.astype(np.int32).ravel()
         self.num_labels = int(n)
         sizes = xp.bincount(self.labels, minlength=n + 1).astype(np.float64)
@@ -540,10 +541,9 @@ class StencilSystem:
     def project(self, a: Any) -> Any:
         """``a`` (padded) minus its mean over each component; zero outside the mask. In place."""
         xp = self.xp
-        flat = a.reshape(-1)
-        means = xp.bincount(self.labels, weights=flat, minlength=self.num_labels + 1) * self._inv_sizes
+        means = xp.bincount(self.labels, weights=a.ravel(), minlength=self.num_labels + 1) * self._inv_sizes
         means[0] = 0.0
-        flat -= means[self.labels]
+        a -= means[self.labels].reshape(a.shape)
         a *= self.mask
         return a
 
@@ -632,6 +632,11 @@ class StencilSystem:
 # One-shot integration.
 
 
+def _device_of(a: Any, xp: Any) -> Any:
+    """Context manager making the device of CuPy array ``a`` current (no-op for NumPy)."""
+    return a.device if xp is not np and isinstance(a, xp.ndarray) else contextlib.nullcontext()
+
+
 def _default_maxiter(H: int, W: int) -> int:
     return 20 * (H + W) + 1000
 
@@ -699,62 +704,64 @@ def integrate_xp(
         )
     if xp is None:
         xp = v.array_module(normals)
-    n, m, w, lam, batched = v.check_batch_inputs(normals, weights, lam, mask, xp=xp)
-    tol = v.check_tol(tol)
-    maxiter = v.check_positive_int(maxiter, "maxiter")
-    B, H, W = m.shape
-    if maxiter is None:
-        maxiter = _default_maxiter(H, W)
-    x0_arr = None
-    if x0 is not None:
-        x0_arr = v.as_float_array(x0, "x0", xp)
-        want = (B, H, W) if batched else (H, W)
-        if tuple(x0_arr.shape) != want:
-            raise ValueError(f"x0 must have shape {v.shape_str(want)}; got {v.shape_str(tuple(x0_arr.shape))}")
-        x0_arr = x0_arr.reshape(B, H, W)
-        bad = int(xp.count_nonzero(~xp.isfinite(x0_arr) & m))
-        if bad:
-            raise ValueError(f"x0 must be finite inside the mask; got {bad} NaN or inf value(s)")
-        x0_arr = xp.where(m, x0_arr, 0.0)
+    # CuPy: allocate on the device of the normals, whichever device is current.
+    with _device_of(normals, xp):
+        n, m, w, lam, batched = v.check_batch_inputs(normals, weights, lam, mask, xp=xp)
+        tol = v.check_tol(tol)
+        maxiter = v.check_positive_int(maxiter, "maxiter")
+        B, H, W = m.shape
+        if maxiter is None:
+            maxiter = _default_maxiter(H, W)
+        x0_arr = None
+        if x0 is not None:
+            x0_arr = v.as_float_array(x0, "x0", xp)
+            want = (B, H, W) if batched else (H, W)
+            if tuple(x0_arr.shape) != want:
+                raise ValueError(f"x0 must have shape {v.shape_str(want)}; got {v.shape_str(tuple(x0_arr.shape))}")
+            x0_arr = x0_arr.reshape(B, H, W)
+            bad = int(xp.count_nonzero(~xp.isfinite(x0_arr) & m))
+            if bad:
+                raise ValueError(f"x0 must be finite inside the mask; got {bad} NaN or inf value(s)")
+            x0_arr = xp.where(m, x0_arr, 0.0)
 
-    grid = Grid(m, xp)
-    eE, eN, b = assemble(grid.pad(n), grid.mask, None if w is None else grid.pad(w), lam, xp)
-    _sync(xp)
-    assembly_seconds = time.perf_counter() - t0
-    system = StencilSystem(
-        eE, eN, grid.mask, xp, method, mg_dtype=mg_dtype, coarse_scale=coarse_scale, coarsest_max=coarsest_max, fuse=fuse
-    )
-    t0 = time.perf_counter()
-    x, st = system.solve(b, None if x0_arr is None else grid.pad(x0_arr), tol=tol, maxiter=maxiter)
-    depth = grid.unpad(x)
-    _sync(xp)
-    solve_seconds = time.perf_counter() - t0
-    bad = np.flatnonzero(~st.converged)
-    if bad.size:
-        warnings.warn(
-            f"{method} solve stopped after {int(st.iterations.max())} iterations at relative residual "
-            f"{float(st.residual.max()):.3g} > tol={tol:g} (batch item(s) {bad[:5].tolist()}); raise maxiter or tol",
-            ConvergenceWarning,
-            stacklevel=2,
+        grid = Grid(m, xp)
+        eE, eN, b = assemble(grid.pad(n), grid.mask, None if w is None else grid.pad(w), lam, xp)
+        _sync(xp)
+        assembly_seconds = time.perf_counter() - t0
+        system = StencilSystem(
+            eE, eN, grid.mask, xp, method, mg_dtype=mg_dtype, coarse_scale=coarse_scale, coarsest_max=coarsest_max, fuse=fuse
         )
-    if not batched:
-        depth = depth[0]
-    if not return_info:
-        return depth
-    backend = "numpy" if xp is np else "cupy"
-    infos = [
-        SolveInfo(
-            method=method,
-            backend=backend,
-            iterations=int(st.iterations[i]),
-            residual=float(st.residual[i]),
-            converged=bool(st.converged[i]),
-            assembly_seconds=assembly_seconds + system.labels_seconds,
-            setup_seconds=system.setup_seconds,
-            solve_seconds=solve_seconds,
-            num_unknowns=int(system.num_unknowns[i]),
-            num_components=int(system.num_components[i]),
-        )
-        for i in range(B)
-    ]
-    return depth, (infos if batched else infos[0])
+        t0 = time.perf_counter()
+        x, st = system.solve(b, None if x0_arr is None else grid.pad(x0_arr), tol=tol, maxiter=maxiter)
+        depth = grid.unpad(x)
+        _sync(xp)
+        solve_seconds = time.perf_counter() - t0
+        bad = np.flatnonzero(~st.converged)
+        if bad.size:
+            warnings.warn(
+                f"{method} solve stopped after {int(st.iterations.max())} iterations at relative residual "
+                f"{float(st.residual.max()):.3g} > tol={tol:g} (batch item(s) {bad[:5].tolist()}); raise maxiter or tol",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        if not batched:
+            depth = depth[0]
+        if not return_info:
+            return depth
+        backend = "numpy" if xp is np else "cupy"
+        infos = [
+            SolveInfo(
+                method=method,
+                backend=backend,
+                iterations=int(st.iterations[i]),
+                residual=float(st.residual[i]),
+                converged=bool(st.converged[i]),
+                assembly_seconds=assembly_seconds + system.labels_seconds,
+                setup_seconds=system.setup_seconds,
+                solve_seconds=solve_seconds,
+                num_unknowns=int(system.num_unknowns[i]),
+                num_components=int(system.num_components[i]),
+            )
+            for i in range(B)
+        ]
+        return depth, (infos if batched else infos[0])
