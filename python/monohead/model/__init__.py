@@ -1,0 +1,1 @@
+"""monohead.model: the network that predicts N and W from a photo (needs PyTorch)."""

@@ -1,0 +1,582 @@
+"""Resumable, seeded training of the generator against the conditional critic (paper §3.2, §4.1).
+
+:func:`train` runs the steps ``start .. config.steps - 1`` of a run folder and can be stopped
+(``should_stop``, a signal in the CLI, or a kill) and resumed any number of times:
+
+- ``RUN/checkpoint.pt``: the whole state after the last saved step (config, step, both
+  networks, both RMSprop states, best metric), written atomically every ``ckpt_every`` steps
+  and when the run stops. A run folder with a checkpoint resumes from it.
+- ``RUN/best.pt``: the generator with the lowest validation mean angular error so far.
+- ``RUN/log.jsonl``: one JSON object a line: ``{"kind": "train", ...}`` (mean losses over
+  ``log_every`` steps, images/s, seconds waiting for data vs computing) and ``{"kind": "val",
+  ...}`` (Table 1 metrics). On resume the lines past the checkpoint's step are dropped.
+- ``RUN/curves.png`` (losses and the learning curve: validation error against images seen) and
+  ``RUN/val_predictions.png`` (the paper's Fig. 5), rewritten at each validation.
+
+Every batch is a pure function of ``(seed, step)`` (see :mod:`monohead.model.data`) and the
+dropout generator is reseeded from ``(seed, step, rank)`` at every step, so a resumed run
+continues exactly as an uninterrupted one would. Under ``torchrun`` (``WORLD_SIZE > 1``) the
+networks are wrapped in DistributedDataParallel (gloo on CPU, NCCL on CUDA), each process
+takes ``batch_size / world`` samples of every global batch, and rank 0 alone validates and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import io
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._io import atomic_write_bytes, atomic_write_text
+from .critic import Critic
+from .data import Augment, StepBatches, StepDataset, _sample_seed, collate
+from .losses import LAMBDA_L2, critic_loss, generator_loss
+from .predict import evaluate_model, prediction_figure
+from .unet import W_SCALE, UNet
+
+__all__ = ["CHECKPOINT", "TrainConfig", "load_checkpoint", "plot_curves", "read_log", "train"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+LOG = "log.jsonl"
+CHECKPOINT_FORMAT = "monohead-train-checkpoint/1"
+GENERATOR_FORMAT = "monohead-generator/1"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in its checkpoint).
+
+    Architecture and objective (fixed for the life of a run): ``width``, ``depth``,
+    ``dropout``, ``critic_width`` (default: ``width``), ``w_scale``, ``batch_size`` (global,
+    over all processes), ``lr`` (RMSprop), ``lambda_l2``, ``n_critic`` (critic updates per
+    generator update, on the same batch), ``seed``, ``val_count`` and the augmentation
+    (``blur_p``, ``blur_sigma`` pixels, ``noise_p``, ``noise_std`` in [0, 1] image units).
+
+    Schedule and machine (may change when resuming): ``steps`` (the total to reach),
+    ``log_every``, ``val_every``, ``ckpt_every`` (steps), ``val_max`` (validation images),
+    ``figure_count``, ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``), ``amp``
+    (``"bf16"``: bfloat16 autocast, ``"none"``, ``"auto"``: bf16), ``channels_last`` (memory
+    format; with bf16 about 1.3x faster on a CPU),
+    ``workers`` (DataLoader worker processes; 0 loads in the training process).
+    """
+
+    width: int = 32
+    depth: int = 8
+    dropout: float = 0.5
+    critic_width: int | None = None
+    w_scale: float = W_SCALE
+    batch_size: int = 16
+    lr: float = 1e-4
+    lambda_l2: float = LAMBDA_L2
+    n_critic: int = 1
+    seed: int = 0
+    val_count: int = 200
+    blur_p: float = 0.5
+    blur_sigma: float = 1.5
+    noise_p: float = 0.5
+    noise_std: float = 0.05
+    steps: int = 1000
+    log_every: int = 10
+    val_every: int = 500
+    ckpt_every: int = 100
+    val_max: int = 200
+    figure_count: int = 6
+    device: str = "cpu"
+    amp: str = "auto"
+    channels_last: bool = True
+    workers: int = 0
+
+    FIXED = (
+        "width", "depth", "dropout", "critic_width", "w_scale", "batch_size", "lr", "lambda_l2",
+        "n_critic", "seed", "val_count", "blur_p", "blur_sigma", "noise_p", "noise_std",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.critic_width is None:
+            self.critic_width = self.width
+        for name in ("width", "depth", "critic_width", "batch_size", "n_critic", "log_every", "val_every", "ckpt_every", "val_max"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+        for name in ("steps", "val_count", "figure_count", "workers", "seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0; got {v!r}")
+        if self.depth < 2:
+            raise ValueError(f"depth must be >= 2; got {self.depth}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0; got {self.lr}")
+        if not (self.lambda_l2 >= 0 and math.isfinite(self.lambda_l2)):
+            raise ValueError(f"lambda_l2 must be a finite number >= 0; got {self.lambda_l2}")
+        if not self.w_scale > 0:
+            raise ValueError(f"w_scale must be > 0; got {self.w_scale}")
+        if self.amp not in ("auto", "bf16", "none"):
+            raise ValueError(f"amp must be 'auto', 'bf16' or 'none'; got {self.amp!r}")
+        if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {self.device!r}")
+        self.augment()  # validates the augmentation fields
+
+    def augment(self) -> Augment:
+        """The :class:`Augment` of this run."""
+        return Augment(self.blur_p, self.blur_sigma, self.noise_p, self.noise_std)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training option(s): {unknown}")
+        return cls(**d)
+
+
+def _new_models(cfg: TrainConfig) -> tuple[UNet, Critic]:
+    torch.manual_seed(cfg.seed)
+    G = UNet(width=cfg.width, depth=cfg.depth, dropout=cfg.dropout)
+    D = Critic(width=cfg.critic_width)
+    G.w_scale = cfg.w_scale
+    return G, D
+
+
+def _to_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint or generator file written by :func:`train` (``weights_only`` unpickling)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no checkpoint at {p}")
+    return torch.load(p, map_location="cpu", weights_only=True)
+
+
+def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of ``RUN/log.jsonl`` (empty list if there is none)."""
+    p = Path(run_dir) / LOG
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def _truncate_log(run_dir: Path, step: int) -> None:
+    records = [r for r in read_log(run_dir) if r.get("step", 0) <= step]
+    atomic_write_text(run_dir / LOG, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def _append_log(run_dir: Path, record: dict[str, Any]) -> None:
+    with open(run_dir / LOG, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def plot_curves(records: list[dict[str, Any]]) -> bytes:
+    """PNG bytes: the L2 loss, the critic's Wasserstein estimate, the validation angular error and
+    the mask precision/recall, each against the number of training images seen."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    tr = [r for r in records if r["kind"] == "train"]
+    va = [r for r in records if r["kind"] == "val"]
+    fig = Figure(figsize=(10, 7), dpi=90)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 2)
+    x = [r["images_seen"] for r in tr]
+    ax = axes[0, 0]
+    ax.plot(x, [r["loss_l2"] for r in tr], lw=1)
+    ax.set_yscale("log")
+    ax.set_title("training L2 (per pixel, 4 channels)")
+    ax = axes[0, 1]
+    ax.plot(x, [r["wasserstein"] for r in tr], lw=1, label="critic: E[D(y|x)] - E[D(y~|x)]")
+    ax.plot(x, [r["loss_adv"] for r in tr], lw=1, label="generator: -E[D(y~|x)]")
+    ax.legend(fontsize=8)
+    ax.set_title("adversarial terms")
+    xv = [r["images_seen"] for r in va]
+    ax = axes[1, 0]
+    ax.plot(xv, [r["angular"]["mean"] for r in va], "o-", label="mean")
+    ax.plot(xv, [r["angular"]["median"] for r in va], "s-", label="median")
+    ax.axhline(10.01, color="gray", ls="--", lw=1, label="paper (mean 10.01°)")
+    ax.set_title("validation angular error (degrees)")
+    ax.legend(fontsize=8)
+    ax = axes[1, 1]
+    ax.plot(xv, [r["mask_precision"] for r in va], "o-", label="precision")
+    ax.plot(xv, [r["mask_recall"] for r in va], "s-", label="recall")
+    ax.set_title("validation mask (%)")
+    ax.legend(fontsize=8)
+    for a in axes.flat:
+        a.set_xlabel("training images seen")
+        a.grid(alpha=0.3)
+    for a in axes[1]:
+        if len(xv) > 1 and min(xv) > 0:
+            a.set_xscale("log")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def dataset_info(dataset: Any) -> dict[str, Any]:
+    """What a model card says about a data set: class, length and its metadata dict if it has one."""
+    info: dict[str, Any] = {"class": f"{type(dataset).__module__}.{type(dataset).__qualname__}", "count": len(dataset)}
+    for attr in ("meta", "metadata", "manifest", "info"):
+        m = getattr(dataset, attr, None)
+        if isinstance(m, dict):
+            try:
+                json.dumps(m)
+            except (TypeError, ValueError):
+                continue
+            info["meta"] = m
+            break
+    root = getattr(dataset, "root", None)
+    if root is not None:
+        info["root"] = str(root)
+    return info
+
+
+class _Dist:
+    """Process-group bookkeeping: rank, world size, and whether we created the group."""
+
+    def __init__(self, device: torch.device) -> None:
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.owned = False
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            self.owned = True
+        self.on = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.on else 0
+        self.world = dist.get_world_size() if self.on else 1
+
+    def barrier(self) -> None:
+        if self.on:
+            self.dist.barrier()
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        if not self.on:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def close(self) -> None:
+        if self.owned:
+            self.dist.destroy_process_group()
+
+
+def _resolve_device(cfg: TrainConfig) -> torch.device:
+    if cfg.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {cfg.device!r} asked for, but PyTorch sees no CUDA device")
+        if cfg.device == "cuda" and "LOCAL_RANK" in os.environ:
+            return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return torch.device(cfg.device)
+
+
+def _check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
+    diff = [f"{k}: run has {saved.get(k)!r}, asked {getattr(cfg, k)!r}" for k in TrainConfig.FIXED if saved.get(k) != getattr(cfg, k)]
+    if diff:
+        raise ValueError("cannot resume with a different run definition (" + "; ".join(diff) + ")")
+
+
+def _split(n: int, cfg: TrainConfig, has_val: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out indices: the last ``val_count`` items are held out unless a
+    validation set is given."""
+    if has_val or cfg.val_count == 0:
+        return np.arange(n), np.arange(0)
+    if n - cfg.val_count < cfg.batch_size:
+        raise ValueError(
+            f"the data set has {n} items: too few to hold out val_count={cfg.val_count} and keep one batch "
+            f"of {cfg.batch_size}; pass a validation set or a smaller val_count"
+        )
+    return np.arange(n - cfg.val_count), np.arange(n - cfg.val_count, n)
+
+
+def train(
+    dataset: Any,
+    run_dir: str | os.PathLike,
+    config: TrainConfig | None = None,
+    *,
+    val_dataset: Any = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume training) the generator and the critic up to ``config.steps`` steps.
+
+    Args:
+        dataset: indexable data set of item dicts (see :mod:`monohead.model.data`), images
+            ``(S, S, 3)`` with ``S`` divisible by ``2 ** (depth - 1)``.
+        run_dir: the run folder (created if missing). If it holds a checkpoint the run resumes
+            from it; the fields of ``config`` that define the run must then match.
+        config: the run's options (default :class:`TrainConfig`).
+        val_dataset: held-out items for validation; default: the last ``config.val_count``
+            items of ``dataset``, which are then not trained on.
+        callback: called on rank 0 with event dicts: ``{"event": "start" | "step" | "val" |
+            "checkpoint" | "done", "step": ..., ...}``.
+        should_stop: polled after every step; when it returns true (on any process) the run
+            saves a checkpoint and returns with ``"stopped": True``.
+
+    Returns:
+        A summary dict: ``step``, ``images_seen``, ``stopped``, ``wall_seconds`` (this call),
+        ``images_per_second``, ``data_seconds`` and ``step_seconds`` (time waiting for
+        batches vs computing, this call), ``last_val`` (metrics or None), ``best``.
+    """
+    cfg = config or TrainConfig()
+    run = Path(run_dir)
+    device = _resolve_device(cfg)
+    dist = _Dist(device)
+    try:
+        return _train(dataset, run, cfg, device, dist, val_dataset, callback, should_stop)
+    finally:
+        dist.close()
+
+
+def _train(
+    dataset: Any,
+    run: Path,
+    cfg: TrainConfig,
+    device: torch.device,
+    dist: _Dist,
+    val_dataset: Any,
+    callback: Callable[[dict[str, Any]], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> dict[str, Any]:
+    t_call = time.perf_counter()
+    main = dist.rank == 0
+    emit = callback if (callback is not None and main) else (lambda e: None)
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    if cfg.batch_size % dist.world:
+        raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by the number of processes ({dist.world})")
+
+    item0 = dataset[0]
+    side = np.asarray(item0["image"]).shape[:2]
+    mult = 2 ** (cfg.depth - 1)
+    if side[0] % mult or side[1] % mult or side[0] < 8 or side[1] < 8:
+        raise ValueError(f"images of {side} pixels do not fit depth={cfg.depth}: sides must be multiples of {mult} (and >= 8)")
+    train_idx, val_idx = _split(len(dataset), cfg, val_dataset is not None)
+    val_src = val_dataset if val_dataset is not None else dataset
+    val_items = (np.arange(len(val_dataset)) if val_dataset is not None else val_idx)[: cfg.val_max]
+
+    G, D = _new_models(cfg)
+    G.to(device)
+    D.to(device)
+    if cfg.channels_last:
+        G.to(memory_format=torch.channels_last)
+        D.to(memory_format=torch.channels_last)
+    opt_g = torch.optim.RMSprop(G.parameters(), lr=cfg.lr)
+    opt_d = torch.optim.RMSprop(D.parameters(), lr=cfg.lr)
+    step, images_seen, wall_before = 0, 0, 0.0
+    best: dict[str, Any] | None = None
+    ckpt_path = run / CHECKPOINT
+    if ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        if ck.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{ckpt_path} is not a monohead training checkpoint")
+        _check_resume(ck["config"], cfg)
+        G.load_state_dict(ck["generator"])
+        D.load_state_dict(ck["critic"])
+        opt_g.load_state_dict(ck["opt_g"])
+        opt_d.load_state_dict(ck["opt_d"])
+        step, images_seen, wall_before, best = ck["step"], ck["images_seen"], ck["wall_seconds"], ck["best"]
+        if main:
+            _truncate_log(run, step)
+        log.info("resuming %s at step %d", run, step)
+    elif main:
+        atomic_write_text(run / "config.json", json.dumps({"config": cfg.to_dict(), "data": dataset_info(dataset)}, indent=2))
+
+    Gm, Dm = G, D  # the plain modules (for state dicts and the generator step's critic pass)
+    if dist.on:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [device.index] if device.type == "cuda" else None
+        G = DDP(G, device_ids=ids)
+        D = DDP(D, device_ids=ids)
+
+    amp = cfg.amp != "none"
+    autocast = (
+        (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    )
+    aug = cfg.augment()
+
+    def save(path: Path, *, full: bool, metrics: dict[str, Any] | None = None) -> None:
+        if full:
+            obj = {
+                "format": CHECKPOINT_FORMAT,
+                "config": cfg.to_dict(),
+                "step": step,
+                "images_seen": images_seen,
+                "wall_seconds": wall_before + (time.perf_counter() - t_call),
+                "best": best,
+                "generator": Gm.state_dict(),
+                "critic": Dm.state_dict(),
+                "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(),
+                "data": dataset_info(dataset),
+            }
+        else:
+            obj = {
+                "format": GENERATOR_FORMAT,
+                "model": Gm.config,
+                "w_scale": cfg.w_scale,
+                "state_dict": Gm.state_dict(),
+                "step": step,
+                "images_seen": images_seen,
+                "metrics": metrics,
+                "train_config": cfg.to_dict(),
+                "data": dataset_info(dataset),
+            }
+        atomic_write_bytes(path, _to_bytes(obj))
+
+    last_val: dict[str, Any] | None = None
+
+    def validate() -> None:
+        nonlocal best, last_val
+        if not len(val_items):
+            return
+        t0 = time.perf_counter()
+        metrics, kept = evaluate_model(Gm, val_src, indices=val_items, keep=cfg.figure_count, channels_last=cfg.channels_last)
+        rec = {"kind": "val", "step": step, "images_seen": images_seen, **metrics, "seconds": time.perf_counter() - t0}
+        _append_log(run, rec)
+        last_val = rec
+        err = metrics["angular"]["mean"]
+        if math.isfinite(err) and (best is None or err < best["mean"]):
+            best = {"step": step, "images_seen": images_seen, "mean": err}
+            save(run / BEST, full=False, metrics=metrics)
+        try:
+            atomic_write_bytes(run / "curves.png", plot_curves(read_log(run)))
+            if kept:
+                title = f"step {step}, {images_seen} images: mean angular error {err:.2f} deg"
+                atomic_write_bytes(run / "val_predictions.png", prediction_figure(kept, cfg.w_scale, title))
+        except Exception:  # pragma: no cover - a figure must never kill a run
+            log.exception("could not draw the figures of step %d", step)
+        emit({"event": "val", "step": step, "metrics": metrics})
+
+    sampler = StepBatches(len(train_idx), cfg.batch_size, cfg.seed, step, cfg.steps, dist.rank, dist.world)
+    loader = torch.utils.data.DataLoader(
+        StepDataset(dataset, train_idx),
+        batch_sampler=sampler,
+        collate_fn=functools.partial(collate, augment=aug, seed=cfg.seed, w_scale=cfg.w_scale),
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    emit({"event": "start", "step": step, "steps": cfg.steps, "world": dist.world, "device": str(device), "amp": amp})
+    acc = {"loss_critic": 0.0, "loss_adv": 0.0, "loss_l2": 0.0, "wasserstein": 0.0, "n": 0}
+    data_s = step_s = 0.0
+    data_total = step_total = 0.0
+    images_this_call = 0
+    stopped = False
+    Gm.train()
+    Dm.train()
+    t_prev = time.perf_counter()
+    for batch in loader:
+        t_got = time.perf_counter()
+        data_s += t_got - t_prev
+        torch.manual_seed(_sample_seed(cfg.seed, step, 1_000_003 + dist.rank))  # dropout stream
+        x = batch["image"].to(device, non_blocking=True)
+        y = batch["target"].to(device, non_blocking=True)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+            y = y.contiguous(memory_format=torch.channels_last)
+        b = x.shape[0]
+        xx = torch.cat([x, x])
+        with autocast():
+            fake = G(x)
+        for p in Dm.parameters():
+            p.requires_grad_(True)
+        for _ in range(cfg.n_critic):
+            opt_d.zero_grad(set_to_none=True)
+            with autocast():
+                s = D(xx, torch.cat([y, fake.detach().to(y.dtype)]))
+            loss_d = critic_loss(s[:b], s[b:])
+            loss_d.backward()
+            opt_d.step()
+        for p in Dm.parameters():
+            p.requires_grad_(False)
+        opt_g.zero_grad(set_to_none=True)
+        with autocast():
+            s2 = Dm(xx, torch.cat([y, fake.to(y.dtype)]))
+        loss_g, adv, l2 = generator_loss(s2[b:], fake, y, cfg.lambda_l2)
+        loss_g.backward()
+        opt_g.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        step += 1
+        images_seen += cfg.batch_size
+        images_this_call += cfg.batch_size
+        acc["loss_critic"] += loss_d.item()
+        acc["loss_adv"] += adv.item()
+        acc["loss_l2"] += l2.item()
+        acc["wasserstein"] += -loss_d.item()
+        acc["n"] += 1
+        t_prev = time.perf_counter()
+        step_s += t_prev - t_got
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            n = acc.pop("n")
+            rec = {
+                "kind": "train",
+                "step": step,
+                "images_seen": images_seen,
+                **{k: v / n for k, v in acc.items()},
+                "images_per_second": n * cfg.batch_size / max(data_s + step_s, 1e-9),
+                "data_seconds": data_s / n,
+                "step_seconds": step_s / n,
+            }
+            data_total += data_s
+            step_total += step_s
+            if main:
+                _append_log(run, rec)
+            emit({"event": "step", **rec, "steps": cfg.steps})
+            acc = {k: 0.0 for k in ("loss_critic", "loss_adv", "loss_l2", "wasserstein")} | {"n": 0}
+            data_s = step_s = 0.0
+        if main and (step % cfg.val_every == 0 or step == cfg.steps):
+            validate()
+        stop_now = dist.any(bool(should_stop and should_stop()), device)
+        if step % cfg.ckpt_every == 0 or step == cfg.steps or stop_now:
+            if main:
+                save(ckpt_path, full=True)
+                emit({"event": "checkpoint", "step": step, "path": str(ckpt_path)})
+        if stop_now:
+            stopped = True
+            break
+        t_prev = time.perf_counter()
+    data_total += data_s
+    step_total += step_s
+    wall = time.perf_counter() - t_call
+    summary = {
+        "run": str(run),
+        "step": step,
+        "steps": cfg.steps,
+        "images_seen": images_seen,
+        "stopped": stopped,
+        "wall_seconds": wall,
+        "total_wall_seconds": wall_before + wall,
+        "images_per_second": images_this_call / max(data_total + step_total, 1e-9) if images_this_call else 0.0,
+        "data_seconds": data_total,
+        "step_seconds": step_total,
+        "last_val": last_val,
+        "best": best,
+        "world": dist.world,
+        "device": str(device),
+    }
+    emit({"event": "done", **summary})
+    return summary
