@@ -1,7 +1,9 @@
 """``monohead <command>``: the command-line interface (the only module that prints).
 
 Commands:
+    reconstruct photo(s) -> head mesh(es) and preview figures (the paper's pipeline)
     integrate   integrate a normal map (.npy / .npz) into a depth map (and a mesh)
+    train       train the network (resumable; torchrun for DDP), evaluate a checkpoint, export weights
 
 Progress and messages go to stderr; ``--json`` prints one machine-readable JSON object on
 stdout. Errors exit with status 2 and a one-line message.
@@ -119,6 +121,323 @@ def _print_integrate(r: dict[str, Any]) -> None:
         print(f"mesh ({r['mesh_vertices']} vertices, {r['mesh_faces']} faces) -> {r['mesh']}", file=sys.stderr)
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _progress(done: int, total: int, label: str) -> None:
+    """A one-line progress bar on stderr."""
+    width = 24
+    fill = int(width * done / max(total, 1))
+    end = "\n" if done == total else ""
+    print(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} {label[:40]:40s}", end=end, file=sys.stderr, flush=True)
+
+
+def _photos(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """(name, image) pairs from the PHOTO arguments (files or folders) or --example."""
+    if args.example:
+        from skimage import data  # noqa: PLC0415
+
+        return [("astronaut", data.astronaut())]
+    if not args.photos:
+        raise CliError("give one or more photos (files or folders), or --example")
+    out: list[tuple[str, Any]] = []
+    for p in map(Path, args.photos):
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            if not files:
+                raise CliError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {p}")
+            out += [(f.stem, f) for f in files]
+        elif p.exists():
+            out.append((p.stem, p))
+        else:
+            raise CliError(f"photo does not exist: {p}")
+    return out
+
+
+def _output_folder(path: str) -> Path:
+    import os  # noqa: PLC0415
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"output must be a folder; {out} is a file")
+    if not out.exists():
+        if not out.parent.exists():
+            raise CliError(f"output folder's parent does not exist: {out.parent}")
+        try:
+            out.mkdir()
+        except OSError as exc:
+            raise CliError(f"cannot create output folder {out}: {exc.strerror}") from exc
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise CliError(f"output folder is not writable: {out}")
+    return out
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
+    from . import geometry, reconstruct  # noqa: PLC0415
+    from ._io import atomic_write_bytes  # noqa: PLC0415
+
+    photos = _photos(args)
+    out = _output_folder(args.output)
+    try:
+        model = reconstruct._model()
+    except (FileNotFoundError, ImportError) as exc:
+        raise CliError(str(exc)) from exc
+    results, failures = [], []
+    for k, (name, image) in enumerate(photos):
+        if len(photos) > 1 and not args.json:
+            _progress(k, len(photos), name)
+        try:
+            recs = reconstruct.reconstruct(image, lam=args.lam, detect=not args.no_detect, all_faces=args.all_faces, model=model)
+        except (ValueError, TypeError, OSError) as exc:
+            failures.append({"photo": name, "error": str(exc)})
+            continue
+        recs = recs if isinstance(recs, list) else [recs]
+        for j, rec in enumerate(recs):
+            stem = name if len(recs) == 1 else f"{name}_face{j}"
+            mesh_path = out / f"{stem}.{args.format}"
+            preview_path = out / f"{stem}_preview.png"
+            geometry.save_mesh(rec.mesh, mesh_path)
+            atomic_write_bytes(preview_path, reconstruct.preview_png(rec, title=stem))
+            results.append(
+                {
+                    "photo": name,
+                    "mesh": str(mesh_path),
+                    "preview": str(preview_path),
+                    "box": [round(t, 1) for t in rec.box.as_tuple()],
+                    "face_box": None if rec.face_box is None else list(rec.face_box),
+                    "vertices": int(len(rec.mesh.vertices)),
+                    "faces": int(len(rec.mesh.faces)),
+                    "seconds": {k2: round(v2, 5) for k2, v2 in rec.seconds.items()},
+                }
+            )
+    if len(photos) > 1 and not args.json:
+        _progress(len(photos), len(photos), "done")
+    summary = {"reconstructions": results, "failures": failures}
+    if failures and not results:
+        raise CliError("; ".join(f"{f['photo']}: {f['error']}" for f in failures))
+    return summary
+
+
+def _print_reconstruct(r: dict[str, Any]) -> None:
+    for rec in r["reconstructions"]:
+        s = rec["seconds"]
+        total = sum(s.values()) * 1e3
+        print(
+            f"{rec['photo']}: {rec['vertices']} vertices -> {rec['mesh']}, preview -> {rec['preview']} "
+            f"({total:.0f} ms: detection {s['detection'] * 1e3:.0f}, network {s['network'] * 1e3:.0f}, "
+            f"integration {s['integration'] * 1e3:.0f}, meshing {s['meshing'] * 1e3:.0f})",
+            file=sys.stderr,
+        )
+    for f in r["failures"]:
+        print(f"{f['photo']}: error: {f['error']}", file=sys.stderr)
+
+
+# --- monohead train -------------------------------------------------------------------------
+
+_TRAIN_OPTIONS = (
+    "width", "depth", "dropout", "critic_width", "batch_size", "lr", "lambda_l2", "n_critic", "seed",
+    "val_count", "steps", "log_every", "val_every", "ckpt_every", "val_max", "device", "amp", "workers",
+)  # fmt: skip
+
+
+def _load_dataset(path: str | None, toy: int | None, what: str, seed: int = 0) -> Any:
+    """The data set of ``--data`` (``monohead.synth.SyntheticHeads``), or the toy heads of ``--toy``."""
+    if toy is not None:
+        from .model._toy import ToyHeads
+
+        return ToyHeads(toy, 64, seed=seed)
+    if path is None:
+        raise CliError(f"give {what}")
+    if not Path(path).exists():
+        raise CliError(f"data folder does not exist: {path}")
+    try:
+        from .synth import SyntheticHeads
+    except ImportError as exc:
+        raise CliError(f"reading {path} needs monohead.synth.SyntheticHeads, which could not be imported ({exc})") from exc
+    return SyntheticHeads(path)
+
+
+class _Progress:
+    """A progress line on stderr: redrawn in place on a terminal, one line a minute otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.val = ""
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        import time
+
+        kind = e["event"]
+        if kind == "start":
+            print(f"training on {e['device']} ({e['world']} process(es), bf16 autocast {'on' if e['amp'] else 'off'}), "
+                  f"from step {e['step']} to {e['steps']}", file=sys.stderr)  # fmt: skip
+        elif kind == "val":
+            m = e["metrics"]
+            self.val = (f" | val {m['angular']['mean']:.2f} deg mean, mask P {m['mask_precision']:.1f}% "
+                        f"R {m['mask_recall']:.1f}%")  # fmt: skip
+            if not self.tty:
+                print(f"step {e['step']}{self.val}", file=sys.stderr)
+        elif kind == "step":
+            now = time.monotonic()
+            if now - self.last < (0.5 if self.tty else 60.0) and e["step"] != e["steps"]:
+                return
+            self.last = now
+            width = 24
+            done = int(width * e["step"] / max(e["steps"], 1))
+            line = (f"[{'#' * done}{'.' * (width - done)}] {e['step']}/{e['steps']} "
+                    f"L2 {e['loss_l2']:.4f} W-dist {e['wasserstein']:+.3f} {e['images_per_second']:.1f} img/s "
+                    f"(data {e['data_seconds'] * 1e3:.0f} ms, step {e['step_seconds'] * 1e3:.0f} ms){self.val}")  # fmt: skip
+            print(("\r" + line + "\x1b[K") if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+        elif kind == "done" and self.tty:
+            print(file=sys.stderr)
+
+
+def _parse_card(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        raw = Path(text[1:]).read_text() if text.startswith("@") else text
+        card = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"--card must be a JSON object or @FILE holding one: {exc}") from exc
+    if not isinstance(card, dict):
+        raise CliError(f"--card must be a JSON object; got {type(card).__name__}")
+    return card
+
+
+def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    import os
+    import signal
+
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise CliError("monohead train needs PyTorch: pip install torch") from exc
+    from . import model
+    from ._io import atomic_write_text
+    from .model.train import CHECKPOINT, TrainConfig, load_checkpoint
+
+    run = Path(args.out)
+    if args.eval_only or args.export_weights:
+        source = Path(args.checkpoint) if args.checkpoint else run
+        if not source.exists():
+            raise CliError(f"no run or checkpoint at {source}")
+        if args.eval_only:
+            data = _load_dataset(args.data, args.toy, "the held-out data: --data DIR", seed=args.seed or 0)
+            metrics = model.evaluate_checkpoint(source, data, max_items=args.max_items, device=args.device or "cpu")
+            dest = Path(args.metrics) if args.metrics else source / "eval_metrics.json" if source.is_dir() else run / "eval_metrics.json"
+            atomic_write_text(dest, json.dumps(metrics, indent=2) + "\n")
+            return {"action": "eval", "metrics_file": str(dest), **metrics}
+        data = None
+        if args.data is not None or args.toy is not None:
+            data = _load_dataset(args.data, args.toy, "--data", seed=args.seed or 0)
+        card = model.export_weights(source, args.export_weights, eval_dataset=data, max_items=args.max_items, card=_parse_card(args.card))
+        return {"action": "export", "dest": str(args.export_weights), **card}
+
+    given = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k) is not None}
+    if args.no_channels_last:
+        given["channels_last"] = False
+    ckpt = run / CHECKPOINT
+    base: dict[str, Any] = {}
+    if ckpt.exists():
+        saved = load_checkpoint(ckpt)
+        base = dict(saved.get("config", {}))
+    cfg = TrainConfig.from_dict({**base, **given})
+    data = _load_dataset(args.data, args.toy, "the training data: --data DIR", seed=cfg.seed)
+    val = _load_dataset(args.val_data, None, "--val-data") if args.val_data else None
+
+    stop = {"flag": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = model.train(data, run, cfg, val_dataset=val, callback=_Progress(), should_stop=lambda: stop["flag"])
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:  # under torchrun only rank 0 reports
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+    return {"action": "train", "rank": rank, **summary}
+
+
+def _print_train(r: dict[str, Any]) -> None:
+    if r.get("rank", 0) != 0:
+        return
+    if r["action"] == "eval":
+        a = r["angular"]
+        print(f"{r['source']} (step {r['step']}) on {r['count']} images: angular error mean {a['mean']:.2f} deg, "
+              f"std {a['std']:.2f}, <10 {a['under_10']:.1f}%, <20 {a['under_20']:.1f}%, <30 {a['under_30']:.1f}%; "
+              f"mask precision {r['mask_precision']:.2f}%, recall {r['mask_recall']:.2f}%", file=sys.stderr)  # fmt: skip
+        print(f"metrics -> {r['metrics_file']}", file=sys.stderr)
+        return
+    if r["action"] == "export":
+        m = r["metrics"]
+        cmp = ""
+        if m:
+            cmp = f"; mean angular error float32 {m['float32']['angular']['mean']:.3f} / float16 {m['float16']['angular']['mean']:.3f} deg"
+        print(f"weights ({r['dtype']}, {r['bytes'] / 2**20:.1f} MiB) -> {r['dest']}{cmp}", file=sys.stderr)
+        return
+    state = "stopped" if r["stopped"] else "at"
+    print(f"{r['run']}: {state} step {r['step']}/{r['steps']} ({r['images_seen']} images seen), "
+          f"{r['images_per_second']:.1f} img/s this session (waiting for data {r['data_seconds']:.1f} s, "
+          f"computing {r['step_seconds']:.1f} s)", file=sys.stderr)  # fmt: skip
+    if r["last_val"]:
+        v = r["last_val"]
+        print(f"validation: angular error mean {v['angular']['mean']:.2f} deg, mask precision {v['mask_precision']:.2f}%, "
+              f"recall {v['mask_recall']:.2f}%", file=sys.stderr)  # fmt: skip
+    if r["stopped"] or r["step"] < r["steps"]:
+        print("run the same command again to resume", file=sys.stderr)
+
+
+def _add_train_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the network (resumable), evaluate a checkpoint or export weights",
+        description="Train the U-Net generator against the conditional critic on a synthetic data set "
+        "(monohead.synth.SyntheticHeads). A run folder with a checkpoint resumes where it stopped "
+        "(Ctrl-C or SIGTERM saves a checkpoint first). Runs under torchrun with DistributedDataParallel. "
+        "Options not given on a resume keep the run's values.",
+    )
+    p.add_argument("--data", help="data set folder (training; or held-out data with --eval-only / --export-weights)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, curves.png, val_predictions.png)")
+    p.add_argument("--val-data", help="validation data folder (default: hold out the last --val-count items of --data)")
+    g = p.add_argument_group("run definition (fixed for the life of a run)")
+    g.add_argument("--width", type=int, help="U-Net width (default 32)")
+    g.add_argument("--depth", type=int, help="encoder (= decoder) layers (default 8: 16 layers on 128x128)")
+    g.add_argument("--dropout", type=float, help="decoder dropout (default 0.5)")
+    g.add_argument("--critic-width", type=int, help="critic width (default: --width)")
+    g.add_argument("--batch-size", type=int, help="global batch size (default 16; the paper used 64)")
+    g.add_argument("--lr", type=float, help="RMSprop learning rate (default 1e-4)")
+    g.add_argument("--lambda-l2", type=float, help="weight of the L2 term (default 500)")
+    g.add_argument("--n-critic", type=int, help="critic updates per generator update (default 1)")
+    g.add_argument("--seed", type=int, help="seed of the initialisation, order and augmentation (default 0)")
+    g.add_argument("--val-count", type=int, help="items of --data held out for validation (default 200)")
+    g = p.add_argument_group("schedule and machine (may change on resume)")
+    g.add_argument("--steps", type=int, help="total steps to reach (default 1000)")
+    g.add_argument("--log-every", type=int, help="steps between log lines (default 10)")
+    g.add_argument("--val-every", type=int, help="steps between validations (default 500)")
+    g.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default 100)")
+    g.add_argument("--val-max", type=int, help="validation images (default 200)")
+    g.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    g.add_argument("--amp", choices=["auto", "bf16", "none"], help="bfloat16 autocast (default auto = bf16)")
+    g.add_argument("--no-channels-last", action="store_true", help="keep the NCHW memory format")
+    g.add_argument("--workers", type=int, help="DataLoader worker processes (default 0)")
+    g = p.add_argument_group("evaluation and export")
+    g.add_argument("--eval-only", action="store_true", help="evaluate the run's generator on --data and write --metrics")
+    g.add_argument("--checkpoint", help="generator to evaluate or export: a run folder, checkpoint.pt, best.pt or weights (default: --out)")
+    g.add_argument("--metrics", help="metrics JSON to write with --eval-only (default RUN/eval_metrics.json)")
+    g.add_argument("--max-items", type=int, default=200, help="items of --data to evaluate (default 200)")
+    g.add_argument("--export-weights", metavar="DIR", help="write the run's best generator as shipped weights (unet.pt, model_card.json)")
+    g.add_argument("--card", help="extra model-card fields: a JSON object or @FILE")
+    p.add_argument("--toy", type=int, help=argparse.SUPPRESS)  # N shaded analytic heads (tests, smoke runs)
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(run=_cmd_train, show=_print_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -126,6 +445,23 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"monohead {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="<command>")
     sub.required = True
+
+    p = sub.add_parser(
+        "reconstruct",
+        help="photo(s) -> head mesh(es) and preview figures",
+        description="Reconstruct the head in each photo: face detection, framing, the network's normal "
+        "and W maps, weighted integration, and a mesh coloured from the photo. Writes NAME.ply (or .obj) "
+        "and NAME_preview.png per face into the output folder.",
+    )
+    p.add_argument("photos", nargs="*", help="photos or folders of photos")
+    p.add_argument("--example", action="store_true", help="reconstruct the astronaut photo bundled with scikit-image")
+    p.add_argument("-o", "--output", default=".", help="output folder (created if its parent exists; default .)")
+    p.add_argument("--format", choices=["ply", "obj"], default="ply", help="mesh format (default ply)")
+    p.add_argument("--lam", type=float, default=0.1, help="lambda in w = 1/(1 + lambda W) (default 0.1)")
+    p.add_argument("--no-detect", action="store_true", help="the photos are already cropped to the head")
+    p.add_argument("--all-faces", action="store_true", help="reconstruct every detected face, not only the largest")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(run=_cmd_reconstruct, show=_print_reconstruct)
 
     p = sub.add_parser(
         "integrate",
@@ -143,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-weights", action="store_true", help="ignore W (unit weights)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(run=_cmd_integrate, show=_print_integrate)
+    _add_train_parser(sub)
     return ap
 
 
@@ -161,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
     else:
         args.show(result)
-    return 0
+    return 1 if result.get("failures") else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,179 @@
+"""The photo -> mesh pipeline: loading, detection, framing, cropping, meshing, preview, CLI.
+
+The network is replaced by an oracle that returns an analytic head's maps, so these tests pin
+everything around it; tests of the shipped network live in tests/test_model*.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import monohead
+from monohead import cli, reconstruct as R
+from monohead.integration import surfaces
+
+
+def oracle(crops):
+    s = surfaces.head(128, neck=True)
+    B = len(crops)
+    return (
+        np.repeat(s.normals[None].astype(np.float32), B, 0),
+        np.repeat(s.W[None].astype(np.float32), B, 0),
+        np.repeat(s.mask[None], B, 0),
+    )
+
+
+@pytest.fixture
+def astronaut():
+    from skimage import data
+
+    return data.astronaut()
+
+
+def test_detects_the_astronaut_and_frames_the_head(astronaut):
+    faces = R.detect_faces(astronaut)
+    assert len(faces) >= 1
+    x, y, w, h = faces[0]
+    # her face is around columns 175-270, rows 70-165 of the 512 x 512 photo
+    assert 150 < x + w / 2 < 260 and 90 < y + h / 2 < 150 and 70 < w < 140
+    box = R.head_box(faces[0])
+    assert box.side == pytest.approx(R.FRAMING["scale"] * w)
+    assert box.x < x and box.x + box.side > x + w and box.y < y  # the head box contains the face box
+
+
+def test_grace_hopper_is_detected():
+    import matplotlib.cbook as cbook
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        photo = np.asarray(Image.open(f).convert("RGB"))
+    faces = R.detect_faces(photo)
+    assert faces and 150 < faces[0][0] + faces[0][2] / 2 < 350
+
+
+def test_crop_box_pads_outside_the_photo():
+    photo = np.zeros((60, 80, 3), np.uint8)
+    photo[:, :40] = 200
+    c = R.crop_box(photo, R.Box(-40, -10, 160))  # photo columns -40..120, rows -10..150
+    assert c.shape == (128, 128, 3) and c.dtype == np.uint8
+    assert (c[:, :60] == 200).all()  # columns -40..35: edge-padded from the bright left half
+    assert (c[:, 68:] == 0).all()  # columns 45..120: dark, padded past the right border
+
+
+def test_pipeline_with_an_oracle(astronaut):
+    rec = R.reconstruct(astronaut, model=oracle)
+    s = surfaces.head(128, neck=True)
+    assert rec.crop.shape == (128, 128, 3) and rec.mask.sum() == s.mask.sum()
+    ref = monohead.integrate(s.normals.astype(np.float32), s.W.astype(np.float32), 0.1, s.mask)
+    np.testing.assert_allclose(rec.depth[s.mask], ref[s.mask], atol=1e-9)
+    assert len(rec.mesh.vertices) == s.mask.sum() and len(rec.mesh.faces) > 0
+    np.testing.assert_array_equal(np.asarray(rec.mesh.visual.vertex_colors)[:, :3], rec.crop[s.mask])
+    assert set(rec.seconds) == {"detection", "network", "integration", "meshing"}
+    no_detect = R.reconstruct(astronaut, detect=False, model=oracle)
+    assert no_detect.face_box is None and no_detect.box.side == 512
+
+
+def test_no_face_error_suggests_no_detect():
+    blank = np.full((200, 200, 3), 128, np.uint8)
+    with pytest.raises(R.NoFaceError, match="detect=False"):
+        R.reconstruct(blank, model=oracle)
+
+
+@pytest.mark.parametrize(
+    "image, exc, match",
+    [
+        (np.zeros((64, 64), np.uint8), ValueError, r"got \(64, 64\) \(grayscale\)"),
+        (np.zeros((64, 64, 4), np.uint8), ValueError, r"\(RGBA\)"),
+        (np.zeros((20, 64, 3), np.uint8), ValueError, r"too small: 64x20 pixels"),
+        (np.zeros((64, 64, 3), np.int16), TypeError, r"uint8 or float in \[0, 1\]; got dtype int16"),
+        (np.full((64, 64, 3), 2.0), ValueError, r"finite values in \[0, 1\]"),
+        ("does/not/exist.png", FileNotFoundError, r"no such file"),
+        (3.5, TypeError, r"got float"),
+    ],
+)
+def test_load_image_errors(image, exc, match):
+    with pytest.raises(exc, match=match):
+        R.load_image(image)
+
+
+def test_load_image_files(tmp_path):
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(tmp_path / "gray.png")
+    Image.fromarray(np.zeros((40, 50, 4), np.uint8)).save(tmp_path / "rgba.png")
+    (tmp_path / "text.png").write_text("not an image")
+    Image.fromarray(np.full((40, 50, 3), 7, np.uint8)).save(tmp_path / "ok.png")
+    with pytest.raises(ValueError, match="grayscale: convert it to RGB"):
+        R.load_image(tmp_path / "gray.png")
+    with pytest.raises(ValueError, match="is RGBA"):
+        R.load_image(tmp_path / "rgba.png")
+    with pytest.raises(ValueError, match="not a readable image"):
+        R.load_image(tmp_path / "text.png")
+    assert R.load_image(tmp_path / "ok.png").shape == (40, 50, 3)
+    assert R.load_image(Image.open(tmp_path / "ok.png")).dtype == np.uint8
+
+
+def test_preview_png(astronaut):
+    rec = R.reconstruct(astronaut, model=oracle)
+    png = R.preview_png(rec, "astronaut")
+    img = np.asarray(Image.open(__import__("io").BytesIO(png)))
+    assert img.shape[0] > 200 and img.shape[1] > 1000
+
+
+def test_shaded_view_faces_the_right_way():
+    s = surfaces.sphere_cap((64, 64), 30.0)
+    d = monohead.integrate(s.normals, mask=s.mask)
+    from monohead import geometry
+
+    mesh = geometry.depth_to_mesh(d, s.mask)
+    vn = geometry.vertex_normals(mesh.vertices, mesh.faces)
+    front = R.shaded_view(np.asarray(mesh.vertices), vn, "front", 64)
+    side = R.shaded_view(np.asarray(mesh.vertices), vn, "side", 64)
+    assert (front < 1).mean() > 0.3  # a disc
+    # lit from the upper left: the upper-left quadrant of the cap is brighter than the lower right
+    assert front[16, 16] > front[48, 48]
+    # from the side the cap bulges to the left (toward -z on the right of the picture)
+    cols = np.nonzero((side < 1).any(axis=0))[0]
+    assert cols.size > 5
+
+
+def test_cli_reconstruct_with_oracle(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(R, "_MODEL", oracle)
+    photo = tmp_path / "in"
+    photo.mkdir()
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).save(photo / "a.png")
+    Image.fromarray(data.astronaut()[:, ::-1]).save(photo / "b.jpg")
+    (photo / "notes.txt").write_text("ignored")
+    out = tmp_path / "out"
+    assert cli.main(["reconstruct", str(photo), "-o", str(out), "--format", "obj", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert [x["photo"] for x in r["reconstructions"]] == ["a", "b"] and not r["failures"]
+    assert (out / "a.obj").stat().st_size > 0 and (out / "b_preview.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["reconstruct", "nope.jpg"], "photo does not exist"),
+        (["reconstruct"], "give one or more photos"),
+        (["reconstruct", "--example", "-o", "/proc/nope"], "cannot create output folder"),
+        (["reconstruct", "--example", "-o", "/no/such/parent/out"], "parent does not exist"),
+    ],
+)
+def test_cli_reconstruct_errors(argv, message, monkeypatch, capsys):
+    monkeypatch.setattr(R, "_MODEL", oracle)
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_bad_photo_leaves_no_output(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(R, "_MODEL", oracle)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "out"
+    assert cli.main(["reconstruct", str(bad), "-o", str(out)]) == 2
+    assert "not a readable image" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
