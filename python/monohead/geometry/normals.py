@@ -71,8 +71,8 @@ def vertex_normals(vertices: Any, faces: Any) -> np.ndarray:
     The result is returned normalised to unit length (so the ``1/k`` has no effect). The
     angle is computed as ``atan2(|a x b|, a . b)``, which equals the ``arccos`` of eq. 2 and
     is accurate for small and near-straight angles. Fully vectorised: one pass over the
-    faces, then one scatter-add (:func:`numpy.bincount`) per axis; about 6 ms for 30k
-    vertices on one core of a small cloud machine.
+    faces, then one scatter-add (:func:`numpy.bincount`) per axis; about 7 ms for 30k
+    vertices (60k faces) on a busy 2-core cloud VM (``benchmarks/bench_geometry.py``).
 
     Args:
         vertices: ``(V, 3)`` finite coordinates, any real dtype and layout.
