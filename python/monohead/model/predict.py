@@ -233,6 +233,10 @@ def prediction_figure(kept: Sequence[dict[str, np.ndarray]], w_scale: float = W_
         )
     grid = np.concatenate(rows, axis=0)
     tile = grid.shape[1] // 5
+    if tile < 128:  # small test images: enlarge (nearest) so that the labels fit
+        f = math.ceil(128 / tile)
+        grid = grid.repeat(f, axis=0).repeat(f, axis=1)
+        tile *= f
     header = 16 if not title else 30
     canvas = np.full((grid.shape[0] + header, grid.shape[1], 3), 255, np.uint8)
     canvas[header:] = grid

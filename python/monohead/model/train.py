@@ -200,13 +200,13 @@ def plot_curves(records: list[dict[str, Any]]) -> bytes:
     x = [r["images_seen"] for r in tr]
     ax = axes[0, 0]
     ax.plot(x, [r["loss_l2"] for r in tr], lw=1)
-    ax.set_yscale("log")
     ax.set_title("training L2 (per pixel, 4 channels)")
     ax = axes[0, 1]
     ax.plot(x, [r["wasserstein"] for r in tr], lw=1, label="critic: E[D(y|x)] - E[D(y~|x)]")
     ax.plot(x, [r["loss_adv"] for r in tr], lw=1, label="generator: -E[D(y~|x)]")
     ax.legend(fontsize=8)
     ax.set_title("adversarial terms")
+    va = [r for r in va if math.isfinite(r["angular"]["mean"])]  # an untrained model predicts no mask
     xv = [r["images_seen"] for r in va]
     ax = axes[1, 0]
     ax.plot(xv, [r["angular"]["mean"] for r in va], "o-", label="mean")
@@ -223,8 +223,10 @@ def plot_curves(records: list[dict[str, Any]]) -> bytes:
         a.set_xlabel("training images seen")
         a.grid(alpha=0.3)
     for a in axes[1]:
-        if len(xv) > 1 and min(xv) > 0:
+        if len(xv) > 1:
             a.set_xscale("log")
+    if x and min(r["loss_l2"] for r in tr) > 0:
+        axes[0, 0].set_yscale("log")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -440,6 +442,7 @@ def _train(
                 "state_dict": Gm.state_dict(),
                 "step": step,
                 "images_seen": images_seen,
+                "wall_seconds": wall_before + (time.perf_counter() - t_call),
                 "metrics": metrics,
                 "train_config": cfg.to_dict(),
                 "data": dataset_info(dataset),

@@ -1,0 +1,226 @@
+"""Loading generators, evaluating checkpoints, and exporting the weights shipped with monohead.
+
+The shipped weights live in ``monohead/model/weights/``: ``unet.pt`` (the generator's state
+dict, float16 unless that cost accuracy) and ``model_card.json`` (architecture, W encoding,
+training data and run, validation metrics). They are written only by :func:`export_weights`
+from a real training run; a package built without them makes :func:`load_pretrained` raise
+``FileNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import atomic_write_bytes, atomic_write_text
+from .predict import MASK_THRESHOLD, evaluate_model
+from .train import BEST, CHECKPOINT, CHECKPOINT_FORMAT, GENERATOR_FORMAT, load_checkpoint
+from .unet import W_SCALE, UNet
+
+__all__ = ["WEIGHTS_DIR", "evaluate_checkpoint", "export_weights", "load_generator", "load_pretrained"]
+
+#: Folder of the shipped weights inside the package.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_FILE = "unet.pt"
+CARD_FILE = "model_card.json"
+WEIGHTS_FORMAT = "monohead-weights/1"
+
+
+def _resolve(path: str | os.PathLike) -> Path:
+    """A run folder (best.pt, else checkpoint.pt), a weights folder (unet.pt), or a file."""
+    p = Path(path)
+    if p.is_dir():
+        for name in (WEIGHTS_FILE, BEST, CHECKPOINT):
+            if (p / name).is_file():
+                return p / name
+        raise FileNotFoundError(f"{p} holds no {WEIGHTS_FILE}, {BEST} or {CHECKPOINT}")
+    if not p.is_file():
+        raise FileNotFoundError(f"no generator weights at {p}")
+    return p
+
+
+def _read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(model config, state dict, info)`` of any generator file."""
+    p = _resolve(path)
+    ck = load_checkpoint(p)
+    fmt = ck.get("format") if isinstance(ck, dict) else None
+    if fmt == CHECKPOINT_FORMAT:
+        cfg = ck["config"]
+        model = {"width": cfg["width"], "depth": cfg["depth"], "dropout": cfg["dropout"]}
+        info = {"source": str(p), "kind": "checkpoint", "step": ck["step"], "images_seen": ck["images_seen"],
+                "wall_seconds": ck["wall_seconds"], "w_scale": cfg["w_scale"], "train_config": cfg, "data": ck.get("data")}  # fmt: skip
+        return model, ck["generator"], info
+    if fmt == GENERATOR_FORMAT:
+        info = {"source": str(p), "kind": "best", "step": ck["step"], "images_seen": ck["images_seen"],
+                "wall_seconds": ck.get("wall_seconds"), "w_scale": ck["w_scale"], "train_config": ck.get("train_config"),
+                "data": ck.get("data"), "metrics": ck.get("metrics")}  # fmt: skip
+        return ck["model"], ck["state_dict"], info
+    if fmt == WEIGHTS_FORMAT:
+        info = {"source": str(p), "kind": "weights", "w_scale": ck["w_scale"], "dtype": ck["dtype"]}
+        return ck["model"], ck["state_dict"], info
+    raise ValueError(f"{p} is not a monohead generator file (format {fmt!r})")
+
+
+def _build(model_cfg: dict[str, Any], state: dict[str, torch.Tensor], w_scale: float, device: Any) -> UNet:
+    G = UNet(**model_cfg)
+    G.load_state_dict(state)  # copy_ converts float16 tensors to the module's float32
+    G.w_scale = float(w_scale)
+    return G.to(device).eval()
+
+
+def load_generator(path: str | os.PathLike, device: Any = "cpu") -> UNet:
+    """A float32 :class:`UNet` in eval mode from a run folder, ``checkpoint.pt``, ``best.pt`` or a
+    weights folder/file written by :func:`export_weights`. ``model.w_scale`` and ``model.info``
+    (step, images seen, source ...) are set."""
+    model_cfg, state, info = _read(path)
+    G = _build(model_cfg, state, info["w_scale"], device)
+    G.info = info
+    return G
+
+
+def load_pretrained(device: Any = "cpu") -> UNet:
+    """The generator shipped with monohead (no download), float32, in eval mode, on ``device``.
+
+    Use it with :func:`monohead.model.predict`. ``model.card`` holds the model card (data,
+    training, metrics). Raises ``FileNotFoundError`` if this copy of monohead was built without
+    network weights.
+    """
+    f = WEIGHTS_DIR / WEIGHTS_FILE
+    if not f.is_file():
+        raise FileNotFoundError(
+            f"monohead was built without network weights ({f} is missing). Train a model with "
+            "`monohead train --data DIR --out RUN` and export it with `monohead train --out RUN "
+            "--export-weights DIR`, or load a run with monohead.model.load_generator(RUN)."
+        )
+    G = load_generator(f, device)
+    card = WEIGHTS_DIR / CARD_FILE
+    G.card = json.loads(card.read_text()) if card.is_file() else {}
+    return G
+
+
+def evaluate_checkpoint(
+    path: str | os.PathLike,
+    dataset: Any,
+    *,
+    max_items: int | None = None,
+    batch_size: int = 32,
+    device: Any = "cpu",
+    channels_last: bool = True,
+) -> dict[str, Any]:
+    """Table 1 metrics of a generator (run folder, checkpoint, best.pt or weights) on a data set.
+
+    Args:
+        path: what :func:`load_generator` accepts.
+        dataset: held-out items (e.g. ``SyntheticHeads`` of new seeds), see :mod:`monohead.model.data`.
+        max_items: evaluate the first ``max_items`` items (default: all).
+
+    Returns:
+        The :func:`monohead.model.evaluate_model` metrics, plus ``source``, ``step`` and
+        ``images_seen`` of the generator and ``data`` (the data set's class, count and metadata).
+    """
+    from .train import dataset_info
+
+    G = load_generator(path, device)
+    n = len(dataset) if max_items is None else min(max_items, len(dataset))
+    metrics, _ = evaluate_model(G, dataset, indices=range(n), batch_size=batch_size, channels_last=channels_last)
+    info = {k: G.info.get(k) for k in ("source", "kind", "step", "images_seen")}
+    return {**info, **metrics, "data": dataset_info(dataset)}
+
+
+def _half_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def export_weights(
+    run: str | os.PathLike,
+    dest: str | os.PathLike | None = None,
+    *,
+    eval_dataset: Any = None,
+    max_items: int = 200,
+    tolerance_deg: float = 0.05,
+    card: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write a run's generator as shipped weights: ``dest/unet.pt`` and ``dest/model_card.json``.
+
+    Args:
+        run: a run folder (its ``best.pt``, else ``checkpoint.pt``) or a generator file.
+        dest: the weights folder (default: the package's ``monohead/model/weights``); created
+            if missing. Both files are written atomically.
+        eval_dataset: held-out items; when given, the float32 and float16 weights are both
+            evaluated on the first ``max_items`` and float16 is kept only if its mean angular
+            error is within ``tolerance_deg`` degrees and its mask precision and recall within
+            0.05 points of float32's (else float32 is written).
+        card: extra model-card fields (e.g. the generator version and seeds of the data).
+
+    Returns:
+        The model card (also written), with ``dtype``, ``bytes`` and ``sha256`` of ``unet.pt``
+        and ``metrics`` ``{"float32": ..., "float16": ...}`` when evaluated.
+    """
+    model_cfg, state, info = _read(run)
+    w_scale = info["w_scale"]
+    state32 = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    state16 = _half_state(state32)
+    metrics: dict[str, Any] = {}
+    dtype = "float16"
+    if eval_dataset is not None:
+        n = min(max_items, len(eval_dataset))
+        for name, st in (("float32", state32), ("float16", state16)):
+            G = _build(model_cfg, st, w_scale, "cpu")
+            metrics[name], _ = evaluate_model(G, eval_dataset, indices=range(n))
+        a, b = metrics["float32"], metrics["float16"]
+        close = (
+            abs(a["angular"]["mean"] - b["angular"]["mean"]) <= tolerance_deg
+            and abs(a["mask_precision"] - b["mask_precision"]) <= 0.05
+            and abs(a["mask_recall"] - b["mask_recall"]) <= 0.05
+        )
+        dtype = "float16" if close else "float32"
+    weights = {
+        "format": WEIGHTS_FORMAT,
+        "model": model_cfg,
+        "w_scale": w_scale,
+        "dtype": dtype,
+        "state_dict": state16 if dtype == "float16" else state32,
+    }
+    buf = io.BytesIO()
+    torch.save(weights, buf)
+    data = buf.getvalue()
+    out = WEIGHTS_DIR if dest is None else Path(dest)
+    out.mkdir(parents=True, exist_ok=True)
+    from .. import __version__
+
+    model_card: dict[str, Any] = {
+        "format": WEIGHTS_FORMAT,
+        "file": WEIGHTS_FILE,
+        "dtype": dtype,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "parameters": int(sum(v.numel() for k, v in state32.items() if v.is_floating_point() and "running" not in k)),
+        "architecture": {"generator": "UNet", **model_cfg},
+        "input": "(B, 128, 128, 3) uint8 RGB photo, the head framed as in the synthetic data",
+        "outputs": "normals (unit in the mask, camera frame x right / y up / z to the viewer), W = |grad h|, mask",
+        "w_encoding": f"channel 3 = W / (W + {w_scale})",
+        "w_scale": w_scale,
+        "mask_threshold": MASK_THRESHOLD,
+        "training": {k: info.get(k) for k in ("source", "step", "images_seen", "wall_seconds", "train_config", "data")},
+        "metrics": metrics,
+        "metrics_items": min(max_items, len(eval_dataset)) if eval_dataset is not None else 0,
+        "eval_data": None,
+        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "monohead_version": __version__,
+    }
+    if eval_dataset is not None:
+        from .train import dataset_info
+
+        model_card["eval_data"] = dataset_info(eval_dataset)
+    if card:
+        model_card.update(card)
+    atomic_write_bytes(out / WEIGHTS_FILE, data)
+    atomic_write_text(out / CARD_FILE, json.dumps(model_card, indent=2) + "\n")
+    return model_card
