@@ -38,7 +38,7 @@ def _xp_for(device: torch.device) -> Any:
     if device.type == "cuda":
         from .integration.api import _cupy  # noqa: PLC0415 - lazy: only for CUDA tensors
 
-        return _cupy()
+        return _cupy("integrating CUDA tensors")
     raise TypeError(f"normals must be on a CPU or CUDA device; got device {device}")
 
 

@@ -372,13 +372,13 @@ def _is_cupy(a: Any) -> bool:
     return type(a).__module__.split(".")[0] == "cupy"
 
 
-def _cupy() -> Any:
-    """The cupy module, or an ImportError that says how to get it."""
+def _cupy(what: str = "backend='cupy'") -> Any:
+    """The cupy module, or an ImportError that says who needs it and how to get it."""
     try:
         import cupy  # noqa: PLC0415 - lazy by design: `import monohead` never imports CuPy
     except ImportError as exc:
         raise ImportError(
-            "backend='cupy' needs CuPy, which could not be imported; install it with "
+            f"{what} needs CuPy, which could not be imported; install it with "
             "pip install \"monohead[cuda]\" (cupy-cuda12x) on a machine with CUDA"
         ) from exc
     return cupy
