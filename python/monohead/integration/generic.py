@@ -528,6 +528,10 @@ class StencilSystem:
             self.invd = xp.where(d > 0, 1 / xp.where(d > 0, d, 1), 0)
         _sync(xp)
         self.setup_seconds = time.perf_counter() - t0
+        log.debug(
+            "StencilSystem %s on %s: padded %s, %d level(s), setup %.3g s",
+            method, "numpy" if xp is np else "cupy", self.shape, self.num_levels, self.setup_seconds,
+        )  # fmt: skip
 
     @property
     def num_levels(self) -> int:
