@@ -1,0 +1,226 @@
+"""One synthetic sample: random parameters, the scene they describe, its image and ground truth.
+
+:class:`Generator` ties the pieces together. Sample ``i`` of a data set with seed ``s`` is a
+pure function of ``(s, i)`` (and of the generator's settings: size, spp, variant, head model):
+every random choice comes from :class:`numpy.random.SeedSequence` ``(s, spawn_key=(i,))``,
+split into independent streams per component, and the renderer's noise is seeded from it too.
+
+A sample (:meth:`Generator.sample`) is a dict:
+
+- ``image``: ``(H, W, 3)`` uint8 sRGB;
+- ``normals``: ``(H, W, 3)`` float32 unit normals of the head and eyes (occluders ignored), in
+  the camera frame of ``conventions.md`` (x right, y up, z toward the viewer), ``(0, 0, 0)``
+  outside the mask;
+- ``depth``: ``(H, W)`` float32 height toward the viewer in pixels, NaN outside the mask;
+- ``W``: ``(H, W)`` float32 ``|grad depth|`` by :func:`monohead.geometry.gradient_magnitude`,
+  0 outside the mask;
+- ``mask``: ``(H, W)`` bool, head and eyes;
+- ``params``: every random parameter (JSON-able);
+- ``timings``: seconds spent in sampling, normals, scene update, image and ground truth.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from .. import geometry
+from . import glasses as glasses_mod
+from . import hair as hair_mod
+from . import scene as scene_mod
+from . import textures as tex_mod
+from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel, sample_expression, sample_identity
+from .render import Renderer, SceneArrays
+
+__all__ = ["GENERATOR_VERSION", "Generator", "sample_params"]
+
+GENERATOR_VERSION = 1
+"""Bumped whenever the same (seed, index) would give a different sample."""
+
+_STREAMS = ("identity", "expression", "skin", "eyes", "hair", "glasses", "pose", "lights", "environment",
+            "background", "camera", "render")
+
+
+def _streams(seed: int, index: int) -> dict[str, np.random.Generator]:
+    ss = np.random.SeedSequence(int(seed), spawn_key=(int(index),))
+    return {name: np.random.default_rng(child) for name, child in zip(_STREAMS, ss.spawn(len(_STREAMS)), strict=True)}
+
+
+def sample_params(seed: int, index: int, model: HeadModel, size: tuple[int, int]) -> dict[str, Any]:
+    """All random parameters of sample ``index`` of the data set with ``seed`` (JSON-able).
+
+    Keys: ``seed``, ``index``, ``identity`` (K coefficients), ``expression`` ({name: weight}
+    of the non-zero weights), ``gaze`` ([yaw, pitch] radians), ``pose``, ``skin``, ``eyes``,
+    ``hair``, ``glasses`` (or ``None``), ``lights``, ``environment``, ``background``,
+    ``camera`` (exposure, noise) and ``render_seed``.
+    """
+    rng = _streams(seed, index)
+    identity = sample_identity(rng["identity"], model.num_identities)
+    weights, gaze = sample_expression(rng["expression"], model.expression_names)
+    skin = tex_mod.sample_skin_params(rng["skin"])
+    return {
+        "seed": int(seed),
+        "index": int(index),
+        "identity": [float(y) for y in identity],
+        "expression": {n: float(w) for n, w in zip(model.expression_names, weights, strict=True) if w != 0},
+        "gaze": [float(gaze[0]), float(gaze[1])],
+        "pose": scene_mod.sample_pose(rng["pose"], min(size)),
+        "skin": skin,
+        "eyes": tex_mod.sample_eye_params(rng["eyes"]),
+        "hair": hair_mod.sample_hair_params(rng["hair"], skin["sex"]),
+        "glasses": glasses_mod.sample_glasses_params(rng["glasses"]),
+        "lights": scene_mod.sample_lights(rng["lights"]),
+        "environment": scene_mod.sample_environment(rng["environment"]),
+        "background": scene_mod.sample_background(rng["background"]),
+        "camera": {"exposure": float(rng["camera"].uniform(0.55, 0.95)), "noise": float(rng["camera"].uniform(0.0, 0.012))},
+        "render_seed": int(rng["render"].integers(0, 2**31 - 1)),
+    }
+
+
+def _transform(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return v @ m[:3, :3].T + m[:3, 3]
+
+
+class Generator:
+    """Makes samples of one size with one renderer (see the module docstring).
+
+    Args:
+        size: image size ``S`` (square) or ``(H, W)``.
+        spp: samples per pixel of the image.
+        variant: Mitsuba variant, ``"auto"`` (:func:`~monohead.synth.render.select_variant`).
+        head_model: a :class:`HeadModel`, a path to an asset or FaceXModel folder, or
+            ``None`` for the asset shipped with monohead.
+        max_depth: path length of the path tracer.
+    """
+
+    def __init__(
+        self,
+        size: int | tuple[int, int] = 128,
+        spp: int = 16,
+        variant: str = "auto",
+        head_model: Any = None,
+        max_depth: int = 3,
+    ) -> None:
+        self.model = head_model if isinstance(head_model, HeadModel) else HeadModel.load(head_model)
+        self.renderer = Renderer(self.model, size, spp=spp, variant=variant, max_depth=max_depth)
+        self.size = self.renderer.size
+        self.spp = self.renderer.spp
+        self.variant = self.renderer.variant
+        self._gt_faces = self.model.faces[self.model.region_faces(list(SKIN_REGIONS) + list(EYE_REGIONS))]
+        self._scalps: dict[float, hair_mod.Scalp] = {}
+
+    def settings(self) -> dict[str, Any]:
+        """What besides (seed, index) decides a sample."""
+        return {"size": list(self.size), "spp": self.spp, "variant": self.variant,
+                "max_depth": self.renderer.max_depth, "generator_version": GENERATOR_VERSION,
+                "head_model": self.model.source.rsplit("/", 1)[-1], "identities": self.model.num_identities,
+                "expressions": self.model.num_expressions, "texture_size": self.renderer.space.height}
+
+    def params(self, seed: int, index: int) -> dict[str, Any]:
+        """The random parameters of sample ``index`` (see :func:`sample_params`)."""
+        return sample_params(seed, index, self.model, self.size)
+
+    def scene_arrays(self, params: dict[str, Any], timings: dict[str, float] | None = None) -> SceneArrays:
+        """Build the sample's scene (world frame, pixels) from its parameters."""
+        t0 = time.perf_counter()
+        h, w = self.size
+        model = self.model
+        v_model = model.shape(params["identity"], params["expression"], tuple(params["gaze"]))
+        m = scene_mod.pose_matrix(params["pose"], self.size)
+        scale = float(params["pose"]["scale"])
+        v = _transform(m, v_model)
+        t1 = time.perf_counter()
+        normals = geometry.vertex_normals(v, self._gt_faces)
+        t2 = time.perf_counter()
+        hp = params["hair"]
+        key = round(float(hp.get("hairline", 0.0)), 3)
+        if key not in self._scalps:
+            self._scalps.clear() if len(self._scalps) > 64 else None
+            self._scalps[key] = hair_mod.Scalp.of(model, key)
+        n_model = normals @ m[:3, :3]  # back to the model frame (rotation part, scaled)
+        n_model /= np.maximum(np.linalg.norm(n_model, axis=1, keepdims=True), 1e-30)
+        strands = hair_mod.grow_hair(hp, model, v_model, n_model, self._scalps[key])
+        if len(strands):
+            strands = np.concatenate([_transform(m, strands[..., :3]), strands[..., 3:] * scale], axis=-1)
+        gp = params["glasses"]
+        fv, ff, lv, lf = glasses_mod.build_glasses(gp, model, v_model)
+        fv, lv = _transform(m, fv), _transform(m, lv)
+        hrgb = hair_mod.hair_rgb(hp)
+        scalp_hair = {"bald": 0.0, "buzz": 0.85, "short": 0.85, "medium": 0.9, "long": 0.9}[hp["style"]]
+        space = self.renderer.space
+        skin_albedo = tex_mod.skin_albedo(space, params["skin"], hair_rgb=hrgb, scalp_hair=scalp_hair)
+        eye_albedo = tex_mod.eye_albedo(space, params["eyes"])
+        centre = _transform(m, scene_mod.PIVOT[None])[0]
+        head_px = 18.5 * scale
+        lights = []
+        for light in params["lights"]:
+            d = np.asarray(light["direction"], np.float64)
+            rgb = np.asarray(light["colour"]) * light["irradiance"]
+            entry: dict[str, Any] = {"kind": light["kind"], "direction": d}
+            if light["kind"] == "directional":
+                entry["rgb"] = rgb
+            else:
+                dist = light["distance"] * head_px
+                entry.update(position=centre + dist * d, target=centre, rgb=rgb * dist * dist)
+                if light["kind"] == "spot":
+                    entry.update(cutoff=light["cutoff"], beam=light["beam"])
+            lights.append(entry)
+        materials = {
+            "skin_roughness": params["skin"]["roughness"],
+            "skin_specular": params["skin"]["specular"],
+            "eye_roughness": params["eyes"]["roughness"],
+            "hair": hair_mod.hair_colour_params(hp),
+            "frame_rgb": gp["frame_rgb"] if gp else [0.05, 0.05, 0.05],
+            "frame_metallic": 1.0 if gp and gp["metal"] else 0.0,
+            "frame_roughness": gp["roughness"] if gp else 0.3,
+            "lens_tint": gp["lens_tint"] if gp else [1.0, 1.0, 1.0],
+        }
+        arrays = SceneArrays(
+            vertices=v, normals=normals, hair=strands,
+            frame_vertices=fv, frame_faces=ff, lens_vertices=lv, lens_faces=lf,
+            skin_albedo=skin_albedo, eye_albedo=eye_albedo, materials=materials, lights=lights,
+            environment=scene_mod.environment_image(params["environment"]),
+            background=scene_mod.background_image(params["background"], self.size),
+        )
+        if timings is not None:
+            t3 = time.perf_counter()
+            timings["sampling"] = timings.get("sampling", 0.0) + (t1 - t0) + (t3 - t2)
+            timings["normals"] = timings.get("normals", 0.0) + (t2 - t1)
+        return arrays
+
+    def sample(self, seed: int, index: int) -> dict[str, Any]:
+        """Sample ``index`` of the data set with ``seed`` (see the module docstring)."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        params = self.params(seed, index)
+        timings["sampling"] = time.perf_counter() - t0
+        arrays = self.scene_arrays(params, timings)
+        t1 = time.perf_counter()
+        self.renderer.update(arrays)
+        t2 = time.perf_counter()
+        rgb, alpha = self.renderer.render_image(params["render_seed"])
+        t3 = time.perf_counter()
+        gt = self.renderer.ground_truth()
+        W = geometry.gradient_magnitude(gt.depth, gt.mask).astype(np.float32) if gt.mask.any() else np.zeros(self.size, np.float32)
+        t4 = time.perf_counter()
+        image = self._develop(rgb, alpha, arrays.background, gt.mask, params)
+        t5 = time.perf_counter()
+        timings.update(update=t2 - t1, image=(t3 - t2) + (t5 - t4), ground_truth=t4 - t3)
+        return {"image": image, "normals": gt.normals, "depth": gt.depth, "W": W, "mask": gt.mask,
+                "params": params, "timings": timings}
+
+    @staticmethod
+    def _develop(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray, mask: np.ndarray,
+                 params: dict[str, Any]) -> np.ndarray:
+        """Expose, composite over the background, add sensor noise, encode as 8-bit sRGB."""
+        lum = rgb @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+        sel = mask if mask.sum() >= 16 else alpha > 0.5
+        ref = float(np.percentile(lum[sel], 95)) if sel.any() else 1.0
+        exposure = params["camera"]["exposure"] / max(ref, 1e-4)
+        lin = rgb * exposure + (1.0 - alpha)[..., None] * background
+        srgb = tex_mod.linear_to_srgb(lin)
+        rng = np.random.default_rng(params["render_seed"])
+        srgb = srgb + rng.normal(0.0, params["camera"]["noise"], srgb.shape)
+        return np.round(np.clip(srgb, 0.0, 1.0) * 255.0).astype(np.uint8)

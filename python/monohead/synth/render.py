@@ -1,0 +1,532 @@
+"""Rendering with Mitsuba 3: the image, and the ground-truth maps in the same scene.
+
+One :class:`Renderer` keeps one Mitsuba scene of fixed structure (skin, eyes, hair, glasses frame and lenses, an environment map and four slots for each kind of light)
+and updates it in place for every sample (:meth:`Renderer.update`): vertex positions and
+normals, hair curves, textures, materials and lights. Changing values, never the structure,
+keeps Dr.Jit's compiled kernels valid from one sample to the next.
+
+- The **image** (:meth:`Renderer.render_image`) is path traced (``path`` integrator,
+  ``spp`` jittered samples per pixel, box filter) with the camera's direct view of emitters
+  hidden, so that the film's alpha is the head's coverage; the background is composited
+  behind it.
+- The **ground truth** (:meth:`Renderer.ground_truth`) casts one ray through each pixel
+  centre with the same camera and scene, passes through occluders (hair, glasses)
+  and records the first hit on the head or the eyes: its position (x, y and the depth, in
+  pixels) and its shading normal, the barycentric interpolation of the angle-weighted vertex
+  normals (paper eq. 2) that :meth:`Renderer.update` gave the meshes. Pixels whose normal
+  faces away from the camera (``Nz <= MIN_NZ``, at silhouettes where interpolated normals
+  tilt past 90°) are left out of the mask, as the integrator requires ``Nz > 0`` in it.
+
+Variants: ``llvm_ad_rgb`` (vectorised, fast) needs an LLVM shared library of version 16 or
+newer; :func:`select_variant` finds one at Debian's paths (``libllvm19``) and points
+``DRJIT_LIBLLVM_PATH`` at it, or falls back to ``scalar_rgb`` (same images, slower; its ground
+truth is traced ray by ray).
+
+World frame = camera frame of ``conventions.md`` in pixel units: pixel ``(r, c)`` is centred at
+``(x, y) = (c, -r)``, z toward the viewer.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import geometry
+from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel
+from .textures import TextureSpace
+
+__all__ = ["MIN_NZ", "GroundTruth", "Renderer", "SceneArrays", "find_llvm", "select_variant"]
+
+MIN_NZ = 1e-3
+"""Pixels whose ground-truth normal has ``Nz <= MIN_NZ`` are outside the mask."""
+
+LIGHT_SLOTS = 4
+"""Lights of each kind (point, spot, directional) the scene can hold at once."""
+
+HAIR_BUCKETS = (1, 2048, 4096)
+"""Strand counts the hair curve is padded to. Dr.Jit compiles the number of curve control
+points into its kernels, so the count takes one of these values (hidden strands fill the
+rest): three kernels in all, instead of one per hairstyle."""
+
+_LOCK = threading.RLock()  # Mitsuba's variant is process-wide: one renderer at a time
+_LLVM_MIN = 16
+
+
+def find_llvm() -> str | None:
+    """Path of an LLVM shared library usable by Dr.Jit (version >= 16), or ``None``.
+
+    ``DRJIT_LIBLLVM_PATH`` wins if set. Otherwise the usual Linux locations are searched
+    (``/usr/lib/llvm-*/lib``, ``/usr/lib/<arch>-linux-gnu``: Debian's ``libllvm19`` installs
+    ``/usr/lib/x86_64-linux-gnu/libLLVM.so.19.1``) and the newest version is returned.
+    Older versions are ignored: Dr.Jit aborts the process with LLVM 15.
+    """
+    env = os.environ.get("DRJIT_LIBLLVM_PATH")
+    if env:
+        return env if os.path.exists(env) else None
+    pats = ["/usr/lib/llvm-*/lib/libLLVM*.so*", "/usr/lib/*-linux-gnu/libLLVM*.so*", "/usr/lib64/libLLVM*.so*",
+            "/usr/local/lib/libLLVM*.so*", "/opt/homebrew/opt/llvm/lib/libLLVM.dylib", "/usr/local/opt/llvm/lib/libLLVM.dylib"]
+    best: tuple[int, str] | None = None
+    for pat in pats:
+        for path in glob.glob(pat):
+            m = re.search(r"libLLVM(?:-|\.so\.)(\d+)", os.path.basename(path)) or re.search(r"llvm-(\d+)", path)
+            if not m:
+                continue
+            ver = int(m.group(1))
+            if ver >= _LLVM_MIN and os.path.isfile(path) and (best is None or ver > best[0]):
+                best = (ver, path)
+    return best[1] if best else None
+
+
+def select_variant(variant: str = "auto") -> str:
+    """The Mitsuba variant to use: ``llvm_ad_rgb`` when LLVM is found, else ``scalar_rgb``.
+
+    Args:
+        variant: ``"auto"``, ``"llvm_ad_rgb"`` or ``"scalar_rgb"``.
+
+    Raises:
+        ValueError: an unknown variant, or ``llvm_ad_rgb`` asked for without LLVM >= 16.
+        ImportError: Mitsuba is not installed.
+    """
+    if variant not in ("auto", "llvm_ad_rgb", "scalar_rgb"):
+        raise ValueError(f"variant must be 'auto', 'llvm_ad_rgb' or 'scalar_rgb'; got {variant!r}")
+    if variant == "scalar_rgb":
+        return variant
+    path = find_llvm()
+    if path is None:
+        if variant == "llvm_ad_rgb":
+            raise ValueError(
+                "variant 'llvm_ad_rgb' needs LLVM >= 16 (Debian: apt-get install libllvm19, or set "
+                "DRJIT_LIBLLVM_PATH); none found"
+            )
+        return "scalar_rgb"
+    os.environ.setdefault("DRJIT_LIBLLVM_PATH", path)
+    return "llvm_ad_rgb"
+
+
+def _mitsuba(variant: str) -> Any:
+    try:
+        import mitsuba as mi  # noqa: PLC0415 - heavy, optional at import time
+    except ImportError as exc:  # pragma: no cover - mitsuba is a dependency
+        raise ImportError("monohead.synth needs Mitsuba 3: pip install mitsuba") from exc
+    if mi.variant() != variant:
+        mi.set_variant(variant)
+    return mi
+
+
+@dataclass
+class SceneArrays:
+    """Everything the renderer needs for one sample, in the world (pixel) frame.
+
+    Attributes:
+        vertices: ``(V, 3)`` head model vertices (pixels).
+        normals: ``(V, 3)`` angle-weighted unit normals of the head and eyes (eq. 2).
+        hair: ``(N, K, 4)`` B-spline control points and radii (pixels); N may be 0.
+        frame_vertices, frame_faces, lens_vertices, lens_faces: glasses meshes (pixels).
+        skin_albedo: ``(h, 2h, 3)`` linear RGB; eye_albedo: ``(s, s, 3)``.
+        materials: ``skin_roughness``, ``skin_specular``, ``eye_roughness``,
+            ``hair`` (dict of hair BSDF parameters), ``frame_rgb``, ``frame_metallic``,
+            ``frame_roughness``, ``lens_tint``.
+        lights: list of dicts ``kind``, ``position`` (point, spot), ``direction`` (from the
+            head toward the light), ``rgb`` (intensity or irradiance), ``cutoff``, ``beam``,
+            ``target``.
+        environment: ``(16, 32, 3)`` equirectangular radiance.
+        background: ``(H, W, 3)`` linear radiance behind the head.
+    """
+
+    vertices: np.ndarray
+    normals: np.ndarray
+    hair: np.ndarray
+    frame_vertices: np.ndarray
+    frame_faces: np.ndarray
+    lens_vertices: np.ndarray
+    lens_faces: np.ndarray
+    skin_albedo: np.ndarray
+    eye_albedo: np.ndarray
+    materials: dict[str, Any]
+    lights: list[dict[str, Any]]
+    environment: np.ndarray
+    background: np.ndarray
+
+
+@dataclass
+class GroundTruth:
+    """Ground-truth maps at pixel centres (world frame = camera frame, pixel units).
+
+    Attributes:
+        normals: ``(H, W, 3)`` float32 unit normals, ``(0, 0, 0)`` outside the mask.
+        depth: ``(H, W)`` float32 height toward the viewer (pixels), NaN outside the mask.
+        mask: ``(H, W)`` bool, head and eyes seen through occluders, ``Nz > MIN_NZ``.
+        part: ``(H, W)`` uint8: 0 background, 1 skin, 2 eyes.
+        xy_error: largest ``|hit.xy - (c, -r)|`` over the mask (pixels): 0 up to rounding.
+    """
+
+    normals: np.ndarray
+    depth: np.ndarray
+    mask: np.ndarray
+    part: np.ndarray
+    xy_error: float
+
+
+def _split(faces: np.ndarray, corner_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render vertices (one per distinct (vertex, uv) pair) of a triangle set.
+
+    Returns ``(vertex (R,), uv_index (R,), faces (F, 3) into R)``."""
+    key = faces.astype(np.int64) * (1 << 32) + corner_uv
+    uniq, inv = np.unique(key.ravel(), return_inverse=True)
+    return (uniq >> 32).astype(np.int64), (uniq & 0xFFFFFFFF).astype(np.int64), inv.reshape(-1, 3)
+
+
+def _bspline_segments(n: int, k: int) -> np.ndarray:
+    return (np.arange(n)[:, None] * k + np.arange(k - 3)[None, :]).ravel().astype(np.uint32)
+
+
+class Renderer:
+    """A Mitsuba scene for one image size, updated in place for each sample.
+
+    Args:
+        model: the :class:`HeadModel`.
+        size: image size ``(H, W)`` or ``S`` for ``(S, S)``.
+        spp: samples per pixel of the image.
+        variant: ``"auto"``, ``"llvm_ad_rgb"`` or ``"scalar_rgb"`` (:func:`select_variant`).
+        max_depth: path length of the ``path`` integrator (3: direct light and one bounce).
+        texture_size: skin atlas height in texels (default ``clip(2 max(H, W), 256, 1024)``).
+    """
+
+    def __init__(
+        self,
+        model: HeadModel,
+        size: int | tuple[int, int] = 128,
+        spp: int = 16,
+        variant: str = "auto",
+        max_depth: int = 3,
+        texture_size: int | None = None,
+    ) -> None:
+        h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+        if int(h) < 8 or int(w) < 8:
+            raise ValueError(f"size must be at least 8 pixels; got {(h, w)}")
+        self.size = (int(h), int(w))
+        self.spp = int(spp)
+        if self.spp < 1:
+            raise ValueError(f"spp must be a positive integer; got {spp}")
+        self.max_depth = int(max_depth)
+        self.variant = select_variant(variant)
+        self.model = model
+        tex = texture_size or int(np.clip(2 * max(h, w), 256, 1024))
+        self.space = TextureSpace(model, tex, eye_size=128)
+        skin = model.region_faces(list(SKIN_REGIONS))
+        eyes = model.region_faces(list(EYE_REGIONS))
+        self.gt_faces = model.faces[skin | eyes]
+        # Render vertices: skin and eyes split at UV seams.
+        self._skin = _split(model.faces[skin], model.corner_uv[skin])
+        self._eyes = _split(model.faces[eyes], model.corner_uv[eyes])
+        self._skin_uv = self._atlas_uv(self._skin[1], "skin")
+        self._eye_uv = self._atlas_uv(self._eyes[1], "eye")
+        with _LOCK:
+            self._build()
+
+    # -- scene construction ----------------------------------------------------------------
+
+    def _atlas_uv(self, uv_index: np.ndarray, kind: str) -> np.ndarray:
+        uv = self.model.uv[uv_index].copy()
+        if kind == "skin":
+            uv[:, 0] = np.clip(uv[:, 0], 0.0, 2.0) / 2.0
+        else:
+            uv[:, 0] = uv[:, 0] - np.floor(uv[:, 0].mean())
+        uv[:, 1] = 1.0 - uv[:, 1]
+        return uv.astype(np.float32)
+
+    def _mesh(self, mi: Any, name: str, n_vertices: int, faces: np.ndarray, uv: np.ndarray | None, bsdf: dict) -> Any:
+        props = mi.Properties()
+        props["bsdf"] = mi.load_dict(bsdf)
+        mesh = mi.Mesh(name, n_vertices, len(faces), props=props, has_vertex_normals=True,
+                       has_vertex_texcoords=uv is not None)
+        p = mi.traverse(mesh)
+        p["faces"] = mi.UInt32(np.ascontiguousarray(faces, np.uint32).ravel())
+        p["vertex_positions"] = mi.Float(np.zeros(3 * n_vertices, np.float32))
+        normals = np.zeros((n_vertices, 3), np.float32)
+        normals[:, 2] = 1.0
+        p["vertex_normals"] = mi.Float(normals.ravel())
+        if uv is not None:
+            p["vertex_texcoords"] = mi.Float(np.ascontiguousarray(uv, np.float32).ravel())
+        p.update()
+        return mesh
+
+    def _build(self) -> None:
+        mi = _mitsuba(self.variant)
+        h, w = self.size
+        tex = self.space
+        self.camera_z = 4.0 * max(h, w)
+        to_world = (
+            mi.ScalarTransform4f().translate([(w - 1) / 2, -(h - 1) / 2, self.camera_z])
+            @ mi.ScalarTransform4f().scale([w / 2, w / 2, 1.0])
+            @ mi.ScalarTransform4f().look_at(origin=[0, 0, 0], target=[0, 0, -1], up=[0, 1, 0])
+        )
+        skin_bsdf = {"type": "principled", "roughness": 0.5, "specular": 0.5,
+                     "base_color": {"type": "bitmap", "bitmap": mi.Bitmap(np.full((tex.height, tex.width, 3), 0.5, np.float32)),
+                                    "wrap_mode": "clamp"}}
+        eye_bsdf = {"type": "principled", "roughness": 0.05, "specular": 0.6,
+                    "base_color": {"type": "bitmap", "bitmap": mi.Bitmap(np.full((tex.eye_size, tex.eye_size, 3), 0.8, np.float32)),
+                                   "wrap_mode": "clamp"}}
+        sd: dict[str, Any] = {
+            "type": "scene",
+            "integrator": {"type": "path", "max_depth": self.max_depth, "hide_emitters": True},
+            "sensor": {
+                "type": "orthographic",
+                "to_world": to_world,
+                "near_clip": 1e-2,
+                "far_clip": 1e2 * max(h, w),
+                "film": {"type": "hdrfilm", "width": w, "height": h, "rfilter": {"type": "box"},
+                         "pixel_format": "rgba", "component_format": "float32"},
+                "sampler": {"type": "independent", "sample_count": self.spp},
+            },
+            "skin": self._mesh(mi, "skin", len(self._skin[0]), self._skin[2], self._skin_uv, skin_bsdf),
+            "eyes": self._mesh(mi, "eyes", len(self._eyes[0]), self._eyes[2], self._eye_uv, eye_bsdf),
+            "env": {"type": "envmap", "bitmap": mi.Bitmap(np.full((16, 32, 3), 0.2, np.float32))},
+        }
+        # Placeholder hair (one tiny strand) and glasses (real topology, collapsed).
+        from .glasses import build_glasses  # noqa: PLC0415
+
+        fv, ff, lv, lf = build_glasses(None, self.model, self.model.neutral.astype(np.float64))
+        self._frame_faces, self._lens_faces = ff, lf
+        sd["frame"] = self._mesh(mi, "frame", len(fv), ff, None,
+                                 {"type": "principled", "base_color": {"type": "rgb", "value": [0.05, 0.05, 0.05]},
+                                  "metallic": 0.0, "roughness": 0.3})
+        sd["lens"] = self._mesh(mi, "lens", len(lv), lf, None,
+                                {"type": "thindielectric", "specular_transmittance": {"type": "rgb", "value": [1.0, 1.0, 1.0]}})
+        self._curve_file = self._placeholder_curve()
+        sd["hair"] = {"type": "bsplinecurve", "filename": self._curve_file, "bsdf": {"type": "hair"}}
+        for i in range(LIGHT_SLOTS):
+            sd[f"point{i}"] = {"type": "point", "position": [0.0, 0.0, 1e3], "intensity": {"type": "rgb", "value": [0.0, 0.0, 0.0]}}
+            sd[f"spot{i}"] = {"type": "spot", "to_world": mi.ScalarTransform4f().look_at(origin=[0, 0, 1e3], target=[0, 0, 0], up=[0, 1, 0]),
+                              "intensity": {"type": "rgb", "value": [0.0, 0.0, 0.0]}, "cutoff_angle": 30.0, "beam_width": 20.0}
+            sd[f"directional{i}"] = {"type": "directional", "direction": [0.0, 0.0, -1.0],
+                                     "irradiance": {"type": "rgb", "value": [0.0, 0.0, 0.0]}}
+        self.scene = mi.load_dict(sd)
+        self.params = mi.traverse(self.scene)
+        for kind in ("point", "spot", "directional"):
+            for i in range(LIGHT_SLOTS):
+                self.params[f"{kind}{i}.sampling_weight"] = 0.0
+        self.params.update()
+        self.sensor = self.scene.sensors()[0]
+        shapes = {s.id(): s for s in self.scene.shapes()}
+        self._gt_ids = {shapes["skin"].id(): 1, shapes["eyes"].id(): 2}
+        if self.variant != "scalar_rgb":
+            self._skin_ptr = mi.ShapePtr(shapes["skin"])
+            self._eye_ptr = mi.ShapePtr(shapes["eyes"])
+        self._shapes = shapes
+
+    def _placeholder_curve(self) -> str:
+        import tempfile  # noqa: PLC0415
+
+        fd, path = tempfile.mkstemp(prefix="monohead-curve-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write("0 0 0 0.001\n0 0 0.001 0.001\n0 0 0.002 0.001\n0 0 0.003 0.001\n")
+        return path
+
+    def __del__(self) -> None:
+        path = getattr(self, "_curve_file", None)
+        if path:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    # -- per-sample update -----------------------------------------------------------------
+
+    def update(self, arrays: SceneArrays) -> None:
+        """Put a sample's geometry, textures, materials and lights into the scene."""
+        with _LOCK:
+            self._update(arrays)
+
+    def _update(self, a: SceneArrays) -> None:
+        mi = _mitsuba(self.variant)
+        p = self.params
+        v = np.asarray(a.vertices, np.float32)
+        n = np.asarray(a.normals, np.float32)
+        sv, _, _ = self._skin
+        ev, _, _ = self._eyes
+        p["skin.vertex_positions"] = mi.Float(v[sv].ravel())
+        p["skin.vertex_normals"] = mi.Float(n[sv].ravel())
+        p["eyes.vertex_positions"] = mi.Float(v[ev].ravel())
+        p["eyes.vertex_normals"] = mi.Float(n[ev].ravel())
+        self._set_mesh("frame", a.frame_vertices, a.frame_faces)
+        self._set_mesh("lens", a.lens_vertices, a.lens_faces)
+        p["hair.control_points"], p["hair.segment_indices"], p["hair.control_point_count"] = self._hair(mi, a.hair, v[sv].mean(axis=0))
+        m = a.materials
+        p["skin.bsdf.base_color.data"] = mi.TensorXf(np.ascontiguousarray(a.skin_albedo, np.float32))
+        p["skin.bsdf.roughness.value"] = float(m["skin_roughness"])
+        p["skin.bsdf.specular"] = float(m["skin_specular"])
+        p["eyes.bsdf.base_color.data"] = mi.TensorXf(np.ascontiguousarray(a.eye_albedo, np.float32))
+        p["eyes.bsdf.roughness.value"] = float(m["eye_roughness"])
+        for key, val in m["hair"].items():
+            p[f"hair.bsdf.{key}"] = float(val)
+        p["frame.bsdf.base_color.value"] = [float(c) for c in m["frame_rgb"]]
+        p["frame.bsdf.metallic.value"] = float(m["frame_metallic"])
+        p["frame.bsdf.roughness.value"] = float(m["frame_roughness"])
+        p["lens.bsdf.specular_transmittance.value"] = [float(c) for c in m["lens_tint"]]
+        p["env.data"] = mi.TensorXf(np.ascontiguousarray(a.environment, np.float32))
+        used = {"point": 0, "spot": 0, "directional": 0}
+        for light in a.lights:
+            kind = light["kind"]
+            i = used[kind]
+            if i >= LIGHT_SLOTS:
+                raise ValueError(f"at most {LIGHT_SLOTS} {kind} lights")
+            used[kind] += 1
+            name = f"{kind}{i}"
+            rgb = [float(c) for c in light["rgb"]]
+            if kind == "point":
+                p[f"{name}.position"] = [float(c) for c in light["position"]]
+                p[f"{name}.intensity.value"] = rgb
+            elif kind == "spot":
+                p[f"{name}.to_world"] = mi.ScalarTransform4f().look_at(
+                    origin=[float(c) for c in light["position"]], target=[float(c) for c in light["target"]],
+                    up=_up_for(np.subtract(light["target"], light["position"])))
+                p[f"{name}.intensity.value"] = rgb
+                p[f"{name}.cutoff_angle"] = float(light["cutoff"])
+                p[f"{name}.beam_width"] = float(light["beam"])
+            else:
+                emit = -np.asarray(light["direction"], np.float64)
+                p[f"{name}.to_world"] = mi.ScalarTransform4f().look_at(origin=[0, 0, 0], target=[float(c) for c in emit],
+                                                                       up=_up_for(emit))
+                p[f"{name}.irradiance.value"] = rgb
+            p[f"{name}.sampling_weight"] = 1.0
+        for kind, count in used.items():
+            for i in range(count, LIGHT_SLOTS):
+                p[f"{kind}{i}.sampling_weight"] = 0.0
+                key = "irradiance" if kind == "directional" else "intensity"
+                p[f"{kind}{i}.{key}.value"] = [0.0, 0.0, 0.0]
+        p.update()
+        self._background = np.asarray(a.background, np.float32)
+
+    @staticmethod
+    def _hair(mi: Any, strands: np.ndarray, inside: np.ndarray) -> tuple[Any, Any, int]:
+        """Curve buffers of ``strands (N, K, 4)`` padded to a :data:`HAIR_BUCKETS` count with
+        tiny strands at ``inside`` (a point inside the head): never seen, never in the way."""
+        hair = np.asarray(strands, np.float32)
+        k = max(hair.shape[1], 4)
+        n = next((b for b in HAIR_BUCKETS if b >= hair.shape[0]), None)
+        if n is None:
+            raise ValueError(f"at most {HAIR_BUCKETS[-1]} strands; got {hair.shape[0]}")
+        pad = np.zeros((n - hair.shape[0], k, 4), np.float32)
+        pad[..., :3] = np.asarray(inside, np.float32)
+        pad[..., 2] += np.linspace(0.0, 1e-2, k, dtype=np.float32)
+        pad[..., 3] = 1e-3
+        full = np.concatenate([hair.reshape(-1, k, 4), pad]) if len(hair) else pad
+        return mi.Float(full.reshape(-1)), mi.UInt32(_bspline_segments(n, k)), int(n * k)
+
+    def _set_mesh(self, name: str, vertices: np.ndarray, faces: np.ndarray) -> None:
+        mi = _mitsuba(self.variant)
+        v = np.asarray(vertices, np.float64)
+        nrm = geometry.vertex_normals(v, faces) if np.ptp(v, axis=0).max() > 0 else np.zeros_like(v)
+        nrm[np.linalg.norm(nrm, axis=1) == 0] = (0.0, 0.0, 1.0)
+        self.params[f"{name}.vertex_positions"] = mi.Float(v.astype(np.float32).ravel())
+        self.params[f"{name}.vertex_normals"] = mi.Float(nrm.astype(np.float32).ravel())
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def render_image(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Path-trace the current scene.
+
+        Returns:
+            ``(rgb (H, W, 3), alpha (H, W))`` float32, linear: the head and its occluders
+            (premultiplied by their coverage ``alpha``), background not included.
+        """
+        with _LOCK:
+            mi = _mitsuba(self.variant)
+            img = np.array(mi.render(self.scene, seed=int(seed) & 0x7FFFFFFF, spp=self.spp), dtype=np.float32)
+        return img[..., :3], img[..., 3]
+
+    def ground_truth(self) -> GroundTruth:
+        """Ground-truth maps of the current scene (see the module docstring)."""
+        with _LOCK:
+            if self.variant == "scalar_rgb":
+                pos, nrm, part = self._trace_scalar()
+            else:
+                pos, nrm, part = self._trace_vectorised()
+        h, w = self.size
+        mask = (part > 0) & (nrm[..., 2] > MIN_NZ)
+        nrm = nrm / np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-30)
+        normals = np.where(mask[..., None], nrm, 0.0).astype(np.float32)
+        depth = np.where(mask, pos[..., 2], np.nan).astype(np.float32)
+        rows, cols = np.mgrid[0:h, 0:w]
+        err = np.hypot(pos[..., 0] - cols, pos[..., 1] + rows)
+        xy_error = float(err[mask].max()) if mask.any() else 0.0
+        return GroundTruth(normals, depth, mask, np.where(mask, part, 0).astype(np.uint8), xy_error)
+
+    def _pixel_rays(self, mi: Any) -> Any:
+        h, w = self.size
+        idx = np.arange(h * w)
+        pos = mi.Point2f(((idx % w) + 0.5).astype(np.float32) / w, ((idx // w) + 0.5).astype(np.float32) / h)
+        ray, _ = self.sensor.sample_ray(0.0, 0.5, pos, mi.Point2f(0.5, 0.5))
+        return ray
+
+    def _trace_vectorised(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import drjit as dr  # noqa: PLC0415
+
+        mi = _mitsuba(self.variant)
+        h, w = self.size
+        ray = self._pixel_rays(mi)
+        n = h * w
+        scene, skin_ptr, eye_ptr = self.scene, self._skin_ptr, self._eye_ptr
+
+        def body(o: Any, d: Any, part: Any, pos: Any, nrm: Any, active: Any, count: Any) -> tuple:
+            si = scene.ray_intersect(mi.Ray3f(o, d), active)
+            valid = active & si.is_valid()
+            skin = valid & (si.shape == skin_ptr)
+            eyes = valid & (si.shape == eye_ptr)
+            head = skin | eyes
+            part = dr.select(skin, 1, dr.select(eyes, 2, part))
+            pos = dr.select(head, si.p, pos)
+            nrm = dr.select(head, si.sh_frame.n, nrm)
+            active = valid & ~head
+            nxt = si.spawn_ray(d)
+            return (dr.select(active, nxt.o, o), d, part, pos, nrm, active, count + 1)
+
+        state = (mi.Point3f(ray.o), mi.Vector3f(ray.d), dr.zeros(mi.UInt32, n), dr.zeros(mi.Point3f, n),
+                 dr.zeros(mi.Vector3f, n), dr.full(mi.Bool, True, n), dr.zeros(mi.UInt32, n))
+        _, _, part, pos, nrm, _, _ = dr.while_loop(
+            state, lambda o, d, part, pos, nrm, active, count: active & (count < 4096), body, label="ground_truth"
+        )
+        dr.eval(part, pos, nrm)
+        return (np.array(pos, np.float64).T.reshape(h, w, 3), np.array(nrm, np.float64).T.reshape(h, w, 3),
+                np.array(part, np.uint8).reshape(h, w))
+
+    def _trace_scalar(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        mi = _mitsuba(self.variant)
+        h, w = self.size
+        pos = np.zeros((h, w, 3))
+        nrm = np.zeros((h, w, 3))
+        part = np.zeros((h, w), np.uint8)
+        ids = {"skin": 1, "eyes": 2}
+        for r in range(h):
+            for c in range(w):
+                ray, _ = self.sensor.sample_ray(0.0, 0.5, mi.Point2f((c + 0.5) / w, (r + 0.5) / h), mi.Point2f(0.5, 0.5))
+                for _ in range(4096):
+                    si = self.scene.ray_intersect(ray)
+                    if not si.is_valid():
+                        break
+                    k = ids.get(si.shape.id(), 0)
+                    if k:
+                        part[r, c] = k
+                        pos[r, c] = np.array(si.p)
+                        nrm[r, c] = np.array(si.sh_frame.n)
+                        break
+                    ray = si.spawn_ray(ray.d)
+        return pos, nrm, part
+
+    @property
+    def background(self) -> np.ndarray:
+        """The background of the last :meth:`update`, ``(H, W, 3)`` linear."""
+        return self._background
+
+
+def _up_for(direction: Any) -> list[float]:
+    d = np.asarray(direction, np.float64)
+    d = d / max(np.linalg.norm(d), 1e-30)
+    return [0.0, 1.0, 0.0] if abs(d[1]) < 0.95 else [1.0, 0.0, 0.0]
