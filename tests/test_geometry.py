@@ -570,6 +570,29 @@ def test_closest_points_match_brute_force():
     np.testing.assert_allclose(dist, tm_d, atol=1e-9)
 
 
+def test_closest_points_with_long_faces_at_a_depth_step():
+    # A depth-map mesh with a cliff: the faces bridging it are much longer than the rest and go
+    # into their own radius classes; the answers stay exact (vs. a brute-force scan) and fast.
+    rng = np.random.default_rng(5)
+    h = np.zeros((20, 20))
+    h[:, 10:] = 15.0  # a 15-pixel step
+    h += rng.normal(0, 0.05, h.shape)
+    mesh = g.depth_to_mesh(h, np.ones(h.shape, bool))
+    surface = g.MeshSurface(mesh)
+    assert len(surface._classes) >= 2  # the step faces are kept apart
+    v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    pts = np.concatenate([rng.uniform(v.min(0) - 2, v.max(0) + 2, (30, 3)), v[rng.choice(len(v), 30)] + rng.normal(0, 0.5, (30, 3))])
+    cp, dist, face = surface.closest(pts)
+    tri = v[f]
+    for i in range(0, len(pts), 6):  # the slow reference on every 6th point
+        p = pts[i]
+        d = [np.linalg.norm(p - _closest_on_triangle_reference(p, *t)) for t in tri]
+        assert dist[i] == pytest.approx(min(d), abs=1e-9)
+        assert np.linalg.norm(cp[i] - p) == pytest.approx(dist[i], abs=1e-9)
+    tm_cp, tm_d, _ = trimesh.proximity.closest_point(mesh, pts)
+    np.testing.assert_allclose(dist, tm_d, atol=1e-9)
+
+
 def test_closest_points_far_queries_and_degenerate_faces():
     v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 0, 0], [3, 0, 0], [10, 10, 0], [11, 10, 0], [10, 11, 0]], float)
     f = np.array([[0, 1, 2], [1, 3, 4], [5, 6, 7]])  # face 1 is a degenerate segment from x=1 to 3

@@ -5,9 +5,15 @@ once; each query then computes the exact closest point on the ``k`` faces with t
 centroids and certifies it: with ``R`` the largest distance from a face's centroid to its
 corners, a face whose centroid is farther than ``d_k`` (the ``k``-th centroid distance) is at
 least ``d_k - R`` away, so the answer is exact as soon as ``d_k - R >= d_best``. Queries that
-are not yet certified go on with the next ``k`` faces (``2k`` in all), up to all faces. The
-result is exact for any mesh; it is fast when triangle sizes are similar (scans, depth-map
-meshes).
+are not yet certified go on with the next ``k`` faces (``2k`` in all), up to all faces.
+
+A few long faces would make ``R`` large and the certificate useless (a depth-map mesh has
+them where it bridges a depth discontinuity: the chin over the neck, the ears). So the faces are
+split into classes by radius (class ``c`` holds radii up to ``1.5 * 2^c`` times the median),
+each with its own tree and its own ``R``; a query searches class after class, smallest radii
+first, and skips a class outright when its nearest centroid is farther than ``R_c`` plus the
+best distance found so far. The result is exact for any mesh; it is fast when most triangles
+have similar sizes (scans, depth-map meshes).
 
 The point-triangle kernel classifies each point into the Voronoi regions of the triangle
 (3 corners, 3 edges, interior; Ericson, *Real-Time Collision Detection*, §5.1.5) and is
@@ -130,14 +136,28 @@ class MeshSurface:
         face_normals: ``(F, 3)`` unit normals (right-hand rule; 0 for degenerate faces).
     """
 
+    #: Class 0 holds the faces whose radius (centroid to farthest corner) is at most this many
+    #: times the median radius; class ``c`` up to ``2^c`` times that.
+    CLASS_BASE = 1.5
+
     def __init__(self, mesh: Any, name: str = "mesh") -> None:
         from scipy.spatial import cKDTree  # noqa: PLC0415
 
         self.vertices, self.faces = v.check_mesh(mesh, name)
         tri = self.vertices[self.faces]  # (F, 3, 3)
         centroids = tri.mean(axis=1)
-        self._radius = float(np.sqrt(((tri - centroids[:, None]) ** 2).sum(-1)).max())
-        self._tree = cKDTree(centroids)
+        radii = np.sqrt(((tri - centroids[:, None]) ** 2).sum(-1)).max(axis=1)
+        base = self.CLASS_BASE * float(np.median(radii))
+        if base > 0:
+            with np.errstate(divide="ignore"):
+                cls = np.ceil(np.log2(np.maximum(radii, 1e-300) / base)).clip(0, 60).astype(np.int64)
+        else:  # most faces degenerate to a point: one class
+            cls = np.zeros(radii.size, np.int64)
+        # (face indices, k-d tree of their centroids, largest radius), smallest radii first
+        self._classes: list[tuple[np.ndarray, Any, float]] = []
+        for c in np.unique(cls):
+            idx = np.nonzero(cls == c)[0]
+            self._classes.append((idx, cKDTree(centroids[idx]), float(radii[idx].max())))
         self._table = _face_table(tri[:, 0], tri[:, 1], tri[:, 2])
         self.face_normals = _face_normals(self.vertices, self.faces)
 
@@ -165,35 +185,47 @@ class MeshSurface:
         best_u = np.zeros(n)
         dist2 = np.full(n, np.inf)
         face = np.zeros(n, dtype=np.int64)
-        todo = np.arange(n)
-        nf = self.num_faces
-        k, done_k = min(k, nf), 0
-        while todo.size:
-            dk, ik = self._tree.query(pts[todo], k=k)
-            dk = dk.reshape(todo.size, k)
-            kk = k - done_k
-            ik = ik.reshape(todo.size, k)[:, done_k:]  # faces not examined yet
-            t = np.take(self._table, ik.ravel(), axis=1)
-            px, py, pz = (np.repeat(pt[i, todo], kk) for i in range(3))
+
+        def pair_distances(idx: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            """``(s, u, d2)`` of point ``idx[j]`` against the face of table column ``j``."""
+            px, py, pz = pt[0, idx], pt[1, idx], pt[2, idx]
             s, u = _closest_kernel(px, py, pz, t)
             dx = t[_AX] + s * t[_UX] + u * t[_WX] - px
             dy = t[_AY] + s * t[_UY] + u * t[_WY] - py
             dz = t[_AZ] + s * t[_UZ] + u * t[_WZ] - pz
-            d2 = (dx * dx + dy * dy + dz * dz).reshape(todo.size, kk)
-            j = np.argmin(d2, axis=1)
-            rows = np.arange(todo.size)
-            flat = rows * kk + j
-            better = d2[rows, j] < dist2[todo]
-            upd = todo[better]
-            dist2[upd] = d2[rows, j][better]
-            face[upd] = ik[rows, j][better]
-            best_s[upd] = s[flat[better]]
-            best_u[upd] = u[flat[better]]
-            if k == nf:
-                break
-            certified = dk[:, -1] - self._radius >= np.sqrt(dist2[todo])
-            todo = todo[~certified]
-            k, done_k = min(2 * k, nf), k
+            return s, u, dx * dx + dy * dy + dz * dz
+
+        # Per class: the k nearest centroids, certified with the class's largest radius R: a
+        # face whose centroid is farther than d_k is at least d_k - R away.
+        k0 = k
+        for faces_c, tree, radius in self._classes:
+            nf = faces_c.size
+            todo = np.arange(n)
+            if np.isfinite(dist2).any():  # skip the points this class cannot improve
+                d1, _ = tree.query(pts, k=1)
+                todo = np.nonzero(d1 - radius < np.sqrt(dist2))[0]
+            k, done_k = min(k0, nf), 0
+            while todo.size:
+                dk, ik = tree.query(pts[todo], k=k)
+                dk = dk.reshape(todo.size, k)
+                kk = k - done_k
+                ik = faces_c[ik.reshape(todo.size, k)[:, done_k:]]  # faces not examined yet
+                s, u, d2 = pair_distances(np.repeat(todo, kk), np.take(self._table, ik.ravel(), axis=1))
+                d2 = d2.reshape(todo.size, kk)
+                j = np.argmin(d2, axis=1)
+                rows = np.arange(todo.size)
+                flat = rows * kk + j
+                better = d2[rows, j] < dist2[todo]
+                upd = todo[better]
+                dist2[upd] = d2[rows, j][better]
+                face[upd] = ik[rows, j][better]
+                best_s[upd] = s[flat[better]]
+                best_u[upd] = u[flat[better]]
+                if k == nf:
+                    break
+                certified = dk[:, -1] - radius >= np.sqrt(dist2[todo])
+                todo = todo[~certified]
+                k, done_k = min(2 * k, nf), k
         t = self._table[:, face]
         closest = np.empty((n, 3))
         for axis, (a_row, u_row, w_row) in enumerate(((_AX, _UX, _WX), (_AY, _UY, _WY), (_AZ, _UZ, _WZ))):
