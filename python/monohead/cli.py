@@ -3,6 +3,7 @@
 Commands:
     reconstruct photo(s) -> head mesh(es) and preview figures (the paper's pipeline)
     integrate   integrate a normal map (.npy / .npz) into a depth map (and a mesh)
+    synth       render a synthetic training data set (synth-asset: convert ICT-FaceKit)
     train       train the network (resumable; torchrun for DDP), evaluate a checkpoint, export weights
 
 Progress and messages go to stderr; ``--json`` prints one machine-readable JSON object on
@@ -236,7 +237,7 @@ def _print_reconstruct(r: dict[str, Any]) -> None:
 
 _TRAIN_OPTIONS = (
     "width", "depth", "dropout", "critic_width", "batch_size", "lr", "lambda_l2", "n_critic", "seed",
-    "val_count", "steps", "log_every", "val_every", "ckpt_every", "val_max", "device", "amp", "workers",
+    "val_count", "steps", "log_every", "val_every", "ckpt_every", "val_max", "device", "amp", "workers", "threads",
 )  # fmt: skip
 
 
@@ -381,7 +382,7 @@ def _print_train(r: dict[str, Any]) -> None:
             cmp = f"; mean angular error float32 {m['float32']['angular']['mean']:.3f} / float16 {m['float16']['angular']['mean']:.3f} deg"
         print(f"weights ({r['dtype']}, {r['bytes'] / 2**20:.1f} MiB) -> {r['dest']}{cmp}", file=sys.stderr)
         return
-    state = "stopped" if r["stopped"] else "at"
+    state = "stopped at" if r["stopped"] else "at"
     print(f"{r['run']}: {state} step {r['step']}/{r['steps']} ({r['images_seen']} images seen), "
           f"{r['images_per_second']:.1f} img/s this session (waiting for data {r['data_seconds']:.1f} s, "
           f"computing {r['step_seconds']:.1f} s)", file=sys.stderr)  # fmt: skip
@@ -426,6 +427,8 @@ def _add_train_parser(sub: Any) -> None:
     g.add_argument("--amp", choices=["auto", "bf16", "none"], help="bfloat16 autocast (default auto = bf16)")
     g.add_argument("--no-channels-last", action="store_true", help="keep the NCHW memory format")
     g.add_argument("--workers", type=int, help="DataLoader worker processes (default 0)")
+    g.add_argument("--threads", type=int, help="PyTorch threads of each process (default 0: PyTorch's choice; "
+                   "1 is faster when other busy processes share the cores)")  # fmt: skip
     g = p.add_argument_group("evaluation and export")
     g.add_argument("--eval-only", action="store_true", help="evaluate the run's generator on --data and write --metrics")
     g.add_argument("--checkpoint", help="generator to evaluate or export: a run folder, checkpoint.pt, best.pt or weights (default: --out)")
@@ -436,6 +439,99 @@ def _add_train_parser(sub: Any) -> None:
     p.add_argument("--toy", type=int, help=argparse.SUPPRESS)  # N shaded analytic heads (tests, smoke runs)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(run=_cmd_train, show=_print_train)
+
+
+def _synth_progress() -> Any:
+    """A progress bar on stderr for ``monohead synth`` (a line per 5 % when not a terminal)."""
+    import time
+
+    tty = sys.stderr.isatty()
+    state = {"t0": time.perf_counter(), "last": -1}
+
+    def show(done: int, total: int) -> None:
+        pct = int(100 * done / total) if total else 100
+        if not tty and pct // 5 == state["last"] // 5 and done != total:
+            return
+        state["last"] = pct
+        elapsed = time.perf_counter() - state["t0"]
+        bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
+        line = f"synth [{bar}] {done}/{total} samples, {elapsed:.0f} s"
+        print(("\r" + line + "\x1b[K") if tty else line, end="" if tty and done < total else "\n", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _cmd_synth(args: argparse.Namespace) -> dict[str, Any]:
+    from .synth.dataset import generate
+
+    if args.count is None or args.out is None:
+        raise CliError("give --count N and --out DIR")
+    return generate(
+        args.out, args.count, seed=args.seed, size=args.size, spp=args.spp, shard_size=args.shard_size,
+        shard=args.shard, scheduler=args.scheduler, variant=args.variant, head_model=args.head_model,
+        preview=not args.no_preview, progress=None if args.json or args.quiet else _synth_progress(),
+    )
+
+
+def _print_synth(r: dict[str, Any]) -> None:
+    per = f", {r['seconds_per_sample']:.2f} s per sample" if r["seconds_per_sample"] else ""
+    print(f"{r['out']}: {r['generated']} samples made, {r['skipped']} already there ({r['shards']} shards, "
+          f"{r['variant']}){per}", file=sys.stderr)  # fmt: skip
+    if r["preview"]:
+        print(f"preview -> {r['preview']}", file=sys.stderr)
+
+
+def _cmd_synth_asset(args: argparse.Namespace) -> dict[str, Any]:
+    from .synth.head_model import write_asset
+
+    return write_asset(args.folder, args.output, n_identity=args.identities, n_expression=args.expressions)
+
+
+def _print_synth_asset(r: dict[str, Any]) -> None:
+    print(f"{r['path']}: {r['bytes'] / 2**20:.1f} MiB, {r['vertices']} vertices, {r['faces']} triangles, "
+          f"{r['identities']} identity modes, {r['expressions']} expressions", file=sys.stderr)  # fmt: skip
+    if r["missing"]:
+        print(f"missing expression files: {', '.join(r['missing'])}", file=sys.stderr)
+    if r["license"]:
+        print(f"licence -> {r['license']}", file=sys.stderr)
+
+
+def _add_synth_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="render a synthetic training data set (images, N, W, depth, masks)",
+        description="Render synthetic heads (ICT-FaceKit identities and expressions, skin, eyes, hair, glasses, "
+        "lights, backgrounds) with Mitsuba 3, with their exact normal, depth, W and mask maps, into shards "
+        "with a manifest. Sample i depends only on (--seed, i): a stopped run resumes where it stopped, "
+        "--shard i/n splits a run across machines, --scheduler runs it on a Dask cluster.",
+    )
+    p.add_argument("--count", type=int, help="number of samples")
+    p.add_argument("--out", help="data set folder (created; an existing one is resumed)")
+    p.add_argument("--seed", type=int, default=0, help="data set seed (default 0)")
+    p.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
+    p.add_argument("--spp", type=int, default=16, help="samples per pixel (default 16)")
+    p.add_argument("--shard-size", type=int, default=64, help="samples per shard (default 64)")
+    p.add_argument("--shard", help="make only part i of n of the shards, e.g. 0/4")
+    p.add_argument("--scheduler", help="Dask distributed scheduler address (e.g. tcp://host:8786)")
+    p.add_argument("--variant", default="auto", choices=["auto", "llvm_ad_rgb", "scalar_rgb"], help="Mitsuba variant (default auto)")
+    p.add_argument("--head-model", help="head model: an asset .npz or an ICT-FaceKit FaceXModel folder (default: shipped)")
+    p.add_argument("--no-preview", action="store_true", help="do not write preview.png")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(run=_cmd_synth, show=_print_synth)
+
+    p = sub.add_parser(
+        "synth-asset",
+        help="convert an ICT-FaceKit download into monohead's head-model asset",
+        description="Read the FaceXModel/ folder of ICT-FaceKit (OBJ files) and write the compact head-model "
+        "asset (.npz, float16 deltas, the regions the generator uses) with the MIT licence beside it.",
+    )
+    p.add_argument("folder", help="the FaceXModel/ folder of https://github.com/ICT-VGL/ICT-FaceKit")
+    p.add_argument("-o", "--output", default="ict_head.npz", help="asset to write (default ict_head.npz)")
+    p.add_argument("--identities", type=int, help="identity modes to keep (default all)")
+    p.add_argument("--expressions", type=int, help="expression blendshapes to keep (default all)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(run=_cmd_synth_asset, show=_print_synth_asset)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -480,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(run=_cmd_integrate, show=_print_integrate)
     _add_train_parser(sub)
+    _add_synth_parser(sub)
     return ap
 
 

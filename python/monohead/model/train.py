@@ -71,7 +71,10 @@ class TrainConfig:
     ``figure_count``, ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``), ``amp``
     (``"bf16"``: bfloat16 autocast, ``"none"``, ``"auto"``: bf16), ``channels_last`` (memory
     format; with bf16 about 1.3x faster on a CPU),
-    ``workers`` (DataLoader worker processes; 0 loads in the training process).
+    ``workers`` (DataLoader worker processes; 0 loads in the training process), ``threads``
+    (intra-op threads of this process; 0 keeps PyTorch's default. On a machine whose cores are
+    shared with other busy processes, 1 thread can be several times faster than 2, because
+    every parallel region waits for its slowest thread).
     """
 
     width: int = 32
@@ -99,6 +102,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool = True
     workers: int = 0
+    threads: int = 0
 
     FIXED = (
         "width", "depth", "dropout", "critic_width", "w_scale", "batch_size", "lr", "lambda_l2",
@@ -112,7 +116,7 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
-        for name in ("steps", "val_count", "figure_count", "workers", "seed"):
+        for name in ("steps", "val_count", "figure_count", "workers", "seed", "threads"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0; got {v!r}")
@@ -343,11 +347,15 @@ def train(
     cfg = config or TrainConfig()
     run = Path(run_dir)
     device = _resolve_device(cfg)
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     dist = _Dist(device)
     try:
         return _train(dataset, run, cfg, device, dist, val_dataset, callback, should_stop)
     finally:
         dist.close()
+        torch.set_num_threads(threads)
 
 
 def _train(

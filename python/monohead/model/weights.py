@@ -13,6 +13,7 @@ import datetime
 import hashlib
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,13 @@ def evaluate_checkpoint(
     return {**info, **metrics, "data": dataset_info(dataset)}
 
 
+def _within(a: float, b: float, tol: float) -> bool:
+    """``|a - b| <= tol``, with NaN equal to NaN (no predicted mask in either)."""
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= tol
+
+
 def _half_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
 
@@ -145,6 +153,7 @@ def export_weights(
     eval_dataset: Any = None,
     max_items: int = 200,
     tolerance_deg: float = 0.05,
+    tolerance_mask: float = 0.05,
     card: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write a run's generator as shipped weights: ``dest/unet.pt`` and ``dest/model_card.json``.
@@ -156,7 +165,7 @@ def export_weights(
         eval_dataset: held-out items; when given, the float32 and float16 weights are both
             evaluated on the first ``max_items`` and float16 is kept only if its mean angular
             error is within ``tolerance_deg`` degrees and its mask precision and recall within
-            0.05 points of float32's (else float32 is written).
+            ``tolerance_mask`` percentage points of float32's (else float32 is written).
         card: extra model-card fields (e.g. the generator version and seeds of the data).
 
     Returns:
@@ -176,9 +185,9 @@ def export_weights(
             metrics[name], _ = evaluate_model(G, eval_dataset, indices=range(n))
         a, b = metrics["float32"], metrics["float16"]
         close = (
-            abs(a["angular"]["mean"] - b["angular"]["mean"]) <= tolerance_deg
-            and abs(a["mask_precision"] - b["mask_precision"]) <= 0.05
-            and abs(a["mask_recall"] - b["mask_recall"]) <= 0.05
+            _within(a["angular"]["mean"], b["angular"]["mean"], tolerance_deg)
+            and _within(a["mask_precision"], b["mask_precision"], tolerance_mask)
+            and _within(a["mask_recall"], b["mask_recall"], tolerance_mask)
         )
         dtype = "float16" if close else "float32"
     weights = {

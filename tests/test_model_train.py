@@ -1,0 +1,222 @@
+"""monohead.model training: overfitting, exact resume, DDP under torchrun, the `monohead train` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from monohead import cli, model
+from monohead.model._toy import ToyHeads
+from monohead.model.train import CHECKPOINT, load_checkpoint, read_log
+
+# One thread: on a small machine shared with other busy processes, two threads per process
+# wait on each other at every parallel region.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "error"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny(**kw) -> model.TrainConfig:
+    base = dict(width=4, depth=4, batch_size=4, steps=6, val_count=4, val_every=2, ckpt_every=100, log_every=1, figure_count=2)
+    return model.TrainConfig(**{**base, **kw})
+
+
+def test_tiny_model_overfits_a_handful_of_samples(tmp_path):
+    ds = ToyHeads(4, 32, seed=0)
+    cfg = model.TrainConfig(
+        width=8, depth=5, batch_size=4, lr=2e-3, dropout=0.0, blur_p=0.0, noise_p=0.0,
+        steps=100, val_count=0, log_every=5, ckpt_every=1000,
+    )  # fmt: skip
+    model.train(ds, tmp_path, cfg)
+    l2 = [r["loss_l2"] for r in read_log(tmp_path) if r["kind"] == "train"]
+    assert len(l2) == 20
+    assert l2[-1] < l2[0] / 10, l2
+
+
+def _states_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], torch.Tensor):
+            assert torch.equal(a[k], b[k]), k
+        else:
+            assert a[k] == b[k], k
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    ds = ToyHeads(20, 32, seed=1)
+    full = model.train(ds, tmp_path / "full", tiny())
+    # interrupted twice: once by reaching a smaller step count, once by should_stop after a step
+    model.train(ds, tmp_path / "cut", tiny(steps=3))
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] >= 1
+
+    s = model.train(ds, tmp_path / "cut", tiny(), should_stop=stop)
+    assert s["stopped"] and s["step"] == 4
+    resumed = model.train(ds, tmp_path / "cut", tiny())
+    assert resumed["step"] == full["step"] == 6 and resumed["images_seen"] == full["images_seen"] == 24
+    a, b = load_checkpoint(tmp_path / "full" / CHECKPOINT), load_checkpoint(tmp_path / "cut" / CHECKPOINT)
+    assert a["step"] == b["step"] == 6
+    for key in ("generator", "critic"):
+        _states_equal(a[key], b[key])
+    for key in ("opt_g", "opt_d"):
+        assert a[key]["param_groups"] == b[key]["param_groups"]
+        for i, st in a[key]["state"].items():
+            for name, t in st.items():
+                assert torch.equal(t, b[key]["state"][i][name]), (key, i, name)
+    assert a["best"] == b["best"]
+    # the log has each training step once, with the uninterrupted run's losses (a session also
+    # validates at its last step: step 3 here)
+    la, lb = read_log(tmp_path / "full"), read_log(tmp_path / "cut")
+    ta, tb = ([r for r in log if r["kind"] == "train"] for log in (la, lb))
+    assert [r["step"] for r in ta] == [r["step"] for r in tb] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss_l2"] for r in ta] == [r["loss_l2"] for r in tb]
+    assert [r["step"] for r in lb if r["kind"] == "val"] == [2, 3, 4, 6]
+    for name in ("curves.png", "val_predictions.png", "config.json"):
+        assert (tmp_path / "cut" / name).stat().st_size > 0
+    # nothing to do once the run is complete
+    again = model.train(ds, tmp_path / "cut", tiny())
+    assert again["step"] == 6 and again["images_seen"] == 24 and not again["stopped"]
+
+
+def test_resume_refuses_a_different_run_definition(tmp_path):
+    ds = ToyHeads(12, 32)
+    model.train(ds, tmp_path, tiny(steps=1))
+    with pytest.raises(ValueError, match="cannot resume with a different run definition \\(width: run has 4, asked 8"):
+        model.train(ds, tmp_path, tiny(width=8))
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        model.TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="amp must be"):
+        model.TrainConfig(amp="fp8")
+    with pytest.raises(ValueError, match="unknown training option"):
+        model.TrainConfig.from_dict({"widht": 3})
+    with pytest.raises(ValueError, match="blur_p must be in"):
+        model.TrainConfig(blur_p=2.0)
+    with pytest.raises(ValueError, match="do not fit depth=6"):
+        model.train(ToyHeads(12, 16), "unused", tiny(depth=6))
+
+
+def _run_cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monohead", *args], env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def test_torchrun_two_cpu_processes_gloo(tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "monohead", "train", "--toy", "24", "--out", str(run), "--width", "4", "--depth", "5",
+        "--batch-size", "4", "--steps", "3", "--val-count", "4", "--val-every", "3", "--json",
+    ]  # fmt: skip
+    p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=150)
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1  # rank 0 alone reports
+    r = lines[0]
+    assert r["world"] == 2 and r["step"] == 3 and r["images_seen"] == 12
+    ck = load_checkpoint(run / CHECKPOINT)
+    assert ck["step"] == 3 and ck["config"]["batch_size"] == 4
+    assert r["last_val"]["count"] == 4
+
+
+def test_cli_train_eval_export(tmp_path, capsys):
+    run = tmp_path / "run"
+    common = ["train", "--toy", "16", "--out", str(run)]
+    assert cli.main([*common, "--width", "4", "--depth", "5", "--batch-size", "4", "--steps", "2", "--val-count", "4",
+                     "--val-every", "2", "--threads", "1", "--json"]) == 0  # fmt: skip
+    r = json.loads(capsys.readouterr().out)
+    assert r["step"] == 2 and r["last_val"]["count"] == 4 and r["images_per_second"] > 0
+    # resume with only the new length: the run's definition comes from the checkpoint
+    assert cli.main([*common, "--steps", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "from step 2 to 3" in err and "at step 3/3" in err
+    assert cli.main([*common, "--width", "8", "--steps", "4"]) == 2
+    assert "cannot resume with a different run definition" in capsys.readouterr().err
+    # held-out evaluation and export
+    metrics = tmp_path / "m.json"
+    assert cli.main(["train", "--toy", "6", "--out", str(run), "--eval-only", "--metrics", str(metrics), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    saved = json.loads(metrics.read_text())
+    assert saved["count"] == 6 and saved["step"] == 3 and set(saved["angular"]) >= {"mean", "std", "under_10", "under_20", "under_30"}
+    assert r["metrics_file"] == str(metrics)
+    dest = tmp_path / "weights"
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"data_generator": "toy heads"}))
+    assert cli.main(["train", "--toy", "4", "--out", str(run), "--export-weights", str(dest), "--card", f"@{card}"]) == 0
+    assert "weights (float" in capsys.readouterr().err
+    written = json.loads((dest / "model_card.json").read_text())
+    assert written["data_generator"] == "toy heads" and written["metrics_items"] == 4
+    assert model.load_generator(dest).info["kind"] == "weights"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--out", "RUN"], "give the training data: --data DIR"),
+        (["train", "--out", "RUN", "--data", "nowhere"], "data folder does not exist: nowhere"),
+        (["train", "--out", "RUN", "--eval-only", "--toy", "4"], "no run or checkpoint at RUN"),
+        (["train", "--out", "RUN", "--toy", "8", "--batch-size", "0"], "batch_size must be an integer >= 1"),
+        (["train", "--out", "RUN", "--toy", "4", "--export-weights", "W", "--checkpoint", "x.pt"], "no run or checkpoint at x.pt"),
+    ],
+)
+def test_cli_train_errors_exit_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_cli_data_reader_missing_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if name == "synth" and level == 1 or name == "monohead.synth":
+            raise ImportError("no module named monohead.synth")
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    assert cli.main(["train", "--out", str(tmp_path / "r"), "--data", str(tmp_path)]) == 2
+    assert "needs monohead.synth.SyntheticHeads, which could not be imported" in capsys.readouterr().err
+
+
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "monohead", "train", "--toy", "16", "--out", str(run), "--width", "4", "--depth", "5",
+           "--batch-size", "4", "--steps", "100000", "--val-count", "4", "--val-every", "100000", "--ckpt-every", "100000"]  # fmt: skip
+    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(r["kind"] == "train" for r in read_log(run)):
+            time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err[-2000:]
+    assert "stopped at step" in err and "run the same command again to resume" in err
+    step = load_checkpoint(run / CHECKPOINT)["step"]
+    assert step >= 1
+    r = model.train(ToyHeads(16, 64), run, model.TrainConfig.from_dict({**load_checkpoint(run / CHECKPOINT)["config"], "steps": step + 1}))
+    assert r["step"] == step + 1 and not r["stopped"]
