@@ -241,12 +241,12 @@ _TRAIN_OPTIONS = (
 )  # fmt: skip
 
 
-def _load_dataset(path: str | None, toy: int | None, what: str, seed: int = 0) -> Any:
+def _load_dataset(path: str | None, toy: int | None, what: str, seed: int = 0, toy_size: int = 64) -> Any:
     """The data set of ``--data`` (``monohead.synth.SyntheticHeads``), or the toy heads of ``--toy``."""
     if toy is not None:
         from .model._toy import ToyHeads
 
-        return ToyHeads(toy, 64, seed=seed)
+        return ToyHeads(toy, toy_size, seed=seed)
     if path is None:
         raise CliError(f"give {what}")
     if not Path(path).exists():
@@ -345,7 +345,8 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         saved = load_checkpoint(ckpt)
         base = dict(saved.get("config", {}))
     cfg = TrainConfig.from_dict({**base, **given})
-    data = _load_dataset(args.data, args.toy, "the training data: --data DIR", seed=cfg.seed)
+    toy_size = max(64, 2 ** (cfg.depth - 1))
+    data = _load_dataset(args.data, args.toy, "the training data: --data DIR", seed=cfg.seed, toy_size=toy_size)
     val = _load_dataset(args.val_data, None, "--val-data") if args.val_data else None
 
     stop = {"flag": False}

@@ -44,15 +44,21 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict_tensor(model: UNet, image: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-    """Raw network output ``(B, 4, H, W)`` float32 for ``(B, 3, H, W)`` images in ``[-1, 1]`` (eval mode)."""
+def predict_tensor(model: UNet, image: torch.Tensor, channels_last: bool = False, bf16: bool = False) -> torch.Tensor:
+    """Raw network output ``(B, 4, H, W)`` float32 for ``(B, 3, H, W)`` images in ``[-1, 1]`` (eval mode).
+
+    ``channels_last`` runs in that memory format; ``bf16`` under bfloat16 autocast (about 2x
+    faster on CPUs with AVX-512 BF16 / AMX; check its accuracy for your weights).
+    """
     was_training = model.training
     model.eval()
+    device = _model_device(model)
     try:
-        x = image.to(_model_device(model))
+        x = image.to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return model(x).float()
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            return model(x).float()
     finally:
         model.train(was_training)
 
@@ -65,6 +71,7 @@ def predict(
     w_scale: float | None = None,
     dtype: Any = np.float64,
     channels_last: bool = False,
+    bf16: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predict the normal map, W and the mask of face photos.
 
@@ -76,7 +83,9 @@ def predict(
         batch_size: images per forward pass.
         w_scale: scale of the W encoding; default: ``model.w_scale`` if set, else 1.
         dtype: float dtype of the returned normals and W (default float64, the conventions').
-        channels_last: run the network in channels-last memory format (often faster on CPU).
+        channels_last: run the network in channels-last memory format.
+        bf16: run under bfloat16 autocast (about 2x faster on this project's CPUs, together
+            with ``channels_last``; float32 is the reference).
 
     Returns:
         ``normals (B, H, W, 3)``: unit vectors in the camera frame (x right, y up, z toward the
@@ -98,7 +107,7 @@ def predict(
     normals, Ws, masks = [], [], []
     for s in range(0, arr.shape[0], batch_size):
         x = images_to_tensor(arr[s : s + batch_size])
-        n, W, m = postprocess(predict_tensor(model, x, channels_last), w_scale)
+        n, W, m = postprocess(predict_tensor(model, x, channels_last, bf16), w_scale)
         normals.append(n.permute(0, 2, 3, 1).cpu().numpy())
         Ws.append(W.cpu().numpy())
         masks.append(m.cpu().numpy())
@@ -119,6 +128,7 @@ def evaluate_model(
     w_scale: float | None = None,
     keep: int = 0,
     channels_last: bool = False,
+    bf16: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]]]:
     """Table 1 metrics of ``model`` on data-set items (no augmentation).
 
@@ -127,6 +137,7 @@ def evaluate_model(
         dataset: indexable data set of item dicts (see :mod:`monohead.model.data`).
         indices: which items (default: all).
         keep: return the inputs, targets and predictions of the first ``keep`` items (for figures).
+        channels_last, bf16: as in :func:`predict`.
 
     Returns:
         ``(metrics, kept)``. ``metrics``: ``count`` (images), ``mask_precision`` and
@@ -151,7 +162,7 @@ def evaluate_model(
         targets, masks = zip(*(item_targets(it, w_scale) for it in items))
         target = np.stack(targets)
         true_m = np.stack(masks)
-        out = predict_tensor(model, images_to_tensor(images), channels_last).cpu()
+        out = predict_tensor(model, images_to_tensor(images), channels_last, bf16).cpu()
         n, W, m = postprocess(out, w_scale)
         n = n.permute(0, 2, 3, 1).numpy()
         W, m = W.numpy(), m.numpy()
