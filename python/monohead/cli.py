@@ -5,6 +5,7 @@ Commands:
     integrate   integrate a normal map (.npy / .npz) into a depth map (and a mesh)
     synth       render a synthetic training data set (synth-asset: convert ICT-FaceKit)
     train       train the network (resumable; torchrun for DDP), evaluate a checkpoint, export weights
+    experiments the paper's experiments (Table 1, lambda sweep, Table 2, photos) as a Markdown report
 
 Progress and messages go to stderr; ``--json`` prints one machine-readable JSON object on
 stdout. Errors exit with status 2 and a one-line message.
@@ -535,6 +536,126 @@ def _add_synth_parser(sub: Any) -> None:
     p.set_defaults(run=_cmd_synth_asset, show=_print_synth_asset)
 
 
+# --- monohead experiments -------------------------------------------------------------------
+
+
+def _parse_lams(text: str) -> list[float]:
+    try:
+        lams = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError as exc:
+        raise CliError(f"--lams must be comma-separated numbers (e.g. 0,0.05,0.1); got {text!r}") from exc
+    if not lams:
+        raise CliError("--lams is empty")
+    return lams
+
+
+class _StageProgress:
+    """Progress of the experiments on stderr: one bar per stage (redrawn on a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.stage = ""
+        self.last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if stage == self.stage and done < total and now - self.last < (0.5 if self.tty else 30.0):
+            return
+        self.stage, self.last = stage, now
+        if self.tty:
+            _progress(done, total, stage)
+        elif done == total or done == 0:
+            print(f"{stage}: {done}/{total}", file=sys.stderr, flush=True)
+        else:
+            print(f"{stage}: {done}/{total} ...", file=sys.stderr, flush=True)
+
+
+def _cmd_experiments(args: argparse.Namespace) -> dict[str, Any]:
+    from . import experiments  # noqa: PLC0415
+
+    out = _output_folder(args.out)
+    lams = _parse_lams(args.lams) if args.lams else list(experiments.DEFAULT_LAMS)
+    data: Any = None
+    if args.toy is not None:
+        from .model._toy import ToyHeads  # noqa: PLC0415
+
+        data = ToyHeads(args.toy, args.size, seed=args.seed)
+    elif args.data is not None:
+        if not Path(args.data).is_dir():
+            raise CliError(f"--data must be a data set folder; {args.data} is not one")
+        data = args.data
+    if args.model is not None and args.model != "oracle" and not Path(args.model).exists():
+        raise CliError(f"--model: no such file or folder: {args.model}")
+    parts = ["monohead experiments", f"--out {args.out}", f"--count {args.count}", f"--size {args.size}"]
+    if data is None:
+        parts += [f"--seed {args.seed}", f"--spp {args.spp}"]
+    elif args.toy is not None:
+        parts += [f"--toy {args.toy}", f"--seed {args.seed}"]
+    else:
+        parts.append(f"--data {args.data}")
+    if args.model is not None:
+        parts.append(f"--model {args.model}")
+    parts.append("--lams " + ",".join(f"{x:g}" for x in lams))
+    if args.no_photos:
+        parts.append("--no-photos")
+    try:
+        return experiments.run_experiments(
+            out, count=args.count, seed=args.seed, size=args.size, spp=args.spp, data=data, model=args.model,
+            lams=lams, photos=not args.no_photos, workers=args.workers, command=" ".join(parts),
+            callback=None if args.json else _StageProgress(),
+        )  # fmt: skip
+    except (FileNotFoundError, ImportError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _print_experiments(r: dict[str, Any]) -> None:
+    t1 = r["table1"]["all"]
+    s = r["sweep"]
+    print(f"test set: {r['test_set']['count']} heads; mask precision {t1['mask_precision']:.2f}%, recall "
+          f"{t1['mask_recall']:.2f}%; angular error mean {t1['mean']:.2f} deg, std {t1['std']:.2f}, "
+          f"<10 {t1['under_10']:.1f}%, <20 {t1['under_20']:.1f}%, <30 {t1['under_30']:.1f}%", file=sys.stderr)  # fmt: skip
+    print(f"best lambda {s['best_lam']:g} (sigma {s['best_sigma']:.3f} px; true maps: {r['oracle_sweep']['best_lam']:g})",
+          file=sys.stderr)  # fmt: skip
+    for row in r["table2"]["rows"]:
+        if row["block"] == "predicted":
+            print(f"  {row['label']}: mean {row['mean']:.3f} px, median {row['median']:.3f}, sigma {row['sigma']:.3f}",
+                  file=sys.stderr)  # fmt: skip
+    cached = [k for k, v in r["stages"].items() if v["cached"]]
+    print(f"report -> {r['report']} ({r['seconds']:.1f} s" + (f"; from cache: {', '.join(cached)}" if cached else "") + ")",
+          file=sys.stderr)  # fmt: skip
+
+
+def _add_experiments_parser(sub: Any) -> None:
+    from .experiments import DEFAULT_COUNT, DEFAULT_SEED, DEFAULT_SIZE  # noqa: PLC0415
+
+    p = sub.add_parser(
+        "experiments",
+        help="the paper's experiments (Table 1, lambda sweep, Table 2, photos) as a Markdown report",
+        description="Run the paper's experiments on a synthetic test set (half female-looking, half "
+        "male-looking heads from a seed disjoint from the training data) and write DIR/report.md with "
+        "its figures: Table 1 (masks, normals), the lambda sweep of section 4.2 (Fig. 8, Fig. 6), a "
+        "Table 2 analogue (mesh errors after ICP, WLS against least squares, DCT Poisson and "
+        "Frankot-Chellappa) and the bundled real photos. Rerunning skips the finished stages (cached "
+        "in DIR/cache).",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if its parent exists)")
+    p.add_argument("--count", type=int, default=DEFAULT_COUNT, help=f"test heads (default {DEFAULT_COUNT})")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the test set (default {DEFAULT_SEED})")
+    p.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"image side in pixels (default {DEFAULT_SIZE})")
+    p.add_argument("--spp", type=int, default=16, help="samples per pixel of the rendered test images (default 16)")
+    p.add_argument("--data", metavar="DIR", help="use this synthetic data set (monohead synth) instead of rendering one")
+    p.add_argument("--model", metavar="PATH", help="weights file, checkpoint or run folder instead of the shipped "
+                   "weights; 'oracle' uses the true maps (checks the evaluation, no photos)")  # fmt: skip
+    p.add_argument("--lams", help="comma-separated lambda values of the sweep (default 0,0.025,...,0.3)")
+    p.add_argument("--no-photos", action="store_true", help="skip the real photos")
+    p.add_argument("--workers", type=int, help="processes for the ICP of Table 2 (default: up to 8)")
+    p.add_argument("--toy", type=int, help=argparse.SUPPRESS)  # N analytic toy heads (tests, smoke runs)
+    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    p.set_defaults(run=_cmd_experiments, show=_print_experiments)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -578,6 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_integrate, show=_print_integrate)
     _add_train_parser(sub)
     _add_synth_parser(sub)
+    _add_experiments_parser(sub)
     return ap
 
 
