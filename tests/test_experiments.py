@@ -197,6 +197,28 @@ def test_callable_predictor_errors_are_measured_and_photos_shown(tmp_path):
     assert len(_table(report, "| | paper |")[0]) == 3
 
 
+def test_untrained_network_degrades_to_a_report(tmp_path):
+    # A torch module goes through monohead.model.predict; an untrained one predicts no head:
+    # Table 1 says so, the depth stages have nothing to integrate, the photos fail with a reason.
+    import torch
+
+    from monohead.model import UNet
+
+    torch.manual_seed(0)
+    net = UNet(width=4, depth=4)
+    r = experiments.run_experiments(tmp_path, count=2, data=ToyHeads(2, 64), model=net, lams=LAMS, workers=2)
+    assert r["model"]["key"].startswith("module:")
+    assert r["table1"]["all"]["mask_recall"] == 0.0 and r["table1"]["all"]["count"] == 0
+    assert r["sweep"]["samples"] == [] and r["fig6"] is None and r["excluded"]["predicted"] == 2
+    pred_rows = [row for row in r["table2"]["rows"] if row["block"] == "predicted"]
+    true_rows = [row for row in r["table2"]["rows"] if row["block"] == "true"]
+    assert pred_rows and all(row["pairs"] == 0 and "mean" not in row for row in pred_rows)
+    assert true_rows and all(row["pairs"] == 2 and row["mean"] >= 0 for row in true_rows)
+    assert all("no head" in p["error"] for p in r["photos"])
+    report = (tmp_path / "report.md").read_text()
+    assert "no test head could be integrated" in report and "| predicted | least squares (λ = 0) | 0 | n/a |" in report
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="count must be a positive integer"):
         experiments.run_experiments(tmp_path, count=0, model="oracle")

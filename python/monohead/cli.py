@@ -620,8 +620,9 @@ def _print_experiments(r: dict[str, Any]) -> None:
           file=sys.stderr)  # fmt: skip
     for row in r["table2"]["rows"]:
         if row["block"] == "predicted":
-            print(f"  {row['label']}: mean {row['mean']:.3f} px, median {row['median']:.3f}, sigma {row['sigma']:.3f}",
-                  file=sys.stderr)  # fmt: skip
+            nan = float("nan")
+            print(f"  {row['label']}: mean {row.get('mean', nan):.3f} px, median {row.get('median', nan):.3f}, "
+                  f"sigma {row.get('sigma', nan):.3f}", file=sys.stderr)  # fmt: skip
     cached = [k for k, v in r["stages"].items() if v["cached"]]
     print(f"report -> {r['report']} ({r['seconds']:.1f} s" + (f"; from cache: {', '.join(cached)}" if cached else "") + ")",
           file=sys.stderr)  # fmt: skip

@@ -469,6 +469,11 @@ def _sweep(normals: np.ndarray, W: np.ndarray, mask: np.ndarray, ts: TestSet, va
     from .evaluate import DepthSample, lambda_sweep  # noqa: PLC0415
 
     idx = np.nonzero(valid)[0]
+    if not idx.size:  # nothing to integrate (e.g. an untrained network predicts no mask)
+        callback(0, 0)
+        nan = [math.nan] * len(lams)
+        return {"lam": [float(x) for x in lams], "sigma": nan, "variance": [[] for _ in lams], "samples": [],
+                "best_lam": PAPER_LAMBDA, "best_sigma": math.nan}  # fmt: skip
     samples = [DepthSample(normals[i], W[i], mask[i], ts.depth[i]) for i in idx]
     table = lambda_sweep(samples, list(lams), theta=THETA, callback=callback)
     return {
@@ -543,43 +548,46 @@ def _table2(ts: TestSet, pred: dict[str, np.ndarray], best_pred: float, best_tru
             callback: Callable[[int, int], None]) -> dict[str, Any]:  # fmt: skip
     blocks = [("predicted", pred["normals"], pred["W"], pred["mask"], best_pred),
               ("true", ts.normals, ts.W, ts.mask, best_true)]  # fmt: skip
+    rows: list[dict[str, Any]] = []  # in table order; "task" points into tasks
     tasks = []
     for block, normals, W, mask, best in blocks:
         dom, valid = _domains(mask, ts.mask)
         idx = np.nonzero(valid)[0]
         for label, method, lam in _table2_methods(best):
+            rows.append({"block": block, "label": label, "method": method, "lam": lam, "samples": int(idx.size), "pairs": 0})
+            if not idx.size:  # nothing to compare (e.g. an untrained network predicts no mask)
+                continue
             depths = [_integrate_method(method, lam, normals[i], W[i], mask[i]) for i in idx]
-            tasks.append(((block, label, method, lam, len(idx)),
-                          (depths, [dom[i] for i in idx], [ts.depth[i] for i in idx], [ts.mask[i] for i in idx])))  # fmt: skip
-    total = sum(len(t[1][0]) for t in tasks)
+            rows[-1]["task"] = len(tasks)
+            tasks.append((depths, [dom[i] for i in idx], [ts.depth[i] for i in idx], [ts.mask[i] for i in idx]))
+    total = sum(len(t[0]) for t in tasks)
     results: list[dict[str, Any] | None] = [None] * len(tasks)
     done = 0
     callback(0, total)
-    if workers <= 1 or len(tasks) == 1:
-        for k, (_, args) in enumerate(tasks):
 
-            def tick() -> None:
-                nonlocal done
-                done += 1
-                callback(done, total)
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        callback(done, total)
 
+    if workers <= 1 or len(tasks) <= 1:
+        for k, args in enumerate(tasks):
             results[k] = _table2_task(*args, progress=tick)
     else:
         import multiprocessing  # noqa: PLC0415
         from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: PLC0415
 
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as ex:
-            futures = {ex.submit(_table2_task, *args): k for k, (_, args) in enumerate(tasks)}
+            futures = {ex.submit(_table2_task, *args): k for k, args in enumerate(tasks)}
             for fut in as_completed(futures):
                 k = futures[fut]
                 results[k] = fut.result()
-                done += len(tasks[k][1][0])
+                done += len(tasks[k][0])
                 callback(done, total)
-    rows = []
-    for (meta, _), res in zip(tasks, results):
-        block, label, method, lam, n = meta
-        rows.append({"block": block, "label": label, "method": method, "lam": lam, "samples": n,
-                     **(res or {})})  # fmt: skip
+    for row in rows:
+        k = row.pop("task", None)
+        if k is not None:
+            row.update(results[k] or {})
     return {"rows": rows}
 
 
@@ -889,8 +897,6 @@ def run_experiments(
     skey = _key("sweep", pkey, lams, THETA, MIN_PIXELS)
     sweep = _load_json(cache / "sweep.json", skey)
     if sweep is None:
-        if not valid.any():
-            raise ValueError("no test sample has a predicted mask overlapping its true mask: nothing to integrate")
         sweep = _sweep(pred["normals"], pred["W"], pred["mask"], ts, valid, lams, report("sweep"))
         _save_json(cache / "sweep.json", skey, sweep)
         finish("sweep", t0, False)
@@ -916,15 +922,15 @@ def run_experiments(
     fig_files: dict[str, str] = {}
     _plot_sweeps(sweep, oracle, figures / "fig8_lambda_sweep.png")
     fig_files["fig8"] = "figures/fig8_lambda_sweep.png"
-    kbest = int(np.argmin(np.abs(np.asarray(sweep["lam"]) - best)))
-    var = np.asarray(sweep["variance"][kbest])
-    order = np.argsort(var, kind="stable")
-    j = int(order[(len(order) - 1) // 2])
-    i6 = int(sweep["samples"][j])
-    depth6 = integrate(pred["normals"][i6], pred["W"][i6], best, pred["mask"][i6])
-    stats6 = plot_depth_comparison(ts.depth[i6], depth6, figures / "fig6_sample.png", mask=pred["mask"][i6], theta=THETA)
-    fig_files["fig6"] = "figures/fig6_sample.png"
-    fig6 = {"sample": i6, "id": ts.ids[i6], "sex": ts.sex[i6], "lam": best, **stats6}
+    fig6: dict[str, Any] | None = None
+    if sweep["samples"]:
+        kbest = int(np.argmin(np.abs(np.asarray(sweep["lam"]) - best)))
+        order = np.argsort(np.asarray(sweep["variance"][kbest]), kind="stable")
+        i6 = int(sweep["samples"][int(order[(len(order) - 1) // 2])])
+        depth6 = integrate(pred["normals"][i6], pred["W"][i6], best, pred["mask"][i6])
+        stats6 = plot_depth_comparison(ts.depth[i6], depth6, figures / "fig6_sample.png", mask=pred["mask"][i6], theta=THETA)
+        fig_files["fig6"] = "figures/fig6_sample.png"
+        fig6 = {"sample": i6, "id": ts.ids[i6], "sex": ts.sex[i6], "lam": best, **stats6}
     png5 = _prediction_png(ts, pred, 4)
     if png5 is not None:
         _io.atomic_write_bytes(figures / "fig5_predictions.png", png5)
@@ -1134,16 +1140,21 @@ def render_report(results: dict[str, Any]) -> str:
           "σ = sqrt(Σ V_i / N). The median absorbs the unknown offset of the integrated depth. The "
           "oracle curve does the same with the true N, W and mask (the integrator alone).", ""]  # fmt: skip
     L += [sweep_markdown(results), ""]
-    L += [f"Best λ: **{s['best_lam']:g}** (σ = {_f(s['best_sigma'], 3)} px) with the predicted maps, "
+    best_text = (f"Best λ: **{s['best_lam']:g}** (σ = {_f(s['best_sigma'], 3)} px) with the predicted maps, " if s["samples"]
+                 else f"Best λ: none with the predicted maps (no head to integrate; λ = {s['best_lam']:g} is used below), ")  # fmt: skip
+    L += [best_text +
           f"{o['best_lam']:g} (σ = {_f(o['best_sigma'], 3)} px) with the true maps; the paper found 0.1. "
           f"Heads used: {len(s['samples'])} (predicted; {results['excluded']['predicted']} left out with fewer than "
           f"{MIN_PIXELS} pixels in both masks), {len(o['samples'])} (true).", ""]  # fmt: skip
     L += [f"![Fig. 8: σ against λ]({figs['fig8']})", ""]
     f6 = results["fig6"]
-    L += [f"Fig. 6: test head {f6['id']} ({f6['sex'] or 'sex n/a'}), the one with the median V at λ = {f6['lam']:g}: "
-          f"M = {_f(f6['median'], 2)} px, σ_M = {_f(f6['sigma_m'], 3)} px, V = {_f(f6['variance'], 3)} px², "
-          f"{int(f6['inliers'])} of {int(f6['count'])} pixels within M ± 3σ_M.", ""]  # fmt: skip
-    L += [f"![Fig. 6: (a) ground truth, (b) reconstruction, (c) residuals, (d) error after removing M]({figs['fig6']})", ""]
+    if f6:
+        L += [f"Fig. 6: test head {f6['id']} ({f6['sex'] or 'sex n/a'}), the one with the median V at λ = {f6['lam']:g}: "
+              f"M = {_f(f6['median'], 2)} px, σ_M = {_f(f6['sigma_m'], 3)} px, V = {_f(f6['variance'], 3)} px², "
+              f"{int(f6['inliers'])} of {int(f6['count'])} pixels within M ± 3σ_M.", ""]  # fmt: skip
+        L += [f"![Fig. 6: (a) ground truth, (b) reconstruction, (c) residuals, (d) error after removing M]({figs['fig6']})", ""]
+    else:
+        L += ["Fig. 6: no test head could be integrated (no predicted mask overlaps a true one).", ""]
 
     L += ["## Table 2 analogue: mesh errors after ICP (§4.3)", ""]
     L += ["Each reconstructed depth (pixels of the test image) becomes a mesh (one vertex per pixel) on the "
