@@ -261,6 +261,57 @@ def table(rows):
     return "\n".join(out)
 
 
+def targets(rows):
+    """The issue's targets, judged on ratios from this run."""
+    import math
+
+    def get(problem, size, method, threads):
+        for r in rows:
+            if (r["problem"], r["size"], r["method"], r.get("threads")) == (problem, size, method, threads) and not r.get("missing"):
+                return r
+        return None
+
+    out = ["", "Targets (ratios from this run):", ""]
+    for threads in ("1", "all"):
+        for size in (1024, 2048):
+            mg = get("head+neck", size, "mg", threads)
+            for peer, need in (("pyamg-rs", 8), ("amgcl", 4)):
+                p = get("head+neck", size, peer, threads)
+                if mg and p:
+                    ratio = p["total"] / mg["total"]
+                    out.append(
+                        f"- head+neck {size}², threads={threads}: {peer} {p['total']:.3f} s / mg {mg['total']:.3f} s = "
+                        f"{ratio:.1f}x (target >= {need}x: {'met' if ratio >= need else 'NOT met'}; residuals "
+                        f"{mg['residual']:.1e} vs {p['residual']:.1e})"
+                    )
+    for threads in ("1",):
+        mg = get("head", 128, "mg", threads)
+        ch = get("head", 128, "cholmod", threads)
+        if mg:
+            out.append(f"- head 128², threads={threads}: mg total {mg['total'] * 1e3:.2f} ms (target <= 2 ms: {'met' if mg['total'] <= 2e-3 else 'NOT met'})")
+        if mg and ch:
+            ratio = ch["total"] / mg["total"]
+            out.append(f"- head 128²: CHOLMOD {ch['total'] * 1e3:.2f} ms / mg = {ratio:.1f}x (target >= 8x: {'met' if ratio >= 8 else 'NOT met'})")
+        mg = get("rect", 1024, "mg", threads)
+        dct = get("rect", 1024, "dct", threads)
+        if mg and dct:
+            ratio = mg["total"] / dct["total"]
+            out.append(f"- rect 1024²: mg {mg['total']:.3f} s / DCT {dct['total']:.3f} s = {ratio:.2f}x (target <= 3x: {'met' if ratio <= 3 else 'NOT met'})")
+        a, b = get("head+neck", 256, "mg", threads), get("head+neck", 2048, "mg", threads)
+        if a and b:
+            k = math.log(b["total"] / a["total"]) / math.log(b["unknowns"] / a["unknowns"])
+            out.append(f"- head+neck 256² -> 2048²: time grows as N^{k:.2f} (target <= N^1.05: {'met' if k <= 1.05 else 'NOT met'}; iterations {a['iterations']} -> {b['iterations']})")
+    mgs = [r for r in rows if r.get("method") == "mg" and not r.get("missing") and r["size"] >= 512]
+    if mgs:
+        worst = max(mgs, key=lambda r: r["bytes_per_unknown"])
+        out.append(
+            f"- peak memory of mg, sizes >= 512²: at most {worst['bytes_per_unknown']:.0f} B/unknown "
+            f"({worst['problem']} {worst['size']}², threads={worst['threads']}; target <= 150: "
+            f"{'met' if worst['bytes_per_unknown'] <= 150 else 'NOT met'})"
+        )
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
@@ -268,10 +319,16 @@ def main():
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--threads", choices=["1", "all", "both"], default="both")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--from-json", type=Path, help="print the table and targets of saved rows (no run)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.from_json:
+        rows = json.loads(args.from_json.read_text())
+        print(table(rows))
+        print(targets(rows))
         return
     rows = []
     for threads in (["1", "all"] if args.threads == "both" else [args.threads]):
@@ -292,6 +349,7 @@ def main():
     if missing:
         print(f"not installed, skipped: {', '.join(missing)}", file=sys.stderr)
     print(table(rows))
+    print(targets(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -51,7 +51,7 @@ PYBIND11_MODULE(_core, m) {
                            "WLS normal integrator on a fixed mask; builds the system and the solver "
                            "(multigrid hierarchy, Jacobi diagonal or Cholesky factor) once.")
         .def(py::init([](CArray<std::uint8_t> mask, std::optional<CArray<double>> weights, double lam,
-                         const std::string& method, double coarse_scale, int coarsest_max) {
+                         const std::string& method, double coarse_scale, int coarsest_max, bool kcycle) {
                  if (mask.ndim() != 2)
                      throw py::value_error("mask must be 2-D (H, W); got ndim " + std::to_string(mask.ndim()));
                  const int H = static_cast<int>(mask.shape(0)), W = static_cast<int>(mask.shape(1));
@@ -64,11 +64,12 @@ PYBIND11_MODULE(_core, m) {
                  monohead::MgOptions opt;
                  opt.coarse_scale = static_cast<float>(coarse_scale);
                  opt.coarsest_max = coarsest_max;
+                 opt.kcycle = kcycle;
                  py::gil_scoped_release release;
                  return new Integrator(H, W, mask.data(), wp, lam, meth, opt);
              }),
              py::arg("mask").noconvert(), py::arg("weights").noconvert() = py::none(), py::arg("lam") = 0.1,
-             py::arg("method") = "mg", py::arg("coarse_scale") = 2.0, py::arg("coarsest_max") = 128,
+             py::arg("method") = "mg", py::arg("coarse_scale") = 2.0, py::arg("coarsest_max") = 128, py::arg("kcycle") = true,
              "mask: (H, W) uint8, C order, not empty; weights: (H, W) float64 gradient magnitudes W "
              "(w = 1/(1 + lam W)) or None for w = 1; method: 'mg', 'jacobi' or 'direct'.")
         .def(

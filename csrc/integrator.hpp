@@ -144,16 +144,19 @@ class Integrator {
         SolveStats st;
         if (method_ == Method::Multigrid) {
             st = pcg(grid_, ew_, b.data(), x.data(), tol, maxiter,
-                     [this](const double* r, double* z) { return mg_->apply(r, z); });
+                     [this](const double* r, double* z, double* zAp) { return mg_->apply(r, z, zAp); });
         } else if (method_ == Method::Jacobi) {
             const std::int64_t lo = grid_.first(), hi = grid_.last();
             const double* inv = invdiag_.data();
-            st = pcg(grid_, ew_, b.data(), x.data(), tol, maxiter, [lo, hi, inv](const double* r, double* z) {
-                double rz = 0.0;
+            st = pcg(grid_, ew_, b.data(), x.data(), tol, maxiter, [lo, hi, inv](const double* r, double* z, double* zAp) {
+                double rz = 0.0, zold = 0.0;
                 for (std::int64_t i = lo; i < hi; ++i) {
-                    z[i] = inv[i] * r[i];
-                    rz += r[i] * z[i];
+                    const double zi = inv[i] * r[i];
+                    zold += zi * z[i];
+                    z[i] = zi;
+                    rz += r[i] * zi;
                 }
+                *zAp = zold;
                 return rz;
             });
         } else {

@@ -16,6 +16,11 @@
 //    red row r, black row r-1 and the residual + restriction of row r-2 in one sweep, and one
 //    that does prolongation row r, black row r-1 and red row r-2.  The residual is restricted
 //    at red cells only: after the black half-sweep it is zero at black cells.
+//  * K-cycle (Notay & Vassilevski): each coarse level is solved by two steps of flexible CG
+//    preconditioned by its own V-step, recursively.  Plain V-cycles of aggregation multigrid
+//    need more iterations as the grid grows and on irregular masks (36 on a blobby 512^2
+//    mask); with the K-cycle that case takes 9, at about the same cost per iteration on heads.
+//    The outer CG is then the flexible FCG(1) (see pcg.hpp).
 //  * The hierarchy runs in single precision (CG itself stays in double): half the memory
 //    traffic, and a preconditioner only needs a few digits.
 //  * Null space: a graph Laplacian is singular with one constant per connected component.  The
@@ -36,6 +41,7 @@ namespace monohead {
 struct MgOptions {
     float coarse_scale = 2.0f;   // over-correction: coarse operator = P^T L P / coarse_scale
     int coarsest_max = 128;      // stop coarsening at this many active cells
+    bool kcycle = true;          // coarse levels solved by two flexible-CG steps (K-cycle)
 };
 
 class Multigrid {
@@ -68,6 +74,14 @@ class Multigrid {
             levels_.push_back(coarsen(F));
         }
         build_coarsest();
+        work_.resize(levels_.size());
+        if (opt_.kcycle)
+            for (std::size_t l = 1; l + 1 < levels_.size(); ++l) {
+                const auto n = static_cast<std::size_t>(levels_[l].size);
+                work_[l].c.assign(n, 0.0f);
+                work_[l].v.assign(n, 0.0f);
+                work_[l].r.assign(n, 0.0f);
+            }
     }
 
     int num_levels() const { return static_cast<int>(levels_.size()); }
@@ -78,6 +92,7 @@ class Multigrid {
         std::size_t n = 0;
         for (const auto& L : levels_)
             n += sizeof(float) * (L.eE.size() + L.eN.size() + L.invD.size() + L.x.size() + L.b.size());
+        for (const auto& w : work_) n += sizeof(float) * (w.c.size() + w.v.size() + w.r.size());
         n += sizeof(double) * static_cast<std::size_t>(dense_.rows() * dense_.cols());
         n += sizeof(std::int64_t) * coarse_cells_.size();
         return n;
@@ -85,19 +100,29 @@ class Multigrid {
 
     // z = M^{-1} r: one symmetric V-cycle with zero initial guess.  r and z are padded fine
     // arrays (z may be any buffer; its border cells are set to 0).  Returns r . z.
-    double apply(const double* r, double* z) {
+    double apply(const double* r, double* z, double* z_dot_old = nullptr) {
+        zold_dot_ = 0.0;
+        double rz;
         if (num_levels() == 1) {
             solve_coarsest(r);
+            rz = output(r, z);
         } else {
             pre_pass(0, r);
-            cycle(1);
+            coarse(1);
+            rz = post_pass(0, r, z);
         }
-        return num_levels() == 1 ? output(r, z) : post_pass(0, r, z);
+        if (z_dot_old) *z_dot_old = zold_dot_;
+        return rz;
     }
 
    private:
     MgOptions opt_;
     std::vector<Level> levels_;
+    struct Work {
+        std::vector<float> c, v, r;  // K-cycle vectors of one coarse level
+    };
+    std::vector<Work> work_;
+    double zold_dot_ = 0.0;
     std::vector<std::int64_t> coarse_cells_;  // active cells of the coarsest level
     Eigen::MatrixXd dense_;                   // its regularised operator, Cholesky-factorised
     Eigen::LLT<Eigen::MatrixXd> llt_;
@@ -224,16 +249,90 @@ class Multigrid {
         return n;
     }
 
-    // Coarse levels: their right-hand side is the restricted residual in Level::b.
-    void cycle(int l) {
+    // Approximate solve on coarse level l of L_l x = Level::b (the restricted residual), into
+    // Level::x: exact on the coarsest level, else a K-cycle or a V-cycle.
+    void coarse(int l) {
         Level& L = levels_[static_cast<std::size_t>(l)];
         if (l == num_levels() - 1) {
             solve_coarsest(L.b.data());
+        } else if (opt_.kcycle) {
+            kcycle(l);
+        } else {
+            vstep(l, L.b.data());
+        }
+    }
+
+    // One V-step on level l for right-hand side `rhs`, result in Level::x.
+    void vstep(int l, const float* rhs) {
+        pre_pass(l, rhs);
+        coarse(l + 1);
+        post_pass<float>(l, rhs, nullptr);
+    }
+
+    // y = L_l x on level l; returns x . y.
+    double apply_level(const Level& L, const float* x, float* y) const {
+        const std::int64_t S = L.S;
+        const float* eE = L.eE.data();
+        const float* eN = L.eN.data();
+        double dot = 0.0;
+        for (std::int64_t i = L.lo(); i < L.hi(); ++i) {
+            const float d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
+            const float v = d * x[i] - eE[i] * x[i + 1] - eE[i - 1] * x[i - 1] - eN[i] * x[i - S] - eN[i + S] * x[i + S];
+            y[i] = v;
+            dot += double(x[i]) * v;
+        }
+        return dot;
+    }
+
+    // Notay's K-cycle: two steps of flexible CG on level l, preconditioned by a V-step whose
+    // own coarse solve is again a K-cycle.  Makes the iteration count of aggregation
+    // multigrid nearly independent of the problem size.
+    void kcycle(int l) {
+        Level& L = levels_[static_cast<std::size_t>(l)];
+        Work& w = work_[static_cast<std::size_t>(l)];
+        const std::int64_t lo = L.lo(), hi = L.hi();
+        const float* b = L.b.data();
+        vstep(l, b);
+        std::copy(L.x.begin() + lo, L.x.begin() + hi, w.c.begin() + lo);
+        const double rho1 = apply_level(L, w.c.data(), w.v.data());
+        if (!(rho1 > 0.0)) return;  // L.x holds the V-step's result
+        double alpha1 = 0.0, bb = 0.0, rr = 0.0;
+        for (std::int64_t i = lo; i < hi; ++i) {
+            alpha1 += double(w.c[i]) * b[i];
+            bb += double(b[i]) * b[i];
+        }
+        const float t = static_cast<float>(alpha1 / rho1);
+        for (std::int64_t i = lo; i < hi; ++i) {
+            w.r[i] = b[i] - t * w.v[i];
+            rr += double(w.r[i]) * w.r[i];
+        }
+        if (rr <= 0.0625 * bb) {  // residual reduced 4x: one step is enough
+            for (std::int64_t i = lo; i < hi; ++i) L.x[i] = t * w.c[i];
             return;
         }
-        pre_pass(l, L.b.data());
-        cycle(l + 1);
-        post_pass<float>(l, L.b.data(), nullptr);
+        vstep(l, w.r.data());  // c2 in L.x
+        double gamma = 0.0, beta = 0.0, alpha2 = 0.0;
+        {
+            const std::int64_t S = L.S;
+            const float* eE = L.eE.data();
+            const float* eN = L.eN.data();
+            const float* x = L.x.data();
+            for (std::int64_t i = lo; i < hi; ++i) {
+                const float d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
+                const float v2 = d * x[i] - eE[i] * x[i + 1] - eE[i - 1] * x[i - 1] - eN[i] * x[i - S] - eN[i + S] * x[i + S];
+                gamma += double(x[i]) * w.v[i];
+                beta += double(x[i]) * v2;
+                alpha2 += double(x[i]) * w.r[i];
+            }
+        }
+        const double rho2 = beta - gamma * gamma / rho1;
+        if (!(rho2 > 0.0)) {
+            for (std::int64_t i = lo; i < hi; ++i) L.x[i] = t * w.c[i];
+            return;
+        }
+        const float a1 = static_cast<float>(alpha1 / rho1 - gamma * alpha2 / (rho1 * rho2));
+        const float a2 = static_cast<float>(alpha2 / rho2);
+        for (std::int64_t i = lo; i < hi; ++i) L.x[i] = a1 * w.c[i] + a2 * L.x[i];
     }
 
     // Red-black Gauss-Seidel update of the cells of one colour in row r (padded row index).
@@ -315,17 +414,21 @@ class Multigrid {
 
     // z = x (double) on padded row r of level 0 (border columns 0); returns sum r z over it.
     template <class BT>
-    double output_row(int r, const BT* rvec, double* z) const {
+    double output_row(int r, const BT* rvec, double* z) {
         const Level& L = levels_[0];
         const std::int64_t row = static_cast<std::int64_t>(r) * L.S;
         const float* x = L.x.data();
         double dot = 0.0;
         z[row] = 0.0;
         z[row + L.w + 1] = 0.0;
+        double dold = 0.0;
         for (std::int64_t i = row + 1; i <= row + L.w; ++i) {
-            z[i] = static_cast<double>(x[i]);
-            dot += static_cast<double>(rvec[i]) * z[i];
+            const double zi = static_cast<double>(x[i]);
+            dold += zi * z[i];  // z's buffer holds the previous L p (flexible CG)
+            z[i] = zi;
+            dot += static_cast<double>(rvec[i]) * zi;
         }
+        zold_dot_ += dold;
         return dot;
     }
 

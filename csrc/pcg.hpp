@@ -18,8 +18,12 @@ struct SolveStats {
 };
 
 // Solve L x = b (L from the edge weights) by PCG.  `x` holds the initial guess on entry.
-// `precond(r, z)` applies z = M^{-1} r on padded arrays and returns r . z.  Work arrays are
-// allocated here and freed on return; z shares its storage with L p (never live together).  A true residual is recomputed whenever the recursive one meets the
+// `precond(r, z, &zAp)` applies z = M^{-1} r on padded arrays, returns r . z and sets zAp to
+// z . (the previous contents of z's buffer, which is L p).  The direction update is the
+// flexible one, beta = -(z . L p) / (p . L p) (FCG(1), Notay), which equals the classical
+// PCG beta for a fixed SPD preconditioner and stays robust when the preconditioner (a
+// K-cycle) varies slightly between iterations.  Work arrays are allocated here and freed on
+// return; z shares its storage with L p.  A true residual is recomputed whenever the recursive one meets the
 // tolerance, and iteration continues (restarted) if the true one does not.
 template <class Precond>
 SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, double* x, double tol,
@@ -56,12 +60,16 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
     while (true) {
         if (rnorm <= target) break;
         if (st.iterations >= maxiter) break;
-        double rz = precond(r.data(), z);
-        for (std::int64_t i = lo; i < hi; ++i) p[i] = z[i];
+        double zAp = 0.0, pr = 0.0;
+        precond(r.data(), z, &zAp);
+        for (std::int64_t i = lo; i < hi; ++i) {
+            p[i] = z[i];
+            pr += p[i] * r[i];
+        }
         while (st.iterations < maxiter) {
             const double pAp = laplacian_apply(g, eE, eN, p.data(), Ap.data());
             if (!(pAp > 0.0)) break;  // breakdown (p in the null space): restart from true residual
-            const double alpha = rz / pAp;
+            const double alpha = pr / pAp;
             double rr = 0.0;
             for (std::int64_t i = lo; i < hi; ++i) {
                 x[i] += alpha * p[i];
@@ -70,10 +78,13 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
             }
             ++st.iterations;
             if (std::sqrt(rr) <= target) break;
-            const double rz_new = precond(r.data(), z);
-            const double beta = rz_new / rz;
-            rz = rz_new;
-            for (std::int64_t i = lo; i < hi; ++i) p[i] = z[i] + beta * p[i];
+            precond(r.data(), z, &zAp);
+            const double beta = -zAp / pAp;
+            pr = 0.0;
+            for (std::int64_t i = lo; i < hi; ++i) {
+                p[i] = z[i] + beta * p[i];
+                pr += p[i] * r[i];
+            }
         }
         rnorm = true_residual();
         if (rnorm <= target || st.iterations >= maxiter || ++restarts > 5) break;

@@ -23,6 +23,7 @@ class Integrator:
         method: str = "mg",
         coarse_scale: float = 2.0,
         coarsest_max: int = 128,
+        kcycle: bool = True,
     ) -> None: ...
     def solve(
         self,
