@@ -329,7 +329,9 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             data = _load_dataset(args.data, args.toy, "the held-out data: --data DIR", seed=args.seed or 0)
             metrics = model.evaluate_checkpoint(source, data, max_items=args.max_items, device=args.device or "cpu")
             dest = Path(args.metrics) if args.metrics else source / "eval_metrics.json" if source.is_dir() else run / "eval_metrics.json"
-            atomic_write_text(dest, json.dumps(metrics, indent=2) + "\n")
+            from .model.train import jsonable
+
+            atomic_write_text(dest, json.dumps(jsonable(metrics), indent=2) + "\n")
             return {"action": "eval", "metrics_file": str(dest), **metrics}
         data = None
         if args.data is not None or args.toy is not None:

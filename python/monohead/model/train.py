@@ -185,9 +185,20 @@ def _truncate_log(run_dir: Path, step: int) -> None:
     atomic_write_text(run_dir / LOG, "".join(json.dumps(r) + "\n" for r in records))
 
 
+def jsonable(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``None`` (strict JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
 def _append_log(run_dir: Path, record: dict[str, Any]) -> None:
     with open(run_dir / LOG, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json.dumps(jsonable(record)) + "\n")
 
 
 def plot_curves(records: list[dict[str, Any]]) -> bytes:
@@ -210,7 +221,7 @@ def plot_curves(records: list[dict[str, Any]]) -> bytes:
     ax.plot(x, [r["loss_adv"] for r in tr], lw=1, label="generator: -E[D(y~|x)]")
     ax.legend(fontsize=8)
     ax.set_title("adversarial terms")
-    va = [r for r in va if math.isfinite(r["angular"]["mean"])]  # an untrained model predicts no mask
+    va = [r for r in va if r["angular"]["mean"] is not None]  # an untrained model predicts no mask
     xv = [r["images_seen"] for r in va]
     ax = axes[1, 0]
     ax.plot(xv, [r["angular"]["mean"] for r in va], "o-", label="mean")

@@ -22,7 +22,7 @@ import torch
 
 from .._io import atomic_write_bytes, atomic_write_text
 from .predict import MASK_THRESHOLD, evaluate_model
-from .train import BEST, CHECKPOINT, CHECKPOINT_FORMAT, GENERATOR_FORMAT, load_checkpoint
+from .train import BEST, CHECKPOINT, CHECKPOINT_FORMAT, GENERATOR_FORMAT, jsonable, load_checkpoint
 from .unet import W_SCALE, UNet
 
 __all__ = ["WEIGHTS_DIR", "evaluate_checkpoint", "export_weights", "load_generator", "load_pretrained"]
@@ -233,5 +233,5 @@ def export_weights(
     if card:
         model_card.update(card)
     atomic_write_bytes(out / WEIGHTS_FILE, data)
-    atomic_write_text(out / CARD_FILE, json.dumps(model_card, indent=2) + "\n")
+    atomic_write_text(out / CARD_FILE, json.dumps(jsonable(model_card), indent=2) + "\n")
     return model_card

@@ -32,7 +32,7 @@ from . import hair as hair_mod
 from . import scene as scene_mod
 from . import textures as tex_mod
 from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel, sample_expression, sample_identity
-from .render import Renderer, SceneArrays
+from .render import _LOCK, Renderer, SceneArrays
 
 __all__ = ["GENERATOR_VERSION", "Generator", "sample_params"]
 
@@ -122,6 +122,12 @@ class Generator:
         """The random parameters of sample ``index`` (see :func:`sample_params`)."""
         return sample_params(seed, index, self.model, self.size)
 
+    def head_mesh(self, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The posed head and eyes of a sample: ``(vertices (V, 3) world pixels, faces (F, 3))``,
+        the mesh whose ground truth is rendered (the hair and glasses left out)."""
+        v_model = self.model.shape(params["identity"], params["expression"], tuple(params["gaze"]))
+        return _transform(scene_mod.pose_matrix(params["pose"], self.size), v_model), self._gt_faces
+
     def scene_arrays(self, params: dict[str, Any], timings: dict[str, float] | None = None) -> SceneArrays:
         """Build the sample's scene (world frame, pixels) from its parameters."""
         t0 = time.perf_counter()
@@ -192,24 +198,32 @@ class Generator:
 
     def sample(self, seed: int, index: int) -> dict[str, Any]:
         """Sample ``index`` of the data set with ``seed`` (see the module docstring)."""
-        timings: dict[str, float] = {}
         t0 = time.perf_counter()
         params = self.params(seed, index)
-        timings["sampling"] = time.perf_counter() - t0
+        return self.render(params, {"sampling": time.perf_counter() - t0})
+
+    def render(self, params: dict[str, Any], timings: dict[str, float] | None = None) -> dict[str, Any]:
+        """The sample described by ``params`` (from :meth:`params`, possibly edited): image,
+        ground-truth maps, ``params`` and ``timings`` (see the module docstring).
+
+        Also returns ``alpha`` ``(H, W)`` float32, the coverage of the head and its occluders
+        (hair, glasses) in the image."""
+        timings = dict(timings or {})
         arrays = self.scene_arrays(params, timings)
-        t1 = time.perf_counter()
-        self.renderer.update(arrays)
-        t2 = time.perf_counter()
-        rgb, alpha = self.renderer.render_image(params["render_seed"])
-        t3 = time.perf_counter()
-        gt = self.renderer.ground_truth()
+        with _LOCK:  # one scene: update, render and trace together
+            t1 = time.perf_counter()
+            self.renderer.update(arrays)
+            t2 = time.perf_counter()
+            rgb, alpha = self.renderer.render_image(params["render_seed"])
+            t3 = time.perf_counter()
+            gt = self.renderer.ground_truth()
         W = geometry.gradient_magnitude(gt.depth, gt.mask).astype(np.float32) if gt.mask.any() else np.zeros(self.size, np.float32)
         t4 = time.perf_counter()
         image = self._develop(rgb, alpha, arrays.background, gt.mask, params)
         t5 = time.perf_counter()
         timings.update(update=t2 - t1, image=(t3 - t2) + (t5 - t4), ground_truth=t4 - t3)
         return {"image": image, "normals": gt.normals, "depth": gt.depth, "W": W, "mask": gt.mask,
-                "params": params, "timings": timings}
+                "params": params, "timings": timings, "alpha": alpha}
 
     @staticmethod
     def _develop(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray, mask: np.ndarray,

@@ -348,7 +348,8 @@ def build_asset(model: FaceXModel, n_identity: int | None = None, n_expression: 
     Keeps the regions of :data:`ASSET_REGIONS` (their vertices only, renumbered), triangulates
     the polygons (fan), closes each boundary loop of the skin surface with a fan around a new
     vertex at the loop's centroid (a linear function of the loop's vertices, so that it stays
-    exact for every identity and expression), and stores the deltas as float16.
+    exact for every identity and expression; the cap has its own copies of the rim vertices,
+    a crease), and stores the deltas as float16.
 
     Args:
         model: a :class:`FaceXModel`.
@@ -361,7 +362,8 @@ def build_asset(model: FaceXModel, n_identity: int | None = None, n_expression: 
         (counter-clockwise seen from outside), ``face_region (F,) uint8`` (index into
         ``region_names``), ``region_names``, ``uv (U, 2) float32`` (upstream layout; the cap
         gets its own entries), ``corner_uv (F, 3) int32``, ``source_vertex (V,) int32`` (index
-        in the upstream mesh, -1 for cap centres), ``license``, ``attribution``, ``format``.
+        in the upstream mesh: the cap's rim vertices repeat their originals' index, its centre
+        has -1), ``license``, ``attribution``, ``format``.
     """
     k = model.identity_deltas.shape[0] if n_identity is None else min(int(n_identity), model.identity_deltas.shape[0])
     e = model.expression_deltas.shape[0] if n_expression is None else min(int(n_expression), model.expression_deltas.shape[0])
@@ -395,28 +397,33 @@ def build_asset(model: FaceXModel, n_identity: int | None = None, n_expression: 
     source = used.astype(np.int64)
     uv = model.uv.astype(np.float64)
 
-    # Cap the open loops of the skin surface (ICT: the torso's bottom).
+    # Cap the open loops of the skin surface (ICT: the torso's bottom). The cap has its own
+    # copies of the rim vertices, so that it is a crease: its normals are the cut's, not
+    # blended with the torso's (which would make them face away from a viewer who sees it).
     skin = np.isin(tr, [region_names.index(r) for r in SKIN_REGIONS if r != "cap"])
     new_faces, new_uv_idx = [], []
-    extra_v, extra_id, extra_ex, extra_uv = [], [], [], []
+    extra_v, extra_id, extra_ex, extra_src, extra_uv = [], [], [], [], []
     for loop in _boundary_loops(faces[skin]):
-        c = neutral.shape[0] + len(extra_v)
-        extra_v.append(neutral[loop].mean(axis=0))
-        extra_id.append(ident[:, loop].mean(axis=1))
-        extra_ex.append(expr[:, loop].mean(axis=1))
+        first = neutral.shape[0] + sum(len(x) for x in extra_v)
+        rim = first + np.arange(loop.size)
+        centre = first + loop.size
+        extra_v.append(np.concatenate([neutral[loop], neutral[loop].mean(axis=0)[None]]))
+        extra_id.append(np.concatenate([ident[:, loop], ident[:, loop].mean(axis=1)[:, None]], axis=1))
+        extra_ex.append(np.concatenate([expr[:, loop], expr[:, loop].mean(axis=1)[:, None]], axis=1))
+        extra_src.append(np.concatenate([source[loop], [-1]]))
         # The loop runs along the skin's winding; the cap runs the other way round.
-        a, b = loop, np.roll(loop, -1)
-        new_faces.append(np.stack([b, a, np.full_like(a, c)], axis=1))
+        a, b = rim, np.roll(rim, -1)
+        new_faces.append(np.stack([b, a, np.full_like(a, centre)], axis=1))
         # One texture coordinate for the whole cap: the skin at the loop's first corner.
         first_corner = np.nonzero(faces == loop[0])
         uv_index = uv.shape[0] + len(extra_uv)
         extra_uv.append(uv[tt[first_corner][0]])
         new_uv_idx.append(np.full((a.size, 3), uv_index, np.int64))
     if extra_v:
-        neutral = np.concatenate([neutral, np.array(extra_v)])
-        ident = np.concatenate([ident, np.stack(extra_id, axis=1)], axis=1)
-        expr = np.concatenate([expr, np.stack(extra_ex, axis=1)], axis=1)
-        source = np.concatenate([source, np.full(len(extra_v), -1)])
+        neutral = np.concatenate([neutral, *extra_v])
+        ident = np.concatenate([ident, *extra_id], axis=1)
+        expr = np.concatenate([expr, *extra_ex], axis=1)
+        source = np.concatenate([source, *extra_src])
         uv = np.concatenate([uv, np.array(extra_uv)])
         faces = np.concatenate([faces] + new_faces)
         tt = np.concatenate([tt] + new_uv_idx)

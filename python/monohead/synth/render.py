@@ -173,6 +173,42 @@ class GroundTruth:
     xy_error: float
 
 
+def _floats(mi: Any, data: np.ndarray) -> Any:
+    """A flat float32 buffer of the variant (``mi.Float``, or Dr.Jit's dynamic scalar array)."""
+    flat = np.ascontiguousarray(data, np.float32).ravel()
+    if mi.variant().startswith("scalar"):
+        import drjit as dr  # noqa: PLC0415
+
+        return dr.scalar.ArrayXf(flat)
+    return mi.Float(flat)
+
+
+def _uints(mi: Any, data: np.ndarray) -> Any:
+    """A flat uint32 buffer of the variant."""
+    flat = np.ascontiguousarray(data, np.uint32).ravel()
+    if mi.variant().startswith("scalar"):
+        import drjit as dr  # noqa: PLC0415
+
+        return dr.scalar.ArrayXu(flat)
+    return mi.UInt32(flat)
+
+
+def _assign(params: Any, key: str, value: Any) -> None:
+    """``params[key] = value``, also when the new buffer has another size: Mitsuba's scalar
+    variants refuse to compare buffers of different sizes in ``SceneParameters.__setitem__``."""
+    try:
+        params[key] = value
+    except RuntimeError as exc:
+        if "incompatible input sizes" not in str(exc):
+            raise
+        cur, value_type, _node, _flags = params.properties[key]
+        params.set_dirty(key)
+        if value_type is None:
+            params.set_property(cur, value)
+        else:
+            params.set_property(cur, value_type, value)
+
+
 def _split(faces: np.ndarray, corner_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render vertices (one per distinct (vertex, uv) pair) of a triangle set.
 
@@ -247,13 +283,13 @@ class Renderer:
         mesh = mi.Mesh(name, n_vertices, len(faces), props=props, has_vertex_normals=True,
                        has_vertex_texcoords=uv is not None)
         p = mi.traverse(mesh)
-        p["faces"] = mi.UInt32(np.ascontiguousarray(faces, np.uint32).ravel())
-        p["vertex_positions"] = mi.Float(np.zeros(3 * n_vertices, np.float32))
+        p["faces"] = _uints(mi, faces)
+        p["vertex_positions"] = _floats(mi, np.zeros(3 * n_vertices))
         normals = np.zeros((n_vertices, 3), np.float32)
         normals[:, 2] = 1.0
-        p["vertex_normals"] = mi.Float(normals.ravel())
+        p["vertex_normals"] = _floats(mi, normals)
         if uv is not None:
-            p["vertex_texcoords"] = mi.Float(np.ascontiguousarray(uv, np.float32).ravel())
+            p["vertex_texcoords"] = _floats(mi, uv)
         p.update()
         return mesh
 
@@ -351,13 +387,16 @@ class Renderer:
         n = np.asarray(a.normals, np.float32)
         sv, _, _ = self._skin
         ev, _, _ = self._eyes
-        p["skin.vertex_positions"] = mi.Float(v[sv].ravel())
-        p["skin.vertex_normals"] = mi.Float(n[sv].ravel())
-        p["eyes.vertex_positions"] = mi.Float(v[ev].ravel())
-        p["eyes.vertex_normals"] = mi.Float(n[ev].ravel())
+        p["skin.vertex_positions"] = _floats(mi, v[sv])
+        p["skin.vertex_normals"] = _floats(mi, n[sv])
+        p["eyes.vertex_positions"] = _floats(mi, v[ev])
+        p["eyes.vertex_normals"] = _floats(mi, n[ev])
         self._set_mesh("frame", a.frame_vertices, a.frame_faces)
         self._set_mesh("lens", a.lens_vertices, a.lens_faces)
-        p["hair.control_points"], p["hair.segment_indices"], p["hair.control_point_count"] = self._hair(mi, a.hair, v[sv].mean(axis=0))
+        points, segments, count = self._hair(mi, a.hair, v[sv].mean(axis=0))
+        _assign(p, "hair.control_points", points)
+        _assign(p, "hair.segment_indices", segments)
+        p["hair.control_point_count"] = count
         m = a.materials
         p["skin.bsdf.base_color.data"] = mi.TensorXf(np.ascontiguousarray(a.skin_albedo, np.float32))
         p["skin.bsdf.roughness.value"] = float(m["skin_roughness"])
@@ -370,7 +409,9 @@ class Renderer:
         p["frame.bsdf.metallic.value"] = float(m["frame_metallic"])
         p["frame.bsdf.roughness.value"] = float(m["frame_roughness"])
         p["lens.bsdf.specular_transmittance.value"] = [float(c) for c in m["lens_tint"]]
-        p["env.data"] = mi.TensorXf(np.ascontiguousarray(a.environment, np.float32))
+        env = np.asarray(a.environment, np.float32)
+        # Mitsuba's envmap keeps a wrap-around column on each side of its data.
+        p["env.data"] = mi.TensorXf(np.ascontiguousarray(np.concatenate([env[:, -1:], env, env[:, :1]], axis=1)))
         used = {"point": 0, "spot": 0, "directional": 0}
         for light in a.lights:
             kind = light["kind"]
@@ -418,15 +459,15 @@ class Renderer:
         pad[..., 2] += np.linspace(0.0, 1e-2, k, dtype=np.float32)
         pad[..., 3] = 1e-3
         full = np.concatenate([hair.reshape(-1, k, 4), pad]) if len(hair) else pad
-        return mi.Float(full.reshape(-1)), mi.UInt32(_bspline_segments(n, k)), int(n * k)
+        return _floats(mi, full), _uints(mi, _bspline_segments(n, k)), int(n * k)
 
     def _set_mesh(self, name: str, vertices: np.ndarray, faces: np.ndarray) -> None:
         mi = _mitsuba(self.variant)
         v = np.asarray(vertices, np.float64)
         nrm = geometry.vertex_normals(v, faces) if np.ptp(v, axis=0).max() > 0 else np.zeros_like(v)
         nrm[np.linalg.norm(nrm, axis=1) == 0] = (0.0, 0.0, 1.0)
-        self.params[f"{name}.vertex_positions"] = mi.Float(v.astype(np.float32).ravel())
-        self.params[f"{name}.vertex_normals"] = mi.Float(nrm.astype(np.float32).ravel())
+        self.params[f"{name}.vertex_positions"] = _floats(mi, v)
+        self.params[f"{name}.vertex_normals"] = _floats(mi, nrm)
 
     # -- rendering -------------------------------------------------------------------------
 

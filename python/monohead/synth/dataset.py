@@ -1,0 +1,473 @@
+"""Synthetic data sets on disk: shards, manifest, resume, Dask, and the reader.
+
+Layout of a data set folder::
+
+    manifest.json            seed, counts, shard size, settings, package versions
+    shards/shard-00000/      samples [0, shard_size): image.npy (n, H, W, 3) uint8,
+                             normals.npy (n, H, W, 3) float32, depth.npy (n, H, W) float32,
+                             W.npy (n, H, W) float32, mask.npy (n, H, W) bool,
+                             params.json (list of n dicts), info.json
+    shards/shard-00001/      ...
+    preview.png              a sheet like the paper's Fig. 2 (images, N, W)
+
+Sample ``i`` is a pure function of ``(seed, i)`` and the settings in the manifest (see
+:mod:`monohead.synth.generator`), so shards can be made in any order, on any machine, and any
+sample can be regenerated bit for bit (:func:`regenerate`). A shard is written into a
+temporary folder (every file atomically) and renamed into place when complete: a shard folder
+under its final name is always whole; a killed run leaves at most a temporary folder, which
+the next run removes before it makes that shard again (resume). ``shard=(i, n)`` makes only the
+shards ``k`` with ``k % n == i`` (one machine of n); ``scheduler=`` runs shards as tasks on a
+Dask distributed cluster whose workers see the same folder.
+
+:class:`SyntheticHeads` reads a data set: ``len(ds)``, ``ds[i]`` gives a dict of arrays
+(memory-mapped shards, copied per item) and the sample's ``params``; it is a map-style
+``torch.utils.data.Dataset`` (use :meth:`SyntheticHeads.collate` as a DataLoader's
+``collate_fn`` to batch the arrays as tensors and keep ``params`` as a list).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _io
+
+__all__ = ["FORMAT", "SyntheticHeads", "generate", "regenerate"]
+
+FORMAT = "monohead-synth"
+FORMAT_VERSION = 1
+ARRAYS = ("image", "normals", "depth", "W", "mask")
+_DTYPES = {"image": np.uint8, "normals": np.float32, "depth": np.float32, "W": np.float32, "mask": np.bool_}
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer; got {type(value).__name__}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be at least {minimum}; got {int(value)}")
+    return int(value)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer; got {type(seed).__name__}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {int(seed)}")
+    return int(seed)
+
+
+def parse_shard(spec: Any) -> tuple[int, int]:
+    """``"i/n"`` (or ``(i, n)``) as ``(i, n)`` with ``0 <= i < n``."""
+    if isinstance(spec, str):
+        parts = spec.split("/")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"shard must look like 'i/n' (e.g. '0/4'); got {spec!r}")
+        spec = (int(parts[0]), int(parts[1]))
+    try:
+        i, n = (int(x) for x in spec)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"shard must be 'i/n' or a pair (i, n); got {spec!r}") from exc
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"shard i/n needs 0 <= i < n; got {i}/{n}")
+    return i, n
+
+
+def _prepare_root(out: Any) -> Path:
+    if isinstance(out, bytes) or not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a str or os.PathLike; got {type(out).__name__}")
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"output {str(root)!r} exists and is not a folder")
+    try:
+        (root / "shards").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot write to output folder {str(root)!r}: {exc.strerror or exc}") from exc
+    if not os.access(root / "shards", os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write to output folder {str(root)!r}: permission denied")
+    return root
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    out = {}
+    for pkg in ("monohead", "mitsuba", "drjit", "numpy", "scipy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def _shard_name(k: int) -> str:
+    return f"shard-{k:05d}"
+
+
+# --------------------------------------------------------------------------------------------
+# Making shards
+# --------------------------------------------------------------------------------------------
+
+_GENERATORS: collections.OrderedDict[str, Any] = collections.OrderedDict()
+_GEN_LOCK = threading.Lock()
+
+
+def _generator(settings: dict[str, Any]) -> Any:
+    """A cached :class:`~monohead.synth.generator.Generator` for the manifest's settings."""
+    from .generator import Generator  # noqa: PLC0415
+
+    key = json.dumps(settings, sort_keys=True)
+    with _GEN_LOCK:
+        gen = _GENERATORS.get(key)
+        if gen is None:
+            gen = Generator(tuple(settings["size"]), spp=settings["spp"], variant=settings["variant"],
+                            head_model=settings.get("head_model_path"), max_depth=settings["max_depth"])
+            _GENERATORS[key] = gen
+            while len(_GENERATORS) > 2:
+                _GENERATORS.popitem(last=False)
+    return gen
+
+
+def _write_shard(root: Path, k: int, samples: list[dict[str, Any]], start: int, seconds: float) -> None:
+    final = root / "shards" / _shard_name(k)
+    tmp = root / "shards" / f".{_shard_name(k)}.tmp-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir()
+    try:
+        for key in ARRAYS:
+            arr = np.stack([np.asarray(s[key], _DTYPES[key]) for s in samples])
+            with _io.atomic_open(tmp / f"{key}.npy", "wb") as f:
+                np.save(f, arr, allow_pickle=False)
+        _io.atomic_write_text(tmp / "params.json", json.dumps([s["params"] for s in samples]))
+        timings: dict[str, float] = {}
+        for s in samples:
+            for name, val in s.get("timings", {}).items():
+                timings[name] = timings.get(name, 0.0) + float(val)
+        info = {"shard": k, "start": start, "stop": start + len(samples), "seconds": seconds, "timings": timings}
+        _io.atomic_write_text(tmp / "info.json", json.dumps(info))
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _make_shard(root: str, manifest: dict[str, Any], k: int, progress: Callable[[int], None] | None = None) -> int:
+    """Generate and write shard ``k`` (run in-process or as a Dask task); returns its size."""
+    path = Path(root)
+    settings = manifest["settings"]
+    start = k * manifest["shard_size"]
+    stop = min(start + manifest["shard_size"], manifest["count"])
+    # Remove what a killed run may have left of this shard.
+    for stale in path.joinpath("shards").glob(f".{_shard_name(k)}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    gen = _generator(settings)
+    t0 = time.perf_counter()
+    samples = []
+    for i in range(start, stop):
+        samples.append(gen.sample(manifest["seed"], i))
+        if progress is not None:
+            progress(1)
+    _write_shard(path, k, samples, start, time.perf_counter() - t0)
+    return stop - start
+
+
+def _manifest(seed: int, count: int, shard_size: int, settings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "seed": seed,
+        "count": count,
+        "shard_size": shard_size,
+        "num_shards": -(-count // shard_size),
+        "arrays": {k: np.dtype(v).name for k, v in _DTYPES.items()},
+        "settings": settings,
+        "versions": _versions(),
+    }
+
+
+def _check_manifest(existing: dict[str, Any], new: dict[str, Any], root: Path) -> None:
+    for key in ("format", "format_version", "seed", "count", "shard_size", "settings"):
+        if existing.get(key) != new.get(key):
+            raise ValueError(
+                f"{str(root)!r} holds a different data set ({key}: {existing.get(key)!r} there, "
+                f"{new.get(key)!r} asked); resume with the same settings or use another folder"
+            )
+    if existing.get("versions") != new.get("versions"):
+        raise ValueError(
+            f"{str(root)!r} was made with other package versions ({existing.get('versions')} there, "
+            f"{new.get('versions')} here); samples would not match: use another folder"
+        )
+
+
+def generate(
+    out: Any,
+    count: int,
+    seed: int = 0,
+    size: int | tuple[int, int] = 128,
+    spp: int = 16,
+    shard_size: int = 64,
+    shard: Any = None,
+    scheduler: str | None = None,
+    variant: str = "auto",
+    head_model: Any = None,
+    max_depth: int = 3,
+    preview: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Generate a synthetic data set in ``out`` (resuming what is already there).
+
+    Args:
+        out: the data set folder (created if needed).
+        count: number of samples (> 0).
+        seed: the data set's seed (>= 0); sample ``i`` depends on ``(seed, i)`` only.
+        size: image size ``S`` or ``(H, W)``.
+        spp: samples per pixel of the images.
+        shard_size: samples per shard.
+        shard: ``"i/n"`` or ``(i, n)``: make only shards ``k`` with ``k % n == i``.
+        scheduler: address of a Dask distributed scheduler: run shards as tasks there.
+        variant: Mitsuba variant (``"auto"``, ``"llvm_ad_rgb"``, ``"scalar_rgb"``).
+        head_model: ``None`` (the shipped asset), an asset ``.npz`` or a FaceXModel folder.
+        max_depth: path length of the path tracer.
+        preview: write ``preview.png`` (when shard 0 is present).
+        progress: ``callback(done, total)`` after each sample (per shard with Dask), counting
+            the samples this call is responsible for, skipped ones included in ``done``.
+
+    Returns:
+        ``dict``: ``out``, ``count``, ``generated`` (samples made now), ``skipped`` (already
+        there), ``shards`` (this call's), ``seconds``, ``seconds_per_sample``, ``variant``,
+        ``preview`` (path or ``None``).
+
+    Raises:
+        ValueError, TypeError: bad arguments (with the argument's name), an output folder
+            that cannot be written, a folder holding a different data set, a head model path
+            that is not an asset or an ICT-FaceKit FaceXModel folder.
+    """
+    count = _positive_int(count, "count")
+    seed = _check_seed(seed)
+    shard_size = _positive_int(shard_size, "shard_size")
+    spp = _positive_int(spp, "spp")
+    max_depth = _positive_int(max_depth, "max_depth")
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        hw = (_positive_int(size, "size", 16),) * 2
+    else:
+        try:
+            hw = tuple(_positive_int(s, "size", 16) for s in size)
+        except TypeError as exc:
+            raise TypeError(f"size must be an integer or a pair (H, W); got {size!r}") from exc
+        if len(hw) != 2:
+            raise ValueError(f"size must be an integer or a pair (H, W); got {size!r}")
+    part = parse_shard(shard) if shard is not None else (0, 1)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable; got {type(progress).__name__}")
+    root = _prepare_root(out)
+    from .head_model import HeadModel  # noqa: PLC0415
+    from .render import select_variant  # noqa: PLC0415
+
+    model_path = None if head_model is None else str(Path(head_model).resolve())
+    model = HeadModel.load(head_model)  # validates the path early, with a clear error
+    chosen = select_variant(variant)
+    settings = {
+        "size": list(hw), "spp": spp, "variant": chosen, "max_depth": max_depth,
+        "head_model": Path(model.source).name, "head_model_path": model_path,
+        "identities": model.num_identities, "expressions": model.num_expressions,
+    }
+    from .generator import GENERATOR_VERSION  # noqa: PLC0415
+
+    settings["generator_version"] = GENERATOR_VERSION
+    manifest = _manifest(seed, count, shard_size, settings)
+    mpath = root / "manifest.json"
+    if mpath.exists():
+        try:
+            existing = json.loads(mpath.read_text())
+        except ValueError as exc:
+            raise ValueError(f"{str(mpath)!r} is not a monohead manifest: {exc}") from exc
+        _check_manifest(existing, manifest, root)
+    else:
+        _io.atomic_write_text(mpath, json.dumps(manifest, indent=1, sort_keys=True))
+
+    mine = [k for k in range(manifest["num_shards"]) if k % part[1] == part[0]]
+    sizes = {k: min(shard_size, count - k * shard_size) for k in mine}
+    total = sum(sizes.values())
+    done_shards = [k for k in mine if (root / "shards" / _shard_name(k)).is_dir()]
+    todo = [k for k in mine if k not in done_shards]
+    done = sum(sizes[k] for k in done_shards)
+    skipped = done
+    t0 = time.perf_counter()
+    if progress is not None:
+        progress(done, total)
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    if scheduler is None:
+        for k in todo:
+            _make_shard(str(root), manifest, k, tick)
+    else:
+        _run_dask(scheduler, str(root), manifest, todo, sizes, tick)
+    seconds = time.perf_counter() - t0
+    generated = done - skipped
+    pv = None
+    if preview and (root / "shards" / _shard_name(0)).is_dir():
+        from .preview import write_preview  # noqa: PLC0415
+
+        pv = str(write_preview(root))
+    return {
+        "out": str(root), "count": count, "generated": generated, "skipped": skipped,
+        "shards": len(mine), "seconds": seconds,
+        "seconds_per_sample": seconds / generated if generated else None,
+        "variant": chosen, "preview": pv,
+    }
+
+
+def _run_dask(scheduler: str, root: str, manifest: dict[str, Any], todo: list[int], sizes: dict[int, int],
+              tick: Callable[[int], None]) -> None:
+    try:
+        from distributed import Client, as_completed  # noqa: PLC0415
+    except ImportError as exc:
+        raise ImportError("scheduler= needs Dask distributed: pip install 'monohead[dask]'") from exc
+    try:
+        client = Client(scheduler, timeout=20)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ValueError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from exc
+    with client:
+        futures = {client.submit(_make_shard, root, manifest, k, None, pure=False, key=f"monohead-shard-{k}-{time.time_ns()}"): k
+                   for k in todo}
+        for fut in as_completed(list(futures)):
+            fut.result()  # re-raises a task's error here
+            tick(sizes[futures[fut]])
+
+
+def regenerate(root: Any, index: int) -> dict[str, Any]:
+    """Make sample ``index`` of the data set in ``root`` again from its manifest (no file is
+    written); equal, array for array, to the stored one."""
+    manifest = _read_manifest(Path(root))
+    index = _positive_int(index, "index", 0)
+    if index >= manifest["count"]:
+        raise ValueError(f"index must be < {manifest['count']}; got {index}")
+    return _generator(manifest["settings"]).sample(manifest["seed"], index)
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    mpath = root / "manifest.json"
+    if not mpath.is_file():
+        raise ValueError(f"{str(root)!r} is not a monohead synthetic data set (no manifest.json)")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{str(mpath)!r} is not a monohead manifest: {exc}") from exc
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{str(mpath)!r} is not a monohead manifest (format {manifest.get('format')!r})")
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+class SyntheticHeads:
+    """A synthetic data set on disk, indexable (a map-style ``torch.utils.data.Dataset``).
+
+    Args:
+        root: the data set folder (made by :func:`generate`).
+        partial: accept missing shards (e.g. a machine's part of a split run) and index only
+            the shards present; by default a missing shard is an error.
+        max_open: shards kept memory-mapped at once.
+
+    ``ds[i]`` is a dict: ``image (H, W, 3) uint8``, ``normals (H, W, 3) float32`` (camera
+    frame of conventions.md, 0 outside the mask), ``W (H, W) float32``, ``depth (H, W)
+    float32`` (pixels, NaN outside the mask), ``mask (H, W) bool``, ``params`` (dict) and
+    ``index`` (the sample's index in the data set).
+    """
+
+    def __init__(self, root: Any, partial: bool = False, max_open: int = 8) -> None:
+        if isinstance(root, bytes) or not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"root must be a str or os.PathLike; got {type(root).__name__}")
+        self.root = Path(root)
+        self.manifest = _read_manifest(self.root)
+        self.seed = int(self.manifest["seed"])
+        size = self.manifest["shard_size"]
+        count = self.manifest["count"]
+        present = []
+        missing = []
+        for k in range(self.manifest["num_shards"]):
+            (present if (self.root / "shards" / _shard_name(k)).is_dir() else missing).append(k)
+        if missing and not partial:
+            raise ValueError(
+                f"data set {str(self.root)!r} is incomplete: {len(missing)} of {self.manifest['num_shards']} shards "
+                f"missing (first {missing[:5]}); finish it with generate() or pass partial=True"
+            )
+        self._index = np.concatenate(
+            [np.arange(k * size, min((k + 1) * size, count)) for k in present] or [np.zeros(0, np.int64)]
+        ).astype(np.int64)
+        self._shard_size = size
+        self._open: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
+        self._max_open = _positive_int(max_open, "max_open")
+        self.size = tuple(self.manifest["settings"]["size"])
+
+    def __len__(self) -> int:
+        return int(self._index.size)
+
+    def _shard(self, k: int) -> dict[str, Any]:
+        data = self._open.get(k)
+        if data is None:
+            folder = self.root / "shards" / _shard_name(k)
+            data = {key: np.load(folder / f"{key}.npy", mmap_mode="r", allow_pickle=False) for key in ARRAYS}
+            data["params"] = json.loads((folder / "params.json").read_text())
+            self._open[k] = data
+            while len(self._open) > self._max_open:
+                self._open.popitem(last=False)
+        else:
+            self._open.move_to_end(k)
+        return data
+
+    def __getitem__(self, i: Any) -> dict[str, Any]:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"index must be an integer; got {type(i).__name__}")
+        n = len(self)
+        j = int(i) + n if int(i) < 0 else int(i)
+        if not 0 <= j < n:
+            raise IndexError(f"index {int(i)} out of range for a data set of {n} samples")
+        index = int(self._index[j])
+        k, o = divmod(index, self._shard_size)
+        data = self._shard(k)
+        item = {key: np.array(data[key][o]) for key in ARRAYS}
+        item["params"] = data["params"][o]
+        item["index"] = index
+        return item
+
+    def __iter__(self) -> Any:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers: reopen shards lazily
+        state = self.__dict__.copy()
+        state["_open"] = collections.OrderedDict()
+        return state
+
+    @staticmethod
+    def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Batch items for a ``torch.utils.data.DataLoader``: arrays become tensors stacked on
+        a first batch axis (``(B, H, W, 3)`` etc., NumPy layout), ``params`` and ``index``
+        become lists."""
+        import torch  # noqa: PLC0415
+
+        out: dict[str, Any] = {key: torch.from_numpy(np.stack([it[key] for it in items])) for key in ARRAYS}
+        out["params"] = [it["params"] for it in items]
+        out["index"] = [it["index"] for it in items]
+        return out
