@@ -513,7 +513,7 @@ def _add_synth_parser(sub: Any) -> None:
     p.add_argument("--out", help="data set folder (created; an existing one is resumed)")
     p.add_argument("--seed", type=int, default=0, help="data set seed (default 0)")
     p.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
-    p.add_argument("--spp", type=int, default=16, help="samples per pixel (default 16)")
+    p.add_argument("--spp", type=int, default=9, help="samples per pixel, multi-jittered (default 9)")
     p.add_argument("--shard-size", type=int, default=64, help="samples per shard (default 64)")
     p.add_argument("--shard", help="make only part i of n of the shards, e.g. 0/4")
     p.add_argument("--scheduler", help="Dask distributed scheduler address (e.g. tcp://host:8786)")

@@ -134,7 +134,8 @@ def _generator(settings: dict[str, Any]) -> Any:
         gen = _GENERATORS.get(key)
         if gen is None:
             gen = Generator(tuple(settings["size"]), spp=settings["spp"], variant=settings["variant"],
-                            head_model=settings.get("head_model_path"), max_depth=settings["max_depth"])
+                            head_model=settings.get("head_model_path"), max_depth=settings["max_depth"],
+                            sampler=settings.get("sampler", "independent"))
             _GENERATORS[key] = gen
             while len(_GENERATORS) > 2:
                 _GENERATORS.popitem(last=False)
@@ -216,13 +217,14 @@ def generate(
     count: int,
     seed: int = 0,
     size: int | tuple[int, int] = 128,
-    spp: int = 16,
+    spp: int = 9,
     shard_size: int = 64,
     shard: Any = None,
     scheduler: str | None = None,
     variant: str = "auto",
     head_model: Any = None,
     max_depth: int = 3,
+    sampler: str = "multijitter",
     preview: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -240,6 +242,8 @@ def generate(
         variant: Mitsuba variant (``"auto"``, ``"llvm_ad_rgb"``, ``"scalar_rgb"``).
         head_model: ``None`` (the shipped asset), an asset ``.npz`` or a FaceXModel folder.
         max_depth: path length of the path tracer.
+        sampler: Mitsuba sampler of the images (``multijitter``, ``independent``, ``stratified``,
+            ``ldsampler``).
         preview: write ``preview.png`` (when shard 0 is present).
         progress: ``callback(done, total)`` after each sample (per shard with Dask), counting
             the samples this call is responsible for, skipped ones included in ``done``.
@@ -278,8 +282,10 @@ def generate(
     model_path = None if head_model is None else str(Path(head_model).resolve())
     model = HeadModel.load(head_model)  # validates the path early, with a clear error
     chosen = select_variant(variant)
+    if sampler not in ("independent", "multijitter", "stratified", "ldsampler"):
+        raise ValueError(f"sampler must be 'independent', 'multijitter', 'stratified' or 'ldsampler'; got {sampler!r}")
     settings = {
-        "size": list(hw), "spp": spp, "variant": chosen, "max_depth": max_depth,
+        "size": list(hw), "spp": spp, "variant": chosen, "max_depth": max_depth, "sampler": sampler,
         "head_model": Path(model.source).name, "head_model_path": model_path,
         "identities": model.num_identities, "expressions": model.num_expressions,
     }

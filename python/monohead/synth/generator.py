@@ -93,18 +93,20 @@ class Generator:
         head_model: a :class:`HeadModel`, a path to an asset or FaceXModel folder, or
             ``None`` for the asset shipped with monohead.
         max_depth: path length of the path tracer.
+        sampler: Mitsuba sampler of the image (see :class:`~monohead.synth.render.Renderer`).
     """
 
     def __init__(
         self,
         size: int | tuple[int, int] = 128,
-        spp: int = 16,
+        spp: int = 9,
         variant: str = "auto",
         head_model: Any = None,
         max_depth: int = 3,
+        sampler: str = "multijitter",
     ) -> None:
         self.model = head_model if isinstance(head_model, HeadModel) else HeadModel.load(head_model)
-        self.renderer = Renderer(self.model, size, spp=spp, variant=variant, max_depth=max_depth)
+        self.renderer = Renderer(self.model, size, spp=spp, variant=variant, max_depth=max_depth, sampler=sampler)
         self.size = self.renderer.size
         self.spp = self.renderer.spp
         self.variant = self.renderer.variant
@@ -114,7 +116,7 @@ class Generator:
     def settings(self) -> dict[str, Any]:
         """What besides (seed, index) decides a sample."""
         return {"size": list(self.size), "spp": self.spp, "variant": self.variant,
-                "max_depth": self.renderer.max_depth, "generator_version": GENERATOR_VERSION,
+                "max_depth": self.renderer.max_depth, "sampler": self.renderer.sampler, "generator_version": GENERATOR_VERSION,
                 "head_model": self.model.source.rsplit("/", 1)[-1], "identities": self.model.num_identities,
                 "expressions": self.model.num_expressions, "texture_size": self.renderer.space.height}
 

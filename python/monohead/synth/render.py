@@ -232,16 +232,20 @@ class Renderer:
         variant: ``"auto"``, ``"llvm_ad_rgb"`` or ``"scalar_rgb"`` (:func:`select_variant`).
         max_depth: path length of the ``path`` integrator (3: direct light and one bounce).
         texture_size: skin atlas height in texels (default ``clip(2 max(H, W), 256, 1024)``).
+        sampler: Mitsuba sampler of the image: ``multijitter`` (default: jittered strata,
+            less noise than independent samples for the same ``spp``), ``independent``,
+            ``stratified`` or ``ldsampler``.
     """
 
     def __init__(
         self,
         model: HeadModel,
         size: int | tuple[int, int] = 128,
-        spp: int = 16,
+        spp: int = 9,
         variant: str = "auto",
         max_depth: int = 3,
         texture_size: int | None = None,
+        sampler: str = "multijitter",
     ) -> None:
         h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
         if int(h) < 8 or int(w) < 8:
@@ -251,6 +255,9 @@ class Renderer:
         if self.spp < 1:
             raise ValueError(f"spp must be a positive integer; got {spp}")
         self.max_depth = int(max_depth)
+        if sampler not in ("independent", "multijitter", "stratified", "ldsampler"):
+            raise ValueError(f"sampler must be 'independent', 'multijitter', 'stratified' or 'ldsampler'; got {sampler!r}")
+        self.sampler = sampler
         self.variant = select_variant(variant)
         self.model = model
         tex = texture_size or int(np.clip(2 * max(h, w), 256, 1024))
@@ -319,7 +326,7 @@ class Renderer:
                 "far_clip": 1e2 * max(h, w),
                 "film": {"type": "hdrfilm", "width": w, "height": h, "rfilter": {"type": "box"},
                          "pixel_format": "rgba", "component_format": "float32"},
-                "sampler": {"type": "independent", "sample_count": self.spp},
+                "sampler": {"type": self.sampler, "sample_count": self.spp},
             },
             "skin": self._mesh(mi, "skin", len(self._skin[0]), self._skin[2], self._skin_uv, skin_bsdf),
             "eyes": self._mesh(mi, "eyes", len(self._eyes[0]), self._eyes[2], self._eye_uv, eye_bsdf),

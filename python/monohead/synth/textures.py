@@ -148,6 +148,10 @@ class TextureSpace:
         region = np.array(model.region_names)[model.face_region[self.skin_faces[index]]]
         self.position = pos.astype(np.float32)
         self.masks = self._skin_masks(model, v, pos, region, valid)
+        self.support: dict[str, tuple[slice, slice]] = {}
+        for name, mask in self.masks.items():
+            rr, cc = np.nonzero(mask > 0)
+            self.support[name] = (slice(rr.min(), rr.max() + 1), slice(cc.min(), cc.max() + 1)) if rr.size else (slice(0, 0), slice(0, 0))
 
         # Eyes: the angle from each eyeball's optical axis (+z through its centre).
         exy = euv * self.eye_size
@@ -345,9 +349,18 @@ def skin_albedo(space: TextureSpace, params: dict[str, Any], hair_rgb: Any = Non
     base = srgb_to_linear(np.clip(srgb + np.asarray(params["tint"]), 0, 1)).astype(np.float32)
     hair = np.array([0.03, 0.02, 0.012] if hair_rgb is None else hair_rgb, np.float32)
 
-    def mix(img: np.ndarray, colour: Any, weight: np.ndarray) -> np.ndarray:
-        wgt = weight[..., None]
-        return img * (1.0 - wgt) + np.asarray(colour, np.float32) * wgt
+    def mix(img: np.ndarray, colour: Any, name: str, weight: Any = 1.0) -> None:
+        """Blend ``colour`` into ``img`` in place with ``masks[name] * weight``, over the
+        mask's support only (most masks cover a small part of the atlas)."""
+        rows, cols = space.support[name]
+        wgt = m[name][rows, cols]
+        if not np.isscalar(weight):
+            weight = weight[rows, cols]
+        wgt = (wgt * weight)[..., None]
+        col = np.asarray(colour, np.float32)
+        if col.ndim == 3:
+            col = col[rows, cols]
+        img[rows, cols] = img[rows, cols] * (1.0 - wgt) + col * wgt
 
     # Blotches: low-frequency variation of brightness and redness.
     b = float(params["blotches"])
@@ -358,26 +371,26 @@ def skin_albedo(space: TextureSpace, params: dict[str, Any], hair_rgb: Any = Non
     # Lips.
     lr = float(params["lip_redness"])
     lip_rgb = base * np.array([1.0, 0.6, 0.62], np.float32) * (1.0 - 0.2 * lr) + np.array([0.05, 0.0, 0.01], np.float32) * lr
-    albedo = mix(albedo, lip_rgb, m["lips"] * (0.85 + 0.15 * space.noise(rng, "fine")))
+    mix(albedo, lip_rgb, "lips", 0.85 + 0.15 * space.noise(rng, "fine"))
     # Freckles: small dark-brown spots where the sun reaches.
     if params["freckles"] > 0:
         spots = space.noise(rng, "spots") * (params["freckles"] * m["freckles"])
         albedo *= 1.0 - spots[..., None] * np.array([0.35, 0.45, 0.55], np.float32)
     # Brows and the lash line: hair-coloured streaks.
     streak = np.clip(0.75 + 0.6 * space.noise(rng, "fine"), 0, 1)
-    albedo = mix(albedo, hair, m["brows"] * float(params["brow_darkness"]) * streak)
-    albedo = mix(albedo, hair * 0.6, m["lashes"] * 0.85)
+    mix(albedo, hair, "brows", float(params["brow_darkness"]) * streak)
+    mix(albedo, hair * 0.6, "lashes", 0.85)
     # Stubble: fine dark dots on the beard area, toward the hair colour.
     if params["stubble"] > 0:
         dots = space.noise(rng, "dots")
-        albedo = mix(albedo, hair, 0.8 * float(params["stubble"]) * m["beard"] * (0.4 + 0.6 * dots))
+        mix(albedo, hair, "beard", 0.8 * float(params["stubble"]) * (0.4 + 0.6 * dots))
     # Scalp under hair: roots darken it.
     if scalp_hair > 0:
         dots = space.noise(rng, "dots")
-        albedo = mix(albedo, hair, 0.9 * scalp_hair * m["scalp"] * (0.45 + 0.55 * dots))
+        mix(albedo, hair, "scalp", 0.9 * scalp_hair * (0.45 + 0.55 * dots))
     # Inside the mouth and the eye sockets.
-    albedo = mix(albedo, np.array([0.25, 0.045, 0.04]) * (0.6 + 0.4 * (1 - tone)), m["mouth"])
-    albedo = mix(albedo, base * np.array([1.0, 0.6, 0.6], np.float32), m["socket"])
+    mix(albedo, np.array([0.25, 0.045, 0.04]) * (0.6 + 0.4 * (1 - tone)), "mouth")
+    mix(albedo, base * np.array([1.0, 0.6, 0.6], np.float32), "socket")
     return np.clip(albedo, 0.0, 1.0).astype(np.float32)
 
 
