@@ -242,8 +242,13 @@ _TRAIN_OPTIONS = (
 )  # fmt: skip
 
 
-def _load_dataset(path: str | None, toy: int | None, what: str, seed: int = 0, toy_size: int = 64) -> Any:
-    """The data set of ``--data`` (``monohead.synth.SyntheticHeads``), or the toy heads of ``--toy``."""
+def _load_dataset(
+    path: str | None, toy: int | None, what: str, seed: int = 0, toy_size: int = 64, partial: bool = False
+) -> Any:
+    """The data set of ``--data`` (``monohead.synth.SyntheticHeads``), or the toy heads of ``--toy``.
+
+    ``partial``: accept a data set whose generation is unfinished (only its complete shards).
+    """
     if toy is not None:
         from .model._toy import ToyHeads
 
@@ -256,7 +261,10 @@ def _load_dataset(path: str | None, toy: int | None, what: str, seed: int = 0, t
         from .synth import SyntheticHeads
     except ImportError as exc:
         raise CliError(f"reading {path} needs monohead.synth.SyntheticHeads, which could not be imported ({exc})") from exc
-    return SyntheticHeads(path)
+    try:
+        return SyntheticHeads(path, partial=partial)
+    except ValueError as exc:
+        raise CliError(f"{exc}{'' if partial else ' (use --partial-data to train on the complete shards)'}") from exc
 
 
 class _Progress:
@@ -349,7 +357,9 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         base = dict(saved.get("config", {}))
     cfg = TrainConfig.from_dict({**base, **given})
     toy_size = max(64, 2 ** (cfg.depth - 1))
-    data = _load_dataset(args.data, args.toy, "the training data: --data DIR", seed=cfg.seed, toy_size=toy_size)
+    data = _load_dataset(
+        args.data, args.toy, "the training data: --data DIR", seed=cfg.seed, toy_size=toy_size, partial=args.partial_data
+    )
     val = _load_dataset(args.val_data, None, "--val-data") if args.val_data else None
 
     stop = {"flag": False}
@@ -408,6 +418,11 @@ def _add_train_parser(sub: Any) -> None:
         "Options not given on a resume keep the run's values.",
     )
     p.add_argument("--data", help="data set folder (training; or held-out data with --eval-only / --export-weights)")
+    p.add_argument(
+        "--partial-data",
+        action="store_true",
+        help="train on the complete shards of a data set whose generation is unfinished (resume it later)",
+    )
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, curves.png, val_predictions.png)")
     p.add_argument("--val-data", help="validation data folder (default: hold out the last --val-count items of --data)")
     g = p.add_argument_group("run definition (fixed for the life of a run)")
