@@ -25,11 +25,14 @@ import numpy as np
 
 from .head_model import HeadModel
 
-__all__ = ["STRAND_POINTS", "STYLES", "Scalp", "grow_hair", "hair_colour_params", "hair_rgb", "sample_hair_params"]
+__all__ = ["STYLES", "STYLE_POINTS", "Scalp", "grow_hair", "hair_colour_params", "hair_rgb", "sample_hair_params"]
 
 STYLES = ("bald", "buzz", "short", "medium", "long")
-STRAND_POINTS = 8
-"""Control points per strand, the same for every style (the renderer keeps array sizes fixed)."""
+STYLE_POINTS = {"bald": 4, "buzz": 4, "short": 8, "medium": 16, "long": 16}
+"""Control points per strand of each style: the renderer pads every style to a fixed number of
+control points (Dr.Jit compiles array sizes into its kernels), so ``4096 * 4``, ``4096 * 8`` and
+``2048 * 16`` all fill one of its buckets."""
+_STYLE_STRANDS = {"buzz": 3600, "short": 3600, "medium": 2000, "long": 2000}
 _STYLE_P = (0.12, 0.13, 0.3, 0.25, 0.2)
 
 # (eumelanin, pheomelanin) ranges of natural hair colours (Mitsuba's hair BSDF units).
@@ -156,17 +159,16 @@ def grow_hair(
 
     Returns:
         ``(N, K, 4)`` float64 control points ``(x, y, z, radius)`` of N cubic B-spline strands
-        of ``K = STRAND_POINTS`` control points each (cm); ``N = 0`` for ``bald``.
+        of ``K = STYLE_POINTS[style]`` control points each (cm); ``N = 0`` for ``bald``.
     """
     style = params["style"]
-    k = STRAND_POINTS
+    k = STYLE_POINTS[style]
     if style == "bald":
         return np.zeros((0, k, 4))
     rng = np.random.default_rng(params["seed"])
     if scalp is None:
         scalp = Scalp.of(model, params.get("hairline", 0.0))
-    n_base = {"buzz": 3600, "short": 3600, "medium": 3400, "long": 3400}[style]
-    n = min(int(n_base * params["density"]), max_strands)
+    n = min(int(_STYLE_STRANDS[style] * params["density"]), max_strands)
     length = float(params["length"])
 
     tri = rng.choice(len(scalp.faces), size=n, p=scalp.weights)
@@ -233,6 +235,6 @@ def grow_hair(
         p = _ellipsoid_push(p, centre, radii, margin)
         p = _ellipsoid_push(p, sh_centre, sh_radii, np.full(n, 0.4))
         pts[:, j] = p
-    radius = np.full((n, k, 1), float(params["radius"]))
+    radius = np.full((n, k, 1), float(params["radius"]) * (1.3 if k > 8 else 1.0))
     radius[:, -2:, 0] *= np.array([0.8, 0.5])
     return np.concatenate([pts, radius], axis=-1)

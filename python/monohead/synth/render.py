@@ -49,10 +49,11 @@ MIN_NZ = 1e-3
 LIGHT_SLOTS = 4
 """Lights of each kind (point, spot, directional) the scene can hold at once."""
 
-HAIR_BUCKETS = (1, 2048, 4096)
-"""Strand counts the hair curve is padded to. Dr.Jit compiles the number of curve control
-points into its kernels, so the count takes one of these values (hidden strands fill the
-rest): three kernels in all, instead of one per hairstyle."""
+HAIR_BUCKETS = (4, 16384, 32768)
+"""Control-point counts the hair curve is padded to (with hidden strands). Dr.Jit compiles the
+number of curve control points and segments into its kernels, so these counts, with the
+styles' points per strand (:data:`monohead.synth.hair.STYLE_POINTS`), make four kernels in
+all instead of one per hairstyle."""
 
 _LOCK = threading.RLock()  # Mitsuba's variant is process-wide: one renderer at a time
 _LLVM_MIN = 16
@@ -454,13 +455,15 @@ class Renderer:
 
     @staticmethod
     def _hair(mi: Any, strands: np.ndarray, inside: np.ndarray) -> tuple[Any, Any, int]:
-        """Curve buffers of ``strands (N, K, 4)`` padded to a :data:`HAIR_BUCKETS` count with
-        tiny strands at ``inside`` (a point inside the head): never seen, never in the way."""
+        """Curve buffers of ``strands (N, K, 4)``, padded to a :data:`HAIR_BUCKETS` count of
+        control points with tiny strands at ``inside`` (a point inside the head): never seen,
+        never in the way."""
         hair = np.asarray(strands, np.float32)
         k = max(hair.shape[1], 4)
-        n = next((b for b in HAIR_BUCKETS if b >= hair.shape[0]), None)
-        if n is None:
-            raise ValueError(f"at most {HAIR_BUCKETS[-1]} strands; got {hair.shape[0]}")
+        total = next((b for b in HAIR_BUCKETS if b >= hair.shape[0] * k and b % k == 0), None)
+        if total is None:
+            raise ValueError(f"at most {HAIR_BUCKETS[-1]} hair control points; got {hair.shape[0] * k}")
+        n = total // k
         pad = np.zeros((n - hair.shape[0], k, 4), np.float32)
         pad[..., :3] = np.asarray(inside, np.float32)
         pad[..., 2] += np.linspace(0.0, 1e-2, k, dtype=np.float32)

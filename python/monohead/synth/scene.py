@@ -37,8 +37,10 @@ __all__ = [
 PIVOT = np.array([0.0, 1.0, 0.5])
 """Centre of rotation of the head (cm, model frame): about the middle of the skull."""
 
-FACE_CENTRE = np.array([0.0, 0.5, 9.0])
-"""The point that framing centres (cm, model frame): between the eyes and the mouth."""
+FACE_CENTRE = np.array([0.0, 1.5, 9.0])
+"""The point that framing centres (cm, model frame): a little above the nose tip, so that the
+whole head with its hair fits, as in :data:`monohead.reconstruct.FRAMING` (a square of 2.2
+face-box widths centred 0.12 widths above the face box's centre)."""
 
 BACKGROUND_PHOTOS = (
     "brick", "chelsea", "coffee", "coins", "grass", "gravel", "rocket", "hubble_deep_field",
@@ -57,14 +59,15 @@ def sample_pose(rng: np.random.Generator, size: int) -> dict[str, Any]:
     """Random head pose and framing for a ``size``-pixel square image.
 
     Yaw in [-75°, 75°], pitch in [-30°, 30°], roll in [-20°, 20°] (uniform); the head's width
-    (ear to ear, about 18.5 cm) covers 50 % to 80 % of the image; the face centre is offset by
-    up to 6 % of the image from its centre.
+    (ear to ear, about 18.5 cm) covers 48 % to 72 % of the image (the framing of
+    :mod:`monohead.reconstruct` puts it near 60 %); the face centre is offset by up to 6 % of
+    the image from its centre.
     """
     return {
         "yaw": float(rng.uniform(-75.0, 75.0)),
         "pitch": float(rng.uniform(-30.0, 30.0)),
         "roll": float(rng.uniform(-20.0, 20.0)),
-        "scale": float(rng.uniform(0.5, 0.8) * size / 18.5),
+        "scale": float(rng.uniform(0.48, 0.72) * size / 18.5),
         "offset": [float(o) for o in rng.uniform(-0.06, 0.06, 2) * size],
     }
 
