@@ -210,6 +210,14 @@ def _assign(params: Any, key: str, value: Any) -> None:
             params.set_property(cur, value_type, value)
 
 
+def _safe_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Eq. 2 vertex normals, ``(0, 0, 1)`` where undefined (collapsed, hidden geometry)."""
+    v = np.asarray(vertices, np.float64)
+    nrm = geometry.vertex_normals(v, faces) if np.ptp(v, axis=0).max() > 0 else np.zeros_like(v)
+    nrm[np.linalg.norm(nrm, axis=1) == 0] = (0.0, 0.0, 1.0)
+    return nrm
+
+
 def _split(faces: np.ndarray, corner_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render vertices (one per distinct (vertex, uv) pair) of a triangle set.
 
@@ -285,17 +293,17 @@ class Renderer:
         uv[:, 1] = 1.0 - uv[:, 1]
         return uv.astype(np.float32)
 
-    def _mesh(self, mi: Any, name: str, n_vertices: int, faces: np.ndarray, uv: np.ndarray | None, bsdf: dict) -> Any:
+    def _mesh(self, mi: Any, name: str, vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray | None, bsdf: dict) -> Any:
+        """A Mitsuba mesh with placeholder ``vertices`` (replaced by every :meth:`update`)."""
+        n_vertices = len(vertices)
         props = mi.Properties()
         props["bsdf"] = mi.load_dict(bsdf)
         mesh = mi.Mesh(name, n_vertices, len(faces), props=props, has_vertex_normals=True,
                        has_vertex_texcoords=uv is not None)
         p = mi.traverse(mesh)
         p["faces"] = _uints(mi, faces)
-        p["vertex_positions"] = _floats(mi, np.zeros(3 * n_vertices))
-        normals = np.zeros((n_vertices, 3), np.float32)
-        normals[:, 2] = 1.0
-        p["vertex_normals"] = _floats(mi, normals)
+        p["vertex_positions"] = _floats(mi, vertices)
+        p["vertex_normals"] = _floats(mi, _safe_normals(vertices, faces))
         if uv is not None:
             p["vertex_texcoords"] = _floats(mi, uv)
         p.update()
@@ -329,19 +337,21 @@ class Renderer:
                          "pixel_format": "rgba", "component_format": "float32"},
                 "sampler": {"type": self.sampler, "sample_count": self.spp},
             },
-            "skin": self._mesh(mi, "skin", len(self._skin[0]), self._skin[2], self._skin_uv, skin_bsdf),
-            "eyes": self._mesh(mi, "eyes", len(self._eyes[0]), self._eyes[2], self._eye_uv, eye_bsdf),
+            "skin": self._mesh(mi, "skin", self.model.neutral[self._skin[0]], self._skin[2], self._skin_uv, skin_bsdf),
+            "eyes": self._mesh(mi, "eyes", self.model.neutral[self._eyes[0]], self._eyes[2], self._eye_uv, eye_bsdf),
             "env": {"type": "envmap", "bitmap": mi.Bitmap(np.full((16, 32, 3), 0.2, np.float32))},
         }
         # Placeholder hair (one tiny strand) and glasses (real topology, collapsed).
         from .glasses import build_glasses  # noqa: PLC0415
 
-        fv, ff, lv, lf = build_glasses(None, self.model, self.model.neutral.astype(np.float64))
+        placeholder = {"design": "round", "lens_width": 5.0, "lens_height": 4.5, "thickness": 0.2, "depth": 0.3,
+                       "bridge": 1.8, "offset": 0.0, "lenses": True}
+        fv, ff, lv, lf = build_glasses(placeholder, self.model, self.model.neutral.astype(np.float64))
         self._frame_faces, self._lens_faces = ff, lf
-        sd["frame"] = self._mesh(mi, "frame", len(fv), ff, None,
+        sd["frame"] = self._mesh(mi, "frame", fv, ff, None,
                                  {"type": "principled", "base_color": {"type": "rgb", "value": [0.05, 0.05, 0.05]},
                                   "metallic": 0.0, "roughness": 0.3})
-        sd["lens"] = self._mesh(mi, "lens", len(lv), lf, None,
+        sd["lens"] = self._mesh(mi, "lens", lv, lf, None,
                                 {"type": "thindielectric", "specular_transmittance": {"type": "rgb", "value": [1.0, 1.0, 1.0]}})
         self._curve_file = self._placeholder_curve()
         sd["hair"] = {"type": "bsplinecurve", "filename": self._curve_file, "bsdf": {"type": "hair"}}
@@ -474,8 +484,7 @@ class Renderer:
     def _set_mesh(self, name: str, vertices: np.ndarray, faces: np.ndarray) -> None:
         mi = _mitsuba(self.variant)
         v = np.asarray(vertices, np.float64)
-        nrm = geometry.vertex_normals(v, faces) if np.ptp(v, axis=0).max() > 0 else np.zeros_like(v)
-        nrm[np.linalg.norm(nrm, axis=1) == 0] = (0.0, 0.0, 1.0)
+        nrm = _safe_normals(v, faces)
         self.params[f"{name}.vertex_positions"] = _floats(mi, v)
         self.params[f"{name}.vertex_normals"] = _floats(mi, nrm)
 
