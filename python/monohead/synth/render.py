@@ -10,8 +10,8 @@ keeps Dr.Jit's compiled kernels valid from one sample to the next.
   hidden, so that the film's alpha is the head's coverage; the background is composited
   behind it.
 - The **ground truth** (:meth:`Renderer.ground_truth`) casts one ray through each pixel
-  centre with the same camera and scene, passes through occluders (hair, glasses)
-  and records the first hit on the head or the eyes: its position (x, y and the depth, in
+  centre with the same camera and scene, steps through occluders (hair, glasses) along
+  that same ray and records the first hit on the head or the eyes: its position (x, y and the depth, in
   pixels) and its shading normal, the barycentric interpolation of the angle-weighted vertex
   normals (paper eq. 2) that :meth:`Renderer.update` gave the meshes. Pixels whose normal
   faces away from the camera (``Nz <= MIN_NZ``, at silhouettes where interpolated normals
@@ -55,6 +55,8 @@ number of curve control points and segments into its kernels, so these counts, w
 styles' points per strand (:data:`monohead.synth.hair.STYLE_POINTS`), make four kernels in
 all instead of one per hairstyle."""
 
+_REDO_BLOCK = 64  # rays traced again from inside the skin are padded to a multiple of this
+_STEP = 1e-3  # pixels: how far past an occluder's surface the ground-truth ray goes on
 _LOCK = threading.RLock()  # Mitsuba's variant is process-wide: one renderer at a time
 _LLVM_MIN = 16
 
@@ -216,6 +218,14 @@ def _safe_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     nrm = geometry.vertex_normals(v, faces) if np.ptp(v, axis=0).max() > 0 else np.zeros_like(v)
     nrm[np.linalg.norm(nrm, axis=1) == 0] = (0.0, 0.0, 1.0)
     return nrm
+
+
+@dataclass
+class _RayArrays:
+    """Pixel rays as NumPy arrays ``(n, 3)`` (the scalar variant's stand-in for a Ray3f)."""
+
+    o: np.ndarray
+    d: np.ndarray
 
 
 def _split(faces: np.ndarray, corner_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -504,12 +514,20 @@ class Renderer:
 
     def ground_truth(self) -> GroundTruth:
         """Ground-truth maps of the current scene (see the module docstring)."""
-        with _LOCK:
-            if self.variant == "scalar_rgb":
-                pos, nrm, part = self._trace_scalar()
-            else:
-                pos, nrm, part = self._trace_vectorised()
         h, w = self.size
+        with _LOCK:
+            mi = _mitsuba(self.variant)
+            ray = self._pixel_rays(mi)
+            pos, nrm, part, inside = self._trace(ray)
+            # A hit on the inside of the closed skin means the ray stepped through it where an
+            # occluder touches it (a hair's root): go back from there to the skin it crossed.
+            redo = np.nonzero(inside)[0]
+            if redo.size:
+                d = np.broadcast_to(np.array(ray.d, np.float64).reshape(3, -1).T, (h * w, 3))[redo] if not isinstance(
+                    ray, _RayArrays) else ray.d[redo]
+                p2, n2, k2, _ = self._trace(_RayArrays(pos[redo], -d))
+                pos[redo], nrm[redo], part[redo] = p2, n2, k2
+        pos, nrm, part = pos.reshape(h, w, 3), nrm.reshape(h, w, 3), part.reshape(h, w)
         mask = (part > 0) & (nrm[..., 2] > MIN_NZ)
         nrm = nrm / np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-30)
         normals = np.where(mask[..., None], nrm, 0.0).astype(np.float32)
@@ -520,22 +538,47 @@ class Renderer:
         return GroundTruth(normals, depth, mask, np.where(mask, part, 0).astype(np.uint8), xy_error)
 
     def _pixel_rays(self, mi: Any) -> Any:
+        """The camera's rays through the pixel centres, row-major (Mitsuba arrays)."""
         h, w = self.size
         idx = np.arange(h * w)
-        pos = mi.Point2f(((idx % w) + 0.5).astype(np.float32) / w, ((idx // w) + 0.5).astype(np.float32) / h)
-        ray, _ = self.sensor.sample_ray(0.0, 0.5, pos, mi.Point2f(0.5, 0.5))
+        x = ((idx % w) + 0.5).astype(np.float32) / w
+        y = ((idx // w) + 0.5).astype(np.float32) / h
+        if self.variant == "scalar_rgb":
+            rays = [self.sensor.sample_ray(0.0, 0.5, mi.Point2f(float(a), float(b)), mi.Point2f(0.5, 0.5))[0]
+                    for a, b in zip(x, y, strict=True)]
+            return _RayArrays(np.array([np.array(r.o) for r in rays]), np.array([np.array(r.d) for r in rays]))
+        ray, _ = self.sensor.sample_ray(0.0, 0.5, mi.Point2f(x, y), mi.Point2f(0.5, 0.5))
         return ray
 
-    def _trace_vectorised(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _trace(self, ray: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """First hit on the head or the eyes along ``ray`` (a Mitsuba ray array, or
+        :class:`_RayArrays`), stepping through occluders. Returns ``pos (n, 3)``, shading normal
+        ``(n, 3)``, ``part (n,)`` (0 none, 1 skin, 2 eyes) and ``inside (n,)`` (the hit sees the
+        surface's back)."""
+        if self.variant == "scalar_rgb":
+            return self._trace_scalar(ray.o, ray.d)
+        return self._trace_vectorised(ray)
+
+    def _trace_vectorised(self, ray: Any) -> tuple[np.ndarray, ...]:
         import drjit as dr  # noqa: PLC0415
 
         mi = _mitsuba(self.variant)
-        h, w = self.size
-        ray = self._pixel_rays(mi)
-        n = h * w
+        if isinstance(ray, _RayArrays):
+            # A few rays: padded to a fixed count, so that one compiled kernel serves them all.
+            k = len(ray.o)
+            pad = -(-k // _REDO_BLOCK) * _REDO_BLOCK
+            o_np = np.concatenate([ray.o, np.repeat(ray.o[-1:], pad - k, axis=0)]).astype(np.float32)
+            d_np = np.concatenate([ray.d, np.repeat(ray.d[-1:], pad - k, axis=0)]).astype(np.float32)
+            o0 = mi.Point3f(*(mi.Float(o_np[:, j]) for j in range(3)))
+            d0 = mi.Vector3f(*(mi.Float(d_np[:, j]) for j in range(3)))
+            n = pad
+        else:
+            o0, d0 = mi.Point3f(ray.o), mi.Vector3f(ray.d)
+            n = dr.width(ray.o)
+            k = n
         scene, skin_ptr, eye_ptr = self.scene, self._skin_ptr, self._eye_ptr
 
-        def body(o: Any, d: Any, part: Any, pos: Any, nrm: Any, active: Any, count: Any) -> tuple:
+        def body(o: Any, d: Any, part: Any, pos: Any, nrm: Any, back: Any, active: Any, count: Any) -> tuple:
             si = scene.ray_intersect(mi.Ray3f(o, d), active)
             valid = active & si.is_valid()
             skin = valid & (si.shape == skin_ptr)
@@ -544,41 +587,41 @@ class Renderer:
             part = dr.select(skin, 1, dr.select(eyes, 2, part))
             pos = dr.select(head, si.p, pos)
             nrm = dr.select(head, si.sh_frame.n, nrm)
+            back = dr.select(head, dr.dot(si.n, d) > 0, back)
             active = valid & ~head
-            nxt = si.spawn_ray(d)
-            return (dr.select(active, nxt.o, o), d, part, pos, nrm, active, count + 1)
+            # Step along the ray just past the occluder (not off the surface along its normal).
+            return (dr.select(active, o + d * (si.t + _STEP), o), d, part, pos, nrm, back, active, count + 1)
 
-        state = (mi.Point3f(ray.o), mi.Vector3f(ray.d), dr.zeros(mi.UInt32, n), dr.zeros(mi.Point3f, n),
-                 dr.zeros(mi.Vector3f, n), dr.full(mi.Bool, True, n), dr.zeros(mi.UInt32, n))
-        _, _, part, pos, nrm, _, _ = dr.while_loop(
-            state, lambda o, d, part, pos, nrm, active, count: active & (count < 4096), body, label="ground_truth"
+        state = (o0, d0, dr.zeros(mi.UInt32, n), dr.zeros(mi.Point3f, n), dr.zeros(mi.Vector3f, n), dr.zeros(mi.Bool, n),
+                 dr.full(mi.Bool, True, n), dr.zeros(mi.UInt32, n))
+        _, _, part, pos, nrm, back, _, _ = dr.while_loop(
+            state, lambda o, d, part, pos, nrm, back, active, count: active & (count < 4096), body, label="ground_truth"
         )
-        dr.eval(part, pos, nrm)
-        return (np.array(pos, np.float64).T.reshape(h, w, 3), np.array(nrm, np.float64).T.reshape(h, w, 3),
-                np.array(part, np.uint8).reshape(h, w))
+        dr.eval(part, pos, nrm, back)
+        return (np.array(pos, np.float64).reshape(3, -1).T[:k], np.array(nrm, np.float64).reshape(3, -1).T[:k],
+                np.array(part, np.uint8).reshape(-1)[:k], np.array(back, bool).reshape(-1)[:k])
 
-    def _trace_scalar(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _trace_scalar(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, ...]:
         mi = _mitsuba(self.variant)
-        h, w = self.size
-        pos = np.zeros((h, w, 3))
-        nrm = np.zeros((h, w, 3))
-        part = np.zeros((h, w), np.uint8)
+        n = len(o)
+        pos, nrm = np.zeros((n, 3)), np.zeros((n, 3))
+        part, back = np.zeros(n, np.uint8), np.zeros(n, bool)
         ids = {"skin": 1, "eyes": 2}
-        for r in range(h):
-            for c in range(w):
-                ray, _ = self.sensor.sample_ray(0.0, 0.5, mi.Point2f((c + 0.5) / w, (r + 0.5) / h), mi.Point2f(0.5, 0.5))
-                for _ in range(4096):
-                    si = self.scene.ray_intersect(ray)
-                    if not si.is_valid():
-                        break
-                    k = ids.get(si.shape.id(), 0)
-                    if k:
-                        part[r, c] = k
-                        pos[r, c] = np.array(si.p)
-                        nrm[r, c] = np.array(si.sh_frame.n)
-                        break
-                    ray = si.spawn_ray(ray.d)
-        return pos, nrm, part
+        for i in range(n):
+            ray = mi.Ray3f(mi.Point3f(*o[i]), mi.Vector3f(*d[i]))
+            for _ in range(4096):
+                si = self.scene.ray_intersect(ray)
+                if not si.is_valid():
+                    break
+                k = ids.get(si.shape.id(), 0)
+                if k:
+                    part[i] = k
+                    pos[i] = np.array(si.p)
+                    nrm[i] = np.array(si.sh_frame.n)
+                    back[i] = float(np.dot(np.array(si.n), d[i])) > 0
+                    break
+                ray = mi.Ray3f(ray.o + ray.d * (si.t + _STEP), ray.d)
+        return pos, nrm, part, back
 
     @property
     def background(self) -> np.ndarray:
