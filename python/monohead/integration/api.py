@@ -8,6 +8,7 @@ against the averaged gradient ``p = -Nx/Nz`` (horizontal, x to the right) or ``q
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass
@@ -273,6 +274,15 @@ def _prepare(normals: Any, weights: Any, lam: Any, mask: Any) -> tuple[np.ndarra
     return n, m, w, lam
 
 
+def _with_setup(info: SolveInfo, solver: Integrator, check_seconds: float) -> SolveInfo:
+    """A solve's info with the one-shot call's validation, matrix assembly and setup added."""
+    return dataclasses.replace(
+        info,
+        assembly_seconds=info.assembly_seconds + check_seconds + solver.assembly_seconds,
+        setup_seconds=solver.setup_seconds,
+    )
+
+
 def integrate(
     normals: Any,
     weights: Any = None,
@@ -349,19 +359,7 @@ def integrate(
     if not return_info:
         return out
     depth, info = out
-    info = SolveInfo(
-        method=info.method,
-        backend=info.backend,
-        iterations=info.iterations,
-        residual=info.residual,
-        converged=info.converged,
-        assembly_seconds=info.assembly_seconds + check_seconds + solver.assembly_seconds,
-        setup_seconds=solver.setup_seconds,
-        solve_seconds=info.solve_seconds,
-        num_unknowns=info.num_unknowns,
-        num_components=info.num_components,
-    )
-    return depth, info
+    return depth, _with_setup(info, solver, check_seconds)
 
 
 #: Backends of :func:`integrate`.
@@ -426,20 +424,7 @@ def _integrate_batch_cpu(
         depth[i], info = solver.solve(
             n[i], tol=tol, maxiter=maxiter, x0=None if x0_arr is None else x0_arr[i], return_info=True
         )
-        infos.append(
-            SolveInfo(
-                method=info.method,
-                backend=info.backend,
-                iterations=info.iterations,
-                residual=info.residual,
-                converged=info.converged,
-                assembly_seconds=info.assembly_seconds + check_seconds + solver.assembly_seconds,
-                setup_seconds=solver.setup_seconds,
-                solve_seconds=info.solve_seconds,
-                num_unknowns=info.num_unknowns,
-                num_components=info.num_components,
-            )
-        )
+        infos.append(_with_setup(info, solver, check_seconds))
     return (depth, infos) if return_info else depth
 
 
