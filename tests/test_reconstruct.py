@@ -177,3 +177,16 @@ def test_cli_bad_photo_leaves_no_output(tmp_path, monkeypatch, capsys):
     assert cli.main(["reconstruct", str(bad), "-o", str(out)]) == 2
     assert "not a readable image" in capsys.readouterr().err
     assert list(out.iterdir()) == []
+
+
+def test_limit_slope_tilts_grazing_normals_only():
+    n = np.zeros((2, 2, 3))
+    n[0, 0] = (0.6, 0.0, 0.8)
+    n[0, 1] = (0.0, -1.0, 0.0005)
+    n[1, 0] = (0.999, 0.0, 0.01)
+    m = np.array([[True, True], [True, False]])
+    out = R.limit_slope(n / np.linalg.norm(n + 1e-30, axis=-1, keepdims=True), m, 0.1)
+    np.testing.assert_allclose(out[0, 0], (0.6, 0.0, 0.8))
+    np.testing.assert_allclose(out[0, 1], (0.0, -np.sqrt(0.99), 0.1))
+    np.testing.assert_allclose(out[1, 0], (np.sqrt(0.99), 0.0, 0.1))
+    np.testing.assert_allclose(np.linalg.norm(out[m], axis=1), 1.0)

@@ -49,7 +49,11 @@ INPUT_SIZE = 128
 DETECT_SIZE = 160
 #: Head framing from a detected face box ``(x, y, w, h)``: the crop is a square of side
 #: ``scale * w`` centred at the face box's centre moved by ``dy * w`` (positive = down).
-FRAMING = {"scale": 2.2, "dy": -0.12}
+FRAMING = {"scale": 2.8, "dy": -0.12}
+#: Smallest Nz integrated: predicted normals closer to grazing (> 84 degrees from the viewing
+#: direction, slopes |grad h| > 10) are tilted up to it before integration, as a few such
+#: pixels at the silhouette otherwise throw the whole depth map off.
+MIN_NZ = 0.1
 #: Smallest photo accepted (pixels on each side).
 MIN_SIDE = 32
 
@@ -83,6 +87,8 @@ class Reconstruction:
         crop: ``(128, 128, 3)`` uint8 network input.
         normals: ``(128, 128, 3)`` float32 predicted unit normals (0 outside the mask).
         W: ``(128, 128)`` float32 predicted depth-gradient magnitude (0 outside the mask).
+            (``normals`` are as predicted; the integration uses them with slopes limited by
+            :func:`limit_slope`.)
         mask: ``(128, 128)`` bool predicted head mask.
         depth: ``(128, 128)`` float64 integrated depth, crop pixels, NaN outside the mask.
         mesh: :class:`trimesh.Trimesh`, one vertex per mask pixel, vertex colours from the crop.
@@ -316,7 +322,7 @@ def reconstruct(
         m = mask[k]
         if not m.any():
             raise NoFaceError("the network found no head in the crop; check the framing or use detect=False")
-        depth = integrate(normals[k], Wmap[k], lam, m, method=method)
+        depth = integrate(limit_slope(normals[k], m), Wmap[k], lam, m, method=method)
         t_int = time.perf_counter() - t0
         t0 = time.perf_counter()
         mesh = geometry.depth_to_mesh(depth, m)
@@ -337,6 +343,18 @@ def reconstruct(
             )
         )
     return results if all_faces else results[0]
+
+
+def limit_slope(normals: np.ndarray, mask: np.ndarray, min_nz: float = MIN_NZ) -> np.ndarray:
+    """Unit normals with ``Nz >= min_nz`` inside ``mask``: the ones closer to grazing keep their
+    direction in the image plane and are tilted up to ``Nz = min_nz`` (float64 copy)."""
+    n = np.array(normals, dtype=np.float64)
+    low = mask & (n[..., 2] < min_nz)
+    if low.any():
+        xy = n[low][:, :2]
+        length = np.maximum(np.linalg.norm(xy, axis=1, keepdims=True), 1e-12)
+        n[low] = np.column_stack([xy / length * np.sqrt(1.0 - min_nz**2), np.full(len(xy), min_nz)])
+    return n
 
 
 _MODEL: Any = None
