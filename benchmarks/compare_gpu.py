@@ -111,10 +111,8 @@ def _timed(fn, sync):
     return time.perf_counter() - t0, out
 
 
-def run_monohead(arrays, method, sync, repeat):
-    n, W, mask = arrays
-    call = lambda: monohead.integrate(n, W, LAM, mask, method=method, tol=TOL, return_info=True)  # noqa: E731
-    _timed(call, sync)  # warm-up
+def _best_row(call, sync, repeat):
+    """Best of ``repeat`` timed calls of ``call() -> (depth, SolveInfo)``, as a table row."""
     best = None
     for _ in range(repeat):
         total, (_, info) = _timed(call, sync)
@@ -130,23 +128,16 @@ def run_monohead(arrays, method, sync, repeat):
     }
 
 
+def run_monohead(arrays, method, sync, repeat):
+    n, W, mask = arrays
+    call = lambda: monohead.integrate(n, W, LAM, mask, method=method, tol=TOL, return_info=True)  # noqa: E731
+    _timed(call, sync)  # warm-up
+    return _best_row(call, sync, repeat)
+
+
 def run_numpy(arrays, repeat):
     n, W, mask = arrays
-    best = None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        _, info = generic.integrate_xp(n, W, LAM, mask, tol=TOL, return_info=True)
-        total = time.perf_counter() - t0
-        if best is None or total < best[0]:
-            best = (total, info)
-    total, info = best
-    return {
-        "setup_ms": 1e3 * (info.assembly_seconds + info.setup_seconds),
-        "solve_ms": 1e3 * info.solve_seconds,
-        "total_ms": 1e3 * total,
-        "iterations": info.iterations,
-        "residual": info.residual,
-    }
+    return _best_row(lambda: generic.integrate_xp(n, W, LAM, mask, tol=TOL, return_info=True), lambda: None, repeat)
 
 
 def run_csr_jacobi(cp, host, sync, repeat):
