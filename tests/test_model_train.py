@@ -220,3 +220,39 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     assert step >= 1
     r = model.train(ToyHeads(16, 64), run, model.TrainConfig.from_dict({**load_checkpoint(run / CHECKPOINT)["config"], "steps": step + 1}))
     assert r["step"] == step + 1 and not r["stopped"]
+
+
+def test_concat_data_reads_parts_as_one():
+    from monohead.model.data import ConcatData
+
+    a, b = ToyHeads(3, 32, seed=1), ToyHeads(2, 32, seed=2)
+    c = ConcatData([a, b])
+    assert len(c) == 5
+    np.testing.assert_array_equal(c[2]["image"], a[2]["image"])
+    np.testing.assert_array_equal(c[3]["image"], b[0]["image"])
+    np.testing.assert_array_equal(c[-1]["image"], b[1]["image"])
+    assert [p["count"] for p in c.meta["parts"]] == [3, 2]
+    with pytest.raises(IndexError, match="index 5 is out of range for 5 items"):
+        c[5]
+    with pytest.raises(ValueError, match="parts must hold at least one data set"):
+        ConcatData([])
+    with pytest.raises(TypeError, match=r"parts\[1\] must be an indexable data set"):
+        ConcatData([a, 3])
+
+
+def test_cli_train_on_several_data_folders(tmp_path, capsys):
+    from monohead.synth import generate
+
+    folders = []
+    for seed in (21, 22):
+        folders.append(str(tmp_path / f"d{seed}"))
+        generate(folders[-1], 6, seed=seed, size=32, spp=1, shard_size=3, preview=False)
+    run = tmp_path / "run"
+    argv = ["train", "--data", *folders, "--out", str(run), "--width", "4", "--depth", "4", "--batch-size", "4",
+            "--steps", "2", "--val-count", "4", "--val-every", "2", "--json"]  # fmt: skip
+    assert cli.main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["step"] == 2
+    data = json.loads((run / "config.json").read_text())["data"]
+    assert data["count"] == 12
+    assert [p["meta"]["seed"] for p in data["meta"]["parts"]] == [21, 22]

@@ -173,3 +173,28 @@ def test_cli(tmp_path, capsys, reference):
     assert "exists and is not a folder" in capsys.readouterr().err
     assert cli.main(["synth", "--count", "1", "--out", str(tmp_path / "e"), "--head-model", str(tmp_path)]) == 2
     assert "not an ICT-FaceKit FaceXModel folder" in capsys.readouterr().err
+
+
+def test_resume_a_set_made_before_the_sampler_setting(tmp_path, reference, capsys):
+    """A manifest without ``sampler`` was rendered with Mitsuba's independent sampler: it resumes
+    with ``sampler="independent"`` (CLI ``--sampler independent``) and refuses any other."""
+    import shutil
+
+    root = tmp_path / "old"
+    shutil.copytree(reference, root)
+    mpath = root / "manifest.json"
+    man = json.loads(mpath.read_text())
+    man["settings"]["sampler"] = "independent"
+    man["settings"] = {k: v for k, v in man["settings"].items() if k != "sampler"}
+    mpath.write_text(json.dumps(man))
+    shutil.rmtree(root / "shards" / sorted(p.name for p in (root / "shards").iterdir())[-1])
+    with pytest.raises(ValueError, match=r"holds a different data set \(settings:"):
+        generate(root, 5, **SETTINGS)  # multijitter asked, independent there
+    args = ["synth", "--count", "5", "--out", str(root), "--seed", "11", "--size", "32", "--spp", "2",
+            "--shard-size", "2", "--json"]  # fmt: skip
+    assert cli.main([*args, "--sampler", "multijitter"]) == 2
+    assert "holds a different data set" in capsys.readouterr().err
+    assert cli.main([*args, "--sampler", "independent"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["generated"] == 1 and r["skipped"] == 4
+    assert len(SyntheticHeads(root)) == 5

@@ -243,16 +243,23 @@ _TRAIN_OPTIONS = (
 
 
 def _load_dataset(
-    path: str | None, toy: int | None, what: str, seed: int = 0, toy_size: int = 64, partial: bool = False
+    path: str | list[str] | None, toy: int | None, what: str, seed: int = 0, toy_size: int = 64, partial: bool = False
 ) -> Any:
     """The data set of ``--data`` (``monohead.synth.SyntheticHeads``), or the toy heads of ``--toy``.
 
+    Several folders are read as one data set (``monohead.model.data.ConcatData``), in the order given.
     ``partial``: accept a data set whose generation is unfinished (only its complete shards).
     """
     if toy is not None:
         from .model._toy import ToyHeads
 
         return ToyHeads(toy, toy_size, seed=seed)
+    if isinstance(path, list):
+        if len(path) > 1:
+            from .model.data import ConcatData
+
+            return ConcatData([_load_dataset(p, None, what, seed, toy_size, partial) for p in path])
+        path = path[0] if path else None
     if path is None:
         raise CliError(f"give {what}")
     if not Path(path).exists():
@@ -417,7 +424,12 @@ def _add_train_parser(sub: Any) -> None:
         "(Ctrl-C or SIGTERM saves a checkpoint first). Runs under torchrun with DistributedDataParallel. "
         "Options not given on a resume keep the run's values.",
     )
-    p.add_argument("--data", help="data set folder (training; or held-out data with --eval-only / --export-weights)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        metavar="DIR",
+        help="data set folder(s) (training, several are read as one; or held-out data with --eval-only / --export-weights)",
+    )
     p.add_argument(
         "--partial-data",
         action="store_true",
@@ -488,7 +500,7 @@ def _cmd_synth(args: argparse.Namespace) -> dict[str, Any]:
     return generate(
         args.out, args.count, seed=args.seed, size=args.size, spp=args.spp, shard_size=args.shard_size,
         shard=args.shard, scheduler=args.scheduler, variant=args.variant, head_model=args.head_model,
-        preview=not args.no_preview, progress=None if args.json or args.quiet else _synth_progress(),
+        sampler=args.sampler, preview=not args.no_preview, progress=None if args.json or args.quiet else _synth_progress(),
     )
 
 
@@ -528,7 +540,13 @@ def _add_synth_parser(sub: Any) -> None:
     p.add_argument("--out", help="data set folder (created; an existing one is resumed)")
     p.add_argument("--seed", type=int, default=0, help="data set seed (default 0)")
     p.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
-    p.add_argument("--spp", type=int, default=9, help="samples per pixel, multi-jittered (default 9)")
+    p.add_argument("--spp", type=int, default=9, help="samples per pixel (default 9)")
+    p.add_argument(
+        "--sampler",
+        default="multijitter",
+        choices=["multijitter", "independent", "stratified", "ldsampler"],
+        help="Mitsuba pixel sampler (default multijitter; sets made before this option used independent)",
+    )
     p.add_argument("--shard-size", type=int, default=64, help="samples per shard (default 64)")
     p.add_argument("--shard", help="make only part i of n of the shards, e.g. 0/4")
     p.add_argument("--scheduler", help="Dask distributed scheduler address (e.g. tcp://host:8786)")

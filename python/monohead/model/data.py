@@ -14,6 +14,7 @@ that was not, with any number of loader workers or processes.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 
 from .unet import W_SCALE, encode_w
 
-__all__ = ["Augment", "Batch", "StepBatches", "StepDataset", "collate", "gaussian_blur", "images_to_tensor", "item_targets"]
+__all__ = ["Augment", "Batch", "ConcatData", "dataset_info", "StepBatches", "StepDataset", "collate", "gaussian_blur", "images_to_tensor", "item_targets"]
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,57 @@ def _augment(images: torch.Tensor, aug: Augment, seed: int, step: int, js: list[
         x = torch.where((sigma > 0.05)[:, None, None, None], blurred, x)
     x = (x + noise_std[:, None, None, None] * noise).clamp_(0.0, 1.0)
     return x * 2.0 - 1.0
+
+
+class ConcatData:
+    """Several data sets read as one: item ``i`` of the whole is item ``i - offset_k`` of part ``k``.
+
+    For training on data sets rendered in separate runs (other seeds, other generator
+    settings). ``meta`` lists each part's length, folder and metadata, for the model card.
+
+    Args:
+        parts: a non-empty sequence of indexable data sets (``len`` and ``[i]``).
+    """
+
+    def __init__(self, parts: Sequence[Any]) -> None:
+        parts = list(parts)
+        if not parts:
+            raise ValueError("parts must hold at least one data set; got none")
+        for k, d in enumerate(parts):
+            if not (hasattr(d, "__len__") and hasattr(d, "__getitem__")):
+                raise TypeError(f"parts[{k}] must be an indexable data set (len and [i]); got {type(d).__name__}")
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(d) for d in parts])
+        self.meta: dict[str, Any] = {"parts": [dataset_info(d) for d in parts]}
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i: int) -> Any:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} is out of range for {n} items")
+        i = int(i) % n
+        k = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return self.parts[k][i - int(self.offsets[k])]
+
+
+def dataset_info(dataset: Any) -> dict[str, Any]:
+    """What a model card says about a data set: class, length and its metadata dict if it has one."""
+    info: dict[str, Any] = {"class": f"{type(dataset).__module__}.{type(dataset).__qualname__}", "count": len(dataset)}
+    for attr in ("meta", "metadata", "manifest", "info"):
+        m = getattr(dataset, attr, None)
+        if isinstance(m, dict):
+            try:
+                json.dumps(m)
+            except (TypeError, ValueError):
+                continue
+            info["meta"] = m
+            break
+    root = getattr(dataset, "root", None)
+    if root is not None:
+        info["root"] = str(root)
+    return info
 
 
 class StepDataset(torch.utils.data.Dataset):

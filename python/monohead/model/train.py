@@ -40,7 +40,7 @@ import torch
 
 from .._io import atomic_write_bytes, atomic_write_text
 from .critic import Critic
-from .data import Augment, StepBatches, StepDataset, _sample_seed, collate
+from .data import Augment, StepBatches, StepDataset, _sample_seed, collate, dataset_info
 from .losses import LAMBDA_L2, critic_loss, generator_loss
 from .predict import evaluate_model, prediction_figure
 from .unet import W_SCALE, UNet
@@ -246,24 +246,6 @@ def plot_curves(records: list[dict[str, Any]]) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
-
-
-def dataset_info(dataset: Any) -> dict[str, Any]:
-    """What a model card says about a data set: class, length and its metadata dict if it has one."""
-    info: dict[str, Any] = {"class": f"{type(dataset).__module__}.{type(dataset).__qualname__}", "count": len(dataset)}
-    for attr in ("meta", "metadata", "manifest", "info"):
-        m = getattr(dataset, attr, None)
-        if isinstance(m, dict):
-            try:
-                json.dumps(m)
-            except (TypeError, ValueError):
-                continue
-            info["meta"] = m
-            break
-    root = getattr(dataset, "root", None)
-    if root is not None:
-        info["root"] = str(root)
-    return info
 
 
 class _Dist:

@@ -227,7 +227,7 @@ def export_weights(
         "monohead_version": __version__,
     }
     if eval_dataset is not None:
-        from .train import dataset_info
+        from .data import dataset_info
 
         model_card["eval_data"] = dataset_info(eval_dataset)
     if card:

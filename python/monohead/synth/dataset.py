@@ -199,6 +199,10 @@ def _manifest(seed: int, count: int, shard_size: int, settings: dict[str, Any]) 
 
 
 def _check_manifest(existing: dict[str, Any], new: dict[str, Any], root: Path) -> None:
+    existing = dict(existing)
+    if isinstance(existing.get("settings"), dict):
+        # sets made before the sampler became a setting were rendered with Mitsuba's independent sampler
+        existing["settings"] = {"sampler": "independent", **existing["settings"]}
     for key in ("format", "format_version", "seed", "count", "shard_size", "settings"):
         if existing.get(key) != new.get(key):
             raise ValueError(
