@@ -397,7 +397,9 @@ class SyntheticHeads:
         root: the data set folder (made by :func:`generate`).
         partial: accept missing shards (e.g. a machine's part of a split run) and index only
             the shards present; by default a missing shard is an error.
-        max_open: shards kept memory-mapped at once.
+        max_open: shards kept open at once (memory maps of the arrays and the parsed
+            ``params.json``, about 2 MB each). Random access over more shards than this
+            re-opens a shard and re-parses its parameters on most reads (a few ms an item).
 
     ``ds[i]`` is a dict: ``image (H, W, 3) uint8``, ``normals (H, W, 3) float32`` (camera
     frame of conventions.md, 0 outside the mask), ``W (H, W) float32``, ``depth (H, W)
@@ -405,7 +407,7 @@ class SyntheticHeads:
     ``index`` (the sample's index in the data set).
     """
 
-    def __init__(self, root: Any, partial: bool = False, max_open: int = 8) -> None:
+    def __init__(self, root: Any, partial: bool = False, max_open: int = 64) -> None:
         if isinstance(root, bytes) or not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"root must be a str or os.PathLike; got {type(root).__name__}")
         self.root = Path(root)
