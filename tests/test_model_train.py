@@ -256,3 +256,20 @@ def test_cli_train_on_several_data_folders(tmp_path, capsys):
     data = json.loads((run / "config.json").read_text())["data"]
     assert data["count"] == 12
     assert [p["meta"]["seed"] for p in data["meta"]["parts"]] == [21, 22]
+
+
+def test_learning_rate_decays_linearly_to_zero(tmp_path):
+    from monohead.model.train import learning_rate
+
+    cfg = tiny(steps=10, lr=1e-3, lr_decay_from=6)
+    assert [learning_rate(cfg, k) for k in (0, 5, 6)] == [1e-3, 1e-3, 1e-3]
+    assert learning_rate(cfg, 8) == pytest.approx(0.5e-3)
+    assert learning_rate(cfg, 9) == pytest.approx(0.25e-3)
+    assert learning_rate(tiny(steps=10, lr=1e-3), 9) == 1e-3  # no decay by default
+    model.train(ToyHeads(8, 32, seed=3), tmp_path, cfg)
+    logged = {r["step"]: r["lr"] for r in read_log(tmp_path) if r["kind"] == "train"}
+    assert set(logged) == set(range(1, 11))
+    for step, lr in logged.items():  # the update that made step k ran at learning_rate(k - 1)
+        assert lr == pytest.approx(learning_rate(cfg, step - 1))
+    with pytest.raises(ValueError, match="lr_decay_from must be None or an integer >= 0; got -1"):
+        tiny(lr_decay_from=-1)

@@ -238,7 +238,7 @@ def _print_reconstruct(r: dict[str, Any]) -> None:
 
 _TRAIN_OPTIONS = (
     "width", "depth", "dropout", "critic_width", "batch_size", "lr", "lambda_l2", "n_critic", "seed",
-    "val_count", "steps", "log_every", "val_every", "ckpt_every", "val_max", "device", "amp", "workers", "threads",
+    "val_count", "steps", "lr_decay_from", "log_every", "val_every", "ckpt_every", "val_max", "device", "amp", "workers", "threads",
 )  # fmt: skip
 
 
@@ -450,6 +450,12 @@ def _add_train_parser(sub: Any) -> None:
     g.add_argument("--val-count", type=int, help="items of --data held out for validation (default 200)")
     g = p.add_argument_group("schedule and machine (may change on resume)")
     g.add_argument("--steps", type=int, help="total steps to reach (default 1000)")
+    g.add_argument(
+        "--lr-decay-from",
+        type=int,
+        metavar="STEP",
+        help="from this step the learning rate falls linearly to 0 at --steps (default: constant)",
+    )
     g.add_argument("--log-every", type=int, help="steps between log lines (default 10)")
     g.add_argument("--val-every", type=int, help="steps between validations (default 500)")
     g.add_argument("--ckpt-every", type=int, help="steps between checkpoints (default 100)")

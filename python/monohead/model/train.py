@@ -67,6 +67,9 @@ class TrainConfig:
     (``blur_p``, ``blur_sigma`` pixels, ``noise_p``, ``noise_std`` in [0, 1] image units).
 
     Schedule and machine (may change when resuming): ``steps`` (the total to reach),
+    ``lr_decay_from`` (``None``: constant ``lr``; a step ``s``: from step ``s`` the learning
+    rate of both optimizers falls linearly to 0 at ``steps``, as in pix2pix; see
+    :func:`learning_rate`),
     ``log_every``, ``val_every``, ``ckpt_every`` (steps), ``val_max`` (validation images),
     ``figure_count``, ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``), ``amp``
     (``"bf16"``: bfloat16 autocast, ``"none"``, ``"auto"``: bf16), ``channels_last`` (memory
@@ -93,6 +96,7 @@ class TrainConfig:
     noise_p: float = 0.5
     noise_std: float = 0.05
     steps: int = 1000
+    lr_decay_from: int | None = None
     log_every: int = 10
     val_every: int = 500
     ckpt_every: int = 100
@@ -120,6 +124,10 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0; got {v!r}")
+        if self.lr_decay_from is not None:
+            v = self.lr_decay_from
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"lr_decay_from must be None or an integer >= 0; got {v!r}")
         if self.depth < 2:
             raise ValueError(f"depth must be >= 2; got {self.depth}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -148,6 +156,16 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training option(s): {unknown}")
         return cls(**d)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The RMSprop learning rate of training step ``step`` (0-based: the update that makes step
+    ``step + 1``): ``cfg.lr``, times ``(steps - step) / (steps - lr_decay_from)`` from
+    ``lr_decay_from`` on (linear decay to 0 at ``steps``)."""
+    start = cfg.lr_decay_from
+    if start is None or step < start or cfg.steps <= start:
+        return cfg.lr
+    return cfg.lr * max(0.0, (cfg.steps - step) / (cfg.steps - start))
 
 
 def _new_models(cfg: TrainConfig) -> tuple[UNet, Critic]:
@@ -502,6 +520,10 @@ def _train(
             x = x.contiguous(memory_format=torch.channels_last)
             y = y.contiguous(memory_format=torch.channels_last)
         b = x.shape[0]
+        lr = learning_rate(cfg, step)
+        for opt in (opt_g, opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
         xx = torch.cat([x, x])
         with autocast():
             fake = G(x)
@@ -540,6 +562,7 @@ def _train(
                 "kind": "train",
                 "step": step,
                 "images_seen": images_seen,
+                "lr": lr,
                 **{k: v / n for k, v in acc.items()},
                 "images_per_second": n * cfg.batch_size / max(data_s + step_s, 1e-9),
                 "data_seconds": data_s / n,
