@@ -182,7 +182,7 @@ def test_callable_predictor_errors_are_measured_and_photos_shown(tmp_path):
     assert t1["under_10"] == pytest.approx(100.0 * np.mean(ang < 10), abs=0.05)
     assert t1["count"] == pred_m.sum()
     assert set(r["table1"]) == {"all"}  # the toy heads have no sex
-    assert r["model"]["key"].startswith("callable:") and r["test_set"]["source"]["kind"] == "ToyHeads"
+    assert r["model"]["key"].startswith("callable:") and not r["model"]["flip"] and r["test_set"]["source"]["kind"] == "ToyHeads"
     # The wrong normals cost accuracy: the pipeline's σ is above the oracle's.
     assert r["sweep"]["best_sigma"] > r["oracle_sweep"]["best_sigma"]
     # The photos went through reconstruct() with the predictor and are shown.
@@ -207,7 +207,7 @@ def test_untrained_network_degrades_to_a_report(tmp_path):
     torch.manual_seed(0)
     net = UNet(width=4, depth=4)
     r = experiments.run_experiments(tmp_path, count=2, data=ToyHeads(2, 64), model=net, lams=LAMS, workers=2)
-    assert r["model"]["key"].startswith("module:")
+    assert r["model"]["key"].startswith("module:") and r["model"]["key"].endswith(":flip") and r["model"]["flip"]
     assert r["table1"]["all"]["mask_recall"] == 0.0 and r["table1"]["all"]["count"] == 0
     assert r["sweep"]["samples"] == [] and r["fig6"] is None and r["excluded"]["predicted"] == 2
     pred_rows = [row for row in r["table2"]["rows"] if row["block"] == "predicted"]

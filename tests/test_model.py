@@ -313,3 +313,38 @@ def test_export_compares_fp16_with_fp32_and_loads(tmp_path, monkeypatch):
     x = np.stack([ds[i]["image"] for i in range(2)])
     a, b = model.predict(G, x)[0], model.predict(ref, x)[0]
     assert np.abs(a - b).max() < 0.05  # float16 rounding of the weights only
+
+
+def test_unflip_output_is_the_mirror_image_in_the_conventions_frame():
+    """The normals of the mirrored surface h(W-1-x, y) are the mirrored normals with Nx negated."""
+    from monohead.geometry import normals_from_depth
+    from monohead.model.predict import unflip_output
+
+    yy, xx = np.mgrid[0:16, 0:20].astype(np.float64)
+    depth = 0.3 * xx + 0.02 * (xx - 7.0) ** 2 - 0.1 * yy + 0.05 * xx * yy
+    as_out = lambda n: torch.from_numpy(np.concatenate([n, depth[..., None]], axis=-1)).permute(2, 0, 1)[None]  # noqa: E731
+    n = normals_from_depth(depth)
+    n_mirror = normals_from_depth(depth[:, ::-1].copy())
+    assert np.abs(n[..., 0]).max() > 0.1  # the test has a real x slope
+    got = unflip_output(as_out(n)).permute(0, 2, 3, 1)[0].numpy()
+    np.testing.assert_allclose(got[..., :3], n_mirror, atol=1e-12)
+    np.testing.assert_array_equal(got[..., 3], depth[:, ::-1])
+
+
+def test_flip_averaging_is_mirror_equivariant():
+    from monohead.model.predict import predict_tensor, unflip_output
+
+    torch.manual_seed(1)
+    G = UNet(width=4, depth=4).eval()
+    with torch.no_grad():  # make the untrained net predict a foreground everywhere
+        G.head[1].bias.copy_(torch.tensor([0.0, 0.0, 3.0, 0.0]))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    plain = predict_tensor(G, x)
+    both = predict_tensor(G, x, flip=True)
+    np.testing.assert_allclose(both, 0.5 * (plain + unflip_output(predict_tensor(G, x.flip(-1)))), atol=1e-6)
+    assert not torch.allclose(both, plain, atol=1e-3)  # an untrained net is not mirror-symmetric
+    np.testing.assert_allclose(predict_tensor(G, x.flip(-1), flip=True), unflip_output(both), atol=1e-6)
+    imgs = ((x.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    n0, _, m0 = model.predict(G, imgs)
+    n1, _, _ = model.predict(G, imgs, flip=True)
+    assert n0.shape == n1.shape and m0.any() and not np.allclose(n0, n1)

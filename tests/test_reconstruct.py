@@ -190,3 +190,27 @@ def test_limit_slope_tilts_grazing_normals_only():
     np.testing.assert_allclose(out[0, 1], (0.0, -np.sqrt(0.99), 0.1))
     np.testing.assert_allclose(out[1, 0], (np.sqrt(0.99), 0.0, 0.1))
     np.testing.assert_allclose(np.linalg.norm(out[m], axis=1), 1.0)
+
+
+@pytest.mark.parametrize("argv, flip", [([], True), (["--no-flip"], False)])
+def test_network_predicts_mirror_averaged_unless_no_flip(argv, flip, tmp_path, monkeypatch, capsys):
+    """A network (torch module) goes through monohead.model.predict with flip=True by default;
+    --no-flip (reconstruct(flip=False)) asks for one pass."""
+    import torch
+
+    from monohead import model as M
+    from monohead.model import UNet
+
+    seen = []
+
+    def fake_predict(net, crops, flip=False):
+        seen.append(flip)
+        return oracle(crops)
+
+    monkeypatch.setattr(M, "predict", fake_predict)
+    net = UNet(width=4, depth=4)
+    assert isinstance(net, torch.nn.Module)
+    monkeypatch.setattr(R, "_MODEL", net)
+    assert cli.main(["reconstruct", "--example", "-o", str(tmp_path), "--json", *argv]) == 0
+    assert json.loads(capsys.readouterr().out)["reconstructions"]
+    assert seen == [flip]

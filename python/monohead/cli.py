@@ -189,7 +189,9 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
         if len(photos) > 1 and not args.json:
             _progress(k, len(photos), name)
         try:
-            recs = reconstruct.reconstruct(image, lam=args.lam, detect=not args.no_detect, all_faces=args.all_faces, model=model)
+            recs = reconstruct.reconstruct(
+                image, lam=args.lam, detect=not args.no_detect, all_faces=args.all_faces, model=model, flip=not args.no_flip
+            )
         except (ValueError, TypeError, OSError) as exc:
             failures.append({"photo": name, "error": str(exc)})
             continue
@@ -342,7 +344,9 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"no run or checkpoint at {source}")
         if args.eval_only:
             data = _load_dataset(args.data, args.toy, "the held-out data: --data DIR", seed=args.seed or 0)
-            metrics = model.evaluate_checkpoint(source, data, max_items=args.max_items, device=args.device or "cpu")
+            metrics = model.evaluate_checkpoint(
+                source, data, max_items=args.max_items, device=args.device or "cpu", flip=args.flip
+            )
             dest = Path(args.metrics) if args.metrics else source / "eval_metrics.json" if source.is_dir() else run / "eval_metrics.json"
             from .model.train import jsonable
 
@@ -471,6 +475,7 @@ def _add_train_parser(sub: Any) -> None:
     g.add_argument("--checkpoint", help="generator to evaluate or export: a run folder, checkpoint.pt, best.pt or weights (default: --out)")
     g.add_argument("--metrics", help="metrics JSON to write with --eval-only (default RUN/eval_metrics.json)")
     g.add_argument("--max-items", type=int, default=200, help="items of --data to evaluate (default 200)")
+    g.add_argument("--flip", action="store_true", help="--eval-only: average with the mirrored images' outputs")
     g.add_argument("--export-weights", metavar="DIR", help="write the run's best generator as shipped weights (unet.pt, model_card.json)")
     g.add_argument("--card", help="extra model-card fields: a JSON object or @FILE")
     p.add_argument("--toy", type=int, help=argparse.SUPPRESS)  # N shaded analytic heads (tests, smoke runs)
@@ -641,11 +646,13 @@ def _cmd_experiments(args: argparse.Namespace) -> dict[str, Any]:
     parts.append("--lams " + ",".join(f"{x:g}" for x in lams))
     if args.no_photos:
         parts.append("--no-photos")
+    if args.no_flip:
+        parts.append("--no-flip")
     try:
         return experiments.run_experiments(
             out, count=args.count, seed=args.seed, size=args.size, spp=args.spp, data=data, model=args.model,
             lams=lams, photos=not args.no_photos, workers=args.workers, command=" ".join(parts),
-            callback=None if args.json else _StageProgress(),
+            callback=None if args.json else _StageProgress(), flip=not args.no_flip,
         )  # fmt: skip
     except (FileNotFoundError, ImportError) as exc:
         raise CliError(str(exc)) from exc
@@ -692,6 +699,7 @@ def _add_experiments_parser(sub: Any) -> None:
                    "weights; 'oracle' uses the true maps (checks the evaluation, no photos)")  # fmt: skip
     p.add_argument("--lams", help="comma-separated lambda values of the sweep (default 0,0.025,...,0.3)")
     p.add_argument("--no-photos", action="store_true", help="skip the real photos")
+    p.add_argument("--no-flip", action="store_true", help="one network pass per image (default: mirror-averaged, as reconstruct)")
     p.add_argument("--workers", type=int, help="processes for the ICP of Table 2 (default: up to 8)")
     p.add_argument("--toy", type=int, help=argparse.SUPPRESS)  # N analytic toy heads (tests, smoke runs)
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
@@ -720,6 +728,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lam", type=float, default=0.1, help="lambda in w = 1/(1 + lambda W) (default 0.1)")
     p.add_argument("--no-detect", action="store_true", help="the photos are already cropped to the head")
     p.add_argument("--all-faces", action="store_true", help="reconstruct every detected face, not only the largest")
+    p.add_argument(
+        "--no-flip",
+        action="store_true",
+        help="one network pass (default: average with the mirrored crop's, lower error at twice the network time)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(run=_cmd_reconstruct, show=_print_reconstruct)
 

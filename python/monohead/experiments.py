@@ -408,7 +408,9 @@ def _resolve_model(model: Any, model_key: str | None) -> tuple[Any, str, dict[st
     return net, key, info
 
 
-def _predict(net: Any, ts: TestSet, callback: Callable[[int, int], None], batch: int = 32) -> dict[str, np.ndarray]:
+def _predict(
+    net: Any, ts: TestSet, callback: Callable[[int, int], None], batch: int = 32, flip: bool = False
+) -> dict[str, np.ndarray]:
     n = len(ts)
     if isinstance(net, str) and net == "oracle":
         callback(n, n)
@@ -419,7 +421,7 @@ def _predict(net: Any, ts: TestSet, callback: Callable[[int, int], None], batch:
         if _is_torch_module(net):
             from .model import predict  # noqa: PLC0415
 
-            N, W, M = predict(net, imgs, batch_size=batch)
+            N, W, M = predict(net, imgs, batch_size=batch, flip=flip)
         else:
             N, W, M = net(imgs)
         N, W, M = np.asarray(N, np.float32), np.asarray(W, np.float32), np.asarray(M, bool)
@@ -663,7 +665,9 @@ def _photo(name: str) -> Any:
     return matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
 
 
-def _photos(net: Any, lam: float, figures: Path, meshes: Path, callback: Callable[[int, int], None]) -> list[dict[str, Any]]:
+def _photos(
+    net: Any, lam: float, figures: Path, meshes: Path, callback: Callable[[int, int], None], flip: bool = False
+) -> list[dict[str, Any]]:
     from . import geometry  # noqa: PLC0415
     from .reconstruct import preview_png, reconstruct  # noqa: PLC0415
 
@@ -672,7 +676,7 @@ def _photos(net: Any, lam: float, figures: Path, meshes: Path, callback: Callabl
     for k, name in enumerate(PHOTOS):
         entry: dict[str, Any] = {"photo": name}
         try:
-            rec = reconstruct(_photo(name), lam=lam, model=net)
+            rec = reconstruct(_photo(name), lam=lam, model=net, flip=flip)
         except (ValueError, TypeError, OSError) as exc:  # no face found, unreadable photo
             entry["error"] = str(exc)
         else:
@@ -778,6 +782,7 @@ def run_experiments(
     workers: int | None = None,
     command: str | None = None,
     callback: Callback | None = None,
+    flip: bool = True,
 ) -> dict[str, Any]:
     """Run the paper's experiments and write ``out/report.md`` with its figures (see the module docstring).
 
@@ -806,6 +811,9 @@ def run_experiments(
         command: the command line, for the report.
         callback: ``callback(stage, done, total)`` on progress; ``stage`` is one of
             :data:`STAGES`. A stage taken from the cache reports ``(total, total)`` once.
+        flip: a network's prediction averages the image's and its mirror image's outputs, as
+            :func:`monohead.reconstruct.reconstruct` does by default (no effect on a callable
+            or the oracle).
 
     Returns:
         The results (JSON-able dict, also written to ``out/results.json``): ``report``
@@ -856,6 +864,10 @@ def run_experiments(
     # The predictor first: a missing model must fail before the test set is rendered.
     t_model = time.perf_counter()
     net, mkey, minfo = _resolve_model(model, model_key)
+    flip = bool(flip) and _is_torch_module(net)
+    if flip:
+        mkey += ":flip"
+    minfo["flip"], minfo["key"] = flip, mkey
     t_model = time.perf_counter() - t_model
 
     # 1. The test set.
@@ -875,7 +887,7 @@ def run_experiments(
     ppath = cache / "predictions.npz"
     pred = _load_predictions(ppath, pkey)
     if pred is None:
-        pred = _predict(net, ts, report("predict"))
+        pred = _predict(net, ts, report("predict"), flip=flip)
         _save_predictions(ppath, pkey, pred)
         finish("predict", t0, False)
     else:
@@ -972,7 +984,7 @@ def run_experiments(
             "error" in p or ((root / p["figure"]).is_file() and (root / p["mesh"]).is_file()) for p in photo_results
         )
         if not ok:
-            photo_results = _photos(net, best, figures, meshes, report("photos"))
+            photo_results = _photos(net, best, figures, meshes, report("photos"), flip=flip)
             _save_json(cache / "photos.json", phkey, photo_results)
             finish("photos", t0, False)
         else:

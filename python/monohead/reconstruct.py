@@ -262,6 +262,7 @@ def reconstruct(
     all_faces: bool = False,
     model: Any = None,
     method: str = "mg",
+    flip: bool = True,
 ) -> Any:
     """Reconstruct the head in a photo as a mesh (the paper's pipeline).
 
@@ -277,6 +278,9 @@ def reconstruct(
             returning ``(normals (B, 128, 128, 3), W (B, 128, 128), mask (B, 128, 128))`` in the
             conventions' frame (your own predictor).
         method: integrator method (``"mg"``, ``"jacobi"``, ``"direct"``).
+        flip: average the network's outputs for the crop and its left-right mirror image
+            (:func:`monohead.model.predict` ``flip``): lower error at twice the network time.
+            Applies to networks (torch modules); a callable predictor is called as it is.
 
     Returns:
         A :class:`Reconstruction`, or a list of them with ``all_faces``.
@@ -312,7 +316,7 @@ def reconstruct(
     else:
         from .model import predict  # noqa: PLC0415
 
-        normals, Wmap, mask = predict(net, crops)
+        normals, Wmap, mask = predict(net, crops, flip=flip)
     normals, Wmap, mask = np.asarray(normals), np.asarray(Wmap), np.asarray(mask, dtype=bool)
     t_net = (time.perf_counter() - t0) / len(targets)
 

@@ -18,7 +18,7 @@ import torch
 from .data import images_to_tensor, item_targets
 from .unet import W_SCALE, UNet, decode_w
 
-__all__ = ["MASK_THRESHOLD", "evaluate_model", "postprocess", "predict", "predict_tensor", "prediction_figure"]
+__all__ = ["MASK_THRESHOLD", "evaluate_model", "postprocess", "predict", "predict_tensor", "prediction_figure", "unflip_output"]
 
 #: Raw normals longer than this are foreground.
 MASK_THRESHOLD = 0.5
@@ -43,22 +43,39 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def unflip_output(out: torch.Tensor) -> torch.Tensor:
+    """Map the raw output ``(B, 4, H, W)`` of a left-right mirrored image back to the original
+    image: mirror the columns and negate ``Nx`` (x points right in the conventions' frame)."""
+    out = out.flip(-1)
+    return torch.cat([-out[:, :1], out[:, 1:]], dim=1)
+
+
 @torch.no_grad()
-def predict_tensor(model: UNet, image: torch.Tensor, channels_last: bool = False, bf16: bool = False) -> torch.Tensor:
+def predict_tensor(
+    model: UNet, image: torch.Tensor, channels_last: bool = False, bf16: bool = False, flip: bool = False
+) -> torch.Tensor:
     """Raw network output ``(B, 4, H, W)`` float32 for ``(B, 3, H, W)`` images in ``[-1, 1]`` (eval mode).
 
     ``channels_last`` runs in that memory format; ``bf16`` under bfloat16 autocast (about 2x
-    faster on CPUs with AVX-512 BF16 / AMX; check its accuracy for your weights).
+    faster on CPUs with AVX-512 BF16 / AMX; check its accuracy for your weights). ``flip``
+    averages the output with that of the mirrored image mapped back (:func:`unflip_output`):
+    test-time augmentation at twice the cost.
     """
     was_training = model.training
     model.eval()
     device = _model_device(model)
     try:
         x = image.to(device)
+        if flip:
+            x = torch.cat([x, x.flip(-1)])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-            return model(x).float()
+            out = model(x).float()
+        if flip:
+            b = image.shape[0]
+            out = 0.5 * (out[:b] + unflip_output(out[b:]))
+        return out
     finally:
         model.train(was_training)
 
@@ -72,6 +89,7 @@ def predict(
     dtype: Any = np.float64,
     channels_last: bool = False,
     bf16: bool = False,
+    flip: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predict the normal map, W and the mask of face photos.
 
@@ -86,6 +104,8 @@ def predict(
         channels_last: run the network in channels-last memory format.
         bf16: run under bfloat16 autocast (about 2x faster on this project's CPUs, together
             with ``channels_last``; float32 is the reference).
+        flip: also run the left-right mirrored image and average the two raw outputs
+            (test-time augmentation; twice the cost).
 
     Returns:
         ``normals (B, H, W, 3)``: unit vectors in the camera frame (x right, y up, z toward the
@@ -107,7 +127,7 @@ def predict(
     normals, Ws, masks = [], [], []
     for s in range(0, arr.shape[0], batch_size):
         x = images_to_tensor(arr[s : s + batch_size])
-        n, W, m = postprocess(predict_tensor(model, x, channels_last, bf16), w_scale)
+        n, W, m = postprocess(predict_tensor(model, x, channels_last, bf16, flip), w_scale)
         normals.append(n.permute(0, 2, 3, 1).cpu().numpy())
         Ws.append(W.cpu().numpy())
         masks.append(m.cpu().numpy())
@@ -129,6 +149,7 @@ def evaluate_model(
     keep: int = 0,
     channels_last: bool = False,
     bf16: bool = False,
+    flip: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]]]:
     """Table 1 metrics of ``model`` on data-set items (no augmentation).
 
@@ -137,7 +158,7 @@ def evaluate_model(
         dataset: indexable data set of item dicts (see :mod:`monohead.model.data`).
         indices: which items (default: all).
         keep: return the inputs, targets and predictions of the first ``keep`` items (for figures).
-        channels_last, bf16: as in :func:`predict`.
+        channels_last, bf16, flip: as in :func:`predict`.
 
     Returns:
         ``(metrics, kept)``. ``metrics``: ``count`` (images), ``mask_precision`` and
@@ -162,7 +183,7 @@ def evaluate_model(
         targets, masks = zip(*(item_targets(it, w_scale) for it in items))
         target = np.stack(targets)
         true_m = np.stack(masks)
-        out = predict_tensor(model, images_to_tensor(images), channels_last, bf16).cpu()
+        out = predict_tensor(model, images_to_tensor(images), channels_last, bf16, flip).cpu()
         n, W, m = postprocess(out, w_scale)
         n = n.permute(0, 2, 3, 1).numpy()
         W, m = W.numpy(), m.numpy()

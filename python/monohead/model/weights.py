@@ -115,6 +115,7 @@ def evaluate_checkpoint(
     device: Any = "cpu",
     channels_last: bool = True,
     bf16: bool = False,
+    flip: bool = False,
 ) -> dict[str, Any]:
     """Table 1 metrics of a generator (run folder, checkpoint, best.pt or weights) on a data set.
 
@@ -122,19 +123,19 @@ def evaluate_checkpoint(
         path: what :func:`load_generator` accepts.
         dataset: held-out items (e.g. ``SyntheticHeads`` of new seeds), see :mod:`monohead.model.data`.
         max_items: evaluate the first ``max_items`` items (default: all).
-        channels_last, bf16: as in :func:`monohead.model.predict` (float32 by default).
+        channels_last, bf16, flip: as in :func:`monohead.model.predict` (float32, no flip by default).
 
     Returns:
         The :func:`monohead.model.evaluate_model` metrics, plus ``source``, ``step`` and
         ``images_seen`` of the generator and ``data`` (the data set's class, count and metadata).
     """
-    from .train import dataset_info
+    from .data import dataset_info
 
     G = load_generator(path, device)
     n = len(dataset) if max_items is None else min(max_items, len(dataset))
-    metrics, _ = evaluate_model(G, dataset, indices=range(n), batch_size=batch_size, channels_last=channels_last, bf16=bf16)
+    metrics, _ = evaluate_model(G, dataset, indices=range(n), batch_size=batch_size, channels_last=channels_last, bf16=bf16, flip=flip)
     info = {k: G.info.get(k) for k in ("source", "kind", "step", "images_seen")}
-    return {**info, **metrics, "data": dataset_info(dataset)}
+    return {**info, **metrics, "flip": flip, "data": dataset_info(dataset)}
 
 
 def _within(a: float, b: float, tol: float) -> bool:
