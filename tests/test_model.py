@@ -308,6 +308,11 @@ def test_export_compares_fp16_with_fp32_and_loads(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "WEIGHTS_DIR", dest)
     G = model.load_pretrained()
     assert G.card["training"]["step"] == 3 and not G.training
+    from monohead.model.predict import evaluate_model
+
+    flip, _ = evaluate_model(G, held_out, flip=True)
+    assert card["metrics"]["flip"]["dtype"] == "float16"
+    assert card["metrics"]["flip"]["angular"]["mean"] == pytest.approx(flip["angular"]["mean"], nan_ok=True)
     assert all(p.dtype == torch.float32 for p in G.parameters())
     ref = model.load_generator(tmp_path / "run" / "checkpoint.pt")
     x = np.stack([ds[i]["image"] for i in range(2)])

@@ -173,7 +173,8 @@ def export_weights(
 
     Returns:
         The model card (also written), with ``dtype``, ``bytes`` and ``sha256`` of ``unet.pt``
-        and ``metrics`` ``{"float32": ..., "float16": ...}`` when evaluated.
+        and ``metrics`` ``{"float32": ..., "float16": ..., "flip": ...}`` when evaluated
+        (``flip``: the written weights with mirror test-time averaging, ``predict(flip=True)``).
     """
     model_cfg, state, info = _read(run)
     w_scale = info["w_scale"]
@@ -193,6 +194,9 @@ def export_weights(
             and _within(a["mask_recall"], b["mask_recall"], tolerance_mask)
         )
         dtype = "float16" if close else "float32"
+        G = _build(model_cfg, state16 if dtype == "float16" else state32, w_scale, "cpu")
+        metrics["flip"], _ = evaluate_model(G, eval_dataset, indices=range(n), flip=True)
+        metrics["flip"]["dtype"] = dtype
     weights = {
         "format": WEIGHTS_FORMAT,
         "model": model_cfg,
