@@ -199,16 +199,20 @@ def test_cli_data_reader_missing_is_a_clear_error(tmp_path, monkeypatch, capsys)
     assert "needs monohead.synth.SyntheticHeads, which could not be imported" in capsys.readouterr().err
 
 
-def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path, workers):
+    """SIGTERM to the whole process group (as Ctrl-C or ``kill -- -PGID`` do), loader workers
+    included, stops the run cleanly with a checkpoint."""
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "monohead", "train", "--toy", "16", "--out", str(run), "--width", "4", "--depth", "5",
-           "--batch-size", "4", "--steps", "100000", "--val-count", "4", "--val-every", "100000", "--ckpt-every", "100000"]  # fmt: skip
-    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           "--batch-size", "4", "--steps", "100000", "--val-count", "4", "--val-every", "100000", "--ckpt-every", "100000",
+           "--workers", str(workers)]  # fmt: skip
+    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(r["kind"] == "train" for r in read_log(run)):
             time.sleep(0.2)
-        p.send_signal(signal.SIGTERM)
+        os.killpg(p.pid, signal.SIGTERM)
         out, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:

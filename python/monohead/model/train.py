@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,6 +157,18 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training option(s): {unknown}")
         return cls(**d)
+
+
+def _worker_ignores_stop_signals(worker_id: int) -> None:
+    """DataLoader worker init: leave SIGINT and SIGTERM to the training process.
+
+    Ctrl-C in a terminal (or ``kill -- -PGID``) signals the whole process group; a worker that
+    died of it would make the training process fail without its last checkpoint, instead of
+    stopping cleanly. The training process shuts its workers down when it stops; a worker
+    whose parent is gone exits by itself (PyTorch's watchdog).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -498,6 +511,7 @@ def _train(
         batch_sampler=sampler,
         collate_fn=functools.partial(collate, augment=aug, seed=cfg.seed, w_scale=cfg.w_scale),
         num_workers=cfg.workers,
+        worker_init_fn=_worker_ignores_stop_signals if cfg.workers else None,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
