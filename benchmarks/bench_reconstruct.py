@@ -2,8 +2,9 @@
 
 Run: ``python -m pytest benchmarks/bench_reconstruct.py --benchmark-enable -p no:cacheprovider``
 (pytest-benchmark, whole pipeline), or ``python benchmarks/bench_reconstruct.py [--runs 20]``
-for the table of the split (mean and best over the runs, after warm-up). Photo: the astronaut
-bundled with scikit-image (512 x 512). Needs the shipped weights.
+for the table of the split (mean and best over the runs, after warm-up), with the default mirror
+averaging (two network passes) and with ``--no-flip`` (one pass). Photo: the astronaut bundled
+with scikit-image (512 x 512). Needs the shipped weights.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ def _setup():
     return reconstruct, model, photo
 
 
-def test_photo_to_mesh(benchmark):
+@pytest.mark.parametrize("flip", [True, False], ids=["flip", "no_flip"])
+def test_photo_to_mesh(benchmark, flip):
     reconstruct, model, photo = _setup()
-    rec = benchmark(reconstruct.reconstruct, photo, model=model)
+    rec = benchmark(reconstruct.reconstruct, photo, model=model, flip=flip)
     benchmark.extra_info.update({k: rec.seconds[k] for k in STAGES})
     assert len(rec.mesh.faces) > 0
 
@@ -45,19 +47,22 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     args = ap.parse_args()
     reconstruct, model, photo = _setup()
-    split, total = [], []
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        rec = reconstruct.reconstruct(photo, model=model)
-        total.append(time.perf_counter() - t0)
-        split.append([rec.seconds[k] for k in STAGES])
-    s = np.array(split) * 1e3
-    print(f"photo -> mesh, astronaut 512x512 -> 128² crop, {args.runs} runs after warm-up (ms)")
-    print("| stage | mean | best |\n|---|---|---|")
+    split: dict[bool, list[list[float]]] = {True: [], False: []}
+    total: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(args.runs):  # interleaved, so that both see the same machine load
+        for flip in (True, False):
+            t0 = time.perf_counter()
+            rec = reconstruct.reconstruct(photo, model=model, flip=flip)
+            total[flip].append(time.perf_counter() - t0)
+            split[flip].append([rec.seconds[k] for k in STAGES])
+    print(f"photo -> mesh, astronaut 512x512 -> 128² crop, {args.runs} runs each after warm-up (ms)")
+    print("| stage | mean (flip, default) | best (flip) | mean (--no-flip) | best (--no-flip) |\n|---|---|---|---|---|")
+    s = {f: np.array(split[f]) * 1e3 for f in (True, False)}
     for k, name in enumerate(STAGES):
-        print(f"| {name} | {s[:, k].mean():.1f} | {s[:, k].min():.1f} |")
-    t = np.array(total) * 1e3
-    print(f"| **total (wall, incl. loading and cropping)** | **{t.mean():.1f}** | **{t.min():.1f}** |")
+        print(f"| {name} | {s[True][:, k].mean():.1f} | {s[True][:, k].min():.1f} | {s[False][:, k].mean():.1f} | {s[False][:, k].min():.1f} |")
+    t = {f: np.array(total[f]) * 1e3 for f in (True, False)}
+    print(f"| **total (wall, incl. loading and cropping)** | **{t[True].mean():.1f}** | **{t[True].min():.1f}** | "
+          f"**{t[False].mean():.1f}** | **{t[False].min():.1f}** |")
 
 
 if __name__ == "__main__":
