@@ -102,7 +102,7 @@ def test_resume_refuses_a_different_run_definition(tmp_path):
         model.train(ds, tmp_path, tiny(width=8))
 
 
-def test_train_config_validation():
+def test_train_config_validation(tmp_path):
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         model.TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="amp must be"):
@@ -112,7 +112,8 @@ def test_train_config_validation():
     with pytest.raises(ValueError, match="blur_p must be in"):
         model.TrainConfig(blur_p=2.0)
     with pytest.raises(ValueError, match="do not fit depth=6"):
-        model.train(ToyHeads(12, 16), "unused", tiny(depth=6))
+        model.train(ToyHeads(12, 16), tmp_path / "run", tiny(depth=6))
+    assert not (tmp_path / "run").exists()  # a refused call leaves no folder behind
 
 
 def _run_cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:

@@ -395,9 +395,6 @@ def _train(
     t_call = time.perf_counter()
     main = dist.rank == 0
     emit = callback if (callback is not None and main) else (lambda e: None)
-    if main:
-        run.mkdir(parents=True, exist_ok=True)
-    dist.barrier()
     if cfg.batch_size % dist.world:
         raise ValueError(f"batch_size ({cfg.batch_size}) must be divisible by the number of processes ({dist.world})")
 
@@ -409,6 +406,9 @@ def _train(
     train_idx, val_idx = _split(len(dataset), cfg, val_dataset is not None)
     val_src = val_dataset if val_dataset is not None else dataset
     val_items = (np.arange(len(val_dataset)) if val_dataset is not None else val_idx)[: cfg.val_max]
+    if main:  # after the checks: a refused call leaves no folder behind
+        run.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
 
     G, D = _new_models(cfg)
     G.to(device)
