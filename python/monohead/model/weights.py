@@ -184,9 +184,10 @@ def export_weights(
     dtype = "float16"
     if eval_dataset is not None:
         n = min(max_items, len(eval_dataset))
+        built = {}
         for name, st in (("float32", state32), ("float16", state16)):
-            G = _build(model_cfg, st, w_scale, "cpu")
-            metrics[name], _ = evaluate_model(G, eval_dataset, indices=range(n))
+            built[name] = _build(model_cfg, st, w_scale, "cpu")
+            metrics[name], _ = evaluate_model(built[name], eval_dataset, indices=range(n))
         a, b = metrics["float32"], metrics["float16"]
         close = (
             _within(a["angular"]["mean"], b["angular"]["mean"], tolerance_deg)
@@ -194,8 +195,7 @@ def export_weights(
             and _within(a["mask_recall"], b["mask_recall"], tolerance_mask)
         )
         dtype = "float16" if close else "float32"
-        G = _build(model_cfg, state16 if dtype == "float16" else state32, w_scale, "cpu")
-        metrics["flip"], _ = evaluate_model(G, eval_dataset, indices=range(n), flip=True)
+        metrics["flip"], _ = evaluate_model(built[dtype], eval_dataset, indices=range(n), flip=True)
         metrics["flip"]["dtype"] = dtype
     weights = {
         "format": WEIGHTS_FORMAT,

@@ -125,6 +125,12 @@ _GENERATORS: collections.OrderedDict[str, Any] = collections.OrderedDict()
 _GEN_LOCK = threading.Lock()
 
 
+def _with_legacy_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's settings with the keys added since format version 1 filled in: sets made
+    before the sampler became a setting were rendered with Mitsuba's independent sampler."""
+    return {"sampler": "independent", **settings}
+
+
 def _generator(settings: dict[str, Any]) -> Any:
     """A cached :class:`~monohead.synth.generator.Generator` for the manifest's settings."""
     from .generator import Generator  # noqa: PLC0415
@@ -135,7 +141,7 @@ def _generator(settings: dict[str, Any]) -> Any:
         if gen is None:
             gen = Generator(tuple(settings["size"]), spp=settings["spp"], variant=settings["variant"],
                             head_model=settings.get("head_model_path"), max_depth=settings["max_depth"],
-                            sampler=settings.get("sampler", "independent"))
+                            sampler=_with_legacy_defaults(settings)["sampler"])
             _GENERATORS[key] = gen
             while len(_GENERATORS) > 2:
                 _GENERATORS.popitem(last=False)
@@ -199,10 +205,8 @@ def _manifest(seed: int, count: int, shard_size: int, settings: dict[str, Any]) 
 
 
 def _check_manifest(existing: dict[str, Any], new: dict[str, Any], root: Path) -> None:
-    existing = dict(existing)
     if isinstance(existing.get("settings"), dict):
-        # sets made before the sampler became a setting were rendered with Mitsuba's independent sampler
-        existing["settings"] = {"sampler": "independent", **existing["settings"]}
+        existing = {**existing, "settings": _with_legacy_defaults(existing["settings"])}
     for key in ("format", "format_version", "seed", "count", "shard_size", "settings"):
         if existing.get(key) != new.get(key):
             raise ValueError(
