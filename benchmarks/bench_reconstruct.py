@@ -21,7 +21,7 @@ STAGES = ("detection", "network", "integration", "meshing")
 def _setup():
     from skimage import data
 
-    from monohead import reconstruct
+    from monohead import photo as reconstruct
     from monohead.model import load_pretrained
 
     try:

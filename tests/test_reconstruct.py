@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import monohead
-from monohead import cli, reconstruct as R
+from monohead import cli, photo as R
 from monohead.integration import surfaces
 
 
@@ -52,15 +52,6 @@ def test_grace_hopper_is_detected():
         photo = np.asarray(Image.open(f).convert("RGB"))
     faces = R.detect_faces(photo)
     assert faces and 150 < faces[0][0] + faces[0][2] / 2 < 350
-
-
-def test_crop_box_pads_outside_the_photo():
-    photo = np.zeros((60, 80, 3), np.uint8)
-    photo[:, :40] = 200
-    c = R.crop_box(photo, R.Box(-40, -10, 160))  # photo columns -40..120, rows -10..150
-    assert c.shape == (128, 128, 3) and c.dtype == np.uint8
-    assert (c[:, :60] == 200).all()  # columns -40..35: edge-padded from the bright left half
-    assert (c[:, 68:] == 0).all()  # columns 45..120: dark, padded past the right border
 
 
 def test_pipeline_with_an_oracle(astronaut):

@@ -175,13 +175,13 @@ def _output_folder(path: str) -> Path:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
-    from . import geometry, reconstruct  # noqa: PLC0415
+    from . import geometry, photo  # noqa: PLC0415
     from ._io import atomic_write_bytes  # noqa: PLC0415
 
     photos = _photos(args)
     out = _output_folder(args.output)
     try:
-        model = reconstruct._model()
+        model = photo.load_default_model()
     except (FileNotFoundError, ImportError) as exc:
         raise CliError(str(exc)) from exc
     results, failures = [], []
@@ -189,7 +189,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
         if len(photos) > 1 and not args.json:
             _progress(k, len(photos), name)
         try:
-            recs = reconstruct.reconstruct(
+            recs = photo.reconstruct(
                 image, lam=args.lam, detect=not args.no_detect, all_faces=args.all_faces, model=model, flip=not args.no_flip
             )
         except (ValueError, TypeError, OSError) as exc:
@@ -201,7 +201,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
             mesh_path = out / f"{stem}.{args.format}"
             preview_path = out / f"{stem}_preview.png"
             geometry.save_mesh(rec.mesh, mesh_path)
-            atomic_write_bytes(preview_path, reconstruct.preview_png(rec, title=stem))
+            atomic_write_bytes(preview_path, photo.preview_png(rec, title=stem))
             results.append(
                 {
                     "photo": name,

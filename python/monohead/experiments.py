@@ -30,7 +30,7 @@ synthetic test set and with one predictor (the shipped network by default):
    the mask is kept. Once with the predicted N, W, mask (the pipeline) and once with the true
    ones (the integrators alone).
 5. **Real photos**: the astronaut of scikit-image and Grace Hopper of matplotlib, reconstructed
-   by :func:`monohead.reconstruct.reconstruct` at the best λ and shown as in Fig. 7.
+   by :func:`monohead.reconstruct` at the best λ and shown as in Fig. 7.
 
 Every expensive stage is cached in ``out/cache`` (test set shards, predictions as ``.npz``,
 results as JSON, each under a key of what it depends on), so a rerun skips finished stages;
@@ -669,7 +669,7 @@ def _photos(
     net: Any, lam: float, figures: Path, meshes: Path, callback: Callable[[int, int], None], flip: bool = False
 ) -> list[dict[str, Any]]:
     from . import geometry  # noqa: PLC0415
-    from .reconstruct import preview_png, reconstruct  # noqa: PLC0415
+    from .photo import preview_png, reconstruct  # noqa: PLC0415
 
     out = []
     callback(0, len(PHOTOS))
@@ -812,7 +812,7 @@ def run_experiments(
         callback: ``callback(stage, done, total)`` on progress; ``stage`` is one of
             :data:`STAGES`. A stage taken from the cache reports ``(total, total)`` once.
         flip: a network's prediction averages the image's and its mirror image's outputs, as
-            :func:`monohead.reconstruct.reconstruct` does by default (no effect on a callable
+            :func:`monohead.reconstruct` does by default (no effect on a callable
             or the oracle).
 
     Returns:
@@ -906,7 +906,7 @@ def run_experiments(
     # 4. §4.2: λ sweeps. From here on the predicted normals are integrated as the pipeline
     # integrates them (monohead.reconstruct): slopes limited to Nz >= MIN_NZ (Table 1 above
     # scores the raw prediction).
-    from .reconstruct import MIN_NZ, limit_slope  # noqa: PLC0415
+    from .photo import MIN_NZ, limit_slope  # noqa: PLC0415
 
     pred = dict(pred)
     pred["normals"] = np.stack([limit_slope(n, m) for n, m in zip(pred["normals"], pred["mask"])])

@@ -39,7 +39,7 @@ PIVOT = np.array([0.0, 1.0, 0.5])
 
 FACE_CENTRE = np.array([0.0, 1.5, 9.0])
 """The point that framing centres (cm, model frame): a little above the nose tip, so that the
-whole head with its hair fits, as in :data:`monohead.reconstruct.FRAMING` (a square of 2.2
+whole head with its hair fits, as in :data:`monohead.framing.FRAMING` (a square of 2.8
 face-box widths centred 0.12 widths above the face box's centre)."""
 
 BACKGROUND_PHOTOS = (
@@ -60,7 +60,7 @@ def sample_pose(rng: np.random.Generator, size: int) -> dict[str, Any]:
 
     Yaw in [-75°, 75°], pitch in [-30°, 30°], roll in [-20°, 20°] (uniform); the head's width
     (ear to ear, about 18.5 cm) covers 48 % to 72 % of the image (the framing of
-    :mod:`monohead.reconstruct` puts it near 60 %); the face centre is offset by up to 6 % of
+    :mod:`monohead.photo` puts it near 60 %); the face centre is offset by up to 6 % of
     the image from its centre.
     """
     return {
