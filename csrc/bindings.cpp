@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <tuple>
 #include <string>
 
 #include "integrator.hpp"
@@ -41,6 +42,55 @@ void require_shape(const CArray<T>& a, const char* name, std::initializer_list<p
 }
 
 py::array_t<double> new_image(int H, int W) { return py::array_t<double>({H, W}); }
+
+py::dict report_dict(const monohead::SolveReport& rep) {
+    py::dict info;
+    info["iterations"] = rep.iterations;
+    info["residual"] = rep.residual;
+    info["converged"] = rep.converged;
+    info["assembly_seconds"] = rep.assembly_seconds;
+    info["solve_seconds"] = rep.solve_seconds;
+    return info;
+}
+
+monohead::Pinhole pinhole(const std::tuple<double, double, double, double>& k) {
+    monohead::Pinhole cam;
+    cam.fx = std::get<0>(k);
+    cam.fy = std::get<1>(k);
+    cam.cx = std::get<2>(k);
+    cam.cy = std::get<3>(k);
+    return cam;
+}
+
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+    py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+    std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+}
+
+py::tuple csr_tuple(const monohead::CsrSystem& s) {
+    return py::make_tuple(to_array(s.indptr), to_array(s.indices), to_array(s.data), to_array(s.rhs));
+}
+
+// Shared by the solve entry points: checks x0, runs `run(x0p, outp)` without the GIL.
+template <class Run>
+py::tuple run_solve(Integrator& self, const std::optional<CArray<double>>& x0, Run&& run) {
+    const int H = self.height(), W = self.width();
+    const double* x0p = nullptr;
+    if (x0) {
+        require_shape(*x0, "x0", {H, W});
+        x0p = x0->data();
+    }
+    auto out = new_image(H, W);
+    double* outp = out.mutable_data();
+    monohead::SolveReport rep;
+    {
+        py::gil_scoped_release release;
+        rep = run(x0p, outp);
+    }
+    return py::make_tuple(out, report_dict(rep));
+}
 
 }  // namespace
 
@@ -122,6 +172,74 @@ PYBIND11_MODULE(_core, m) {
             py::arg("normals").noconvert(),
             "The system over the mask pixels in raster order: (indptr int64, indices int32, data "
             "float64, rhs float64).")
+        .def_static(
+            "from_edge_weights",
+            [](CArray<std::uint8_t> mask, CArray<double> eE, CArray<double> eN, const std::string& method) {
+                if (mask.ndim() != 2)
+                    throw py::value_error("mask must be 2-D (H, W); got ndim " + std::to_string(mask.ndim()));
+                const int H = static_cast<int>(mask.shape(0)), W = static_cast<int>(mask.shape(1));
+                require_shape(eE, "eE", {H, W});
+                require_shape(eN, "eN", {H, W});
+                const auto meth = monohead::parse_method(method);
+                py::gil_scoped_release release;
+                return new Integrator(H, W, mask.data(), Integrator::EdgeMaps{eE.data(), eN.data()}, meth);
+            },
+            py::arg("mask").noconvert(), py::arg("eE").noconvert(), py::arg("eN").noconvert(), py::arg("method") = "mg",
+            "An integrator with explicit edge weights: eE[r, c] weighs the pair (r, c)-(r, c+1), eN[r, c] the "
+            "pair (r, c)-(r-1, c); (H, W) float64, > 0 on pairs of mask pixels (others ignored).")
+        .def(
+            "solve_perspective",
+            [](Integrator& self, CArray<double> normals, std::tuple<double, double, double, double> k,
+               std::optional<CArray<double>> x0, double tol, int maxiter) {
+                require_shape(normals, "normals", {self.height(), self.width(), 3});
+                const auto cam = pinhole(k);
+                return run_solve(self, x0, [&](const double* x0p, double* outp) {
+                    return self.solve_perspective(normals.data(), cam, x0p, tol, maxiter, outp);
+                });
+            },
+            py::arg("normals").noconvert(), py::arg("k"), py::arg("x0").noconvert() = py::none(), py::arg("tol") = 1e-6,
+            py::arg("maxiter") = -1,
+            "Perspective solve; k = (fx, fy, cx, cy) in OpenCV form.  Returns (log-depth (H, W) with mean 0 per "
+            "component, NaN outside the mask; info dict).")
+        .def(
+            "solve_slopes",
+            [](Integrator& self, CArray<double> p, CArray<double> q, std::optional<CArray<double>> x0, double tol,
+               int maxiter) {
+                require_shape(p, "p", {self.height(), self.width()});
+                require_shape(q, "q", {self.height(), self.width()});
+                return run_solve(self, x0, [&](const double* x0p, double* outp) {
+                    return self.solve_slopes(p.data(), q.data(), x0p, tol, maxiter, outp);
+                });
+            },
+            py::arg("p").noconvert(), py::arg("q").noconvert(), py::arg("x0").noconvert() = py::none(),
+            py::arg("tol") = 1e-6, py::arg("maxiter") = -1,
+            "Solve from slope maps p (rightwards) and q (one row up), (H, W) float64.  Returns (h, info).")
+        .def(
+            "csr_perspective",
+            [](const Integrator& self, CArray<double> normals, std::tuple<double, double, double, double> k) {
+                require_shape(normals, "normals", {self.height(), self.width(), 3});
+                const auto cam = pinhole(k);
+                monohead::CsrSystem s;
+                {
+                    py::gil_scoped_release release;
+                    s = self.csr_perspective(normals.data(), cam);
+                }
+                return csr_tuple(s);
+            },
+            py::arg("normals").noconvert(), py::arg("k"), "The perspective system (unknown: log-depth) in CSR.")
+        .def(
+            "csr_slopes",
+            [](const Integrator& self, CArray<double> p, CArray<double> q) {
+                require_shape(p, "p", {self.height(), self.width()});
+                require_shape(q, "q", {self.height(), self.width()});
+                monohead::CsrSystem s;
+                {
+                    py::gil_scoped_release release;
+                    s = self.csr_slopes(p.data(), q.data());
+                }
+                return csr_tuple(s);
+            },
+            py::arg("p").noconvert(), py::arg("q").noconvert(), "The system of explicit slope maps in CSR.")
         .def_property_readonly("shape", [](const Integrator& s) { return py::make_tuple(s.height(), s.width()); })
         .def_property_readonly("num_unknowns", &Integrator::num_unknowns)
         .def_property_readonly("num_components", &Integrator::num_components)

@@ -69,6 +69,29 @@ class Integrator {
         std::copy(mask, mask + mask_.size(), mask_.begin());
         for (auto& m : mask_) m = m ? 1 : 0;
         ew_ = build_edge_weights(grid_, mask_.data(), Wmap, lam);
+        setup(t0, mg_options);
+    }
+
+    // Explicit per-pixel edge weights instead of w = 1 / (1 + lam W): see edge_weights_from_maps
+    // (weights must be > 0 on every pair of mask pixels).
+    struct EdgeMaps {
+        const double* eE;  // H x W: weight of (r, c)-(r, c+1)
+        const double* eN;  // H x W: weight of (r, c)-(r-1, c)
+    };
+    Integrator(int H, int W, const std::uint8_t* mask, EdgeMaps maps, Method method, const MgOptions& mg_options = {})
+        : method_(method) {
+        auto t0 = std::chrono::steady_clock::now();
+        grid_ = make_padded_grid(mask, H, W);
+        mask_.resize(static_cast<std::size_t>(H) * W);
+        std::copy(mask, mask + mask_.size(), mask_.begin());
+        for (auto& m : mask_) m = m ? 1 : 0;
+        ew_ = edge_weights_from_maps(grid_, mask_.data(), maps.eE, maps.eN);
+        setup(t0, mg_options);
+    }
+
+   private:
+    // The rest of construction once the edge weights are known: components and solver setup.
+    void setup(std::chrono::steady_clock::time_point t0, const MgOptions& mg_options) {
         std::vector<std::uint8_t> pm(static_cast<std::size_t>(grid_.size));
         scatter_to_padded(grid_, mask_.data(), pm.data());
         ncomp_ = label_components(grid_, pm.data(), labels_);
@@ -96,6 +119,7 @@ class Integrator {
         setup_seconds_ = seconds_since(t0);
     }
 
+   public:
     int height() const { return grid_.H; }
     int width() const { return grid_.W; }
     int num_components() const { return ncomp_; }
@@ -123,11 +147,30 @@ class Integrator {
     // Integrate one normal map (H x W x 3, row-major interleaved, Nz > 0 inside the mask).
     // x0: optional H x W initial guess (iterative methods).  out: H x W depth.
     SolveReport solve(const double* normals, const double* x0, double tol, int maxiter, double* out) {
+        return solve_with([&](double* b) { build_rhs(grid_, ew_, normals, mask_.data(), b); }, x0, tol, maxiter, out);
+    }
+
+    // Perspective: the unknown is the log-depth l = log z; slopes from perspective_slopes
+    // (the normals must face the camera: d > 0 inside the mask).  out: H x W log-depth with
+    // mean 0 over each component (geometric mean depth 1).
+    SolveReport solve_perspective(const double* normals, const Pinhole& cam, const double* x0, double tol, int maxiter,
+                                  double* out) {
+        return solve_with([&](double* b) { build_rhs_perspective(normals, cam, b); }, x0, tol, maxiter, out);
+    }
+
+    // Explicit slope maps (H x W each): p rightwards (+column), q upwards (-row).
+    SolveReport solve_slopes(const double* p, const double* q, const double* x0, double tol, int maxiter, double* out) {
+        return solve_with([&](double* b) { build_rhs_slopes(p, q, b); }, x0, tol, maxiter, out);
+    }
+
+    // The general solve: fill(b) writes the right-hand side on the padded grid.
+    template <class FillRhs>
+    SolveReport solve_with(FillRhs&& fill, const double* x0, double tol, int maxiter, double* out) {
         SolveReport rep;
         auto t0 = std::chrono::steady_clock::now();
         const std::int64_t n = grid_.size;
         std::vector<double> b(static_cast<std::size_t>(n)), x(static_cast<std::size_t>(n), 0.0);
-        build_rhs(grid_, ew_, normals, mask_.data(), b.data());
+        fill(b.data());
         project_mean_zero(b.data());
         if (x0) {
             for (int r = 0; r < grid_.h; ++r) {
@@ -183,10 +226,21 @@ class Integrator {
     // The system in CSR over the mask pixels in raster order (unknown k = k-th mask pixel), for
     // one normal map.  Row k holds, in column order: up, left, diagonal, right, down.
     CsrSystem csr(const double* normals) const {
+        return csr_with([&](double* b) { build_rhs(grid_, ew_, normals, mask_.data(), b); });
+    }
+    CsrSystem csr_perspective(const double* normals, const Pinhole& cam) const {
+        return csr_with([&](double* b) { build_rhs_perspective(normals, cam, b); });
+    }
+    CsrSystem csr_slopes(const double* p, const double* q) const {
+        return csr_with([&](double* b) { build_rhs_slopes(p, q, b); });
+    }
+
+    template <class FillRhs>
+    CsrSystem csr_with(FillRhs&& fill) const {
         const PaddedGrid& g = grid_;
         const std::int64_t n = g.size, S = g.S;
         std::vector<double> b(static_cast<std::size_t>(n));
-        build_rhs(g, ew_, normals, mask_.data(), b.data());
+        fill(b.data());
         std::vector<std::int32_t> id(static_cast<std::size_t>(n), -1);
         std::int32_t k = 0;
         std::vector<std::uint8_t> pm(static_cast<std::size_t>(n));
@@ -214,6 +268,23 @@ class Integrator {
             out.rhs.push_back(b[i]);
         }
         return out;
+    }
+
+    // Right-hand sides of the perspective and explicit-slope systems (padded b).
+    void build_rhs_perspective(const double* normals, const Pinhole& cam, double* b) const {
+        build_rhs_with(grid_, ew_, mask_.data(),
+                       [&](int r, int c, std::int64_t k, double& p, double& q) {
+                           perspective_slopes(normals + 3 * k, cam, r, c, p, q);
+                       },
+                       b);
+    }
+    void build_rhs_slopes(const double* pm, const double* qm, double* b) const {
+        build_rhs_with(grid_, ew_, mask_.data(),
+                       [&](int, int, std::int64_t k, double& p, double& q) {
+                           p = pm[k];
+                           q = qm[k];
+                       },
+                       b);
     }
 
    private:

@@ -93,6 +93,79 @@ inline void build_rhs(const PaddedGrid& g, const EdgeWeights& ew, const double* 
     }
 }
 
+// Edge weights given explicitly per pixel (H x W maps): eEmap[r, c] is the weight of the pair
+// (r, c)-(r, c+1), eNmap[r, c] that of the pair (r, c)-(r-1, c).  Pairs with an end outside the
+// mask get weight 0 whatever the maps hold; the caller guarantees weights > 0 elsewhere.
+inline EdgeWeights edge_weights_from_maps(const PaddedGrid& g, const std::uint8_t* mask, const double* eEmap,
+                                          const double* eNmap) {
+    const std::int64_t n = g.size, S = g.S;
+    std::vector<std::uint8_t> m(static_cast<std::size_t>(n));
+    scatter_to_padded(g, mask, m.data());
+    EdgeWeights ew;
+    ew.eE.assign(static_cast<std::size_t>(n), 0.0);
+    ew.eN.assign(static_cast<std::size_t>(n), 0.0);
+    for (int r = 0; r < g.h; ++r) {
+        const std::int64_t i0 = g.index(r, 0);
+        const std::int64_t src0 = static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
+        for (int c = 0; c < g.w; ++c) {
+            const std::int64_t i = i0 + c;
+            if (!m[i]) continue;
+            if (m[i + 1]) ew.eE[i] = eEmap[src0 + c];
+            if (m[i - S]) ew.eN[i] = eNmap[src0 + c];
+        }
+    }
+    return ew;
+}
+
+// Pinhole camera in OpenCV form: pixel (r, c) has image coordinates u = c, v = r and the ray
+// ((u - cx) / fx, (v - cy) / fy, 1) in the OpenCV camera frame (x right, y down, z forward).
+struct Pinhole {
+    double fx = 1.0, fy = 1.0, cx = 0.0, cy = 0.0;
+};
+
+// Slopes of the log-depth l = log z (z: depth along the optical axis) at pixel (r, c) from a
+// normal N in monohead's frame (x right, y up, z toward the viewer), i.e. the OpenCV normal
+// (Nx, -Ny, -Nz).  With d = Nz - Nx (c - cx) / fx + Ny (r - cy) / fy (> 0 when the surface
+// faces the camera):  p = dl/dc = Nx / (fx d) (rightwards) and q = -dl/dr = Ny / (fy d)
+// (one row up), the perspective counterparts of p = -Nx/Nz, q = -Ny/Nz.
+inline void perspective_slopes(const double* n3, const Pinhole& cam, int r, int c, double& p, double& q) {
+    const double d = n3[2] - n3[0] * (c - cam.cx) / cam.fx + n3[1] * (r - cam.cy) / cam.fy;
+    p = n3[0] / (cam.fx * d);
+    q = n3[1] / (cam.fy * d);
+}
+
+// Right-hand side b = sum_e w_e g_e (e_j - e_i) as build_rhs, with the slopes of each mask
+// pixel given by slopes(r, c, k, p, q) (image row and column, raster index k = r * W + c).
+template <class Slopes>
+void build_rhs_with(const PaddedGrid& g, const EdgeWeights& ew, const std::uint8_t* mask, Slopes&& slopes,
+                    double* b) {
+    const std::int64_t S = g.S;
+    const double* eE = ew.eE.data();
+    const double* eN = ew.eN.data();
+    std::fill(b, b + g.size, 0.0);
+    std::vector<double> p_cur(static_cast<std::size_t>(S), 0.0), q_cur(static_cast<std::size_t>(S), 0.0),
+        q_prev(static_cast<std::size_t>(S), 0.0);
+    for (int r = 0; r < g.h; ++r) {
+        const std::int64_t src0 = static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
+        for (int c = 0; c < g.w; ++c) {
+            double p = 0.0, q = 0.0;
+            if (mask[src0 + c]) slopes(r + g.r0, c + g.c0, src0 + c, p, q);
+            p_cur[static_cast<std::size_t>(c) + 1] = p;
+            q_cur[static_cast<std::size_t>(c) + 1] = q;
+        }
+        const std::int64_t i0 = g.index(r, 0) - 1;
+        for (std::int64_t c = 1; c <= g.w; ++c) {
+            const std::int64_t i = i0 + c;
+            const double fE = eE[i] * 0.5 * (p_cur[c] + p_cur[c + 1]);
+            const double fN = eN[i] * 0.5 * (q_cur[c] + q_prev[c]);
+            b[i] -= fE + fN;
+            b[i + 1] += fE;
+            b[i - S] += fN;
+        }
+        std::swap(q_cur, q_prev);
+    }
+}
+
 // y = L x on the padded grid; returns x . y (used by CG).
 inline double laplacian_apply(const PaddedGrid& g, const double* eE, const double* eN,
                               const double* x, double* y) {

@@ -66,3 +66,30 @@ def reference_solve(normals, W, lam, mask):
     depth = np.full(mask.shape, np.nan)
     depth[mask] = x
     return depth, A, b
+
+
+def reference_perspective_slopes(normals, K, mask):
+    """Slopes of log z (one column right, one row up) from the pinhole geometry, in OpenCV's frame.
+
+    A surface point of pixel (u, v) = (column, row) is P = z * ray, ray = K^-1 (u, v, 1). Its
+    OpenCV normal n (x right, y down, z forward) is monohead's (Nx, -Ny, -Nz). From n . dP = 0:
+    d(log z)/du = -n_x / (fx n . ray) and d(log z)/dv = -n_y / (fy n . ray); one row up is -d/dv.
+    """
+    H, Wd = mask.shape
+    Kinv = np.linalg.inv(K)
+    v, u = np.mgrid[0:H, 0:Wd].astype(float)
+    rays = np.einsum("ij,hwj->hwi", Kinv, np.stack([u, v, np.ones_like(u)], axis=-1))
+    n_cv = normals * np.array([1.0, -1.0, -1.0])
+    dot = np.where(mask, np.einsum("hwi,hwi->hw", n_cv, rays), -1.0)
+    dl_du = -n_cv[..., 0] / (K[0, 0] * dot)
+    dl_dv = -n_cv[..., 1] / (K[1, 1] * dot)
+    return np.where(mask, dl_du, 0.0), np.where(mask, -dl_dv, 0.0)
+
+
+def reference_solve_perspective(normals, W, lam, mask, K):
+    """Depth along the optical axis minimising the same WLS energy on log z, geometric mean 1 per component."""
+    p, q = reference_perspective_slopes(normals, K, mask)
+    # The orthographic reference reads p = -Nx/Nz, q = -Ny/Nz: feed it normals with those slopes.
+    fake = np.stack([-p, -q, np.ones_like(p)], axis=-1)
+    logz, A, b = reference_solve(fake, W, lam, mask)
+    return np.exp(logz), A, b

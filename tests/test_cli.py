@@ -60,3 +60,83 @@ def test_bad_npz_and_python_m(tmp_path):
     bad.write_bytes(b"not a zip")
     proc = subprocess.run([sys.executable, "-m", "monohead", "integrate", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "cannot read" in proc.stderr
+
+
+def _bini_folder(path, bits, with_mask=True):
+    """A BiNI-layout folder of the analytic perspective sphere; returns (normals, mask, K in OpenCV form)."""
+    from conftest import perspective_sphere
+
+    from monohead.geometry.normal_maps import encode_png, normals_to_image
+
+    normals, _, mask, K = perspective_sphere()
+    path.mkdir()
+    (path / "normal_map.png").write_bytes(encode_png(normals_to_image(normals, mask, bits)))
+    if with_mask:
+        (path / "mask.png").write_bytes(encode_png((mask[..., None] * 255).astype(np.uint8)))
+    # BiNI's K.txt: first axis = rows counted from the bottom, second = columns.
+    H = mask.shape[0]
+    k_bini = np.array([[K[1, 1], 0.0, H - 1 - K[1, 2]], [0.0, K[0, 0], K[0, 2]], [0.0, 0.0, 1.0]])
+    np.savetxt(path / "K.txt", k_bini)
+    return normals, mask, K
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_integrate_bini_folder_perspective(tmp_path, capsys, bits):
+    import monohead
+
+    normals, mask, K = _bini_folder(tmp_path / "obj", bits)
+    out = tmp_path / "z.npy"
+    mesh = tmp_path / "m.ply"
+    argv = ["integrate", str(tmp_path / "obj"), "-o", str(out), "--mesh", str(mesh), "--json", "--tol", "1e-10"]
+    assert cli.main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["camera"] == "perspective" and r["unknowns"] == mask.sum()
+    z = np.load(out)
+    # BiNI's decoding of the quantised PNG, then the perspective solve with K in OpenCV form
+    top = 255.0 if bits == 8 else 65535.0
+    from monohead.geometry.normal_maps import normals_to_image
+
+    decoded = normals_to_image(normals, mask, bits) * (2.0 / top) - 1.0
+    ref = monohead.integrate(np.where(mask[..., None], decoded, 0.0), mask=mask, K=K, tol=1e-10)
+    np.testing.assert_allclose(z[mask], ref[mask], rtol=1e-7)
+    m = __import__("trimesh").load(mesh, process=False)
+    assert len(m.vertices) == mask.sum() and np.all(m.vertices[:, 2] < 0)  # in front of the camera (-z)
+
+
+def test_integrate_npz_with_K_and_orthographic_override(tmp_path, capsys):
+    from conftest import perspective_sphere
+
+    import monohead
+
+    normals, _, mask, K = perspective_sphere()
+    src = tmp_path / "in.npz"
+    np.savez(src, normal=normals, mask=mask, K=K)
+    out = tmp_path / "z.npy"
+    assert cli.main(["integrate", str(src), "-o", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["camera"] == "perspective"
+    np.testing.assert_allclose(np.load(out)[mask], monohead.integrate(normals, mask=mask, K=K)[mask], rtol=1e-5)
+    assert cli.main(["integrate", str(src), "-o", str(out), "--orthographic", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["camera"] == "orthographic"
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("no_png", "has no normal_map.png"),
+        ("bad_K", "K.txt (BiNI's intrinsics): K_bini must be finite"),
+        ("bad_png", "cannot read"),
+    ],
+)
+def test_integrate_bini_folder_errors(tmp_path, capsys, setup, message):
+    folder = tmp_path / "obj"
+    _bini_folder(folder, 8)
+    if setup == "no_png":
+        (folder / "normal_map.png").unlink()
+    elif setup == "bad_K":
+        (folder / "K.txt").write_text("1 0 nan\n0 1 0\n0 0 1\n")
+    else:
+        (folder / "normal_map.png").write_bytes(b"not a png")
+    out = tmp_path / "z.npy"
+    assert cli.main(["integrate", str(folder), "-o", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

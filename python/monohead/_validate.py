@@ -328,13 +328,16 @@ def _batch_map(a: Any, name: str, B: int, H: int, W: int, xp: Any) -> tuple[Any,
 
 
 def check_batch_inputs(
-    normals: Any, weights: Any = None, lam: Any = 0.1, mask: Any = None, xp: Any = np
+    normals: Any, weights: Any = None, lam: Any = 0.1, mask: Any = None, xp: Any = np, check_values: bool = True
 ) -> tuple[Any, Any, Any, float, bool]:
     """Validate the inputs of one map or of a batch of maps; return them batched.
 
     ``normals`` is ``(H, W, 3)`` or ``(B, H, W, 3)``; ``weights`` and ``mask`` are ``(H, W)``
     for one map and ``(B, H, W)`` (or ``(H, W)`` shared by every item) for a batch. Every
     array must live on the device of ``xp``.
+
+    With ``check_values`` false the normals are not checked against the mask (finite,
+    ``Nz > 0``): the perspective callers check them against the camera instead.
 
     Returns:
         ``(normals (B, H, W, 3) float64, mask (B, H, W) bool, weights (B, H, W) float64 or
@@ -368,7 +371,8 @@ def check_batch_inputs(
         m = xp.ascontiguousarray(xp.broadcast_to(m, (B, H, W)))
     else:
         m = check_mask(mask, (H, W), "mask", xp)[None]
-    check_normals_in_mask(n, m, "normals", xp)
+    if check_values:
+        check_normals_in_mask(n, m, "normals", xp)
     w = None
     if weights is not None:
         if batched and not isinstance(weights, (str, bytes)):

@@ -2,7 +2,7 @@
 
 Commands:
     reconstruct photo(s) -> head mesh(es) and preview figures (the paper's pipeline)
-    integrate   integrate a normal map (.npy / .npz) into a depth map (and a mesh)
+    integrate   integrate a normal map (.npy / .npz, or a BiNI folder) into a depth map (and a mesh)
     synth       render a synthetic training data set (synth-asset: convert ICT-FaceKit)
     train       train the network (resumable; torchrun for DDP), evaluate a checkpoint, export weights
     experiments the paper's experiments (Table 1, lambda sweep, Table 2, photos) as a Markdown report
@@ -28,27 +28,82 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-def _load_normal_input(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(normals, W or None, mask or None) from a .npy (normals) or .npz (normals[, W][, mask])."""
+def _load_normal_input(path: Path) -> dict[str, Any]:
+    """Inputs of ``integrate`` from a .npy (normals), a .npz (normals[, W][, mask][, K]) or a BiNI folder.
+
+    Returns a dict with ``normals`` and optional ``W``, ``mask``, ``K`` (OpenCV form).
+    """
     if not path.exists():
         raise CliError(f"input file does not exist: {path}")
+    if path.is_dir():
+        return _load_bini_folder(path)
     try:
         if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False), None, None
+            return {"normals": np.load(path, allow_pickle=False)}
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 keys = set(z.files)
                 key = "normals" if "normals" in keys else "normal" if "normal" in keys else None
                 if key is None:
                     raise CliError(f"{path} has no 'normals' array; found {sorted(keys)}")
-                W = z["W"] if "W" in keys else None
-                mask = z["mask"] if "mask" in keys else None
-                return z[key], W, mask
+                return {"normals": z[key], **{k: z[k] for k in ("W", "mask", "K") if k in keys}}
     except CliError:
         raise
     except Exception as exc:  # unreadable or corrupt file
         raise CliError(f"cannot read {path}: {exc}") from exc
-    raise CliError(f"input must be a .npy or .npz file; got {path.name!r}")
+    raise CliError(f"input must be a .npy or .npz file or a folder; got {path.name!r}")
+
+
+def _read_png(path: Path) -> np.ndarray:
+    from .geometry.normal_maps import decode_png
+
+    try:
+        return decode_png(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from exc
+
+
+def _load_bini_folder(folder: Path) -> dict[str, Any]:
+    """BiNI's folder layout: normal_map.png, optional mask.png, K.txt and prior_depth.npy.
+
+    ``normal_map.png`` (8 or 16 bit) stores ``N = RGB / M * 2 - 1`` with R = x right, G = y up,
+    B = z toward the viewer (BiNI reads it with OpenCV and converts BGR to RGB; monohead's
+    frame). ``mask.png``: non-zero pixels (default: the non-black normal pixels). ``K.txt``:
+    BiNI's 3 x 3 matrix in BiNI's pixel frame, converted by
+    :func:`monohead.integration.perspective.K_from_bini`.
+    """
+    from .integration.perspective import K_from_bini
+
+    src = folder / "normal_map.png"
+    if not src.is_file():
+        raise CliError(f"{folder} has no normal_map.png (BiNI folder layout: normal_map.png, mask.png, K.txt)")
+    img = _read_png(src)
+    if img.shape[2] < 3:
+        raise CliError(f"{src} must be an RGB image; got {img.shape[2]} channel(s)")
+    rgb = img[..., :3]
+    top = float(np.iinfo(rgb.dtype).max)
+    normals = rgb.astype(np.float64) * (2.0 / top) - 1.0
+    out: dict[str, Any] = {"normals": normals, "format": f"BiNI folder ({8 * rgb.dtype.itemsize}-bit normal_map.png)"}
+    mpath = folder / "mask.png"
+    mask = _read_png(mpath).any(axis=-1) if mpath.is_file() else rgb.any(axis=-1)
+    if mask.shape != normals.shape[:2]:
+        raise CliError(f"{mpath} must have the size of normal_map.png {normals.shape[:2]}; got {mask.shape}")
+    normals[~mask] = 0.0
+    out["mask"] = mask
+    kpath = folder / "K.txt"
+    if kpath.is_file():
+        try:
+            kb = np.loadtxt(kpath)
+        except ValueError as exc:
+            raise CliError(f"cannot read {kpath}: {exc}") from exc
+        try:
+            out["K"] = K_from_bini(kb, normals.shape[0])
+        except ValueError as exc:
+            raise CliError(f"{kpath} (BiNI's intrinsics): {exc}") from exc
+    ppath = folder / "prior_depth.npy"
+    if ppath.is_file():
+        out["prior"] = np.load(ppath, allow_pickle=False)
+    return out
 
 
 def _example() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -65,25 +120,46 @@ def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.example:
         normals, W, mask = _example()
+        data: dict[str, Any] = {}
         source = "example: analytic head + neck, 256x256"
     else:
         if args.input is None:
-            raise CliError("give a normal map (.npy or .npz) or --example")
-        normals, W, mask = _load_normal_input(Path(args.input))
+            raise CliError("give a normal map (.npy or .npz), a BiNI folder, or --example")
+        data = _load_normal_input(Path(args.input))
+        normals, W, mask = data["normals"], data.get("W"), data.get("mask")
         source = str(args.input)
     if args.no_weights:
         W = None
+    K = data.get("K")
+    if args.K is not None:
+        try:
+            K = np.loadtxt(args.K)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read --K {args.K}: {exc}") from exc
+    if args.orthographic:
+        K = None
     out = Path(args.output)
     if not out.parent.exists():
         raise CliError(f"output folder does not exist: {out.parent}")
     depth, info = monohead.integrate(
-        normals, W, args.lam, mask, method=args.method, tol=args.tol, return_info=True
+        normals, W, args.lam, mask, method=args.method, tol=args.tol, return_info=True, K=K
     )
+    mesh = None
+    if args.mesh:
+        from . import geometry
+
+        m = np.isfinite(depth)
+        mesh = geometry.depth_to_mesh(depth, m)
+        if K is not None:
+            from .integration.perspective import backproject
+
+            mesh.vertices = backproject(depth, m, K)
     with atomic_open(out, "wb") as f:
         np.save(f, depth)
     result: dict[str, Any] = {
         "input": source,
         "output": str(out),
+        "camera": "orthographic" if K is None else "perspective",
         "shape": list(depth.shape),
         "unknowns": info.num_unknowns,
         "components": info.num_components,
@@ -97,11 +173,9 @@ def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
             "total": info.total_seconds,
         },
     }
-    if args.mesh:
+    if mesh is not None:
         from . import geometry
 
-        m = np.isfinite(depth)
-        mesh = geometry.depth_to_mesh(depth, m)
         geometry.save_mesh(mesh, args.mesh)
         result["mesh"] = str(args.mesh)
         result["mesh_vertices"] = int(len(mesh.vertices))
@@ -112,7 +186,7 @@ def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
 def _print_integrate(r: dict[str, Any]) -> None:
     s = r["seconds"]
     print(
-        f"{r['input']}: {r['unknowns']} pixels in {r['components']} component(s), "
+        f"{r['input']}: {r['camera']}, {r['unknowns']} pixels in {r['components']} component(s), "
         f"{r['method']} {r['iterations']} iterations, residual {r['residual']:.2e}, "
         f"{s['total'] * 1e3:.1f} ms (assembly {s['assembly'] * 1e3:.1f}, setup {s['setup'] * 1e3:.1f}, "
         f"solve {s['solve'] * 1e3:.1f})",
@@ -739,10 +813,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "integrate",
         help="integrate a normal map into a depth map",
-        description="Integrate a normal map (.npy of (H, W, 3), or .npz with 'normals' and optional 'W' "
-        "and 'mask') by weighted least squares; writes the depth as .npy (NaN outside the mask).",
+        description="Integrate a normal map (.npy of (H, W, 3); .npz with 'normals' and optional 'W', "
+        "'mask' and 'K'; or a folder in BiNI's layout: normal_map.png (8/16 bit), mask.png, optional K.txt in "
+        "BiNI's convention) by weighted least squares; writes the depth as .npy (NaN outside the mask). "
+        "With intrinsics the depth is the z-depth along the optical axis with geometric mean 1.",
     )
-    p.add_argument("input", nargs="?", help="normal map, .npy or .npz")
+    p.add_argument("input", nargs="?", help="normal map (.npy or .npz) or a BiNI folder")
+    p.add_argument("--K", help="perspective: 3x3 intrinsics in OpenCV form, a text file (overrides the input's)")
+    p.add_argument("--orthographic", action="store_true", help="ignore any intrinsics of the input")
     p.add_argument("--example", action="store_true", help="integrate the bundled analytic head + neck example")
     p.add_argument("-o", "--output", default="depth.npy", help="depth map to write (.npy; default depth.npy)")
     p.add_argument("--mesh", help="also write the depth as a mesh (.ply or .obj)")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from . import _validate as v
 from .integration import generic as _g
+from .integration import perspective as _persp
 
 __all__ = ["integrate"]
 
@@ -151,6 +152,7 @@ def integrate(
     tol: float = 1e-8,
     maxiter: int | None = None,
     dtype: torch.dtype = torch.float64,
+    K: Any = None,
 ) -> torch.Tensor:
     """Integrate normal maps into depth, differentiably (PyTorch).
 
@@ -173,11 +175,17 @@ def integrate(
             (default 1e-8).
         maxiter: CG iteration cap per map (default ``20 (H + W) + 1000``).
         dtype: floating dtype of the result (default float64, as everywhere in monohead).
+        K: optional ``(3, 3)`` pinhole intrinsics in OpenCV form (array or tensor, shared by a
+            batch; not differentiated): the perspective system of :func:`monohead.integrate`,
+            whose unknown is the log-depth; the normals must face the camera
+            (``Nz - Nx (c - cx)/fx + Ny (r - cy)/fy > 0``) instead of ``Nz > 0``.
 
     Returns:
-        ``(H, W)`` or ``(B, H, W)`` tensor on the device of ``normals``: depth toward the viewer
-        in pixel units, mean 0 over each 4-connected component of each mask, 0 on isolated
-        pixels, NaN outside the mask (select ``depth[mask]`` before a loss).
+        ``(H, W)`` or ``(B, H, W)`` tensor on the device of ``normals``, NaN outside the mask
+        (select ``depth[mask]`` before a loss): orthographic, depth toward the viewer in pixel
+        units, mean 0 over each 4-connected component of each mask, 0 on isolated pixels; with
+        ``K``, depth along the optical axis, geometric mean 1 per component (differentiable:
+        ``exp`` of the solved log-depth).
 
     Raises:
         TypeError: a non-tensor input, a wrong dtype, or tensors on different devices.
@@ -198,6 +206,7 @@ def integrate(
         raise TypeError(f"dtype must be a floating torch.dtype; got {dtype!r}")
     tol = v.check_tol(tol)
     maxiter = v.check_positive_int(maxiter, "maxiter")
+    cam = None if K is None else _persp.check_K(K)
     xp = _xp_for(normals.device)
     device = normals.device
 
@@ -205,9 +214,16 @@ def integrate(
     n64 = normals.to(torch.float64)
     w64 = None if weights is None else weights.to(torch.float64)
     with _on_device(device, xp):
-        _, m_x, _, lam, batched = v.check_batch_inputs(
-            _to_xp(n64, xp), None if w64 is None else _to_xp(w64, xp), lam, None if mask is None else _to_xp(mask, xp), xp
+        n_x, m_x, _, lam, batched = v.check_batch_inputs(
+            _to_xp(n64, xp),
+            None if w64 is None else _to_xp(w64, xp),
+            lam,
+            None if mask is None else _to_xp(mask, xp),
+            xp,
+            check_values=cam is None,
         )
+        if cam is not None:
+            _persp.check_normals_facing_camera(n_x, m_x, cam, xp=xp)
         grid = _g.Grid(m_x, xp)
         mask_p = _to_torch(grid.mask, device)
     B, H, W = (int(s) for s in m_x.shape)
@@ -223,12 +239,14 @@ def integrate(
     if w64 is not None:
         wb = w64.expand(B, H, W) if batched else w64[None]
         W_p = F.pad(wb[:, r0 : r0 + h, c0 : c0 + w], (1, right, 1, bottom))
-    eE, eN, b = _g.assemble(n_p, mask_p, W_p, lam, torch)
+    eE, eN, b = _g.assemble(n_p, mask_p, W_p, lam, torch, K=cam, origin=(r0 - 1, c0 - 1))
     opts = {"xp": xp, "mask": grid.mask, "method": method, "tol": tol, "maxiter": maxiter, "mg_dtype": np.float32}
     x = _LaplacianSolve.apply(eE, eN, b, opts)
 
     # Back to the image: NaN outside the mask.
     box = x[:, 1 : 1 + h, 1 : 1 + w]
+    if cam is not None:
+        box = torch.exp(box)  # log-depth with mean 0 per component -> geometric mean 1
     box = torch.where(mask_p[:, 1 : 1 + h, 1 : 1 + w], box, torch.full_like(box, math.nan))
     depth = F.pad(box, (c0, W - c0 - w, r0, H - r0 - h), value=math.nan)
     if not batched:

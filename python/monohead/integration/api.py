@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import _validate as v
+from . import perspective as persp
 
 __all__ = ["BACKENDS", "METHODS", "ConvergenceWarning", "Integrator", "SolveInfo", "integrate", "wls_system"]
 
@@ -95,6 +96,10 @@ class Integrator:
         lam: ``lam >= 0`` in ``w = 1 / (1 + lam * W)``; the paper's optimum is 0.1.
         method: ``"mg"`` (default, multigrid-preconditioned CG), ``"jacobi"`` (Jacobi-PCG, the
             usual public recipe) or ``"direct"`` (sparse Cholesky; small problems, reference).
+        K: optional ``(3, 3)`` pinhole intrinsics in OpenCV form (``fx, fy > 0``; ``cx`` the
+            column and ``cy`` the row of the principal point). With ``K`` the unknown is the
+            log-depth and :meth:`solve` returns the depth along the optical axis, geometric mean
+            1 per component (see :mod:`monohead.integration.perspective`).
 
     Example:
         >>> import numpy as np, monohead
@@ -105,9 +110,10 @@ class Integrator:
         0.0
     """
 
-    def __init__(self, mask: Any, weights: Any = None, lam: float = 0.1, method: str = "mg") -> None:
+    def __init__(self, mask: Any, weights: Any = None, lam: float = 0.1, method: str = "mg", *, K: Any = None) -> None:
         method = _check_method(method)
         lam = v.check_lam(lam)
+        cam = None if K is None else persp.check_K(K)
         if mask is None:
             raise TypeError("mask must be a boolean (H, W) array; got None")
         arr = np.asarray(mask) if not isinstance(mask, np.ndarray) else mask
@@ -115,21 +121,34 @@ class Integrator:
             raise ValueError(f"mask must have shape (H, W); got {v.shape_str(tuple(arr.shape))}")
         m = v.check_mask(arr, arr.shape)
         w = None if weights is None else v.check_gradient_magnitude(weights, m.shape, m)
-        self._build(m, w, lam, method)
+        self._build(m, w, lam, method, cam)
 
     @classmethod
-    def _from_checked(cls, mask: np.ndarray, weights: np.ndarray | None, lam: float, method: str) -> Integrator:
+    def _from_checked(
+        cls, mask: np.ndarray, weights: np.ndarray | None, lam: float, method: str, K: tuple[float, ...] | None = None
+    ) -> Integrator:
         """Construct from inputs already validated by this module (no second check)."""
         self = cls.__new__(cls)
-        self._build(mask, weights, lam, method)
+        self._build(mask, weights, lam, method, K)
         return self
 
-    def _build(self, mask: np.ndarray, weights: np.ndarray | None, lam: float, method: str) -> None:
+    def _build(
+        self, mask: np.ndarray, weights: np.ndarray | None, lam: float, method: str, K: tuple[float, ...] | None = None
+    ) -> None:
         self._mask = mask
         self._mask.flags.writeable = False
         self._method = method
         self._lam = lam
+        self._K = K
         self._core = _core().Integrator(mask.view(np.uint8), weights, lam, method)
+
+    @property
+    def K(self) -> np.ndarray | None:
+        """The ``(3, 3)`` intrinsics of a perspective integrator, or ``None`` (orthographic)."""
+        if self._K is None:
+            return None
+        fx, fy, cx, cy = self._K
+        return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
     @property
     def mask(self) -> np.ndarray:
@@ -192,17 +211,21 @@ class Integrator:
 
         Args:
             normals: ``(H, W, 3)`` unit normals in the camera frame (x right, y up, z toward
-                the viewer), any float dtype and layout; ``Nz > 0`` and finite inside the mask,
-                ignored outside it.
+                the viewer), any float dtype and layout; finite inside the mask, ignored outside
+                it, and facing the camera: ``Nz > 0`` (orthographic), or with ``K``
+                ``Nz - Nx (c - cx)/fx + Ny (r - cy)/fy > 0``.
             tol: stop when ``||b - L h|| <= tol * ||b||`` (iterative methods).
             maxiter: iteration cap (default: generous, ``20 (H + W) + 1000``).
-            x0: optional ``(H, W)`` initial depth (pixel units; NaN outside the mask is fine).
+            x0: optional ``(H, W)`` initial depth (pixel units; with ``K`` a positive depth, any
+                scale; NaN outside the mask is fine).
             return_info: also return a :class:`SolveInfo`.
 
         Returns:
-            ``(H, W)`` float64 depth, the height toward the viewer in pixel units, mean 0 over
-            each 4-connected component of the mask, 0 on isolated pixels, NaN outside the
-            mask; and the :class:`SolveInfo` when ``return_info`` is true.
+            ``(H, W)`` float64 depth, NaN outside the mask: orthographic, the height toward the
+            viewer in pixel units, mean 0 over each 4-connected component of the mask, 0 on
+            isolated pixels; with ``K``, the depth along the optical axis (positive), geometric
+            mean 1 over each component, 1 on isolated pixels. With ``return_info``, also the
+            :class:`SolveInfo`.
 
         Warns:
             ConvergenceWarning: when ``maxiter`` is reached before ``tol``.
@@ -214,7 +237,10 @@ class Integrator:
                 f"normals must have shape ({self.shape[0]}, {self.shape[1]}, 3) to match the mask; "
                 f"got {v.shape_str(n.shape)}"
             )
-        v.check_normals_in_mask(n, self._mask)
+        if self._K is None:
+            v.check_normals_in_mask(n, self._mask)
+        else:
+            persp.check_normals_facing_camera(n, self._mask, self._K)
         tol = v.check_tol(tol)
         maxiter = v.check_positive_int(maxiter, "maxiter")
         x0_arr = None
@@ -227,11 +253,20 @@ class Integrator:
             bad = int(np.count_nonzero(~np.isfinite(x0_arr) & self._mask))
             if bad:
                 raise ValueError(f"x0 must be finite inside the mask; got {bad} NaN or inf value(s)")
+            if self._K is not None:
+                bad = int(np.count_nonzero((x0_arr <= 0) & self._mask))
+                if bad:
+                    raise ValueError(f"x0 must be a positive depth inside the mask when K is given; got {bad} value(s) <= 0")
+                x0_arr = np.log(np.where(self._mask, x0_arr, 1.0))
             x0_arr = np.where(self._mask, x0_arr, 0.0)
         check_seconds = time.perf_counter() - t0
         if maxiter is None:
             maxiter = _default_maxiter(self.shape)
-        depth, raw = self._core.solve(n, x0_arr, tol, maxiter)
+        if self._K is None:
+            depth, raw = self._core.solve(n, x0_arr, tol, maxiter)
+        else:
+            depth, raw = self._core.solve_perspective(n, self._K, x0_arr, tol, maxiter)
+            np.exp(depth, out=depth)  # log-depth with mean 0 per component -> geometric mean 1
         if not raw["converged"]:
             warnings.warn(
                 f"{self._method} solve stopped after {raw['iterations']} iterations at relative residual "
@@ -256,20 +291,26 @@ class Integrator:
         return depth, info
 
     def __repr__(self) -> str:
+        cam = "" if self._K is None else ", K=(fx={:g}, fy={:g}, cx={:g}, cy={:g})".format(*self._K)
         return (
             f"Integrator(shape={self.shape}, unknowns={self.num_unknowns}, components={self.num_components}, "
-            f"method={self._method!r}, lam={self._lam:g})"
+            f"method={self._method!r}, lam={self._lam:g}{cam})"
         )
 
 
-def _prepare(normals: Any, weights: Any, lam: Any, mask: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+def _prepare(
+    normals: Any, weights: Any, lam: Any, mask: Any, K: tuple[float, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
     """Validate one map's inputs (numpy); returns (normals, mask, weights, lam)."""
     n = v.check_normals(normals)
     lam = v.check_lam(lam)
     m = v.default_mask(n) if mask is None else v.check_mask(mask, n.shape[:2])
     if mask is None and not bool(m.any()):
         raise ValueError("normals are all zero, so the default mask (non-zero normals) is empty; pass a mask")
-    v.check_normals_in_mask(n, m)
+    if K is None:
+        v.check_normals_in_mask(n, m)
+    else:
+        persp.check_normals_facing_camera(n, m, K)
     w = None if weights is None else v.check_gradient_magnitude(weights, n.shape[:2], m)
     return n, m, w, lam
 
@@ -295,6 +336,7 @@ def integrate(
     x0: Any = None,
     return_info: bool = False,
     backend: str = "auto",
+    K: Any = None,
 ) -> Any:
     """Integrate a normal map into a depth map by weighted least squares (paper eq. 7-8).
 
@@ -325,12 +367,21 @@ def integrate(
             CuPy inputs only, every array on the same device; methods ``"mg"`` and
             ``"jacobi"``; a batch is solved at once). CuPy is imported only for the GPU path:
             install it with ``pip install "monohead[cuda]"`` (``cupy-cuda12x``).
+        K: optional ``(3, 3)`` pinhole intrinsics in OpenCV form ``[[fx, 0, cx], [0, fy, cy],
+            [0, 0, 1]]`` (pixels; ``cx`` is the column and ``cy`` the row of the principal
+            point; shared by a batch). With ``K`` the unknown is the log-depth ``log z``, whose
+            slopes follow from each normal and its pixel's ray (rule in
+            :mod:`monohead.integration.perspective` and ``docs/conventions.md``); the system
+            keeps the staggered grid and the weights ``w``. The normals must face the camera:
+            ``Nz - Nx (c - cx)/fx + Ny (r - cy)/fy > 0`` inside the mask.
 
     Returns:
-        ``(H, W)`` float64 depth: height toward the viewer in pixel units (orthographic),
-        mean 0 over each 4-connected component of the mask, 0 on isolated mask pixels, NaN
-        outside the mask; a NumPy array on ``"cpu"``, a CuPy array on ``"cupy"``. With
-        ``return_info``, ``(depth, info)``.
+        ``(H, W)`` float64 depth, NaN outside the mask; a NumPy array on ``"cpu"``, a CuPy
+        array on ``"cupy"``. Orthographic (no ``K``): height toward the viewer in pixel units,
+        mean 0 over each 4-connected component of the mask, 0 on isolated mask pixels. With
+        ``K``: depth ``z`` along the optical axis (positive, away from the camera), defined
+        up to one scale per component, fixed so that the geometric mean of ``z`` over each
+        component is 1 (1 on isolated pixels). With ``return_info``, ``(depth, info)``.
 
     Raises:
         TypeError, ValueError: bad input, with the argument named.
@@ -340,6 +391,7 @@ def integrate(
     """
     backend = _resolve_backend(backend, normals)
     method = _check_method(method)
+    cam = None if K is None else persp.check_K(K)
     if backend == "cupy":
         if method == "direct":
             raise ValueError("method 'direct' is not available on the cupy backend; use 'mg' or 'jacobi'")
@@ -347,14 +399,14 @@ def integrate(
 
         xp = _cupy()
         return integrate_xp(
-            normals, weights, lam, mask, method=method, tol=tol, maxiter=maxiter, x0=x0, return_info=return_info, xp=xp
+            normals, weights, lam, mask, method=method, tol=tol, maxiter=maxiter, x0=x0, return_info=return_info, xp=xp, K=K
         )
     if np.ndim(normals) >= 4:  # a batch (or too many axes, reported by the batch validator)
-        return _integrate_batch_cpu(normals, weights, lam, mask, method, tol, maxiter, x0, return_info)
+        return _integrate_batch_cpu(normals, weights, lam, mask, method, tol, maxiter, x0, return_info, cam)
     t0 = time.perf_counter()
-    n, m, w, lam = _prepare(normals, weights, lam, mask)
+    n, m, w, lam = _prepare(normals, weights, lam, mask, cam)
     check_seconds = time.perf_counter() - t0
-    solver = Integrator._from_checked(m, w, lam, method)
+    solver = Integrator._from_checked(m, w, lam, method, cam)
     out = solver.solve(n, tol=tol, maxiter=maxiter, x0=x0, return_info=return_info)
     if not return_info:
         return out
@@ -405,11 +457,22 @@ def _resolve_backend(backend: Any, normals: Any) -> str:
 
 
 def _integrate_batch_cpu(
-    normals: Any, weights: Any, lam: Any, mask: Any, method: str, tol: Any, maxiter: Any, x0: Any, return_info: bool
+    normals: Any,
+    weights: Any,
+    lam: Any,
+    mask: Any,
+    method: str,
+    tol: Any,
+    maxiter: Any,
+    x0: Any,
+    return_info: bool,
+    K: tuple[float, ...] | None = None,
 ) -> Any:
     """The C++ core on each map of a ``(B, H, W, 3)`` batch; returns ``(B, H, W)``."""
     t0 = time.perf_counter()
-    n, m, w, lam, _ = v.check_batch_inputs(normals, weights, lam, mask)
+    n, m, w, lam, _ = v.check_batch_inputs(normals, weights, lam, mask, check_values=K is None)
+    if K is not None:
+        persp.check_normals_facing_camera(n, m, K)
     B, H, W = m.shape
     x0_arr = None
     if x0 is not None:
@@ -420,7 +483,7 @@ def _integrate_batch_cpu(
     depth = np.empty((B, H, W))
     infos = []
     for i in range(B):
-        solver = Integrator._from_checked(m[i], None if w is None else w[i], lam, method)
+        solver = Integrator._from_checked(m[i], None if w is None else w[i], lam, method, K)
         depth[i], info = solver.solve(
             n[i], tol=tol, maxiter=maxiter, x0=None if x0_arr is None else x0_arr[i], return_info=True
         )
@@ -428,7 +491,9 @@ def _integrate_batch_cpu(
     return (depth, infos) if return_info else depth
 
 
-def wls_system(normals: Any, weights: Any = None, lam: float = 0.1, mask: Any = None) -> tuple[Any, np.ndarray]:
+def wls_system(
+    normals: Any, weights: Any = None, lam: float = 0.1, mask: Any = None, *, K: Any = None
+) -> tuple[Any, np.ndarray]:
     """The WLS normal equations ``L h = b`` as a SciPy CSR matrix and a right-hand side.
 
     For users with their own solver. Unknown ``k`` is the ``k``-th mask pixel in row-major
@@ -439,6 +504,8 @@ def wls_system(normals: Any, weights: Any = None, lam: float = 0.1, mask: Any = 
 
     Args:
         normals, weights, lam, mask: as in :func:`integrate`.
+        K: optional intrinsics as in :func:`integrate`; then the unknown is the log-depth
+            ``log z`` (same matrix, slopes of the perspective rule in ``b``).
 
     Returns:
         ``(L, b)``: ``scipy.sparse.csr_matrix`` of shape ``(n, n)`` float64 and ``(n,)`` float64,
@@ -446,8 +513,9 @@ def wls_system(normals: Any, weights: Any = None, lam: float = 0.1, mask: Any = 
     """
     import scipy.sparse as sp  # noqa: PLC0415
 
-    n, m, w, lam = _prepare(normals, weights, lam, mask)
+    cam = None if K is None else persp.check_K(K)
+    n, m, w, lam = _prepare(normals, weights, lam, mask, cam)
     core = Integrator._from_checked(m, w, lam, "jacobi")._core
-    indptr, indices, data, rhs = core.csr(n)
+    indptr, indices, data, rhs = core.csr(n) if cam is None else core.csr_perspective(n, cam)
     k = rhs.shape[0]
     return sp.csr_matrix((data, indices, indptr), shape=(k, k)), rhs

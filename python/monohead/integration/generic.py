@@ -56,6 +56,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _validate as v
+from . import perspective as persp
 from .api import ConvergenceWarning, SolveInfo
 
 __all__ = [
@@ -222,7 +223,15 @@ class Grid:
         return out
 
 
-def assemble(normals_p: Any, mask_p: Any, W_p: Any | None, lam: float, xp: Any) -> tuple[Any, Any, Any]:
+def assemble(
+    normals_p: Any,
+    mask_p: Any,
+    W_p: Any | None,
+    lam: float,
+    xp: Any,
+    K: tuple[float, float, float, float] | None = None,
+    origin: tuple[int, int] = (0, 0),
+) -> tuple[Any, Any, Any]:
     """Edge weights and right-hand side of the WLS system on padded arrays.
 
     Args:
@@ -233,6 +242,11 @@ def assemble(normals_p: Any, mask_p: Any, W_p: Any | None, lam: float, xp: Any) 
         lam: ``lam`` of ``w = 1 / (1 + lam W)``.
         xp: the array module (:mod:`numpy`, :mod:`cupy`, or :mod:`torch`: the PyTorch front end
             assembles with this very function so that autograd differentiates it).
+        K: ``(fx, fy, cx, cy)`` of a pinhole camera (:func:`~monohead.integration.perspective.check_K`)
+            or ``None`` (orthographic). With ``K`` the slopes are those of the log-depth
+            (:func:`~monohead.integration.perspective.perspective_slopes`).
+        origin: image ``(row, column)`` of padded cell ``[0, 0]`` (``(r0 - 1, c0 - 1)`` for a
+            crop at ``(r0, c0)`` with its one-cell border); used with ``K`` only.
 
     Returns:
         ``(eE, eN, b)``, each ``(B, h + 2, w + 2)`` float64: rightward and upward edge weights
@@ -242,8 +256,11 @@ def assemble(normals_p: Any, mask_p: Any, W_p: Any | None, lam: float, xp: Any) 
     m = mask_p
     nz = xp.where(m, normals_p[..., 2], 1.0)
     mf = xp.where(m, xp.ones_like(nz), 0.0)  # written so that it also runs with xp = torch
-    p = xp.where(m, -normals_p[..., 0] / nz, 0.0)
-    q = xp.where(m, -normals_p[..., 1] / nz, 0.0)
+    if K is None:
+        p = xp.where(m, -normals_p[..., 0] / nz, 0.0)
+        q = xp.where(m, -normals_p[..., 1] / nz, 0.0)
+    else:
+        p, q = persp.perspective_slopes(normals_p, K, m, origin, xp)
     w = mf if W_p is None else mf / (1.0 + lam * W_p)
     eE = xp.zeros_like(mf)
     eN = xp.zeros_like(mf)
@@ -661,6 +678,7 @@ def integrate_xp(
     coarse_scale: float = 2.0,
     coarsest_max: int = 128,
     fuse: bool = True,
+    K: Any = None,
 ) -> Any:
     """Integrate normal maps with the array-module-generic solver (NumPy or CuPy).
 
@@ -689,11 +707,15 @@ def integrate_xp(
         coarse_scale: over-correction factor of the coarse operators (default 2.0).
         coarsest_max: cells per map of the coarsest multigrid level (dense solve).
         fuse: on CuPy, fuse elementwise steps with :func:`cupy.fuse`.
+        K: optional ``(3, 3)`` pinhole intrinsics in OpenCV form, shared by a batch: the
+            perspective system of :func:`monohead.integrate` (unknown: log-depth).
 
     Returns:
-        ``(H, W)`` or ``(B, H, W)`` float64 depth on the device of the input: height toward the
-        viewer in pixel units, mean 0 over each 4-connected component of each mask, 0 on
-        isolated pixels, NaN outside the mask; and the info when ``return_info`` is true.
+        ``(H, W)`` or ``(B, H, W)`` float64 depth on the device of the input, NaN outside the
+        mask: orthographic, height toward the viewer in pixel units, mean 0 over each
+        4-connected component of each mask, 0 on isolated pixels; with ``K``, the depth along
+        the optical axis with geometric mean 1 per component. And the info when
+        ``return_info`` is true.
 
     Raises:
         TypeError, ValueError: bad input, with the argument named.
@@ -708,9 +730,12 @@ def integrate_xp(
         )
     if xp is None:
         xp = v.array_module(normals)
+    cam = None if K is None else persp.check_K(K)
     # CuPy: allocate on the device of the normals, whichever device is current.
     with _device_of(normals, xp):
-        n, m, w, lam, batched = v.check_batch_inputs(normals, weights, lam, mask, xp=xp)
+        n, m, w, lam, batched = v.check_batch_inputs(normals, weights, lam, mask, xp=xp, check_values=cam is None)
+        if cam is not None:
+            persp.check_normals_facing_camera(n, m, cam, xp=xp)
         tol = v.check_tol(tol)
         maxiter = v.check_positive_int(maxiter, "maxiter")
         B, H, W = m.shape
@@ -726,10 +751,17 @@ def integrate_xp(
             bad = int(xp.count_nonzero(~xp.isfinite(x0_arr) & m))
             if bad:
                 raise ValueError(f"x0 must be finite inside the mask; got {bad} NaN or inf value(s)")
+            if cam is not None:
+                bad = int(xp.count_nonzero((x0_arr <= 0) & m))
+                if bad:
+                    raise ValueError(f"x0 must be a positive depth inside the mask when K is given; got {bad} value(s) <= 0")
+                x0_arr = xp.log(xp.where(m, x0_arr, 1.0))
             x0_arr = xp.where(m, x0_arr, 0.0)
 
         grid = Grid(m, xp)
-        eE, eN, b = assemble(grid.pad(n), grid.mask, None if w is None else grid.pad(w), lam, xp)
+        eE, eN, b = assemble(
+            grid.pad(n), grid.mask, None if w is None else grid.pad(w), lam, xp, K=cam, origin=(grid.r0 - 1, grid.c0 - 1)
+        )
         _sync(xp)
         assembly_seconds = time.perf_counter() - t0
         system = StencilSystem(
@@ -738,6 +770,8 @@ def integrate_xp(
         t0 = time.perf_counter()
         x, st = system.solve(b, None if x0_arr is None else grid.pad(x0_arr), tol=tol, maxiter=maxiter)
         depth = grid.unpad(x)
+        if cam is not None:
+            depth = xp.exp(depth)  # log-depth, mean 0 per component -> geometric mean 1
         _sync(xp)
         solve_seconds = time.perf_counter() - t0
         bad = np.flatnonzero(~st.converged)

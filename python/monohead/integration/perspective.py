@@ -1,0 +1,180 @@
+"""Perspective cameras for normal integration: intrinsics, slopes of the log-depth, checks.
+
+With a pinhole camera ``K`` (OpenCV form) the integrators solve for the **log-depth**
+``l = log z``, ``z`` the depth along the optical axis (positive, away from the camera), on the
+same staggered grid and with the same weights as the orthographic system; only the slopes
+change. The rule, pinned by ``tests/test_perspective.py`` and ``docs/conventions.md``
+(section "Perspective"):
+
+* ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``; pixel ``(r, c)`` (row, column) has image
+  coordinates ``u = c``, ``v = r`` and the ray ``((u - cx) / fx, (v - cy) / fy, 1)`` in the
+  OpenCV camera frame (x right, y down, z forward, away from the viewer).
+* monohead's normals (x right, y up, z toward the viewer) are the OpenCV normal
+  ``(Nx, -Ny, -Nz)``. The surface faces the camera where
+  ``d = Nz - Nx (c - cx) / fx + Ny (r - cy) / fy > 0`` (``-d`` is the OpenCV normal dotted
+  with the ray).
+* Slopes of ``l``: ``p = dl/dc = Nx / (fx d)`` (rightwards) and ``q = -dl/dr = Ny / (fy d)``
+  (one row up), the perspective counterparts of ``p = -Nx/Nz`` and ``q = -Ny/Nz``.
+* Gauge: ``l`` has mean 0 over each 4-connected component of the mask, i.e. the geometric mean
+  depth of each component is 1 (isolated pixels get depth 1), unless a depth prior fixes it.
+
+BiNI's ``K.txt`` files use BiNI's own pixel frame (first axis: rows counted upwards from the
+bottom, second axis: columns); :func:`K_from_bini` converts them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _validate as v
+
+__all__ = ["K_from_bini", "backproject", "check_K", "check_normals_facing_camera", "facing_denominator", "perspective_slopes"]
+
+
+def check_K(K: Any, name: str = "K") -> tuple[float, float, float, float]:
+    """Validate intrinsics in OpenCV form and return ``(fx, fy, cx, cy)``.
+
+    ``K`` is a 3 x 3 array-like (NumPy, nested lists, a CPU torch tensor, a CuPy array) of
+    finite reals ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` with ``fx > 0`` and ``fy > 0``
+    (pixels). Skew is not supported (``K[0, 1]`` must be 0).
+
+    Raises:
+        TypeError: not numeric. ValueError: not 3 x 3, not finite, ``fx`` or ``fy`` <= 0, a
+        non-zero skew or a last row other than ``(0, 0, 1)``.
+    """
+    if isinstance(K, (str, bytes)) or K is None:
+        raise TypeError(f"{name} must be a 3x3 array of intrinsics; got {type(K).__name__}")
+    if hasattr(K, "detach"):  # torch tensor
+        K = K.detach().cpu().numpy()
+    elif hasattr(K, "get") and type(K).__module__.split(".")[0] == "cupy":
+        K = K.get()
+    try:
+        arr = np.asarray(K)
+    except Exception as exc:  # pragma: no cover - exotic objects
+        raise TypeError(f"{name} must be a 3x3 array of intrinsics; got {type(K).__name__}") from exc
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real 3x3 array; got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.shape != (3, 3):
+        raise ValueError(f"{name} must have shape (3, 3) (OpenCV intrinsics); got {v.shape_str(arr.shape)}")
+    bad = int(np.count_nonzero(~np.isfinite(arr)))
+    if bad:
+        raise ValueError(f"{name} must be finite; got {bad} NaN or inf value(s)")
+    fx, fy, cx, cy = float(arr[0, 0]), float(arr[1, 1]), float(arr[0, 2]), float(arr[1, 2])
+    if fx <= 0 or fy <= 0:
+        raise ValueError(f"{name} must have focal lengths fx = K[0, 0] > 0 and fy = K[1, 1] > 0; got fx={fx:g}, fy={fy:g}")
+    if arr[0, 1] != 0:
+        raise ValueError(f"{name} must have zero skew K[0, 1] (not supported); got {float(arr[0, 1]):g}")
+    if arr[1, 0] != 0 or not np.allclose(arr[2], (0.0, 0.0, 1.0), rtol=0, atol=1e-12):
+        raise ValueError(
+            f"{name} must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]; got K[1, 0]={float(arr[1, 0]):g} and last row "
+            f"{arr[2].tolist()}"
+        )
+    return fx, fy, cx, cy
+
+
+def K_from_bini(K_bini: Any, height: int) -> np.ndarray:
+    """OpenCV-form intrinsics from a BiNI ``K.txt`` matrix.
+
+    BiNI (Cao et al., ECCV 2022, ``bilateral_normal_integration``) pairs ``K[0, 0]`` and
+    ``K[0, 2]`` with the vertical pixel axis counted upwards from the bottom row
+    (``H - 1 - row``) and ``K[1, 1]``, ``K[1, 2]`` with the column. In OpenCV form that is
+    ``fx = K[1, 1]``, ``cx = K[1, 2]``, ``fy = K[0, 0]``, ``cy = H - 1 - K[0, 2]``.
+
+    Args:
+        K_bini: 3 x 3 matrix as read from BiNI's ``K.txt``.
+        height: image height ``H`` in pixels.
+
+    Returns:
+        ``(3, 3)`` float64 ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``.
+    """
+    kb = np.asarray(K_bini, dtype=np.float64)
+    if kb.shape != (3, 3):
+        raise ValueError(f"K_bini must have shape (3, 3); got {v.shape_str(kb.shape)}")
+    K = np.array([[kb[1, 1], 0.0, kb[1, 2]], [0.0, kb[0, 0], height - 1 - kb[0, 2]], [0.0, 0.0, 1.0]])
+    check_K(K, "K_bini")
+    return K
+
+
+def _pixel_grid(shape: tuple[int, ...], origin: tuple[int, int], xp: Any, like: Any = None) -> tuple[Any, Any]:
+    """Row and column coordinates ``(H, 1)`` and ``(1, W)`` of an ``(..., H, W)`` block at ``origin``."""
+    H, W = int(shape[-2]), int(shape[-1])
+    if xp.__name__ == "torch":
+        kw = {"dtype": xp.float64, "device": like.device}
+        rows = xp.arange(H, **kw)[:, None] + float(origin[0])
+        cols = xp.arange(W, **kw)[None, :] + float(origin[1])
+        return rows, cols
+    rows = xp.arange(H, dtype=np.float64)[:, None] + float(origin[0])
+    cols = xp.arange(W, dtype=np.float64)[None, :] + float(origin[1])
+    return rows, cols
+
+
+def facing_denominator(normals: Any, K: tuple[float, float, float, float], origin: tuple[int, int] = (0, 0), xp: Any = np) -> Any:
+    """``d = Nz - Nx (c - cx) / fx + Ny (r - cy) / fy`` per pixel (> 0: faces the camera).
+
+    Args:
+        normals: ``(..., H, W, 3)`` in monohead's frame; pixel ``[..., i, j, :]`` is image pixel
+            ``(origin[0] + i, origin[1] + j)``.
+        K: ``(fx, fy, cx, cy)`` from :func:`check_K`.
+        origin: image coordinates of the block's first pixel (for crops and padded arrays).
+        xp: :mod:`numpy`, :mod:`cupy` or :mod:`torch`.
+    """
+    fx, fy, cx, cy = K
+    rows, cols = _pixel_grid(normals.shape[:-1], origin, xp, normals)
+    return normals[..., 2] - normals[..., 0] * ((cols - cx) / fx) + normals[..., 1] * ((rows - cy) / fy)
+
+
+def perspective_slopes(
+    normals: Any, K: tuple[float, float, float, float], mask: Any, origin: tuple[int, int] = (0, 0), xp: Any = np
+) -> tuple[Any, Any]:
+    """Slopes ``(p, q)`` of the log-depth: ``p = Nx / (fx d)`` rightwards, ``q = Ny / (fy d)`` upwards.
+
+    Zero outside ``mask``. Written with ``where`` only, so it runs with NumPy, CuPy and torch
+    (autograd differentiates it).
+    """
+    fx, fy, _, _ = K
+    d = facing_denominator(normals, K, origin, xp)
+    d = xp.where(mask, d, xp.ones_like(d))
+    zero = xp.zeros_like(d)
+    p = xp.where(mask, normals[..., 0] / (fx * d), zero)
+    q = xp.where(mask, normals[..., 1] / (fy * d), zero)
+    return p, q
+
+
+def check_normals_facing_camera(normals: Any, mask: Any, K: tuple[float, float, float, float], name: str = "normals", xp: Any = np) -> None:
+    """Raise ``ValueError`` if a normal inside ``mask`` is NaN/inf or faces away from the camera (``d <= 0``)."""
+    finite = xp.isfinite(normals).all(axis=-1)
+    bad = int(xp.count_nonzero(mask & ~finite))
+    if bad:
+        raise ValueError(f"{name} must be finite inside the mask; got {bad} pixel(s) with NaN or inf")
+    d = facing_denominator(xp.where(finite[..., None], normals, 0.0), K, (0, 0), xp)
+    away = (d <= 0) & mask
+    bad = int(xp.count_nonzero(away))
+    if bad:
+        raise ValueError(
+            f"{name} must face the camera K inside the mask (Nz - Nx (c - cx)/fx + Ny (r - cy)/fy > 0); got {bad} "
+            "pixel(s) facing away"
+        )
+
+
+def backproject(depth: Any, mask: Any, K: Any) -> np.ndarray:
+    """3-D points of a perspective depth map in monohead's camera frame.
+
+    Args:
+        depth: ``(H, W)`` depth ``z`` along the optical axis (positive; any scale).
+        mask: ``(H, W)`` bool; the points are the mask pixels in row-major order (the vertex
+            order of :func:`monohead.geometry.depth_to_mesh`).
+        K: ``(3, 3)`` intrinsics in OpenCV form.
+
+    Returns:
+        ``(n, 3)`` float64 points ``(X, Y, Z) = (z (c - cx) / fx, -z (r - cy) / fy, -z)``: x right,
+        y up, z toward the viewer (the camera at the origin looks down -z).
+    """
+    fx, fy, cx, cy = check_K(K)
+    z = np.asarray(depth, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool)
+    rows, cols = np.nonzero(m)
+    zz = z[rows, cols]
+    return np.column_stack([zz * (cols - cx) / fx, -zz * (rows - cy) / fy, -zz])
