@@ -141,7 +141,8 @@ def _generator(settings: dict[str, Any]) -> Any:
         if gen is None:
             gen = Generator(tuple(settings["size"]), spp=settings["spp"], variant=settings["variant"],
                             head_model=settings.get("head_model_path"), max_depth=settings["max_depth"],
-                            sampler=_with_legacy_defaults(settings)["sampler"])
+                            sampler=_with_legacy_defaults(settings)["sampler"],
+                            version=int(settings.get("generator_version", 1)))
             _GENERATORS[key] = gen
             while len(_GENERATORS) > 2:
                 _GENERATORS.popitem(last=False)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import geometry
+from . import body as body_mod
 from . import glasses as glasses_mod
 from . import hair as hair_mod
 from . import scene as scene_mod
@@ -34,13 +35,21 @@ from . import textures as tex_mod
 from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel, sample_expression, sample_identity
 from .render import _LOCK, Renderer, SceneArrays
 
-__all__ = ["GENERATOR_VERSION", "Generator", "sample_params"]
+__all__ = ["GENERATOR_VERSION", "VERSIONS", "Generator", "sample_params"]
 
-GENERATOR_VERSION = 1
-"""Bumped whenever the same (seed, index) would give a different sample."""
+GENERATOR_VERSION = 2
+"""Bumped whenever the same (seed, index) would give a different sample. The default version
+of :class:`Generator`; older versions stay available (:data:`VERSIONS`) and give the samples
+they always gave."""
 
+VERSIONS = (1, 2)
+"""Generator versions that can be made: 1 (a head and neck alone) and 2 (with an upper body,
+clothes, headwear, facial hair and occluders in front of the face)."""
+
+# New streams are only ever appended: SeedSequence children do not depend on how many are
+# spawned, so the streams of version 1 stay the same.
 _STREAMS = ("identity", "expression", "skin", "eyes", "hair", "glasses", "pose", "lights", "environment",
-            "background", "camera", "render")
+            "background", "camera", "render", "body", "headwear", "beard", "occluder")
 
 
 def _streams(seed: int, index: int) -> dict[str, np.random.Generator]:
@@ -48,19 +57,23 @@ def _streams(seed: int, index: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(child) for name, child in zip(_STREAMS, ss.spawn(len(_STREAMS)), strict=True)}
 
 
-def sample_params(seed: int, index: int, model: HeadModel, size: tuple[int, int]) -> dict[str, Any]:
+def sample_params(seed: int, index: int, model: HeadModel, size: tuple[int, int],
+                  version: int = GENERATOR_VERSION) -> dict[str, Any]:
     """All random parameters of sample ``index`` of the data set with ``seed`` (JSON-able).
 
     Keys: ``seed``, ``index``, ``identity`` (K coefficients), ``expression`` ({name: weight}
     of the non-zero weights), ``gaze`` ([yaw, pitch] radians), ``pose``, ``skin``, ``eyes``,
     ``hair``, ``glasses`` (or ``None``), ``lights``, ``environment``, ``background``,
-    ``camera`` (exposure, noise) and ``render_seed``.
+    ``camera`` (exposure, noise) and ``render_seed``; version 2 adds ``body``
+    (:func:`monohead.synth.body.sample_body_params`).
     """
+    if version not in VERSIONS:
+        raise ValueError(f"version must be one of {VERSIONS}; got {version!r}")
     rng = _streams(seed, index)
     identity = sample_identity(rng["identity"], model.num_identities)
     weights, gaze = sample_expression(rng["expression"], model.expression_names)
     skin = tex_mod.sample_skin_params(rng["skin"])
-    return {
+    out = {
         "seed": int(seed),
         "index": int(index),
         "identity": [float(y) for y in identity],
@@ -77,6 +90,9 @@ def sample_params(seed: int, index: int, model: HeadModel, size: tuple[int, int]
         "camera": {"exposure": float(rng["camera"].uniform(0.55, 0.95)), "noise": float(rng["camera"].uniform(0.0, 0.012))},
         "render_seed": int(rng["render"].integers(0, 2**31 - 1)),
     }
+    if version >= 2:
+        out["body"] = body_mod.sample_body_params(rng["body"], out["pose"])
+    return out
 
 
 def _transform(m: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -94,6 +110,8 @@ class Generator:
             ``None`` for the asset shipped with monohead.
         max_depth: path length of the path tracer.
         sampler: Mitsuba sampler of the image (see :class:`~monohead.synth.render.Renderer`).
+        version: generator version (:data:`VERSIONS`); version 1 gives exactly the samples it
+            always gave.
     """
 
     def __init__(
@@ -104,25 +122,70 @@ class Generator:
         head_model: Any = None,
         max_depth: int = 3,
         sampler: str = "multijitter",
+        version: int = GENERATOR_VERSION,
     ) -> None:
+        if isinstance(version, bool) or version not in VERSIONS:
+            raise ValueError(f"version must be one of {VERSIONS}; got {version!r}")
+        self.version = int(version)
         self.model = head_model if isinstance(head_model, HeadModel) else HeadModel.load(head_model)
-        self.renderer = Renderer(self.model, size, spp=spp, variant=variant, max_depth=max_depth, sampler=sampler)
+        if self.version >= 2:
+            cut = body_mod.neck_cut(self.model)
+            self._gt_faces = cut["gt_faces"]
+            self.renderer = Renderer(self.model, size, spp=spp, variant=variant, max_depth=max_depth, sampler=sampler,
+                                     drop_faces=cut["drop"], extras=self._extra_slots())
+        else:
+            self._gt_faces = self.model.faces[self.model.region_faces(list(SKIN_REGIONS) + list(EYE_REGIONS))]
+            self.renderer = Renderer(self.model, size, spp=spp, variant=variant, max_depth=max_depth, sampler=sampler)
         self.size = self.renderer.size
         self.spp = self.renderer.spp
         self.variant = self.renderer.variant
-        self._gt_faces = self.model.faces[self.model.region_faces(list(SKIN_REGIONS) + list(EYE_REGIONS))]
         self._scalps: dict[float, hair_mod.Scalp] = {}
 
     def settings(self) -> dict[str, Any]:
         """What besides (seed, index) decides a sample."""
         return {"size": list(self.size), "spp": self.spp, "variant": self.variant,
-                "max_depth": self.renderer.max_depth, "sampler": self.renderer.sampler, "generator_version": GENERATOR_VERSION,
+                "max_depth": self.renderer.max_depth, "sampler": self.renderer.sampler, "generator_version": self.version,
                 "head_model": self.model.source.rsplit("/", 1)[-1], "identities": self.model.num_identities,
                 "expressions": self.model.num_expressions, "texture_size": self.renderer.space.height}
 
     def params(self, seed: int, index: int) -> dict[str, Any]:
         """The random parameters of sample ``index`` (see :func:`sample_params`)."""
-        return sample_params(seed, index, self.model, self.size)
+        return sample_params(seed, index, self.model, self.size, self.version)
+
+    def _extra_slots(self) -> tuple:
+        """The meshes a version-2 scene holds besides the head (fixed topology)."""
+        return body_mod.body_slots(self.model)
+
+    def _extras(self, params: dict[str, Any], v_model: np.ndarray, m: np.ndarray, skin_albedo: np.ndarray,
+                timings: dict[str, float] | None) -> dict[str, dict[str, Any]]:
+        """Version 2: the posed meshes, textures and roughness of the body, clothes, headwear
+        and occluders (world frame, pixels), for :attr:`SceneArrays.extras`."""
+        t0 = time.perf_counter()
+        out: dict[str, dict[str, Any]] = {}
+        bp = params.get("body")
+        if bp is not None:  # None: a head alone, as in version 1
+            body = body_mod.build_body(bp, self.model, v_model)
+            mb = body_mod.body_matrix(m, bp, body["anchor"])
+            skin_rgb = self._loop_skin_colour(skin_albedo)
+
+            def pose(points: np.ndarray, weight: np.ndarray) -> np.ndarray:
+                w = np.asarray(weight, np.float64)[:, None]
+                return (1.0 - w) * _transform(m, points) + w * _transform(mb, points)
+
+            out["torso"] = {"vertices": pose(body["torso"], body["torso_weight"]), **body_mod.torso_textures(bp, skin_rgb)}
+            if body["collar"] is not None:
+                out["collar"] = {"vertices": pose(body["collar"], body["collar_weight"]), **body_mod.collar_textures(bp)}
+        if timings is not None:
+            timings["body"] = timings.get("body", 0.0) + time.perf_counter() - t0
+        return out
+
+    def _loop_skin_colour(self, skin_albedo: np.ndarray) -> np.ndarray:
+        """Mean linear albedo of the skin texture along the neck cut (the torso's skin colour)."""
+        uv = body_mod.neck_cut(self.model)["loop_uv"]
+        h, w = skin_albedo.shape[:2]
+        rows = np.clip(((1.0 - uv[:, 1]) * h).astype(int), 0, h - 1)
+        cols = np.clip((np.clip(uv[:, 0], 0.0, 2.0) / 2.0 * w).astype(int), 0, w - 1)
+        return np.median(skin_albedo[rows, cols], axis=0)
 
     def head_mesh(self, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """The posed head and eyes of a sample: ``(vertices (V, 3) world pixels, faces (F, 3))``,
@@ -192,6 +255,8 @@ class Generator:
             environment=scene_mod.environment_image(params["environment"]),
             background=scene_mod.background_image(params["background"], self.size),
         )
+        if self.version >= 2:
+            arrays.extras = self._extras(params, v_model, m, skin_albedo, timings)
         if timings is not None:
             t3 = time.perf_counter()
             timings["sampling"] = timings.get("sampling", 0.0) + (t1 - t0) + (t3 - t2)

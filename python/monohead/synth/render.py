@@ -32,7 +32,7 @@ import glob
 import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,7 @@ from .. import geometry
 from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel
 from .textures import TextureSpace
 
-__all__ = ["MIN_NZ", "GroundTruth", "Renderer", "SceneArrays", "find_llvm", "select_variant"]
+__all__ = ["MIN_NZ", "ExtraSlot", "GroundTruth", "Renderer", "SceneArrays", "find_llvm", "select_variant"]
 
 MIN_NZ = 1e-3
 """Pixels whose ground-truth normal has ``Nz <= MIN_NZ`` are outside the mask."""
@@ -49,11 +49,12 @@ MIN_NZ = 1e-3
 LIGHT_SLOTS = 4
 """Lights of each kind (point, spot, directional) the scene can hold at once."""
 
-HAIR_BUCKETS = (4, 16384, 32768)
+HAIR_BUCKETS = (4, 16384, 32768, 65536)
 """Control-point counts the hair curve is padded to (with hidden strands). Dr.Jit compiles the
 number of curve control points and segments into its kernels, so these counts, with the
 styles' points per strand (:data:`monohead.synth.hair.STYLE_POINTS`), make four kernels in
-all instead of one per hairstyle."""
+all instead of one per hairstyle (the last bucket is only reached by version-2 scenes whose
+facial hair adds strands to the scalp's)."""
 
 _REDO_BLOCK = 64  # rays traced again from inside the skin are padded to a multiple of this
 _STEP = 1e-3  # pixels: how far past an occluder's surface the ground-truth ray goes on
@@ -114,7 +115,7 @@ def select_variant(variant: str = "auto") -> str:
 
 def _mitsuba(variant: str) -> Any:
     try:
-        import mitsuba as mi  # noqa: PLC0415 - heavy, optional at import time
+        import mitsuba as mi
     except ImportError as exc:  # pragma: no cover - mitsuba is a dependency
         raise ImportError("monohead.synth needs Mitsuba 3: pip install mitsuba") from exc
     if mi.variant() != variant:
@@ -140,6 +141,10 @@ class SceneArrays:
             ``target``.
         environment: ``(16, 32, 3)`` equirectangular radiance.
         background: ``(H, W, 3)`` linear radiance behind the head.
+        extras: ``{slot name: {"vertices": (V, 3), "albedo": (h, w, 3) linear RGB,
+            "normalmap": (h, w, 3) tangent-space normals encoded as ``(n + 1) / 2``,
+            "roughness": float}}`` for the renderer's :class:`ExtraSlot` meshes (generator
+            version 2: body, clothes, headwear, hands and props); slots left out are hidden.
     """
 
     vertices: np.ndarray
@@ -155,6 +160,29 @@ class SceneArrays:
     lights: list[dict[str, Any]]
     environment: np.ndarray
     background: np.ndarray
+    extras: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class ExtraSlot:
+    """A textured mesh of fixed topology that the scene holds besides the head (generator
+    version 2: torso and clothes, collars, headwear, hands and props).
+
+    Everything that is not the head or the eyes is an occluder for the ground truth: rays
+    step through it (see :meth:`Renderer.ground_truth`), so an extra mesh is never in the
+    mask, and the head behind it is.
+
+    Attributes:
+        name: the Mitsuba shape id.
+        faces: ``(F, 3)`` triangles (fixed for the renderer's life).
+        uv: ``(V, 2)`` texture coordinates (fixed), V vertices.
+        texture: ``(h, w)`` of the albedo and normal maps.
+    """
+
+    name: str
+    faces: np.ndarray
+    uv: np.ndarray
+    texture: tuple[int, int]
 
 
 @dataclass
@@ -180,7 +208,7 @@ def _floats(mi: Any, data: np.ndarray) -> Any:
     """A flat float32 buffer of the variant (``mi.Float``, or Dr.Jit's dynamic scalar array)."""
     flat = np.ascontiguousarray(data, np.float32).ravel()
     if mi.variant().startswith("scalar"):
-        import drjit as dr  # noqa: PLC0415
+        import drjit as dr
 
         return dr.scalar.ArrayXf(flat)
     return mi.Float(flat)
@@ -190,7 +218,7 @@ def _uints(mi: Any, data: np.ndarray) -> Any:
     """A flat uint32 buffer of the variant."""
     flat = np.ascontiguousarray(data, np.uint32).ravel()
     if mi.variant().startswith("scalar"):
-        import drjit as dr  # noqa: PLC0415
+        import drjit as dr
 
         return dr.scalar.ArrayXu(flat)
     return mi.UInt32(flat)
@@ -254,6 +282,11 @@ class Renderer:
         sampler: Mitsuba sampler of the image: ``multijitter`` (default: jittered strata,
             less noise than independent samples for the same ``spp``), ``independent``,
             ``stratified`` or ``ldsampler``.
+        drop_faces: ``(F,)`` bool over the model's faces: skin triangles left out of the
+            scene (generator version 2 cuts the ICT neck at its base, where the torso of
+            :mod:`monohead.synth.body` joins it). ``None``: all of them.
+        extras: :class:`ExtraSlot` meshes to hold besides the head (default none: the
+            version-1 scene).
     """
 
     def __init__(
@@ -265,6 +298,8 @@ class Renderer:
         max_depth: int = 3,
         texture_size: int | None = None,
         sampler: str = "multijitter",
+        drop_faces: np.ndarray | None = None,
+        extras: tuple[ExtraSlot, ...] = (),
     ) -> None:
         h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
         if int(h) < 8 or int(w) < 8:
@@ -282,7 +317,13 @@ class Renderer:
         tex = texture_size or int(np.clip(2 * max(h, w), 256, 1024))
         self.space = TextureSpace(model, tex, eye_size=128)
         skin = model.region_faces(list(SKIN_REGIONS))
+        if drop_faces is not None:
+            drop = np.asarray(drop_faces, bool)
+            if drop.shape != skin.shape:
+                raise ValueError(f"drop_faces must be a bool array of shape {skin.shape}; got {drop.shape}")
+            skin = skin & ~drop
         eyes = model.region_faces(list(EYE_REGIONS))
+        self.extras = tuple(extras)
         self.gt_faces = model.faces[skin | eyes]
         # Render vertices: skin and eyes split at UV seams.
         self._skin = _split(model.faces[skin], model.corner_uv[skin])
@@ -352,7 +393,7 @@ class Renderer:
             "env": {"type": "envmap", "bitmap": mi.Bitmap(np.full((16, 32, 3), 0.2, np.float32))},
         }
         # Placeholder hair (one tiny strand) and glasses (real topology, collapsed).
-        from .glasses import build_glasses  # noqa: PLC0415
+        from .glasses import build_glasses
 
         placeholder = {"design": "round", "lens_width": 5.0, "lens_height": 4.5, "thickness": 0.2, "depth": 0.3,
                        "bridge": 1.8, "offset": 0.0, "lenses": True}
@@ -371,8 +412,27 @@ class Renderer:
                               "intensity": {"type": "rgb", "value": [0.0, 0.0, 0.0]}, "cutoff_angle": 30.0, "beam_width": 20.0}
             sd[f"directional{i}"] = {"type": "directional", "direction": [0.0, 0.0, -1.0],
                                      "irradiance": {"type": "rgb", "value": [0.0, 0.0, 0.0]}}
+        for slot in self.extras:
+            th, tw = slot.texture
+            bsdf = {"type": "twosided", "bsdf": {
+                "type": "normalmap",
+                "normalmap": {"type": "bitmap", "raw": True, "bitmap": mi.Bitmap(np.full((th, tw, 3), 0.5, np.float32)),
+                              "wrap_mode": "repeat"},
+                "bsdf": {"type": "principled", "roughness": 0.7, "specular": 0.4,
+                         "base_color": {"type": "bitmap", "bitmap": mi.Bitmap(np.full((th, tw, 3), 0.5, np.float32)),
+                                        "wrap_mode": "clamp"}}}}
+            sd[slot.name] = self._mesh(mi, slot.name, np.zeros((len(slot.uv), 3)), np.asarray(slot.faces),
+                                       np.asarray(slot.uv, np.float32), bsdf)
         self.scene = mi.load_dict(sd)
         self.params = mi.traverse(self.scene)
+        self._extra_keys = {}
+        for slot in self.extras:
+            keys = [k for k in self.params.keys() if k.startswith(slot.name + ".bsdf.")]  # noqa: SIM118 - SceneParameters
+            self._extra_keys[slot.name] = {
+                "albedo": next(k for k in keys if k.endswith("base_color.data")),
+                "normalmap": next(k for k in keys if k.endswith("normalmap.data")),
+                "roughness": next(k for k in keys if k.endswith("roughness.value")),
+            }
         for kind in ("point", "spot", "directional"):
             for i in range(LIGHT_SLOTS):
                 self.params[f"{kind}{i}.sampling_weight"] = 0.0
@@ -386,7 +446,7 @@ class Renderer:
         self._shapes = shapes
 
     def _placeholder_curve(self) -> str:
-        import tempfile  # noqa: PLC0415
+        import tempfile
 
         fd, path = tempfile.mkstemp(prefix="monohead-curve-", suffix=".txt")
         with os.fdopen(fd, "w") as f:
@@ -470,8 +530,32 @@ class Renderer:
                 p[f"{kind}{i}.sampling_weight"] = 0.0
                 key = "irradiance" if kind == "directional" else "intensity"
                 p[f"{kind}{i}.{key}.value"] = [0.0, 0.0, 0.0]
+        self._update_extras(mi, a)
         p.update()
         self._background = np.asarray(a.background, np.float32)
+
+    def _update_extras(self, mi: Any, a: SceneArrays) -> None:
+        """Geometry, textures and roughness of the :class:`ExtraSlot` meshes; a slot missing
+        from ``a.extras`` collapses to a point inside the head (never seen)."""
+        unknown = set(a.extras) - {s.name for s in self.extras}
+        if unknown:
+            raise ValueError(f"scene arrays name extra meshes the renderer does not hold: {sorted(unknown)}")
+        inside = np.asarray(a.vertices, np.float64).mean(axis=0)
+        for slot in self.extras:
+            e = a.extras.get(slot.name)
+            keys = self._extra_keys[slot.name]
+            if e is None:
+                v = np.repeat(inside[None], len(slot.uv), axis=0)
+                self.params[f"{slot.name}.vertex_positions"] = _floats(mi, v)
+                self.params[f"{slot.name}.vertex_normals"] = _floats(mi, np.tile([0.0, 0.0, 1.0], (len(slot.uv), 1)))
+                continue
+            v = np.asarray(e["vertices"], np.float64)
+            if v.shape != (len(slot.uv), 3):
+                raise ValueError(f"{slot.name} vertices must have shape {(len(slot.uv), 3)}; got {v.shape}")
+            self._set_mesh(slot.name, v, slot.faces)
+            self.params[keys["albedo"]] = mi.TensorXf(np.ascontiguousarray(e["albedo"], np.float32))
+            self.params[keys["normalmap"]] = mi.TensorXf(np.ascontiguousarray(e["normalmap"], np.float32))
+            self.params[keys["roughness"]] = float(e["roughness"])
 
     @staticmethod
     def _hair(mi: Any, strands: np.ndarray, inside: np.ndarray) -> tuple[Any, Any, int]:
@@ -560,7 +644,7 @@ class Renderer:
         return self._trace_vectorised(ray)
 
     def _trace_vectorised(self, ray: Any) -> tuple[np.ndarray, ...]:
-        import drjit as dr  # noqa: PLC0415
+        import drjit as dr
 
         mi = _mitsuba(self.variant)
         if isinstance(ray, _RayArrays):

@@ -1,0 +1,118 @@
+"""Generator version 2's additions: upper body and clothes, headwear, facial hair, occluders.
+
+The ground-truth rule: N, depth, W and mask describe the head and eyes along each pixel's ray,
+whatever lies in front; checked against the trimesh + Embree oracle on scenes that hold every
+kind of addition.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+from monohead.synth import body, check
+from monohead.synth.generator import VERSIONS, Generator, sample_params
+
+
+@pytest.fixture(scope="module")
+def gen() -> Generator:
+    return Generator(48, spp=2, version=2)
+
+
+def _with(gen: Generator, seed: int, index: int, **edits) -> dict:
+    """Parameters of a sample with some entries replaced (the torso made visible: a small head)."""
+    p = copy.deepcopy(gen.params(seed, index))
+    p["pose"]["scale"] = 0.5 * 48 / 18.5
+    p["pose"]["pitch"] = float(np.clip(p["pose"]["pitch"], -10, 10))
+    for key, value in edits.items():
+        p[key] = value
+    return p
+
+
+def test_version_is_checked_and_version_1_has_no_additions(gen):
+    with pytest.raises(ValueError, match="version must be one of"):
+        Generator(16, version=3, head_model=gen.model)
+    with pytest.raises(ValueError, match="version must be one of"):
+        sample_params(0, 0, gen.model, (16, 16), version=0)
+    assert VERSIONS == (1, 2) and gen.settings()["generator_version"] == 2
+    p1 = sample_params(5, 3, gen.model, (48, 48), version=1)
+    p2 = sample_params(5, 3, gen.model, (48, 48), version=2)
+    assert "body" not in p1 and "body" in p2
+    # Version 2 only adds streams: the choices version 1 makes are the same.
+    assert all(p2[k] == v for k, v in p1.items())
+
+
+def test_neck_cut_and_join(gen):
+    cut = body.neck_cut(gen.model)
+    loop = cut["loop"]
+    assert cut["drop"].sum() > 100 and len(loop) >= 16
+    # The loop is the boundary of the ground-truth skin, ordered round the neck.
+    phi = body._loop_angles(gen.model.neutral[loop].astype(np.float64))
+    assert (np.diff(phi) > 0).all() and phi[-1] - phi[0] < 2 * np.pi
+    # Every ground-truth face is a head or eye face; none of them is below the cut.
+    assert len(cut["gt_faces"]) + int(cut["drop"].sum()) == int(
+        gen.model.region_faces(["face", "head_and_neck", "mouth_socket", "eye_socket_left", "eye_socket_right", "cap",
+                                "eyeball_left", "eyeball_right"]).sum())
+    p = _with(gen, 1, 0)
+    v_model = gen.model.shape(p["identity"], p["expression"], tuple(p["gaze"]))
+    b = body.build_body(p["body"], gen.model, v_model)
+    rows = len(body.TORSO_DEPTHS)
+    torso = b["torso"].reshape(rows, len(loop) + 1, 3)
+    np.testing.assert_allclose(torso[0, :-1], v_model[loop])  # joined: the first ring is the loop
+    np.testing.assert_allclose(torso[0, -1], torso[0, 0])  # the seam closes the ring
+    assert (torso[1:, :, 1] < torso[:-1, :, 1]).all()  # rings go down
+    width = np.ptp(torso[6, :, 0])
+    assert 28.0 < width < 50.0, width  # shoulders, cm
+    np.testing.assert_array_equal(b["torso_weight"].reshape(rows, -1)[0], 0.0)  # the join moves with the head
+
+
+@pytest.mark.parametrize("garment", body.GARMENTS)
+def test_every_garment_paints_and_builds(gen, garment):
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        bp = body.sample_body_params(rng, {"yaw": 20.0, "pitch": 5.0, "roll": 0.0})
+        if bp["garment"] == garment:
+            break
+    assert bp["garment"] == garment
+    json.dumps(bp)
+    tex = body.torso_textures(bp, [0.5, 0.35, 0.3])
+    assert tex["albedo"].shape == (128, 256, 3) and tex["normalmap"].shape == (128, 256, 3)
+    assert 0.0 <= tex["albedo"].min() and tex["albedo"].max() <= 1.0
+    n = tex["normalmap"] * 2 - 1
+    np.testing.assert_allclose(np.linalg.norm(n, axis=-1), 1.0, atol=1e-5)
+    bare = np.all(np.abs(tex["albedo"] - [0.5, 0.35, 0.3]) < 1e-6, axis=-1)
+    if garment == "bare":
+        assert bare[:20].all()
+    elif garment in ("strap",):
+        assert bare.any() and not bare.all()
+    else:
+        assert not bare[-20:].any()  # dressed below the chest
+    b = body.build_body(bp, gen.model, gen.model.neutral.astype(np.float64))
+    assert (b["collar"] is None) == (bp["collar"] == 0)
+    if b["collar"] is not None:
+        assert np.isfinite(b["collar"]).all()
+
+
+def test_body_is_rendered_but_never_in_the_mask(gen):
+    """The oracle sees the head alone; the rendered ground truth must agree, while the image
+    shows the torso below the cut."""
+    hits = 0
+    for i in range(3):
+        p = _with(gen, 40, i)
+        s = gen.render(p)
+        v, f = gen.head_mesh(p)
+        ref = check.raycast_ground_truth(v, f, gen.size)
+        c = check.compare_ground_truth(s, ref)
+        assert c["mean_angle"] < 0.05 and c["mask_diff_interior"] == 0 and c["depth_max"] < 1.0, c
+        body_px = (s["alpha"] > 0.5) & ~s["mask"]
+        hits += int(body_px[gen.size[0] // 2 :].sum())
+    assert hits > 100  # the torso covers pixels that are not in the mask
+
+
+def test_version_2_is_deterministic(gen):
+    a, b = gen.sample(9, 4), gen.sample(9, 4)
+    for key in ("image", "normals", "depth", "W", "mask"):
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert a["params"] == b["params"]
