@@ -107,7 +107,7 @@ def test_batch_convergence_warning(rng):
         (lambda a: a | {"weights": a["weights"][:1]}, ValueError, r"weights must have shape \(B, H, W\).*batch size"),
         (lambda a: a | {"mask": a["mask"][:, :, :5]}, ValueError, r"mask must have shape .*\(3, 20, 5\)"),
         (lambda a: a | {"weights": a["weights"][..., None]}, ValueError, "weights must have shape"),
-        (lambda a: a | {"mask": a["mask"][0, :4]}, ValueError, r"mask must have shape \(20, 24\); got \(4, 24\)"),
+        (lambda a: a | {"mask": a["mask"][0, :4]}, ValueError, r"mask must have shape \(B, H, W\) = \(3, 20, 24\) or \(H, W\) = \(20, 24\) shared by the batch; got \(4, 24\)"),
         (lambda a: a | {"normals": a["normals"][..., :2]}, ValueError, r"normals must have shape .*; got \(3, 20, 24, 2\)"),
         (lambda a: a | {"normals": a["normals"][None]}, ValueError, r"normals must have shape \(H, W, 3\) or \(B, H, W, 3\)"),
         (lambda a: a | {"normals": a["normals"].astype(complex)}, TypeError, "normals must have a real floating dtype"),

@@ -14,6 +14,11 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "LAM_W_LIMIT",
+    "MAXITER_LIMIT",
+    "NZ_RANGE",
+    "SLOPE_LIMIT",
+    "X0_LIMIT",
     "array_module",
     "as_bool_array",
     "as_float_array",
@@ -24,15 +29,38 @@ __all__ = [
     "check_faces",
     "check_lam",
     "check_mask",
+    "check_maxiter",
     "check_mesh",
     "check_normals",
     "check_normals_in_mask",
+    "check_slopes",
+    "check_weight_range",
+    "check_x0_in_mask",
     "default_mask",
     "check_positive_int",
     "check_tol",
     "check_vertices",
+    "power_of_two_scale",
     "shape_str",
 ]
+
+#: Largest slope ``|Nx/Nz|`` or ``|Ny/Nz|`` accepted inside the mask (a normal 1e-8 rad from
+#: grazing). Beyond it the right-hand side and the depth lose meaning (and overflow long before
+#: ``1e154``, where squared norms do).
+SLOPE_LIMIT = 1e8
+#: Accepted range of ``Nz`` inside the mask: normals need not be unit length, but ``Nz`` must be
+#: far from underflow and overflow so that ``1/Nz`` and the derivatives of ``-Nx/Nz`` (torch)
+#: stay finite.
+NZ_RANGE = (1e-100, 1e100)
+#: Largest ``lam * W`` accepted inside the mask: the per-pixel weight ``w = 1 / (1 + lam W)``
+#: stays above about ``1e-12``, which the float32 multigrid hierarchy represents and CG in
+#: float64 resolves against weights of 1.
+LAM_W_LIMIT = 1e12
+#: Largest iteration cap (the C++ core counts iterations in a signed 32-bit int).
+MAXITER_LIMIT = 2**31 - 1
+#: Largest ``|x0|`` accepted inside the mask (an initial depth in pixel units): ``L x0`` and its
+#: squared norm stay finite.
+X0_LIMIT = 1e100
 
 
 def shape_str(shape: tuple[int, ...]) -> str:
@@ -153,6 +181,121 @@ def check_normals_in_mask(normals: Any, mask: Any, name: str = "normals", xp: An
         )
 
 
+def check_slopes(normals: Any, mask: Any, name: str = "normals", xp: Any = np, K: Any = None) -> Any:
+    """Check that the slopes the solver computes from ``normals`` are finite and representable.
+
+    Computes, in float64 and as the C++ core does, the slopes inside ``mask`` and raises
+    ``ValueError`` with the count of offending pixels when their denominator is outside
+    :data:`NZ_RANGE` (``[1e-100, 1e100]``) or ``|p|`` or ``|q|`` exceeds :data:`SLOPE_LIMIT`
+    (1e8, "too grazing"). Orthographic (``K`` None): ``p = Nx * (-1/Nz)``, ``q = Ny * (-1/Nz)``,
+    denominator ``Nz``. Perspective (``K = (fx, fy, cx, cy)`` from
+    :func:`monohead.integration.perspective.check_K`): ``d = Nz - Nx (c - cx)/fx + Ny (r - cy)/fy``,
+    ``p = Nx / (fx d)``, ``q = Ny / (fy d)`` (log-depth slopes, the rule of
+    :mod:`monohead.integration.perspective`). Call after the finiteness and facing checks
+    (:func:`check_normals_in_mask` or ``check_normals_facing_camera``).
+
+    Args:
+        normals: ``(H, W, 3)`` or ``(B, H, W, 3)`` float64 on the device of ``xp``.
+        mask: ``(H, W)`` or ``(B, H, W)`` bool.
+
+    Returns:
+        The largest ``|p|`` or ``|q|`` inside the mask (0.0 for a flat map): a float for one
+        map, a ``(B,)`` NumPy array for a batch; see :func:`power_of_two_scale`.
+    """
+    lo, hi = NZ_RANGE
+    if K is None:
+        denom, what = normals[..., 2], "Nz"
+    else:
+        fx, fy, cx, cy = (float(k) for k in K)
+        rows = xp.arange(normals.shape[-3], dtype=np.float64)[:, None]
+        cols = xp.arange(normals.shape[-2], dtype=np.float64)[None, :]
+        denom = normals[..., 2] - normals[..., 0] * ((cols - cx) / fx) + normals[..., 1] * ((rows - cy) / fy)
+        what = "Nz - Nx (c - cx)/fx + Ny (r - cy)/fy"
+    with np.errstate(all="ignore"):
+        d_in = xp.where(mask, denom, 1.0)
+        if not (float(d_in.min()) >= lo and float(d_in.max()) <= hi):
+            bad = int(xp.count_nonzero(~((d_in >= lo) & (d_in <= hi)) & mask))
+            raise ValueError(
+                f"{name} must have {_num(lo)} <= {what} <= {_num(hi)} inside the mask (rescale them, e.g. to unit "
+                f"length); got {bad} pixel(s) outside"
+            )
+        if K is None:
+            inv = -1.0 / d_in
+            slope = xp.maximum(xp.abs(normals[..., 0] * inv), xp.abs(normals[..., 1] * inv))
+        else:
+            slope = xp.maximum(xp.abs(normals[..., 0] / (fx * d_in)), xp.abs(normals[..., 1] / (fy * d_in)))
+    slope = xp.where(mask, slope, 0.0)
+    per_map = slope.reshape(slope.shape[0], -1).max(axis=1) if slope.ndim == 3 else slope.max()
+    per_map = np.asarray(per_map.get() if hasattr(per_map, "get") else per_map, dtype=np.float64)
+    if not bool((per_map <= SLOPE_LIMIT).all()):  # also catches NaN
+        bad = int(xp.count_nonzero(~(slope <= SLOPE_LIMIT)))
+        kind = "|Nx/Nz| or |Ny/Nz|" if K is None else "log-depth slope |Nx/(fx d)| or |Ny/(fy d)|"
+        raise ValueError(f"{name} too grazing: {kind} > {_num(SLOPE_LIMIT)} at {bad} pixel(s) inside the mask")
+    return float(per_map) if per_map.ndim == 0 else per_map
+
+
+#: Exponent bound of :func:`power_of_two_scale`: scales stay within ``2**-1000 .. 2**1000``.
+_MAX_SCALE_EXP = 1000
+
+
+def power_of_two_scale(max_abs: Any, low: float = 2.0**-40, high: float = np.inf) -> Any:
+    """Powers of two ``s`` that bring ``max_abs * s`` into ``[1, 2)`` where ``max_abs`` is
+    positive and outside ``[low, high]``; 1.0 elsewhere (in particular for 0).
+
+    Scaling a linear system's right-hand side by a power of two is exact in floating point
+    (away from underflow and overflow), so solving for ``s b`` and dividing the solution by
+    ``s`` gives the bits an unscaled solve would give in exact range, while keeping tiny
+    right-hand sides (slopes of 1e-300) clear of underflow in squared norms and in the float32
+    multigrid hierarchy. ``|log2 s|`` is at most 1000.
+
+    Args:
+        max_abs: a float or a NumPy array of non-negative magnitudes.
+
+    Returns:
+        A float for a float, a float64 array of the same shape for an array.
+    """
+    a = np.asarray(max_abs, dtype=np.float64)
+    _, e = np.frexp(a)  # a = m 2**e, m in [0.5, 1)
+    exp = np.clip(1 - e.astype(np.int64), -_MAX_SCALE_EXP, _MAX_SCALE_EXP)
+    outside = (a > 0) & np.isfinite(a) & ((a < low) | (a > high))
+    s = np.where(outside, np.ldexp(1.0, exp), 1.0)
+    return float(s) if s.ndim == 0 else s
+
+
+def check_weight_range(weights: Any, lam: float, name: str = "weights") -> None:
+    """Raise unless ``lam * W <= LAM_W_LIMIT`` (1e12) everywhere in ``weights``.
+
+    ``weights`` is the output of :func:`check_gradient_magnitude` (finite and >= 0 inside the
+    mask, 0 outside), so the bound applies to mask pixels only. It keeps the per-pixel weight
+    ``w = 1 / (1 + lam W)`` at or above about 1e-12: smaller weights underflow in the float32
+    multigrid hierarchy and in squared norms, which turned the solution into 0.
+    """
+    if lam == 0.0:
+        return
+    wmax = float(weights.max())
+    if lam * wmax <= LAM_W_LIMIT:
+        return
+    with np.errstate(over="ignore"):
+        bad = int((lam * weights > LAM_W_LIMIT).sum())
+    raise ValueError(
+        f"lam * {name} must be <= {_num(LAM_W_LIMIT)} inside the mask (weight w = 1/(1 + lam W) >= 1e-12); "
+        f"got {bad} pixel(s) above (largest {lam * wmax:.3g} with lam={lam:g})"
+    )
+
+
+def check_x0_in_mask(x0: Any, mask: Any, name: str = "x0", xp: Any = np) -> Any:
+    """Raise unless ``x0`` is finite with ``|x0| <= X0_LIMIT`` (1e100) inside ``mask``; return
+    ``x0`` with 0 outside the mask (a new array)."""
+    inside = xp.where(mask, x0, 0.0)
+    if not float(xp.abs(inside).max()) <= X0_LIMIT:
+        bad = int(xp.count_nonzero(~xp.isfinite(inside)))
+        if bad:
+            raise ValueError(f"{name} must be finite inside the mask; got {bad} NaN or inf value(s)")
+        bad = int(xp.count_nonzero(xp.abs(inside) > X0_LIMIT))
+        raise ValueError(f"{name} must satisfy |{name}| <= {_num(X0_LIMIT)} inside the mask; got {bad} value(s) above")
+    return inside
+
+
 def check_gradient_magnitude(weights: Any, shape: tuple[int, ...], mask: Any, name: str = "weights", xp: Any = np) -> Any:
     """Validate a gradient-magnitude map W = |grad h| (>= 0, finite inside ``mask``).
 
@@ -174,35 +317,71 @@ def check_gradient_magnitude(weights: Any, shape: tuple[int, ...], mask: Any, na
     return xp.where(mask, arr, 0.0)
 
 
+def _real(value: Any, name: str, want: str) -> float:
+    """``value`` as a Python float, refusing non-reals (``TypeError``) and values a float cannot
+    hold (``ValueError``, e.g. ``10**400``) before any conversion can overflow."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    try:
+        out = float(value)
+    except (OverflowError, ValueError) as exc:
+        raise ValueError(f"{name} must be {want}; got {_short(value)} (too large for a float)") from exc
+    return out
+
+
+def _num(x: float) -> str:
+    """``1e8`` style text for a limit (``:g`` would write ``1e+08``)."""
+    m, e = f"{x:.6e}".split("e")
+    m = m.rstrip("0").rstrip(".")
+    return f"{m}e{int(e)}" if abs(int(e)) >= 4 else f"{x:g}"
+
+
+def _short(value: Any) -> str:
+    """A short text for a scalar in an error message (huge integers are abbreviated)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
+
+
 def check_lam(lam: Any, name: str = "lam") -> float:
-    """A finite, non-negative real number."""
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {type(lam).__name__}")
-    lam = float(lam)
+    """A finite, non-negative real number (any ``numbers.Real``; ``bool`` refused).
+
+    The product with the weights is bounded separately (:func:`check_weight_range`).
+    """
+    want = "a finite number >= 0"
+    lam = _real(lam, name, want)
     if not np.isfinite(lam) or lam < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {lam}")
+        raise ValueError(f"{name} must be {want}; got {lam}")
     return lam
 
 
 def check_tol(tol: Any, name: str = "tol") -> float:
-    """A finite tolerance in (0, 1)."""
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {type(tol).__name__}")
-    tol = float(tol)
+    """A finite tolerance in the open interval (0, 1).
+
+    Tolerances below about 1e-14 may be out of reach of float64 CG on large or
+    ill-conditioned problems: the solver then stops at its iteration cap and says so.
+    """
+    tol = _real(tol, name, "in (0, 1)")
     if not (np.isfinite(tol) and 0 < tol < 1):
         raise ValueError(f"{name} must be in (0, 1); got {tol}")
     return tol
 
 
-def check_positive_int(value: Any, name: str, allow_none: bool = True) -> int | None:
-    """``None`` (when allowed) or an integer >= 1."""
+def check_positive_int(value: Any, name: str, allow_none: bool = True, maximum: int | None = None) -> int | None:
+    """``None`` (when allowed) or an integer in ``[1, maximum]`` (no upper bound by default)."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a positive integer{' or None' if allow_none else ''}; got {type(value).__name__}")
     if value < 1:
-        raise ValueError(f"{name} must be >= 1; got {value}")
+        raise ValueError(f"{name} must be >= 1; got {_short(value)}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}; got {_short(value)}")
     return int(value)
+
+
+def check_maxiter(maxiter: Any, name: str = "maxiter") -> int | None:
+    """An iteration cap: ``None`` (the solver's default) or an integer in ``[1, 2**31 - 1]``."""
+    return check_positive_int(maxiter, name, allow_none=True, maximum=MAXITER_LIMIT)
 
 
 def check_depth(depth: Any, name: str = "depth", shape: tuple[int, ...] | None = None, batch: bool = False) -> np.ndarray:
@@ -308,12 +487,26 @@ def as_bool_array(a: Any, name: str, shape: tuple[int, ...] | None = None, ndims
 
 
 def _batch_map(a: Any, name: str, B: int, H: int, W: int, xp: Any) -> tuple[Any, tuple[int, ...]]:
-    """Shape to check for a per-pixel map of a batch: ``(B, H, W)``, or ``(H, W)`` shared."""
-    ndim = a.ndim if hasattr(a, "ndim") else np.ndim(a)
+    """Shape to check for a per-pixel map of a batch: ``(B, H, W)``, or ``(H, W)`` shared.
+
+    Returns ``a`` (as an array of ``xp`` when it was a list or another sequence) and the
+    shape it must have; raises ``ValueError`` for any other shape.
+    """
+    if not hasattr(a, "shape") or not hasattr(a, "ndim"):
+        try:
+            a = xp.asarray(a)
+        except Exception as exc:  # ragged lists and other non-arrays
+            raise TypeError(f"{name} must be a numeric array; got {type(a).__name__}") from exc
+    ndim = a.ndim
     if ndim == 2:
+        if tuple(a.shape) != (H, W):
+            raise ValueError(
+                f"{name} must have shape (B, H, W) = {shape_str((B, H, W))} or (H, W) = {shape_str((H, W))} "
+                f"shared by the batch; got {shape_str(tuple(a.shape))}"
+            )
         return a, (H, W)
     if ndim != 3:
-        shape = tuple(a.shape) if hasattr(a, "shape") else np.shape(a)
+        shape = tuple(a.shape)
         raise ValueError(
             f"{name} must have shape (B, H, W) = {shape_str((B, H, W))} or (H, W) = {shape_str((H, W))} "
             f"shared by the batch; got {shape_str(tuple(shape))}"
@@ -334,10 +527,12 @@ def check_batch_inputs(
 
     ``normals`` is ``(H, W, 3)`` or ``(B, H, W, 3)``; ``weights`` and ``mask`` are ``(H, W)``
     for one map and ``(B, H, W)`` (or ``(H, W)`` shared by every item) for a batch. Every
-    array must live on the device of ``xp``.
+    array must live on the device of ``xp``. The values the solver derives are checked too:
+    slopes (:func:`check_slopes`) and ``lam * W`` (:func:`check_weight_range`) inside the mask.
 
     With ``check_values`` false the normals are not checked against the mask (finite,
-    ``Nz > 0``): the perspective callers check them against the camera instead.
+    ``Nz > 0``, slopes): the perspective callers check them against the camera instead
+    (``check_normals_facing_camera``, then :func:`check_slopes` with ``K``).
 
     Returns:
         ``(normals (B, H, W, 3) float64, mask (B, H, W) bool, weights (B, H, W) float64 or
@@ -373,6 +568,7 @@ def check_batch_inputs(
         m = check_mask(mask, (H, W), "mask", xp)[None]
     if check_values:
         check_normals_in_mask(n, m, "normals", xp)
+        check_slopes(n, m, "normals", xp)
     w = None
     if weights is not None:
         if batched and not isinstance(weights, (str, bytes)):
@@ -382,4 +578,5 @@ def check_batch_inputs(
             w = xp.ascontiguousarray(w)
         else:
             w = check_gradient_magnitude(weights, (H, W), m[0], "weights", xp)[None]
+        check_weight_range(w, lam, "weights")
     return n, m, w, lam, batched

@@ -104,10 +104,12 @@ class _LaplacianSolve(torch.autograd.Function):
                 _to_xp(eE, xp), _to_xp(eN, xp), opts["mask"], xp, opts["method"], mg_dtype=opts["mg_dtype"]
             )
             x, st = system.solve(_to_xp(b, xp), tol=opts["tol"], maxiter=opts["maxiter"])
+            _check_finite(x, xp, "forward")
             h = _to_torch(x, b.device)
         _warn_unconverged(st, opts["tol"], "forward")
         ctx.system = system
         ctx.opts = opts
+        ctx.mask_t = _to_torch(opts["mask"], b.device)
         ctx.save_for_backward(eE, eN, h)
         return h
 
@@ -116,7 +118,11 @@ class _LaplacianSolve(torch.autograd.Function):
         eE, eN, h = ctx.saved_tensors
         opts = ctx.opts
         with _on_device(g.device, opts["xp"]):
-            a_xp, st = ctx.system.solve(_to_xp(g.to(torch.float64), opts["xp"]), tol=opts["tol"], maxiter=opts["maxiter"])
+            g64 = g.to(torch.float64)
+            # Only mask cells matter (h is NaN elsewhere); a NaN upstream gradient outside the
+            # mask must not leak into the adjoint solve.
+            g64 = torch.where(ctx.mask_t, g64, torch.zeros((), dtype=torch.float64, device=g.device))
+            a_xp, st = ctx.system.solve(_to_xp(g64, opts["xp"]), tol=opts["tol"], maxiter=opts["maxiter"])
             a = _to_torch(a_xp, g.device)
         _warn_unconverged(st, opts["tol"], "adjoint")
         grad_eE = torch.zeros_like(eE)
@@ -127,6 +133,13 @@ class _LaplacianSolve(torch.autograd.Function):
         grad_eE = grad_eE * (eE > 0)
         grad_eN = grad_eN * (eN > 0)
         return grad_eE, grad_eN, a, None
+
+
+def _check_finite(x: Any, xp: Any, which: str) -> None:
+    """Raise ``FloatingPointError`` if a solve returned a non-finite value (never silently)."""
+    if not bool(xp.isfinite(x).all()):
+        bad = int(xp.count_nonzero(~xp.isfinite(x)))
+        raise FloatingPointError(f"{which} solve produced {bad} non-finite value(s); please report this input")
 
 
 def _warn_unconverged(st: Any, tol: float, which: str) -> None:
@@ -164,16 +177,19 @@ def integrate(
         normals: ``(H, W, 3)`` or ``(B, H, W, 3)`` tensor of normals in the camera frame (x to the
             right, y up, z toward the viewer; ``Nz > 0`` inside the mask; they need not be unit
             length: only ``p = -Nx/Nz`` and ``q = -Ny/Nz`` matter). Any real dtype (computed in
-            float64), CPU or CUDA.
+            float64), CPU or CUDA. The rules of :func:`monohead.integrate` apply inside the mask
+            (``1e-100 <= Nz <= 1e100``, slopes at most 1e8); they keep the gradients finite.
+            Values outside the mask are ignored and get a zero gradient.
         weights: gradient magnitudes ``W = |grad h| >= 0``, ``(H, W)`` or ``(B, H, W)`` (or
             ``(H, W)`` shared by a batch) on the device of ``normals``; ``None`` for ``w = 1``.
-        lam: ``lam >= 0`` in ``w = 1 / (1 + lam W)`` (default 0.1). Not differentiated.
+            Inside the mask finite with ``lam * W <= 1e12``; ignored outside (zero gradient).
+        lam: finite ``lam >= 0`` in ``w = 1 / (1 + lam W)`` (default 0.1). Not differentiated.
         mask: bool (or 0/1 integer) tensor shaped like ``weights``, on the same device; default:
             the pixels whose normal is non-zero. Not differentiated.
         method: ``"mg"`` (multigrid-preconditioned CG, default) or ``"jacobi"``.
-        tol: relative residual ``||b - L h|| <= tol ||b||`` of the forward and adjoint solves
-            (default 1e-8).
-        maxiter: CG iteration cap per map (default ``20 (H + W) + 1000``).
+        tol: relative residual ``||b - L h|| <= tol ||b||`` of the forward and adjoint solves,
+            in ``(0, 1)`` (default 1e-8).
+        maxiter: CG iteration cap per map in ``[1, 2**31 - 1]`` (default ``20 (H + W) + 1000``).
         dtype: floating dtype of the result (default float64, as everywhere in monohead).
         K: optional ``(3, 3)`` pinhole intrinsics in OpenCV form (array or tensor, shared by a
             batch; not differentiated): the perspective system of :func:`monohead.integrate`,
@@ -205,7 +221,7 @@ def integrate(
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype; got {dtype!r}")
     tol = v.check_tol(tol)
-    maxiter = v.check_positive_int(maxiter, "maxiter")
+    maxiter = v.check_maxiter(maxiter)
     cam = None if K is None else _persp.check_K(K)
     xp = _xp_for(normals.device)
     device = normals.device
@@ -224,6 +240,10 @@ def integrate(
         )
         if cam is not None:
             _persp.check_normals_facing_camera(n_x, m_x, cam, xp=xp)
+        # Tiny slopes (< 2**-40, orthographic): integrate s p, s q (s a power of two per map,
+        # exact) and divide the depth by s, as the other paths do.
+        smax = v.check_slopes(n_x, m_x, "normals", xp, K=cam)
+        scale = v.power_of_two_scale(smax) if cam is None else np.ones(int(m_x.shape[0]))
         grid = _g.Grid(m_x, xp)
         mask_p = _to_torch(grid.mask, device)
     B, H, W = (int(s) for s in m_x.shape)
@@ -235,18 +255,33 @@ def integrate(
     bottom, right = grid.Hs - h + 1, grid.Ws - w + 1
     nb = n64 if batched else n64[None]
     n_p = F.pad(nb[:, r0 : r0 + h, c0 : c0 + w, :], (0, 0, 1, right, 1, bottom))
+    # Values outside the mask are ignored, gradients included: replace them (torch.where
+    # passes no gradient to the branch it does not select, so NaN there stays harmless).
+    inside = mask_p[..., None]
+    n_p = torch.where(inside, n_p, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64, device=device))
+    rescaled = bool((scale != 1.0).any())
+    if rescaled:
+        sxy = torch.ones(B, 1, 1, 3, dtype=torch.float64, device=device)
+        sxy[:, 0, 0, :2] = torch.as_tensor(scale, dtype=torch.float64, device=device)[:, None]
+        n_p = n_p * sxy
     W_p = None
     if w64 is not None:
         wb = w64.expand(B, H, W) if batched else w64[None]
         W_p = F.pad(wb[:, r0 : r0 + h, c0 : c0 + w], (1, right, 1, bottom))
+        W_p = torch.where(mask_p, W_p, torch.zeros((), dtype=torch.float64, device=device))
     eE, eN, b = _g.assemble(n_p, mask_p, W_p, lam, torch, K=cam, origin=(r0 - 1, c0 - 1))
     opts = {"xp": xp, "mask": grid.mask, "method": method, "tol": tol, "maxiter": maxiter, "mg_dtype": np.float32}
     x = _LaplacianSolve.apply(eE, eN, b, opts)
+    if rescaled:
+        x = x / torch.as_tensor(scale, dtype=torch.float64, device=device)[:, None, None]
 
     # Back to the image: NaN outside the mask.
     box = x[:, 1 : 1 + h, 1 : 1 + w]
     if cam is not None:
         box = torch.exp(box)  # log-depth with mean 0 per component -> geometric mean 1
+        inner = mask_p[:, 1 : 1 + h, 1 : 1 + w]
+        with _on_device(device, xp):
+            _g.check_finite_depth(_to_xp(box, xp), _to_xp(inner, xp).astype(bool), int(inner.sum()), method, True)
     box = torch.where(mask_p[:, 1 : 1 + h, 1 : 1 + w], box, torch.full_like(box, math.nan))
     depth = F.pad(box, (c0, W - c0 - w, r0, H - r0 - h), value=math.nan)
     if not batched:

@@ -8,7 +8,9 @@ against the averaged gradient ``p = -Nx/Nz`` (horizontal, x to the right) or ``q
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -26,7 +28,8 @@ METHODS = ("mg", "jacobi", "direct")
 
 
 class ConvergenceWarning(RuntimeWarning):
-    """An iterative solve stopped at ``maxiter`` before reaching the tolerance."""
+    """A solve ended with a true relative residual above ``tol``: an iterative method stopped
+    at ``maxiter`` (or stagnated), or a direct factorisation was not accurate enough."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,9 @@ class SolveInfo:
         backend: ``"cpu"`` (C++ core), ``"cupy"`` (GPU solver) or ``"numpy"`` (the GPU
             solver's algorithm run with NumPy, :func:`monohead.integration.generic.integrate_xp`).
         iterations: CG iterations (0 for ``"direct"``).
-        residual: final true relative residual ``||b - L h|| / ||b||`` (0 when ``b = 0``).
-        converged: whether ``residual <= tol``.
+        residual: final true relative residual ``||b - L h|| / ||b||`` (0 when ``b = 0``),
+            recomputed from the returned depth, never the recursive CG estimate.
+        converged: whether ``residual <= tol`` (a finite residual; for ``"direct"`` too).
         assembly_seconds: building the matrix and the right-hand side.
         setup_seconds: multigrid hierarchy, Jacobi diagonal or Cholesky factorisation.
         solve_seconds: the solve proper, gauge fixing and writing the depth map.
@@ -93,13 +97,21 @@ class Integrator:
         mask: ``(H, W)`` bool (or 0/1 integer) array, the integration domain; not empty.
         weights: ``(H, W)`` gradient-magnitude map ``W = |grad h| >= 0`` (dimensionless, any
             float dtype and layout), or ``None`` for unit weights. Only mask pixels are read.
-        lam: ``lam >= 0`` in ``w = 1 / (1 + lam * W)``; the paper's optimum is 0.1.
+        lam: ``lam >= 0`` in ``w = 1 / (1 + lam * W)``; the paper's optimum is 0.1. Inside the
+            mask ``lam * W <= 1e12`` (so ``w >= 1e-12``; :data:`monohead._validate.LAM_W_LIMIT`).
         method: ``"mg"`` (default, multigrid-preconditioned CG), ``"jacobi"`` (Jacobi-PCG, the
             usual public recipe) or ``"direct"`` (sparse Cholesky; small problems, reference).
         K: optional ``(3, 3)`` pinhole intrinsics in OpenCV form (``fx, fy > 0``; ``cx`` the
             column and ``cy`` the row of the principal point). With ``K`` the unknown is the
             log-depth and :meth:`solve` returns the depth along the optical axis, geometric mean
             1 per component (see :mod:`monohead.integration.perspective`).
+
+    Thread safety: :meth:`solve` may be called from many threads at once and returns the
+    result of a serial call, bit for bit. The solves of one ``"mg"`` integrator run one at a
+    time (a per-instance lock: the multigrid hierarchy holds the work arrays of its cycles);
+    ``"jacobi"`` and ``"direct"`` integrators solve concurrently (their solves only read the
+    setup). Separate integrators never share state. The mask and weights are copied: changing
+    the caller's arrays later does not affect the integrator, and their flags are left alone.
 
     Example:
         >>> import numpy as np, monohead
@@ -120,7 +132,10 @@ class Integrator:
         if arr.ndim != 2:
             raise ValueError(f"mask must have shape (H, W); got {v.shape_str(tuple(arr.shape))}")
         m = v.check_mask(arr, arr.shape)
-        w = None if weights is None else v.check_gradient_magnitude(weights, m.shape, m)
+        w = None
+        if weights is not None:
+            w = v.check_gradient_magnitude(weights, m.shape, m)
+            v.check_weight_range(w, lam)
         self._build(m, w, lam, method, cam)
 
     @classmethod
@@ -135,12 +150,17 @@ class Integrator:
     def _build(
         self, mask: np.ndarray, weights: np.ndarray | None, lam: float, method: str, K: tuple[float, ...] | None = None
     ) -> None:
-        self._mask = mask
+        # A private read-only copy: the caller's mask (possibly the very array validated) keeps
+        # its values and flags.
+        self._mask = np.array(mask, dtype=bool, order="C", copy=True)
         self._mask.flags.writeable = False
         self._method = method
         self._lam = lam
         self._K = K
-        self._core = _core().Integrator(mask.view(np.uint8), weights, lam, method)
+        self._core = _core().Integrator(self._mask.view(np.uint8), weights, lam, method)
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if method == "mg" else contextlib.nullcontext()
+        )
 
     @property
     def K(self) -> np.ndarray | None:
@@ -213,11 +233,14 @@ class Integrator:
             normals: ``(H, W, 3)`` unit normals in the camera frame (x right, y up, z toward
                 the viewer), any float dtype and layout; finite inside the mask, ignored outside
                 it, and facing the camera: ``Nz > 0`` (orthographic), or with ``K``
-                ``Nz - Nx (c - cx)/fx + Ny (r - cy)/fy > 0``.
-            tol: stop when ``||b - L h|| <= tol * ||b||`` (iterative methods).
-            maxiter: iteration cap (default: generous, ``20 (H + W) + 1000``).
-            x0: optional ``(H, W)`` initial depth (pixel units; with ``K`` a positive depth, any
-                scale; NaN outside the mask is fine).
+                ``Nz - Nx (c - cx)/fx + Ny (r - cy)/fy > 0``. Inside the mask that denominator
+                (``Nz`` or ``d``) is in ``[1e-100, 1e100]`` and the slopes it gives are at most
+                1e8 (see :func:`monohead._validate.check_slopes`).
+            tol: stop when ``||b - L h|| <= tol * ||b||``, in ``(0, 1)``; ``"direct"`` reports
+                (and warns) when its residual is above it.
+            maxiter: iteration cap in ``[1, 2**31 - 1]`` (default: generous, ``20 (H + W) + 1000``).
+            x0: optional ``(H, W)`` initial depth (pixel units, ``|x0| <= 1e100`` inside the mask;
+                with ``K`` a positive depth, any scale; NaN outside the mask is fine).
             return_info: also return a :class:`SolveInfo`.
 
         Returns:
@@ -227,8 +250,11 @@ class Integrator:
             mean 1 over each component, 1 on isolated pixels. With ``return_info``, also the
             :class:`SolveInfo`.
 
+        Raises:
+            TypeError, ValueError: bad input, with the argument named.
+
         Warns:
-            ConvergenceWarning: when ``maxiter`` is reached before ``tol``.
+            ConvergenceWarning: when the true relative residual ends above ``tol``.
         """
         t0 = time.perf_counter()
         n = v.check_normals(normals)
@@ -241,38 +267,74 @@ class Integrator:
             v.check_normals_in_mask(n, self._mask)
         else:
             persp.check_normals_facing_camera(n, self._mask, self._K)
+        smax = v.check_slopes(n, self._mask, K=self._K)
         tol = v.check_tol(tol)
-        maxiter = v.check_positive_int(maxiter, "maxiter")
-        x0_arr = None
-        if x0 is not None:
-            x0_arr = v.as_float_array(x0, "x0")
-            if x0_arr.shape != self.shape:
-                raise ValueError(
-                    f"x0 must have shape ({self.shape[0]}, {self.shape[1]}); got {v.shape_str(x0_arr.shape)}"
-                )
-            bad = int(np.count_nonzero(~np.isfinite(x0_arr) & self._mask))
-            if bad:
-                raise ValueError(f"x0 must be finite inside the mask; got {bad} NaN or inf value(s)")
-            if self._K is not None:
-                bad = int(np.count_nonzero((x0_arr <= 0) & self._mask))
-                if bad:
-                    raise ValueError(f"x0 must be a positive depth inside the mask when K is given; got {bad} value(s) <= 0")
-                x0_arr = np.log(np.where(self._mask, x0_arr, 1.0))
-            x0_arr = np.where(self._mask, x0_arr, 0.0)
+        maxiter = v.check_maxiter(maxiter)
+        x0_arr = _check_x0(x0, self.shape, self._mask, self._K)
         check_seconds = time.perf_counter() - t0
+        return self._solve_checked(n, smax, tol, maxiter, x0_arr, return_info, check_seconds, stacklevel=3)
+
+    def _solve_checked(
+        self,
+        n: np.ndarray,
+        smax: float,
+        tol: float,
+        maxiter: int | None,
+        x0: np.ndarray | None,
+        return_info: bool,
+        check_seconds: float = 0.0,
+        stacklevel: int = 2,
+    ) -> Any:
+        """Solve for inputs already validated (``smax``: the largest slope, from
+        :func:`monohead._validate.check_slopes`); see :meth:`solve`."""
         if maxiter is None:
             maxiter = _default_maxiter(self.shape)
-        if self._K is None:
-            depth, raw = self._core.solve(n, x0_arr, tol, maxiter)
-        else:
-            depth, raw = self._core.solve_perspective(n, self._K, x0_arr, tol, maxiter)
-            np.exp(depth, out=depth)  # log-depth with mean 0 per component -> geometric mean 1
-        if not raw["converged"]:
+        # Tiny slopes (|p|, |q| < 2**-40, orthographic): solve for s p, s q (s a power of two,
+        # exact) so that squared norms and the float32 hierarchy stay clear of underflow; divide
+        # back after. (Perspective slopes are not linear in Nx, Ny; tiny log-depth slopes give
+        # depth 1 to float64 precision anyway.)
+        s = v.power_of_two_scale(smax) if self._K is None else 1.0
+        if s != 1.0:
+            n = n.copy()
+            n[..., :2] *= s
+            if x0 is not None:
+                with np.errstate(over="ignore"):
+                    x0 = x0 * s
+                if not float(np.abs(x0).max()) <= v.X0_LIMIT:
+                    x0 = None  # only a starting guess: far from the scaled solution, drop it
+        with self._lock:
+            if self._K is None:
+                depth, raw = self._core.solve(n, x0, tol, maxiter)
+            else:
+                depth, raw = self._core.solve_perspective(n, self._K, x0, tol, maxiter)
+        if s != 1.0:
+            depth /= s
+        residual = float(raw["residual"])
+        converged = bool(raw["converged"]) and np.isfinite(residual) and residual <= tol
+        if self._K is not None:
+            with np.errstate(over="ignore", under="ignore"):
+                np.exp(depth, out=depth)  # log-depth with mean 0 per component -> geometric mean 1
+            from .generic import check_finite_depth  # noqa: PLC0415 - generic imports this module
+
+            check_finite_depth(depth, self._mask, self.num_unknowns, self._method, perspective=True)
+        inside = int(np.count_nonzero(np.isfinite(depth)))
+        if inside != self.num_unknowns:
+            # Unreachable for inputs that pass the checks above; never return it silently.
+            raise FloatingPointError(
+                f"{self._method} solve produced {self.num_unknowns - inside} non-finite depth value(s) inside the "
+                f"mask (relative residual {residual:.3g}); please report this input"
+            )
+        if not converged:
+            what = (
+                "direct solve reached"
+                if self._method == "direct"
+                else f"{self._method} solve stopped after {raw['iterations']} iterations at"
+            )
+            hint = "" if self._method == "direct" else "; raise maxiter or tol"
             warnings.warn(
-                f"{self._method} solve stopped after {raw['iterations']} iterations at relative residual "
-                f"{raw['residual']:.3g} > tol={tol:g}; raise maxiter or tol",
+                f"{what} relative residual {residual:.3g} > tol={tol:g}{hint}",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
         if not return_info:
             return depth
@@ -280,8 +342,8 @@ class Integrator:
             method=self._method,
             backend="cpu",
             iterations=int(raw["iterations"]),
-            residual=float(raw["residual"]),
-            converged=bool(raw["converged"]),
+            residual=residual,
+            converged=converged,
             assembly_seconds=float(raw["assembly_seconds"]) + check_seconds,
             setup_seconds=0.0,
             solve_seconds=float(raw["solve_seconds"]),
@@ -298,10 +360,29 @@ class Integrator:
         )
 
 
+def _check_x0(
+    x0: Any, shape: tuple[int, int], mask: np.ndarray, K: tuple[float, ...] | None = None
+) -> np.ndarray | None:
+    """Validate an optional ``(H, W)`` initial depth; 0 outside the mask in the result (with
+    ``K``: a positive depth, returned as its log)."""
+    if x0 is None:
+        return None
+    arr = v.as_float_array(x0, "x0")
+    if arr.shape != shape:
+        raise ValueError(f"x0 must have shape ({shape[0]}, {shape[1]}); got {v.shape_str(arr.shape)}")
+    arr = v.check_x0_in_mask(arr, mask)
+    if K is not None:
+        bad = int(np.count_nonzero((arr <= 0) & mask))
+        if bad:
+            raise ValueError(f"x0 must be a positive depth inside the mask when K is given; got {bad} value(s) <= 0")
+        arr = np.where(mask, np.log(np.where(mask, arr, 1.0)), 0.0)
+    return arr
+
+
 def _prepare(
     normals: Any, weights: Any, lam: Any, mask: Any, K: tuple[float, ...] | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
-    """Validate one map's inputs (numpy); returns (normals, mask, weights, lam)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float, float]:
+    """Validate one map's inputs (numpy); returns (normals, mask, weights, lam, largest slope)."""
     n = v.check_normals(normals)
     lam = v.check_lam(lam)
     m = v.default_mask(n) if mask is None else v.check_mask(mask, n.shape[:2])
@@ -311,8 +392,12 @@ def _prepare(
         v.check_normals_in_mask(n, m)
     else:
         persp.check_normals_facing_camera(n, m, K)
-    w = None if weights is None else v.check_gradient_magnitude(weights, n.shape[:2], m)
-    return n, m, w, lam
+    smax = v.check_slopes(n, m, K=K)
+    w = None
+    if weights is not None:
+        w = v.check_gradient_magnitude(weights, n.shape[:2], m)
+        v.check_weight_range(w, lam)
+    return n, m, w, lam, smax
 
 
 def _with_setup(info: SolveInfo, solver: Integrator, check_seconds: float) -> SolveInfo:
@@ -349,17 +434,23 @@ def integrate(
     Args:
         normals: ``(H, W, 3)`` unit normals in the camera frame of the conventions (x to the
             right, y up, z toward the viewer; ``Nz > 0`` inside the mask). Any float dtype and
-            memory layout (converted once to float64 C order).
+            memory layout (converted once to float64 C order). What the solver derives from
+            them must be representable: inside the mask ``1e-100 <= Nz <= 1e100`` and the slopes
+            ``|Nx/Nz|``, ``|Ny/Nz|`` at most 1e8 ("too grazing" otherwise). Values outside the
+            mask are ignored (NaN included).
         weights: ``(H, W)`` gradient-magnitude map ``W = |grad h| >= 0`` (the network's second
             output), or ``None`` for unit weights. The per-pixel weight is
             ``w = 1 / (1 + lam * W)``; each pair of neighbours uses the mean of its two weights.
-        lam: ``lam >= 0`` (default 0.1, the paper's optimum); 0 gives plain least squares.
+            Inside the mask ``W`` is finite and ``lam * W <= 1e12``; outside it is ignored.
+        lam: finite ``lam >= 0`` (default 0.1, the paper's optimum); 0 gives plain least squares.
         mask: ``(H, W)`` bool integration domain; default: the pixels whose normal is non-zero.
         method: ``"mg"`` (multigrid-preconditioned CG, default), ``"jacobi"`` (Jacobi-PCG) or
             ``"direct"`` (sparse Cholesky).
-        tol: relative residual ``||b - L h|| <= tol * ||b||`` at which iterations stop.
-        maxiter: iteration cap; default ``20 (H + W) + 1000``.
-        x0: optional ``(H, W)`` initial depth for the iterative methods.
+        tol: relative residual ``||b - L h|| <= tol * ||b||`` at which iterations stop, in
+            ``(0, 1)`` (``"direct"`` warns when it ends above it).
+        maxiter: iteration cap in ``[1, 2**31 - 1]``; default ``20 (H + W) + 1000``.
+        x0: optional ``(H, W)`` initial depth for the iterative methods (``|x0| <= 1e100``
+            inside the mask).
         return_info: also return a :class:`SolveInfo` (iterations, residual, timings); for a
             batch, a list of one per map.
         backend: ``"auto"`` (default: ``"cupy"`` for CuPy normals, else ``"cpu"``), ``"cpu"``
@@ -384,10 +475,12 @@ def integrate(
         component is 1 (1 on isolated pixels). With ``return_info``, ``(depth, info)``.
 
     Raises:
-        TypeError, ValueError: bad input, with the argument named.
+        TypeError, ValueError: bad input, with the argument named (and the count of offending
+            pixels for value checks).
 
     Warns:
-        ConvergenceWarning: an iterative method hit ``maxiter`` before ``tol``.
+        ConvergenceWarning: the true relative residual ended above ``tol`` (``info.converged``
+            is then false).
     """
     backend = _resolve_backend(backend, normals)
     method = _check_method(method)
@@ -404,10 +497,13 @@ def integrate(
     if np.ndim(normals) >= 4:  # a batch (or too many axes, reported by the batch validator)
         return _integrate_batch_cpu(normals, weights, lam, mask, method, tol, maxiter, x0, return_info, cam)
     t0 = time.perf_counter()
-    n, m, w, lam = _prepare(normals, weights, lam, mask, cam)
+    n, m, w, lam, smax = _prepare(normals, weights, lam, mask, cam)
+    tol = v.check_tol(tol)
+    maxiter = v.check_maxiter(maxiter)
+    x0_arr = _check_x0(x0, m.shape, m, cam)
     check_seconds = time.perf_counter() - t0
     solver = Integrator._from_checked(m, w, lam, method, cam)
-    out = solver.solve(n, tol=tol, maxiter=maxiter, x0=x0, return_info=return_info)
+    out = solver._solve_checked(n, smax, tol, maxiter, x0_arr, return_info, stacklevel=3)
     if not return_info:
         return out
     depth, info = out
@@ -473,19 +569,23 @@ def _integrate_batch_cpu(
     n, m, w, lam, _ = v.check_batch_inputs(normals, weights, lam, mask, check_values=K is None)
     if K is not None:
         persp.check_normals_facing_camera(n, m, K)
+    smax = v.check_slopes(n, m, K=K)
+    tol = v.check_tol(tol)
+    maxiter = v.check_maxiter(maxiter)
     B, H, W = m.shape
     x0_arr = None
     if x0 is not None:
         x0_arr = v.as_float_array(x0, "x0")
         if x0_arr.shape != (B, H, W):
             raise ValueError(f"x0 must have shape {v.shape_str((B, H, W))}; got {v.shape_str(x0_arr.shape)}")
+        x0_arr = np.stack([_check_x0(x0_arr[i], (H, W), m[i], K) for i in range(B)])
     check_seconds = (time.perf_counter() - t0) / B
     depth = np.empty((B, H, W))
     infos = []
     for i in range(B):
         solver = Integrator._from_checked(m[i], None if w is None else w[i], lam, method, K)
-        depth[i], info = solver.solve(
-            n[i], tol=tol, maxiter=maxiter, x0=None if x0_arr is None else x0_arr[i], return_info=True
+        depth[i], info = solver._solve_checked(
+            n[i], float(smax[i]), tol, maxiter, None if x0_arr is None else x0_arr[i], True, stacklevel=4
         )
         infos.append(_with_setup(info, solver, check_seconds))
     return (depth, infos) if return_info else depth
@@ -503,7 +603,10 @@ def wls_system(
     row with a zero diagonal entry) and ``b`` sums to zero over each component.
 
     Args:
-        normals, weights, lam, mask: as in :func:`integrate`.
+        normals, weights, lam, mask: as in :func:`integrate`, validated by the same rules
+            (slopes, their denominator and ``lam * W`` inside the mask), so every entry of ``L``
+            and ``b`` is finite: orthographic ``|b| <= 4e8``, off-diagonal entries in
+            ``[-1, -5e-13]``.
         K: optional intrinsics as in :func:`integrate`; then the unknown is the log-depth
             ``log z`` (same matrix, slopes of the perspective rule in ``b``).
 
@@ -514,7 +617,7 @@ def wls_system(
     import scipy.sparse as sp  # noqa: PLC0415
 
     cam = None if K is None else persp.check_K(K)
-    n, m, w, lam = _prepare(normals, weights, lam, mask, cam)
+    n, m, w, lam, _ = _prepare(normals, weights, lam, mask, cam)
     core = Integrator._from_checked(m, w, lam, "jacobi")._core
     indptr, indices, data, rhs = core.csr(n) if cam is None else core.csr_perspective(n, cam)
     k = rhs.shape[0]

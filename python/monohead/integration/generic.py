@@ -64,6 +64,7 @@ __all__ = [
     "Grid",
     "StencilSystem",
     "assemble",
+    "check_finite_depth",
     "integrate_xp",
 ]
 
@@ -406,7 +407,12 @@ class _Multigrid:
                 mem = np.flatnonzero((lab[bi] == comp) & act)
                 beta = d[bi, mem].sum() / mem.size**2
                 Ab[np.ix_(mem, mem)] += beta
-            Ai = np.linalg.inv(Ab)
+            try:
+                Ai = np.linalg.inv(Ab)
+            except np.linalg.LinAlgError:
+                # Numerically singular in float32-rounded weights: the pseudo-inverse is still
+                # symmetric positive semi-definite, which is all a CG preconditioner needs.
+                Ai = np.linalg.pinv(Ab, hermitian=True)
             Ai = 0.5 * (Ai + Ai.T)
             Ai[~act, :] = 0.0
             Ai[:, ~act] = 0.0
@@ -579,7 +585,10 @@ class StencilSystem:
 
         Args:
             b: ``(B, Hs + 2, Ws + 2)`` float64 padded right-hand side (zero on the border). It
-                is projected to zero sum per component (a copy; ``b`` is not modified).
+                is projected to zero sum per component (a copy; ``b`` is not modified). An
+                item whose largest ``|b|`` is below ``2**-40`` or above ``2**100`` is solved for
+                ``s b`` with ``s`` a power of two (exact) and its solution divided by ``s``, so
+                that squared norms and the float32 hierarchy neither underflow nor overflow.
             x0: optional padded initial guess (zero outside the mask), or ``None``.
             tol: per-item stopping rule ``||b - L x|| <= tol ||b||`` on the true residual.
             maxiter: per-item cap on CG iterations.
@@ -592,6 +601,17 @@ class StencilSystem:
         xp, B = self.xp, self.B
         b = self.project(b.astype(np.float64, copy=True))
         x = xp.zeros(self.shape) if x0 is None else (x0 * self.mask).astype(np.float64)
+        bmax = _to_host(xp.abs(b).reshape(B, -1).max(axis=1))
+        scale = v.power_of_two_scale(bmax, low=2.0**-40, high=2.0**100)
+        rescaled = bool((scale != 1.0).any())
+        if rescaled:
+            sd = xp.asarray(scale)[:, None, None]
+            b *= sd
+            if x0 is not None:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    x *= sd
+                if not float(xp.abs(x).max()) <= v.X0_LIMIT:
+                    x[...] = 0.0  # only a starting guess: far from the scaled solution, drop it
         bnorm = np.sqrt(_to_host(_bdot(xp, b, b)))
         target = tol * bnorm
         zero_rhs = bnorm == 0
@@ -644,13 +664,50 @@ class StencilSystem:
             if restarts > 5:
                 break
         self.project(x)
+        if rescaled:
+            x /= sd
         residual = np.where(bnorm > 0, rnorm / np.where(bnorm > 0, bnorm, 1.0), 0.0)
-        converged = (rnorm <= target) | zero_rhs
+        converged = (rnorm <= target) | zero_rhs  # false for a NaN residual
         return x, _Stats(iters, residual, converged)
 
 
 # --------------------------------------------------------------------------------------------
 # One-shot integration.
+
+
+def check_finite_depth(depth: Any, mask: Any, num_unknowns: Any, method: str, perspective: bool = False) -> None:
+    """Raise if a depth inside the mask is not finite (or, perspective, not positive).
+
+    Orthographic: unreachable for inputs that pass the validators (the values the solver
+    derives are checked up front), so a ``FloatingPointError`` that asks for a report; it
+    guarantees that no non-finite value is ever returned silently. Perspective: the depth is
+    ``exp`` of the solved log-depth, which overflows (or underflows to 0) when the normals
+    imply a depth ratio beyond float64 within a component; that is a property of the input,
+    reported as ``ValueError`` naming the normals.
+
+    Args:
+        depth: ``(B, H, W)`` or ``(H, W)``, NaN outside ``mask``.
+        mask: bool, shaped like ``depth``.
+        num_unknowns: mask pixels (per map, summed here).
+        method: the solver's name, for the message.
+        perspective: whether ``depth`` is ``exp`` of a log-depth.
+    """
+    xp = v.array_module(depth)
+    good = xp.isfinite(depth) & mask
+    if perspective:
+        good &= depth > 0
+    total = int(np.sum(num_unknowns))
+    bad = total - int(xp.count_nonzero(good))
+    if not bad:
+        return
+    if perspective:
+        raise ValueError(
+            f"normals imply depth ratios beyond float64 under K (the depth overflows or underflows at {bad} pixel(s) "
+            "inside the mask): the log-depth spans more than about 1400; check K and the normals"
+        )
+    raise FloatingPointError(
+        f"{method} solve produced {bad} non-finite depth value(s) inside the mask; please report this input"
+    )
 
 
 def _device_of(a: Any, xp: Any) -> Any:
@@ -690,14 +747,17 @@ def integrate_xp(
     Args:
         normals: ``(H, W, 3)`` or a batch ``(B, H, W, 3)`` of unit normals in the camera frame
             (x right, y up, z toward the viewer; ``Nz > 0`` inside the mask). Any real dtype and
-            layout. NumPy or CuPy; every array argument on the same device.
+            layout. NumPy or CuPy; every array argument on the same device. Validated by the
+            rules of :func:`monohead.integrate` (``1e-100 <= Nz <= 1e100`` and slopes at most
+            1e8 inside the mask; values outside it ignored).
         weights: gradient magnitudes ``W = |grad h| >= 0``: ``(H, W)``, or for a batch
             ``(B, H, W)`` or ``(H, W)`` shared by the batch; ``None`` for ``w = 1``.
-        lam: ``lam >= 0`` in ``w = 1 / (1 + lam W)`` (default 0.1).
+        lam: finite ``lam >= 0`` in ``w = 1 / (1 + lam W)`` (default 0.1); ``lam * W <= 1e12``
+            inside the mask.
         mask: bool integration domain, shaped like ``weights``; default: non-zero normals.
         method: ``"mg"`` (default) or ``"jacobi"`` (Jacobi-PCG, the usual public recipe).
-        tol: stop when ``||b - L h|| <= tol ||b||`` (per map, true residual).
-        maxiter: CG iteration cap per map (default ``20 (H + W) + 1000``).
+        tol: stop when ``||b - L h|| <= tol ||b||`` (per map, true residual), in ``(0, 1)``.
+        maxiter: CG iteration cap per map in ``[1, 2**31 - 1]`` (default ``20 (H + W) + 1000``).
         x0: optional initial depth, shaped like the output (pixel units; NaN outside the mask
             is fine).
         return_info: also return a :class:`~monohead.SolveInfo` (a list of them for a batch;
@@ -737,7 +797,7 @@ def integrate_xp(
         if cam is not None:
             persp.check_normals_facing_camera(n, m, cam, xp=xp)
         tol = v.check_tol(tol)
-        maxiter = v.check_positive_int(maxiter, "maxiter")
+        maxiter = v.check_maxiter(maxiter)
         B, H, W = m.shape
         if maxiter is None:
             maxiter = _default_maxiter(H, W)
@@ -747,16 +807,24 @@ def integrate_xp(
             want = (B, H, W) if batched else (H, W)
             if tuple(x0_arr.shape) != want:
                 raise ValueError(f"x0 must have shape {v.shape_str(want)}; got {v.shape_str(tuple(x0_arr.shape))}")
-            x0_arr = x0_arr.reshape(B, H, W)
-            bad = int(xp.count_nonzero(~xp.isfinite(x0_arr) & m))
-            if bad:
-                raise ValueError(f"x0 must be finite inside the mask; got {bad} NaN or inf value(s)")
+            x0_arr = v.check_x0_in_mask(x0_arr.reshape(B, H, W), m, "x0", xp)
             if cam is not None:
                 bad = int(xp.count_nonzero((x0_arr <= 0) & m))
                 if bad:
                     raise ValueError(f"x0 must be a positive depth inside the mask when K is given; got {bad} value(s) <= 0")
-                x0_arr = xp.log(xp.where(m, x0_arr, 1.0))
-            x0_arr = xp.where(m, x0_arr, 0.0)
+                x0_arr = xp.where(m, xp.log(xp.where(m, x0_arr, 1.0)), 0.0)
+        # Tiny slopes (< 2**-40, orthographic): integrate s p, s q (s a power of two per map,
+        # exact) and divide the depth by s, as the C++ path does.
+        smax = v.check_slopes(n, m, "normals", xp, K=cam)
+        scale = v.power_of_two_scale(smax) if cam is None else np.ones(B)
+        if bool((scale != 1.0).any()):
+            sd = xp.asarray(scale)[:, None, None]
+            n = n.copy()
+            n[..., :2] *= sd[..., None]
+            if x0_arr is not None:
+                x0_arr = x0_arr * sd
+                if not float(xp.abs(x0_arr).max()) <= v.X0_LIMIT:
+                    x0_arr = None  # only a starting guess: far from the scaled solution, drop it
 
         grid = Grid(m, xp)
         eE, eN, b = assemble(
@@ -770,8 +838,11 @@ def integrate_xp(
         t0 = time.perf_counter()
         x, st = system.solve(b, None if x0_arr is None else grid.pad(x0_arr), tol=tol, maxiter=maxiter)
         depth = grid.unpad(x)
+        if bool((scale != 1.0).any()):
+            depth /= xp.asarray(scale)[:, None, None]
         if cam is not None:
             depth = xp.exp(depth)  # log-depth, mean 0 per component -> geometric mean 1
+        check_finite_depth(depth, m, system.num_unknowns, method, perspective=cam is not None)
         _sync(xp)
         solve_seconds = time.perf_counter() - t0
         bad = np.flatnonzero(~st.converged)
