@@ -399,3 +399,23 @@ def test_limits_are_stated_where_users_read_them():
     for text in ("1e-100 <= Nz <= 1e100", "at most 1e8", "lam * W <= 1e12", "[1, 2**31 - 1]", "(0, 1)"):
         assert text in doc, text
     assert v.SLOPE_LIMIT == 1e8 and v.LAM_W_LIMIT == 1e12 and v.MAXITER_LIMIT == 2**31 - 1
+
+
+@pytest.mark.parametrize("backend", ["mg", "direct", "wls_system", "numpy", "torch"])
+def test_perspective_values_are_validated_too(backend):
+    K = np.array([[50.0, 0, 4.0], [0, 50.0, 4.0], [0, 0, 1]])
+    n = flat()
+    n[3, 3] = [1.0, 0.0, 1e-9 + 1.0 / 50 * (3 - 4.0)]  # d = 1e-9: log-depth slope 2e7 is fine
+    n[3, 3, 2] = 1e-12 + (3 - 4.0) / 50  # d = 1e-12: slope 2e10, too grazing
+    with pytest.raises(ValueError, match=r"normals too grazing: log-depth slope .* > 1e8 at 1 pixel\(s\)"):
+        BACKENDS[backend](n, None, 0.1, K=K)
+
+
+@pytest.mark.parametrize("backend", ["mg", "numpy", "torch"])
+def test_perspective_depth_beyond_float64_is_rejected_not_returned(backend):
+    K = np.array([[1.0, 0, 0.0], [0, 1.0, 0.0], [0, 0, 1]])
+    n = np.zeros((4, 200, 3))
+    n[..., 0] = 1e3 * (1.0 + 0 * np.arange(200))  # log-depth slope ~ 1e3 per pixel over 200 pixels
+    n[..., 2] = 1.0 + n[..., 0] * np.arange(200)  # d = 1 everywhere
+    with pytest.raises(ValueError, match=r"normals imply depth ratios beyond float64 under K"):
+        BACKENDS[backend](n, None, 0.1, K=K)

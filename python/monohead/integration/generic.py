@@ -841,7 +841,8 @@ def integrate_xp(
         if bool((scale != 1.0).any()):
             depth /= xp.asarray(scale)[:, None, None]
         if cam is not None:
-            depth = xp.exp(depth)  # log-depth, mean 0 per component -> geometric mean 1
+            with np.errstate(over="ignore", under="ignore"):  # reported by check_finite_depth
+                depth = xp.exp(depth)  # log-depth, mean 0 per component -> geometric mean 1
         check_finite_depth(depth, m, system.num_unknowns, method, perspective=cam is not None)
         _sync(xp)
         solve_seconds = time.perf_counter() - t0
