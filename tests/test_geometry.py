@@ -371,9 +371,9 @@ def test_save_and_load_mesh_keep_vertex_order(tmp_path, ext):
 
 def test_save_mesh_validation(tmp_path):
     mesh = g.depth_to_mesh(np.zeros((3, 3)))
-    with pytest.raises(ValueError, match=r"path must end in .ply or .obj"):
+    with pytest.raises(ValueError, match=r"path must end in .ply, .obj or .glb"):
         g.save_mesh(mesh, tmp_path / "m.stl")
-    with pytest.raises(ValueError, match="file_type must be 'ply' or 'obj'"):
+    with pytest.raises(ValueError, match="file_type must be 'ply', 'obj' or 'glb'"):
         g.save_mesh(mesh, tmp_path / "m.ply", file_type="stl")
     with pytest.raises(ValueError, match="must be in an existing folder"):
         g.save_mesh(mesh, tmp_path / "nope" / "m.ply")

@@ -264,7 +264,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
             _progress(k, len(photos), name)
         try:
             recs = photo.reconstruct(
-                image, lam=args.lam, detect=not args.no_detect, all_faces=args.all_faces, model=model, flip=not args.no_flip
+                image, lam=args.lam, detect=not args.no_detect, all_faces=args.all_faces, model=model, flip=not args.no_flip,
+                detector=args.detector,
             )
         except (ValueError, TypeError, OSError) as exc:
             failures.append({"photo": name, "error": str(exc)})
@@ -274,17 +275,21 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
             stem = name if len(recs) == 1 else f"{name}_face{j}"
             mesh_path = out / f"{stem}.{args.format}"
             preview_path = out / f"{stem}_preview.png"
-            geometry.save_mesh(rec.mesh, mesh_path)
+            mesh = rec.mesh_in_photo_units() if args.units == "photo" else rec.mesh
+            geometry.save_mesh(mesh, mesh_path, file_type=args.format)
             atomic_write_bytes(preview_path, photo.preview_png(rec, title=stem))
             results.append(
                 {
                     "photo": name,
                     "mesh": str(mesh_path),
                     "preview": str(preview_path),
+                    "units": args.units,
                     "box": [round(t, 1) for t in rec.box.as_tuple()],
                     "face_box": None if rec.face_box is None else list(rec.face_box),
                     "vertices": int(len(rec.mesh.vertices)),
                     "faces": int(len(rec.mesh.faces)),
+                    "face_covered": rec.face_covered,
+                    "cleanup": rec.cleanup,
                     "seconds": {k2: round(v2, 5) for k2, v2 in rec.seconds.items()},
                 }
             )
@@ -306,6 +311,12 @@ def _print_reconstruct(r: dict[str, Any]) -> None:
             f"integration {s['integration'] * 1e3:.0f}, meshing {s['meshing'] * 1e3:.0f})",
             file=sys.stderr,
         )
+        if not rec.get("face_covered", True):
+            print(
+                f"{rec['photo']}: warning: the network's head mask covers only {100 * rec['cleanup']['face_coverage']:.0f} % "
+                "of the detected face; the mesh is likely not the face",
+                file=sys.stderr,
+            )
     for f in r["failures"]:
         print(f"{f['photo']}: error: {f['error']}", file=sys.stderr)
 
@@ -793,12 +804,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="photo(s) -> head mesh(es) and preview figures",
         description="Reconstruct the head in each photo: face detection, framing, the network's normal "
         "and W maps, weighted integration, and a mesh coloured from the photo. Writes NAME.ply (or .obj) "
-        "and NAME_preview.png per face into the output folder.",
+        "and NAME_preview.png per face into the output folder. Mesh coordinates: pixels of the 128 x 128 crop "
+        "(default) or of the photo (--units photo); x right, y up, z toward the viewer.",
     )
     p.add_argument("photos", nargs="*", help="photos or folders of photos")
     p.add_argument("--example", action="store_true", help="reconstruct the astronaut photo bundled with scikit-image")
     p.add_argument("-o", "--output", default=".", help="output folder (created if its parent exists; default .)")
-    p.add_argument("--format", choices=["ply", "obj"], default="ply", help="mesh format (default ply)")
+    p.add_argument("--format", choices=["ply", "obj", "glb"], default="ply", help="mesh format (default ply; glb: binary glTF)")
+    p.add_argument(
+        "--units",
+        choices=["crop", "photo"],
+        default="crop",
+        help="mesh coordinates: pixels of the 128 x 128 crop (default), or of the photo (x = column, y = -row, "
+        "depth scaled alike), so that the mesh overlays the photo",
+    )
+    p.add_argument(
+        "--detector", choices=["frontal", "cascades", "network", "combined"], default="combined",
+        help="face detector (default combined: frontal and profile cascades plus the network's coarse pass)",
+    )
     p.add_argument("--lam", type=float, default=0.1, help="lambda in w = 1/(1 + lambda W) (default 0.1)")
     p.add_argument("--no-detect", action="store_true", help="the photos are already cropped to the head")
     p.add_argument("--all-faces", action="store_true", help="reconstruct every detected face, not only the largest")

@@ -152,7 +152,7 @@ def crop_square(image: np.ndarray, box: Box | tuple[float, float, float], size: 
     # fill_outside then replaces)
     region = Image.fromarray(image).crop((x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)))
     sub = (box.x - x0, box.y - y0, box.x - x0 + box.side, box.y - y0 + box.side)
-    crop = np.asarray(region.resize((size, size), Image.BILINEAR, box=sub, reducing_gap=2.0))
+    crop = np.array(region.resize((size, size), Image.BILINEAR, box=sub, reducing_gap=2.0))
     inside = inside_mask((H, W), box, size)
     return crop if inside.all() else fill_outside(crop, inside)
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import _validate as v
-from .framing import FRAMING, Box, crop_square, head_box
+from .framing import FRAMING, NEUTRAL, Box, crop_square, head_box
 
 __all__ = [
     "DETECT_SIZE",
@@ -40,7 +40,13 @@ __all__ = [
     "NoFaceError",
     "Reconstruction",
     "crop_square",
+    "DETECTORS",
+    "MAX_PIXELS",
+    "MIN_FACE_COVERAGE",
+    "WORK_SIDE",
+    "clean_mask",
     "detect_faces",
+    "fill_holes",
     "head_box",
     "limit_slope",
     "load_default_model",
@@ -60,6 +66,15 @@ DETECT_SIZE = 160
 MIN_NZ = 0.1
 #: Smallest photo accepted (pixels on each side).
 MIN_SIDE = 32
+#: Largest photo accepted, pixels (width x height): the decompression-bomb limit. A file
+#: claiming more is refused before its pixels are decoded.
+MAX_PIXELS = 120_000_000
+#: Photos whose long side exceeds this many pixels are downscaled first (antialiased; JPEGs are
+#: decoded at a reduced size directly): detection and cropping work on that copy, and the
+#: boxes are reported in pixels of the photo as given.
+WORK_SIDE = 2048
+#: RGB background that images with transparency are composited on.
+BACKGROUND = NEUTRAL
 
 
 class NoFaceError(ValueError):
@@ -71,16 +86,26 @@ class Reconstruction:
     """The result of :func:`reconstruct` for one face.
 
     Attributes:
-        box: the square crop in photo pixels (:class:`Box`).
+        box: the square crop in photo pixels (:class:`Box`; pixels of the photo as given, even
+            when it was downscaled first).
         face_box: the detected face ``(x, y, w, h)`` in photo pixels, or ``None`` without detection.
         crop: ``(128, 128, 3)`` uint8 network input.
-        normals: ``(128, 128, 3)`` float32 predicted unit normals (0 outside the mask).
-        W: ``(128, 128)`` float32 predicted depth-gradient magnitude (0 outside the mask).
-            (``normals`` are as predicted; the integration uses them with slopes limited by
-            :func:`limit_slope`.)
-        mask: ``(128, 128)`` bool predicted head mask.
-        depth: ``(128, 128)`` float64 integrated depth, crop pixels, NaN outside the mask.
-        mesh: :class:`trimesh.Trimesh`, one vertex per mask pixel, vertex colours from the crop.
+        normals: ``(128, 128, 3)`` float32 predicted unit normals, 0 outside :attr:`mask` (in the
+            holes that the clean-up filled, interpolated from the network's normals around them).
+            The integration uses them with slopes limited by :func:`limit_slope`.
+        W: ``(128, 128)`` float32 predicted depth-gradient magnitude, 0 outside :attr:`mask`.
+        mask: ``(128, 128)`` bool, the head: the 4-connected component of :attr:`raw_mask` that
+            holds the face, with its holes filled (:func:`clean_mask`).
+        raw_mask: ``(128, 128)`` bool, the network's mask as predicted.
+        depth: ``(128, 128)`` float64 integrated depth, crop pixels, NaN outside :attr:`mask`.
+        mesh: :class:`trimesh.Trimesh`, one vertex per :attr:`mask` pixel at (column, -row,
+            depth) in crop pixels (conventions), vertex colours from the crop;
+            :meth:`mesh_in_photo_units` gives it in photo pixels.
+        cleanup: what :func:`clean_mask` did: ``dropped_pieces`` (components of the raw mask
+            left out), ``dropped_pixels``, ``filled_pixels`` (holes filled), ``face_coverage``
+            (fraction of the face region inside :attr:`mask`) and ``face_covered`` (bool:
+            coverage >= :data:`MIN_FACE_COVERAGE`; False means the network's mask does not
+            cover the detected face, and the mesh is likely not the face).
         seconds: time per stage (``detection``, ``network``, ``integration``, ``meshing``).
     """
 
@@ -92,23 +117,66 @@ class Reconstruction:
     mask: np.ndarray
     depth: np.ndarray
     mesh: Any
+    raw_mask: np.ndarray | None = None
+    cleanup: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def face_covered(self) -> bool:
+        """Whether the network's mask covers the detected face (see :attr:`cleanup`)."""
+        return bool(self.cleanup.get("face_covered", True))
+
+    def mesh_in_photo_units(self) -> Any:
+        """A copy of :attr:`mesh` in pixels of the photo: ``x`` = photo column, ``y`` = minus the
+        photo row (y up, as in the conventions), ``z`` = depth in photo pixels (scaled by
+        ``box.side / 128``), so that the mesh overlays the photo seen from the front."""
+        m = self.mesh.copy()
+        s = self.box.side / self.crop.shape[0]
+        v = np.asarray(m.vertices, dtype=np.float64) * s
+        # crop pixel centre (c, r) -> photo (box.x + (c + 0.5) s, box.y + (r + 0.5) s)
+        v[:, 0] += self.box.x + 0.5 * s
+        v[:, 1] -= self.box.y + 0.5 * s
+        m.vertices = v
+        return m
 
 
 # ------------------------------------------------------------------------------------ images
 def load_image(image: Any, name: str = "image") -> np.ndarray:
-    """An RGB photo as a ``(H, W, 3)`` uint8 array.
+    """A photo as a ``(H, W, 3)`` uint8 RGB array, whatever a phone or a browser made.
+
+    Accepted:
+
+    - a path (``str`` or :class:`os.PathLike`) to any image Pillow reads (JPEG, PNG, WebP, TIFF,
+      BMP, GIF...), or a PIL image. EXIF orientation is applied (a phone's portrait JPEG comes
+      out upright). Modes: RGB; grayscale (``L``, ``1``) copied to the three channels; 16-bit
+      (``I;16``, ``I``: divided by 257) and 16-bit RGB; palette (``P``); ``CMYK``, ``YCbCr``,
+      ``LAB``, ``HSV`` converted to RGB; images with alpha (``RGBA``, ``LA``, ``PA``, ``P``
+      with transparency) composited on a neutral gray background (:data:`BACKGROUND`).
+    - an array: ``(H, W)`` or ``(H, W, 1)`` grayscale, ``(H, W, 3)`` RGB, ``(H, W, 2)`` or
+      ``(H, W, 4)`` with alpha (composited as above); dtype uint8, uint16 (divided by 257) or
+      float in [0, 1].
 
     Args:
-        image: a path (``str`` or :class:`os.PathLike`), a PIL image, or an ``(H, W, 3)`` array
-            (uint8, or float in [0, 1]).
+        image: the photo.
+        name: the argument's name in error messages.
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: not an image, grayscale or RGBA (convert to RGB first), or smaller than
+        ValueError: not an image, an empty (0-byte) or truncated file, an image larger than
+            :data:`MAX_PIXELS` pixels (decompression-bomb limit), or smaller than
             :data:`MIN_SIDE` pixels on a side.
-        TypeError: an object of another kind.
+        TypeError: an object of another kind, or an array of another dtype.
     """
+    arr, _ = _read(image, name, None)
+    return arr
+
+
+def _read(image: Any, name: str, max_side: int | None) -> tuple[np.ndarray, float]:
+    """:func:`load_image`, shrunk so that its long side is at most ``max_side`` pixels (JPEGs are
+    decoded directly at a reduced size when possible); returns the array and its scale
+    (array pixels per photo pixel, <= 1)."""
+    import warnings  # noqa: PLC0415
+
     from PIL import Image, UnidentifiedImageError  # noqa: PLC0415
 
     if isinstance(image, (str, os.PathLike)):
@@ -117,60 +185,139 @@ def load_image(image: Any, name: str = "image") -> np.ndarray:
             raise FileNotFoundError(f"{name}: no such file: {path}")
         if path.is_dir():
             raise ValueError(f"{name} must be an image file; got the folder {path}")
+        if path.stat().st_size == 0:
+            raise ValueError(f"{name}: {path} is empty (0 bytes)")
         try:
-            with Image.open(path) as im:
-                im.load()
-                mode = im.mode
-                arr = np.asarray(im.convert("RGB")) if mode in ("RGB", "P", "YCbCr", "CMYK") else None
-        except (UnidentifiedImageError, OSError) as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    _check_pixels(im.size, f"{name}: {path}")
+                    full = im.size
+                    if max_side is not None and im.format == "JPEG" and max(im.size) > 2 * max_side:
+                        im.draft("RGB", (max_side, max_side))  # DCT-domain downscale: fast
+                    im.load()
+                    return _from_pil(im, f"{name}: {path}", max_side, full)
+        except Image.DecompressionBombError as exc:
+            raise ValueError(f"{name}: {path} has too many pixels ({exc}); the limit is {MAX_PIXELS} (MAX_PIXELS)") from exc
+        except UnidentifiedImageError as exc:
+            raise ValueError(f"{name}: {path} is not a readable image (not an image format Pillow knows)") from exc
+        except OSError as exc:
             raise ValueError(f"{name}: {path} is not a readable image ({exc})") from exc
-        if arr is None:
-            raise ValueError(
-                f"{name} must be an RGB photo; {path.name} is {_mode_text(mode)}: convert it to RGB first "
-                "(e.g. PIL.Image.open(path).convert('RGB'))"
-            )
-    elif hasattr(image, "mode") and hasattr(image, "convert"):  # a PIL image
-        if image.mode != "RGB":
-            raise ValueError(
-                f"{name} must be an RGB image; got a PIL image in mode {image.mode!r} ({_mode_text(image.mode)}): "
-                "convert it with .convert('RGB')"
-            )
-        arr = np.asarray(image)
-    elif isinstance(image, np.ndarray) or hasattr(image, "__array__"):
-        arr = np.asarray(image)
-        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 4)):
-            what = "grayscale" if arr.ndim == 2 or arr.shape[-1] == 1 else "RGBA"
-            raise ValueError(f"{name} must have shape (H, W, 3) RGB; got {v.shape_str(arr.shape)} ({what})")
-        if arr.ndim != 3 or arr.shape[-1] != 3:
-            raise ValueError(f"{name} must have shape (H, W, 3); got {v.shape_str(arr.shape)}")
-        if arr.dtype.kind == "f":
-            if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
-                raise ValueError(f"{name}: a float image must hold finite values in [0, 1]")
-            arr = np.round(arr * 255).astype(np.uint8)
-        elif arr.dtype != np.uint8:
-            raise TypeError(f"{name} must be uint8 or float in [0, 1]; got dtype {arr.dtype}")
-    else:
-        raise TypeError(f"{name} must be a path, a PIL image or an (H, W, 3) array; got {type(image).__name__}")
+    if hasattr(image, "mode") and hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        _check_pixels(image.size, name)
+        return _from_pil(image, name, max_side, image.size)
+    if isinstance(image, np.ndarray) or hasattr(image, "__array__"):
+        arr = _from_array(np.asarray(image), name)
+        _check_pixels((arr.shape[1], arr.shape[0]), name)
+        _check_side(arr, name)
+        return _shrink(arr, max_side)
+    raise TypeError(f"{name} must be a path, a PIL image or an image array; got {type(image).__name__}")
+
+
+def _check_pixels(size: tuple[int, int], what: str) -> None:
+    w, h = size
+    if w * h > MAX_PIXELS:
+        raise ValueError(f"{what} has {w}x{h} = {w * h / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP (MAX_PIXELS)")
+
+
+def _check_side(arr: np.ndarray, what: str) -> None:
     if min(arr.shape[:2]) < MIN_SIDE:
-        raise ValueError(f"{name} is too small: {arr.shape[1]}x{arr.shape[0]} pixels; need at least {MIN_SIDE} on each side")
-    return np.ascontiguousarray(arr)
+        raise ValueError(f"{what} is too small: {arr.shape[1]}x{arr.shape[0]} pixels; need at least {MIN_SIDE} on each side")
 
 
-def _mode_text(mode: str) -> str:
-    return {"L": "grayscale", "LA": "grayscale with alpha", "1": "black and white", "RGBA": "RGBA", "I;16": "16-bit grayscale", "I": "32-bit grayscale", "F": "float grayscale"}.get(mode, f"mode {mode!r}")
+def _from_pil(im: Any, what: str, max_side: int | None, full: tuple[int, int]) -> tuple[np.ndarray, float]:
+    from PIL import ImageOps  # noqa: PLC0415
+
+    if min(im.size) == 0:
+        raise ValueError(f"{what} is empty: {im.size[0]}x{im.size[1]} pixels")
+    im = ImageOps.exif_transpose(im)
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im).astype(np.float64)
+        arr = _from_array(np.clip(np.round(a / 257.0), 0, 255).astype(np.uint8), what)
+    elif mode == "F":
+        raise ValueError(f"{what} is a floating-point image (mode 'F'); pass it as a float array in [0, 1]")
+    elif "A" in mode or "a" in mode or (mode == "P" and "transparency" in im.info):
+        arr = _from_array(np.asarray(im.convert("RGBA")), what)
+    else:
+        arr = np.asarray(im.convert("RGB"))
+    _check_side(arr, what)
+    arr, _ = _shrink(arr, max_side)
+    # ``full``: the size before any draft decoding; the long side does not change with rotation
+    return np.ascontiguousarray(arr), min(1.0, max(arr.shape[:2]) / max(full))
+
+
+def _from_array(arr: np.ndarray, what: str) -> np.ndarray:
+    """An image array of any accepted layout and dtype as ``(H, W, 3)`` uint8 (alpha composited)."""
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"{what} must have shape (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4); got {v.shape_str(arr.shape)}")
+    if min(arr.shape[:2]) == 0:
+        raise ValueError(f"{what} is empty: shape {v.shape_str(arr.shape)}")
+    if arr.dtype == np.uint8:
+        f = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        f = arr.astype(np.float32) / 65535.0
+    elif arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise ValueError(f"{what}: a float image must hold finite values in [0, 1]")
+        f = arr.astype(np.float32)
+    else:
+        raise TypeError(f"{what} must be uint8, uint16 or float in [0, 1]; got dtype {arr.dtype}")
+    c = arr.shape[-1]
+    if c in (2, 4):  # alpha: composite on the neutral background
+        alpha = f[..., -1:]
+        f = f[..., :-1] * alpha + (1.0 - alpha) * (np.asarray(BACKGROUND, np.float32) / 255.0)[: c - 1]
+    if f.shape[-1] == 1:
+        f = np.repeat(f, 3, axis=-1)
+    if arr.dtype == np.uint8 and c == 3:
+        return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(np.clip(np.round(f * 255.0), 0, 255).astype(np.uint8))
+
+
+def _shrink(arr: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    """Downscale (antialiased) so that the long side is at most ``max_side``; returns the scale."""
+    if max_side is None or max(arr.shape[:2]) <= max_side:
+        return arr, 1.0
+    from PIL import Image  # noqa: PLC0415
+
+    s = max_side / max(arr.shape[:2])
+    size = (max(1, round(arr.shape[1] * s)), max(1, round(arr.shape[0] * s)))
+    out = np.asarray(Image.fromarray(arr).resize(size, Image.BILINEAR, reducing_gap=2.0))
+    return out, out.shape[1] / arr.shape[1]
 
 
 # ------------------------------------------------------------------------------------ detection
-_CASCADE: Any = None
+#: Detectors of :func:`detect_faces`: ``"frontal"`` (scikit-image's LBP frontal-face cascade,
+#: the only one before), ``"cascades"`` (that one plus OpenCV's LBP profile-face cascade, shipped
+#: in ``monohead/data``, on the photo and its mirror image), ``"network"`` (a coarse pass of the
+#: shipped network over the whole photo, letterboxed to 128 x 128: the head mask's largest
+#: component) and ``"combined"`` (the cascades' faces, plus the network's head where no cascade
+#: face lies; the default, chosen by measurement: README, "Detection by head pose").
+DETECTORS = ("frontal", "cascades", "network", "combined")
+#: Profile face boxes (the cascade's 20 x 34 window) as equivalent frontal face boxes: the side
+#: is ``PROFILE_SIDE * h`` and the centre moves ``PROFILE_SHIFT * h`` toward the back of the
+#: head (measured on synthetic renders with known pose).
+PROFILE_SIDE = 0.95
+PROFILE_SHIFT = 0.12
+_CASCADES: dict[str, Any] = {}
 
 
-def _cascade() -> Any:
-    global _CASCADE
-    if _CASCADE is None:
+def _cascade(kind: str) -> Any:
+    if kind not in _CASCADES:
+        from importlib.resources import files  # noqa: PLC0415
+
         from skimage import data, feature  # noqa: PLC0415
 
-        _CASCADE = feature.Cascade(data.lbp_frontal_face_cascade_filename())
-    return _CASCADE
+        if kind == "frontal":
+            _CASCADES[kind] = feature.Cascade(data.lbp_frontal_face_cascade_filename())
+        else:
+            _CASCADES[kind] = feature.Cascade(str(files("monohead") / "data" / "lbpcascade_profileface.xml"))
+    return _CASCADES[kind]
+
+
+Face = tuple[int, int, int, int]
 
 
 def _nms(boxes: list[tuple[float, float, float, float]], iou_max: float = 0.3) -> list[tuple[float, float, float, float]]:
@@ -190,30 +337,120 @@ def _nms(boxes: list[tuple[float, float, float, float]], iou_max: float = 0.3) -
     return kept
 
 
-def detect_faces(image: Any, detect_size: int = DETECT_SIZE) -> list[tuple[int, int, int, int]]:
-    """Frontal faces in a photo, largest first, as ``(x, y, w, h)`` boxes in photo pixels.
+def _run_cascade(kind: str, small: np.ndarray, mirror: bool = False) -> list[tuple[float, float, float, float]]:
+    img = small[:, ::-1] if mirror else small
+    found = _cascade(kind).detect_multi_scale(
+        img=np.ascontiguousarray(img), scale_factor=1.15, step_ratio=1, min_size=(20, 20), max_size=img.shape[:2], min_neighbor_number=2
+    )
+    W = img.shape[1]
+    out = []
+    for d in found:
+        x, y, w, h = float(d["c"]), float(d["r"]), float(d["width"]), float(d["height"])
+        if kind == "profile":  # the window covers the face seen from the side: as a frontal box
+            side = PROFILE_SIDE * h
+            cx = x + w / 2 + PROFILE_SHIFT * h  # the cascade finds faces looking left: the head is to the right
+            x, y, w, h = cx - side / 2, y + h / 2 - side / 2, side, side
+        if mirror:
+            x = W - x - w
+        out.append((x, y, w, h))
+    return out
 
-    Runs scikit-image's LBP cascade on a grayscale copy whose long side is ``detect_size``
-    pixels (faces smaller than about ``24 / detect_size`` of the long side are missed), then at
-    twice that size if nothing was found. Overlapping detections are merged.
-    """
+
+def _cascade_faces(gray: np.ndarray, detect_size: int, profile: bool) -> list[tuple[float, float, float, float]]:
     from PIL import Image  # noqa: PLC0415
 
-    arr = load_image(image)
-    H, W = arr.shape[:2]
-    gray = Image.fromarray(arr).convert("L")
+    H, W = gray.shape
     for size in (detect_size, 2 * detect_size):
         s = min(1.0, size / max(H, W))
-        small = np.asarray(gray.resize((max(24, round(W * s)), max(24, round(H * s))), Image.BILINEAR))
-        found = _cascade().detect_multi_scale(
-            img=small, scale_factor=1.15, step_ratio=1, min_size=(24, 24), max_size=small.shape[:2], min_neighbor_number=2
-        )
-        boxes = [(d["c"] / s, d["r"] / s, d["width"] / s, d["height"] / s) for d in found]
+        small = np.asarray(Image.fromarray(gray).resize((max(24, round(W * s)), max(24, round(H * s))), Image.BILINEAR))
+        boxes = _run_cascade("frontal", small)
+        if profile:
+            boxes += _run_cascade("profile", small) + _run_cascade("profile", small, mirror=True)
         if boxes:
-            return [tuple(int(round(t)) for t in b) for b in _nms(boxes)]  # type: ignore[misc]
+            return [(x / s, y / s, w / s, h / s) for x, y, w, h in _nms(boxes)]
         if s == 1.0:
             break
     return []
+
+
+#: Fraction of the network's coarse 128 x 128 pass that a head component must cover to count.
+NET_MIN_AREA = 0.01
+
+
+def _network_heads(photo: np.ndarray, model: Any) -> list[tuple[float, float, float, float]]:
+    """Heads found by a coarse pass of the network over the whole photo (letterboxed to a square
+    with :func:`monohead.framing.crop_square`'s fill), as face boxes whose :func:`head_box`
+    frames the head mask's component as the training data does (the head about 60 % of the crop)."""
+    from scipy import ndimage  # noqa: PLC0415
+
+    H, W = photo.shape[:2]
+    side = float(max(H, W))
+    box = Box((W - side) / 2.0, (H - side) / 2.0, side)
+    crop = crop_square(photo, box, INPUT_SIZE)
+    _, _, mask = _predict(model, crop[None], flip=False)
+    labels, n = ndimage.label(mask[0])
+    if n == 0:
+        return []
+    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
+    heads = []
+    px = side / INPUT_SIZE
+    for k in np.argsort(-sizes):
+        if sizes[k] < max(NET_MIN_AREA * INPUT_SIZE**2, 0.3 * sizes.max()):
+            break
+        rows, cols = np.nonzero(labels == k + 1)
+        # the head's width and centre: columns from the 5th to the 95th percentile of the
+        # component (robust to a neck or shoulders), rows of its upper part
+        c0, c1 = np.percentile(cols, [5, 95])
+        r0 = rows.min()
+        wid = max(c1 - c0 + 1, 4.0) * px
+        cx = box.x + (c0 + c1 + 1) / 2 * px
+        cy = box.y + r0 * px + 0.65 * wid  # the crop's centre (near the nose) below the top of the head
+        fw = wid / (0.6 * FRAMING["scale"])  # the head 60 % of its crop, as in the training data
+        heads.append((cx - fw / 2, cy - fw / 2 - FRAMING["dy"] * fw, fw, fw))
+    return heads
+
+
+def _inside(face: tuple[float, float, float, float], box: Box) -> bool:
+    cx, cy = face[0] + face[2] / 2, face[1] + face[3] / 2
+    return box.x <= cx <= box.x + box.side and box.y <= cy <= box.y + box.side
+
+
+def detect_faces(image: Any, detect_size: int = DETECT_SIZE, detector: str = "combined", model: Any = None) -> list[Face]:
+    """Faces in a photo, largest first, as ``(x, y, w, h)`` boxes in photo pixels.
+
+    Args:
+        image: anything :func:`load_image` takes.
+        detect_size: long side (pixels) of the grayscale copy the cascades scan (faces smaller
+            than about ``20 / detect_size`` of the long side are missed); they scan twice that
+            size when nothing was found.
+        detector: one of :data:`DETECTORS`.
+        model: the network of the ``"network"`` and ``"combined"`` detectors (default: the
+            shipped one), or a callable predictor as in :func:`reconstruct`.
+
+    Profile faces are reported as the frontal box of the same head (:data:`PROFILE_SIDE`), so
+    that :func:`monohead.framing.head_box` frames every face the same way.
+    """
+    if detector not in DETECTORS:
+        raise ValueError(f"detector must be one of {', '.join(DETECTORS)}; got {detector!r}")
+    arr = load_image(image)
+    return _detect(arr, detect_size, detector, model)
+
+
+def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any) -> list[Face]:
+    boxes: list[tuple[float, float, float, float]] = []
+    if detector != "network":
+        gray = np.asarray(arr @ np.array([0.299, 0.587, 0.114]), dtype=np.float64).round().astype(np.uint8)
+        boxes = _cascade_faces(gray, detect_size, profile=detector != "frontal")
+    if detector in ("network", "combined"):
+        net = load_default_model() if model is None else model
+        cascade_faces = list(boxes)
+        for hb in _network_heads(arr, net):
+            # a head whose crop holds a cascade face is that face's head: the cascade's box frames it
+            crop = head_box(hb)
+            if not any(_inside(b, crop) for b in cascade_faces):
+                boxes.append(hb)
+        boxes = sorted(boxes, key=lambda b: -b[2] * b[3])
+    return [tuple(int(round(t)) for t in b) for b in boxes]  # type: ignore[misc]
 
 
 # ------------------------------------------------------------------------------------ pipeline
@@ -226,14 +463,17 @@ def reconstruct(
     model: Any = None,
     method: str = "mg",
     flip: bool = True,
+    detector: str = "combined",
 ) -> Any:
     """Reconstruct the head in a photo as a mesh (the paper's pipeline).
 
     Args:
-        image: path, PIL image or ``(H, W, 3)`` RGB array (uint8, or float in [0, 1]).
+        image: a path, PIL image or array in any layout :func:`load_image` takes (RGB, RGBA,
+            grayscale, palette, 16-bit, CMYK, EXIF-rotated JPEG, WebP...). Photos whose long side
+            exceeds :data:`WORK_SIDE` are downscaled first.
         lam: ``lam`` of the integration weights ``w = 1 / (1 + lam W)`` (paper's optimum 0.1).
         detect: find the face and frame the head; ``False`` for photos already cropped to the
-            head (the whole photo is resized to 128 x 128).
+            head (the photo's centred square, filled past its borders, is resized to 128 x 128).
         all_faces: return a list with one :class:`Reconstruction` per detected face (largest
             first) instead of the largest face's.
         model: a network from :func:`monohead.model.load_pretrained` (default: the shipped one,
@@ -244,22 +484,27 @@ def reconstruct(
         flip: average the network's outputs for the crop and its left-right mirror image
             (:func:`monohead.model.predict` ``flip``): lower error at twice the network time.
             Applies to networks (torch modules); a callable predictor is called as it is.
+        detector: one of :data:`DETECTORS` (see :func:`detect_faces`).
 
     Returns:
         A :class:`Reconstruction`, or a list of them with ``all_faces``.
 
     Raises:
-        NoFaceError: no face found (pass ``detect=False`` for pre-cropped input).
+        NoFaceError: no face found (pass ``detect=False`` for pre-cropped input), or the
+            network's mask is empty.
         FileNotFoundError, ValueError, TypeError: unreadable or unsuitable image (see :func:`load_image`).
     """
     from . import geometry  # noqa: PLC0415
     from .integration import integrate  # noqa: PLC0415
 
     lam = v.check_lam(lam)
-    photo = load_image(image)
+    if detector not in DETECTORS:
+        raise ValueError(f"detector must be one of {', '.join(DETECTORS)}; got {detector!r}")
+    photo, scale = _read(image, "image", WORK_SIDE)
+    net = load_default_model() if model is None else model
     t0 = time.perf_counter()
     if detect:
-        faces = detect_faces(photo)
+        faces = _detect(photo, DETECT_SIZE, detector, net)
         if not faces:
             raise NoFaceError(
                 "no face found in the photo; if it is already cropped to the head, use detect=False (CLI: --no-detect)"
@@ -273,43 +518,163 @@ def reconstruct(
     crops = np.stack([crop_square(photo, b, INPUT_SIZE) for b, _ in targets])
 
     t0 = time.perf_counter()
-    net = load_default_model() if model is None else model
-    if callable(net) and not _is_torch_module(net):
-        normals, Wmap, mask = net(crops)
-    else:
-        from .model import predict  # noqa: PLC0415
-
-        normals, Wmap, mask = predict(net, crops, flip=flip)
-    normals, Wmap, mask = np.asarray(normals), np.asarray(Wmap), np.asarray(mask, dtype=bool)
+    normals, Wmap, raw = _predict(net, crops, flip=flip)
     t_net = (time.perf_counter() - t0) / len(targets)
 
     results = []
     for k, (box, face) in enumerate(targets):
         t0 = time.perf_counter()
-        m = mask[k]
-        if not m.any():
+        region = _face_region(box, face)
+        mask, info = clean_mask(raw[k], region)
+        if not mask.any():
             raise NoFaceError("the network found no head in the crop; check the framing or use detect=False")
-        depth = integrate(limit_slope(normals[k], m), Wmap[k], lam, m, method=method)
+        n_k, w_k = fill_holes(normals[k], Wmap[k], raw[k], mask)
+        depth = integrate(limit_slope(n_k, mask), w_k, lam, mask, method=method)
         t_int = time.perf_counter() - t0
         t0 = time.perf_counter()
-        mesh = geometry.depth_to_mesh(depth, m)
-        rgb = crops[k][m]
+        mesh = geometry.depth_to_mesh(depth, mask)
+        rgb = crops[k][mask]
         mesh.visual.vertex_colors = np.column_stack([rgb, np.full(len(rgb), 255, np.uint8)])
         t_mesh = time.perf_counter() - t0
         results.append(
             Reconstruction(
-                box=box,
-                face_box=None if face is None else tuple(int(t) for t in face),
+                box=box.scaled(1.0 / scale),
+                face_box=None if face is None else tuple(int(round(t / scale)) for t in face),
                 crop=crops[k],
-                normals=normals[k],
-                W=Wmap[k],
-                mask=m,
+                normals=n_k.astype(np.float32),
+                W=w_k.astype(np.float32),
+                mask=mask,
+                raw_mask=raw[k],
                 depth=depth,
                 mesh=mesh,
+                cleanup=info,
                 seconds={"detection": t_detect, "network": t_net, "integration": t_int, "meshing": t_mesh},
             )
         )
     return results if all_faces else results[0]
+
+
+def _predict(net: Any, crops: np.ndarray, flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(normals, W, mask)`` of a network (through :func:`monohead.model.predict`) or of a
+    callable predictor, as float32, float32, bool arrays."""
+    if callable(net) and not _is_torch_module(net):
+        normals, Wmap, mask = net(crops)
+    else:
+        from . import model as _m  # noqa: PLC0415
+
+        normals, Wmap, mask = _m.predict(net, crops, flip=flip)
+    return (
+        np.asarray(normals, dtype=np.float32),
+        np.asarray(Wmap, dtype=np.float32),
+        np.asarray(mask, dtype=bool),
+    )
+
+
+#: Smallest fraction of the face region that the cleaned mask must cover (else the result says
+#: ``face_covered = False``).
+MIN_FACE_COVERAGE = 0.5
+
+
+def _face_region(box: Box, face: Any, size: int = INPUT_SIZE) -> np.ndarray:
+    """``(size, size)`` bool: the face in crop pixels: the detected face box (its central 60 %),
+    or without detection the crop's central square of side 0.25."""
+    region = np.zeros((size, size), bool)
+    if face is None:
+        a, b = int(size * 0.375), int(round(size * 0.625))
+        region[a:b, a:b] = True
+        return region
+    x, y, w, h = face
+    s = size / box.side
+    cx, cy = (x + w / 2 - box.x) * s, (y + h / 2 - box.y) * s
+    hw, hh = 0.3 * w * s, 0.3 * h * s
+    r0, r1 = int(np.clip(np.floor(cy - hh), 0, size)), int(np.clip(np.ceil(cy + hh), 0, size))
+    c0, c1 = int(np.clip(np.floor(cx - hw), 0, size)), int(np.clip(np.ceil(cx + hw), 0, size))
+    region[r0:r1, c0:c1] = True
+    if not region.any():
+        region[size // 2, size // 2] = True
+    return region
+
+
+def clean_mask(raw_mask: np.ndarray, face_region: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The head in the network's mask: the 4-connected component that holds the face, its holes filled.
+
+    Args:
+        raw_mask: ``(H, W)`` bool, the network's mask.
+        face_region: ``(H, W)`` bool, where the face is (e.g. the central part of the detected
+            face box in crop pixels).
+
+    Returns:
+        ``(mask, info)``: the component of ``raw_mask`` with the most pixels inside
+        ``face_region`` (the largest component when none reaches it), with every hole (a
+        background region it encloses, 4-connected) filled; ``info`` holds ``dropped_pieces`` and
+        ``dropped_pixels`` (the other components), ``filled_pixels``, ``face_coverage`` (fraction
+        of ``face_region`` inside ``mask``) and ``face_covered`` (coverage >= :data:`MIN_FACE_COVERAGE`).
+    """
+    from scipy import ndimage  # noqa: PLC0415
+
+    raw_mask = np.asarray(raw_mask, dtype=bool)
+    face_region = np.asarray(face_region, dtype=bool)
+    if raw_mask.ndim != 2 or face_region.shape != raw_mask.shape:
+        raise ValueError(f"raw_mask and face_region must be (H, W) of one shape; got {raw_mask.shape} and {face_region.shape}")
+    four = ndimage.generate_binary_structure(2, 1)
+    labels, n = ndimage.label(raw_mask, structure=four)
+    info: dict[str, Any] = {"dropped_pieces": 0, "dropped_pixels": 0, "filled_pixels": 0, "face_coverage": 0.0, "face_covered": False}
+    if n == 0:
+        return np.zeros_like(raw_mask), info
+    idx = np.arange(1, n + 1)
+    on_face = ndimage.sum_labels(face_region, labels, index=idx)
+    sizes = ndimage.sum_labels(np.ones_like(raw_mask), labels, index=idx)
+    keep = int(idx[np.argmax(on_face)]) if on_face.max() > 0 else int(idx[np.argmax(sizes)])
+    component = labels == keep
+    mask = ndimage.binary_fill_holes(component, structure=four)
+    coverage = float((mask & face_region).sum() / max(face_region.sum(), 1))
+    info.update(
+        dropped_pieces=int(n - 1),
+        dropped_pixels=int(raw_mask.sum() - component.sum()),
+        filled_pixels=int(mask.sum() - component.sum()),
+        face_coverage=round(coverage, 4),
+        face_covered=bool(coverage >= MIN_FACE_COVERAGE),
+    )
+    return mask, info
+
+
+def fill_holes(normals: np.ndarray, W: np.ndarray, raw_mask: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normals and W on ``mask`` where the network gave them only on ``raw_mask``: the pixels of
+    ``mask`` outside ``raw_mask`` (filled holes) take the mean of their already-known
+    4-neighbours, peeled inward one ring at a time (the network's normals around each hole,
+    spread inward; normals renormalised). Outside ``mask`` both are 0.
+
+    Returns float64 ``(H, W, 3)`` normals and ``(H, W)`` W.
+    """
+    n = np.where(mask[..., None], np.asarray(normals, dtype=np.float64), 0.0)
+    w = np.where(mask, np.asarray(W, dtype=np.float64), 0.0)
+    known = mask & np.asarray(raw_mask, dtype=bool)
+    todo = mask & ~known
+    while todo.any():
+        acc_n = np.zeros_like(n)
+        acc_w = np.zeros_like(w)
+        cnt = np.zeros(w.shape)
+        for axis in (0, 1):
+            for step in (1, -1):
+                kn = np.roll(known, step, axis)
+                if axis == 0:
+                    kn[0 if step == 1 else -1, :] = False
+                else:
+                    kn[:, 0 if step == 1 else -1] = False
+                acc_n += np.where(kn[..., None], np.roll(n, step, axis), 0.0)
+                acc_w += np.where(kn, np.roll(w, step, axis), 0.0)
+                cnt += kn
+        ring = todo & (cnt > 0)
+        if not ring.any():  # a hole with no known pixel around (cannot happen for filled holes)
+            n[todo] = (0.0, 0.0, 1.0)
+            break
+        n[ring] = acc_n[ring] / cnt[ring, None]
+        w[ring] = acc_w[ring] / cnt[ring]
+        length = np.linalg.norm(n[ring], axis=1, keepdims=True)
+        n[ring] = np.where(length > 1e-9, n[ring] / np.maximum(length, 1e-12), (0.0, 0.0, 1.0))
+        known |= ring
+        todo &= ~ring
+    return n, w
 
 
 def limit_slope(normals: np.ndarray, mask: np.ndarray, min_nz: float = MIN_NZ) -> np.ndarray:

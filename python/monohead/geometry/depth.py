@@ -50,7 +50,7 @@ __all__ = [
     "save_mesh",
 ]
 
-MESH_FORMATS = ("ply", "obj")
+MESH_FORMATS = ("ply", "obj", "glb")
 
 
 def _prepare(depth: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -243,24 +243,24 @@ def _mesh_format(path: str, file_type: Any) -> str:
     if file_type is None:
         ext = os.path.splitext(path)[1].lower().lstrip(".")
         if ext not in MESH_FORMATS:
-            raise ValueError(f"path must end in .ply or .obj (or pass file_type); got {path!r}")
+            raise ValueError(f"path must end in .ply, .obj or .glb (or pass file_type); got {path!r}")
         return ext
     if not isinstance(file_type, str) or file_type.lower() not in MESH_FORMATS:
-        raise ValueError(f"file_type must be 'ply' or 'obj'; got {file_type!r}")
+        raise ValueError(f"file_type must be 'ply', 'obj' or 'glb'; got {file_type!r}")
     return file_type.lower()
 
 
 def save_mesh(mesh: Any, path: Any, file_type: str | None = None) -> None:
-    """Write a triangle mesh as PLY (binary) or OBJ, atomically.
+    """Write a triangle mesh as PLY (binary), OBJ or GLB (binary glTF 2.0), atomically.
 
     The file is written to a temporary name in the same folder and renamed (see
     :mod:`monohead._io`): on error no partial file is left and an existing file is untouched.
 
     Args:
         mesh: :class:`trimesh.Trimesh` or ``(vertices, faces)`` pair (validated).
-        path: destination; its extension (``.ply``/``.obj``) picks the format unless
+        path: destination; its extension (``.ply``/``.obj``/``.glb``) picks the format unless
             ``file_type`` is given.
-        file_type: ``"ply"`` or ``"obj"``.
+        file_type: ``"ply"``, ``"obj"`` or ``"glb"``.
     """
     import trimesh  # noqa: PLC0415
 
@@ -275,8 +275,8 @@ def save_mesh(mesh: Any, path: Any, file_type: str | None = None) -> None:
 
 
 def load_mesh(path: Any) -> Any:
-    """Read a PLY or OBJ mesh as a :class:`trimesh.Trimesh` without merging, reordering or
-    dropping vertices (unreferenced vertices, e.g. isolated mask pixels, are kept)."""
+    """Read a PLY, OBJ or GLB mesh as a :class:`trimesh.Trimesh` without merging, reordering or
+    dropping vertices (unreferenced vertices, e.g. isolated mask pixels, are kept in PLY and OBJ)."""
     import trimesh  # noqa: PLC0415
 
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):

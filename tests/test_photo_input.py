@@ -1,0 +1,285 @@
+"""monohead.photo's input: every image mode a phone or a browser makes, bad files, big photos;
+and the mask clean-up (the head's component, holes filled, pieces dropped and counted)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, features
+
+from monohead import cli, photo as R
+from monohead.integration import surfaces
+
+GRAY = np.asarray(R.BACKGROUND, np.uint8)
+
+
+def _rgb(h=48, w=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _save(im: Image.Image, path, **kw):
+    im.save(path, **kw)
+    return path
+
+
+# -------------------------------------------------------------------- modes, as files and as PIL images
+def test_rgb_png_jpeg_webp_round_trip(tmp_path):
+    a = _rgb()
+    np.testing.assert_array_equal(R.load_image(_save(Image.fromarray(a), tmp_path / "a.png")), a)
+    j = R.load_image(_save(Image.fromarray(a), tmp_path / "a.jpg", quality=95))
+    assert j.shape == a.shape and j.dtype == np.uint8
+    if not features.check("webp"):
+        pytest.fail("Pillow was built without WebP support")  # the pipeline promises WebP
+    np.testing.assert_array_equal(R.load_image(_save(Image.fromarray(a), tmp_path / "a.webp", lossless=True)), a)
+
+
+def test_grayscale_and_black_and_white(tmp_path):
+    g = _rgb()[..., 0]
+    out = R.load_image(_save(Image.fromarray(g), tmp_path / "g.png"))
+    np.testing.assert_array_equal(out, np.repeat(g[..., None], 3, -1))
+    bw = R.load_image(Image.fromarray(g > 128))  # mode "1"
+    assert set(np.unique(bw)) <= {0, 255} and (bw[..., 0] == bw[..., 2]).all()
+    np.testing.assert_array_equal(R.load_image(g), out)  # (H, W) array
+    np.testing.assert_array_equal(R.load_image(g[..., None]), out)  # (H, W, 1)
+
+
+def test_sixteen_bit(tmp_path):
+    g16 = (np.arange(48 * 64, dtype=np.uint32).reshape(48, 64) * 21).astype(np.uint16)
+    path = _save(Image.fromarray(g16), tmp_path / "g16.png")
+    with Image.open(path) as im:
+        assert im.mode.startswith("I")
+    out = R.load_image(path)
+    np.testing.assert_array_equal(out[..., 1], np.round(g16 / 257.0).astype(np.uint8))
+    rgb16 = np.stack([g16, g16 // 2, 65535 - g16], -1)
+    np.testing.assert_array_equal(R.load_image(rgb16)[..., 2], np.round((65535 - g16) / 257.0).astype(np.uint8))
+
+
+def test_palette_and_cmyk(tmp_path):
+    a = _rgb()
+    pal = Image.fromarray(a).convert("P", palette=Image.ADAPTIVE, colors=16)
+    out = R.load_image(_save(pal, tmp_path / "p.png"))
+    np.testing.assert_array_equal(out, np.asarray(pal.convert("RGB")))
+    r, c = np.mgrid[0:48, 0:64]
+    a = np.stack([r * 5, c * 4, np.full_like(r, 90)], -1).astype(np.uint8)
+    cmyk = Image.fromarray(a).convert("CMYK")
+    out = R.load_image(_save(cmyk, tmp_path / "c.jpg", quality=100))
+    assert np.abs(out.astype(int) - a).mean() < 12  # CMYK JPEG decoded back to about the same RGB
+
+
+def test_alpha_is_composited_on_neutral_gray(tmp_path):
+    a = _rgb()
+    alpha = np.zeros(a.shape[:2], np.uint8)
+    alpha[:, 32:] = 255
+    rgba = np.dstack([a, alpha])
+    for img in (R.load_image(_save(Image.fromarray(rgba), tmp_path / "a.png")), R.load_image(rgba)):
+        np.testing.assert_array_equal(img[:, 32:], a[:, 32:])
+        assert (img[:, :32] == GRAY).all()
+    la = np.dstack([a[..., 0], np.full(a.shape[:2], 128, np.uint8)])
+    out = R.load_image(Image.fromarray(la, "LA"))
+    expect = np.round((a[..., 0] / 255.0 * (128 / 255) + (1 - 128 / 255) * GRAY[0] / 255.0) * 255).astype(int)
+    assert np.abs(out[..., 0].astype(int) - expect).max() <= 1
+    pal = Image.fromarray(a).convert("P", palette=Image.ADAPTIVE, colors=8)
+    pal.info["transparency"] = 0
+    out = R.load_image(_save(pal, tmp_path / "pt.png", transparency=0))
+    assert (out[np.asarray(pal) == 0] == GRAY).all()
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    r, c = np.mgrid[0:40, 0:70]
+    a = np.stack([r * 6, c * 3, np.full_like(r, 90)], -1).astype(np.uint8)  # smooth: JPEG keeps it
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    path = _save(im, tmp_path / "r.jpg", exif=exif, quality=98)
+    out = R.load_image(path)
+    assert out.shape == (70, 40, 3)
+    ref = np.asarray(Image.fromarray(a).transpose(Image.Transpose.ROTATE_270))
+    assert np.abs(out.astype(int) - ref).mean() < 6
+
+
+def test_float_arrays_and_pil_images():
+    a = _rgb()
+    np.testing.assert_array_equal(R.load_image(a / 255.0), a)
+    np.testing.assert_array_equal(R.load_image(Image.fromarray(a)), a)
+
+
+# -------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "image, exc, match",
+    [
+        (np.zeros((20, 64, 3), np.uint8), ValueError, r"too small: 64x20 pixels"),
+        (np.zeros((1, 1, 3), np.uint8), ValueError, r"too small: 1x1 pixels"),
+        (np.zeros((0, 64, 3), np.uint8), ValueError, r"empty"),
+        (np.zeros((64, 64, 5), np.uint8), ValueError, r"must have shape .*got \(64, 64, 5\)"),
+        (np.zeros((64, 64, 3), np.int16), TypeError, r"uint8, uint16 or float in \[0, 1\]; got dtype int16"),
+        (np.full((64, 64, 3), 2.0), ValueError, r"finite values in \[0, 1\]"),
+        ("does/not/exist.png", FileNotFoundError, r"no such file"),
+        (3.5, TypeError, r"got float"),
+    ],
+)
+def test_bad_arrays_and_objects(image, exc, match):
+    with pytest.raises(exc, match=match):
+        R.load_image(image)
+
+
+def test_bad_files(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.jpg is empty \(0 bytes\)"):
+        R.load_image(tmp_path / "empty.jpg")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"text.png is not a readable image \(not an image format"):
+        R.load_image(tmp_path / "text.png")
+    buf = io.BytesIO()
+    Image.fromarray(_rgb(200, 200)).save(buf, "JPEG", quality=90)
+    (tmp_path / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(ValueError, match="cut.jpg is not a readable image .*truncated"):
+        R.load_image(tmp_path / "cut.jpg")
+    _save(Image.new("RGB", (1, 1)), tmp_path / "one.png")
+    with pytest.raises(ValueError, match=r"one.png is too small: 1x1 pixels"):
+        R.load_image(tmp_path / "one.png")
+    with pytest.raises(ValueError, match="must be an image file; got the folder"):
+        R.load_image(tmp_path)
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
+    # a tiny PNG that claims many pixels: refused from its header (the limit is explicit)
+    _save(Image.new("L", (400, 300)), tmp_path / "big.png")
+    monkeypatch.setattr(R, "MAX_PIXELS", 100_000)
+    with pytest.raises(ValueError, match=r"400x300 .*the limit is 0 MP \(MAX_PIXELS\)"):
+        R.load_image(tmp_path / "big.png")
+    with pytest.raises(ValueError, match="MAX_PIXELS"):
+        R.load_image(np.zeros((300, 400, 3), np.uint8))
+
+
+def test_big_photos_are_downscaled_first_and_boxes_stay_in_photo_pixels(tmp_path):
+    from skimage import data
+
+    a = np.asarray(Image.fromarray(data.astronaut()).resize((2600, 2600)))  # long side > WORK_SIDE
+    path = _save(Image.fromarray(a), tmp_path / "big.jpg", quality=90)
+    arr, scale = R._read(path, "image", R.WORK_SIDE)
+    assert max(arr.shape) <= R.WORK_SIDE and scale == pytest.approx(max(arr.shape) / 2600)
+    rec = R.reconstruct(path, model=_oracle, detector="frontal")
+    ref = R.reconstruct(data.astronaut(), model=_oracle, detector="frontal")
+    k = 2600 / 512
+    assert rec.box.side == pytest.approx(ref.box.side * k, rel=0.08)
+    assert rec.box.x == pytest.approx(ref.box.x * k, abs=0.05 * rec.box.side)
+
+
+# -------------------------------------------------------------------- mask clean-up
+def _oracle(crops):
+    s = surfaces.head(128, neck=True)
+    B = len(crops)
+    return (np.repeat(s.normals[None], B, 0), np.repeat(s.W[None], B, 0), np.repeat(s.mask[None], B, 0))
+
+
+def _blobby(crops):
+    """The analytic head with a blob on the shoulder, a speck of background and a hole in the cheek."""
+    n, W, m = _oracle(crops)
+    m = m.copy()
+    n = n.copy()
+    m[:, 118:126, 4:20] = True  # shoulder blob, apart from the head
+    n[:, 118:126, 4:20] = (0.0, 0.0, 1.0)
+    m[:, 2:4, 120:124] = True  # a speck in a corner
+    n[:, 2:4, 120:124] = (0.0, 0.0, 1.0)
+    m[:, 60:66, 40:46] = False  # hole in the (viewer's left) cheek
+    n[:, 60:66, 40:46] = 0.0
+    W = np.where(m, W, 0.0)
+    return n, W, m
+
+
+def test_clean_mask_keeps_the_face_component_and_fills_its_holes():
+    _, _, m = _blobby(np.zeros((1, 128, 128, 3), np.uint8))
+    face = np.zeros((128, 128), bool)
+    face[50:80, 50:80] = True
+    mask, info = R.clean_mask(m[0], face)
+    head = surfaces.head(128, neck=True).mask
+    assert info["dropped_pieces"] == 2 and info["dropped_pixels"] == 8 * 16 + 2 * 4
+    assert info["filled_pixels"] == 36 and info["face_covered"] and info["face_coverage"] == 1.0
+    np.testing.assert_array_equal(mask, head)  # the head's component, the cheek hole filled
+    # a face region that the mask misses: said so
+    miss = np.zeros((128, 128), bool)
+    miss[0:10, 0:10] = True
+    _, info = R.clean_mask(m[0], miss)
+    assert not info["face_covered"] and info["face_coverage"] == 0.0
+
+
+def test_reconstruct_builds_the_mesh_from_the_head_only_and_reports_the_cleanup(tmp_path, capsys, monkeypatch):
+    from skimage import data
+
+    rec = R.reconstruct(data.astronaut(), model=_blobby, detector="frontal")
+    head = surfaces.head(128, neck=True)
+    np.testing.assert_array_equal(rec.mask, head.mask)
+    assert rec.raw_mask.sum() == head.mask.sum() - 36 + 8 * 16 + 8
+    assert len(rec.mesh.vertices) == head.mask.sum()
+    assert rec.cleanup["dropped_pieces"] == 2 and rec.cleanup["filled_pixels"] == 36 and rec.face_covered
+    # the hole's normals come from the network's around it: close to the true ones there
+    hole = np.zeros((128, 128), bool)
+    hole[60:66, 40:46] = True
+    err = np.degrees(np.arccos(np.clip(np.sum(rec.normals[hole] * head.normals[hole], -1), -1, 1)))
+    assert err.max() < 10 and np.isfinite(rec.depth[hole]).all()
+    monkeypatch.setattr(R, "_MODEL", _blobby)
+    path = tmp_path / "a.png"
+    Image.fromarray(data.astronaut()).save(path)
+    assert cli.main(["reconstruct", str(path), "-o", str(tmp_path / "out"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)["reconstructions"][0]
+    assert r["cleanup"]["dropped_pieces"] == 2 and r["face_covered"] is True
+
+
+def test_face_not_covered_is_flagged(monkeypatch):
+    from skimage import data
+
+    def off_face(crops):
+        n, W, m = _oracle(crops)
+        m = np.zeros_like(m)
+        m[:, 100:128, 0:30] = True  # only a piece in the lower left corner
+        return np.where(m[..., None], (0.0, 0.0, 1.0), 0.0), np.where(m, W, 0.0), m
+
+    rec = R.reconstruct(data.astronaut(), model=off_face, detector="frontal")
+    assert not rec.face_covered and rec.cleanup["face_coverage"] == 0.0
+
+
+# -------------------------------------------------------------------- outputs
+def test_cli_formats_and_units(tmp_path, monkeypatch, capsys):
+    import trimesh
+    from skimage import data
+
+    from monohead import geometry
+
+    monkeypatch.setattr(R, "_MODEL", _oracle)
+    path = tmp_path / "a.png"
+    Image.fromarray(data.astronaut()).save(path)
+    out = tmp_path / "out"
+    assert cli.main(["reconstruct", str(path), "-o", str(out), "--format", "glb", "--units", "photo", "--json", "--detector", "frontal"]) == 0
+    r = json.loads(capsys.readouterr().out)["reconstructions"][0]
+    assert r["mesh"].endswith("a.glb") and r["units"] == "photo"
+    scene = trimesh.load(out / "a.glb")
+    glb = next(iter(scene.geometry.values())) if hasattr(scene, "geometry") else scene
+    rec = R.reconstruct(data.astronaut(), model=_oracle, detector="frontal")
+    photo_mesh = rec.mesh_in_photo_units()
+    assert len(glb.vertices) == len(rec.mesh.vertices)
+    # glTF is y up like the conventions: the same vertices, as float32
+    np.testing.assert_allclose(np.sort(np.asarray(glb.vertices)[:, 0]), np.sort(photo_mesh.vertices[:, 0]), atol=1e-3)
+    # photo units: vertex (column, -row) of the crop lands on the photo pixel it came from
+    rows, cols = np.nonzero(rec.mask)
+    s = rec.box.side / 128
+    np.testing.assert_allclose(photo_mesh.vertices[:, 0], rec.box.x + (cols + 0.5) * s, atol=1e-6)
+    np.testing.assert_allclose(-photo_mesh.vertices[:, 1], rec.box.y + (rows + 0.5) * s, atol=1e-6)
+    np.testing.assert_allclose(photo_mesh.vertices[:, 2], rec.mesh.vertices[:, 2] * s, atol=1e-9)
+    assert cli.main(["reconstruct", str(path), "-o", str(out), "--format", "obj"]) == 0
+    assert len(geometry.load_mesh(out / "a.obj").vertices) == len(rec.mesh.vertices)
+
+
+def test_cli_bad_inputs_exit_2_with_one_line_and_no_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(R, "_MODEL", _oracle)
+    out = tmp_path / "out"
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    Image.new("RGB", (1, 1)).save(tmp_path / "one.png")
+    for name, problem in (("empty.jpg", "is empty (0 bytes)"), ("one.png", "too small: 1x1 pixels")):
+        assert cli.main(["reconstruct", str(tmp_path / name), "-o", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and name in err and problem in err
+    assert list(out.iterdir()) == []
