@@ -20,8 +20,7 @@ using CArray = py::array_t<T, py::array::c_style>;
 
 // The binding contract: exact dtype (no silent conversion: see .noconvert()), C order, and
 // the shape given.  Raises ValueError naming the argument.
-template <class T>
-void require_shape(const CArray<T>& a, const char* name, std::initializer_list<py::ssize_t> shape) {
+void require_shape(const py::array& a, const char* name, std::initializer_list<py::ssize_t> shape) {
     bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
     std::size_t k = 0;
     for (auto s : shape) {
@@ -92,99 +91,110 @@ py::tuple run_solve(Integrator& self, const std::optional<CArray<double>>& x0, R
     return py::make_tuple(out, report_dict(rep));
 }
 
+// Float inputs (normals, weights) are float32 or float64, C order, read in place: no
+// conversion and no copy (a network's float32 output goes in as it is).  Anything else is a
+// TypeError naming the argument.
+bool is_float32(const py::array& a, const char* name) {
+    const bool f32 = a.dtype().is(py::dtype::of<float>());
+    if (!f32 && !a.dtype().is(py::dtype::of<double>()))
+        throw py::type_error(std::string(name) + " must be float32 or float64; got dtype " +
+                             std::string(py::str(a.dtype())));
+    if (!(a.flags() & py::array::c_style))
+        throw py::type_error(std::string(name) + " must be C-contiguous");
+    return f32;
+}
+
+// Runs f(ptr) with the data of a float32/float64 array as const float* or const double*.
+template <class F>
+auto with_float_data(const py::array& a, const char* name, F&& f) {
+    if (is_float32(a, name)) return f(static_cast<const float*>(a.data()));
+    return f(static_cast<const double*>(a.data()));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "monohead's compiled core: the staggered-grid WLS normal integrator (C++17 + Eigen).";
+    m.attr("openmp") = monohead::have_openmp();
 
     py::class_<Integrator>(m, "Integrator",
                            "WLS normal integrator on a fixed mask; builds the system and the solver "
                            "(multigrid hierarchy, Jacobi diagonal or Cholesky factor) once.")
-        .def(py::init([](CArray<std::uint8_t> mask, std::optional<CArray<double>> weights, double lam,
-                         const std::string& method, double coarse_scale, int coarsest_max, bool kcycle) {
+        .def(py::init([](CArray<std::uint8_t> mask, std::optional<py::array> weights, double lam,
+                         const std::string& method, double coarse_scale, int coarsest_max, bool kcycle,
+                         int threads) {
                  if (mask.ndim() != 2)
                      throw py::value_error("mask must be 2-D (H, W); got ndim " + std::to_string(mask.ndim()));
                  const int H = static_cast<int>(mask.shape(0)), W = static_cast<int>(mask.shape(1));
-                 const double* wp = nullptr;
-                 if (weights) {
-                     require_shape(*weights, "weights", {H, W});
-                     wp = weights->data();
-                 }
+                 if (threads < 1) throw py::value_error("threads must be >= 1; got " + std::to_string(threads));
                  const auto meth = monohead::parse_method(method);
                  monohead::MgOptions opt;
                  opt.coarse_scale = static_cast<float>(coarse_scale);
                  opt.coarsest_max = coarsest_max;
                  opt.kcycle = kcycle;
-                 py::gil_scoped_release release;
-                 return new Integrator(H, W, mask.data(), wp, lam, meth, opt);
+                 if (!weights) {
+                     py::gil_scoped_release release;
+                     return new Integrator(H, W, mask.data(), static_cast<const double*>(nullptr), lam, meth, opt,
+                                           threads);
+                 }
+                 require_shape(*weights, "weights", {H, W});
+                 return with_float_data(*weights, "weights", [&](auto wp) {
+                     py::gil_scoped_release release;
+                     return new Integrator(H, W, mask.data(), wp, lam, meth, opt, threads);
+                 });
              }),
              py::arg("mask").noconvert(), py::arg("weights").noconvert() = py::none(), py::arg("lam") = 0.1,
              py::arg("method") = "mg", py::arg("coarse_scale") = 2.0, py::arg("coarsest_max") = 128, py::arg("kcycle") = true,
-             "mask: (H, W) uint8, C order, not empty; weights: (H, W) float64 gradient magnitudes W "
-             "(w = 1/(1 + lam W)) or None for w = 1; method: 'mg', 'jacobi' or 'direct'.")
+             py::arg("threads") = 1,
+             "mask: (H, W) uint8, C order, not empty; weights: (H, W) float32 or float64 gradient magnitudes W "
+             "(w = 1/(1 + lam W), computed in float64) or None for w = 1; method: 'mg', 'jacobi' or 'direct'; "
+             "threads >= 1 (results do not depend on it).")
         .def(
             "solve",
-            [](Integrator& self, CArray<double> normals, std::optional<CArray<double>> x0, double tol,
+            [](Integrator& self, py::array normals, std::optional<CArray<double>> x0, double tol,
                int maxiter) {
-                const int H = self.height(), W = self.width();
-                require_shape(normals, "normals", {H, W, 3});
-                const double* x0p = nullptr;
-                if (x0) {
-                    require_shape(*x0, "x0", {H, W});
-                    x0p = x0->data();
-                }
-                auto out = new_image(H, W);
-                double* outp = out.mutable_data();
-                monohead::SolveReport rep;
-                {
-                    py::gil_scoped_release release;
-                    rep = self.solve(normals.data(), x0p, tol, maxiter, outp);
-                }
-                py::dict info;
-                info["iterations"] = rep.iterations;
-                info["residual"] = rep.residual;
-                info["converged"] = rep.converged;
-                info["assembly_seconds"] = rep.assembly_seconds;
-                info["solve_seconds"] = rep.solve_seconds;
-                return py::make_tuple(out, info);
+                require_shape(normals, "normals", {self.height(), self.width(), 3});
+                is_float32(normals, "normals");  // dtype and order checked before the GIL is released
+                return with_float_data(normals, "normals", [&](auto np) {
+                    return run_solve(self, x0, [&](const double* x0p, double* outp) {
+                        return self.solve(np, x0p, tol, maxiter, outp);
+                    });
+                });
             },
             py::arg("normals").noconvert(), py::arg("x0").noconvert() = py::none(), py::arg("tol") = 1e-6,
             py::arg("maxiter") = -1,
-            "Integrate normals (H, W, 3) float64 C order; x0: (H, W) float64 or None; maxiter < 0: "
-            "no limit.  Returns (depth (H, W) float64 with NaN outside the mask, info dict).")
+            "Integrate normals (H, W, 3) float32 or float64, C order (read in place); x0: (H, W) float64 "
+            "or None; maxiter < 0: no limit.  Returns (depth (H, W) float64 with NaN outside the mask, "
+            "info dict).")
         .def(
             "csr",
-            [](const Integrator& self, CArray<double> normals) {
+            [](const Integrator& self, py::array normals) {
                 require_shape(normals, "normals", {self.height(), self.width(), 3});
-                monohead::CsrSystem s;
-                {
+                return csr_tuple(with_float_data(normals, "normals", [&](auto np) {
                     py::gil_scoped_release release;
-                    s = self.csr(normals.data());
-                }
-                auto vec = [](const auto& v) {
-                    using T = typename std::decay_t<decltype(v)>::value_type;
-                    py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
-                    std::copy(v.begin(), v.end(), a.mutable_data());
-                    return a;
-                };
-                return py::make_tuple(vec(s.indptr), vec(s.indices), vec(s.data), vec(s.rhs));
+                    return self.csr(np);
+                }));
             },
             py::arg("normals").noconvert(),
             "The system over the mask pixels in raster order: (indptr int64, indices int32, data "
             "float64, rhs float64).")
         .def_static(
             "from_edge_weights",
-            [](CArray<std::uint8_t> mask, CArray<double> eE, CArray<double> eN, const std::string& method) {
+            [](CArray<std::uint8_t> mask, CArray<double> eE, CArray<double> eN, const std::string& method,
+               int threads) {
                 if (mask.ndim() != 2)
                     throw py::value_error("mask must be 2-D (H, W); got ndim " + std::to_string(mask.ndim()));
                 const int H = static_cast<int>(mask.shape(0)), W = static_cast<int>(mask.shape(1));
                 require_shape(eE, "eE", {H, W});
                 require_shape(eN, "eN", {H, W});
                 const auto meth = monohead::parse_method(method);
+                if (threads < 1) throw py::value_error("threads must be >= 1; got " + std::to_string(threads));
                 py::gil_scoped_release release;
-                return new Integrator(H, W, mask.data(), Integrator::EdgeMaps{eE.data(), eN.data()}, meth);
+                return new Integrator(H, W, mask.data(), Integrator::EdgeMaps{eE.data(), eN.data()}, meth, {},
+                                      threads);
             },
             py::arg("mask").noconvert(), py::arg("eE").noconvert(), py::arg("eN").noconvert(), py::arg("method") = "mg",
+            py::arg("threads") = 1,
             "An integrator with explicit edge weights: eE[r, c] weighs the pair (r, c)-(r, c+1), eN[r, c] the "
             "pair (r, c)-(r-1, c); (H, W) float64, > 0 on pairs of mask pixels (others ignored).")
         .def(
@@ -244,6 +254,13 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("num_unknowns", &Integrator::num_unknowns)
         .def_property_readonly("num_components", &Integrator::num_components)
         .def_property_readonly("num_levels", &Integrator::num_levels)
+        .def_property(
+            "threads", &Integrator::threads,
+            [](Integrator& self, int t) {
+                if (t < 1) throw py::value_error("threads must be >= 1; got " + std::to_string(t));
+                self.set_threads(t);
+            },
+            "Threads of setup-free work (solves); results do not depend on it.")
         .def_property_readonly("assembly_seconds", &Integrator::assembly_seconds)
         .def_property_readonly("setup_seconds", &Integrator::setup_seconds)
         .def_property_readonly("nbytes", &Integrator::bytes,

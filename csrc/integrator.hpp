@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -22,6 +23,7 @@
 
 #include "masked_grid.hpp"
 #include "multigrid.hpp"
+#include "parallel.hpp"
 #include "pcg.hpp"
 #include "wls_system.hpp"
 
@@ -56,19 +58,23 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Threads: setup and solves run on up to `threads` threads (OpenMP, parallel.hpp); every
+// result is bitwise identical for any thread count.  Inputs (weights, normals) may be float or
+// double: they are read in place and converted cell by cell; the system and the depth are
+// double.
 class Integrator {
    public:
-    // mask: H x W (non-zero = inside, must not be empty); Wmap: H x W gradient magnitudes or
-    // null for w = 1; lam >= 0.
-    Integrator(int H, int W, const std::uint8_t* mask, const double* Wmap, double lam, Method method,
-               const MgOptions& mg_options = {})
-        : method_(method) {
+    // mask: H x W (non-zero = inside, must not be empty); Wmap: H x W gradient magnitudes
+    // (float or double) or null for w = 1; lam >= 0; threads >= 1.
+    template <class T>
+    Integrator(int H, int W, const std::uint8_t* mask, const T* Wmap, double lam, Method method,
+               const MgOptions& mg_options = {}, int threads = 1)
+        : method_(method), threads_(std::max(1, threads)) {
         auto t0 = std::chrono::steady_clock::now();
         grid_ = make_padded_grid(mask, H, W);
         mask_.resize(static_cast<std::size_t>(H) * W);
-        std::copy(mask, mask + mask_.size(), mask_.begin());
-        for (auto& m : mask_) m = m ? 1 : 0;
-        ew_ = build_edge_weights(grid_, mask_.data(), Wmap, lam);
+        for (std::size_t i = 0; i < mask_.size(); ++i) mask_[i] = mask[i] ? 1 : 0;
+        ew_ = build_edge_weights(grid_, mask_.data(), Wmap, lam, threads_);
         setup(t0, mg_options);
     }
 
@@ -78,13 +84,13 @@ class Integrator {
         const double* eE;  // H x W: weight of (r, c)-(r, c+1)
         const double* eN;  // H x W: weight of (r, c)-(r-1, c)
     };
-    Integrator(int H, int W, const std::uint8_t* mask, EdgeMaps maps, Method method, const MgOptions& mg_options = {})
-        : method_(method) {
+    Integrator(int H, int W, const std::uint8_t* mask, EdgeMaps maps, Method method, const MgOptions& mg_options = {},
+               int threads = 1)
+        : method_(method), threads_(std::max(1, threads)) {
         auto t0 = std::chrono::steady_clock::now();
         grid_ = make_padded_grid(mask, H, W);
         mask_.resize(static_cast<std::size_t>(H) * W);
-        std::copy(mask, mask + mask_.size(), mask_.begin());
-        for (auto& m : mask_) m = m ? 1 : 0;
+        for (std::size_t i = 0; i < mask_.size(); ++i) mask_[i] = mask[i] ? 1 : 0;
         ew_ = edge_weights_from_maps(grid_, mask_.data(), maps.eE, maps.eN);
         setup(t0, mg_options);
     }
@@ -105,7 +111,7 @@ class Integrator {
 
         t0 = std::chrono::steady_clock::now();
         if (method_ == Method::Multigrid) {
-            mg_ = std::make_unique<Multigrid>(grid_, ew_.eE.data(), ew_.eN.data(), mg_options);
+            mg_ = std::make_unique<Multigrid>(grid_, ew_.eE.data(), ew_.eN.data(), mg_options, threads_);
         } else if (method_ == Method::Jacobi) {
             invdiag_.assign(static_cast<std::size_t>(grid_.size), 0.0);
             for (std::int64_t i = grid_.first(); i < grid_.last(); ++i) {
@@ -129,6 +135,11 @@ class Integrator {
         return n;
     }
     int num_levels() const { return mg_ ? mg_->num_levels() : 0; }
+    int threads() const { return threads_; }
+    void set_threads(int t) {
+        threads_ = std::max(1, t);
+        if (mg_) mg_->set_threads(threads_);
+    }
     double assembly_seconds() const { return assembly_seconds_; }
     double setup_seconds() const { return setup_seconds_; }
 
@@ -144,10 +155,13 @@ class Integrator {
         return b;
     }
 
-    // Integrate one normal map (H x W x 3, row-major interleaved, Nz > 0 inside the mask).
-    // x0: optional H x W initial guess (iterative methods).  out: H x W depth.
-    SolveReport solve(const double* normals, const double* x0, double tol, int maxiter, double* out) {
-        return solve_with([&](double* b) { build_rhs(grid_, ew_, normals, mask_.data(), b); }, x0, tol, maxiter, out);
+    // Integrate one normal map (H x W x 3, row-major interleaved, float or double, Nz > 0
+    // inside the mask).  x0: optional H x W initial guess (iterative methods).  out: H x W
+    // depth (double).
+    template <class T>
+    SolveReport solve(const T* normals, const double* x0, double tol, int maxiter, double* out) {
+        return solve_with([&](double* b) { build_rhs(grid_, ew_, normals, mask_.data(), b, threads_); }, x0, tol,
+                          maxiter, out);
     }
 
     // Perspective: the unknown is the log-depth l = log z; slopes from perspective_slopes
@@ -186,22 +200,30 @@ class Integrator {
         if (maxiter < 0) maxiter = std::numeric_limits<int>::max();
         SolveStats st;
         if (method_ == Method::Multigrid) {
-            st = pcg(grid_, ew_, b.data(), x.data(), tol, maxiter,
-                     [this](const double* r, double* z, double* zAp) { return mg_->apply(r, z, zAp); });
+            st = pcg(
+                grid_, ew_, b.data(), x.data(), tol, maxiter,
+                [this](const double* r, double* z, double* zAp) { return mg_->apply(r, z, zAp); }, threads_);
         } else if (method_ == Method::Jacobi) {
-            const std::int64_t lo = grid_.first(), hi = grid_.last();
+            const std::int64_t S = grid_.S;
             const double* inv = invdiag_.data();
-            st = pcg(grid_, ew_, b.data(), x.data(), tol, maxiter, [lo, hi, inv](const double* r, double* z, double* zAp) {
-                double rz = 0.0, zold = 0.0;
-                for (std::int64_t i = lo; i < hi; ++i) {
-                    const double zi = inv[i] * r[i];
-                    zold += zi * z[i];
-                    z[i] = zi;
-                    rz += r[i] * zi;
-                }
-                *zAp = zold;
-                return rz;
-            });
+            const Bands B = make_bands(grid_.h);
+            const bool par = grid_.size >= kParallelMinCells;
+            std::vector<double> part;
+            st = pcg(
+                grid_, ew_, b.data(), x.data(), tol, maxiter,
+                [&](const double* r, double* z, double* zAp) {
+                    const auto d = reduce_bands<2>(B, threads_, par, part, [&](int, int a, int e, double* acc) {
+                        for (std::int64_t i = a * S; i < e * S; ++i) {
+                            const double zi = inv[i] * r[i];
+                            acc[1] += zi * z[i];
+                            z[i] = zi;
+                            acc[0] += r[i] * zi;
+                        }
+                    });
+                    *zAp = d[1];
+                    return d[0];
+                },
+                threads_);
         } else {
             st = solve_direct(b.data(), x.data());
         }
@@ -212,21 +234,29 @@ class Integrator {
 
         // Write out: NaN outside the mask.
         const double nan = std::numeric_limits<double>::quiet_NaN();
-        std::fill(out, out + static_cast<std::int64_t>(grid_.H) * grid_.W, nan);
-        for (int r = 0; r < grid_.h; ++r) {
-            const std::int64_t dst0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
-            const std::int64_t i0 = grid_.index(r, 0);
-            for (int c = 0; c < grid_.w; ++c)
-                if (mask_[dst0 + c]) out[dst0 + c] = x[i0 + c];
-        }
+        const Bands Bimg = make_bands(grid_.H);
+        for_bands(Bimg, threads_, static_cast<std::int64_t>(grid_.H) * grid_.W >= kParallelMinCells,
+                  [&](int, int a, int e) {
+                      for (int ir = a - 1; ir < e - 1; ++ir) {  // image rows
+                          double* orow = out + static_cast<std::int64_t>(ir) * grid_.W;
+                          std::fill(orow, orow + grid_.W, nan);
+                          const int r = ir - grid_.r0;  // box row
+                          if (r < 0 || r >= grid_.h) continue;
+                          const std::int64_t i0 = grid_.index(r, 0);
+                          const std::uint8_t* mrow = mask_.data() + static_cast<std::int64_t>(ir) * grid_.W + grid_.c0;
+                          for (int c = 0; c < grid_.w; ++c)
+                              if (mrow[c]) orow[grid_.c0 + c] = x[i0 + c];
+                      }
+                  });
         rep.solve_seconds = seconds_since(t0);
         return rep;
     }
 
     // The system in CSR over the mask pixels in raster order (unknown k = k-th mask pixel), for
     // one normal map.  Row k holds, in column order: up, left, diagonal, right, down.
-    CsrSystem csr(const double* normals) const {
-        return csr_with([&](double* b) { build_rhs(grid_, ew_, normals, mask_.data(), b); });
+    template <class T>
+    CsrSystem csr(const T* normals) const {
+        return csr_with([&](double* b) { build_rhs(grid_, ew_, normals, mask_.data(), b, threads_); });
     }
     CsrSystem csr_perspective(const double* normals, const Pinhole& cam) const {
         return csr_with([&](double* b) { build_rhs_perspective(normals, cam, b); });
@@ -276,7 +306,7 @@ class Integrator {
                        [&](int r, int c, std::int64_t k, double& p, double& q) {
                            perspective_slopes(normals + 3 * k, cam, r, c, p, q);
                        },
-                       b);
+                       b, threads_);
     }
     void build_rhs_slopes(const double* pm, const double* qm, double* b) const {
         build_rhs_with(grid_, ew_, mask_.data(),
@@ -284,12 +314,13 @@ class Integrator {
                            p = pm[k];
                            q = qm[k];
                        },
-                       b);
+                       b, threads_);
     }
 
    private:
     using SpMat = Eigen::SparseMatrix<double>;
     Method method_;
+    int threads_ = 1;
     PaddedGrid grid_;
     std::vector<std::uint8_t> mask_;  // H x W, 0/1
     EdgeWeights ew_;
@@ -306,14 +337,21 @@ class Integrator {
 
     void project_mean_zero(double* v) const {
         if (single_) {
-            const std::int64_t lo = grid_.first(), hi = grid_.last(), S = grid_.S;
+            const std::int64_t S = grid_.S;
             const double* eE = ew_.eE.data();
             const double* eN = ew_.eN.data();
-            double sum = 0.0;  // cells outside the mask hold 0
-            for (std::int64_t i = lo; i < hi; ++i) sum += v[i];
+            const Bands B = make_bands(grid_.h);
+            const bool par = grid_.size >= kParallelMinCells;
+            std::vector<double> part;
+            // Cells outside the mask hold 0.
+            const double sum = reduce_bands<1>(B, threads_, par, part, [&](int, int a, int e, double* acc) {
+                for (std::int64_t i = a * S; i < e * S; ++i) acc[0] += v[i];
+            })[0];
             const double mean = sum / double(comp_size_[0]);
-            for (std::int64_t i = lo; i < hi; ++i)
-                if (laplacian_diag(eE, eN, i, S) > 0.0) v[i] -= mean;
+            for_bands(B, threads_, par, [&](int, int a, int e) {
+                for (std::int64_t i = a * S; i < e * S; ++i)
+                    if (laplacian_diag(eE, eN, i, S) > 0.0) v[i] -= mean;
+            });
             return;
         }
         std::vector<double> sum(static_cast<std::size_t>(ncomp_), 0.0);

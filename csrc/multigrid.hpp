@@ -31,10 +31,12 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <vector>
 
 #include "masked_grid.hpp"
+#include "parallel.hpp"
 
 namespace monohead {
 
@@ -50,22 +52,35 @@ class Multigrid {
         int h = 0, w = 0, S = 0;
         std::int64_t size = 0;
         std::vector<float> eE, eN, invD, x, b;  // b is unused on level 0 (the CG residual is read)
+        Bands bands;        // row bands of this level (parallel.hpp)
+        bool par = false;   // large enough to be worth several threads
         std::int64_t lo() const { return S; }
         std::int64_t hi() const { return static_cast<std::int64_t>(h + 1) * S; }
     };
 
     Multigrid() = default;
 
-    // Build the hierarchy from the fine edge weights (padded layout of `g`).
-    Multigrid(const PaddedGrid& g, const double* eE, const double* eN, const MgOptions& opt = {})
-        : opt_(opt) {
+    // Build the hierarchy from the fine edge weights (padded layout of `g`) on up to `threads`
+    // threads (the hierarchy does not depend on the thread count).
+    Multigrid(const PaddedGrid& g, const double* eE, const double* eN, const MgOptions& opt = {},
+              int threads = 1)
+        : opt_(opt), threads_(std::max(1, threads)) {
         Level L0;
         L0.h = g.h;
         L0.w = g.w;
         L0.S = g.S;
         L0.size = g.size;
-        L0.eE.assign(eE, eE + g.size);
-        L0.eN.assign(eN, eN + g.size);
+        set_bands(L0);
+        L0.eE.resize(static_cast<std::size_t>(g.size));
+        L0.eN.resize(static_cast<std::size_t>(g.size));
+        for_bands(L0.bands, threads_, L0.par, [&](int, int a, int e) {
+            const std::int64_t i0 = static_cast<std::int64_t>(a) * g.S, i1 = static_cast<std::int64_t>(e) * g.S;
+            for (std::int64_t i = i0; i < i1; ++i) {
+                L0.eE[i] = static_cast<float>(eE[i]);
+                L0.eN[i] = static_cast<float>(eN[i]);
+            }
+        });
+        // (The border rows hold no edge: they stay 0.)
         finish_level(L0);  // level 0 has no b: its right-hand side is the CG residual
         levels_.push_back(std::move(L0));
         while (true) {
@@ -86,6 +101,8 @@ class Multigrid {
 
     int num_levels() const { return static_cast<int>(levels_.size()); }
     const Level& level(int l) const { return levels_[static_cast<std::size_t>(l)]; }
+    int threads() const { return threads_; }
+    void set_threads(int t) { threads_ = std::max(1, t); }
 
     // Bytes held by the hierarchy (for memory reports).
     std::size_t bytes() const {
@@ -99,43 +116,63 @@ class Multigrid {
     }
 
     // z = M^{-1} r: one symmetric V-cycle with zero initial guess.  r and z are padded fine
-    // arrays (z may be any buffer; its border cells are set to 0).  Returns r . z.
+    // arrays (z may be any buffer; its border cells are set to 0).  Returns r . z and, in
+    // *z_dot_old, z . (the previous contents of z's buffer).
     double apply(const double* r, double* z, double* z_dot_old = nullptr) {
-        zold_dot_ = 0.0;
-        double rz;
+        std::array<double, 2> d;
         if (num_levels() == 1) {
             solve_coarsest(r);
-            rz = output(r, z);
+            d = output(r, z);
         } else {
             pre_pass(0, r);
             coarse(1);
-            rz = post_pass(0, r, z);
+            d = post_pass(0, r, z);
         }
-        if (z_dot_old) *z_dot_old = zold_dot_;
-        return rz;
+        if (z_dot_old) *z_dot_old = d[1];
+        return d[0];
     }
 
    private:
     MgOptions opt_;
+    int threads_ = 1;
     std::vector<Level> levels_;
     struct Work {
         std::vector<float> c, v, r;  // K-cycle vectors of one coarse level
     };
     std::vector<Work> work_;
-    double zold_dot_ = 0.0;
+    std::vector<double> part_;                // per-band partial sums of a reduction
     std::vector<std::int64_t> coarse_cells_;  // active cells of the coarsest level
     Eigen::MatrixXd dense_;                   // its regularised operator, Cholesky-factorised
     Eigen::LLT<Eigen::MatrixXd> llt_;
     Eigen::VectorXd rhs_, sol_;
 
-    static void finish_level(Level& L) {
+    static void set_bands(Level& L) {
+        L.bands = make_bands(L.h);
+        L.par = L.size >= kParallelMinCells;
+    }
+
+    // f(row) for the rows of [a, e) outside [in_lo, in_hi], in increasing order.
+    template <class F>
+    static void rows_outside(int a, int e, int in_lo, int in_hi, F&& f) {
+        for (int r = a; r < e; ++r) {
+            if (r >= in_lo && r <= in_hi) {
+                r = in_hi;
+                continue;
+            }
+            f(r);
+        }
+    }
+
+    void finish_level(Level& L) const {
         const std::int64_t S = L.S;
         L.invD.assign(static_cast<std::size_t>(L.size), 0.0f);
-        for (std::int64_t i = L.lo(); i < L.hi(); ++i) {
-            const float d = L.eE[i] + L.eE[i - 1] + L.eN[i] + L.eN[i + S];
-            L.invD[i] = d > 0.0f ? 1.0f / d : 0.0f;
-        }
         L.x.assign(static_cast<std::size_t>(L.size), 0.0f);
+        for_bands(L.bands, threads_, L.par, [&](int, int a, int e) {
+            for (std::int64_t i = a * S; i < e * S; ++i) {
+                const float d = L.eE[i] + L.eE[i - 1] + L.eN[i] + L.eN[i + S];
+                L.invD[i] = d > 0.0f ? 1.0f / d : 0.0f;
+            }
+        });
     }
 
     static std::int64_t count_active(const Level& L) {
@@ -150,26 +187,29 @@ class Multigrid {
         C.w = (F.w + 1) / 2;
         C.S = C.w + 2;
         C.size = static_cast<std::int64_t>(C.h + 2) * C.S;
+        set_bands(C);
         C.eE.assign(static_cast<std::size_t>(C.size), 0.0f);
         C.eN.assign(static_cast<std::size_t>(C.size), 0.0f);
         const float s = 1.0f / opt_.coarse_scale;
         const std::int64_t FS = F.S;
-        for (int R = 1; R <= C.h; ++R) {
-            const std::int64_t f0 = static_cast<std::int64_t>(2 * R - 1) * FS;  // top child row
-            const std::int64_t f1 = f0 + FS;                                   // bottom child row
-            for (int Cc = 1; Cc <= C.w; ++Cc) {
-                const std::int64_t ci = static_cast<std::int64_t>(R) * C.S + Cc;
-                const int fc0 = 2 * Cc - 1, fc1 = 2 * Cc;  // left/right child columns
-                // Rightward coarse edge: fine edges leaving the right child column.
-                float e = F.eE[f0 + fc1];
-                if (2 * R <= F.h) e += F.eE[f1 + fc1];
-                C.eE[ci] = s * e;
-                // Upward coarse edge: fine edges leaving the top child row.
-                float n = F.eN[f0 + fc0];
-                if (fc1 <= F.w) n += F.eN[f0 + fc1];
-                C.eN[ci] = s * n;
+        for_bands(C.bands, threads_, C.par, [&](int, int a, int e) {
+            for (int R = a; R < e; ++R) {
+                const std::int64_t f0 = static_cast<std::int64_t>(2 * R - 1) * FS;  // top child row
+                const std::int64_t f1 = f0 + FS;                                   // bottom child row
+                for (int Cc = 1; Cc <= C.w; ++Cc) {
+                    const std::int64_t ci = static_cast<std::int64_t>(R) * C.S + Cc;
+                    const int fc0 = 2 * Cc - 1, fc1 = 2 * Cc;  // left/right child columns
+                    // Rightward coarse edge: fine edges leaving the right child column.
+                    float e1 = F.eE[f0 + fc1];
+                    if (2 * R <= F.h) e1 += F.eE[f1 + fc1];
+                    C.eE[ci] = s * e1;
+                    // Upward coarse edge: fine edges leaving the top child row.
+                    float n1 = F.eN[f0 + fc0];
+                    if (fc1 <= F.w) n1 += F.eN[f0 + fc1];
+                    C.eN[ci] = s * n1;
+                }
             }
-        }
+        });
         // Edges into the padding are zero by construction except where a child column/row
         // lies in the fine padding; clear the coarse border explicitly.
         for (int R = 1; R <= C.h; ++R) C.eE[static_cast<std::int64_t>(R) * C.S + C.w] = 0.0f;
@@ -269,19 +309,10 @@ class Multigrid {
         post_pass<float>(l, rhs, nullptr);
     }
 
-    // y = L_l x on level l; returns x . y.
-    double apply_level(const Level& L, const float* x, float* y) const {
-        const std::int64_t S = L.S;
-        const float* eE = L.eE.data();
-        const float* eN = L.eN.data();
-        double dot = 0.0;
-        for (std::int64_t i = L.lo(); i < L.hi(); ++i) {
-            const float d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
-            const float v = d * x[i] - eE[i] * x[i + 1] - eE[i - 1] * x[i - 1] - eN[i] * x[i - S] - eN[i + S] * x[i + S];
-            y[i] = v;
-            dot += double(x[i]) * v;
-        }
-        return dot;
+    // (L_l x)[i] for a float level.
+    static float stencil(const float* eE, const float* eN, const float* x, std::int64_t i, std::int64_t S) {
+        const float d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
+        return d * x[i] - eE[i] * x[i + 1] - eE[i - 1] * x[i - 1] - eN[i] * x[i - S] - eN[i + S] * x[i + S];
     }
 
     // Notay's K-cycle: two steps of flexible CG on level l, preconditioned by a V-step whose
@@ -290,52 +321,68 @@ class Multigrid {
     void kcycle(int l) {
         Level& L = levels_[static_cast<std::size_t>(l)];
         Work& w = work_[static_cast<std::size_t>(l)];
-        const std::int64_t lo = L.lo(), hi = L.hi();
+        const std::int64_t S = L.S;
         const float* b = L.b.data();
+        const float* eE = L.eE.data();
+        const float* eN = L.eN.data();
+        float* x = L.x.data();
+        float* c = w.c.data();
+        float* v = w.v.data();
+        float* rv = w.r.data();
         vstep(l, b);
-        std::copy(L.x.begin() + lo, L.x.begin() + hi, w.c.begin() + lo);
-        const double rho1 = apply_level(L, w.c.data(), w.v.data());
+        // c = x (the V-step's result), v = L c; rho1 = c.v, alpha1 = c.b, bb = b.b.
+        const auto s1 = reduce_bands<3>(L.bands, threads_, L.par, part_, [&](int, int a, int e, double* acc) {
+            for (std::int64_t i = a * S; i < e * S; ++i) {
+                const float vi = stencil(eE, eN, x, i, S);
+                c[i] = x[i];
+                v[i] = vi;
+                acc[0] += double(x[i]) * vi;
+                acc[1] += double(x[i]) * b[i];
+                acc[2] += double(b[i]) * b[i];
+            }
+        });
+        const double rho1 = s1[0], alpha1 = s1[1], bb = s1[2];
         if (!(rho1 > 0.0)) return;  // L.x holds the V-step's result
-        double alpha1 = 0.0, bb = 0.0, rr = 0.0;
-        for (std::int64_t i = lo; i < hi; ++i) {
-            alpha1 += double(w.c[i]) * b[i];
-            bb += double(b[i]) * b[i];
-        }
         const float t = static_cast<float>(alpha1 / rho1);
-        for (std::int64_t i = lo; i < hi; ++i) {
-            w.r[i] = b[i] - t * w.v[i];
-            rr += double(w.r[i]) * w.r[i];
-        }
-        if (rr <= 0.0625 * bb) {  // residual reduced 4x: one step is enough
-            for (std::int64_t i = lo; i < hi; ++i) L.x[i] = t * w.c[i];
+        const auto s2 = reduce_bands<1>(L.bands, threads_, L.par, part_, [&](int, int a, int e, double* acc) {
+            for (std::int64_t i = a * S; i < e * S; ++i) {
+                rv[i] = b[i] - t * v[i];
+                acc[0] += double(rv[i]) * rv[i];
+            }
+        });
+        auto scaled_c = [&]() {
+            for_bands(L.bands, threads_, L.par, [&](int, int a, int e) {
+                for (std::int64_t i = a * S; i < e * S; ++i) x[i] = t * c[i];
+            });
+        };
+        if (s2[0] <= 0.0625 * bb) {  // residual reduced 4x: one step is enough
+            scaled_c();
             return;
         }
-        vstep(l, w.r.data());  // c2 in L.x
-        double gamma = 0.0, beta = 0.0, alpha2 = 0.0;
-        {
-            const std::int64_t S = L.S;
-            const float* eE = L.eE.data();
-            const float* eN = L.eN.data();
-            const float* x = L.x.data();
-            for (std::int64_t i = lo; i < hi; ++i) {
-                const float d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
-                const float v2 = d * x[i] - eE[i] * x[i + 1] - eE[i - 1] * x[i - 1] - eN[i] * x[i - S] - eN[i + S] * x[i + S];
-                gamma += double(x[i]) * w.v[i];
-                beta += double(x[i]) * v2;
-                alpha2 += double(x[i]) * w.r[i];
+        vstep(l, rv);  // c2 in L.x
+        const auto s3 = reduce_bands<3>(L.bands, threads_, L.par, part_, [&](int, int a, int e, double* acc) {
+            for (std::int64_t i = a * S; i < e * S; ++i) {
+                const float v2 = stencil(eE, eN, x, i, S);
+                acc[0] += double(x[i]) * v[i];
+                acc[1] += double(x[i]) * v2;
+                acc[2] += double(x[i]) * rv[i];
             }
-        }
+        });
+        const double gamma = s3[0], beta = s3[1], alpha2 = s3[2];
         const double rho2 = beta - gamma * gamma / rho1;
         if (!(rho2 > 0.0)) {
-            for (std::int64_t i = lo; i < hi; ++i) L.x[i] = t * w.c[i];
+            scaled_c();
             return;
         }
         const float a1 = static_cast<float>(alpha1 / rho1 - gamma * alpha2 / (rho1 * rho2));
         const float a2 = static_cast<float>(alpha2 / rho2);
-        for (std::int64_t i = lo; i < hi; ++i) L.x[i] = a1 * w.c[i] + a2 * L.x[i];
+        for_bands(L.bands, threads_, L.par, [&](int, int a, int e) {
+            for (std::int64_t i = a * S; i < e * S; ++i) x[i] = a1 * c[i] + a2 * x[i];
+        });
     }
 
     // Red-black Gauss-Seidel update of the cells of one colour in row r (padded row index).
+    // Red cells are those with r + c even.
     template <class BT>
     static void gs_row(Level& L, const BT* b, int r, int colour) {
         const std::int64_t S = L.S, row = static_cast<std::int64_t>(r) * S;
@@ -350,86 +397,151 @@ class Multigrid {
     }
 
     // Pre-smoothing from x = 0 (red, then black) fused with the residual and its restriction
-    // into the right-hand side of level l + 1.
+    // into the right-hand side of level l + 1.  Each band streams its rows in one wavefront
+    // (red row r, black row r-1, residual of row r-2); the rows whose stencil reaches into a
+    // neighbouring band are done after a barrier: first the black rows at the band's two
+    // edges, then (after a second barrier) the residuals of the two rows next to each edge.
+    // Coarse row R gathers fine rows 2R-1 and 2R, which share a band, always in that order.
     template <class BT>
     void pre_pass(int l, const BT* b) {
         Level& L = levels_[static_cast<std::size_t>(l)];
         Level& C = levels_[static_cast<std::size_t>(l + 1)];
-        const std::int64_t S = L.S;
-        const int h = L.h, w = L.w;
+        const Bands& B = L.bands;
+        const std::int64_t S = L.S, CS = C.S;
+        const int w = L.w;
         float* x = L.x.data();
         const float* eE = L.eE.data();
         const float* eN = L.eN.data();
         const float* invD = L.invD.data();
-        std::fill(C.b.begin(), C.b.end(), 0.0f);
-        for (int r = 1; r <= h + 2; ++r) {
-            if (r <= h) {  // red, row r: every neighbour is black and still 0
-                const std::int64_t row = static_cast<std::int64_t>(r) * S;
-                for (std::int64_t i = row + 1 + ((r + 1) & 1); i <= row + w; i += 2)
-                    x[i] = static_cast<float>(b[i]) * invD[i];
+        float* cbase = C.b.data();
+        auto red_from_zero = [&](int r) {  // every neighbour is black and still 0
+            const std::int64_t row = static_cast<std::int64_t>(r) * S;
+            for (std::int64_t i = row + 1 + ((r + 1) & 1); i <= row + w; i += 2)
+                x[i] = static_cast<float>(b[i]) * invD[i];
+        };
+        auto residual_row = [&](int rr) {  // residual at the red cells of row rr (0 at black ones)
+            const std::int64_t row = static_cast<std::int64_t>(rr) * S;
+            float* cb = cbase + static_cast<std::int64_t>((rr + 1) / 2) * CS;
+            for (int c = 1 + ((rr + 1) & 1); c <= w; c += 2) {
+                const std::int64_t i = row + c;
+                cb[(c + 1) / 2] += static_cast<float>(b[i]) - stencil(eE, eN, x, i, S);
             }
-            if (r - 1 >= 1 && r - 1 <= h) gs_row(L, b, r - 1, 1);  // black, row r-1
-            const int rr = r - 2;                                  // residual at red cells of row r-2
-            if (rr >= 1 && rr <= h) {
-                const std::int64_t row = static_cast<std::int64_t>(rr) * S;
-                float* cb = C.b.data() + static_cast<std::int64_t>((rr + 1) / 2) * C.S;
-                for (int c = 1 + ((rr + 1) & 1); c <= w; c += 2) {
-                    const std::int64_t i = row + c;
-                    const float d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
-                    cb[(c + 1) / 2] += static_cast<float>(b[i]) - d * x[i] + eE[i] * x[i + 1] +
-                                       eE[i - 1] * x[i - 1] + eN[i] * x[i - S] + eN[i + S] * x[i + S];
+        };
+        const int nb = B.count, nt = threads_;
+        (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (L.par && nt > 1 && nb > 1)
+#endif
+        {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int k = 0; k < nb; ++k) {
+                const int a = B.begin(k), e = B.end(k);
+                std::fill(cbase + static_cast<std::int64_t>((a + 1) / 2) * CS,
+                          cbase + static_cast<std::int64_t>(e / 2 + 1) * CS, 0.0f);
+                for (int r = a; r <= e + 1; ++r) {
+                    if (r < e) red_from_zero(r);
+                    if (r - 1 >= a + 1 && r - 1 <= e - 2) gs_row(L, b, r - 1, 1);
+                    if (r - 2 >= a + 2 && r - 2 <= e - 3) residual_row(r - 2);
                 }
             }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int k = 0; k < nb; ++k)
+                rows_outside(B.begin(k), B.end(k), B.begin(k) + 1, B.end(k) - 2, [&](int r) { gs_row(L, b, r, 1); });
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int k = 0; k < nb; ++k)
+                rows_outside(B.begin(k), B.end(k), B.begin(k) + 2, B.end(k) - 3, residual_row);
         }
     }
 
-    // Prolongation of the coarse correction fused with post-smoothing (black, then red).  On
-    // level 0 also writes z = x in double and returns r . z.
+    // Prolongation of the coarse correction fused with post-smoothing (black, then red), in
+    // the same banded wavefront as pre_pass.  On level 0 (z given) also writes z = x in double
+    // and returns {r . z, z . (previous contents of z)}.
     template <class BT>
-    double post_pass(int l, const BT* b, double* z) {
+    std::array<double, 2> post_pass(int l, const BT* b, double* z) {
         Level& L = levels_[static_cast<std::size_t>(l)];
         const Level& C = levels_[static_cast<std::size_t>(l + 1)];
-        const std::int64_t S = L.S;
-        const int h = L.h, w = L.w;
+        const Bands& B = L.bands;
+        const std::int64_t S = L.S, CS = C.S;
+        const int w = L.w;
         float* x = L.x.data();
         const float* invD = L.invD.data();
-        double dot = 0.0;
-        for (int r = 1; r <= h + 2; ++r) {
-            if (r <= h) {
-                float* xf = x + static_cast<std::int64_t>(r) * S;
-                const float* xc = C.x.data() + static_cast<std::int64_t>((r + 1) / 2) * C.S;
-                const float* id = invD + static_cast<std::int64_t>(r) * S;
-                for (int c = 1; c <= w; ++c)
-                    if (id[c] > 0.0f) xf[c] += xc[(c + 1) / 2];
+        const float* xcbase = C.x.data();
+        auto prolong = [&](int r) {
+            float* xf = x + static_cast<std::int64_t>(r) * S;
+            const float* xc = xcbase + static_cast<std::int64_t>((r + 1) / 2) * CS;
+            const float* id = invD + static_cast<std::int64_t>(r) * S;
+            for (int c = 1; c <= w; ++c)
+                if (id[c] > 0.0f) xf[c] += xc[(c + 1) / 2];
+        };
+        const int nb = B.count, nt = threads_;
+        (void)nt;
+        if (z) part_.assign(static_cast<std::size_t>(nb) * 2, 0.0);
+        double* part = part_.data();
+        auto red_out = [&](int k, int r) {
+            gs_row(L, b, r, 0);
+            if (z) output_row(r, b, z, part + 2 * k);
+        };
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (L.par && nt > 1 && nb > 1)
+#endif
+        {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int k = 0; k < nb; ++k) {
+                const int a = B.begin(k), e = B.end(k);
+                for (int r = a; r <= e + 1; ++r) {
+                    if (r < e) prolong(r);
+                    if (r - 1 >= a + 1 && r - 1 <= e - 2) gs_row(L, b, r - 1, 1);
+                    if (r - 2 >= a + 2 && r - 2 <= e - 3) red_out(k, r - 2);
+                }
             }
-            if (r - 1 >= 1 && r - 1 <= h) gs_row(L, b, r - 1, 1);
-            if (r - 2 >= 1 && r - 2 <= h) {
-                gs_row(L, b, r - 2, 0);
-                if (z) dot += output_row(r - 2, b, z);
-            }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int k = 0; k < nb; ++k)
+                rows_outside(B.begin(k), B.end(k), B.begin(k) + 1, B.end(k) - 2, [&](int r) { gs_row(L, b, r, 1); });
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int k = 0; k < nb; ++k)
+                rows_outside(B.begin(k), B.end(k), B.begin(k) + 2, B.end(k) - 3, [&](int r) { red_out(k, r); });
         }
-        if (z) zero_border_rows(z);
-        return dot;
+        std::array<double, 2> d{0.0, 0.0};
+        if (z) {
+            for (int k = 0; k < nb; ++k) {
+                d[0] += part[2 * k];
+                d[1] += part[2 * k + 1];
+            }
+            zero_border_rows(z);
+        }
+        return d;
     }
 
-    // z = x (double) on padded row r of level 0 (border columns 0); returns sum r z over it.
+    // z = x (double) on padded row r of level 0 (border columns 0); adds sum r z over the row
+    // to acc[0] and sum z_old z to acc[1] (z's buffer holds the previous L p: flexible CG).
     template <class BT>
-    double output_row(int r, const BT* rvec, double* z) {
+    void output_row(int r, const BT* rvec, double* z, double* acc) const {
         const Level& L = levels_[0];
         const std::int64_t row = static_cast<std::int64_t>(r) * L.S;
         const float* x = L.x.data();
-        double dot = 0.0;
+        double dot = 0.0, dold = 0.0;
         z[row] = 0.0;
         z[row + L.w + 1] = 0.0;
-        double dold = 0.0;
         for (std::int64_t i = row + 1; i <= row + L.w; ++i) {
             const double zi = static_cast<double>(x[i]);
-            dold += zi * z[i];  // z's buffer holds the previous L p (flexible CG)
+            dold += zi * z[i];
             z[i] = zi;
             dot += static_cast<double>(rvec[i]) * zi;
         }
-        zold_dot_ += dold;
-        return dot;
+        acc[0] += dot;
+        acc[1] += dold;
     }
 
     void zero_border_rows(double* z) const {
@@ -438,12 +550,13 @@ class Multigrid {
         std::fill(z + static_cast<std::int64_t>(L.h + 1) * L.S, z + L.size, 0.0);
     }
 
+    // Single-level hierarchy (a tiny problem): z = x row by row, serially.
     template <class BT>
-    double output(const BT* r, double* z) {
-        double dot = 0.0;
-        for (int row = 1; row <= levels_[0].h; ++row) dot += output_row(row, r, z);
+    std::array<double, 2> output(const BT* r, double* z) {
+        std::array<double, 2> d{0.0, 0.0};
+        for (int row = 1; row <= levels_[0].h; ++row) output_row(row, r, z, d.data());
         zero_border_rows(z);
-        return dot;
+        return d;
     }
 
     template <class BT>

@@ -1,5 +1,9 @@
 // Preconditioned conjugate gradients on the padded grid, with the stopping rule shared by
-// every iterative method of monohead: ||b - L h|| <= tol * ||b||.  Plain C++17.
+// every iterative method of monohead: ||b - L h|| <= tol * ||b||.  Plain C++17 (+ OpenMP).
+//
+// Threads: every vector operation and the operator run over the row bands of parallel.hpp,
+// and every dot product is summed per band then in band order, so the iterates are bitwise
+// identical for any thread count.
 #pragma once
 
 #include <cmath>
@@ -7,6 +11,7 @@
 #include <vector>
 
 #include "masked_grid.hpp"
+#include "parallel.hpp"
 #include "wls_system.hpp"
 
 namespace monohead {
@@ -17,23 +22,34 @@ struct SolveStats {
     bool converged = false;
 };
 
-// Solve L x = b (L from the edge weights) by PCG.  `x` holds the initial guess on entry.
-// `precond(r, z, &zAp)` applies z = M^{-1} r on padded arrays, returns r . z and sets zAp to
-// z . (the previous contents of z's buffer, which is L p).  The direction update is the
-// flexible one, beta = -(z . L p) / (p . L p) (FCG(1), Notay), which equals the classical
-// PCG beta for a fixed SPD preconditioner and stays robust when the preconditioner (a
-// K-cycle) varies slightly between iterations.  Work arrays are allocated here and freed on
-// return; z shares its storage with L p.  A true residual is recomputed whenever the recursive one meets the
-// tolerance, and iteration continues (restarted) if the true one does not.
+// (L x)[i] of the double-precision system.
+inline double laplacian_at(const double* eE, const double* eN, const double* x, std::int64_t i, std::int64_t S) {
+    const double d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
+    return d * x[i] - eE[i] * x[i + 1] - eE[i - 1] * x[i - 1] - eN[i] * x[i - S] - eN[i + S] * x[i + S];
+}
+
+// Solve L x = b (L from the edge weights) by PCG on up to `threads` threads.  `x` holds the
+// initial guess on entry.  `precond(r, z, &zAp)` applies z = M^{-1} r on padded arrays,
+// returns r . z and sets zAp to z . (the previous contents of z's buffer, which is L p).  The
+// direction update is the flexible one, beta = -(z . L p) / (p . L p) (FCG(1), Notay), which
+// equals the classical PCG beta for a fixed SPD preconditioner and stays robust when the
+// preconditioner (a K-cycle) varies slightly between iterations.  Work arrays are allocated
+// here and freed on return; z shares its storage with L p.  A true residual is recomputed
+// whenever the recursive one meets the tolerance, and iteration continues (restarted) if the
+// true one does not.
 template <class Precond>
 SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, double* x, double tol,
-               int maxiter, Precond&& precond) {
-    const std::int64_t lo = g.first(), hi = g.last(), n = g.size;
+               int maxiter, Precond&& precond, int threads = 1) {
+    const std::int64_t n = g.size, S = g.S;
     const double* eE = ew.eE.data();
     const double* eN = ew.eN.data();
+    const Bands B = make_bands(g.h);
+    const bool par = n >= kParallelMinCells;
+    std::vector<double> part;
     SolveStats st;
-    double bnorm2 = 0.0;
-    for (std::int64_t i = lo; i < hi; ++i) bnorm2 += b[i] * b[i];
+    const double bnorm2 = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
+        for (std::int64_t i = a * S; i < e * S; ++i) acc[0] += b[i] * b[i];
+    })[0];
     const double bnorm = std::sqrt(bnorm2);
     if (bnorm == 0.0) {
         std::fill(x, x + n, 0.0);
@@ -44,14 +60,17 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
     std::vector<double> r(static_cast<std::size_t>(n), 0.0), p(static_cast<std::size_t>(n), 0.0),
         Ap(static_cast<std::size_t>(n), 0.0);
     double* z = Ap.data();
+    double* rp = r.data();
+    double* pp = p.data();
+    double* app = Ap.data();
 
     auto true_residual = [&]() {
-        laplacian_apply(g, eE, eN, x, Ap.data());
-        double s = 0.0;
-        for (std::int64_t i = lo; i < hi; ++i) {
-            r[i] = b[i] - Ap[i];
-            s += r[i] * r[i];
-        }
+        const double s = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
+            for (std::int64_t i = a * S; i < e * S; ++i) {
+                rp[i] = b[i] - laplacian_at(eE, eN, x, i, S);
+                acc[0] += rp[i] * rp[i];
+            }
+        })[0];
         return std::sqrt(s);
     };
 
@@ -60,31 +79,41 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
     while (true) {
         if (rnorm <= target) break;
         if (st.iterations >= maxiter) break;
-        double zAp = 0.0, pr = 0.0;
-        precond(r.data(), z, &zAp);
-        for (std::int64_t i = lo; i < hi; ++i) {
-            p[i] = z[i];
-            pr += p[i] * r[i];
-        }
+        double zAp = 0.0;
+        precond(rp, z, &zAp);
+        double pr = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
+            for (std::int64_t i = a * S; i < e * S; ++i) {
+                pp[i] = z[i];
+                acc[0] += pp[i] * rp[i];
+            }
+        })[0];
         while (st.iterations < maxiter) {
-            const double pAp = laplacian_apply(g, eE, eN, p.data(), Ap.data());
+            const double pAp = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
+                for (std::int64_t i = a * S; i < e * S; ++i) {
+                    const double v = laplacian_at(eE, eN, pp, i, S);
+                    app[i] = v;
+                    acc[0] += pp[i] * v;
+                }
+            })[0];
             if (!(pAp > 0.0)) break;  // breakdown (p in the null space): restart from true residual
             const double alpha = pr / pAp;
-            double rr = 0.0;
-            for (std::int64_t i = lo; i < hi; ++i) {
-                x[i] += alpha * p[i];
-                r[i] -= alpha * Ap[i];
-                rr += r[i] * r[i];
-            }
+            const double rr = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
+                for (std::int64_t i = a * S; i < e * S; ++i) {
+                    x[i] += alpha * pp[i];
+                    rp[i] -= alpha * app[i];
+                    acc[0] += rp[i] * rp[i];
+                }
+            })[0];
             ++st.iterations;
             if (std::sqrt(rr) <= target) break;
-            precond(r.data(), z, &zAp);
+            precond(rp, z, &zAp);
             const double beta = -zAp / pAp;
-            pr = 0.0;
-            for (std::int64_t i = lo; i < hi; ++i) {
-                p[i] = z[i] + beta * p[i];
-                pr += p[i] * r[i];
-            }
+            pr = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
+                for (std::int64_t i = a * S; i < e * S; ++i) {
+                    pp[i] = z[i] + beta * pp[i];
+                    acc[0] += pp[i] * rp[i];
+                }
+            })[0];
         }
         rnorm = true_residual();
         if (rnorm <= target || st.iterations >= maxiter || ++restarts > 5) break;

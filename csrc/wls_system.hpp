@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "masked_grid.hpp"
+#include "parallel.hpp"
 
 namespace monohead {
 
@@ -28,69 +29,39 @@ struct EdgeWeights {
 };
 
 // Edge weights from the mask (H x W, non-zero = inside) and the optional gradient-magnitude
-// map Wmap (H x W, >= 0; null means w = 1 everywhere) with w = 1 / (1 + lam * Wmap).
-inline EdgeWeights build_edge_weights(const PaddedGrid& g, const std::uint8_t* mask,
-                                      const double* Wmap, double lam) {
+// map Wmap (H x W, >= 0, float or double; null means w = 1 everywhere) with
+// w = 1 / (1 + lam * Wmap), computed in double.  Rows run on up to `threads` threads (the
+// result does not depend on their number).
+template <class T>
+inline EdgeWeights build_edge_weights(const PaddedGrid& g, const std::uint8_t* mask, const T* Wmap, double lam,
+                                      int threads = 1) {
     const std::int64_t n = g.size, S = g.S;
     std::vector<std::uint8_t> m(static_cast<std::size_t>(n));
     scatter_to_padded(g, mask, m.data());
     std::vector<double> w(static_cast<std::size_t>(n), 0.0);
-    for (int r = 0; r < g.h; ++r) {
-        const std::int64_t i0 = g.index(r, 0);
-        const std::int64_t src0 = static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
-        for (int c = 0; c < g.w; ++c) {
-            if (!m[i0 + c]) continue;
-            w[i0 + c] = Wmap ? 1.0 / (1.0 + lam * Wmap[src0 + c]) : 1.0;
+    const Bands B = make_bands(g.h);
+    const bool par = n >= kParallelMinCells;
+    for_bands(B, threads, par, [&](int, int a, int e) {
+        for (int r = a - 1; r < e - 1; ++r) {  // box rows of padded rows a..e-1
+            const std::int64_t i0 = g.index(r, 0);
+            const std::int64_t src0 = static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
+            for (int c = 0; c < g.w; ++c) {
+                if (!m[i0 + c]) continue;
+                w[i0 + c] = Wmap ? 1.0 / (1.0 + lam * static_cast<double>(Wmap[src0 + c])) : 1.0;
+            }
         }
-    }
+    });
     EdgeWeights ew;
     ew.eE.assign(static_cast<std::size_t>(n), 0.0);
     ew.eN.assign(static_cast<std::size_t>(n), 0.0);
-    for (std::int64_t i = g.first(); i < g.last(); ++i) {
-        if (!m[i]) continue;
-        if (m[i + 1]) ew.eE[i] = 0.5 * (w[i] + w[i + 1]);
-        if (m[i - S]) ew.eN[i] = 0.5 * (w[i] + w[i - S]);
-    }
+    for_bands(B, threads, par, [&](int, int a, int e) {
+        for (std::int64_t i = a * S; i < e * S; ++i) {
+            if (!m[i]) continue;
+            if (m[i + 1]) ew.eE[i] = 0.5 * (w[i] + w[i + 1]);
+            if (m[i - S]) ew.eN[i] = 0.5 * (w[i] + w[i - S]);
+        }
+    });
     return ew;
-}
-
-// Right-hand side b on the padded grid from an H x W x 3 normal map (row-major, interleaved;
-// only mask pixels are read) and the edge weights: b = sum_e w_e g_e (e_j - e_i) with
-// g = (p_i + p_j) / 2 on horizontal pairs and (q_i + q_j) / 2 on vertical ones,
-// p = -Nx/Nz, q = -Ny/Nz.  Streams the rows with two small row buffers.
-inline void build_rhs(const PaddedGrid& g, const EdgeWeights& ew, const double* normals,
-                      const std::uint8_t* mask, double* b) {
-    const std::int64_t S = g.S;
-    const double* eE = ew.eE.data();
-    const double* eN = ew.eN.data();
-    std::fill(b, b + g.size, 0.0);
-    std::vector<double> p_cur(static_cast<std::size_t>(S), 0.0), q_cur(static_cast<std::size_t>(S), 0.0),
-        q_prev(static_cast<std::size_t>(S), 0.0);
-    for (int r = 0; r < g.h; ++r) {
-        const std::int64_t src0 = static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
-        for (int c = 0; c < g.w; ++c) {
-            double p = 0.0, q = 0.0;
-            if (mask[src0 + c]) {
-                const double* n3 = normals + 3 * (src0 + c);
-                const double inv = -1.0 / n3[2];
-                p = n3[0] * inv;
-                q = n3[1] * inv;
-            }
-            p_cur[static_cast<std::size_t>(c) + 1] = p;
-            q_cur[static_cast<std::size_t>(c) + 1] = q;
-        }
-        const std::int64_t i0 = g.index(r, 0) - 1;  // padded index of column 0 of this row
-        for (std::int64_t c = 1; c <= g.w; ++c) {
-            const std::int64_t i = i0 + c;
-            // Flux of the rightward edge i -> i+1 and of the upward edge i -> i-S.
-            const double fE = eE[i] * 0.5 * (p_cur[c] + p_cur[c + 1]);
-            const double fN = eN[i] * 0.5 * (q_cur[c] + q_prev[c]);
-            b[i] -= fE + fN;
-            b[i + 1] += fE;
-            b[i - S] += fN;
-        }
-        std::swap(q_cur, q_prev);
-    }
 }
 
 // Edge weights given explicitly per pixel (H x W maps): eEmap[r, c] is the weight of the pair
@@ -134,36 +105,76 @@ inline void perspective_slopes(const double* n3, const Pinhole& cam, int r, int 
     q = n3[1] / (cam.fy * d);
 }
 
-// Right-hand side b = sum_e w_e g_e (e_j - e_i) as build_rhs, with the slopes of each mask
-// pixel given by slopes(r, c, k, p, q) (image row and column, raster index k = r * W + c).
+// Right-hand side b = sum_e w_e g_e (e_j - e_i) on the padded grid, with g = (p_i + p_j) / 2 on
+// horizontal pairs and (q_i + q_j) / 2 on vertical ones, the slopes of each mask pixel given by
+// slopes(r, c, k, p, q) (image row and column, raster index k = r * W + c; only mask pixels are
+// asked).  Gathered cell by cell (each cell sums the fluxes of its four edges), so row bands
+// run on up to `threads` threads with results independent of their number; each band streams
+// its rows with a few row buffers of p and q.
 template <class Slopes>
 void build_rhs_with(const PaddedGrid& g, const EdgeWeights& ew, const std::uint8_t* mask, Slopes&& slopes,
-                    double* b) {
+                    double* b, int threads = 1) {
     const std::int64_t S = g.S;
     const double* eE = ew.eE.data();
     const double* eN = ew.eN.data();
-    std::fill(b, b + g.size, 0.0);
-    std::vector<double> p_cur(static_cast<std::size_t>(S), 0.0), q_cur(static_cast<std::size_t>(S), 0.0),
-        q_prev(static_cast<std::size_t>(S), 0.0);
-    for (int r = 0; r < g.h; ++r) {
-        const std::int64_t src0 = static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
-        for (int c = 0; c < g.w; ++c) {
-            double p = 0.0, q = 0.0;
-            if (mask[src0 + c]) slopes(r + g.r0, c + g.c0, src0 + c, p, q);
-            p_cur[static_cast<std::size_t>(c) + 1] = p;
-            q_cur[static_cast<std::size_t>(c) + 1] = q;
+    std::fill(b, b + S, 0.0);
+    std::fill(b + static_cast<std::int64_t>(g.h + 1) * S, b + g.size, 0.0);
+    const Bands B = make_bands(g.h);
+    const bool par = g.size >= kParallelMinCells;
+    for_bands(B, threads, par, [&](int, int a, int e) {
+        std::vector<double> buf(static_cast<std::size_t>(6 * S), 0.0);
+        double* pr[3] = {buf.data(), buf.data() + S, buf.data() + 2 * S};  // p of rows r-1, r, r+1
+        double* qr[3] = {buf.data() + 3 * S, buf.data() + 4 * S, buf.data() + 5 * S};
+        auto load = [&](int r, double* p, double* q) {  // padded row r; zero outside the box
+            std::fill(p, p + S, 0.0);
+            std::fill(q, q + S, 0.0);
+            if (r < 1 || r > g.h) return;
+            const int ir = r - 1 + g.r0;
+            const std::int64_t src0 = static_cast<std::int64_t>(ir) * g.W + g.c0;
+            for (int c = 0; c < g.w; ++c)
+                if (mask[src0 + c]) slopes(ir, c + g.c0, src0 + c, p[c + 1], q[c + 1]);
+        };
+        load(a - 1, pr[0], qr[0]);
+        load(a, pr[1], qr[1]);
+        for (int r = a; r < e; ++r) {
+            load(r + 1, pr[2], qr[2]);
+            const double* p = pr[1];
+            const double* qu = qr[0];  // row above (r - 1)
+            const double* q = qr[1];
+            const double* qd = qr[2];  // row below (r + 1)
+            const std::int64_t row = static_cast<std::int64_t>(r) * S;
+            b[row] = 0.0;
+            b[row + S - 1] = 0.0;
+            for (std::int64_t c = 1; c <= g.w; ++c) {
+                const std::int64_t i = row + c;
+                const double fE = eE[i] * 0.5 * (p[c] + p[c + 1]);      // edge i -> i+1
+                const double fW = eE[i - 1] * 0.5 * (p[c - 1] + p[c]);  // edge i-1 -> i
+                const double fN = eN[i] * 0.5 * (q[c] + qu[c]);         // edge i -> i-S
+                const double fS = eN[i + S] * 0.5 * (qd[c] + q[c]);     // edge i+S -> i
+                b[i] = (fW + fS) - (fE + fN);
+            }
+            std::swap(pr[0], pr[1]);
+            std::swap(pr[1], pr[2]);
+            std::swap(qr[0], qr[1]);
+            std::swap(qr[1], qr[2]);
         }
-        const std::int64_t i0 = g.index(r, 0) - 1;
-        for (std::int64_t c = 1; c <= g.w; ++c) {
-            const std::int64_t i = i0 + c;
-            const double fE = eE[i] * 0.5 * (p_cur[c] + p_cur[c + 1]);
-            const double fN = eN[i] * 0.5 * (q_cur[c] + q_prev[c]);
-            b[i] -= fE + fN;
-            b[i + 1] += fE;
-            b[i - S] += fN;
-        }
-        std::swap(q_cur, q_prev);
-    }
+    });
+}
+
+// Right-hand side from an H x W x 3 normal map (row-major, interleaved, float or double; only
+// mask pixels are read): p = -Nx/Nz, q = -Ny/Nz in double.
+template <class T>
+inline void build_rhs(const PaddedGrid& g, const EdgeWeights& ew, const T* normals, const std::uint8_t* mask,
+                      double* b, int threads = 1) {
+    build_rhs_with(
+        g, ew, mask,
+        [normals](int, int, std::int64_t k, double& p, double& q) {
+            const T* n3 = normals + 3 * k;
+            const double inv = -1.0 / static_cast<double>(n3[2]);
+            p = static_cast<double>(n3[0]) * inv;
+            q = static_cast<double>(n3[1]) * inv;
+        },
+        b, threads);
 }
 
 // y = L x on the padded grid; returns x . y (used by CG).
