@@ -12,28 +12,34 @@ class _SolveInfo(TypedDict):
     assembly_seconds: float
     solve_seconds: float
 
+#: Whether the core was built with OpenMP (without it, ``threads`` has no effect).
+openmp: bool
+
+_Float = np.float32 | np.float64
+
 class Integrator:
     """WLS normal integrator on a fixed mask (system and solver built once)."""
 
     def __init__(
         self,
         mask: npt.NDArray[np.uint8],
-        weights: npt.NDArray[np.float64] | None = None,
+        weights: npt.NDArray[_Float] | None = None,
         lam: float = 0.1,
         method: str = "mg",
         coarse_scale: float = 2.0,
         coarsest_max: int = 128,
         kcycle: bool = True,
+        threads: int = 1,
     ) -> None: ...
     def solve(
         self,
-        normals: npt.NDArray[np.float64],
+        normals: npt.NDArray[_Float],
         x0: npt.NDArray[np.float64] | None = None,
         tol: float = 1e-6,
         maxiter: int = -1,
     ) -> tuple[npt.NDArray[np.float64], _SolveInfo]: ...
     def csr(
-        self, normals: npt.NDArray[np.float64]
+        self, normals: npt.NDArray[_Float]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
     @property
     def shape(self) -> tuple[int, int]: ...
@@ -43,6 +49,10 @@ class Integrator:
     def num_components(self) -> int: ...
     @property
     def num_levels(self) -> int: ...
+    @property
+    def threads(self) -> int: ...
+    @threads.setter
+    def threads(self, value: int) -> None: ...
     @property
     def assembly_seconds(self) -> float: ...
     @property

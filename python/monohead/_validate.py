@@ -109,13 +109,21 @@ def as_float_array(a: Any, name: str, xp: Any = np, dtype: Any = np.float64) -> 
     return xp.ascontiguousarray(a, dtype=dtype)
 
 
-def check_normals(normals: Any, name: str = "normals", xp: Any = np, batch: bool = False) -> Any:
+def _kept_dtype(a: Any, keep_float32: bool) -> Any:
+    """float32 when ``keep_float32`` and ``a`` is a float32 array (read in place), else float64."""
+    return np.float32 if keep_float32 and getattr(a, "dtype", None) == np.float32 else np.float64
+
+
+def check_normals(
+    normals: Any, name: str = "normals", xp: Any = np, batch: bool = False, keep_float32: bool = False
+) -> Any:
     """Validate the shape of a normal map and return it as C-contiguous float64.
 
     Expected shape ``(H, W, 3)``, or ``(B, H, W, 3)`` when ``batch`` is true. Values are
-    checked against the mask by :func:`check_normals_in_mask`.
+    checked against the mask by :func:`check_normals_in_mask`. With ``keep_float32``, a
+    float32 map stays float32 (no copy when it is already C-contiguous).
     """
-    arr = as_float_array(normals, name, xp)
+    arr = as_float_array(normals, name, xp, dtype=_kept_dtype(normals, keep_float32))
     want = "(B, H, W, 3)" if batch else "(H, W, 3)"
     ndim = 4 if batch else 3
     if arr.ndim != ndim or arr.shape[-1] != 3:
@@ -296,13 +304,16 @@ def check_x0_in_mask(x0: Any, mask: Any, name: str = "x0", xp: Any = np) -> Any:
     return inside
 
 
-def check_gradient_magnitude(weights: Any, shape: tuple[int, ...], mask: Any, name: str = "weights", xp: Any = np) -> Any:
+def check_gradient_magnitude(
+    weights: Any, shape: tuple[int, ...], mask: Any, name: str = "weights", xp: Any = np, keep_float32: bool = False
+) -> Any:
     """Validate a gradient-magnitude map W = |grad h| (>= 0, finite inside ``mask``).
 
     Values outside the mask are ignored (and replaced by 0 in the returned array if they
-    are not finite).
+    are not finite). Returned as C-contiguous float64, or float32 for a float32 map with
+    ``keep_float32`` (no copy when it is already C-contiguous and valid everywhere).
     """
-    arr = as_float_array(weights, name, xp)
+    arr = as_float_array(weights, name, xp, dtype=_kept_dtype(weights, keep_float32))
     if tuple(arr.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {shape_str(tuple(shape))}; got {shape_str(tuple(arr.shape))}")
     if bool(xp.isfinite(arr).all()) and float(arr.min()) >= 0:
@@ -314,7 +325,7 @@ def check_gradient_magnitude(weights: Any, shape: tuple[int, ...], mask: Any, na
     bad = int(xp.count_nonzero((arr < 0) & mask))
     if bad:
         raise ValueError(f"{name} (the gradient magnitude W) must be >= 0; got {bad} negative value(s)")
-    return xp.where(mask, arr, 0.0)
+    return xp.where(mask, arr, arr.dtype.type(0))
 
 
 def _real(value: Any, name: str, want: str) -> float:

@@ -5,15 +5,17 @@
 :func:`frankot_chellappa` are the classic Fourier-domain baselines.
 """
 
-from .api import METHODS, ConvergenceWarning, Integrator, SolveInfo, integrate, wls_system
+from .api import METHODS, THREADS_ENV, ConvergenceWarning, Integrator, SolveInfo, default_threads, integrate, wls_system
 from .baselines import dct_poisson, frankot_chellappa
 
 __all__ = [
     "METHODS",
+    "THREADS_ENV",
     "ConvergenceWarning",
     "Integrator",
     "SolveInfo",
     "dct_poisson",
+    "default_threads",
     "frankot_chellappa",
     "integrate",
     "wls_system",

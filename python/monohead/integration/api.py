@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,7 +22,17 @@ import numpy as np
 from .. import _validate as v
 from . import perspective as persp
 
-__all__ = ["BACKENDS", "METHODS", "ConvergenceWarning", "Integrator", "SolveInfo", "integrate", "wls_system"]
+__all__ = [
+    "BACKENDS",
+    "METHODS",
+    "THREADS_ENV",
+    "ConvergenceWarning",
+    "Integrator",
+    "SolveInfo",
+    "default_threads",
+    "integrate",
+    "wls_system",
+]
 
 #: Solvers of the C++ core: multigrid-preconditioned CG, Jacobi-preconditioned CG, sparse Cholesky.
 METHODS = ("mg", "jacobi", "direct")
@@ -68,6 +79,50 @@ class SolveInfo:
         return self.assembly_seconds + self.setup_seconds + self.solve_seconds
 
 
+#: Environment variable with the default thread count of the C++ core (a positive integer).
+THREADS_ENV = "MONOHEAD_NUM_THREADS"
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - platforms without affinity
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Threads the C++ core uses when ``threads=None``.
+
+    ``$MONOHEAD_NUM_THREADS`` if set, else ``$OMP_NUM_THREADS`` if set, else the CPU cores
+    this process may run on (its affinity mask). Results never depend on it: every solve is
+    bitwise identical for any thread count.
+
+    Raises:
+        ValueError: the environment variable is not a positive integer.
+    """
+    for name in (THREADS_ENV, "OMP_NUM_THREADS"):
+        text = os.environ.get(name, "").strip()
+        if not text:
+            continue
+        # OMP_NUM_THREADS may be a list for nested levels ("4,2"): the first entry counts.
+        first = text.split(",")[0].strip() if name == "OMP_NUM_THREADS" else text
+        try:
+            n = int(first)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"environment variable {name} must be a positive integer; got {text!r}")
+        return n
+    return _available_cores()
+
+
+def _check_threads(threads: Any) -> int:
+    """``threads`` (None: :func:`default_threads`) as an int >= 1."""
+    if threads is None:
+        return default_threads()
+    return int(v.check_positive_int(threads, "threads", allow_none=False))
+
+
 def _core() -> Any:
     from .. import _core as core  # noqa: PLC0415 - keeps import errors local and clear
 
@@ -105,6 +160,9 @@ class Integrator:
             column and ``cy`` the row of the principal point). With ``K`` the unknown is the
             log-depth and :meth:`solve` returns the depth along the optical axis, geometric mean
             1 per component (see :mod:`monohead.integration.perspective`).
+        threads: threads of the C++ core for setup and solves (default ``None``:
+            :func:`default_threads`, i.e. ``$MONOHEAD_NUM_THREADS``, else ``$OMP_NUM_THREADS``,
+            else the available cores). Results are bitwise identical for any value.
 
     Thread safety: :meth:`solve` may be called from many threads at once and returns the
     result of a serial call, bit for bit. The solves of one ``"mg"`` integrator run one at a
@@ -122,8 +180,11 @@ class Integrator:
         0.0
     """
 
-    def __init__(self, mask: Any, weights: Any = None, lam: float = 0.1, method: str = "mg", *, K: Any = None) -> None:
+    def __init__(
+        self, mask: Any, weights: Any = None, lam: float = 0.1, method: str = "mg", *, K: Any = None, threads: Any = None
+    ) -> None:
         method = _check_method(method)
+        nthreads = _check_threads(threads)
         lam = v.check_lam(lam)
         cam = None if K is None else persp.check_K(K)
         if mask is None:
@@ -134,21 +195,33 @@ class Integrator:
         m = v.check_mask(arr, arr.shape)
         w = None
         if weights is not None:
-            w = v.check_gradient_magnitude(weights, m.shape, m)
+            w = v.check_gradient_magnitude(weights, m.shape, m, keep_float32=True)
             v.check_weight_range(w, lam)
-        self._build(m, w, lam, method, cam)
+        self._build(m, w, lam, method, cam, nthreads)
 
     @classmethod
     def _from_checked(
-        cls, mask: np.ndarray, weights: np.ndarray | None, lam: float, method: str, K: tuple[float, ...] | None = None
+        cls,
+        mask: np.ndarray,
+        weights: np.ndarray | None,
+        lam: float,
+        method: str,
+        K: tuple[float, ...] | None = None,
+        threads: int | None = None,
     ) -> Integrator:
         """Construct from inputs already validated by this module (no second check)."""
         self = cls.__new__(cls)
-        self._build(mask, weights, lam, method, K)
+        self._build(mask, weights, lam, method, K, default_threads() if threads is None else threads)
         return self
 
     def _build(
-        self, mask: np.ndarray, weights: np.ndarray | None, lam: float, method: str, K: tuple[float, ...] | None = None
+        self,
+        mask: np.ndarray,
+        weights: np.ndarray | None,
+        lam: float,
+        method: str,
+        K: tuple[float, ...] | None,
+        threads: int,
     ) -> None:
         # A private read-only copy: the caller's mask (possibly the very array validated) keeps
         # its values and flags.
@@ -157,7 +230,7 @@ class Integrator:
         self._method = method
         self._lam = lam
         self._K = K
-        self._core = _core().Integrator(self._mask.view(np.uint8), weights, lam, method)
+        self._core = _core().Integrator(self._mask.view(np.uint8), weights, lam, method, threads=threads)
         self._lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if method == "mg" else contextlib.nullcontext()
         )
@@ -169,6 +242,17 @@ class Integrator:
             return None
         fx, fy, cx, cy = self._K
         return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+    @property
+    def threads(self) -> int:
+        """Threads of the C++ core (settable; results do not depend on it)."""
+        return int(self._core.threads)
+
+    @threads.setter
+    def threads(self, value: Any) -> None:
+        n = _check_threads(value)
+        with self._lock:  # not while a solve of this integrator runs
+            self._core.threads = n
 
     @property
     def mask(self) -> np.ndarray:
@@ -231,8 +315,9 @@ class Integrator:
 
         Args:
             normals: ``(H, W, 3)`` unit normals in the camera frame (x right, y up, z toward
-                the viewer), any float dtype and layout; finite inside the mask, ignored outside
-                it, and facing the camera: ``Nz > 0`` (orthographic), or with ``K``
+                the viewer), any float dtype and layout (float32 and float64 C-contiguous maps
+                are read in place, without a copy; others are converted once to float64);
+                finite inside the mask, ignored outside it, and facing the camera: ``Nz > 0`` (orthographic), or with ``K``
                 ``Nz - Nx (c - cx)/fx + Ny (r - cy)/fy > 0``. Inside the mask that denominator
                 (``Nz`` or ``d``) is in ``[1e-100, 1e100]`` and the slopes it gives are at most
                 1e8 (see :func:`monohead._validate.check_slopes`).
@@ -257,7 +342,7 @@ class Integrator:
             ConvergenceWarning: when the true relative residual ends above ``tol``.
         """
         t0 = time.perf_counter()
-        n = v.check_normals(normals)
+        n = v.check_normals(normals, keep_float32=self._K is None)
         if n.shape[:2] != self.shape:
             raise ValueError(
                 f"normals must have shape ({self.shape[0]}, {self.shape[1]}, 3) to match the mask; "
@@ -382,8 +467,11 @@ def _check_x0(
 def _prepare(
     normals: Any, weights: Any, lam: Any, mask: Any, K: tuple[float, ...] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float, float]:
-    """Validate one map's inputs (numpy); returns (normals, mask, weights, lam, largest slope)."""
-    n = v.check_normals(normals)
+    """Validate one map's inputs (numpy); returns (normals, mask, weights, lam, largest slope).
+
+    Orthographic float32 normals and float32 weights stay float32 (the core reads them in place).
+    """
+    n = v.check_normals(normals, keep_float32=K is None)
     lam = v.check_lam(lam)
     m = v.default_mask(n) if mask is None else v.check_mask(mask, n.shape[:2])
     if mask is None and not bool(m.any()):
@@ -395,7 +483,7 @@ def _prepare(
     smax = v.check_slopes(n, m, K=K)
     w = None
     if weights is not None:
-        w = v.check_gradient_magnitude(weights, n.shape[:2], m)
+        w = v.check_gradient_magnitude(weights, n.shape[:2], m, keep_float32=True)
         v.check_weight_range(w, lam)
     return n, m, w, lam, smax
 
@@ -422,6 +510,7 @@ def integrate(
     return_info: bool = False,
     backend: str = "auto",
     K: Any = None,
+    threads: Any = None,
 ) -> Any:
     """Integrate a normal map into a depth map by weighted least squares (paper eq. 7-8).
 
@@ -434,7 +523,9 @@ def integrate(
     Args:
         normals: ``(H, W, 3)`` unit normals in the camera frame of the conventions (x to the
             right, y up, z toward the viewer; ``Nz > 0`` inside the mask). Any float dtype and
-            memory layout (converted once to float64 C order). What the solver derives from
+            memory layout: float32 or float64 C-contiguous maps (what networks produce) are read
+            in place by the C++ core, without a copy; others are converted once to float64 C
+            order. The arithmetic is float64 whatever the input dtype. What the solver derives from
             them must be representable: inside the mask ``1e-100 <= Nz <= 1e100`` and the slopes
             ``|Nx/Nz|``, ``|Ny/Nz|`` at most 1e8 ("too grazing" otherwise). Values outside the
             mask are ignored (NaN included).
@@ -465,9 +556,12 @@ def integrate(
             :mod:`monohead.integration.perspective` and ``docs/conventions.md``); the system
             keeps the staggered grid and the weights ``w``. The normals must face the camera:
             ``Nz - Nx (c - cx)/fx + Ny (r - cy)/fy > 0`` inside the mask.
+        threads: threads of the C++ core (``"cpu"`` backend): default ``None`` =
+            :func:`default_threads` (``$MONOHEAD_NUM_THREADS``, else ``$OMP_NUM_THREADS``, else
+            the available cores). The result is bitwise identical for any value.
 
     Returns:
-        ``(H, W)`` float64 depth, NaN outside the mask; a NumPy array on ``"cpu"``, a CuPy
+        ``(H, W)`` float64 depth (float64 for every input dtype), NaN outside the mask; a NumPy array on ``"cpu"``, a CuPy
         array on ``"cupy"``. Orthographic (no ``K``): height toward the viewer in pixel units,
         mean 0 over each 4-connected component of the mask, 0 on isolated mask pixels. With
         ``K``: depth ``z`` along the optical axis (positive, away from the camera), defined
@@ -484,6 +578,7 @@ def integrate(
     """
     backend = _resolve_backend(backend, normals)
     method = _check_method(method)
+    nthreads = _check_threads(threads)
     cam = None if K is None else persp.check_K(K)
     if backend == "cupy":
         if method == "direct":
@@ -495,14 +590,14 @@ def integrate(
             normals, weights, lam, mask, method=method, tol=tol, maxiter=maxiter, x0=x0, return_info=return_info, xp=xp, K=K
         )
     if np.ndim(normals) >= 4:  # a batch (or too many axes, reported by the batch validator)
-        return _integrate_batch_cpu(normals, weights, lam, mask, method, tol, maxiter, x0, return_info, cam)
+        return _integrate_batch_cpu(normals, weights, lam, mask, method, tol, maxiter, x0, return_info, cam, nthreads)
     t0 = time.perf_counter()
     n, m, w, lam, smax = _prepare(normals, weights, lam, mask, cam)
     tol = v.check_tol(tol)
     maxiter = v.check_maxiter(maxiter)
     x0_arr = _check_x0(x0, m.shape, m, cam)
     check_seconds = time.perf_counter() - t0
-    solver = Integrator._from_checked(m, w, lam, method, cam)
+    solver = Integrator._from_checked(m, w, lam, method, cam, nthreads)
     out = solver._solve_checked(n, smax, tol, maxiter, x0_arr, return_info, stacklevel=3)
     if not return_info:
         return out
@@ -563,6 +658,7 @@ def _integrate_batch_cpu(
     x0: Any,
     return_info: bool,
     K: tuple[float, ...] | None = None,
+    threads: int | None = None,
 ) -> Any:
     """The C++ core on each map of a ``(B, H, W, 3)`` batch; returns ``(B, H, W)``."""
     t0 = time.perf_counter()
@@ -583,7 +679,7 @@ def _integrate_batch_cpu(
     depth = np.empty((B, H, W))
     infos = []
     for i in range(B):
-        solver = Integrator._from_checked(m[i], None if w is None else w[i], lam, method, K)
+        solver = Integrator._from_checked(m[i], None if w is None else w[i], lam, method, K, threads)
         depth[i], info = solver._solve_checked(
             n[i], float(smax[i]), tol, maxiter, None if x0_arr is None else x0_arr[i], True, stacklevel=4
         )
