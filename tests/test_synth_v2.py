@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from monohead.synth import body, check
+from monohead.synth import body, check, facial_hair, hair, headwear
 from monohead.synth.generator import VERSIONS, Generator, sample_params
 
 
@@ -95,12 +95,23 @@ def test_every_garment_paints_and_builds(gen, garment):
         assert np.isfinite(b["collar"]).all()
 
 
+def _kind(sampler, key, value, seed=0):
+    rng = np.random.default_rng(seed)
+    for _ in range(500):
+        p = sampler(rng)
+        if p is not None and p[key] == value:
+            return p
+    raise AssertionError(f"no {key}={value} drawn")
+
+
 def test_body_is_rendered_but_never_in_the_mask(gen):
     """The oracle sees the head alone; the rendered ground truth must agree, while the image
-    shows the torso below the cut."""
+    shows the torso below the cut, and headwear and facial hair over the head."""
     hits = 0
-    for i in range(3):
-        p = _with(gen, 40, i)
+    extras = [("cap", "full_beard"), ("hat", "moustache"), ("beanie", "stubble")]
+    for i, (kind, beard) in enumerate(extras):
+        p = _with(gen, 40, i, headwear=_kind(lambda r: headwear.sample_headwear_params(r, 1.0), "kind", kind),
+                  beard=_kind(lambda r: facial_hair.sample_facial_hair_params(r, "male"), "style", beard))
         s = gen.render(p)
         v, f = gen.head_mesh(p)
         ref = check.raycast_ground_truth(v, f, gen.size)
@@ -116,3 +127,60 @@ def test_version_2_is_deterministic(gen):
     for key in ("image", "normals", "depth", "W", "mask"):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert a["params"] == b["params"]
+
+
+@pytest.mark.parametrize("kind", headwear.KINDS)
+def test_headwear_sits_on_the_head(gen, kind):
+    hp = _kind(lambda r: headwear.sample_headwear_params(r, 1.0), "kind", kind, seed=4)
+    json.dumps(hp)
+    v = gen.model.neutral.astype(np.float64)
+    hat = headwear.build_headwear(hp, gen.model, v)
+    slot = headwear.headwear_slot()
+    assert hat["vertices"].shape == (len(slot.uv), 3) and np.isfinite(hat["vertices"]).all()
+    assert slot.faces.max() < len(slot.uv)
+    # The head's skin stays inside the dome: skin points under the dome are nearer the centre
+    # than the dome in their direction.
+    skin = v[gen.model.region_vertices(("face", "head_and_neck"))]
+    pressed = headwear.press_hair(np.concatenate([skin[:, None, :], np.ones((len(skin), 1, 1))], axis=-1).repeat(2, axis=1),
+                                  hat)
+    assert len(pressed) < len(skin)  # the skin under the dome counts as hidden
+    tex = headwear.headwear_textures(hp)
+    assert tex["albedo"].shape == (64, 128, 3) and 0 <= tex["albedo"].min() and tex["albedo"].max() <= 1
+    # Hair under the hat is pressed inside the dome (and hidden strands dropped).
+    hp_hair = {**hair.sample_hair_params(np.random.default_rng(1), "female"), "style": "long", "length": 25.0}
+    n = np.zeros_like(v)
+    from monohead import geometry
+
+    n = geometry.vertex_normals(v, gen.model.faces)
+    strands = hair.grow_hair(hp_hair, gen.model, v, n)
+    out = headwear.press_hair(strands, hat)
+    assert 0 < len(out) <= len(strands)
+    d = out[..., :3] - hat["centre"]
+    r = np.linalg.norm(d, axis=-1)
+    theta = np.arccos(np.clip(d[..., 1] / r, -1, 1))
+    psi = np.arctan2(d[..., 0], d[..., 2])
+    grid = np.linspace(-np.pi, np.pi, len(hat["theta_rim"]))
+    under = (theta < np.interp(psi, grid, hat["theta_rim"]) - 0.05) & (theta > np.interp(psi, grid, hat["theta_top"]) + 0.05)
+    limit = headwear._lookup(hat["extent"], theta.ravel(), psi.ravel()).reshape(theta.shape) + hat["offset"]
+    assert (r[under] <= limit[under] + 1e-6).all()
+
+
+@pytest.mark.parametrize("style", facial_hair.STYLES)
+def test_facial_hair_grows_on_the_lower_face(gen, style):
+    from monohead import geometry
+
+    fp = _kind(lambda r: facial_hair.sample_facial_hair_params(r, "male"), "style", style, seed=2)
+    json.dumps(fp)
+    assert facial_hair.sample_facial_hair_params(np.random.default_rng(0), "female") is None
+    v = gen.model.neutral.astype(np.float64)
+    n = geometry.vertex_normals(v, gen.model.faces)
+    strands = facial_hair.grow_facial_hair(fp, gen.model, v, n, k=8, max_strands=5000)
+    assert strands.ndim == 3 and strands.shape[1:] == (8, 4) and len(strands) > 50
+    assert np.isfinite(strands).all() and (strands[..., 3] > 0).all()
+    eye_y = gen.model.eye_centres(v)[:, 1].mean()
+    roots = strands[:, 1, :3]
+    assert (roots[:, 1] < eye_y + 0.5).all() and (roots[:, 2] > -2.0).all()  # lower face and sideburns
+    if style in ("moustache",):
+        assert (np.abs(roots[:, 0]) < 3.5).all() and (roots[:, 1] > -3.0).all()
+    assert len(facial_hair.grow_facial_hair(fp, gen.model, v, n, k=8, max_strands=10)) <= 10
+    assert len(facial_hair.grow_facial_hair(None, gen.model, v, n, k=8, max_strands=10)) == 0

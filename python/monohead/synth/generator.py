@@ -28,12 +28,14 @@ import numpy as np
 
 from .. import geometry
 from . import body as body_mod
+from . import facial_hair as facial_mod
 from . import glasses as glasses_mod
 from . import hair as hair_mod
+from . import headwear as headwear_mod
 from . import scene as scene_mod
 from . import textures as tex_mod
 from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel, sample_expression, sample_identity
-from .render import _LOCK, Renderer, SceneArrays
+from .render import _LOCK, HAIR_BUCKETS, Renderer, SceneArrays
 
 __all__ = ["GENERATOR_VERSION", "VERSIONS", "Generator", "sample_params"]
 
@@ -65,7 +67,9 @@ def sample_params(seed: int, index: int, model: HeadModel, size: tuple[int, int]
     of the non-zero weights), ``gaze`` ([yaw, pitch] radians), ``pose``, ``skin``, ``eyes``,
     ``hair``, ``glasses`` (or ``None``), ``lights``, ``environment``, ``background``,
     ``camera`` (exposure, noise) and ``render_seed``; version 2 adds ``body``
-    (:func:`monohead.synth.body.sample_body_params`).
+    (:func:`monohead.synth.body.sample_body_params`), ``headwear``
+    (:func:`monohead.synth.headwear.sample_headwear_params`, or ``None``) and ``beard``
+    (:func:`monohead.synth.facial_hair.sample_facial_hair_params`, or ``None``).
     """
     if version not in VERSIONS:
         raise ValueError(f"version must be one of {VERSIONS}; got {version!r}")
@@ -92,6 +96,8 @@ def sample_params(seed: int, index: int, model: HeadModel, size: tuple[int, int]
     }
     if version >= 2:
         out["body"] = body_mod.sample_body_params(rng["body"], out["pose"])
+        out["headwear"] = headwear_mod.sample_headwear_params(rng["headwear"])
+        out["beard"] = facial_mod.sample_facial_hair_params(rng["beard"], skin["sex"])
     return out
 
 
@@ -154,10 +160,23 @@ class Generator:
 
     def _extra_slots(self) -> tuple:
         """The meshes a version-2 scene holds besides the head (fixed topology)."""
-        return body_mod.body_slots(self.model)
+        return (*body_mod.body_slots(self.model), headwear_mod.headwear_slot())
+
+    def _v2_hair(self, params: dict[str, Any], strands: np.ndarray, v_model: np.ndarray, n_model: np.ndarray,
+                 hat: dict[str, Any] | None) -> np.ndarray:
+        """Version 2: scalp hair pressed under the headwear, and the facial hair added (same
+        control points per strand, model frame, cm)."""
+        k = strands.shape[1] if strands.ndim == 3 else hair_mod.STYLE_POINTS[params["hair"]["style"]]
+        if hat is not None:
+            strands = headwear_mod.press_hair(strands, hat)
+        room = (HAIR_BUCKETS[-1] - len(strands) * k) // k
+        beard = facial_mod.grow_facial_hair(params.get("beard"), self.model, v_model, n_model, k, room)
+        if len(beard):
+            strands = np.concatenate([strands.reshape(-1, beard.shape[1], 4), beard]) if len(strands) else beard
+        return strands
 
     def _extras(self, params: dict[str, Any], v_model: np.ndarray, m: np.ndarray, skin_albedo: np.ndarray,
-                timings: dict[str, float] | None) -> dict[str, dict[str, Any]]:
+                timings: dict[str, float] | None, hat: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
         """Version 2: the posed meshes, textures and roughness of the body, clothes, headwear
         and occluders (world frame, pixels), for :attr:`SceneArrays.extras`."""
         t0 = time.perf_counter()
@@ -175,6 +194,8 @@ class Generator:
             out["torso"] = {"vertices": pose(body["torso"], body["torso_weight"]), **body_mod.torso_textures(bp, skin_rgb)}
             if body["collar"] is not None:
                 out["collar"] = {"vertices": pose(body["collar"], body["collar_weight"]), **body_mod.collar_textures(bp)}
+        if hat is not None:
+            out["headwear"] = {"vertices": _transform(m, hat["vertices"]), **headwear_mod.headwear_textures(params["headwear"])}
         if timings is not None:
             timings["body"] = timings.get("body", 0.0) + time.perf_counter() - t0
         return out
@@ -213,6 +234,11 @@ class Generator:
         n_model = normals @ m[:3, :3]  # back to the model frame (rotation part, scaled)
         n_model /= np.maximum(np.linalg.norm(n_model, axis=1, keepdims=True), 1e-30)
         strands = hair_mod.grow_hair(hp, model, v_model, n_model, self._scalps[key])
+        hat = None
+        if self.version >= 2:
+            if params.get("headwear") is not None:
+                hat = headwear_mod.build_headwear(params["headwear"], model, v_model)
+            strands = self._v2_hair(params, strands, v_model, n_model, hat)
         if len(strands):
             strands = np.concatenate([_transform(m, strands[..., :3]), strands[..., 3:] * scale], axis=-1)
         gp = params["glasses"]
@@ -256,7 +282,7 @@ class Generator:
             background=scene_mod.background_image(params["background"], self.size),
         )
         if self.version >= 2:
-            arrays.extras = self._extras(params, v_model, m, skin_albedo, timings)
+            arrays.extras = self._extras(params, v_model, m, skin_albedo, timings, hat)
         if timings is not None:
             t3 = time.perf_counter()
             timings["sampling"] = timings.get("sampling", 0.0) + (t1 - t0) + (t3 - t2)
