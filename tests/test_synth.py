@@ -14,7 +14,7 @@ from monohead.synth.head_model import HeadModel
 
 @pytest.fixture(scope="module")
 def gen() -> Generator:
-    return Generator(64, spp=4)
+    return Generator(64, spp=4, version=1)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_ground_truth_hits_pixel_centres(gen):
 
 
 def test_normals_agree_with_finite_differences_of_depth():
-    g = Generator(128, spp=1)
+    g = Generator(128, spp=1, version=1)
     for i in range(2):
         s = g.sample(77, i)
         fd = check.finite_difference_agreement(s["normals"], s["depth"], s["mask"])
@@ -206,7 +206,7 @@ def test_variant_selection(monkeypatch):
 def test_scalar_variant_gives_the_same_ground_truth(gen):
     """The fallback variant (no LLVM) renders and traces the same maps, ray by ray."""
     p = gen.params(31, 0)
-    g = Generator(24, spp=1, variant="scalar_rgb", head_model=gen.model)
+    g = Generator(24, spp=1, variant="scalar_rgb", head_model=gen.model, version=1)
     p24 = copy.deepcopy(p)
     p24["pose"] = scene.sample_pose(np.random.default_rng(0), 24)
     s = g.render(p24)

@@ -597,6 +597,7 @@ def _cmd_synth(args: argparse.Namespace) -> dict[str, Any]:
         args.out, args.count, seed=args.seed, size=args.size, spp=args.spp, shard_size=args.shard_size,
         shard=args.shard, scheduler=args.scheduler, variant=args.variant, head_model=args.head_model,
         sampler=args.sampler, preview=not args.no_preview, progress=None if args.json or args.quiet else _synth_progress(),
+        generator_version=args.generator_version, projection=args.camera, hdri=args.hdri, backgrounds=args.backgrounds,
     )
 
 
@@ -604,6 +605,9 @@ def _print_synth(r: dict[str, Any]) -> None:
     per = f", {r['seconds_per_sample']:.2f} s per sample" if r["seconds_per_sample"] else ""
     print(f"{r['out']}: {r['generated']} samples made, {r['skipped']} already there ({r['shards']} shards, "
           f"{r['variant']}){per}", file=sys.stderr)  # fmt: skip
+    for folder, n in (r.get("skipped_files") or {}).items():
+        if n:
+            print(f"warning: {n} unreadable file(s) in the --{folder} folder skipped", file=sys.stderr)
     if r["preview"]:
         print(f"preview -> {r['preview']}", file=sys.stderr)
 
@@ -648,6 +652,12 @@ def _add_synth_parser(sub: Any) -> None:
     p.add_argument("--scheduler", help="Dask distributed scheduler address (e.g. tcp://host:8786)")
     p.add_argument("--variant", default="auto", choices=["auto", "llvm_ad_rgb", "scalar_rgb"], help="Mitsuba variant (default auto)")
     p.add_argument("--head-model", help="head model: an asset .npz or an ICT-FaceKit FaceXModel folder (default: shipped)")
+    p.add_argument("--generator-version", type=int, choices=[1, 2], default=None,
+                   help="generator version (default: the newest, 2; 1 extends or remakes a version 1 set)")
+    p.add_argument("--camera", choices=["perspective", "orthographic"], default=None,
+                   help="camera of version 2 (default perspective, random 24-135 mm equivalent)")
+    p.add_argument("--hdri", metavar="DIR", help="more environment maps (.npy (h, 2h, 3) linear RGB or .hdr), besides the bundled ones")
+    p.add_argument("--backgrounds", metavar="DIR", help="background photos of your own (unreadable files skipped)")
     p.add_argument("--no-preview", action="store_true", help="do not write preview.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

@@ -3,10 +3,12 @@
 - :func:`raycast_ground_truth` computes a sample's normal, depth and mask maps a second way,
   sharing nothing with the renderer but the posed head mesh: trimesh's angle-weighted vertex
   normals (its own implementation of eq. 2) and Embree ray casting through trimesh and
-  ``embreex`` (one ray per pixel centre, straight down −z, the occluders absent).
+  ``embreex`` (one ray per pixel centre, the occluders absent: straight down −z for an
+  orthographic camera, from the pinhole for a perspective one, :mod:`.camera`).
 - :func:`compare_ground_truth` measures how far the two agree.
 - :func:`finite_difference_agreement` compares N with the normals of the finite differences
-  of the depth (:func:`monohead.geometry.normals_from_depth`) on interior pixels.
+  of the depth on interior pixels (orthographic: :func:`monohead.geometry.normals_from_depth`;
+  perspective: the cross product of the differences of the back-projected points).
 
 Needs ``trimesh`` and ``embreex`` (``pip install 'monohead[synth-check]'``).
 """
@@ -19,12 +21,14 @@ import numpy as np
 from scipy import ndimage
 
 from .. import geometry
+from . import camera as camera_mod
 from .render import MIN_NZ
 
 __all__ = ["compare_ground_truth", "finite_difference_agreement", "raycast_ground_truth"]
 
 
-def raycast_ground_truth(vertices: Any, faces: Any, size: tuple[int, int]) -> dict[str, np.ndarray]:
+def raycast_ground_truth(vertices: Any, faces: Any, size: tuple[int, int],
+                         camera: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Normal, depth and mask maps of a mesh by Embree ray casting at pixel centres.
 
     Args:
@@ -32,11 +36,13 @@ def raycast_ground_truth(vertices: Any, faces: Any, size: tuple[int, int]) -> di
             ``(r, c)`` is centred at ``x = c, y = -r``, z toward the viewer.
         faces: ``(F, 3)`` triangles (head and eyes only).
         size: ``(H, W)``.
+        camera: the sample's ``params["camera"]``; ``None`` or orthographic: rays straight
+            down −z; perspective: rays from the pinhole through the pixel centres.
 
     Returns:
         ``normals (H, W, 3)``, ``depth (H, W)`` (NaN outside the mask) and ``mask (H, W)``,
         with the renderer's rule: a pixel is in the mask if its ray hits the mesh and the
-        interpolated normal has ``Nz > MIN_NZ``.
+        interpolated normal has ``Nz > MIN_NZ`` (perspective: and ``N . (-ray) > MIN_NZ``).
     """
     import trimesh  # noqa: PLC0415
 
@@ -49,10 +55,7 @@ def raycast_ground_truth(vertices: Any, faces: Any, size: tuple[int, int]) -> di
     mesh = trimesh.Trimesh(v, f, process=False, validate=False)
     vn = np.asarray(mesh.vertex_normals)  # trimesh: face normals weighted by the corner angles
     h, w = size
-    rows, cols = np.mgrid[0:h, 0:w]
-    top = v[:, 2].max() + 10.0
-    origins = np.column_stack([cols.ravel(), -rows.ravel(), np.full(h * w, top)]).astype(np.float64)
-    dirs = np.tile([0.0, 0.0, -1.0], (h * w, 1))
+    origins, dirs = camera_mod.pixel_rays(camera, size, z_start=v[:, 2].max() + 10.0)
     tri, ray, loc = RayMeshIntersector(mesh).intersects_id(origins, dirs, multiple_hits=False, return_locations=True)
     normals = np.zeros((h * w, 3))
     depth = np.full(h * w, np.nan)
@@ -63,7 +66,10 @@ def raycast_ground_truth(vertices: Any, faces: Any, size: tuple[int, int]) -> di
         normals[ray] = n
         depth[ray] = loc[:, 2]
     normals = normals.reshape(h, w, 3)
-    mask = np.isfinite(depth.reshape(h, w)) & (normals[..., 2] > MIN_NZ)
+    facing = normals[..., 2] > MIN_NZ
+    if camera is not None and camera.get("projection") == "perspective":  # the renderer's rule, restated
+        facing &= -(normals.reshape(-1, 3) * dirs).sum(axis=1).reshape(h, w) > MIN_NZ
+    mask = np.isfinite(depth.reshape(h, w)) & facing
     normals[~mask] = 0.0
     return {"normals": normals, "depth": np.where(mask, depth.reshape(h, w), np.nan), "mask": mask}
 
@@ -99,12 +105,16 @@ def compare_ground_truth(rendered: dict[str, Any], reference: dict[str, Any]) ->
     }
 
 
-def finite_difference_agreement(normals: Any, depth: Any, mask: Any, margin: int = 2, max_step: float = 2.0) -> dict[str, float]:
+def finite_difference_agreement(normals: Any, depth: Any, mask: Any, margin: int = 2, max_step: float = 2.0,
+                                camera: dict[str, Any] | None = None) -> dict[str, float]:
     """Angles between N and the normals of the depth's finite differences, on interior pixels.
 
     Interior pixels are ``margin`` pixels inside the mask and away from depth steps (a
     neighbour whose depth differs by more than ``max_step`` pixels plus what N predicts),
-    where finite differences cannot stand for the surface.
+    where finite differences cannot stand for the surface. With a perspective ``camera`` (a
+    sample's ``params["camera"]``) the depth (height toward the viewer) is first
+    back-projected along the pixel rays (:func:`monohead.synth.camera.back_project`) and the
+    finite-difference normal is the cross product of the central differences of those points.
 
     Returns:
         ``mean``, ``median`` and ``p95`` angle (degrees) and ``pixels`` (interior pixels).
@@ -112,9 +122,16 @@ def finite_difference_agreement(normals: Any, depth: Any, mask: Any, margin: int
     n = np.asarray(normals, np.float64)
     h = np.asarray(depth, np.float64)
     m = np.asarray(mask, bool)
-    fd = geometry.normals_from_depth(h, m)
+    K = camera_mod.intrinsics(camera)
+    if K is None:
+        fd = geometry.normals_from_depth(h, m)
+    else:
+        fd = _perspective_fd_normals(camera_mod.back_project(np.where(m, h, np.nan), camera), m)
     inner = ndimage.binary_erosion(m, iterations=margin, border_value=0)
     p, q = geometry.normals_to_gradients(n, m)
+    if K is not None:  # slopes per pixel: the footprint of a pixel at height h is (D - h) / fx
+        foot = np.where(m, (float(camera["distance"]) - np.where(m, h, 0.0)) / K[0, 0], 1.0)
+        p, q = p * foot, q * foot
     hz = np.where(m, h, 0.0)
     step = np.zeros_like(m)
     # Horizontal and vertical neighbours: |h(nb) - h - predicted| beyond max_step flags both.
@@ -131,3 +148,33 @@ def finite_difference_agreement(normals: Any, depth: Any, mask: Any, margin: int
         return {"mean": 0.0, "median": 0.0, "p95": 0.0, "pixels": 0}
     return {"mean": float(ang.mean()), "median": float(np.median(ang)), "p95": float(np.percentile(ang, 95)),
             "pixels": int(sel.sum())}
+
+
+def _perspective_fd_normals(points: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Unit normals ``(H, W, 3)`` of back-projected points by central differences (one-sided
+    where a neighbour is outside the mask), oriented toward the viewer; 0 where undefined."""
+    m = mask
+    pts = np.where(m[..., None], points, 0.0)
+
+    def diff(axis: int) -> np.ndarray:
+        fwd = np.zeros_like(pts)
+        bwd = np.zeros_like(pts)
+        okf = np.zeros_like(m)
+        okb = np.zeros_like(m)
+        sl = [slice(None)] * 2
+        lo, hi = list(sl), list(sl)
+        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+        both = m[tuple(lo)] & m[tuple(hi)]
+        d = pts[tuple(hi)] - pts[tuple(lo)]
+        fwd[tuple(lo)] = np.where(both[..., None], d, 0.0)
+        okf[tuple(lo)] = both
+        bwd[tuple(hi)] = np.where(both[..., None], d, 0.0)
+        okb[tuple(hi)] = both
+        cnt = okf.astype(np.float64) + okb
+        return np.where(cnt[..., None] > 0, (fwd + bwd) / np.maximum(cnt, 1)[..., None], np.nan)
+
+    dc, dr = diff(1), diff(0)  # along columns (x right) and rows (y down)
+    n = np.cross(dc, -dr)  # (d/dx) x (d/dy) with y up points toward the viewer
+    norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    out = np.where(np.isfinite(norm) & (norm > 0), n / np.where(norm > 0, norm, 1.0), 0.0)
+    return np.where(m[..., None], out, 0.0)

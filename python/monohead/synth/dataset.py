@@ -139,10 +139,19 @@ def _generator(settings: dict[str, Any]) -> Any:
     with _GEN_LOCK:
         gen = _GENERATORS.get(key)
         if gen is None:
+            version = int(settings.get("generator_version", 1))
+            extra = {} if version < 2 else {"projection": settings.get("projection"), "hdri": settings.get("hdri_dir"),
+                                             "backgrounds": settings.get("backgrounds_dir")}
             gen = Generator(tuple(settings["size"]), spp=settings["spp"], variant=settings["variant"],
                             head_model=settings.get("head_model_path"), max_depth=settings["max_depth"],
-                            sampler=_with_legacy_defaults(settings)["sampler"],
-                            version=int(settings.get("generator_version", 1)))
+                            sampler=_with_legacy_defaults(settings)["sampler"], version=version, **extra)
+            if version >= 2:
+                have = gen.source_settings()
+                for key in ("hdri_maps", "background_photos"):
+                    if have[key] != settings.get(key):
+                        raise ValueError(f"the {key.split('_')[0]} folder changed since the data set was started "
+                                         f"({len(settings.get(key) or [])} files then, {len(have[key])} now): "
+                                         "samples would not match")
             _GENERATORS[key] = gen
             while len(_GENERATORS) > 2:
                 _GENERATORS.popitem(last=False)
@@ -236,6 +245,10 @@ def generate(
     sampler: str = "multijitter",
     preview: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    generator_version: int | None = None,
+    projection: str | None = None,
+    hdri: Any = None,
+    backgrounds: Any = None,
 ) -> dict[str, Any]:
     """Generate a synthetic data set in ``out`` (resuming what is already there).
 
@@ -256,11 +269,18 @@ def generate(
         preview: write ``preview.png`` (when shard 0 is present).
         progress: ``callback(done, total)`` after each sample (per shard with Dask), counting
             the samples this call is responsible for, skipped ones included in ``done``.
+        generator_version: ``None`` for the current one
+            (:data:`~monohead.synth.generator.GENERATOR_VERSION`), or an older one to extend a
+            data set made by it.
+        projection: ``"perspective"`` (version 2's default) or ``"orthographic"``.
+        hdri: a folder of more environment maps (version 2): ``.npy`` ``(h, 2h, 3)`` or ``.hdr``.
+        backgrounds: a folder of background photos (version 2).
 
     Returns:
         ``dict``: ``out``, ``count``, ``generated`` (samples made now), ``skipped`` (already
         there), ``shards`` (this call's), ``seconds``, ``seconds_per_sample``, ``variant``,
-        ``preview`` (path or ``None``).
+        ``preview`` (path or ``None``), ``generator_version``, ``skipped_files``
+        (``{"hdri": n, "backgrounds": n}``: unreadable files skipped in those folders).
 
     Raises:
         ValueError, TypeError: bad arguments (with the argument's name), an output folder
@@ -284,6 +304,35 @@ def generate(
     part = parse_shard(shard) if shard is not None else (0, 1)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable; got {type(progress).__name__}")
+    from .generator import GENERATOR_VERSION, VERSIONS  # noqa: PLC0415
+
+    version = GENERATOR_VERSION if generator_version is None else generator_version
+    if isinstance(version, bool) or version not in VERSIONS:
+        raise ValueError(f"generator_version must be one of {VERSIONS}; got {generator_version!r}")
+    skipped_files = {"hdri": 0, "backgrounds": 0}
+    sources: dict[str, Any] = {}
+    if version >= 2:  # check the folders before any work starts
+        from . import backgrounds as bg_mod  # noqa: PLC0415
+        from . import lighting as light_mod  # noqa: PLC0415
+        from .camera import PROJECTIONS  # noqa: PLC0415
+
+        projection = projection or "perspective"
+        if projection not in PROJECTIONS:
+            raise ValueError(f"projection must be one of {PROJECTIONS}; got {projection!r}")
+        maps = sorted(p.stem for p in light_mod.bundled_maps())
+        if hdri is not None:
+            found, skipped_files["hdri"] = light_mod.scan_hdri(hdri)
+            maps = sorted(maps + [f"user/{p.name}" for p in found])
+        photos: list[str] = []
+        if backgrounds is not None:
+            found, skipped_files["backgrounds"] = bg_mod.scan_backgrounds(backgrounds)
+            photos = [p.name for p in found]
+        sources = {"projection": projection,
+                   "hdri_dir": None if hdri is None else str(Path(hdri).resolve()), "hdri_maps": maps,
+                   "backgrounds_dir": None if backgrounds is None else str(Path(backgrounds).resolve()),
+                   "background_photos": photos}
+    elif projection not in (None, "orthographic") or hdri is not None or backgrounds is not None:
+        raise ValueError("generator version 1 has an orthographic camera and no hdri or backgrounds folders")
     root = _prepare_root(out)
     from .head_model import HeadModel  # noqa: PLC0415
     from .render import select_variant  # noqa: PLC0415
@@ -298,9 +347,8 @@ def generate(
         "head_model": Path(model.source).name, "head_model_path": model_path,
         "identities": model.num_identities, "expressions": model.num_expressions,
     }
-    from .generator import GENERATOR_VERSION  # noqa: PLC0415
-
-    settings["generator_version"] = GENERATOR_VERSION
+    settings["generator_version"] = version
+    settings.update(sources)
     manifest = _manifest(seed, count, shard_size, settings)
     mpath = root / "manifest.json"
     if mpath.exists():
@@ -345,7 +393,7 @@ def generate(
         "out": str(root), "count": count, "generated": generated, "skipped": skipped,
         "shards": len(mine), "seconds": seconds,
         "seconds_per_sample": seconds / generated if generated else None,
-        "variant": chosen, "preview": pv,
+        "variant": chosen, "preview": pv, "generator_version": version, "skipped_files": skipped_files,
     }
 
 

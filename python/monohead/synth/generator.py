@@ -17,21 +17,37 @@ A sample (:meth:`Generator.sample`) is a dict:
 - ``mask``: ``(H, W)`` bool, head and eyes;
 - ``params``: every random parameter (JSON-able);
 - ``timings``: seconds spent in sampling, normals, scene update, image and ground truth.
+
+Version 2's look (besides the body, clothes, headwear and occluders of :mod:`.body`): a
+perspective camera with a random focal length (:mod:`.camera`; ``projection="orthographic"``
+keeps the old camera), light from real places (:mod:`.lighting`), backgrounds with user photos
+and people-like clutter (:mod:`.backgrounds`) and photo artefacts (:mod:`.artefacts`). These
+extra random choices come from streams of their own (``SeedSequence(seed, spawn_key=(index,
+1000 + k))``). Under a perspective camera ``params["camera"]`` holds the sample's intrinsics
+``K`` (OpenCV form) and ``distance`` ``D``: the depth along the optical axis is
+``Z = D - depth`` and N is the surface normal in the camera frame (``docs/conventions.md``).
+Where a sample's crop is framed past its simulated photo's border
+(:func:`.artefacts.border_inside`), the ground truth is outside the mask.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import geometry
+from . import artefacts as art_mod
+from . import backgrounds as bg_mod
 from . import body as body_mod
+from . import camera as camera_mod
 from . import facial_hair as facial_mod
 from . import glasses as glasses_mod
 from . import hair as hair_mod
 from . import headwear as headwear_mod
+from . import lighting as light_mod
 from . import scene as scene_mod
 from . import textures as tex_mod
 from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel, sample_expression, sample_identity
@@ -52,6 +68,15 @@ clothes, headwear, facial hair and occluders in front of the face)."""
 # spawned, so the streams of version 1 stay the same.
 _STREAMS = ("identity", "expression", "skin", "eyes", "hair", "glasses", "pose", "lights", "environment",
             "background", "camera", "render", "body", "headwear", "beard", "occluder")
+
+
+_V2_STREAMS = {"lighting": 1, "camera": 2, "background": 3, "artefacts": 4}
+"""Streams of version 2's look: ``SeedSequence(seed, spawn_key=(index, 1000 + k))``, apart
+from the streams of :data:`_STREAMS` (``(index, k)``, k < 1000)."""
+
+
+def _v2_stream(seed: int, index: int, name: str) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index), 1000 + _V2_STREAMS[name])))
 
 
 def _streams(seed: int, index: int) -> dict[str, np.random.Generator]:
@@ -118,6 +143,15 @@ class Generator:
         sampler: Mitsuba sampler of the image (see :class:`~monohead.synth.render.Renderer`).
         version: generator version (:data:`VERSIONS`); version 1 gives exactly the samples it
             always gave.
+        projection: ``"perspective"`` or ``"orthographic"``; ``None``: perspective from
+            version 2 on, orthographic for version 1 (which has only that).
+        hdri: a folder of more environment maps (version 2; :func:`.lighting.scan_hdri`), used
+            with the bundled ones.
+        backgrounds: a folder of background photos (version 2; :func:`.backgrounds.scan_backgrounds`).
+
+    Raises:
+        ValueError: an unknown version or projection, a perspective camera for version 1, an
+            ``hdri`` or ``backgrounds`` folder that does not exist or holds no usable file.
     """
 
     def __init__(
@@ -129,16 +163,39 @@ class Generator:
         max_depth: int = 3,
         sampler: str = "multijitter",
         version: int = GENERATOR_VERSION,
+        projection: str | None = None,
+        hdri: Any = None,
+        backgrounds: Any = None,
     ) -> None:
         if isinstance(version, bool) or version not in VERSIONS:
             raise ValueError(f"version must be one of {VERSIONS}; got {version!r}")
         self.version = int(version)
+        projection = projection or ("perspective" if self.version >= 2 else "orthographic")
+        if projection not in camera_mod.PROJECTIONS:
+            raise ValueError(f"projection must be one of {camera_mod.PROJECTIONS}; got {projection!r}")
+        if self.version == 1 and (projection != "orthographic" or hdri is not None or backgrounds is not None):
+            raise ValueError("generator version 1 has an orthographic camera and no hdri or backgrounds folders")
+        self.projection = projection
+        self.hdri_dir = None if hdri is None else str(Path(hdri).resolve())
+        self.backgrounds_dir = None if backgrounds is None else str(Path(backgrounds).resolve())
+        self.skipped_files = {"hdri": 0, "backgrounds": 0}
+        self.hdri_pool: dict[str, str] = {}
+        self.background_photos: list[str] = []
+        if self.version >= 2:
+            self.hdri_pool = {p.stem: str(p) for p in light_mod.bundled_maps()}
+            if hdri is not None:
+                maps, self.skipped_files["hdri"] = light_mod.scan_hdri(hdri)
+                self.hdri_pool.update({f"user/{p.name}": str(p) for p in maps})
+            if backgrounds is not None:
+                photos, self.skipped_files["backgrounds"] = bg_mod.scan_backgrounds(backgrounds)
+                self.background_photos = [str(p) for p in photos]
         self.model = head_model if isinstance(head_model, HeadModel) else HeadModel.load(head_model)
         if self.version >= 2:
             cut = body_mod.neck_cut(self.model)
             self._gt_faces = cut["gt_faces"]
             self.renderer = Renderer(self.model, size, spp=spp, variant=variant, max_depth=max_depth, sampler=sampler,
-                                     drop_faces=cut["drop"], extras=self._extra_slots())
+                                     drop_faces=cut["drop"], extras=self._extra_slots(), projection=projection,
+                                     environment_size=light_mod.ENV_SIZE)
         else:
             self._gt_faces = self.model.faces[self.model.region_faces(list(SKIN_REGIONS) + list(EYE_REGIONS))]
             self.renderer = Renderer(self.model, size, spp=spp, variant=variant, max_depth=max_depth, sampler=sampler)
@@ -149,14 +206,36 @@ class Generator:
 
     def settings(self) -> dict[str, Any]:
         """What besides (seed, index) decides a sample."""
-        return {"size": list(self.size), "spp": self.spp, "variant": self.variant,
-                "max_depth": self.renderer.max_depth, "sampler": self.renderer.sampler, "generator_version": self.version,
-                "head_model": self.model.source.rsplit("/", 1)[-1], "identities": self.model.num_identities,
-                "expressions": self.model.num_expressions, "texture_size": self.renderer.space.height}
+        out = {"size": list(self.size), "spp": self.spp, "variant": self.variant,
+               "max_depth": self.renderer.max_depth, "sampler": self.renderer.sampler, "generator_version": self.version,
+               "head_model": self.model.source.rsplit("/", 1)[-1], "identities": self.model.num_identities,
+               "expressions": self.model.num_expressions, "texture_size": self.renderer.space.height}
+        if self.version >= 2:
+            out.update(self.source_settings())
+        return out
+
+    def source_settings(self) -> dict[str, Any]:
+        """Version 2's camera and the folders it reads: projection, map names, photo names."""
+        return {"projection": self.projection,
+                "hdri_dir": self.hdri_dir, "hdri_maps": sorted(self.hdri_pool),
+                "backgrounds_dir": self.backgrounds_dir,
+                "background_photos": [Path(p).name for p in self.background_photos]}
 
     def params(self, seed: int, index: int) -> dict[str, Any]:
-        """The random parameters of sample ``index`` (see :func:`sample_params`)."""
-        return sample_params(seed, index, self.model, self.size, self.version)
+        """The random parameters of sample ``index`` (see :func:`sample_params`; version 2
+        also draws ``lighting`` and ``artefacts`` and redraws ``lights``, ``environment``,
+        ``background`` and ``camera``)."""
+        p = sample_params(seed, index, self.model, self.size, self.version)
+        if self.version >= 2:
+            light = light_mod.sample_lighting(_v2_stream(seed, index, "lighting"), sorted(self.hdri_pool))
+            p["lighting"] = {"setup": light["setup"], "noise_gain": light["noise_gain"]}
+            p["lights"], p["environment"] = light["lights"], light["environment"]
+            p["camera"] = camera_mod.sample_camera(_v2_stream(seed, index, "camera"), self.size, p["pose"]["scale"],
+                                                   self.projection)
+            p["background"] = bg_mod.sample_background(_v2_stream(seed, index, "background"), len(self.background_photos),
+                                                       p["environment"]["kind"] == "map")
+            p["artefacts"] = art_mod.sample_artefacts(_v2_stream(seed, index, "artefacts"), light["noise_gain"])
+        return p
 
     def _extra_slots(self) -> tuple:
         """The meshes a version-2 scene holds besides the head (fixed topology)."""
@@ -274,12 +353,25 @@ class Generator:
             "frame_roughness": gp["roughness"] if gp else 0.3,
             "lens_tint": gp["lens_tint"] if gp else [1.0, 1.0, 1.0],
         }
+        if self.version >= 2:
+            env = light_mod.environment(params["environment"], self.hdri_pool, self.renderer.environment_size)
+            env, sun = light_mod.extract_sun(env)
+            if sun is not None:
+                lights.append(sun)
+            env_bg = (light_mod.environment(params["environment"], self.hdri_pool, 2 * self.renderer.environment_size)
+                      if params["background"]["kind"] == "environment" else None)
+            background, referred = bg_mod.background(params["background"], self.size, self.background_photos, env_bg,
+                                                     params["camera"])
+        else:
+            env = scene_mod.environment_image(params["environment"])
+            background, referred = scene_mod.background_image(params["background"], self.size), False
         arrays = SceneArrays(
             vertices=v, normals=normals, hair=strands,
             frame_vertices=fv, frame_faces=ff, lens_vertices=lv, lens_faces=lf,
             skin_albedo=skin_albedo, eye_albedo=eye_albedo, materials=materials, lights=lights,
-            environment=scene_mod.environment_image(params["environment"]),
-            background=scene_mod.background_image(params["background"], self.size),
+            environment=env, background=background,
+            camera=params["camera"] if self.version >= 2 else None,
+            background_scene_referred=referred,
         )
         if self.version >= 2:
             arrays.extras = self._extras(params, v_model, m, skin_albedo, timings, hat)
@@ -310,12 +402,22 @@ class Generator:
             rgb, alpha = self.renderer.render_image(params["render_seed"])
             t3 = time.perf_counter()
             gt = self.renderer.ground_truth()
-        W = geometry.gradient_magnitude(gt.depth, gt.mask).astype(np.float32) if gt.mask.any() else np.zeros(self.size, np.float32)
         t4 = time.perf_counter()
-        image = self._develop(rgb, alpha, arrays.background, gt.mask, params)
+        normals, depth, mask = gt.normals, gt.depth, gt.mask
+        if self.version >= 2:
+            image, inside = art_mod.develop(rgb, alpha, arrays.background, arrays.background_scene_referred, gt.mask,
+                                            params["artefacts"])
+            if not inside.all():  # framed past the photo's border: the head is not seen there
+                mask = mask & inside
+                normals = np.where(mask[..., None], normals, 0.0).astype(np.float32)
+                depth = np.where(mask, depth, np.nan).astype(np.float32)
+        else:
+            image = self._develop(rgb, alpha, arrays.background, gt.mask, params)
         t5 = time.perf_counter()
-        timings.update(update=t2 - t1, image=(t3 - t2) + (t5 - t4), ground_truth=t4 - t3)
-        return {"image": image, "normals": gt.normals, "depth": gt.depth, "W": W, "mask": gt.mask,
+        W = geometry.gradient_magnitude(depth, mask).astype(np.float32) if mask.any() else np.zeros(self.size, np.float32)
+        t6 = time.perf_counter()
+        timings.update(update=t2 - t1, image=(t3 - t2) + (t5 - t4), ground_truth=(t4 - t3) + (t6 - t5))
+        return {"image": image, "normals": normals, "depth": depth, "W": W, "mask": mask,
                 "params": params, "timings": timings, "alpha": alpha}
 
     @staticmethod

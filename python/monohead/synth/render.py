@@ -23,7 +23,8 @@ newer; :func:`select_variant` finds one at Debian's paths (``libllvm19``) and po
 truth is traced ray by ray).
 
 World frame = camera frame of ``conventions.md`` in pixel units: pixel ``(r, c)`` is centred at
-``(x, y) = (c, -r)``, z toward the viewer.
+``(x, y) = (c, -r)``, z toward the viewer (for a perspective camera: on the reference plane
+``z = 0``, :mod:`monohead.synth.camera`).
 """
 
 from __future__ import annotations
@@ -38,13 +39,27 @@ from typing import Any
 import numpy as np
 
 from .. import geometry
+from .camera import pixel_rays, project
 from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel
 from .textures import TextureSpace
 
-__all__ = ["MIN_NZ", "ExtraSlot", "GroundTruth", "Renderer", "SceneArrays", "find_llvm", "select_variant"]
+__all__ = ["MIN_NZ", "ExtraSlot", "GroundTruth", "Renderer", "SceneArrays", "facing_mask", "find_llvm", "select_variant"]
 
 MIN_NZ = 1e-3
-"""Pixels whose ground-truth normal has ``Nz <= MIN_NZ`` are outside the mask."""
+"""Pixels whose ground-truth normal has ``Nz <= MIN_NZ`` are outside the mask; under a
+perspective camera also those whose normal has ``N . (-ray) <= MIN_NZ`` (:func:`facing_mask`)."""
+
+
+def facing_mask(normals: np.ndarray, camera: dict[str, Any] | None) -> np.ndarray:
+    """``(H, W)`` bool: unit normals ``(H, W, 3)`` that face the camera: ``Nz > MIN_NZ`` and,
+    for a perspective camera, ``N . (-d) > MIN_NZ`` with ``d`` the pixel's unit ray (what the
+    orthographic and the perspective integrators both need in their mask)."""
+    h, w = normals.shape[:2]
+    ok = normals[..., 2] > MIN_NZ
+    if camera is not None and camera.get("projection") == "perspective":
+        _, d = pixel_rays(camera, (h, w), 0.0)
+        ok &= -(normals.reshape(-1, 3) * d).sum(axis=1).reshape(h, w) > MIN_NZ
+    return ok
 
 LIGHT_SLOTS = 4
 """Lights of each kind (point, spot, directional) the scene can hold at once."""
@@ -139,8 +154,13 @@ class SceneArrays:
         lights: list of dicts ``kind``, ``position`` (point, spot), ``direction`` (from the
             head toward the light), ``rgb`` (intensity or irradiance), ``cutoff``, ``beam``,
             ``target``.
-        environment: ``(16, 32, 3)`` equirectangular radiance.
+        environment: ``(h, 2 h, 3)`` equirectangular radiance, ``h`` the renderer's
+            ``environment_size`` (16 for generator version 1).
         background: ``(H, W, 3)`` linear radiance behind the head.
+        camera: the sample's ``params["camera"]`` (:mod:`monohead.synth.camera`); ``None``
+            leaves the camera as it is (a perspective renderer needs it).
+        background_scene_referred: the background is scene radiance, exposed like the head
+            (an environment map seen through the camera), not display-referred.
         extras: ``{slot name: {"vertices": (V, 3), "albedo": (h, w, 3) linear RGB,
             "normalmap": (h, w, 3) tangent-space normals encoded as ``(n + 1) / 2``,
             "roughness": float}}`` for the renderer's :class:`ExtraSlot` meshes (generator
@@ -161,6 +181,8 @@ class SceneArrays:
     environment: np.ndarray
     background: np.ndarray
     extras: dict[str, dict[str, Any]] = field(default_factory=dict)
+    camera: dict[str, Any] | None = None
+    background_scene_referred: bool = False
 
 
 @dataclass
@@ -192,9 +214,12 @@ class GroundTruth:
     Attributes:
         normals: ``(H, W, 3)`` float32 unit normals, ``(0, 0, 0)`` outside the mask.
         depth: ``(H, W)`` float32 height toward the viewer (pixels), NaN outside the mask.
-        mask: ``(H, W)`` bool, head and eyes seen through occluders, ``Nz > MIN_NZ``.
+        mask: ``(H, W)`` bool, head and eyes seen through occluders, facing the camera
+            (:func:`facing_mask`).
         part: ``(H, W)`` uint8: 0 background, 1 skin, 2 eyes.
-        xy_error: largest ``|hit.xy - (c, -r)|`` over the mask (pixels): 0 up to rounding.
+        xy_error: largest distance (pixels) over the mask between a hit's projection into the
+            image and its pixel centre ``(c, r)`` (orthographic: ``|hit.xy - (c, -r)|``): 0 up
+            to rounding.
     """
 
     normals: np.ndarray
@@ -287,6 +312,10 @@ class Renderer:
             :mod:`monohead.synth.body` joins it). ``None``: all of them.
         extras: :class:`ExtraSlot` meshes to hold besides the head (default none: the
             version-1 scene).
+        projection: ``"orthographic"`` (generator version 1) or ``"perspective"`` (a pinhole
+            whose focal length and distance every :meth:`update` sets from
+            ``SceneArrays.camera``, :mod:`monohead.synth.camera`).
+        environment_size: height ``h`` of the ``(h, 2 h)`` environment map (16 for version 1).
     """
 
     def __init__(
@@ -300,6 +329,8 @@ class Renderer:
         sampler: str = "multijitter",
         drop_faces: np.ndarray | None = None,
         extras: tuple[ExtraSlot, ...] = (),
+        projection: str = "orthographic",
+        environment_size: int = 16,
     ) -> None:
         h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
         if int(h) < 8 or int(w) < 8:
@@ -312,6 +343,13 @@ class Renderer:
         if sampler not in ("independent", "multijitter", "stratified", "ldsampler"):
             raise ValueError(f"sampler must be 'independent', 'multijitter', 'stratified' or 'ldsampler'; got {sampler!r}")
         self.sampler = sampler
+        if projection not in ("orthographic", "perspective"):
+            raise ValueError(f"projection must be 'orthographic' or 'perspective'; got {projection!r}")
+        self.projection = projection
+        self.environment_size = int(environment_size)
+        if self.environment_size < 4:
+            raise ValueError(f"environment_size must be at least 4; got {environment_size}")
+        self.camera: dict[str, Any] = {"projection": projection}
         self.variant = select_variant(variant)
         self.model = model
         tex = texture_size or int(np.clip(2 * max(h, w), 256, 1024))
@@ -376,21 +414,28 @@ class Renderer:
         eye_bsdf = {"type": "principled", "roughness": 0.05, "specular": 0.6,
                     "base_color": {"type": "bitmap", "bitmap": mi.Bitmap(np.full((tex.eye_size, tex.eye_size, 3), 0.8, np.float32)),
                                    "wrap_mode": "clamp"}}
+        film = {"type": "hdrfilm", "width": w, "height": h, "rfilter": {"type": "box"},
+                "pixel_format": "rgba", "component_format": "float32"}
+        if self.projection == "perspective":  # placeholder focal length, set by every update
+            to_world = self._perspective_to_world(mi, self.camera_z)
+            sensor_type = {"type": "perspective", "fov": 30.0, "fov_axis": "x"}
+        else:
+            sensor_type = {"type": "orthographic"}
         sd: dict[str, Any] = {
             "type": "scene",
             "integrator": {"type": "path", "max_depth": self.max_depth, "hide_emitters": True},
             "sensor": {
-                "type": "orthographic",
+                **sensor_type,
                 "to_world": to_world,
                 "near_clip": 1e-2,
                 "far_clip": 1e2 * max(h, w),
-                "film": {"type": "hdrfilm", "width": w, "height": h, "rfilter": {"type": "box"},
-                         "pixel_format": "rgba", "component_format": "float32"},
+                "film": film,
                 "sampler": {"type": self.sampler, "sample_count": self.spp},
             },
             "skin": self._mesh(mi, "skin", self.model.neutral[self._skin[0]], self._skin[2], self._skin_uv, skin_bsdf),
             "eyes": self._mesh(mi, "eyes", self.model.neutral[self._eyes[0]], self._eyes[2], self._eye_uv, eye_bsdf),
-            "env": {"type": "envmap", "bitmap": mi.Bitmap(np.full((16, 32, 3), 0.2, np.float32))},
+            "env": {"type": "envmap", "bitmap": mi.Bitmap(np.full((self.environment_size, 2 * self.environment_size, 3), 0.2,
+                                                                  np.float32))},
         }
         # Placeholder hair (one tiny strand) and glasses (real topology, collapsed).
         from .glasses import build_glasses
@@ -445,6 +490,25 @@ class Renderer:
             self._eye_ptr = mi.ShapePtr(shapes["eyes"])
         self._shapes = shapes
 
+    def _perspective_to_world(self, mi: Any, distance: float) -> Any:
+        h, w = self.size
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        return mi.ScalarTransform4f().look_at(origin=[cx, -cy, float(distance)], target=[cx, -cy, float(distance) - 1.0],
+                                              up=[0, 1, 0])
+
+    def _set_camera(self, mi: Any, camera: dict[str, Any] | None) -> None:
+        """Point the perspective sensor as ``camera`` says (focal length = distance)."""
+        if camera is None:
+            return
+        if camera.get("projection") != self.projection:
+            raise ValueError(f"this renderer has a {self.projection} camera; the sample asks for {camera.get('projection')!r}")
+        self.camera = camera
+        if self.projection == "perspective":
+            w = self.size[1]
+            fx = float(camera["K"][0][0])
+            self.params["sensor.x_fov"] = float(np.degrees(2.0 * np.arctan(w / 2.0 / fx)))
+            self.params["sensor.to_world"] = self._perspective_to_world(mi, float(camera["distance"]))
+
     def _placeholder_curve(self) -> str:
         import tempfile
 
@@ -479,6 +543,7 @@ class Renderer:
         p["skin.vertex_normals"] = _floats(mi, n[sv])
         p["eyes.vertex_positions"] = _floats(mi, v[ev])
         p["eyes.vertex_normals"] = _floats(mi, n[ev])
+        self._set_camera(mi, a.camera)
         self._set_mesh("frame", a.frame_vertices, a.frame_faces)
         self._set_mesh("lens", a.lens_vertices, a.lens_faces)
         points, segments, count = self._hair(mi, a.hair, v[sv].mean(axis=0))
@@ -612,12 +677,13 @@ class Renderer:
                 p2, n2, k2, _ = self._trace(_RayArrays(pos[redo], -d))
                 pos[redo], nrm[redo], part[redo] = p2, n2, k2
         pos, nrm, part = pos.reshape(h, w, 3), nrm.reshape(h, w, 3), part.reshape(h, w)
-        mask = (part > 0) & (nrm[..., 2] > MIN_NZ)
         nrm = nrm / np.maximum(np.linalg.norm(nrm, axis=-1, keepdims=True), 1e-30)
+        mask = (part > 0) & facing_mask(nrm, self.camera)
         normals = np.where(mask[..., None], nrm, 0.0).astype(np.float32)
         depth = np.where(mask, pos[..., 2], np.nan).astype(np.float32)
         rows, cols = np.mgrid[0:h, 0:w]
-        err = np.hypot(pos[..., 0] - cols, pos[..., 1] + rows)
+        uv = project(pos.reshape(-1, 3), self.camera).reshape(h, w, 2)
+        err = np.hypot(uv[..., 0] - cols, uv[..., 1] - rows)
         xy_error = float(err[mask].max()) if mask.any() else 0.0
         return GroundTruth(normals, depth, mask, np.where(mask, part, 0).astype(np.uint8), xy_error)
 
