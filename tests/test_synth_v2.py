@@ -114,7 +114,7 @@ def test_body_is_rendered_but_never_in_the_mask(gen):
                   beard=_kind(lambda r: facial_hair.sample_facial_hair_params(r, "male"), "style", beard))
         s = gen.render(p)
         v, f = gen.head_mesh(p)
-        ref = check.raycast_ground_truth(v, f, gen.size)
+        ref = check.raycast_ground_truth(v, f, gen.size, p["camera"])  # the sample's camera (perspective in v2)
         c = check.compare_ground_truth(s, ref)
         assert c["mean_angle"] < 0.05 and c["mask_diff_interior"] == 0 and c["depth_max"] < 1.0, c
         body_px = (s["alpha"] > 0.5) & ~s["mask"]

@@ -87,10 +87,13 @@ def sample_camera(rng: np.random.Generator, size: tuple[int, int], scale: float,
 
 
 def _check(camera: dict[str, Any] | None) -> dict[str, Any]:
-    cam = {"projection": "orthographic"} if camera is None else camera
-    if not isinstance(cam, dict) or cam.get("projection") not in PROJECTIONS:
+    """The camera dict, ``None`` or version 1's (no ``projection``: exposure and noise only)
+    standing for the orthographic camera."""
+    if camera is None or (isinstance(camera, dict) and "projection" not in camera):
+        return {"projection": "orthographic"}
+    if not isinstance(camera, dict) or camera.get("projection") not in PROJECTIONS:
         raise ValueError(f"camera must be a dict with 'projection' in {PROJECTIONS}; got {camera!r}")
-    return cam
+    return camera
 
 
 def intrinsics(camera: dict[str, Any] | None) -> np.ndarray | None:
