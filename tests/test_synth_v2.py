@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from monohead.synth import body, check, facial_hair, hair, headwear
+from monohead.synth import body, check, facial_hair, hair, headwear, occluders
 from monohead.synth.generator import VERSIONS, Generator, sample_params
 
 
@@ -108,10 +108,13 @@ def test_body_is_rendered_but_never_in_the_mask(gen):
     """The oracle sees the head alone; the rendered ground truth must agree, while the image
     shows the torso below the cut, and headwear and facial hair over the head."""
     hits = 0
-    extras = [("cap", "full_beard"), ("hat", "moustache"), ("beanie", "stubble")]
-    for i, (kind, beard) in enumerate(extras):
+    # One hairstyle for all (each count of curve control points compiles its own kernels).
+    extras = [("cap", "full_beard", "hand"), ("hat", "moustache", "microphone"), ("bandana", "stubble", "scarf")]
+    for i, (kind, beard, occ) in enumerate(extras):
         p = _with(gen, 40, i, headwear=_kind(lambda r: headwear.sample_headwear_params(r, 1.0), "kind", kind),
-                  beard=_kind(lambda r: facial_hair.sample_facial_hair_params(r, "male"), "style", beard))
+                  beard=beard and _kind(lambda r: facial_hair.sample_facial_hair_params(r, "male"), "style", beard),
+                  occluder=_kind(lambda r: occluders.sample_occluder_params(r, 1.0), "kind", occ, seed=i))
+        p["hair"] = {**p["hair"], "style": "short", "length": 4.0, "density": 0.8}
         s = gen.render(p)
         v, f = gen.head_mesh(p)
         ref = check.raycast_ground_truth(v, f, gen.size, p["camera"])  # the sample's camera (perspective in v2)
@@ -184,3 +187,55 @@ def test_facial_hair_grows_on_the_lower_face(gen, style):
         assert (np.abs(roots[:, 0]) < 3.5).all() and (roots[:, 1] > -3.0).all()
     assert len(facial_hair.grow_facial_hair(fp, gen.model, v, n, k=8, max_strands=10)) <= 10
     assert len(facial_hair.grow_facial_hair(None, gen.model, v, n, k=8, max_strands=10)) == 0
+
+
+def test_ground_truth_ignores_everything_in_front(gen):
+    """The rule itself: with or without body, headwear, facial hair and an occluder, the
+    ground truth is the same head (up to the rounding of the rays' steps through them), while
+    the image changes."""
+    base = _with(gen, 7, 2, body=None, headwear=None, beard=None, occluder=None)
+    bare = gen.render(base)
+    covered = 0
+    for occ, pose in (("hand", "mouth"), ("microphone", "mic"), ("cup", "lips"), ("raised_collar", None)):
+        p = copy.deepcopy(base)
+        p["occluder"] = next(o for o in (occluders.sample_occluder_params(np.random.default_rng(s), 1.0) for s in range(500))
+                             if o["kind"] == occ and o.get("pose") == pose)
+        p["body"] = gen.params(7, 2)["body"]
+        p["beard"] = _kind(lambda r: facial_hair.sample_facial_hair_params(r, "male"), "style", "full_beard")
+        s = gen.render(p)
+        np.testing.assert_array_equal(s["mask"], bare["mask"])
+        np.testing.assert_allclose(s["depth"], bare["depth"], atol=1e-3)
+        np.testing.assert_allclose(s["normals"], bare["normals"], atol=1e-3)
+        changed = np.abs(s["image"].astype(int) - bare["image"].astype(int)).max(axis=-1) > 40
+        covered += int((changed & bare["mask"]).sum())
+    assert covered > 100  # the occluders do hide parts of the head in the images
+
+
+@pytest.mark.parametrize("kind", occluders.KINDS)
+def test_occluders_build(gen, kind):
+    v = gen.model.neutral.astype(np.float64)
+    slot = occluders.prop_slot()
+    assert slot.faces.max() < len(slot.uv) and slot.faces.min() >= 0
+    poses = occluders.POSES.get(kind, (None,))
+    rng = np.random.default_rng(5)
+    for pose in poses:
+        for side in (-1.0, 1.0):
+            op = next(o for o in (occluders.sample_occluder_params(rng, 1.0) for _ in range(2000))
+                      if o["kind"] == kind and o.get("pose") == pose and o.get("side", side) == side)
+            json.dumps(op)
+            out = occluders.build_occluder(op, gen.model, v)
+            tex = occluders.occluder_textures(op, [0.5, 0.35, 0.3])
+            assert tex["albedo"].shape == (64, 64, 3)
+            if kind in ("raised_collar", "scarf"):
+                assert set(out) == {"scarf"} and np.isfinite(out["scarf"]).all()
+                assert out["scarf"][:, 1].max() > -10.0  # up the neck to the jaw
+                continue
+            pts = out["prop"]
+            assert set(out) == {"prop"} and pts.shape == (len(slot.uv), 3) and np.isfinite(pts).all()
+            # In front of the lower face, at most a hand's reach from the mouth.
+            near = np.linalg.norm(pts - [0.0, -3.5, 11.0], axis=1).min()
+            assert near < 12.0, (pose, near)
+    hand = occluders.hand_mesh(0.5, 10.0)
+    assert np.ptp(hand[:, 1]) > 40.0  # forearm to fingertips, cm
+    open_, fist = occluders.hand_mesh(0.0, 0.0), occluders.hand_mesh(1.0, 0.0)
+    assert fist[:, 1].max() < open_[:, 1].max() - 3.0  # curling shortens the reach of the fingers

@@ -35,11 +35,14 @@ from .render import ExtraSlot
 __all__ = [
     "GARMENTS",
     "TORSO_DEPTHS",
+    "band_slot",
     "body_matrix",
     "body_slots",
     "build_body",
     "fabric",
+    "neck_band",
     "neck_cut",
+    "normal_map",
     "sample_body_params",
     "sample_fabric",
 ]
@@ -253,11 +256,15 @@ def body_slots(model: HeadModel) -> tuple[ExtraSlot, ExtraSlot]:
     vv = TORSO_DEPTHS / TORSO_DEPTHS[-1]
     uv = np.stack(np.meshgrid(u, vv), axis=-1).reshape(-1, 2)
     torso = ExtraSlot("torso", _grid_faces(rows, n), uv.astype(np.float32), _TEX)
+    return torso, band_slot("collar")
+
+
+def band_slot(name: str) -> ExtraSlot:
+    """A renderer mesh slot for a :func:`neck_band` (``(32, 128)`` texels)."""
     cu = np.linspace(0.0, 1.0, _COLLAR_COLS)
     cv = np.linspace(0.0, 1.0, _COLLAR_ROWS)
     cuv = np.stack(np.meshgrid(cu, cv), axis=-1).reshape(-1, 2)
-    collar = ExtraSlot("collar", _grid_faces(_COLLAR_ROWS, _COLLAR_COLS), cuv.astype(np.float32), _COLLAR_TEX)
-    return torso, collar
+    return ExtraSlot(name, _grid_faces(_COLLAR_ROWS, _COLLAR_COLS), cuv.astype(np.float32), _COLLAR_TEX)
 
 
 def _grid_faces(rows: int, cols: int) -> np.ndarray:
@@ -371,15 +378,27 @@ def build_body(params: dict[str, Any], model: HeadModel, v_model: np.ndarray) ->
     out: dict[str, Any] = {"torso": pts.reshape(-1, 3), "torso_weight": weight.reshape(-1), "anchor": centre,
                            "collar": None, "collar_weight": None}
     if params["collar"] > 0:
-        out["collar"], out["collar_weight"] = _collar(params, model, v_model, centre, ring0[:-1], phi[:-1])
+        out["collar"] = neck_band(params, model, v_model)
+        out["collar_weight"] = np.zeros(len(out["collar"]))
     return out
 
 
-def _collar(params: dict[str, Any], model: HeadModel, v_model: np.ndarray, centre: np.ndarray, ring0: np.ndarray,
-            phi0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A band around the neck (collar, turtleneck, hood): rows from just inside the torso up to
-    ``collar`` cm above the loop, clear of the neck by a margin that flares upward."""
+def neck_band(params: dict[str, Any], model: HeadModel, v_model: np.ndarray) -> np.ndarray:
+    """A band around the neck (collar, turtleneck, hood, raised collar, scarf), model frame.
+
+    Rows (:data:`_COLLAR_ROWS`) go from just inside the torso up to ``params['collar']`` cm
+    above the neck loop, columns (:data:`_COLLAR_COLS`) round the neck from one side of a
+    front opening of ``collar_open`` degrees to the other; the band clears the head's skin
+    at its height (the jaw and chin included) by ``0.3 + thickness`` cm plus a flare that
+    grows upward (``collar_flare``) and a bulge in the middle rows (``bulge``, cm). It never
+    narrows higher up. Returns ``(rows * cols, 3)`` vertices (cm).
+    """
+    cut = neck_cut(model)
+    ring0 = v_model[cut["loop"]].astype(np.float64)
+    centre = ring0.mean(axis=0)
+    phi0 = _loop_angles(ring0)
     height, flare = float(params["collar"]), float(params["collar_flare"])
+    bulge = float(params.get("bulge", 0.0))
     opening = np.radians(float(params["collar_open"]))
     s = np.linspace(-0.12, 1.0, _COLLAR_ROWS)
     # Angles from the front opening round the back to the other side (the subject's left first).
@@ -396,7 +415,7 @@ def _collar(params: dict[str, Any], model: HeadModel, v_model: np.ndarray, centr
     hk2 = np.clip(hk - 1, 0, len(heights) - 1)
     neck = np.maximum(prof[hk, bins[None, :]], prof[hk2, bins[None, :]])
     thick = float(params["thickness"])
-    margin = 0.3 + thick + flare * np.clip(s, 0, 1)[:, None] ** 1.5
+    margin = 0.3 + thick + flare * np.clip(s, 0, 1)[:, None] ** 1.5 + bulge * np.sin(np.pi * np.clip(s, 0, 1))[:, None]
     r = np.maximum(neck, base_r[None, :])
     r = ndimage.gaussian_filter1d(r, 2.0, axis=1, mode="wrap" if opening == 0 else "nearest")
     r = np.maximum.accumulate(r, axis=0) + margin  # never narrower higher up: no ruffs
@@ -405,9 +424,7 @@ def _collar(params: dict[str, Any], model: HeadModel, v_model: np.ndarray, centr
     pts[..., 0] = centre[0] + r * np.sin(ang)[None]
     pts[..., 2] = centre[2] + r * np.cos(ang)[None]
     pts[..., 1] = ys
-    # Collar points and hood edges lean outward at the front.
-    weight = np.zeros((_COLLAR_ROWS, _COLLAR_COLS))
-    return pts.reshape(-1, 3), weight.reshape(-1)
+    return pts.reshape(-1, 3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,8 +480,9 @@ def fabric(params: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[np.nda
     return np.clip(alb, 0.0, 1.0), height
 
 
-def _normal_map(height: np.ndarray, texel_cm: tuple[float, float]) -> np.ndarray:
-    """Tangent-space normal map ``(h, w, 3)`` in [0, 1] of a height field (cm)."""
+def normal_map(height: np.ndarray, texel_cm: tuple[float, float]) -> np.ndarray:
+    """Tangent-space normal map ``(h, w, 3)`` in [0, 1] of a height field ``(h, w)`` (cm) with
+    texels of ``texel_cm`` (rows, columns) centimetres."""
     gy, gx = np.gradient(height, texel_cm[0], texel_cm[1])
     n = np.stack([-gx, gy, np.ones_like(height)], axis=-1)
     n /= np.linalg.norm(n, axis=-1, keepdims=True)
@@ -541,7 +559,7 @@ def torso_textures(params: dict[str, Any], skin_rgb: Any) -> dict[str, Any]:
     hgt = np.where(bare, 0.0, hgt)
     # Shadow of the collar line and darkening at the armpits are left to the renderer.
     texel = (TORSO_DEPTHS[-1] / th, 2 * np.pi * 14.0 / tw)
-    return {"albedo": alb.astype(np.float32), "normalmap": _normal_map(hgt, texel), "roughness": float(params["fabric"]["roughness"])}
+    return {"albedo": alb.astype(np.float32), "normalmap": normal_map(hgt, texel), "roughness": float(params["fabric"]["roughness"])}
 
 
 def collar_textures(params: dict[str, Any]) -> dict[str, Any]:
@@ -556,5 +574,5 @@ def collar_textures(params: dict[str, Any]) -> dict[str, Any]:
         hgt = hgt + 0.06 * np.sin(2 * np.pi * xx / 0.5)
     edge = (yy > yy.max() - 0.3)
     alb = np.where(edge[..., None], alb * 0.9, alb)
-    return {"albedo": alb.astype(np.float32), "normalmap": _normal_map(hgt, (y[1] - y[0], x[1] - x[0])),
+    return {"albedo": alb.astype(np.float32), "normalmap": normal_map(hgt, (y[1] - y[0], x[1] - x[0])),
             "roughness": float(fab["roughness"])}

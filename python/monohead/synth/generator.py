@@ -48,6 +48,7 @@ from . import glasses as glasses_mod
 from . import hair as hair_mod
 from . import headwear as headwear_mod
 from . import lighting as light_mod
+from . import occluders as occluders_mod
 from . import scene as scene_mod
 from . import textures as tex_mod
 from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel, sample_expression, sample_identity
@@ -94,7 +95,8 @@ def sample_params(seed: int, index: int, model: HeadModel, size: tuple[int, int]
     ``camera`` (exposure, noise) and ``render_seed``; version 2 adds ``body``
     (:func:`monohead.synth.body.sample_body_params`), ``headwear``
     (:func:`monohead.synth.headwear.sample_headwear_params`, or ``None``) and ``beard``
-    (:func:`monohead.synth.facial_hair.sample_facial_hair_params`, or ``None``).
+    (:func:`monohead.synth.facial_hair.sample_facial_hair_params`, or ``None``) and
+    ``occluder`` (:func:`monohead.synth.occluders.sample_occluder_params`, or ``None``).
     """
     if version not in VERSIONS:
         raise ValueError(f"version must be one of {VERSIONS}; got {version!r}")
@@ -123,6 +125,7 @@ def sample_params(seed: int, index: int, model: HeadModel, size: tuple[int, int]
         out["body"] = body_mod.sample_body_params(rng["body"], out["pose"])
         out["headwear"] = headwear_mod.sample_headwear_params(rng["headwear"])
         out["beard"] = facial_mod.sample_facial_hair_params(rng["beard"], skin["sex"])
+        out["occluder"] = occluders_mod.sample_occluder_params(rng["occluder"])
     return out
 
 
@@ -239,7 +242,8 @@ class Generator:
 
     def _extra_slots(self) -> tuple:
         """The meshes a version-2 scene holds besides the head (fixed topology)."""
-        return (*body_mod.body_slots(self.model), headwear_mod.headwear_slot())
+        return (*body_mod.body_slots(self.model), headwear_mod.headwear_slot(), occluders_mod.prop_slot(),
+                occluders_mod.band_slot_scarf())
 
     def _v2_hair(self, params: dict[str, Any], strands: np.ndarray, v_model: np.ndarray, n_model: np.ndarray,
                  hat: dict[str, Any] | None) -> np.ndarray:
@@ -275,6 +279,12 @@ class Generator:
                 out["collar"] = {"vertices": pose(body["collar"], body["collar_weight"]), **body_mod.collar_textures(bp)}
         if hat is not None:
             out["headwear"] = {"vertices": _transform(m, hat["vertices"]), **headwear_mod.headwear_textures(params["headwear"])}
+        op = params.get("occluder")
+        if op is not None:
+            skin_rgb = self._loop_skin_colour(skin_albedo)
+            tex = occluders_mod.occluder_textures(op, skin_rgb)
+            for name, verts in occluders_mod.build_occluder(op, self.model, v_model).items():
+                out[name] = {"vertices": _transform(m, verts), **tex}
         if timings is not None:
             timings["body"] = timings.get("body", 0.0) + time.perf_counter() - t0
         return out

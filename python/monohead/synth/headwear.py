@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .body import _normal_map, fabric, sample_fabric
+from .body import fabric, normal_map, sample_fabric
 from .head_model import HeadModel
 from .render import ExtraSlot
 
@@ -223,5 +223,5 @@ def headwear_textures(params: dict[str, Any]) -> dict[str, Any]:
     elif kind == "hat":
         band = dome & (vv > 0.66)
         alb = np.where(band[..., None], np.asarray(params["fabric"]["colour3"]) * np.ones_like(alb), alb)
-    return {"albedo": alb.astype(np.float32), "normalmap": _normal_map(hgt, (24.0 / th, 60.0 / tw)),
+    return {"albedo": alb.astype(np.float32), "normalmap": normal_map(hgt, (24.0 / th, 60.0 / tw)),
             "roughness": float(params["fabric"]["roughness"])}
