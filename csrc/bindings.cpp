@@ -225,6 +225,53 @@ PYBIND11_MODULE(_core, m) {
             py::arg("tol") = 1e-6, py::arg("maxiter") = -1,
             "Solve from slope maps p (rightwards) and q (one row up), (H, W) float64.  Returns (h, info).")
         .def(
+            "solve_robust",
+            [](Integrator& self, std::optional<CArray<double>> normals, std::optional<std::tuple<double, double, double, double>> k,
+               std::optional<CArray<double>> p, std::optional<CArray<double>> q, double sharpness, int max_reweightings,
+               double energy_tol, int inner_iterations, std::optional<CArray<double>> x0, double tol, int maxiter,
+               int rebuild_every) {
+                const int H = self.height(), W = self.width();
+                int mode;
+                const double *np_ = nullptr, *pp = nullptr, *qp = nullptr;
+                monohead::Pinhole cam;
+                if (normals) {
+                    require_shape(*normals, "normals", {H, W, 3});
+                    np_ = normals->data();
+                    mode = k ? 1 : 0;
+                    if (k) cam = pinhole(*k);
+                } else {
+                    if (!p || !q) throw py::value_error("give normals, or both p and q");
+                    require_shape(*p, "p", {H, W});
+                    require_shape(*q, "q", {H, W});
+                    pp = p->data();
+                    qp = q->data();
+                    mode = 2;
+                }
+                monohead::RobustOptions opt;
+                opt.sharpness = sharpness;
+                opt.max_reweightings = max_reweightings;
+                opt.energy_tol = energy_tol;
+                opt.inner_iterations = inner_iterations;
+                opt.rebuild_every = rebuild_every;
+                monohead::RobustReport rrep;
+                py::tuple res = run_solve(self, x0, [&](const double* x0p, double* outp) {
+                    return self.solve_robust(mode, np_, cam, pp, qp, opt, x0p, tol, maxiter, outp, rrep);
+                });
+                py::dict info = res[1];
+                info["reweightings"] = rrep.reweightings;
+                info["scale"] = rrep.scale;
+                info["energies"] = rrep.energies;
+                return res;
+            },
+            py::arg("normals").noconvert() = py::none(), py::arg("k") = py::none(), py::arg("p").noconvert() = py::none(),
+            py::arg("q").noconvert() = py::none(), py::arg("sharpness") = 2.0, py::arg("max_reweightings") = 100,
+            py::arg("energy_tol") = 1e-2, py::arg("inner_iterations") = 3, py::arg("x0").noconvert() = py::none(),
+            py::arg("tol") = 1e-6, py::arg("maxiter") = -1, py::arg("rebuild_every") = 1,
+            "Discontinuity-preserving solve (Cauchy IRLS, robust.hpp) from normals (orthographic, or perspective "
+            "with k = (fx, fy, cx, cy)) or slope maps p, q.  Returns (h, info) with info['energies'] (after the "
+            "smooth solve, then after each reweighting), 'reweightings', 'scale' (sigma); 'iterations' counts "
+            "every CG iteration and 'converged' says whether the energy criterion was met.")
+        .def(
             "csr_perspective",
             [](const Integrator& self, CArray<double> normals, std::tuple<double, double, double, double> k) {
                 require_shape(normals, "normals", {self.height(), self.width(), 3});

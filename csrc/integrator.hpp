@@ -25,6 +25,7 @@
 #include "multigrid.hpp"
 #include "parallel.hpp"
 #include "pcg.hpp"
+#include "robust.hpp"
 #include "wls_system.hpp"
 
 namespace monohead {
@@ -98,6 +99,7 @@ class Integrator {
    private:
     // The rest of construction once the edge weights are known: components and solver setup.
     void setup(std::chrono::steady_clock::time_point t0, const MgOptions& mg_options) {
+        mg_options_ = mg_options;
         std::vector<std::uint8_t> pm(static_cast<std::size_t>(grid_.size));
         scatter_to_padded(grid_, mask_.data(), pm.data());
         ncomp_ = label_components(grid_, pm.data(), labels_);
@@ -300,6 +302,84 @@ class Integrator {
         return out;
     }
 
+    // Discontinuity-preserving solve (robust.hpp): the smooth WLS solve (or x0), then
+    // majorize-minimize reweightings of the Cauchy energy, each a warm-started multigrid-PCG of
+    // opt.inner_iterations iterations on the reweighted system.  Needs method "mg".  The energy
+    // decreases at every reweighting (rep.energies).  mode: 0 orthographic normals, 1
+    // perspective normals (cam), 2 explicit slope maps (p, q).
+    SolveReport solve_robust(int mode, const double* normals, const Pinhole& cam, const double* pm, const double* qm,
+                             const RobustOptions& opt, const double* x0, double tol, int maxiter, double* out,
+                             RobustReport& rrep) {
+        if (method_ != Method::Multigrid) throw std::invalid_argument("the robust solve needs method 'mg'");
+        auto slopes = [&](int r, int c, std::int64_t k, double& p, double& q) {
+            if (mode == 0) {
+                const double* n3 = normals + 3 * k;
+                p = -n3[0] / n3[2];
+                q = -n3[1] / n3[2];
+            } else if (mode == 1) {
+                perspective_slopes(normals + 3 * k, cam, r, c, p, q);
+            } else {
+                p = pm[k];
+                q = qm[k];
+            }
+        };
+        const EdgeSlopes es = edge_slopes(grid_, ew_, mask_.data(), slopes);
+        // The smooth solve (also the answer when the residuals are all zero).
+        std::vector<double> h(static_cast<std::size_t>(grid_.size), 0.0);
+        SolveReport rep = solve_with([&](double* b) { rhs_from_edge_slopes(grid_, ew_, es, b); }, x0, tol, maxiter, out);
+        rrep = RobustReport{};
+        rrep.cg_iterations = rep.iterations;
+        auto t0 = std::chrono::steady_clock::now();
+        for (int r = 0; r < grid_.h; ++r) {
+            const std::int64_t src0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
+            const std::int64_t i0 = grid_.index(r, 0);
+            for (int c = 0; c < grid_.w; ++c)
+                if (mask_[src0 + c]) h[i0 + c] = out[src0 + c];
+        }
+        std::vector<double> rE, rN, b(static_cast<std::size_t>(grid_.size));
+        edge_residuals(grid_, ew_, es, h.data(), rE, rN);
+        const double sigma = opt.sharpness > 0.0 ? robust_scale(grid_, ew_, rE, rN) / opt.sharpness : 0.0;
+        rrep.scale = sigma;
+        if (!(sigma > 0.0) || !std::isfinite(sigma)) {
+            rrep.converged = true;
+            return rep;
+        }
+        rrep.energies.push_back(cauchy_energy(grid_, ew_, rE, rN, sigma));
+        EdgeWeights ew;
+        std::unique_ptr<Multigrid> mg;
+        for (int it = 0; it < opt.max_reweightings; ++it) {
+            cauchy_weights(grid_, ew_, rE, rN, sigma, ew);
+            if (!mg || (opt.rebuild_every > 0 && it % opt.rebuild_every == 0))
+                mg = std::make_unique<Multigrid>(grid_, ew.eE.data(), ew.eN.data(), mg_options_);
+            rhs_from_edge_slopes(grid_, ew, es, b.data());
+            project_mean_zero(b.data());
+            Multigrid* mgp = mg.get();
+            const SolveStats st = pcg(grid_, ew, b.data(), h.data(), 1e-15, opt.inner_iterations,
+                                      [mgp](const double* r, double* z, double* zAp) { return mgp->apply(r, z, zAp); });
+            project_mean_zero(h.data());
+            rrep.cg_iterations += st.iterations;
+            ++rrep.reweightings;
+            edge_residuals(grid_, ew_, es, h.data(), rE, rN);
+            const double e_new = cauchy_energy(grid_, ew_, rE, rN, sigma);
+            const double drop = rrep.energies.back() - e_new;
+            rrep.energies.push_back(e_new);
+            if (drop <= opt.energy_tol * e_new) {
+                rrep.converged = true;
+                break;
+            }
+        }
+        for (int r = 0; r < grid_.h; ++r) {
+            const std::int64_t dst0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
+            const std::int64_t i0 = grid_.index(r, 0);
+            for (int c = 0; c < grid_.w; ++c)
+                if (mask_[dst0 + c]) out[dst0 + c] = h[i0 + c];
+        }
+        rep.iterations = rrep.cg_iterations;
+        rep.converged = rrep.converged;
+        rep.solve_seconds += seconds_since(t0);
+        return rep;
+    }
+
     // Right-hand sides of the perspective and explicit-slope systems (padded b).
     void build_rhs_perspective(const double* normals, const Pinhole& cam, double* b) const {
         build_rhs_with(grid_, ew_, mask_.data(),
@@ -330,6 +410,7 @@ class Integrator {
     bool single_ = false;  // one component: labels_ dropped after setup
     double assembly_seconds_ = 0.0, setup_seconds_ = 0.0;
     std::unique_ptr<Multigrid> mg_;
+    MgOptions mg_options_;
     std::vector<double> invdiag_;
     std::unique_ptr<Eigen::SimplicialLLT<SpMat>> llt_;
     std::vector<std::int32_t> direct_id_;  // padded cell -> unknown of the pinned system, or -1

@@ -33,3 +33,15 @@ def perspective_sphere(H=48, W=56, f=70.0, center=(0.15, -0.1, 4.0), radius=1.0,
     normals = np.where(mask[..., None], n_cv * np.array([1.0, -1.0, -1.0]), 0.0)
     z = np.where(mask, t, np.nan)  # ray has z = 1, so t is the depth along the optical axis
     return normals, z, mask, K
+
+
+def shared_data(*parts: str):
+    """A path under the shared data folder ($MONOHEAD_SHARED, else <repo>/../shared or /work/shared), or None."""
+    import os
+    from pathlib import Path
+
+    roots = [os.environ.get("MONOHEAD_SHARED"), Path(__file__).resolve().parents[1].parent / "shared", "/work/shared"]
+    for root in roots:
+        if root and Path(root, "data", *parts).exists():
+            return Path(root, "data", *parts)
+    return None

@@ -140,3 +140,13 @@ def test_integrate_bini_folder_errors(tmp_path, capsys, setup, message):
     assert cli.main(["integrate", str(folder), "-o", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_integrate_sharpness_flag(tmp_path, capsys):
+    normals, mask, K = _bini_folder(tmp_path / "obj", 16)
+    out = tmp_path / "z.npy"
+    assert cli.main(["integrate", str(tmp_path / "obj"), "-o", str(out), "--sharpness", "2", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["sharpness"] == 2.0 and r["reweightings"] >= 1
+    assert cli.main(["integrate", str(tmp_path / "obj"), "-o", str(out), "--sharpness", "-1"]) == 2
+    assert "sharpness must be None or a finite number >= 0" in capsys.readouterr().err

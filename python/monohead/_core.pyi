@@ -41,6 +41,47 @@ class Integrator:
     def csr(
         self, normals: npt.NDArray[_Float]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+    @staticmethod
+    def from_edge_weights(
+        mask: npt.NDArray[np.uint8], eE: npt.NDArray[np.float64], eN: npt.NDArray[np.float64], method: str = "mg"
+    ) -> Integrator: ...
+    def solve_perspective(
+        self,
+        normals: npt.NDArray[np.float64],
+        k: tuple[float, float, float, float],
+        x0: npt.NDArray[np.float64] | None = None,
+        tol: float = 1e-6,
+        maxiter: int = -1,
+    ) -> tuple[npt.NDArray[np.float64], _SolveInfo]: ...
+    def solve_slopes(
+        self,
+        p: npt.NDArray[np.float64],
+        q: npt.NDArray[np.float64],
+        x0: npt.NDArray[np.float64] | None = None,
+        tol: float = 1e-6,
+        maxiter: int = -1,
+    ) -> tuple[npt.NDArray[np.float64], _SolveInfo]: ...
+    def solve_robust(
+        self,
+        normals: npt.NDArray[np.float64] | None = None,
+        k: tuple[float, float, float, float] | None = None,
+        p: npt.NDArray[np.float64] | None = None,
+        q: npt.NDArray[np.float64] | None = None,
+        sharpness: float = 2.0,
+        max_reweightings: int = 100,
+        energy_tol: float = 1e-2,
+        inner_iterations: int = 3,
+        x0: npt.NDArray[np.float64] | None = None,
+        tol: float = 1e-6,
+        maxiter: int = -1,
+        rebuild_every: int = 1,
+    ) -> tuple[npt.NDArray[np.float64], dict[str, object]]: ...
+    def csr_perspective(
+        self, normals: npt.NDArray[np.float64], k: tuple[float, float, float, float]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+    def csr_slopes(
+        self, p: npt.NDArray[np.float64], q: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
     @property
     def shape(self) -> tuple[int, int]: ...
     @property

@@ -142,7 +142,7 @@ def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
     if not out.parent.exists():
         raise CliError(f"output folder does not exist: {out.parent}")
     depth, info = monohead.integrate(
-        normals, W, args.lam, mask, method=args.method, tol=args.tol, return_info=True, K=K
+        normals, W, args.lam, mask, method=args.method, tol=args.tol, return_info=True, K=K, sharpness=args.sharpness
     )
     mesh = None
     if args.mesh:
@@ -166,6 +166,8 @@ def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
         "method": info.method,
         "iterations": info.iterations,
         "residual": info.residual,
+        "sharpness": args.sharpness,
+        "reweightings": info.reweightings,
         "seconds": {
             "assembly": info.assembly_seconds,
             "setup": info.setup_seconds,
@@ -854,6 +856,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="?", help="normal map (.npy or .npz) or a BiNI folder")
     p.add_argument("--K", help="perspective: 3x3 intrinsics in OpenCV form, a text file (overrides the input's)")
     p.add_argument("--orthographic", action="store_true", help="ignore any intrinsics of the input")
+    p.add_argument(
+        "--sharpness",
+        type=float,
+        default=None,
+        help="discontinuity-preserving integration (robust reweighting; 2 is BiNI's default k); default: smooth WLS",
+    )
     p.add_argument("--example", action="store_true", help="integrate the bundled analytic head + neck example")
     p.add_argument("-o", "--output", default="depth.npy", help="depth map to write (.npy; default depth.npy)")
     p.add_argument("--mesh", help="also write the depth as a mesh (.ply or .obj)")

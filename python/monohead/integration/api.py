@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import numbers
 import threading
 import os
 import time
@@ -60,6 +61,13 @@ class SolveInfo:
         solve_seconds: the solve proper, gauge fixing and writing the depth map.
         num_unknowns: mask pixels.
         num_components: 4-connected components of the mask (one constant of gauge each).
+        reweightings: discontinuity-preserving solves (``sharpness``): the reweightings done
+            after the smooth solve (0 otherwise); ``iterations`` then counts every CG iteration,
+            ``residual`` is that of the last reweighted system and ``converged`` says whether
+            the energy criterion was met.
+        energies: with ``sharpness``, the robust energy after the smooth solve and after each
+            reweighting (decreasing); empty otherwise.
+        scale: with ``sharpness``, the residual scale ``sigma`` of the robust energy (0 otherwise).
     """
 
     method: str
@@ -72,6 +80,9 @@ class SolveInfo:
     solve_seconds: float
     num_unknowns: int
     num_components: int
+    reweightings: int = 0
+    energies: tuple[float, ...] = ()
+    scale: float = 0.0
 
     @property
     def total_seconds(self) -> float:
@@ -133,6 +144,39 @@ def _check_method(method: Any) -> str:
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(repr(m) for m in METHODS)}; got {method!r}")
     return method
+
+
+def _check_sharpness(sharpness: Any) -> float | None:
+    """``None`` or a finite real number >= 0."""
+    if sharpness is None:
+        return None
+    if isinstance(sharpness, bool) or not isinstance(sharpness, numbers.Real):
+        raise TypeError(f"sharpness must be None or a real number >= 0; got {type(sharpness).__name__}")
+    value = float(sharpness)
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"sharpness must be None or a finite number >= 0; got {value}")
+    return value
+
+
+#: Defaults of the discontinuity-preserving solve (``sharpness``): at most this many reweightings,
+#: stop when one lowers the energy by less than ``energy_tol`` (relative), CG iterations per
+#: reweighting.
+ROBUST_DEFAULTS = {"max_reweightings": 100, "energy_tol": 1e-2, "inner_iterations": 3}
+
+
+def _check_robust(method: str, sharpness: Any, max_reweightings: Any, energy_tol: Any, inner_iterations: Any) -> Any:
+    """``None`` (no ``sharpness``) or the validated ``(sharpness, max_reweightings, energy_tol, inner_iterations)``."""
+    sharpness = _check_sharpness(sharpness)
+    if sharpness is None:
+        return None
+    if method != "mg":
+        raise ValueError(f"sharpness needs method='mg' (reweighted multigrid solves); got method={method!r}")
+    return (
+        sharpness,
+        int(v.check_positive_int(max_reweightings, "max_reweightings", allow_none=False)),
+        v.check_tol(energy_tol, "energy_tol"),
+        int(v.check_positive_int(inner_iterations, "inner_iterations", allow_none=False)),
+    )
 
 
 def _default_maxiter(shape: tuple[int, ...]) -> int:
@@ -310,6 +354,10 @@ class Integrator:
         maxiter: int | None = None,
         x0: Any = None,
         return_info: bool = False,
+        sharpness: float | None = None,
+        max_reweightings: int = ROBUST_DEFAULTS["max_reweightings"],
+        energy_tol: float = ROBUST_DEFAULTS["energy_tol"],
+        inner_iterations: int = ROBUST_DEFAULTS["inner_iterations"],
     ) -> Any:
         """Integrate a normal map on this integrator's mask.
 
@@ -327,6 +375,12 @@ class Integrator:
             x0: optional ``(H, W)`` initial depth (pixel units, ``|x0| <= 1e100`` inside the mask;
                 with ``K`` a positive depth, any scale; NaN outside the mask is fine).
             return_info: also return a :class:`SolveInfo`.
+            sharpness: ``None`` (default) for the paper's WLS; a number ``>= 0`` for the
+                discontinuity-preserving solve of :func:`integrate` (method ``"mg"`` only).
+            max_reweightings, energy_tol, inner_iterations: its iteration control: at most
+                ``max_reweightings`` reweightings, stopping when one lowers the energy by less
+                than ``energy_tol`` relative (in ``(0, 1)``), each a warm-started multigrid-PCG
+                of ``inner_iterations`` iterations (more: each reweighting goes further down).
 
         Returns:
             ``(H, W)`` float64 depth, NaN outside the mask: orthographic, the height toward the
@@ -356,8 +410,9 @@ class Integrator:
         tol = v.check_tol(tol)
         maxiter = v.check_maxiter(maxiter)
         x0_arr = _check_x0(x0, self.shape, self._mask, self._K)
+        robust = _check_robust(self._method, sharpness, max_reweightings, energy_tol, inner_iterations)
         check_seconds = time.perf_counter() - t0
-        return self._solve_checked(n, smax, tol, maxiter, x0_arr, return_info, check_seconds, stacklevel=3)
+        return self._solve_checked(n, smax, tol, maxiter, x0_arr, return_info, check_seconds, stacklevel=3, robust=robust)
 
     def _solve_checked(
         self,
@@ -369,9 +424,11 @@ class Integrator:
         return_info: bool,
         check_seconds: float = 0.0,
         stacklevel: int = 2,
+        robust: Any = None,
     ) -> Any:
         """Solve for inputs already validated (``smax``: the largest slope, from
-        :func:`monohead._validate.check_slopes`); see :meth:`solve`."""
+        :func:`monohead._validate.check_slopes`; ``robust``: from :func:`_check_robust`); see
+        :meth:`solve`."""
         if maxiter is None:
             maxiter = _default_maxiter(self.shape)
         # Tiny slopes (|p|, |q| < 2**-40, orthographic): solve for s p, s q (s a power of two,
@@ -388,14 +445,23 @@ class Integrator:
                 if not float(np.abs(x0).max()) <= v.X0_LIMIT:
                     x0 = None  # only a starting guess: far from the scaled solution, drop it
         with self._lock:
-            if self._K is None:
+            if robust is not None:
+                sharpness, max_rw, energy_tol, inner = robust
+                n64 = np.ascontiguousarray(n, dtype=np.float64)
+                depth, raw = self._core.solve_robust(
+                    n64, self._K, None, None, sharpness, max_rw, energy_tol, inner, x0, tol, maxiter
+                )
+            elif self._K is None:
                 depth, raw = self._core.solve(n, x0, tol, maxiter)
             else:
                 depth, raw = self._core.solve_perspective(n, self._K, x0, tol, maxiter)
         if s != 1.0:
             depth /= s
         residual = float(raw["residual"])
-        converged = bool(raw["converged"]) and np.isfinite(residual) and residual <= tol
+        if robust is None:
+            converged = bool(raw["converged"]) and np.isfinite(residual) and residual <= tol
+        else:
+            converged = bool(raw["converged"])
         if self._K is not None:
             with np.errstate(over="ignore", under="ignore"):
                 np.exp(depth, out=depth)  # log-depth with mean 0 per component -> geometric mean 1
@@ -409,7 +475,14 @@ class Integrator:
                 f"{self._method} solve produced {self.num_unknowns - inside} non-finite depth value(s) inside the "
                 f"mask (relative residual {residual:.3g}); please report this input"
             )
-        if not converged:
+        if robust is not None and not converged:
+            warnings.warn(
+                f"the discontinuity-preserving solve stopped after {raw['reweightings']} reweightings with the "
+                f"energy still decreasing by more than energy_tol={robust[2]:g}; raise max_reweightings",
+                ConvergenceWarning,
+                stacklevel=stacklevel,
+            )
+        elif not converged:
             what = (
                 "direct solve reached"
                 if self._method == "direct"
@@ -434,6 +507,9 @@ class Integrator:
             solve_seconds=float(raw["solve_seconds"]),
             num_unknowns=self.num_unknowns,
             num_components=self.num_components,
+            reweightings=int(raw.get("reweightings", 0)),
+            energies=tuple(float(e) / (s * s) for e in raw.get("energies", ())),
+            scale=float(raw.get("scale", 0.0)) / s,
         )
         return depth, info
 
@@ -511,6 +587,7 @@ def integrate(
     backend: str = "auto",
     K: Any = None,
     threads: Any = None,
+    sharpness: float | None = None,
 ) -> Any:
     """Integrate a normal map into a depth map by weighted least squares (paper eq. 7-8).
 
@@ -559,6 +636,21 @@ def integrate(
         threads: threads of the C++ core (``"cpu"`` backend): default ``None`` =
             :func:`default_threads` (``$MONOHEAD_NUM_THREADS``, else ``$OMP_NUM_THREADS``, else
             the available cores). The result is bitwise identical for any value.
+        sharpness: ``None`` (default): the paper's fixed-weight WLS, one linear solve. A number
+            ``s >= 0``: discontinuity-preserving integration (method ``"mg"``, CPU backend). It
+            minimises ``E(h) = sum_e w_e sigma^2 log(1 + r_e^2 / sigma^2)`` over the same edges,
+            ``r_e`` the residual of edge ``e`` and ``w_e`` its paper weight (so ``weights`` and
+            ``sharpness`` combine), with ``sigma = 1.4826 median_e |r_e| / s`` taken from the
+            smooth solution: residuals far above ``sigma`` (depth steps the normals cannot
+            explain) cost only logarithmically, so the surface may tear there instead of
+            bending. Larger ``s`` tears more readily; ``s = 0`` is the smooth solve; 2 is the
+            default of BiNI's ``k``, which this follows in spirit (reweighting each edge by how
+            well it agrees with the normals). Solved by majorize-minimize reweighting in C++
+            from the smooth solution, each reweighting a warm-started multigrid-PCG: the energy
+            decreases at every reweighting (``info.energies``) however loosely each linear system
+            is solved, and more CG iterations per reweighting only take each step further down
+            the same energy. Stops when a reweighting lowers ``E`` by less than 1e-2 relative
+            (:meth:`Integrator.solve` has the controls).
 
     Returns:
         ``(H, W)`` float64 depth (float64 for every input dtype), NaN outside the mask; a NumPy array on ``"cpu"``, a CuPy
@@ -580,7 +672,10 @@ def integrate(
     method = _check_method(method)
     nthreads = _check_threads(threads)
     cam = None if K is None else persp.check_K(K)
+    robust = _check_robust(method, sharpness, *ROBUST_DEFAULTS.values())
     if backend == "cupy":
+        if robust is not None:
+            raise ValueError("sharpness is available on the 'cpu' backend only (reweighting runs in the C++ core)")
         if method == "direct":
             raise ValueError("method 'direct' is not available on the cupy backend; use 'mg' or 'jacobi'")
         from .generic import integrate_xp  # noqa: PLC0415
@@ -590,7 +685,9 @@ def integrate(
             normals, weights, lam, mask, method=method, tol=tol, maxiter=maxiter, x0=x0, return_info=return_info, xp=xp, K=K
         )
     if np.ndim(normals) >= 4:  # a batch (or too many axes, reported by the batch validator)
-        return _integrate_batch_cpu(normals, weights, lam, mask, method, tol, maxiter, x0, return_info, cam, nthreads)
+        return _integrate_batch_cpu(
+            normals, weights, lam, mask, method, tol, maxiter, x0, return_info, cam, nthreads, robust
+        )
     t0 = time.perf_counter()
     n, m, w, lam, smax = _prepare(normals, weights, lam, mask, cam)
     tol = v.check_tol(tol)
@@ -598,7 +695,7 @@ def integrate(
     x0_arr = _check_x0(x0, m.shape, m, cam)
     check_seconds = time.perf_counter() - t0
     solver = Integrator._from_checked(m, w, lam, method, cam, nthreads)
-    out = solver._solve_checked(n, smax, tol, maxiter, x0_arr, return_info, stacklevel=3)
+    out = solver._solve_checked(n, smax, tol, maxiter, x0_arr, return_info, stacklevel=3, robust=robust)
     if not return_info:
         return out
     depth, info = out
@@ -659,6 +756,7 @@ def _integrate_batch_cpu(
     return_info: bool,
     K: tuple[float, ...] | None = None,
     threads: int | None = None,
+    robust: Any = None,
 ) -> Any:
     """The C++ core on each map of a ``(B, H, W, 3)`` batch; returns ``(B, H, W)``."""
     t0 = time.perf_counter()
@@ -681,7 +779,7 @@ def _integrate_batch_cpu(
     for i in range(B):
         solver = Integrator._from_checked(m[i], None if w is None else w[i], lam, method, K, threads)
         depth[i], info = solver._solve_checked(
-            n[i], float(smax[i]), tol, maxiter, None if x0_arr is None else x0_arr[i], True, stacklevel=4
+            n[i], float(smax[i]), tol, maxiter, None if x0_arr is None else x0_arr[i], True, stacklevel=4, robust=robust
         )
         infos.append(_with_setup(info, solver, check_seconds))
     return (depth, infos) if return_info else depth

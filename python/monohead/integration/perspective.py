@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import _validate as v
 
-__all__ = ["K_from_bini", "backproject", "check_K", "check_normals_facing_camera", "facing_denominator", "perspective_slopes"]
+__all__ = ["K_from_bini", "backproject", "check_K", "made", "check_normals_facing_camera", "facing_denominator", "perspective_slopes"]
 
 
 def check_K(K: Any, name: str = "K") -> tuple[float, float, float, float]:
@@ -178,3 +178,24 @@ def backproject(depth: Any, mask: Any, K: Any) -> np.ndarray:
     rows, cols = np.nonzero(m)
     zz = z[rows, cols]
     return np.column_stack([zz * (cols - cx) / fx, -zz * (rows - cy) / fy, -zz])
+
+
+def made(depth: Any, depth_gt: Any) -> float:
+    """Mean absolute depth error of an up-to-scale depth map, as BiNI evaluates DiLiGenT.
+
+    ``scale = median(depth_gt / depth)`` over the pixels where both are finite, then
+    ``MADE = mean |scale * depth - depth_gt|`` over the same pixels, in the unit of
+    ``depth_gt`` (mm for DiLiGenT).
+
+    Args:
+        depth: ``(H, W)`` estimated depth along the optical axis (any positive scale), NaN
+            outside its domain.
+        depth_gt: ``(H, W)`` ground-truth depth, NaN where unknown.
+    """
+    d = v.check_depth(depth, "depth")
+    g = v.check_depth(depth_gt, "depth_gt", shape=d.shape)
+    ok = np.isfinite(d) & np.isfinite(g) & (d != 0)
+    if not bool(ok.any()):
+        raise ValueError("depth and depth_gt have no finite pixel in common")
+    scale = float(np.median(g[ok] / d[ok]))
+    return float(np.mean(np.abs(scale * d[ok] - g[ok])))
