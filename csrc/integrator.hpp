@@ -350,12 +350,13 @@ class Integrator {
         for (int it = 0; it < opt.max_reweightings; ++it) {
             cauchy_weights(grid_, ew_, rE, rN, sigma, ew);
             if (!mg || (opt.rebuild_every > 0 && it % opt.rebuild_every == 0))
-                mg = std::make_unique<Multigrid>(grid_, ew.eE.data(), ew.eN.data(), mg_options_);
+                mg = std::make_unique<Multigrid>(grid_, ew.eE.data(), ew.eN.data(), mg_options_, threads_);
             rhs_from_edge_slopes(grid_, ew, es, b.data());
             project_mean_zero(b.data());
             Multigrid* mgp = mg.get();
             const SolveStats st = pcg(grid_, ew, b.data(), h.data(), 1e-15, opt.inner_iterations,
-                                      [mgp](const double* r, double* z, double* zAp) { return mgp->apply(r, z, zAp); });
+                                      [mgp](const double* r, double* z, double* zAp) { return mgp->apply(r, z, zAp); },
+                                      threads_);
             project_mean_zero(h.data());
             rrep.cg_iterations += st.iterations;
             ++rrep.reweightings;
