@@ -244,3 +244,52 @@ def test_lighting_setups_are_all_drawn():
                                 "scale": 1.0, "tint": [1.0, 1.0, 1.0]}, pool)
     base = lighting.load_map(pool["quarry_01"])
     np.testing.assert_allclose(env, np.roll(base, 32, axis=1), rtol=1e-5)  # 90 degrees = a quarter turn
+
+
+def test_faces_age_expressions_makeup(gen):
+    from monohead.synth import faces
+
+    names = gen.model.expression_names
+    rng = np.random.default_rng(4)
+    drawn = [faces.sample_face(rng, "female") for _ in range(300)]
+    assert {f["expression"] for f in drawn} == set(faces.EXPRESSIONS)
+    ages = np.array([f["age"] for f in drawn])
+    assert ages.min() < 12 and ages.max() > 60 and any(f["makeup"] for f in drawn)
+    face = {**drawn[0], "expression": "wink", "side": "L", "strength": 1.0}
+    assert faces.expression_weights(face, names)["eyeBlink_L"] == 1.0
+    assert faces.expression_weights({**face, "expression": "open_mouth"}, names)["jawOpen"] >= 0.75
+    assert faces.expression_weights({**face, "expression": "ordinary"}, names) is None
+    # A child's face is shorter under the same cranium; an adult's is untouched.
+    lm = faces.landmarks(gen.model)
+    v = gen.model.neutral.astype(np.float64)
+    child = faces.age_warp(v, {**face, "child": 1.0}, lm["eye_y"], lm["chin_y"])
+    np.testing.assert_array_equal(faces.age_warp(v, {**face, "child": 0.0}, lm["eye_y"], lm["chin_y"]), v)
+    top = v[:, 1] > lm["eye_y"]
+    np.testing.assert_array_equal(child[top], v[top])
+    chin = np.argmin(np.abs(v[:, 1] - lm["chin_y"]) + 100.0 * (v[:, 2] < 5))
+    assert lm["eye_y"] - child[chin, 1] < 0.8 * (lm["eye_y"] - v[chin, 1])
+    # Wrinkles tilt the normal map (elderly) and leave it flat (young); oil lowers roughness.
+    space = gen.renderer.space
+    young, r_young = faces.skin_detail(space, lm, {**face, "wrinkles": 0.0, "oily": 0.0}, 0.5)
+    old, r_oily = faces.skin_detail(space, lm, {**face, "wrinkles": 1.0, "oily": 1.0}, 0.5)
+    np.testing.assert_allclose(young, np.broadcast_to([0.5, 0.5, 1.0], young.shape), atol=1e-6)
+    assert (np.abs(old[..., :2] - 0.5) > 0.05).sum() > 200
+    assert r_young.min() == 0.5 and r_oily.min() < 0.35
+    painted = faces.apply_makeup(np.full((space.height, space.width, 3), 0.5, np.float32), space, lm,
+                                 {**face, "makeup": {"lipstick": [0.8, 0.0, 0.1], "lipstick_strength": 1.0, "blush": 0.0,
+                                                     "eyeshadow": [0.2, 0.2, 0.2], "eyeshadow_strength": 0.0}})
+    lips = space.masks["lips"] > 0.9
+    assert painted[lips][:, 0].mean() > 0.55 and painted[lips][:, 1].mean() < 0.1
+
+
+def test_extreme_expression_changes_the_ground_truth_consistently(gen):
+    p = copy.deepcopy(gen.params(31, 2))
+    p["face"].update(expression="open_mouth", strength=1.0, child=0.8)
+    from monohead.synth import faces
+
+    p["expression"] = faces.expression_weights(p["face"], gen.model.expression_names)
+    p["artefacts"]["border"] = None
+    s = gen.render(p)
+    v, f = gen.head_mesh(p)
+    c = check.compare_ground_truth(s, check.raycast_ground_truth(v, f, gen.size, p["camera"]))
+    assert c["mean_angle"] < 0.05 and c["mask_diff_interior"] == 0, c

@@ -16,7 +16,9 @@ A sample (:meth:`Generator.sample`) is a dict:
   0 outside the mask;
 - ``mask``: ``(H, W)`` bool, head and eyes;
 - ``params``: every random parameter (JSON-able);
-- ``timings``: seconds spent in sampling, normals, scene update, image and ground truth.
+- ``timings``: seconds spent in sampling, normals, scene update, image and ground truth
+  (version 2 also gives parts of them: ``body``, ``lighting`` and ``background`` of sampling,
+  ``artefacts`` of image).
 
 Version 2's look (besides the body, clothes, headwear and occluders of :mod:`.body`): a
 perspective camera with a random focal length (:mod:`.camera`; ``projection="orthographic"``
@@ -43,6 +45,7 @@ from . import artefacts as art_mod
 from . import backgrounds as bg_mod
 from . import body as body_mod
 from . import camera as camera_mod
+from . import faces as faces_mod
 from . import facial_hair as facial_mod
 from . import glasses as glasses_mod
 from . import hair as hair_mod
@@ -71,7 +74,7 @@ _STREAMS = ("identity", "expression", "skin", "eyes", "hair", "glasses", "pose",
             "background", "camera", "render", "body", "headwear", "beard", "occluder")
 
 
-_V2_STREAMS = {"lighting": 1, "camera": 2, "background": 3, "artefacts": 4}
+_V2_STREAMS = {"lighting": 1, "camera": 2, "background": 3, "artefacts": 4, "face": 5}
 """Streams of version 2's look: ``SeedSequence(seed, spawn_key=(index, 1000 + k))``, apart
 from the streams of :data:`_STREAMS` (``(index, k)``, k < 1000)."""
 
@@ -198,7 +201,8 @@ class Generator:
             self._gt_faces = cut["gt_faces"]
             self.renderer = Renderer(self.model, size, spp=spp, variant=variant, max_depth=max_depth, sampler=sampler,
                                      drop_faces=cut["drop"], extras=self._extra_slots(), projection=projection,
-                                     environment_size=light_mod.ENV_SIZE)
+                                     environment_size=light_mod.ENV_SIZE, skin_detail=True)
+            self._landmarks = faces_mod.landmarks(self.model)
         else:
             self._gt_faces = self.model.faces[self.model.region_faces(list(SKIN_REGIONS) + list(EYE_REGIONS))]
             self.renderer = Renderer(self.model, size, spp=spp, variant=variant, max_depth=max_depth, sampler=sampler)
@@ -238,6 +242,10 @@ class Generator:
             p["background"] = bg_mod.sample_background(_v2_stream(seed, index, "background"), len(self.background_photos),
                                                        p["environment"]["kind"] == "map")
             p["artefacts"] = art_mod.sample_artefacts(_v2_stream(seed, index, "artefacts"), light["noise_gain"])
+            p["face"] = faces_mod.sample_face(_v2_stream(seed, index, "face"), p["skin"]["sex"])
+            preset = faces_mod.expression_weights(p["face"], self.model.expression_names)
+            if preset is not None:  # an extreme expression replaces all but the gaze's lid shapes
+                p["expression"] = {**{n: w for n, w in p["expression"].items() if n.startswith("eyeLook")}, **preset}
         return p
 
     def _extra_slots(self) -> tuple:
@@ -300,15 +308,24 @@ class Generator:
     def head_mesh(self, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """The posed head and eyes of a sample: ``(vertices (V, 3) world pixels, faces (F, 3))``,
         the mesh whose ground truth is rendered (the hair and glasses left out)."""
-        v_model = self.model.shape(params["identity"], params["expression"], tuple(params["gaze"]))
+        v_model = self._shape(params)
         return _transform(scene_mod.pose_matrix(params["pose"], self.size), v_model), self._gt_faces
+
+    def _shape(self, params: dict[str, Any]) -> np.ndarray:
+        """The head model's vertices (model frame, cm) of a sample: identity, expression,
+        gaze, and in version 2 a child's proportions (:func:`.faces.age_warp`)."""
+        v = self.model.shape(params["identity"], params["expression"], tuple(params["gaze"]))
+        face = params.get("face")
+        if face is not None:
+            v = faces_mod.age_warp(v, face, self._landmarks["eye_y"], self._landmarks["chin_y"])
+        return v
 
     def scene_arrays(self, params: dict[str, Any], timings: dict[str, float] | None = None) -> SceneArrays:
         """Build the sample's scene (world frame, pixels) from its parameters."""
         t0 = time.perf_counter()
         h, w = self.size
         model = self.model
-        v_model = model.shape(params["identity"], params["expression"], tuple(params["gaze"]))
+        v_model = self._shape(params)
         m = scene_mod.pose_matrix(params["pose"], self.size)
         scale = float(params["pose"]["scale"])
         v = _transform(m, v_model)
@@ -337,6 +354,11 @@ class Generator:
         scalp_hair = {"bald": 0.0, "buzz": 0.85, "short": 0.85, "medium": 0.9, "long": 0.9}[hp["style"]]
         space = self.renderer.space
         skin_albedo = tex_mod.skin_albedo(space, params["skin"], hair_rgb=hrgb, scalp_hair=scalp_hair)
+        face = params.get("face")
+        skin_nmap = skin_rough = None
+        if face is not None:  # version 2: make-up, wrinkles, oily zones
+            skin_albedo = faces_mod.apply_makeup(skin_albedo, space, self._landmarks, face)
+            skin_nmap, skin_rough = faces_mod.skin_detail(space, self._landmarks, face, params["skin"]["roughness"])
         eye_albedo = tex_mod.eye_albedo(space, params["eyes"])
         centre = _transform(m, scene_mod.PIVOT[None])[0]
         head_px = 18.5 * scale
@@ -355,7 +377,7 @@ class Generator:
             lights.append(entry)
         materials = {
             "skin_roughness": params["skin"]["roughness"],
-            "skin_specular": params["skin"]["specular"],
+            "skin_specular": params["skin"]["specular"] + (0.3 * face["oily"] if face is not None else 0.0),
             "eye_roughness": params["eyes"]["roughness"],
             "hair": hair_mod.hair_colour_params(hp),
             "frame_rgb": gp["frame_rgb"] if gp else [0.05, 0.05, 0.05],
@@ -364,14 +386,19 @@ class Generator:
             "lens_tint": gp["lens_tint"] if gp else [1.0, 1.0, 1.0],
         }
         if self.version >= 2:
+            tl = time.perf_counter()
             env = light_mod.environment(params["environment"], self.hdri_pool, self.renderer.environment_size)
             env, sun = light_mod.extract_sun(env)
             if sun is not None:
                 lights.append(sun)
+            tb = time.perf_counter()
             env_bg = (light_mod.environment(params["environment"], self.hdri_pool, 2 * self.renderer.environment_size)
                       if params["background"]["kind"] == "environment" else None)
             background, referred = bg_mod.background(params["background"], self.size, self.background_photos, env_bg,
                                                      params["camera"])
+            if timings is not None:  # parts of "sampling"
+                timings["lighting"] = timings.get("lighting", 0.0) + tb - tl
+                timings["background"] = timings.get("background", 0.0) + time.perf_counter() - tb
         else:
             env = scene_mod.environment_image(params["environment"])
             background, referred = scene_mod.background_image(params["background"], self.size), False
@@ -382,6 +409,7 @@ class Generator:
             environment=env, background=background,
             camera=params["camera"] if self.version >= 2 else None,
             background_scene_referred=referred,
+            skin_normalmap=skin_nmap, skin_roughness=skin_rough,
         )
         if self.version >= 2:
             arrays.extras = self._extras(params, v_model, m, skin_albedo, timings, hat)
@@ -427,6 +455,8 @@ class Generator:
         W = geometry.gradient_magnitude(depth, mask).astype(np.float32) if mask.any() else np.zeros(self.size, np.float32)
         t6 = time.perf_counter()
         timings.update(update=t2 - t1, image=(t3 - t2) + (t5 - t4), ground_truth=(t4 - t3) + (t6 - t5))
+        if self.version >= 2:
+            timings["artefacts"] = t5 - t4  # part of "image"
         return {"image": image, "normals": normals, "depth": depth, "W": W, "mask": mask,
                 "params": params, "timings": timings, "alpha": alpha}
 

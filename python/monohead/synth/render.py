@@ -161,6 +161,9 @@ class SceneArrays:
             leaves the camera as it is (a perspective renderer needs it).
         background_scene_referred: the background is scene radiance, exposed like the head
             (an environment map seen through the camera), not display-referred.
+        skin_normalmap, skin_roughness: ``(h, 2h, 3)`` tangent-space normals encoded as
+            ``(n + 1) / 2`` and ``(h, 2h, 1)`` roughness of the skin atlas, for a renderer with
+            ``skin_detail`` (``None``: flat, and the material's roughness).
         extras: ``{slot name: {"vertices": (V, 3), "albedo": (h, w, 3) linear RGB,
             "normalmap": (h, w, 3) tangent-space normals encoded as ``(n + 1) / 2``,
             "roughness": float}}`` for the renderer's :class:`ExtraSlot` meshes (generator
@@ -183,6 +186,8 @@ class SceneArrays:
     extras: dict[str, dict[str, Any]] = field(default_factory=dict)
     camera: dict[str, Any] | None = None
     background_scene_referred: bool = False
+    skin_normalmap: np.ndarray | None = None
+    skin_roughness: np.ndarray | None = None
 
 
 @dataclass
@@ -316,6 +321,9 @@ class Renderer:
             whose focal length and distance every :meth:`update` sets from
             ``SceneArrays.camera``, :mod:`monohead.synth.camera`).
         environment_size: height ``h`` of the ``(h, 2 h)`` environment map (16 for version 1).
+        skin_detail: give the skin a normal map (wrinkles) and a roughness map (oily zones),
+            set by every update from ``SceneArrays.skin_normalmap`` and ``skin_roughness``
+            (version 2). The ground truth keeps the mesh's own normals.
     """
 
     def __init__(
@@ -331,6 +339,7 @@ class Renderer:
         extras: tuple[ExtraSlot, ...] = (),
         projection: str = "orthographic",
         environment_size: int = 16,
+        skin_detail: bool = False,
     ) -> None:
         h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
         if int(h) < 8 or int(w) < 8:
@@ -346,6 +355,7 @@ class Renderer:
         if projection not in ("orthographic", "perspective"):
             raise ValueError(f"projection must be 'orthographic' or 'perspective'; got {projection!r}")
         self.projection = projection
+        self.skin_detail = bool(skin_detail)
         self.environment_size = int(environment_size)
         if self.environment_size < 4:
             raise ValueError(f"environment_size must be at least 4; got {environment_size}")
@@ -411,6 +421,13 @@ class Renderer:
         skin_bsdf = {"type": "principled", "roughness": 0.5, "specular": 0.5,
                      "base_color": {"type": "bitmap", "bitmap": mi.Bitmap(np.full((tex.height, tex.width, 3), 0.5, np.float32)),
                                     "wrap_mode": "clamp"}}
+        if self.skin_detail:  # version 2: wrinkles as a normal map, oily zones as a roughness map
+            skin_bsdf["roughness"] = {"type": "bitmap", "raw": True, "wrap_mode": "clamp",
+                                      "bitmap": mi.Bitmap(np.full((tex.height, tex.width, 1), 0.5, np.float32))}
+            flat = np.concatenate([np.full((tex.height, tex.width, 2), 0.5, np.float32),
+                                   np.ones((tex.height, tex.width, 1), np.float32)], axis=-1)
+            skin_bsdf = {"type": "normalmap", "bsdf": skin_bsdf,
+                         "normalmap": {"type": "bitmap", "raw": True, "wrap_mode": "clamp", "bitmap": mi.Bitmap(flat)}}
         eye_bsdf = {"type": "principled", "roughness": 0.05, "specular": 0.6,
                     "base_color": {"type": "bitmap", "bitmap": mi.Bitmap(np.full((tex.eye_size, tex.eye_size, 3), 0.8, np.float32)),
                                    "wrap_mode": "clamp"}}
@@ -482,6 +499,14 @@ class Renderer:
             for i in range(LIGHT_SLOTS):
                 self.params[f"{kind}{i}.sampling_weight"] = 0.0
         self.params.update()
+        skin_keys = [k for k in self.params.keys() if k.startswith("skin.bsdf.")]  # noqa: SIM118 - SceneParameters
+        self._skin_keys = {
+            "albedo": next(k for k in skin_keys if k.endswith("base_color.data")),
+            "roughness": next(k for k in skin_keys if k.endswith("roughness.data" if self.skin_detail else "roughness.value")),
+            "specular": next(k for k in skin_keys if k.endswith(".specular")),
+        }
+        if self.skin_detail:
+            self._skin_keys["normalmap"] = next(k for k in skin_keys if k.endswith("normalmap.data"))
         self.sensor = self.scene.sensors()[0]
         shapes = {s.id(): s for s in self.scene.shapes()}
         self._gt_ids = {shapes["skin"].id(): 1, shapes["eyes"].id(): 2}
@@ -551,9 +576,18 @@ class Renderer:
         _assign(p, "hair.segment_indices", segments)
         p["hair.control_point_count"] = count
         m = a.materials
-        p["skin.bsdf.base_color.data"] = mi.TensorXf(np.ascontiguousarray(a.skin_albedo, np.float32))
-        p["skin.bsdf.roughness.value"] = float(m["skin_roughness"])
-        p["skin.bsdf.specular"] = float(m["skin_specular"])
+        sk = self._skin_keys
+        p[sk["albedo"]] = mi.TensorXf(np.ascontiguousarray(a.skin_albedo, np.float32))
+        if self.skin_detail:
+            tex = self.space
+            rough = a.skin_roughness if a.skin_roughness is not None else np.full((tex.height, tex.width, 1), m["skin_roughness"])
+            nmap = a.skin_normalmap if a.skin_normalmap is not None else np.concatenate(
+                [np.full((tex.height, tex.width, 2), 0.5), np.ones((tex.height, tex.width, 1))], axis=-1)
+            p[sk["roughness"]] = mi.TensorXf(np.ascontiguousarray(rough, np.float32))
+            p[sk["normalmap"]] = mi.TensorXf(np.ascontiguousarray(nmap, np.float32))
+        else:
+            p[sk["roughness"]] = float(m["skin_roughness"])
+        p[sk["specular"]] = float(m["skin_specular"])
         p["eyes.bsdf.base_color.data"] = mi.TensorXf(np.ascontiguousarray(a.eye_albedo, np.float32))
         p["eyes.bsdf.roughness.value"] = float(m["eye_roughness"])
         for key, val in m["hair"].items():
