@@ -1,0 +1,1111 @@
+"""A complete head: the ICT-FaceKit model fitted behind the integrated surface.
+
+The photo pipeline gives a 2.5D surface: the pixels the camera sees, integrated from the
+predicted normals. This module completes it into a whole, closed head:
+
+1. :func:`fit_head` fits the linear head model shipped with monohead (ICT-FaceKit,
+   ``X = X0 + B_id y + B_ex w``: identity ``y ~ N(0, 1)``, expression weights ``w`` in
+   [0, 1]) under a similarity pose ``X_world = s R (X - pivot) + t`` to a reconstruction's
+   depth, normals and mask, by robust Gauss-Newton on the linear model (no autograd):
+
+   - **visible surface**: each visible model vertex (front-facing, not occluded: a z-buffer of
+     the model's vertices) inside the mask is pulled onto the integrated surface along the
+     viewing direction, with the observed normal as the local tangent plane: residual
+     ``nz_obs (z_v - D(x_v, y_v))``, linearised as ``n_obs . dX_v`` (point-to-plane);
+   - **silhouette**: the model's contour vertices (on the border of its own footprint) are
+     pulled, along their projected normals, onto the nearest border pixel of the mask
+     (borders on the image frame are ignored: the head may be cut by the crop);
+   - **prior**: ``|y|^2`` (identity in standard deviations) and ``mu |w|^2`` (expressions);
+   - **robust loss**: Cauchy weights (iteratively reweighted), and only the largest connected
+     component of the mask is used, so that a stray blob of the mask does not drag the head.
+
+   The pose starts from a search over yaw (the mask gives the scale and position), then the
+   rigid pose, then everything. The result (:class:`HeadFit`) says whether it converged.
+2. :func:`merge_head` builds the watertight mesh: the fitted model everywhere, its visible
+   region moved onto the integrated surface. The displacement toward the integrated surface
+   (along z) is kept exactly where the surface is reliable (inside the mask, away from its
+   border, not grazing) and fades smoothly to the model across a seam; over the hidden side
+   it is extended by a screened Laplace equation on the mesh (smooth, decaying to 0). The
+   eyeballs follow their sockets rigidly.
+
+Frame and units are those of the reconstruction (``conventions.md``): orthographic camera
+looking down -z, pixel ``(row, col)`` at ``x = col``, ``y = -row``, z toward the viewer, all
+in pixels of the reconstruction's grid (the 128 x 128 crop of :func:`monohead.reconstruct`);
+the depth's unknown offset (the integrator's gauge) is absorbed by the translation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _validate as v
+
+__all__ = [
+    "MIN_MASK_PIXELS",
+    "FitSettings",
+    "HeadFit",
+    "HeadFitError",
+    "fit_head",
+    "full_head",
+    "merge_head",
+    "self_intersections",
+]
+
+log = logging.getLogger(__name__)
+
+#: Fewer mask pixels than this (in the largest connected component) is refused: not enough
+#: surface to fit a head to.
+MIN_MASK_PIXELS = 200
+
+_FIT_REGIONS = ("face", "head_and_neck")
+_SKIN = ("face", "head_and_neck", "mouth_socket", "eye_socket_left", "eye_socket_right", "cap")
+_EYES = ("eyeball_left", "eyeball_right")
+_SOCKETS = ("eye_socket_left", "eye_socket_right")
+#: Centre of the model's pose (cm, model frame): the middle of the skull (as the generator's pivot).
+PIVOT = np.array([0.0, 1.0, 0.5])
+#: Width of the model's head (ear to ear, cm) used by the initial scale.
+_MIN_NZ = 0.1
+
+
+class HeadFitError(ValueError):
+    """The reconstruction cannot be fitted (empty or too small a mask)."""
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Settings of :func:`fit_head` (defaults tuned on synthetic heads, see the README).
+
+    Attributes:
+        n_identity: identity modes fitted (of the model's 100).
+        prior: weight of the identity prior ``|y|^2`` against the data terms (larger = closer
+            to the mean head).
+        expression_prior: weight of ``|w|^2`` on the expression weights.
+        silhouette_weight: weight of a silhouette residual relative to a depth residual.
+        iterations: most Gauss-Newton iterations after the initial pose search.
+        rigid_iterations: most iterations of the first phase (pose and scale only).
+        free_iterations: most iterations of the second phase (everything, the visible and
+            contour vertices chosen anew each step); the third phase keeps them (no new
+            z-buffer), so that the last steps minimise one smooth function and converge.
+        phase_tol: a phase ends when a step moves the vertices by less than this (RMS, px).
+        max_step: largest RMS change of the residuals in one step (pixels; longer steps are
+            shortened: a trust region).
+        sigma: residual scale (pixels) of the Cauchy weights of the depth residuals.
+        silhouette_sigma: residual scale (pixels) of the silhouette residuals.
+        voxel: spacing (cm) of the model vertices used by the fit (one per voxel).
+        yaw_candidates: initial yaws (degrees) tried by the pose search.
+        tol: convergence: the RMS motion of the fitted vertices in a step below this (pixels).
+    """
+
+    n_identity: int = 60
+    prior: float = 1.0
+    expression_prior: float = 0.5
+    silhouette_weight: float = 1.0
+    iterations: int = 20
+    rigid_iterations: int = 6
+    free_iterations: int = 8
+    phase_tol: float = 0.3
+    max_step: float = 1.5
+    sigma: float = 2.0
+    silhouette_sigma: float = 3.0
+    voxel: float = 1.0
+    yaw_candidates: tuple[float, ...] = (-60.0, -30.0, 0.0, 30.0, 60.0)
+    tol: float = 0.05
+
+
+@dataclass
+class HeadFit:
+    """The result of :func:`fit_head`.
+
+    Attributes:
+        identity: ``(K,)`` identity coefficients (standard deviations; the model's first K modes).
+        expression: ``(E,)`` expression weights in [0, 1] (``expression_names`` name them).
+        expression_names: the model's blendshape names.
+        scale: pixels per centimetre.
+        rotation: ``(3, 3)`` rotation from the model frame to the camera frame.
+        translation: ``(3,)`` position of the model's pivot (:data:`PIVOT`) in the camera frame
+            (pixels; its z includes the depth map's offset).
+        converged: whether the last step was below ``FitSettings.tol``.
+        iterations: Gauss-Newton iterations done (after the pose search).
+        cost: robust cost per iteration (data + prior).
+        rms: RMS of the inlier depth residuals at the end (pixels along z).
+        inliers: share of the visible fitted vertices with a depth residual under 3 sigma.
+        mask_pixels: pixels of the mask used (its largest connected component).
+        ignored_pixels: mask pixels left out (other components).
+        shape: ``(H, W)`` of the reconstruction.
+        seconds: time of the fit.
+        model: the :class:`~monohead.synth.head_model.HeadModel` fitted.
+    """
+
+    identity: np.ndarray
+    expression: np.ndarray
+    expression_names: list[str]
+    scale: float
+    rotation: np.ndarray
+    translation: np.ndarray
+    converged: bool
+    iterations: int
+    cost: list[float]
+    rms: float
+    inliers: float
+    mask_pixels: int
+    ignored_pixels: int
+    shape: tuple[int, int]
+    seconds: float
+    model: Any = field(repr=False, default=None)
+
+    def params(self) -> dict[str, Any]:
+        """The fitted parameters as a JSON-able dict."""
+        return {
+            "identity": [float(x) for x in self.identity],
+            "expression": {n: float(w) for n, w in zip(self.expression_names, self.expression) if w > 0},
+            "scale": float(self.scale),
+            "rotation": np.asarray(self.rotation).tolist(),
+            "translation": [float(x) for x in self.translation],
+            "yaw_pitch_roll": [float(a) for a in yaw_pitch_roll(self.rotation)],
+            "converged": bool(self.converged),
+            "iterations": int(self.iterations),
+            "rms": float(self.rms),
+            "inliers": float(self.inliers),
+            "mask_pixels": int(self.mask_pixels),
+            "ignored_pixels": int(self.ignored_pixels),
+            "seconds": float(self.seconds),
+        }
+
+    def vertices(self, identity: Any = None) -> np.ndarray:
+        """``(V, 3)`` posed vertices of the fitted head (skin then eyes, :func:`model_faces`
+        order), camera frame, pixels; ``identity`` overrides the fitted coefficients (e.g.
+        zeros: the mean head in the same pose and expression)."""
+        prep = _prepared(self.model)
+        y = self.identity if identity is None else np.asarray(identity, np.float64)
+        xm = prep.shape(y, self.expression)
+        return _pose(xm, self.scale, self.rotation, self.translation)
+
+    def model_mesh(self, identity: Any = None) -> Any:
+        """The fitted model as a watertight :class:`trimesh.Trimesh` (skin and eyes), no detail
+        from the photo (see :meth:`vertices`)."""
+        import trimesh  # noqa: PLC0415
+
+        return trimesh.Trimesh(self.vertices(identity), _prepared(self.model).faces, process=False)
+
+
+def yaw_pitch_roll(rotation: np.ndarray) -> tuple[float, float, float]:
+    """Degrees ``(yaw, pitch, roll)`` of ``R = Rz(roll) Rx(pitch) Ry(yaw)`` (the generator's order)."""
+    R = np.asarray(rotation, np.float64)
+    # Row 2 of Rz Rx Ry is (-cos p sin y, -sin p, cos p cos y); Rz leaves it alone.
+    pitch = math.asin(max(-1.0, min(1.0, -R[2, 1])))
+    yaw = math.atan2(-R[2, 0], R[2, 2])
+    roll = math.atan2(-R[0, 1], R[1, 1])
+    return math.degrees(yaw), math.degrees(pitch), math.degrees(roll)
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    y, p, r = np.radians([yaw, pitch, roll])
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return rz @ rx @ ry
+
+
+def _rodrigues(w: np.ndarray) -> np.ndarray:
+    theta = float(np.linalg.norm(w))
+    if theta < 1e-15:
+        return np.eye(3)
+    k = w / theta
+    K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + math.sin(theta) * K + (1.0 - math.cos(theta)) * (K @ K)
+
+
+def _pose(xm: np.ndarray, s: float, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return (xm - PIVOT) @ (s * R).T + t
+
+
+# --------------------------------------------------------------------------------------------
+# The model, prepared once
+# --------------------------------------------------------------------------------------------
+
+
+class _Prepared:
+    """The head model reduced to the skin (cap rim merged: one closed surface) and the eyes."""
+
+    def __init__(self, model: Any) -> None:
+        skin_f = model.faces[model.region_faces(list(_SKIN))]
+        # The cap's rim vertices are copies of the torso's (same position and deltas): merge.
+        used = np.unique(skin_f)
+        key = np.round(model.neutral[used].astype(np.float64), 5)
+        _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        canon = np.arange(model.num_vertices)
+        canon[used] = used[first[inv.reshape(-1)]]
+        skin_f = canon[skin_f]
+        eye_f = [model.faces[model.region_faces([r])] for r in _EYES]
+        skin_v = np.unique(skin_f)
+        eye_v = [np.unique(f) for f in eye_f]
+        order = np.concatenate([skin_v, *eye_v])
+        remap = np.full(model.num_vertices, -1, np.int64)
+        remap[order] = np.arange(order.size)
+        self.n_skin = int(skin_v.size)
+        self.order = order
+        self.faces = np.concatenate([remap[skin_f], *[remap[f] for f in eye_f]])
+        self.skin_faces = remap[skin_f]
+        self.eye_vertices = [remap[e] for e in eye_v]
+        self.socket_vertices = [remap[np.intersect1d(model.region_vertices([s]), skin_v)] for s in _SOCKETS]
+        self.x0 = model.neutral[order].astype(np.float64)
+        self.B = model.identity_basis[:, order].reshape(model.num_identities, -1)  # (K, 3V) float32
+        self.E = model.expression_basis[:, order].reshape(model.num_expressions, -1)  # (E, 3V)
+        self.num_identities = model.num_identities
+        self.expression_names = list(model.expression_names)
+        fit_v = remap[np.intersect1d(model.region_vertices(list(_FIT_REGIONS)), skin_v)]
+        self.fit_all = fit_v
+        self._subsets: dict[Any, np.ndarray] = {}
+        self._laplacian: Any = None
+        self._incidence: Any = None
+
+    def subset(self, voxel: float, seed: int) -> np.ndarray:
+        """Fitting vertices: one (chosen with ``seed``) per ``voxel``-cm cell of the mean head."""
+        k = (round(float(voxel), 4), int(seed))
+        if k not in self._subsets:
+            rng = np.random.default_rng(seed)
+            idx = rng.permutation(self.fit_all)
+            cells = np.floor(self.x0[idx] / voxel).astype(np.int64)
+            _, first = np.unique(cells, axis=0, return_index=True)
+            self._subsets[k] = np.sort(idx[first])
+        return self._subsets[k]
+
+    def ring(self, voxel: float, seed: int, k: int) -> dict[str, Any]:
+        """Everything the fit needs about its vertices, computed once per (voxel, seed, k):
+        the subset (:meth:`subset`), its one-ring (the vertices of the skin triangles touching
+        it), the bases restricted to the ring, and the sparse map from those triangles' normals
+        to the subset's vertex normals."""
+        key = ("ring", round(float(voxel), 4), int(seed), int(k))
+        if key not in self._subsets:
+            import scipy.sparse as sp  # noqa: PLC0415
+
+            sub = self.subset(voxel, seed)
+            inc = np.isin(self.skin_faces, sub).any(axis=1)
+            faces = self.skin_faces[inc]
+            ring = np.unique(np.concatenate([sub, faces.ravel()]))
+            local = np.searchsorted(ring, faces)
+            pos = np.searchsorted(ring, sub)  # the subset's rows within the ring
+            cols = (3 * ring[:, None] + np.arange(3)).reshape(-1)
+            rows_f = np.repeat(np.arange(faces.shape[0]), 3)
+            S = sp.csr_matrix((np.ones(rows_f.size), (local.ravel(), rows_f)), shape=(ring.size, faces.shape[0]))
+            b, e = self.bases(sub, k)
+            self._subsets[key] = {  # type: ignore[assignment]
+                "subset": sub, "ring": ring, "pos": pos, "faces": local, "S": S[pos],
+                "x0": self.x0[ring], "B": np.ascontiguousarray(self.B[:k, cols]), "E": np.ascontiguousarray(self.E[:, cols]),
+                "Bsub": b, "Esub": e,
+            }  # fmt: skip
+        return self._subsets[key]  # type: ignore[return-value]
+
+    def shape(self, y: np.ndarray, w: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Model-frame vertices (cm) of all vertices, or of ``rows`` only."""
+        k = y.size
+        if rows is None:
+            x = self.x0.reshape(-1) + (y.astype(np.float32) @ self.B[:k]).astype(np.float64)
+            x += (w.astype(np.float32) @ self.E).astype(np.float64)
+            return x.reshape(-1, 3)
+        cols = (3 * rows[:, None] + np.arange(3)).reshape(-1)
+        x = self.x0[rows].reshape(-1) + (y.astype(np.float32) @ self.B[:k, cols]).astype(np.float64)
+        x += (w.astype(np.float32) @ self.E[:, cols]).astype(np.float64)
+        return x.reshape(-1, 3)
+
+    def bases(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(n, 3, k)`` identity and ``(n, 3, E)`` expression bases of ``rows`` (float64)."""
+        cols = (3 * rows[:, None] + np.arange(3)).reshape(-1)
+        b = self.B[:k, cols].T.astype(np.float64).reshape(rows.size, 3, k)
+        e = self.E[:, cols].T.astype(np.float64).reshape(rows.size, 3, -1)
+        return b, e
+
+    def adjacency(self) -> tuple[Any, np.ndarray]:
+        """Edge adjacency of all vertices (CSR ``(V, V)``, ones) and the degrees."""
+        if self._laplacian is None:
+            import scipy.sparse as sp  # noqa: PLC0415
+
+            f = self.faces
+            e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+            e = np.unique(np.sort(e, axis=1), axis=0)
+            n = self.x0.shape[0]
+            A = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+            A = (A + A.T).tocsr()
+            self._laplacian = (A, np.asarray(A.sum(axis=1)).ravel())
+        return self._laplacian
+
+    def normals(self, x: np.ndarray) -> np.ndarray:
+        """Unit vertex normals (area-weighted face normals) of all vertices ``x`` (skin, eyes)."""
+        if self._incidence is None:
+            import scipy.sparse as sp  # noqa: PLC0415
+
+            f = self.faces
+            cols = np.repeat(np.arange(f.shape[0]), 3)
+            self._incidence = sp.csr_matrix((np.ones(cols.size), (f.ravel(), cols)), shape=(x.shape[0], f.shape[0]))
+        f = self.faces
+        a = x[f[:, 0]]
+        n = self._incidence @ np.cross(x[f[:, 1]] - a, x[f[:, 2]] - a)
+        return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
+
+
+def _prepared(model: Any) -> _Prepared:
+    if model is None:
+        raise ValueError("this HeadFit has no model attached")
+    p = model.cache.get("fullhead")
+    if p is None:
+        p = model.cache["fullhead"] = _Prepared(model)
+    return p
+
+
+_DEFAULT_MODEL: Any = None
+
+
+def _model(model: Any) -> Any:
+    global _DEFAULT_MODEL
+    from .synth.head_model import HeadModel  # noqa: PLC0415
+
+    if model is None:
+        if _DEFAULT_MODEL is None:
+            _DEFAULT_MODEL = HeadModel.load()
+        return _DEFAULT_MODEL
+    if isinstance(model, HeadModel):
+        return model
+    return HeadModel.load(model)
+
+
+def model_faces(model: Any = None) -> np.ndarray:
+    """``(F, 3)`` triangles of the full head (skin, then the two eyeballs) in the order of
+    :meth:`HeadFit.vertices`."""
+    return _prepared(_model(model)).faces
+
+
+# --------------------------------------------------------------------------------------------
+# Observations
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Obs:
+    depth: np.ndarray  # (H, W) float64, NaN outside
+    mask: np.ndarray  # (H, W) bool (largest component)
+    n: np.ndarray  # (H, W, 3) unit normals with nz >= _MIN_NZ inside the mask
+    w: np.ndarray  # (H, W) per-pixel weight 1 / (1 + 0.1 W)
+    border_idx: np.ndarray  # (2, H, W) nearest mask-border pixel
+    border_ok: np.ndarray  # (H, W) that border pixel is not on the image frame
+    inside: np.ndarray  # (H, W) distance to the mask border, pixels (0 outside)
+
+
+def _check_inputs(depth: Any, normals: Any, mask: Any, W: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    d = v.as_float_array(depth, "depth")
+    if d.ndim != 2:
+        raise ValueError(f"depth must have shape (H, W); got {v.shape_str(d.shape)}")
+    H, Wd = d.shape
+    m = v.as_bool_array(mask, "mask", shape=(H, Wd))
+    n = v.as_float_array(normals, "normals")
+    if n.shape != (H, Wd, 3):
+        raise ValueError(f"normals must have shape {v.shape_str((H, Wd, 3))} like depth; got {v.shape_str(n.shape)}")
+    if W is None:
+        w = np.zeros((H, Wd))
+    else:
+        w = v.as_float_array(W, "W")
+        if w.shape != (H, Wd):
+            raise ValueError(f"W must have shape {v.shape_str((H, Wd))} like depth; got {v.shape_str(w.shape)}")
+    count = int(m.sum())
+    if count == 0:
+        raise HeadFitError("mask is empty: there is no surface to fit a head to")
+    if count < MIN_MASK_PIXELS:
+        raise HeadFitError(f"mask has {count} pixels; fitting a head needs at least {MIN_MASK_PIXELS}")
+    bad = m & ~np.isfinite(d)
+    if bad.any():
+        raise ValueError(f"depth must be finite inside the mask; got {int(bad.sum())} NaN or inf pixel(s)")
+    badn = m & ~np.isfinite(n).all(axis=-1)
+    if badn.any():
+        raise ValueError(f"normals must be finite inside the mask; got {int(badn.sum())} NaN or inf pixel(s)")
+    return d, n, m, w
+
+
+def _observations(d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray) -> tuple[_Obs, int]:
+    from scipy import ndimage  # noqa: PLC0415
+
+    lab, k = ndimage.label(m)
+    ignored = 0
+    if k > 1:
+        sizes = np.bincount(lab.ravel())[1:]
+        main = int(np.argmax(sizes)) + 1
+        ignored = int(m.sum() - sizes[main - 1])
+        m = lab == main
+    if int(m.sum()) < MIN_MASK_PIXELS:
+        raise HeadFitError(
+            f"the mask's largest connected component has {int(m.sum())} pixels; fitting a head needs at least {MIN_MASK_PIXELS}"
+        )
+    nn = np.where(m[..., None], n, 0.0)
+    length = np.linalg.norm(nn, axis=-1, keepdims=True)
+    nn = np.divide(nn, length, out=np.zeros_like(nn), where=length > 1e-12)
+    low = m & (nn[..., 2] < _MIN_NZ)
+    if low.any():
+        xy = nn[low][:, :2]
+        ln = np.maximum(np.linalg.norm(xy, axis=1, keepdims=True), 1e-12)
+        nn[low] = np.column_stack([xy / ln * math.sqrt(1 - _MIN_NZ**2), np.full(len(xy), _MIN_NZ)])
+    H, Wd = m.shape
+    border = m & ~ndimage.binary_erosion(m, border_value=1)
+    frame = np.zeros_like(m)
+    frame[0, :] = frame[-1, :] = frame[:, 0] = frame[:, -1] = True
+    _, idx = ndimage.distance_transform_edt(~border, return_indices=True)
+    border_ok = ~frame[idx[0], idx[1]]
+    inside = ndimage.distance_transform_edt(m)
+    dd = np.where(m, d, np.nan)
+    obs = _Obs(depth=dd, mask=m, n=nn, w=np.where(m, 1.0 / (1.0 + 0.1 * np.maximum(w, 0.0)), 0.0),
+               border_idx=idx, border_ok=border_ok, inside=inside)  # fmt: skip
+    return obs, ignored
+
+
+def _sample_depth(obs: _Obs, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Observed surface under points ``(x, y)``: (found, depth, unit normal, nearest pixel's
+    flat index, coverage weight).
+
+    Bilinear over the four surrounding pixels that are in the mask, each pixel's depth carried
+    to the point along its own normal's plane (``h + p dx + q dy``): continuous in ``(x, y)``
+    (so the fit's last steps converge), exact on planes. A point is found when the in-mask
+    pixels hold at least a quarter of the bilinear weight; its coverage weight rises from 0
+    there to 1 at three quarters (so that points do not enter or leave the fit abruptly)."""
+    H, Wd = obs.mask.shape
+    col, row = x, -y
+    c0 = np.floor(col).astype(np.int64)
+    r0 = np.floor(row).astype(np.int64)
+    fc, fr = col - c0, row - r0
+    acc_w = np.zeros(x.shape)
+    acc_d = np.zeros(x.shape)
+    acc_n = np.zeros((x.size, 3))
+    for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        r, c = r0 + dr, c0 + dc
+        inb = (c >= 0) & (c < Wd) & (r >= 0) & (r < H)
+        rr, cc = np.where(inb, r, 0), np.where(inb, c, 0)
+        m = inb & obs.mask[rr, cc]
+        w = (fr if dr else 1.0 - fr) * (fc if dc else 1.0 - fc) * m
+        nrm = obs.n[rr, cc]
+        nz = np.maximum(nrm[:, 2], _MIN_NZ)
+        h = np.where(m, obs.depth[rr, cc], 0.0) - nrm[:, 0] / nz * (col - cc) + nrm[:, 1] / nz * (row - rr)
+        acc_w += w
+        acc_d += w * np.where(m, h, 0.0)
+        acc_n += w[:, None] * nrm
+    ok = acc_w >= 0.25
+    D = np.where(ok, acc_d / np.maximum(acc_w, 1e-12), 0.0)
+    n = acc_n / np.maximum(np.linalg.norm(acc_n, axis=1, keepdims=True), 1e-12)
+    n[~ok] = (0.0, 0.0, 1.0)
+    cn = np.clip(np.rint(col), 0, Wd - 1).astype(np.int64)
+    rn = np.clip(np.rint(row), 0, H - 1).astype(np.int64)
+    return ok, D, n, rn * Wd + cn, np.clip((acc_w - 0.25) * 2.0, 0.0, 1.0)
+
+
+def _bilinear(img: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of an ``(H, W)`` image at ``(row, col)``; 0 outside."""
+    H, Wd = img.shape
+    c0 = np.floor(col).astype(np.int64)
+    r0 = np.floor(row).astype(np.int64)
+    fc, fr = col - c0, row - r0
+    out = np.zeros(col.shape)
+    for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        r, c = r0 + dr, c0 + dc
+        ok = (c >= 0) & (c < Wd) & (r >= 0) & (r < H)
+        w = (fr if dr else 1.0 - fr) * (fc if dc else 1.0 - fc)
+        out += np.where(ok, w * img[np.where(ok, r, 0), np.where(ok, c, 0)], 0.0)
+    return out
+
+
+def _front_visible(x: np.ndarray, nw: np.ndarray, faces: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Vertices of a mesh that the camera sees: front-facing and within a slope-dependent
+    tolerance of the front-most surface at their pixel (a z-buffer of the vertices, the
+    triangles' centroids and edge midpoints, dense enough to leave no hole)."""
+    H, Wd = shape
+    t = x[faces]
+    pts = np.concatenate([x, t.mean(axis=1), 0.5 * (t[:, 0] + t[:, 1]), 0.5 * (t[:, 1] + t[:, 2]), 0.5 * (t[:, 2] + t[:, 0])])
+    c = np.rint(pts[:, 0]).astype(np.int64)
+    r = np.rint(-pts[:, 1]).astype(np.int64)
+    ok = (c >= 0) & (c < Wd) & (r >= 0) & (r < H)
+    zb = np.full(H * Wd, -np.inf)
+    np.maximum.at(zb, r[ok] * Wd + c[ok], pts[ok, 2])
+    n = x.shape[0]
+    inb = ok[:n]
+    zv = zb[np.where(inb, r[:n] * Wd + c[:n], 0)]
+    slope = np.minimum(np.linalg.norm(nw[:, :2], axis=1) / np.maximum(nw[:, 2], 1e-3), 4.0)
+    return inb & (nw[:, 2] > 0.0) & (x[:, 2] >= zv - (0.5 + 0.75 * slope))
+
+
+def _zbuffer_visible(xw: np.ndarray, nw: np.ndarray, shape: tuple[int, int], zb_points: np.ndarray) -> np.ndarray:
+    """Front-facing points of ``xw`` not hidden behind ``zb_points`` (a vertex z-buffer)."""
+    from scipy import ndimage  # noqa: PLC0415
+
+    H, Wd = shape
+    c = np.rint(zb_points[:, 0]).astype(np.int64)
+    r = np.rint(-zb_points[:, 1]).astype(np.int64)
+    ok = (c >= 0) & (c < Wd) & (r >= 0) & (r < H)
+    zb = np.full(H * Wd, -np.inf)
+    np.maximum.at(zb, r[ok] * Wd + c[ok], zb_points[ok, 2])
+    zb = ndimage.maximum_filter(zb.reshape(H, Wd), size=3, mode="nearest")
+    cx = np.rint(xw[:, 0]).astype(np.int64)
+    rx = np.rint(-xw[:, 1]).astype(np.int64)
+    inb = (cx >= 0) & (cx < Wd) & (rx >= 0) & (rx < H)
+    nz = np.maximum(nw[:, 2], 1e-3)
+    slope = np.minimum(np.linalg.norm(nw[:, :2], axis=1) / nz, 4.0)
+    tol = 1.5 + 1.5 * slope
+    zref = zb[np.where(inb, rx, 0), np.where(inb, cx, 0)]
+    return (nw[:, 2] > 0.0) & (~inb | (xw[:, 2] >= zref - tol))
+
+
+# --------------------------------------------------------------------------------------------
+# The fit
+# --------------------------------------------------------------------------------------------
+
+
+def _check_settings(settings: Any) -> FitSettings:
+    if settings is None:
+        return FitSettings()
+    if not isinstance(settings, FitSettings):
+        raise TypeError(f"settings must be a FitSettings or None; got {type(settings).__name__}")
+    return settings
+
+
+class _Fitter:
+    def __init__(self, prep: _Prepared, obs: _Obs, cfg: FitSettings, seed: int) -> None:
+        self.prep, self.obs, self.cfg = prep, obs, cfg
+        self.k = int(min(cfg.n_identity, prep.num_identities))
+        self.ring = prep.ring(cfg.voxel, seed, self.k)
+        self.Bk, self.Ek = self.ring["Bsub"], self.ring["Esub"]
+        self.ne = self.Ek.shape[2]
+        self.shape_hw = obs.mask.shape
+        self._cache_key: Any = None
+        self._cache: Any = None
+        self.frozen: Any = None
+        self.last: Any = None
+
+    def points(self, y: np.ndarray, w: np.ndarray, s: float, R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Posed ring vertices, and the subset's posed vertices and unit normals.
+
+        The model-frame shape and normals are kept while ``(y, w)`` do not change (the pose
+        search and the rigid steps): the normals of a similarity transform are rotated ones."""
+        g = self.ring
+        key = (y.tobytes(), w.tobytes())
+        if self._cache_key != key:
+            x = g["x0"].reshape(-1) + (y.astype(np.float32) @ g["B"]).astype(np.float64)
+            x += (w.astype(np.float32) @ g["E"]).astype(np.float64)
+            x = x.reshape(-1, 3)
+            f = g["faces"]
+            a = x[f[:, 0]]
+            n = g["S"] @ np.cross(x[f[:, 1]] - a, x[f[:, 2]] - a)
+            n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
+            self._cache_key, self._cache = key, (x, n)
+        x, n = self._cache
+        xw = _pose(x, s, R, t)
+        return xw, xw[g["pos"]], n @ R.T
+
+    def residuals(self, y, w, s, R, t, freeze: bool = False):  # noqa: ANN001, ANN201
+        """Residuals, Jacobian rows, robust weights at the current parameters.
+
+        With ``freeze``, the visible and contour vertices and the contour targets are kept
+        from this call on (the last iterations then minimise one smooth function)."""
+        obs, cfg = self.obs, self.cfg
+        xw_ring, xw, nw = self.points(y, w, s, R, t)
+        self.last = xw
+        H, Wd = self.shape_hw
+        c = np.rint(xw[:, 0]).astype(np.int64)
+        r = np.rint(-xw[:, 1]).astype(np.int64)
+        inb_s = (c >= 1) & (c < Wd - 1) & (r >= 1) & (r < H - 1)
+        cc, rr = np.where(inb_s, c, 0), np.where(inb_s, r, 0)
+        n2 = nw[:, :2]
+        l2 = np.linalg.norm(n2, axis=1)
+        m2 = n2 / np.maximum(l2, 1e-12)[:, None]
+        if self.frozen is not None:
+            vis, sil, bx, by = self.frozen
+            sil = sil & inb_s
+        else:
+            vis = _zbuffer_visible(xw, nw, self.shape_hw, xw_ring)
+            sil = inb_s & vis & self._contour(xw_ring, rr, cc) & (nw[:, 2] < 0.5) & (l2 > 0.5) & obs.border_ok[rr, cc]
+            br, bc = obs.border_idx[0][rr, cc], obs.border_idx[1][rr, cc]
+            bx, by = bc.astype(np.float64), -br.astype(np.float64)
+            if freeze:
+                self.frozen = (vis, sil, bx, by)
+        ok, D, nobs, flat, cover = _sample_depth(obs, xw[:, 0], xw[:, 1])
+        use = vis & ok
+        nz_o = np.maximum(nobs[:, 2], _MIN_NZ)
+        r_d = nz_o * (xw[:, 2] - D)
+        r_s = m2[:, 0] * (xw[:, 0] - bx) + m2[:, 1] * (xw[:, 1] - by)
+
+        # Jacobians. Direction of each residual in 3D: depth -> n_obs; silhouette -> (m2, 0).
+        dirs = np.concatenate([nobs[use], np.column_stack([m2[sil], np.zeros(int(sil.sum()))])])
+        sel = np.concatenate([np.nonzero(use)[0], np.nonzero(sil)[0]])
+        res = np.concatenate([r_d[use], r_s[sil]])
+        q = xw[sel] - t
+        J_rot = np.cross(q, dirs)
+        J_t = dirs
+        J_s = np.einsum("ij,ij->i", q, dirs)[:, None]
+        u = dirs @ (s * R)  # (n, 3): (s R)^T d
+        J_y = np.einsum("ic,ick->ik", u, self.Bk[sel])
+        J_w = np.einsum("ic,ick->ik", u, self.Ek[sel])
+        J = np.hstack([J_rot, J_t, J_s, J_y, J_w])
+        nd = int(use.sum())
+        sig = np.concatenate([np.full(nd, cfg.sigma), np.full(res.size - nd, cfg.silhouette_sigma)])
+        base = np.concatenate([obs.w.ravel()[flat[use]] * cover[use], np.full(res.size - nd, cfg.silhouette_weight)])
+        wr = base / (1.0 + (res / sig) ** 2)
+        cost = float(np.sum(base * sig**2 * np.log1p((res / sig) ** 2)))
+        return res, J, wr, cost, nd, r_d[use]
+
+    def _contour(self, xw_ring: np.ndarray, rr: np.ndarray, cc: np.ndarray) -> np.ndarray:
+        """Whether pixels ``(rr, cc)`` lie on the border of the model's footprint (computed at
+        half resolution: the ring's vertices are a few pixels apart)."""
+        from scipy import ndimage  # noqa: PLC0415
+
+        H, Wd = self.shape_hw
+        h2, w2 = (H + 1) // 2, (Wd + 1) // 2
+        cx = np.floor(xw_ring[:, 0] / 2 + 0.25).astype(np.int64)
+        rx = np.floor(-xw_ring[:, 1] / 2 + 0.25).astype(np.int64)
+        inb = (cx >= 0) & (cx < w2) & (rx >= 0) & (rx < h2)
+        foot = np.zeros((h2 + 2, w2 + 2), bool)
+        foot[rx[inb] + 1, cx[inb] + 1] = True
+        foot = ndimage.binary_fill_holes(ndimage.binary_closing(foot))
+        edge = (foot & ~ndimage.binary_erosion(foot))[1:-1, 1:-1]
+        return edge[np.minimum(rr // 2, h2 - 1), np.minimum(cc // 2, w2 - 1)]
+
+
+def fit_head(
+    depth: Any,
+    normals: Any,
+    mask: Any,
+    W: Any = None,
+    *,
+    model: Any = None,
+    settings: FitSettings | None = None,
+    seed: int = 0,
+) -> HeadFit:
+    """Fit the head model (identity, expression, similarity pose) to a reconstruction.
+
+    See the module docstring for the energy. Deterministic: the same inputs and ``seed`` give
+    the same result (``seed`` chooses the model vertices that the fit uses, one per cell of
+    ``settings.voxel`` centimetres).
+
+    Args:
+        depth: ``(H, W)`` integrated depth, pixels, NaN outside the mask (any offset).
+        normals: ``(H, W, 3)`` unit normals of the reconstruction (camera frame, Nz > 0).
+        mask: ``(H, W)`` bool; only its largest 4-connected component is used.
+        W: optional ``(H, W)`` depth-gradient magnitude; pixels with large W (depth steps)
+            count less (``1 / (1 + 0.1 W)``).
+        model: a :class:`~monohead.synth.head_model.HeadModel` or a path to one (default the
+            shipped ICT-FaceKit asset).
+        settings: :class:`FitSettings` (default tuned values).
+        seed: integer seed of the fitting vertices.
+
+    Returns:
+        :class:`HeadFit` (``converged`` says whether the steps became small).
+
+    Raises:
+        HeadFitError: (a ``ValueError``) the mask is empty or its largest component has fewer
+            than :data:`MIN_MASK_PIXELS` pixels.
+        ValueError, TypeError: malformed inputs (shapes, NaN inside the mask...).
+    """
+    t_start = time.perf_counter()
+    cfg = _check_settings(settings)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    d, n, m, w = _check_inputs(depth, normals, mask, W)
+    obs, ignored = _observations(d, n, m, w)
+    hm = _model(model)
+    prep = _prepared(hm)
+    fitter = _Fitter(prep, obs, cfg, int(seed))
+    k, ne = fitter.k, fitter.ne
+    y = np.zeros(k)
+    ew = np.zeros(ne)
+
+    # --- initial pose: scale and position from the mask, yaw by search.
+    s, R, t = _initial_pose(fitter, obs, cfg)
+    costs: list[float] = []
+    converged = False
+    it = 0
+    P = 7 + k + ne
+    # Phases: "rigid" (pose and scale) until its steps are small, then "free" (everything)
+    # until they are small again, then "frozen" (visible and contour vertices kept) until
+    # converged; at most cfg.iterations steps in all.
+    phase = "rigid"
+    phase_steps = 0
+    lm = 0.0  # Levenberg-Marquardt damping of the frozen phase
+    saved: Any = None  # (cost, parameters, A, g) of the last accepted point of the frozen phase
+    for it in range(1, cfg.iterations + 1):
+        rigid = phase == "rigid"
+        res, J, wr, cost, nd, _ = fitter.residuals(y, ew, s, R, t, freeze=phase == "frozen")
+        if res.size < 10:
+            break
+        total = cost + cfg.prior * float(y @ y) + cfg.expression_prior * float(ew @ ew)
+        costs.append(total)
+        if phase == "frozen" and saved is not None and total > saved[0]:
+            # The frozen phase minimises one function: a step that raised it is taken back
+            # and tried again shorter (more damping).
+            lm = max(1e-3, 10.0 * lm)
+            _, (y, ew, s, R, t), A, g = saved
+        else:
+            A = J.T @ (J * wr[:, None])
+            g = J.T @ (wr * res)
+            reg = np.zeros(P)
+            reg[7 : 7 + k] = cfg.prior
+            reg[7 + k :] = cfg.expression_prior
+            A[np.diag_indices(P)] += reg + 1e-6
+            g[7 : 7 + k] += cfg.prior * y
+            g[7 + k :] += cfg.expression_prior * ew
+            # Light damping of the pose keeps the first steps sane.
+            A[np.diag_indices(7)] += 1e-3 * np.maximum(np.diag(A)[:7], 1e-9)
+            if phase == "frozen":
+                saved = (total, (y, ew, s, R, t), A, g)
+                lm *= 0.1
+        try:
+            Ad = A + np.diag(lm * np.diag(A)) if lm > 0 else A
+            delta = _bounded_step(Ad, g, P if not rigid else 7, 7 + k, ew)
+        except np.linalg.LinAlgError:
+            break
+        # Trust region: the step may move the residuals by at most max_step pixels (RMS).
+        pred = float(np.sqrt(np.mean((J @ delta) ** 2)))
+        if pred > cfg.max_step:
+            delta *= cfg.max_step / pred
+        before = fitter.points(y, ew, s, R, t)[1]
+        R = _rodrigues(delta[:3]) @ R
+        t = t + delta[3:6]
+        s = s * math.exp(float(np.clip(delta[6], -0.5, 0.5)))
+        y = y + delta[7 : 7 + k]
+        ew = np.clip(ew + delta[7 + k :], 0.0, 1.0)  # (already within bounds, up to rounding)
+        after = fitter.points(y, ew, s, R, t)[1]
+        move = float(np.sqrt(np.mean(np.sum((after - before) ** 2, axis=1))))
+        log.debug("fit_head iteration %d (%s): cost %.6g, RMS move %.4g px, |y| %.3g, %d depth residuals, damping %.3g", it,
+                  phase, total, move, float(np.linalg.norm(y)), nd, lm)  # fmt: skip
+        phase_steps += 1
+        if phase == "frozen" and move < cfg.tol:
+            converged = True
+            break
+        if phase == "rigid" and (move < cfg.phase_tol or phase_steps >= cfg.rigid_iterations):
+            phase, phase_steps = "free", 0
+        elif phase == "free" and (move < cfg.phase_tol or phase_steps >= cfg.free_iterations):
+            phase, phase_steps = "frozen", 0
+    res, J, wr, cost, nd, rd = fitter.residuals(y, ew, s, R, t)
+    final = cost + cfg.prior * float(y @ y) + cfg.expression_prior * float(ew @ ew)
+    if saved is not None and final > saved[0]:  # the last step of the frozen phase went uphill
+        _, (y, ew, s, R, t), _, _ = saved
+        res, J, wr, cost, nd, rd = fitter.residuals(y, ew, s, R, t)
+    inl = np.abs(rd) < 3 * cfg.sigma
+    rms = float(np.sqrt(np.mean(rd[inl] ** 2))) if inl.any() else float("nan")
+    return HeadFit(
+        identity=y, expression=ew, expression_names=list(prep.expression_names), scale=float(s), rotation=R,
+        translation=t, converged=converged, iterations=it, cost=costs, rms=rms,
+        inliers=float(inl.mean()) if rd.size else 0.0, mask_pixels=int(obs.mask.sum()), ignored_pixels=ignored,
+        shape=obs.mask.shape, seconds=time.perf_counter() - t_start, model=hm,
+    )  # fmt: skip
+
+
+def _bounded_step(A: np.ndarray, g: np.ndarray, active: int, first_w: int, w: np.ndarray) -> np.ndarray:
+    """Gauss-Newton step ``A delta = -g`` on the first ``active`` parameters, keeping the
+    expression weights (parameters ``first_w ...``) in [0, 1]: weights whose step would leave
+    the box are fixed at the bound and the rest is solved again (active set, a few passes)."""
+    P = A.shape[0]
+    delta = np.zeros(P)
+    free = np.zeros(P, bool)
+    free[:active] = True
+    fixed = np.zeros(P)
+    if active > first_w:
+        # Weights at a bound whose gradient pushes them out stay there (projected Newton).
+        gw = g[first_w:]
+        free[first_w:] &= ~(((w <= 0.0) & (gw > 0)) | ((w >= 1.0) & (gw < 0)))
+    for _ in range(4):
+        idx = np.flatnonzero(free)
+        rhs = -g[idx] - A[np.ix_(idx, np.flatnonzero(~free))] @ fixed[~free]
+        delta[:] = fixed
+        delta[idx] = np.linalg.solve(A[np.ix_(idx, idx)], rhs)
+        if active <= first_w:
+            break
+        new = w + delta[first_w:]
+        out = free[first_w:] & ((new < -1e-9) | (new > 1 + 1e-9))
+        if not out.any():
+            break
+        j = first_w + np.flatnonzero(out)
+        fixed[j] = np.clip(new[out], 0.0, 1.0) - w[out]
+        free[j] = False
+    return delta
+
+
+def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, np.ndarray, np.ndarray]:
+    """Scale and position from the mask's width and top; the yaw with the lowest cost after
+    two rigid steps."""
+    rows_m, cols_m = np.nonzero(obs.mask)
+    top = rows_m.min()
+    height = rows_m.max() - top + 1
+    upper = rows_m < top + 0.55 * height
+    x_mid = 0.5 * (cols_m[upper].min() + cols_m[upper].max())
+    width_px = float(cols_m[upper].max() - cols_m[upper].min() + 1)
+    xm = fitter.ring["x0"][fitter.ring["pos"]]
+    best = None
+    zero_y, zero_w = np.zeros(fitter.k), np.zeros(fitter.ne)
+    for yaw in cfg.yaw_candidates:
+        R = _rotation(float(yaw), 0.0, 0.0)
+        q = (xm - PIVOT) @ R.T
+        crown = q[:, 1].max()
+        upper_m = q[:, 1] > crown - 0.55 * (crown - q[:, 1].min()) * 0.6
+        wmod = float(np.ptp(q[upper_m, 0]))
+        s = width_px / max(wmod, 1e-6)
+        t = np.array([x_mid - s * 0.5 * (q[upper_m, 0].max() + q[upper_m, 0].min()), -top - 0.5 - s * crown, 0.0])
+        # depth offset: match the medians of the visible model and the observed depth
+        xw = _pose(xm, s, R, t)
+        ok, D, _, _, _ = _sample_depth(obs, xw[:, 0], xw[:, 1])
+        front = ok & (((xm - PIVOT) @ R.T)[:, 2] > 0)
+        if front.any():
+            t[2] = float(np.median(D[front] - xw[front, 2]))
+        for _ in range(1):
+            res, J, wr, cost, nd, _ = fitter.residuals(zero_y, zero_w, s, R, t)
+            A = J[:, :7].T @ (J[:, :7] * wr[:, None])
+            A[np.diag_indices(7)] += 1e-3 * np.maximum(np.diag(A), 1e-9) + 1e-6
+            delta = -np.linalg.solve(A, J[:, :7].T @ (wr * res))
+            R = _rodrigues(delta[:3]) @ R
+            t = t + delta[3:6]
+            s = s * math.exp(float(np.clip(delta[6], -0.5, 0.5)))
+        res, J, wr, cost, nd, _ = fitter.residuals(zero_y, zero_w, s, R, t)
+        # Visible vertices that found no surface count as misses (cost of a far residual).
+        score = cost / max(nd, 1)
+        if best is None or score < best[0]:
+            best = (score, s, R, t)
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+# --------------------------------------------------------------------------------------------
+# The merge
+# --------------------------------------------------------------------------------------------
+
+
+def merge_head(
+    fit: HeadFit,
+    depth: Any,
+    mask: Any,
+    normals: Any = None,
+    colors: Any = None,
+    *,
+    seam: float = 4.0,
+    smooth: float = 1.5,
+    depth_falloff: float = 12.0,
+) -> Any:
+    """The complete head: the fitted model with its visible region on the integrated surface.
+
+    Each visible skin vertex of the fitted model (front-facing, not occluded, inside the
+    mask) gets the displacement ``d`` along z that puts it on the integrated surface. A weight
+    ``a`` in [0, 1] keeps ``d`` fully where the surface is reliable and fades it out over the
+    ``seam`` (pixels) next to the mask's border, where the observed surface turns grazing
+    (Nz < 0.4), and where ``|d|`` is large (> 6 px, a blob or a bad fit). The displacement
+    field ``delta`` minimises ``sum_v C a_v (delta_v - d_v)^2 + smooth * |grad delta|^2 +
+    eps |delta|^2`` over the skin (a screened Laplace equation on the mesh's edges), so it is
+    exactly ``d`` inside the visible region, smooth across the seam and decays over the
+    hidden side. The eyeballs move rigidly with their sockets. The result is watertight.
+
+    Args:
+        fit: from :func:`fit_head` on the same reconstruction.
+        depth: ``(H, W)`` integrated depth (pixels, NaN outside the mask).
+        mask: ``(H, W)`` bool.
+        normals: optional ``(H, W, 3)`` normals (default: the model's own for the grazing test).
+        colors: optional ``(H, W, 3)`` uint8 image (the crop): vertex colours for the visible
+            region, the median visible skin colour elsewhere.
+        seam: width of the seam, pixels.
+        smooth: standard deviation (pixels) of the Gaussian that spreads the displacement
+            over the image plane for the hidden vertices.
+        depth_falloff: depth behind the model's front surface (pixels) at which a hidden
+            vertex no longer moves.
+
+    Returns:
+        :class:`trimesh.Trimesh`: skin (one closed surface) and two eyeballs (closed),
+        camera frame, pixels.
+    """
+    import trimesh  # noqa: PLC0415
+    from scipy import ndimage  # noqa: PLC0415
+
+    if not isinstance(fit, HeadFit):
+        raise TypeError(f"fit must be a HeadFit (from fit_head); got {type(fit).__name__}")
+    d = v.as_float_array(depth, "depth")
+    if d.shape != tuple(fit.shape):
+        raise ValueError(f"depth must have shape {v.shape_str(tuple(fit.shape))} like the fit; got {v.shape_str(d.shape)}")
+    m = v.as_bool_array(mask, "mask", shape=d.shape)
+    n = None if normals is None else v.as_float_array(normals, "normals")
+    if n is not None and n.shape != (*d.shape, 3):
+        raise ValueError(f"normals must have shape {v.shape_str((*d.shape, 3))}; got {v.shape_str(n.shape)}")
+    for name, val in (("seam", seam), ("smooth", smooth), ("depth_falloff", depth_falloff)):
+        if isinstance(val, bool) or not isinstance(val, numbers.Real) or not (val > 0 and math.isfinite(val)):
+            raise ValueError(f"{name} must be a finite number > 0; got {val!r}")
+    prep = _prepared(fit.model)
+    x = fit.vertices()
+    nw = prep.normals(x)
+    H, Wd = d.shape
+    mm = m & np.isfinite(d)
+    nobs = np.zeros((H, Wd, 3))
+    if n is not None:
+        nobs = np.where(mm[..., None], n, 0.0)
+    else:
+        nobs[..., 2] = 1.0
+    obs = _Obs(depth=np.where(mm, d, np.nan), mask=mm, n=nobs, w=np.ones((H, Wd)),
+               border_idx=np.zeros((2, H, Wd), np.int64), border_ok=np.ones((H, Wd), bool),
+               inside=ndimage.distance_transform_edt(mm))  # fmt: skip
+    # 1. Visible vertices and their displacement onto the integrated surface, with a weight
+    #    that fades it out toward the mask's border, grazing views and far-off surfaces.
+    vis = _front_visible(x, nw, prep.faces, (H, Wd))
+    ok, D, nob, flat, _ = _sample_depth(obs, x[:, 0], x[:, 1])
+    use = vis & ok
+    dz = np.where(use, D - x[:, 2], 0.0)
+    inside = obs.inside.ravel()[flat]
+    a_border = np.clip((inside - 1.0) / seam, 0.0, 1.0)
+    nz = nob[:, 2] if n is not None else nw[:, 2]
+    a_grazing = np.clip((np.minimum(nz, nw[:, 2]) - 0.15) / 0.25, 0.0, 1.0)
+    a_far = np.clip(2.0 - np.abs(dz) / 6.0, 0.0, 1.0)
+    a = np.where(use, a_border * a_grazing * a_far, 0.0)
+    # A vertex counts only as much as its neighbours do (twice): no isolated visible vertex.
+    adj, deg = prep.adjacency()
+    for _ in range(2):
+        a = np.minimum(a, (adj @ a) / np.maximum(deg, 1))
+    a = a * a * (3.0 - 2.0 * a)  # smoothstep
+    # 2. The displacement as a field of the image plane: per pixel, the mean a * dz of the
+    #    visible vertices there; pixels without one get a normalised Gaussian splat
+    #    (standard deviation `smooth`), which also makes it decay past the visible region.
+    #    Every vertex (visible or not) moves by this field, interpolated bilinearly at its
+    #    position, times a weight that falls from 1 just behind the model's front surface to
+    #    0 at `depth_falloff` pixels behind it. Layers at the same image position (lids over
+    #    eyeballs and sockets, lips over the mouth) thus move together, the back of the head
+    #    stays the model's, and the map along z is monotone (slope of the weight times the
+    #    field under 1): the merge adds no self-intersection.
+    c = np.rint(x[:, 0]).astype(np.int64)
+    r = np.rint(-x[:, 1]).astype(np.int64)
+    inb = (c >= 0) & (c < Wd) & (r >= 0) & (r < H)
+    pix = np.where(inb, r * Wd + c, 0)
+    num = np.bincount(pix[use], a[use] * dz[use], H * Wd).reshape(H, Wd)
+    cnt = np.bincount(pix[use], None, H * Wd).reshape(H, Wd).astype(np.float64)
+    spread = ndimage.gaussian_filter(num, smooth, mode="constant") / np.maximum(ndimage.gaussian_filter(cnt, smooth, mode="constant"), 0.05)
+    field = np.where(cnt > 0, num / np.maximum(cnt, 1.0), spread)
+    front = np.full(H * Wd, -np.inf)
+    np.maximum.at(front, pix[inb], x[inb, 2])
+    front = ndimage.maximum_filter(front.reshape(H, Wd), size=3)
+    behind = np.where(inb, front.ravel()[pix] - x[:, 2], np.inf)
+    g = np.clip(1.0 - behind / depth_falloff, 0.0, 1.0)
+    g = g * g * (3.0 - 2.0 * g)
+    delta = _bilinear(field, x[:, 0], -x[:, 1]) * g
+    out = x.copy()
+    out[:, 2] += delta
+    mesh = trimesh.Trimesh(out, prep.faces, process=False)
+    if colors is not None:
+        img = np.asarray(colors)
+        if img.shape[:2] != d.shape or img.ndim != 3 or img.shape[2] < 3:
+            raise ValueError(f"colors must have shape {v.shape_str((*d.shape, 3))}; got {v.shape_str(img.shape)}")
+        rgb = img[..., :3].reshape(-1, 3).astype(np.float64)
+        if img.dtype.kind == "f":
+            rgb = rgb * 255.0
+        seen = rgb[flat[use]]
+        base = np.median(seen, axis=0) if len(seen) else np.array([180.0, 150.0, 130.0])
+        col = np.tile(base, (len(out), 1))
+        col = np.where(use[:, None], a[:, None] * rgb[flat] + (1 - a[:, None]) * base, base)
+        mesh.visual.vertex_colors = np.column_stack([np.clip(np.rint(col), 0, 255).astype(np.uint8), np.full(len(out), 255, np.uint8)])
+    mesh.metadata["visible_weight"] = a
+    return mesh
+
+
+def full_head(
+    depth: Any,
+    normals: Any,
+    mask: Any,
+    W: Any = None,
+    colors: Any = None,
+    *,
+    model: Any = None,
+    settings: FitSettings | None = None,
+    seed: int = 0,
+) -> tuple[Any, HeadFit]:
+    """:func:`fit_head` then :func:`merge_head`: ``(mesh, fit)``."""
+    fit = fit_head(depth, normals, mask, W, model=model, settings=settings, seed=seed)
+    return merge_head(fit, depth, mask, normals, colors), fit
+
+
+# --------------------------------------------------------------------------------------------
+# Self-intersections
+# --------------------------------------------------------------------------------------------
+
+
+def self_intersections(vertices: Any, faces: Any, candidates: Any = None) -> np.ndarray:
+    """Pairs of triangles of a mesh that intersect (sharing no vertex).
+
+    Candidate pairs are the triangles whose centroids are close enough for them to touch (a
+    k-d tree), then whose bounding boxes overlap; each pair is tested exactly for non-coplanar triangles: an edge of one crossing the other (segment-
+    triangle test, both ways).
+
+    Args:
+        vertices: ``(V, 3)``.
+        faces: ``(F, 3)`` int.
+        candidates: optional indices (or boolean mask) of the faces to test against all others
+            (e.g. the seam); default all.
+
+    Returns:
+        ``(P, 2)`` int64 face index pairs ``(i, j)``, ``i < j``.
+    """
+    x = v.check_vertices(vertices, "vertices")
+    f = v.check_faces(faces, x.shape[0], "faces")
+    F = f.shape[0]
+    if candidates is None:
+        cand = np.ones(F, bool)
+    else:
+        c = np.asarray(candidates)
+        cand = c.astype(bool) if c.dtype == bool else np.isin(np.arange(F), c)
+        if cand.shape != (F,):
+            raise ValueError(f"candidates must be a (F,) bool mask or face indices; got shape {v.shape_str(c.shape)}")
+    from scipy.spatial import cKDTree  # noqa: PLC0415
+
+    tri = x[f]
+    lo, hi = tri.min(axis=1), tri.max(axis=1)
+    centre = tri.mean(axis=1)
+    radius = np.linalg.norm(tri - centre[:, None], axis=2).max(axis=1)
+    # Faces in classes by radius (class c up to 2^c times the median), one k-d tree per class
+    # on the centroids: a candidate meets the faces of class c within its radius plus the
+    # class's largest radius.
+    cls = np.maximum(0, np.ceil(np.log2(np.maximum(radius, 1e-300) / max(float(np.median(radius)), 1e-300)))).astype(np.int64)
+    ci = np.flatnonzero(cand)
+    pairs = [np.zeros((0, 2), np.int64)]
+    for c in np.unique(cls):
+        members = np.flatnonzero(cls == c)
+        if not (members.size and ci.size):
+            continue
+        tree = cKDTree(centre[members])
+        near = tree.query_ball_point(centre[ci], radius[ci] + float(radius[members].max()))
+        counts = np.fromiter((len(n) for n in near), np.int64, count=len(near))
+        if counts.sum():
+            other = members[np.concatenate([np.asarray(n, np.int64) for n in near if len(n)])]
+            pairs.append(np.column_stack([np.repeat(ci, counts), other]))
+    pr = np.concatenate(pairs)
+    pr = pr[pr[:, 0] != pr[:, 1]]
+    if not pr.size:
+        return np.zeros((0, 2), np.int64)
+    key = np.unique(np.minimum(pr[:, 0], pr[:, 1]) * F + np.maximum(pr[:, 0], pr[:, 1]))
+    pr = np.column_stack([key // F, key % F])
+    # Drop pairs sharing a vertex, and pairs whose boxes do not overlap.
+    share = (f[pr[:, 0]][:, :, None] == f[pr[:, 1]][:, None, :]).any(axis=(1, 2))
+    pr = pr[~share]
+    overlap = np.all((lo[pr[:, 0]] <= hi[pr[:, 1]]) & (lo[pr[:, 1]] <= hi[pr[:, 0]]), axis=1)
+    pr = pr[overlap]
+    if not pr.size:
+        return np.zeros((0, 2), np.int64)
+    hit = _edges_cross(tri[pr[:, 0]], tri[pr[:, 1]]) | _edges_cross(tri[pr[:, 1]], tri[pr[:, 0]])
+    return pr[hit]
+
+
+def _edges_cross(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Whether an edge of triangle ``A[i]`` crosses triangle ``B[i]`` (strictly)."""
+    hit = np.zeros(A.shape[0], bool)
+    b0, b1, b2 = B[:, 0], B[:, 1], B[:, 2]
+    e1, e2 = b1 - b0, b2 - b0
+    for a, b in ((0, 1), (1, 2), (2, 0)):
+        p, q = A[:, a], A[:, b]
+        d = q - p
+        h = np.cross(d, e2)
+        det = np.einsum("ij,ij->i", e1, h)
+        good = np.abs(det) > 1e-14
+        inv = np.where(good, 1.0 / np.where(good, det, 1.0), 0.0)
+        sv = p - b0
+        u = np.einsum("ij,ij->i", sv, h) * inv
+        qv = np.cross(sv, e1)
+        w = np.einsum("ij,ij->i", d, qv) * inv
+        tt = np.einsum("ij,ij->i", e2, qv) * inv
+        eps = 1e-9
+        hit |= good & (u > eps) & (w > eps) & (u + w < 1 - eps) & (tt > eps) & (tt < 1 - eps)
+    return hit

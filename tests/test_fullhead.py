@@ -1,0 +1,222 @@
+"""monohead.fullhead: fitting the head model behind a 2.5D surface, and the watertight merge.
+
+The observations are rendered here independently of the module: the posed ICT-FaceKit head
+is ray-cast (trimesh's ray caster, one orthographic ray per pixel centre), which gives the
+depth, the face normals and the mask of a head whose parameters are known.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+trimesh = pytest.importorskip("trimesh")
+
+from monohead import fullhead  # noqa: E402
+from monohead.fullhead import FitSettings, HeadFit, HeadFitError, fit_head, merge_head, self_intersections  # noqa: E402
+from monohead.geometry import MeshSurface  # noqa: E402
+from monohead.synth.head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel  # noqa: E402
+
+SIZE = 96
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    y, p, r = np.radians([yaw, pitch, roll])
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return rz @ rx @ ry
+
+
+@pytest.fixture(scope="module")
+def model() -> HeadModel:
+    return HeadModel.load()
+
+
+def _render(vertices: np.ndarray, faces: np.ndarray, size: int = SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Orthographic ray casting at pixel centres: depth (NaN off the head), normals, mask."""
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    r, c = np.mgrid[0:size, 0:size]
+    origins = np.column_stack([c.ravel(), -r.ravel(), np.full(r.size, vertices[:, 2].max() + 10.0)]).astype(np.float64)
+    dirs = np.tile([0.0, 0.0, -1.0], (r.size, 1))
+    loc, ray, tri = mesh.ray.intersects_location(origins, dirs, multiple_hits=False)
+    depth = np.full(r.size, np.nan)
+    normals = np.zeros((r.size, 3))
+    depth[ray] = loc[:, 2]
+    fn = mesh.face_normals[tri]
+    ok = fn[:, 2] > 0.05
+    normals[ray[ok]] = fn[ok]
+    depth[ray[~ok]] = np.nan
+    mask = np.isfinite(depth)
+    return depth.reshape(size, size), normals.reshape(size, size, 3), mask.reshape(size, size)
+
+
+@pytest.fixture(scope="module")
+def scene(model: HeadModel) -> dict:
+    """A head with a known identity, expression and pose, and its rendered maps."""
+    rng = np.random.default_rng(7)
+    y = rng.standard_normal(model.num_identities) * 0.8
+    w = np.zeros(model.num_expressions)
+    w[model.expression_names.index("jawOpen")] = 0.3
+    R = _rotation(25.0, 8.0, -6.0)
+    s = 0.6 * SIZE / 18.5
+    t = np.array([SIZE / 2 - 1.0, -SIZE / 2 + 2.0, 0.0])
+    verts = (model.shape(y, w) - fullhead.PIVOT) @ (s * R).T + t
+    faces = model.faces[model.region_faces(list(SKIN_REGIONS) + list(EYE_REGIONS))]
+    depth, normals, mask = _render(verts, faces)
+    offset = 37.25  # the integrator's gauge: depth is known up to a constant
+    return {"y": y, "w": w, "R": R, "s": s, "t": t, "verts": verts, "faces": faces,
+            "skin": model.faces[model.region_faces(list(SKIN_REGIONS))],
+            "depth": depth - offset, "normals": normals, "mask": mask, "offset": offset}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fitted(scene: dict, model: HeadModel) -> HeadFit:
+    return fit_head(scene["depth"], scene["normals"], scene["mask"], model=model)
+
+
+def _hidden_error(scene: dict, mesh: trimesh.Trimesh) -> float:
+    """Mean distance (px) from the back half of the true skin to ``mesh`` (after undoing the
+    known depth offset)."""
+    v = scene["verts"].copy()
+    skin = np.unique(scene["skin"])
+    back = skin[v[skin, 2] < np.median(v[skin, 2])]
+    pts = v[back] - [0.0, 0.0, scene["offset"]]
+    return float(MeshSurface(mesh).closest(pts)[1].mean())
+
+
+def test_fit_recovers_pose_scale_and_converges(fitted: HeadFit, scene: dict) -> None:
+    ypr = np.array(fullhead.yaw_pitch_roll(fitted.rotation))
+    assert np.abs(ypr - [25.0, 8.0, -6.0]).max() < 3.0, ypr
+    assert abs(fitted.scale / scene["s"] - 1.0) < 0.06
+    assert fitted.converged
+    assert fitted.rms < 1.0
+    # Translation: x, y in pixels; z carries the depth map's offset.
+    assert np.abs(fitted.translation[:2] - scene["t"][:2]).max() < 2.0
+    assert abs(fitted.translation[2] - (scene["t"][2] - scene["offset"])) < 3.0
+    p = fitted.params()
+    assert set(p) >= {"identity", "expression", "scale", "rotation", "translation", "converged", "iterations"}
+
+
+def test_fit_recovers_identity_beyond_the_mean_head(fitted: HeadFit, scene: dict) -> None:
+    fit_err = _hidden_error(scene, fitted.model_mesh())
+    mean_err = _hidden_error(scene, fitted.model_mesh(identity=np.zeros_like(fitted.identity)))
+    assert fit_err < 0.75 * mean_err, (fit_err, mean_err)
+    k = fitted.identity.size
+    assert np.corrcoef(fitted.identity, scene["y"][:k])[0, 1] > 0.3
+
+
+def test_fit_is_deterministic(scene: dict, model: HeadModel, fitted: HeadFit) -> None:
+    again = fit_head(scene["depth"], scene["normals"], scene["mask"], model=model)
+    np.testing.assert_array_equal(again.identity, fitted.identity)
+    np.testing.assert_array_equal(again.rotation, fitted.rotation)
+    other = fit_head(scene["depth"], scene["normals"], scene["mask"], model=model, seed=1)
+    assert not np.array_equal(other.identity, fitted.identity)  # other fitting vertices
+    assert abs(other.scale / fitted.scale - 1.0) < 0.03
+
+
+def test_stray_blob_does_not_drag_the_fit(scene: dict, model: HeadModel, fitted: HeadFit) -> None:
+    depth, normals, mask = scene["depth"].copy(), scene["normals"].copy(), scene["mask"].copy()
+    rows, cols = np.nonzero(mask)
+    # A blob attached to the head's side, far in front of it (a shoulder, a hand), and a
+    # detached one in a corner.
+    r0 = int(np.median(rows))
+    c0 = int(cols.max()) - 3
+    blob = np.zeros_like(mask)
+    blob[r0 - 6 : r0 + 6, c0 : min(c0 + 14, SIZE)] = True
+    blob[2:10, 2:10] = True
+    new = blob & ~mask
+    depth[new] = np.nanmax(depth) + 15.0
+    normals[new] = (0.0, 0.0, 1.0)
+    mask |= blob
+    fit = fit_head(depth, normals, mask, model=model)
+    assert fit.ignored_pixels == 64  # the detached blob
+    ypr = np.array(fullhead.yaw_pitch_roll(fit.rotation))
+    assert np.abs(ypr - [25.0, 8.0, -6.0]).max() < 4.0, ypr
+    assert abs(fit.scale / scene["s"] - 1.0) < 0.08
+    assert _hidden_error(scene, fit.model_mesh()) < 1.3 * _hidden_error(scene, fitted.model_mesh())
+
+
+def test_not_converged_is_reported(scene: dict, model: HeadModel) -> None:
+    fit = fit_head(scene["depth"], scene["normals"], scene["mask"], model=model, settings=FitSettings(iterations=2))
+    assert not fit.converged
+    assert fit.iterations == 2
+
+
+@pytest.mark.parametrize("pixels", [0, 150])
+def test_small_mask_is_refused(scene: dict, model: HeadModel, pixels: int) -> None:
+    mask = np.zeros_like(scene["mask"])
+    mask.ravel()[np.flatnonzero(scene["mask"])[:pixels]] = True
+    with pytest.raises(HeadFitError, match="empty" if pixels == 0 else "150 pixels"):
+        fit_head(scene["depth"], scene["normals"], mask, model=model)
+    assert issubclass(HeadFitError, ValueError)
+
+
+def test_bad_inputs(scene: dict, model: HeadModel) -> None:
+    d, n, m = scene["depth"], scene["normals"], scene["mask"]
+    with pytest.raises(ValueError, match=r"depth must have shape \(H, W\)"):
+        fit_head(d[None], n, m, model=model)
+    with pytest.raises(ValueError, match="normals must have shape"):
+        fit_head(d, n[..., :2], m, model=model)
+    with pytest.raises(ValueError, match="W must have shape"):
+        fit_head(d, n, m, np.zeros((3, 3)), model=model)
+    bad = d.copy()
+    bad[np.nonzero(m)[0][0], np.nonzero(m)[1][0]] = np.nan
+    with pytest.raises(ValueError, match="depth must be finite inside the mask; got 1"):
+        fit_head(bad, n, m, model=model)
+    with pytest.raises(ValueError, match="seed"):
+        fit_head(d, n, m, model=model, seed=-1)
+    with pytest.raises(TypeError, match="settings"):
+        fit_head(d, n, m, model=model, settings={"prior": 1})
+    with pytest.raises(TypeError, match="fit must be a HeadFit"):
+        merge_head("fit", d, m)
+
+
+def test_merge_is_watertight_keeps_the_surface_and_has_no_seam_intersections(fitted: HeadFit, scene: dict) -> None:
+    d, n, m = scene["depth"], scene["normals"], scene["mask"]
+    rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
+    rgb[..., 0] = 200
+    mesh = merge_head(fitted, d, m, n, colors=rgb)
+    assert mesh.is_watertight
+    assert mesh.is_winding_consistent
+    parts = mesh.split(only_watertight=False)
+    assert all(p.is_watertight for p in parts)
+    assert max(len(p.vertices) for p in parts) == fullhead._prepared(fitted.model).n_skin  # one closed skin
+    a = mesh.metadata["visible_weight"]
+    assert (a == 1.0).sum() > 500
+    # Where the weight is 1 the vertex sits on the observed surface (depth map, bilinear).
+    v = np.asarray(mesh.vertices)[a == 1.0]
+    v = v[(v[:, 0] < SIZE - 1) & (-v[:, 1] < SIZE - 1)]
+    c, r = v[:, 0], -v[:, 1]
+    c0, r0 = np.floor(c).astype(int), np.floor(r).astype(int)
+    fc, fr = c - c0, r - r0
+    interp = (d[r0, c0] * (1 - fc) * (1 - fr) + d[r0, c0 + 1] * fc * (1 - fr) + d[r0 + 1, c0] * (1 - fc) * fr
+              + d[r0 + 1, c0 + 1] * fc * fr)  # fmt: skip
+    good = np.isfinite(interp)
+    assert good.mean() > 0.95
+    assert np.median(np.abs(v[good, 2] - interp[good])) < 0.1
+    # The seam: skin faces with a vertex of partial weight. ICT-FaceKit's own skin crosses
+    # itself in a few places (inside the mouth); the merge must add no crossing there.
+    skin = fullhead._prepared(fitted.model).skin_faces
+    partial = (a > 0) & (a < 1)
+    seam = partial[skin].any(axis=1)
+    assert seam.sum() > 50
+    merged = {tuple(p) for p in self_intersections(mesh.vertices, skin, seam)}
+    before = {tuple(p) for p in self_intersections(fitted.vertices(), skin, seam)}
+    assert merged <= before, sorted(merged - before)[:5]
+    # Colours: visible region from the image, elsewhere its median.
+    col = np.asarray(mesh.visual.vertex_colors)
+    assert (col[:, 0] == 200).all()
+
+
+def test_self_intersections_finds_crossing_triangles() -> None:
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    assert len(self_intersections(sphere.vertices, sphere.faces)) == 0
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.2, 0.2, -0.5], [0.3, 0.2, 0.5], [0.2, 0.3, 0.5]], float)
+    f = np.array([[0, 1, 2], [3, 4, 5]])
+    assert self_intersections(v, f).tolist() == [[0, 1]]
+    # Two spheres overlapping: many pairs, found from either side's candidates.
+    two = trimesh.util.concatenate([sphere, sphere.copy().apply_translation([1.0, 0, 0])])
+    n = len(sphere.faces)
+    pairs = self_intersections(two.vertices, two.faces, np.arange(n))
+    assert len(pairs) > 10 and (pairs[:, 0] < n).all() and (pairs[:, 1] >= n).all()
