@@ -107,6 +107,12 @@ def test_end_to_end_rendered_oracle_and_rerun(tmp_path):
     for row in r["table2"]["rows"]:
         assert row["samples"] == 2 and 0 <= row["median"] <= row["p90"] and row["pairs"] == 2
     assert "Command: `test`" in report and "not run: the oracle" in report
+    # Complete heads: both heads fitted and compared on both sides, in the report.
+    fh = r["full_head"]
+    assert fh["heads"] + len(fh["failed"]) == 2 and fh["generator_version"] >= 1
+    if fh["heads"]:
+        assert {"mesh25d", "full", "model", "mean"} <= set(fh["summary"]["visible"])
+        assert "## Complete heads" in report and "| hidden | complete head" in report
     first = {k: v["cached"] for k, v in r["stages"].items()}
     assert not any(first.values())
 
@@ -115,7 +121,7 @@ def test_end_to_end_rendered_oracle_and_rerun(tmp_path):
     r2 = experiments.run_experiments(out, count=2, size=64, spp=1, model="oracle", lams=LAMS, workers=1,
                                      callback=lambda *a: calls.append(a))  # fmt: skip
     cached = {k for k, v in r2["stages"].items() if v["cached"]}
-    assert cached == {"testset", "predict", "sweep", "oracle_sweep", "table2"}
+    assert cached == {"testset", "predict", "sweep", "oracle_sweep", "table2", "full_head"}
     for stage in cached - {"testset"}:
         mine = [c for c in calls if c[0] == stage]
         assert len(mine) == 1 and mine[0][1] == mine[0][2]

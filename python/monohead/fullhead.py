@@ -23,10 +23,12 @@ predicted normals. This module completes it into a whole, closed head:
    rigid pose, then everything. The result (:class:`HeadFit`) says whether it converged.
 2. :func:`merge_head` builds the watertight mesh: the fitted model everywhere, its visible
    region moved onto the integrated surface. The displacement toward the integrated surface
-   (along z) is kept exactly where the surface is reliable (inside the mask, away from its
-   border, not grazing) and fades smoothly to the model across a seam; over the hidden side
-   it is extended by a screened Laplace equation on the mesh (smooth, decaying to 0). The
-   eyeballs follow their sockets rigidly.
+   (along z) is kept where the surface is reliable (inside the mask, away from its border,
+   not grazing) and fades smoothly to the model across a seam. It is applied as one field of
+   the image plane to every vertex (skin and eyes) near the model's front surface, fading
+   with the depth behind it: layers at one image position (lids, eyeballs, sockets, lips)
+   move together, so the merge creates no self-intersection, and the mesh keeps the model's
+   topology: one closed skin and the closed eyeballs.
 
 Frame and units are those of the reconstruction (``conventions.md``): orthographic camera
 looking down -z, pixel ``(row, col)`` at ``x = col``, ``y = -row``, z toward the viewer, all
@@ -55,7 +57,9 @@ __all__ = [
     "fit_head",
     "full_head",
     "merge_head",
+    "model_faces",
     "self_intersections",
+    "yaw_pitch_roll",
 ]
 
 log = logging.getLogger(__name__)
@@ -190,7 +194,7 @@ class HeadFit:
     def model_mesh(self, identity: Any = None) -> Any:
         """The fitted model as a watertight :class:`trimesh.Trimesh` (skin and eyes), no detail
         from the photo (see :meth:`vertices`)."""
-        import trimesh  # noqa: PLC0415
+        import trimesh
 
         return trimesh.Trimesh(self.vertices(identity), _prepared(self.model).faces, process=False)
 
@@ -284,7 +288,7 @@ class _Prepared:
         to the subset's vertex normals."""
         key = ("ring", round(float(voxel), 4), int(seed), int(k))
         if key not in self._subsets:
-            import scipy.sparse as sp  # noqa: PLC0415
+            import scipy.sparse as sp
 
             sub = self.subset(voxel, seed)
             inc = np.isin(self.skin_faces, sub).any(axis=1)
@@ -325,7 +329,7 @@ class _Prepared:
     def adjacency(self) -> tuple[Any, np.ndarray]:
         """Edge adjacency of all vertices (CSR ``(V, V)``, ones) and the degrees."""
         if self._laplacian is None:
-            import scipy.sparse as sp  # noqa: PLC0415
+            import scipy.sparse as sp
 
             f = self.faces
             e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
@@ -339,7 +343,7 @@ class _Prepared:
     def normals(self, x: np.ndarray) -> np.ndarray:
         """Unit vertex normals (area-weighted face normals) of all vertices ``x`` (skin, eyes)."""
         if self._incidence is None:
-            import scipy.sparse as sp  # noqa: PLC0415
+            import scipy.sparse as sp
 
             f = self.faces
             cols = np.repeat(np.arange(f.shape[0]), 3)
@@ -364,7 +368,7 @@ _DEFAULT_MODEL: Any = None
 
 def _model(model: Any) -> Any:
     global _DEFAULT_MODEL
-    from .synth.head_model import HeadModel  # noqa: PLC0415
+    from .synth.head_model import HeadModel
 
     if model is None:
         if _DEFAULT_MODEL is None:
@@ -427,7 +431,7 @@ def _check_inputs(depth: Any, normals: Any, mask: Any, W: Any) -> tuple[np.ndarr
 
 
 def _observations(d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray) -> tuple[_Obs, int]:
-    from scipy import ndimage  # noqa: PLC0415
+    from scipy import ndimage
 
     lab, k = ndimage.label(m)
     ignored = 0
@@ -448,7 +452,6 @@ def _observations(d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray) ->
         xy = nn[low][:, :2]
         ln = np.maximum(np.linalg.norm(xy, axis=1, keepdims=True), 1e-12)
         nn[low] = np.column_stack([xy / ln * math.sqrt(1 - _MIN_NZ**2), np.full(len(xy), _MIN_NZ)])
-    H, Wd = m.shape
     border = m & ~ndimage.binary_erosion(m, border_value=1)
     frame = np.zeros_like(m)
     frame[0, :] = frame[-1, :] = frame[:, 0] = frame[:, -1] = True
@@ -535,7 +538,7 @@ def _front_visible(x: np.ndarray, nw: np.ndarray, faces: np.ndarray, shape: tupl
 
 def _zbuffer_visible(xw: np.ndarray, nw: np.ndarray, shape: tuple[int, int], zb_points: np.ndarray) -> np.ndarray:
     """Front-facing points of ``xw`` not hidden behind ``zb_points`` (a vertex z-buffer)."""
-    from scipy import ndimage  # noqa: PLC0415
+    from scipy import ndimage
 
     H, Wd = shape
     c = np.rint(zb_points[:, 0]).astype(np.int64)
@@ -600,7 +603,7 @@ class _Fitter:
         xw = _pose(x, s, R, t)
         return xw, xw[g["pos"]], n @ R.T
 
-    def residuals(self, y, w, s, R, t, freeze: bool = False):  # noqa: ANN001, ANN201
+    def residuals(self, y, w, s, R, t, freeze: bool = False):
         """Residuals, Jacobian rows, robust weights at the current parameters.
 
         With ``freeze``, the visible and contour vertices and the contour targets are kept
@@ -654,7 +657,7 @@ class _Fitter:
     def _contour(self, xw_ring: np.ndarray, rr: np.ndarray, cc: np.ndarray) -> np.ndarray:
         """Whether pixels ``(rr, cc)`` lie on the border of the model's footprint (computed at
         half resolution: the ring's vertices are a few pixels apart)."""
-        from scipy import ndimage  # noqa: PLC0415
+        from scipy import ndimage
 
         H, Wd = self.shape_hw
         h2, w2 = (H + 1) // 2, (Wd + 1) // 2
@@ -888,15 +891,19 @@ def merge_head(
 ) -> Any:
     """The complete head: the fitted model with its visible region on the integrated surface.
 
-    Each visible skin vertex of the fitted model (front-facing, not occluded, inside the
-    mask) gets the displacement ``d`` along z that puts it on the integrated surface. A weight
-    ``a`` in [0, 1] keeps ``d`` fully where the surface is reliable and fades it out over the
-    ``seam`` (pixels) next to the mask's border, where the observed surface turns grazing
-    (Nz < 0.4), and where ``|d|`` is large (> 6 px, a blob or a bad fit). The displacement
-    field ``delta`` minimises ``sum_v C a_v (delta_v - d_v)^2 + smooth * |grad delta|^2 +
-    eps |delta|^2`` over the skin (a screened Laplace equation on the mesh's edges), so it is
-    exactly ``d`` inside the visible region, smooth across the seam and decays over the
-    hidden side. The eyeballs move rigidly with their sockets. The result is watertight.
+    Each visible vertex of the fitted model (front-facing, not occluded: a dense z-buffer,
+    inside the mask) gets the displacement ``d`` along z that puts it on the integrated
+    surface. A weight ``a`` in [0, 1] keeps ``d`` fully where the surface is reliable and fades
+    it out over the ``seam`` (pixels) next to the mask's border, where the surface turns
+    grazing (Nz < 0.4) and where ``|d|`` is large (> 6 px: a blob or a bad fit); a vertex
+    counts at most as much as its neighbours (no isolated vertex). Per pixel, the mean
+    ``a d`` of the visible vertices there makes an image-plane field (pixels without one: a
+    normalised Gaussian splat of standard deviation ``smooth``, which also makes it fade past
+    the visible region). Every vertex moves along z by this field (bilinear at its position)
+    times a weight falling from 1 at the model's front surface to 0 at ``depth_falloff``
+    pixels behind it. Layers at one image position move together and the map along z is
+    monotone, so the merge adds no self-intersection; the topology is the model's, so the
+    result is watertight (``metadata["visible_weight"]`` holds ``a``).
 
     Args:
         fit: from :func:`fit_head` on the same reconstruction.
@@ -912,11 +919,11 @@ def merge_head(
             vertex no longer moves.
 
     Returns:
-        :class:`trimesh.Trimesh`: skin (one closed surface) and two eyeballs (closed),
-        camera frame, pixels.
+        :class:`trimesh.Trimesh`: skin (one closed surface) and the eyeballs (closed parts),
+        camera frame, pixels; vertex colours with ``colors``.
     """
-    import trimesh  # noqa: PLC0415
-    from scipy import ndimage  # noqa: PLC0415
+    import trimesh
+    from scipy import ndimage
 
     if not isinstance(fit, HeadFit):
         raise TypeError(f"fit must be a HeadFit (from fit_head); got {type(fit).__name__}")
@@ -1050,7 +1057,7 @@ def self_intersections(vertices: Any, faces: Any, candidates: Any = None) -> np.
         cand = c.astype(bool) if c.dtype == bool else np.isin(np.arange(F), c)
         if cand.shape != (F,):
             raise ValueError(f"candidates must be a (F,) bool mask or face indices; got shape {v.shape_str(c.shape)}")
-    from scipy.spatial import cKDTree  # noqa: PLC0415
+    from scipy.spatial import cKDTree
 
     tri = x[f]
     lo, hi = tri.min(axis=1), tri.max(axis=1)

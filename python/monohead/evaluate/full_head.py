@@ -40,27 +40,42 @@ ICP_STRIDE = 4
 METHODS = ("mesh25d", "full", "model", "mean")
 
 
-def true_head_mesh(params: dict[str, Any], size: tuple[int, int], model: Any = None) -> Any:
+def true_head_mesh(params: dict[str, Any], size: tuple[int, int], model: Any = None, version: int = 1) -> Any:
     """The posed true head of a synthetic sample (skin and eyes, pixels, camera frame), as
-    rendered by :mod:`monohead.synth` (hair and glasses left out)."""
-    import trimesh  # noqa: PLC0415
+    rendered by :mod:`monohead.synth` (hair, glasses, headwear left out).
 
-    from ..synth import scene  # noqa: PLC0415
-    from ..synth.head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel  # noqa: PLC0415
+    Args:
+        params: the sample's parameters (``identity``, ``expression``, ``gaze``, ``pose``).
+        size: ``(H, W)`` of its images.
+        model: the head model (default the shipped one).
+        version: the generator version of the data set (its manifest's
+            ``settings["generator_version"]``): 1 renders the whole ICT head with its capped
+            torso, 2 cuts it at the neck's base.
+    """
+    import trimesh
+
+    from ..synth import scene
+    from ..synth.head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel
 
     hm = model if isinstance(model, HeadModel) else HeadModel.load(model)
     vm = hm.shape(params["identity"], params["expression"], tuple(params["gaze"]))
     M = scene.pose_matrix(params["pose"], tuple(size))
     vw = vm @ M[:3, :3].T + M[:3, 3]
-    faces = hm.faces[hm.region_faces(list(SKIN_REGIONS) + list(EYE_REGIONS))]
-    skin = hm.faces[hm.region_faces(list(SKIN_REGIONS))]
+    skin_sel = hm.region_faces(list(SKIN_REGIONS))
+    keep = skin_sel | hm.region_faces(list(EYE_REGIONS))
+    if int(version) >= 2:
+        from ..synth import body
+
+        keep &= ~body.neck_cut(hm)["drop"]
+    faces = hm.faces[keep]
+    skin = hm.faces[keep & skin_sel]
     mesh = trimesh.Trimesh(vw, faces, process=False)
     mesh.metadata["skin_faces"] = skin
     return mesh
 
 
 def _hidden_points(true_mesh: Any, true_depth: np.ndarray, true_mask: np.ndarray, count: int, seed: int) -> np.ndarray:
-    import trimesh  # noqa: PLC0415
+    import trimesh
 
     skin = trimesh.Trimesh(np.asarray(true_mesh.vertices), true_mesh.metadata.get("skin_faces", true_mesh.faces), process=False)
     pts, fidx = trimesh.sample.sample_surface(skin, count, seed=seed)
@@ -100,8 +115,8 @@ def evaluate_full_head(
         ``{"visible": {method: (n,) distances}, "hidden": {method: (m,) distances},
         "icp_rms": float}``; the 2.5D mesh has no hidden side.
     """
-    from ..geometry import MeshSurface, depth_to_mesh  # noqa: PLC0415
-    from .mesh_error import apply_transform, icp  # noqa: PLC0415
+    from ..geometry import MeshSurface, depth_to_mesh
+    from .mesh_error import apply_transform, icp
 
     td = np.asarray(true_depth, np.float64)
     tm = np.asarray(true_mask, bool)
@@ -158,3 +173,110 @@ def summarise(per_sample: list[dict[str, Any]]) -> dict[str, Any]:
                 "mean_of_heads": float(np.mean([a.mean() for a in arrs])),
             }
     return out
+
+
+def evaluate_test_set(
+    root: Any,
+    ids: Any,
+    normals: Any,
+    W: Any,
+    mask: Any,
+    *,
+    lam: float = 0.1,
+    seed: int = 0,
+    callback: Any = None,
+) -> dict[str, Any]:
+    """The complete-head evaluation over synthetic samples (the module docstring, per head).
+
+    Each sample's predicted maps are integrated as the photo pipeline does (slopes limited,
+    WLS with ``lam``), the head is fitted (:func:`monohead.fullhead.fit_head`) and merged
+    (:func:`monohead.fullhead.merge_head`), and the four reconstructions are compared with
+    the true head.
+
+    Args:
+        root: the synthetic data set folder (its samples' parameters give the true heads).
+        ids: ``(N,)`` sample indices in that data set.
+        normals, W, mask: ``(N, H, W, 3)``, ``(N, H, W)``, ``(N, H, W)`` predicted maps of
+            those samples.
+        lam: integration weight.
+        seed: seed of the fits and of the hidden-side samples.
+        callback: ``callback(done, total)`` after each head.
+
+    Returns:
+        JSON-able dict: ``summary`` (:func:`summarise`), ``heads`` (evaluated), ``failed``
+        (``[(id, message)]``: fits refused, e.g. a mask under 200 pixels), ``converged``
+        (fits that converged), ``seconds`` (per head: ``fit``, ``merge``; mean and median),
+        ``generator_version``.
+    """
+    import time
+
+    from .. import fullhead
+    from ..integration import integrate
+    from ..photo import limit_slope
+    from ..synth.dataset import SyntheticHeads
+
+    ds = SyntheticHeads(root)
+    version = int((ds.manifest.get("settings") or {}).get("generator_version", 1))
+    size = tuple(np.asarray(mask).shape[1:3])
+    per: list[dict[str, Any]] = []
+    failed: list[tuple[int, str]] = []
+    t_fit: list[float] = []
+    t_merge: list[float] = []
+    converged = 0
+    ids = [int(i) for i in ids]
+    for k, idx in enumerate(ids):
+        item = ds[idx]
+        m = np.asarray(mask[k], bool)
+        try:
+            n = limit_slope(np.asarray(normals[k], np.float64), m)
+            depth = integrate(n, np.asarray(W[k], np.float64), lam, m) if m.any() else np.full(m.shape, np.nan)
+            t0 = time.perf_counter()
+            fit = fullhead.fit_head(depth, n, m, W[k], seed=seed)
+            t1 = time.perf_counter()
+            full = fullhead.merge_head(fit, depth, m, n)
+            t2 = time.perf_counter()
+            truth = true_head_mesh(item["params"], size, fit.model, version)
+            per.append(evaluate_full_head(truth, item["depth"], item["mask"], depth, m, full, fit, seed=seed + idx))
+        except ValueError as exc:
+            failed.append((idx, str(exc)))
+        else:
+            t_fit.append(t1 - t0)
+            t_merge.append(t2 - t1)
+            converged += int(fit.converged)
+        if callback is not None:
+            callback(k + 1, len(ids))
+    out: dict[str, Any] = {
+        "summary": summarise(per) if per else {},
+        "heads": len(per),
+        "failed": failed,
+        "converged": converged,
+        "generator_version": version,
+        "seconds": {
+            "fit_mean": float(np.mean(t_fit)) if t_fit else float("nan"),
+            "fit_median": float(np.median(t_fit)) if t_fit else float("nan"),
+            "merge_mean": float(np.mean(t_merge)) if t_merge else float("nan"),
+            "merge_median": float(np.median(t_merge)) if t_merge else float("nan"),
+        },
+    }
+    return out
+
+
+_LABELS = {
+    "mesh25d": "2.5D mesh (integrated depth)",
+    "full": "complete head (`fullhead`)",
+    "model": "fitted model alone",
+    "mean": "mean head (y = 0), same pose and expression",
+}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The evaluation of :func:`evaluate_test_set` as a Markdown table (pixels)."""
+    s = result.get("summary") or {}
+    lines = ["| side | reconstruction | heads | mean | median | 90 % |", "|---|---|---:|---:|---:|---:|"]
+    for side in ("visible", "hidden"):
+        for name in METHODS:
+            r = (s.get(side) or {}).get(name)
+            if r is None:
+                continue
+            lines.append(f"| {side} | {_LABELS[name]} | {r['heads']} | {r['mean']:.3f} | {r['median']:.3f} | {r['p90']:.3f} |")
+    return "\n".join(lines)
