@@ -272,6 +272,26 @@ PYBIND11_MODULE(_core, m) {
             "smooth solve, then after each reweighting), 'reweightings', 'scale' (sigma); 'iterations' counts "
             "every CG iteration and 'converged' says whether the energy criterion was met.")
         .def(
+            "solve_prior",
+            [](Integrator& self, CArray<double> normals, std::optional<std::tuple<double, double, double, double>> k,
+               CArray<double> weight, CArray<double> target, std::optional<CArray<double>> x0, double tol, int maxiter) {
+                const int H = self.height(), W = self.width();
+                require_shape(normals, "normals", {H, W, 3});
+                require_shape(weight, "prior_weight", {H, W});
+                require_shape(target, "prior", {H, W});
+                monohead::Pinhole cam;
+                if (k) cam = pinhole(*k);
+                const int mode = k ? 1 : 0;
+                return run_solve(self, x0, [&](const double* x0p, double* outp) {
+                    return self.solve_prior(mode, normals.data(), cam, nullptr, nullptr, weight.data(), target.data(), x0p,
+                                            tol, maxiter, outp);
+                });
+            },
+            py::arg("normals").noconvert(), py::arg("k"), py::arg("weight").noconvert(), py::arg("target").noconvert(),
+            py::arg("x0").noconvert() = py::none(), py::arg("tol") = 1e-6, py::arg("maxiter") = -1,
+            "Smooth solve fused with a depth prior: weight (H, W) >= 0 (0: no prior), target (H, W) the prior's "
+            "value of the unknown (height, or log-depth with k).  Returns (h, info).")
+        .def(
             "csr_perspective",
             [](const Integrator& self, CArray<double> normals, std::tuple<double, double, double, double> k) {
                 require_shape(normals, "normals", {self.height(), self.width(), 3});

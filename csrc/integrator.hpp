@@ -25,6 +25,7 @@
 #include "multigrid.hpp"
 #include "parallel.hpp"
 #include "pcg.hpp"
+#include "prior.hpp"
 #include "robust.hpp"
 #include "wls_system.hpp"
 
@@ -378,6 +379,93 @@ class Integrator {
         rep.iterations = rrep.cg_iterations;
         rep.converged = rrep.converged;
         rep.solve_seconds += seconds_since(t0);
+        return rep;
+    }
+
+    // Smooth solve fused with a depth prior (prior.hpp): wprior (H x W, >= 0; 0 = no prior at
+    // that pixel) and tprior (H x W, the prior's value of the unknown: height, or log-depth in
+    // perspective; read where wprior > 0).  mode as in solve_robust.  Needs method "mg".
+    // Components without any prior pixel keep mean 0.
+    SolveReport solve_prior(int mode, const double* normals, const Pinhole& cam, const double* pm, const double* qm,
+                            const double* wprior, const double* tprior, const double* x0, double tol, int maxiter,
+                            double* out) {
+        if (method_ != Method::Multigrid) throw std::invalid_argument("the prior solve needs method 'mg'");
+        SolveReport rep;
+        auto t0 = std::chrono::steady_clock::now();
+        const std::int64_t n = grid_.size, lo = grid_.first(), hi = grid_.last();
+        std::vector<double> b(static_cast<std::size_t>(n)), x(static_cast<std::size_t>(n), 0.0),
+            D(static_cast<std::size_t>(n), 0.0), T(static_cast<std::size_t>(n), 0.0);
+        build_rhs_with(grid_, ew_, mask_.data(),
+                       [&](int r, int c, std::int64_t k, double& p, double& q) {
+                           if (mode == 0) {
+                               const double* n3 = normals + 3 * k;
+                               p = -n3[0] / n3[2];
+                               q = -n3[1] / n3[2];
+                           } else if (mode == 1) {
+                               perspective_slopes(normals + 3 * k, cam, r, c, p, q);
+                           } else {
+                               p = pm[k];
+                               q = qm[k];
+                           }
+                       },
+                       b.data());
+        for (int r = 0; r < grid_.h; ++r) {
+            const std::int64_t src0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
+            const std::int64_t i0 = grid_.index(r, 0);
+            for (int c = 0; c < grid_.w; ++c) {
+                if (!mask_[src0 + c]) continue;
+                if (wprior[src0 + c] > 0.0) {
+                    D[i0 + c] = wprior[src0 + c];
+                    T[i0 + c] = tprior[src0 + c];
+                    b[i0 + c] += D[i0 + c] * T[i0 + c];
+                }
+                if (x0) x[i0 + c] = x0[src0 + c];
+            }
+        }
+        // Components without prior pixels: consistent singular blocks, gauge mean 0.
+        std::vector<std::int32_t> labels;
+        int ncomp = 1;
+        {
+            std::vector<std::uint8_t> pm8(static_cast<std::size_t>(n));
+            scatter_to_padded(grid_, mask_.data(), pm8.data());
+            ncomp = label_components(grid_, pm8.data(), labels);
+        }
+        std::vector<double> csum(static_cast<std::size_t>(ncomp)), ccount(static_cast<std::size_t>(ncomp));
+        std::vector<std::uint8_t> free(static_cast<std::size_t>(ncomp), 1);
+        for (std::int64_t i = lo; i < hi; ++i)
+            if (labels[i] >= 0 && D[i] > 0.0) free[labels[i]] = 0;
+        auto project_free = [&](double* v) {
+            std::fill(csum.begin(), csum.end(), 0.0);
+            std::fill(ccount.begin(), ccount.end(), 0.0);
+            for (std::int64_t i = lo; i < hi; ++i)
+                if (labels[i] >= 0 && free[labels[i]]) {
+                    csum[labels[i]] += v[i];
+                    ccount[labels[i]] += 1.0;
+                }
+            for (std::int64_t i = lo; i < hi; ++i)
+                if (labels[i] >= 0 && free[labels[i]]) v[i] -= csum[labels[i]] / ccount[labels[i]];
+        };
+        project_free(b.data());
+        rep.assembly_seconds = seconds_since(t0);
+        t0 = std::chrono::steady_clock::now();
+        if (maxiter < 0) maxiter = std::numeric_limits<int>::max();
+        // The multigrid of L + D (the diagonal coarsened with the edges).
+        Multigrid mgd(grid_, ew_.eE.data(), ew_.eN.data(), mg_options_, threads_, D.data());
+        const SolveStats st = pcg_with_diagonal(grid_, ew_, D, b.data(), x.data(), tol, maxiter,
+                                                [&mgd](const double* r, double* z, double* zAp) { return mgd.apply(r, z, zAp); });
+        project_free(x.data());
+        rep.iterations = st.iterations;
+        rep.residual = st.residual;
+        rep.converged = st.converged;
+        const double nan = std::numeric_limits<double>::quiet_NaN();
+        std::fill(out, out + static_cast<std::int64_t>(grid_.H) * grid_.W, nan);
+        for (int r = 0; r < grid_.h; ++r) {
+            const std::int64_t dst0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
+            const std::int64_t i0 = grid_.index(r, 0);
+            for (int c = 0; c < grid_.w; ++c)
+                if (mask_[dst0 + c]) out[dst0 + c] = x[i0 + c];
+        }
+        rep.solve_seconds = seconds_since(t0);
         return rep;
     }
 

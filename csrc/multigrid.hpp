@@ -52,6 +52,8 @@ class Multigrid {
         int h = 0, w = 0, S = 0;
         std::int64_t size = 0;
         std::vector<float> eE, eN, invD, x, b;  // b is unused on level 0 (the CG residual is read)
+        std::vector<float> dg;  // optional diagonal term (a depth prior, prior.hpp); empty: none
+        const float* diag() const { return dg.empty() ? nullptr : dg.data(); }
         Bands bands;        // row bands of this level (parallel.hpp)
         bool par = false;   // large enough to be worth several threads
         std::int64_t lo() const { return S; }
@@ -62,8 +64,10 @@ class Multigrid {
 
     // Build the hierarchy from the fine edge weights (padded layout of `g`) on up to `threads`
     // threads (the hierarchy does not depend on the thread count).
+    // `diag` (optional, padded, >= 0): a diagonal term of the operator, L + diag(diag); it is
+    // coarsened like the edges (summed over each aggregate, divided by coarse_scale).
     Multigrid(const PaddedGrid& g, const double* eE, const double* eN, const MgOptions& opt = {},
-              int threads = 1)
+              int threads = 1, const double* diag = nullptr)
         : opt_(opt), threads_(std::max(1, threads)) {
         Level L0;
         L0.h = g.h;
@@ -81,6 +85,10 @@ class Multigrid {
             }
         });
         // (The border rows hold no edge: they stay 0.)
+        if (diag) {
+            L0.dg.resize(static_cast<std::size_t>(g.size));
+            for (std::int64_t i = 0; i < g.size; ++i) L0.dg[i] = static_cast<float>(diag[i]);
+        }
         finish_level(L0);  // level 0 has no b: its right-hand side is the CG residual
         levels_.push_back(std::move(L0));
         while (true) {
@@ -169,7 +177,8 @@ class Multigrid {
         L.x.assign(static_cast<std::size_t>(L.size), 0.0f);
         for_bands(L.bands, threads_, L.par, [&](int, int a, int e) {
             for (std::int64_t i = a * S; i < e * S; ++i) {
-                const float d = L.eE[i] + L.eE[i - 1] + L.eN[i] + L.eN[i + S];
+                float d = L.eE[i] + L.eE[i - 1] + L.eN[i] + L.eN[i + S];
+                if (!L.dg.empty()) d += L.dg[i];
                 L.invD[i] = d > 0.0f ? 1.0f / d : 0.0f;
             }
         });
@@ -214,6 +223,16 @@ class Multigrid {
         // lies in the fine padding; clear the coarse border explicitly.
         for (int R = 1; R <= C.h; ++R) C.eE[static_cast<std::int64_t>(R) * C.S + C.w] = 0.0f;
         for (int Cc = 1; Cc <= C.w; ++Cc) C.eN[static_cast<std::int64_t>(C.S) + Cc] = 0.0f;
+        if (!F.dg.empty()) {  // the diagonal of P^T D P / coarse_scale: sums over the 2 x 2 children
+            C.dg.assign(static_cast<std::size_t>(C.size), 0.0f);
+            for (int R = 1; R <= C.h; ++R)
+                for (int Cc = 1; Cc <= C.w; ++Cc) {
+                    float t = 0.0f;
+                    for (int fr = 2 * R - 1; fr <= std::min(2 * R, F.h); ++fr)
+                        for (int fc = 2 * Cc - 1; fc <= std::min(2 * Cc, F.w); ++fc) t += F.dg[static_cast<std::int64_t>(fr) * FS + fc];
+                    C.dg[static_cast<std::int64_t>(R) * C.S + Cc] = s * t;
+                }
+        }
         finish_level(C);
         C.b.assign(static_cast<std::size_t>(C.size), 0.0f);
         return C;
@@ -234,7 +253,8 @@ class Multigrid {
         dense_.setZero(n, n);
         for (Eigen::Index k = 0; k < n; ++k) {
             const std::int64_t i = coarse_cells_[static_cast<std::size_t>(k)];
-            const double d = double(L.eE[i]) + L.eE[i - 1] + L.eN[i] + L.eN[i + S];
+            double d = double(L.eE[i]) + L.eE[i - 1] + L.eN[i] + L.eN[i + S];
+            if (!L.dg.empty()) d += L.dg[i];
             dense_(k, k) = d;
             if (L.eE[i] > 0.0f) dense_(k, pos[i + 1]) = dense_(pos[i + 1], k) = -double(L.eE[i]);
             if (L.eN[i] > 0.0f) dense_(k, pos[i - S]) = dense_(pos[i - S], k) = -double(L.eN[i]);
@@ -251,6 +271,10 @@ class Multigrid {
         for (Eigen::Index k = 0; k < n; ++k)
             members[lab[coarse_cells_[static_cast<std::size_t>(k)]]].push_back(k);
         for (const auto& mem : members) {
+            bool pinned = false;  // a diagonal term already makes this component's block SPD
+            if (!L.dg.empty())
+                for (Eigen::Index k : mem) pinned = pinned || L.dg[coarse_cells_[static_cast<std::size_t>(k)]] > 0.0f;
+            if (pinned) continue;
             double dsum = 0.0;
             for (Eigen::Index k : mem) dsum += dense_(k, k);
             const double beta = dsum / double(mem.size()) / double(mem.size());
@@ -310,8 +334,10 @@ class Multigrid {
     }
 
     // (L_l x)[i] for a float level.
-    static float stencil(const float* eE, const float* eN, const float* x, std::int64_t i, std::int64_t S) {
-        const float d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
+    static float stencil(const float* eE, const float* eN, const float* dg, const float* x, std::int64_t i,
+                         std::int64_t S) {
+        float d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
+        if (dg) d += dg[i];
         return d * x[i] - eE[i] * x[i + 1] - eE[i - 1] * x[i - 1] - eN[i] * x[i - S] - eN[i + S] * x[i + S];
     }
 
@@ -325,6 +351,7 @@ class Multigrid {
         const float* b = L.b.data();
         const float* eE = L.eE.data();
         const float* eN = L.eN.data();
+        const float* dgp = L.diag();
         float* x = L.x.data();
         float* c = w.c.data();
         float* v = w.v.data();
@@ -333,7 +360,7 @@ class Multigrid {
         // c = x (the V-step's result), v = L c; rho1 = c.v, alpha1 = c.b, bb = b.b.
         const auto s1 = reduce_bands<3>(L.bands, threads_, L.par, part_, [&](int, int a, int e, double* acc) {
             for (std::int64_t i = a * S; i < e * S; ++i) {
-                const float vi = stencil(eE, eN, x, i, S);
+                const float vi = stencil(eE, eN, dgp, x, i, S);
                 c[i] = x[i];
                 v[i] = vi;
                 acc[0] += double(x[i]) * vi;
@@ -362,7 +389,7 @@ class Multigrid {
         vstep(l, rv);  // c2 in L.x
         const auto s3 = reduce_bands<3>(L.bands, threads_, L.par, part_, [&](int, int a, int e, double* acc) {
             for (std::int64_t i = a * S; i < e * S; ++i) {
-                const float v2 = stencil(eE, eN, x, i, S);
+                const float v2 = stencil(eE, eN, dgp, x, i, S);
                 acc[0] += double(x[i]) * v[i];
                 acc[1] += double(x[i]) * v2;
                 acc[2] += double(x[i]) * rv[i];
@@ -412,6 +439,7 @@ class Multigrid {
         float* x = L.x.data();
         const float* eE = L.eE.data();
         const float* eN = L.eN.data();
+        const float* dgp = L.diag();
         const float* invD = L.invD.data();
         float* cbase = C.b.data();
         auto red_from_zero = [&](int r) {  // every neighbour is black and still 0
@@ -424,7 +452,7 @@ class Multigrid {
             float* cb = cbase + static_cast<std::int64_t>((rr + 1) / 2) * CS;
             for (int c = 1 + ((rr + 1) & 1); c <= w; c += 2) {
                 const std::int64_t i = row + c;
-                cb[(c + 1) / 2] += static_cast<float>(b[i]) - stencil(eE, eN, x, i, S);
+                cb[(c + 1) / 2] += static_cast<float>(b[i]) - stencil(eE, eN, dgp, x, i, S);
             }
         };
         const int nb = B.count, nt = threads_;

@@ -93,3 +93,29 @@ def reference_solve_perspective(normals, W, lam, mask, K):
     fake = np.stack([-p, -q, np.ones_like(p)], axis=-1)
     logz, A, b = reference_solve(fake, W, lam, mask)
     return np.exp(logz), A, b
+
+
+def reference_solve_prior(normals, W, lam, mask, weight, target):
+    """Minimiser of sum_e w_e r_e^2 + sum_i weight_i (h_i - target_i)^2 (weight 0 where no prior).
+
+    Components with no prior pixel are singular blocks: pinned at one pixel, then shifted to mean 0.
+    """
+    D, we, g, index = reference_system(normals, W, lam, mask)
+    n = int(mask.sum())
+    lam_i = np.where(mask, weight, 0.0)[mask]
+    t_i = np.where(mask, target, 0.0)[mask]
+    A = (D.T @ sp.diags(we) @ D + sp.diags(lam_i)).tocsr()
+    b = D.T @ (we * g) + lam_i * t_i
+    adj = (abs(D.T) @ abs(D)).tocsr()
+    ncomp, labels = csgraph.connected_components(adj, directed=False)
+    free = [k for k in range(ncomp) if not np.any(lam_i[labels == k] > 0)]
+    pins = np.array([np.flatnonzero(labels == k)[0] for k in free], dtype=np.int64)
+    keep = np.setdiff1d(np.arange(n), pins)
+    x = np.zeros(n)
+    x[keep] = spla.spsolve(A[keep][:, keep].tocsc(), b[keep])
+    for k in free:
+        sel = labels == k
+        x[sel] -= x[sel].mean()
+    depth = np.full(mask.shape, np.nan)
+    depth[mask] = x
+    return depth

@@ -150,3 +150,20 @@ def test_integrate_sharpness_flag(tmp_path, capsys):
     assert r["sharpness"] == 2.0 and r["reweightings"] >= 1
     assert cli.main(["integrate", str(tmp_path / "obj"), "-o", str(out), "--sharpness", "-1"]) == 2
     assert "sharpness must be None or a finite number >= 0" in capsys.readouterr().err
+
+
+def test_integrate_bini_folder_with_prior(tmp_path, capsys):
+    from conftest import perspective_sphere
+
+    _, z, mask, _ = perspective_sphere()
+    folder = tmp_path / "obj"
+    _bini_folder(folder, 16)
+    np.save(folder / "prior_depth.npy", np.where(mask, 1500.0 * z, np.nan))
+    out = tmp_path / "z.npy"
+    assert cli.main(["integrate", str(folder), "-o", str(out), "--prior-weight", "1", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["prior"] is True
+    depth = np.load(out)
+    assert np.nanmedian(depth / z) == pytest.approx(1500.0, rel=1e-2)  # the prior's scale (mm)
+    assert cli.main(["integrate", str(folder), "-o", str(out), "--prior-weight", "-1"]) == 2
+    assert "prior_weight must be a finite number >= 0" in capsys.readouterr().err

@@ -76,6 +76,16 @@ class Integrator:
         maxiter: int = -1,
         rebuild_every: int = 1,
     ) -> tuple[npt.NDArray[np.float64], dict[str, object]]: ...
+    def solve_prior(
+        self,
+        normals: npt.NDArray[np.float64],
+        k: tuple[float, float, float, float] | None,
+        weight: npt.NDArray[np.float64],
+        target: npt.NDArray[np.float64],
+        x0: npt.NDArray[np.float64] | None = None,
+        tol: float = 1e-6,
+        maxiter: int = -1,
+    ) -> tuple[npt.NDArray[np.float64], _SolveInfo]: ...
     def csr_perspective(
         self, normals: npt.NDArray[np.float64], k: tuple[float, float, float, float]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...

@@ -138,11 +138,27 @@ def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"cannot read --K {args.K}: {exc}") from exc
     if args.orthographic:
         K = None
+    prior = data.get("prior")
+    if args.prior is not None:
+        try:
+            prior = np.load(args.prior, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read --prior {args.prior}: {exc}") from exc
     out = Path(args.output)
     if not out.parent.exists():
         raise CliError(f"output folder does not exist: {out.parent}")
     depth, info = monohead.integrate(
-        normals, W, args.lam, mask, method=args.method, tol=args.tol, return_info=True, K=K, sharpness=args.sharpness
+        normals,
+        W,
+        args.lam,
+        mask,
+        method=args.method,
+        tol=args.tol,
+        return_info=True,
+        K=K,
+        sharpness=args.sharpness,
+        prior=prior,
+        prior_weight=args.prior_weight,
     )
     mesh = None
     if args.mesh:
@@ -167,6 +183,7 @@ def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
         "iterations": info.iterations,
         "residual": info.residual,
         "sharpness": args.sharpness,
+        "prior": prior is not None,
         "reweightings": info.reweightings,
         "seconds": {
             "assembly": info.assembly_seconds,
@@ -862,6 +879,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="discontinuity-preserving integration (robust reweighting; 2 is BiNI's default k); default: smooth WLS",
     )
+    p.add_argument("--prior", help="depth prior (.npy, NaN where unknown; a BiNI folder's prior_depth.npy is read by default)")
+    p.add_argument("--prior-weight", type=float, default=0.1, help="weight of each prior pixel (default 0.1)")
     p.add_argument("--example", action="store_true", help="integrate the bundled analytic head + neck example")
     p.add_argument("-o", "--output", default="depth.npy", help="depth map to write (.npy; default depth.npy)")
     p.add_argument("--mesh", help="also write the depth as a mesh (.ply or .obj)")

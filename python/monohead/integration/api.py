@@ -179,6 +179,53 @@ def _check_robust(method: str, sharpness: Any, max_reweightings: Any, energy_tol
     )
 
 
+#: Default weight of a depth prior (``prior_weight``): each prior pixel counts a tenth of one
+#: gradient pair, so the normals shape the details and the prior the low frequencies and gauge.
+DEFAULT_PRIOR_WEIGHT = 0.1
+
+
+def _check_prior(
+    prior: Any, prior_weight: Any, mask: np.ndarray, K: tuple[float, ...] | None, method: str, robust: Any
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``None`` or ``(weight, target)`` maps for the C++ prior solve (target: height, or log-depth with ``K``)."""
+    if prior is None:
+        return None
+    if robust is not None:
+        raise ValueError("prior and sharpness cannot be combined (yet); pass one of them")
+    if method != "mg":
+        raise ValueError(f"prior needs method='mg'; got method={method!r}")
+    arr = v.as_float_array(prior, "prior")
+    if arr.shape != mask.shape:
+        raise ValueError(f"prior must have shape {v.shape_str(mask.shape)} (a depth map, NaN where unknown); got {v.shape_str(arr.shape)}")
+    known = np.isfinite(arr) & mask
+    if not bool(known.any()):
+        raise ValueError("prior must have at least one finite value inside the mask; got none (all NaN or inf there)")
+    if K is not None:
+        bad = int(np.count_nonzero(known & (arr <= 0)))
+        if bad:
+            raise ValueError(f"prior must be a positive depth where known inside the mask when K is given; got {bad} value(s) <= 0")
+    if isinstance(prior_weight, bool) or prior_weight is None or isinstance(prior_weight, (str, bytes)):
+        raise TypeError(f"prior_weight must be a number >= 0 or an (H, W) map; got {type(prior_weight).__name__}")
+    if isinstance(prior_weight, numbers.Real):
+        wv = float(prior_weight)
+        if not (np.isfinite(wv) and wv >= 0):
+            raise ValueError(f"prior_weight must be a finite number >= 0; got {wv}")
+        weight = np.where(known, wv, 0.0)
+    else:
+        wmap = v.as_float_array(prior_weight, "prior_weight")
+        if wmap.shape != mask.shape:
+            raise ValueError(f"prior_weight must be a number or have shape {v.shape_str(mask.shape)}; got {v.shape_str(wmap.shape)}")
+        bad = int(np.count_nonzero(known & ~(np.isfinite(wmap) & (wmap >= 0))))
+        if bad:
+            raise ValueError(f"prior_weight must be finite and >= 0 where the prior is known; got {bad} bad value(s)")
+        weight = np.where(known, wmap, 0.0)
+    if not bool((weight > 0).any()):
+        raise ValueError("prior_weight must be > 0 at one pixel at least where the prior is known; got 0 everywhere")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        target = np.where(known, np.log(np.where(known, arr, 1.0)) if K is not None else arr, 0.0)
+    return np.ascontiguousarray(weight), np.ascontiguousarray(target)
+
+
 def _default_maxiter(shape: tuple[int, ...]) -> int:
     # Far above what any method needs on a well-posed map (mg: tens; Jacobi-PCG: a few
     # times the image side); it only guards against a hang.
@@ -358,6 +405,8 @@ class Integrator:
         max_reweightings: int = ROBUST_DEFAULTS["max_reweightings"],
         energy_tol: float = ROBUST_DEFAULTS["energy_tol"],
         inner_iterations: int = ROBUST_DEFAULTS["inner_iterations"],
+        prior: Any = None,
+        prior_weight: Any = DEFAULT_PRIOR_WEIGHT,
     ) -> Any:
         """Integrate a normal map on this integrator's mask.
 
@@ -381,6 +430,8 @@ class Integrator:
                 ``max_reweightings`` reweightings, stopping when one lowers the energy by less
                 than ``energy_tol`` relative (in ``(0, 1)``), each a warm-started multigrid-PCG
                 of ``inner_iterations`` iterations (more: each reweighting goes further down).
+            prior, prior_weight: a depth prior fused in the same least squares, as in
+                :func:`integrate` (method ``"mg"``; not with ``sharpness``).
 
         Returns:
             ``(H, W)`` float64 depth, NaN outside the mask: orthographic, the height toward the
@@ -411,8 +462,11 @@ class Integrator:
         maxiter = v.check_maxiter(maxiter)
         x0_arr = _check_x0(x0, self.shape, self._mask, self._K)
         robust = _check_robust(self._method, sharpness, max_reweightings, energy_tol, inner_iterations)
+        prior_maps = _check_prior(prior, prior_weight, self._mask, self._K, self._method, robust)
         check_seconds = time.perf_counter() - t0
-        return self._solve_checked(n, smax, tol, maxiter, x0_arr, return_info, check_seconds, stacklevel=3, robust=robust)
+        return self._solve_checked(
+            n, smax, tol, maxiter, x0_arr, return_info, check_seconds, stacklevel=3, robust=robust, prior=prior_maps
+        )
 
     def _solve_checked(
         self,
@@ -425,6 +479,7 @@ class Integrator:
         check_seconds: float = 0.0,
         stacklevel: int = 2,
         robust: Any = None,
+        prior: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Any:
         """Solve for inputs already validated (``smax``: the largest slope, from
         :func:`monohead._validate.check_slopes`; ``robust``: from :func:`_check_robust`); see
@@ -435,7 +490,7 @@ class Integrator:
         # exact) so that squared norms and the float32 hierarchy stay clear of underflow; divide
         # back after. (Perspective slopes are not linear in Nx, Ny; tiny log-depth slopes give
         # depth 1 to float64 precision anyway.)
-        s = v.power_of_two_scale(smax) if self._K is None else 1.0
+        s = v.power_of_two_scale(smax) if self._K is None and prior is None else 1.0
         if s != 1.0:
             n = n.copy()
             n[..., :2] *= s
@@ -451,6 +506,9 @@ class Integrator:
                 depth, raw = self._core.solve_robust(
                     n64, self._K, None, None, sharpness, max_rw, energy_tol, inner, x0, tol, maxiter
                 )
+            elif prior is not None:
+                n64 = np.ascontiguousarray(n, dtype=np.float64)
+                depth, raw = self._core.solve_prior(n64, self._K, prior[0], prior[1], x0, tol, maxiter)
             elif self._K is None:
                 depth, raw = self._core.solve(n, x0, tol, maxiter)
             else:
@@ -588,6 +646,8 @@ def integrate(
     K: Any = None,
     threads: Any = None,
     sharpness: float | None = None,
+    prior: Any = None,
+    prior_weight: Any = DEFAULT_PRIOR_WEIGHT,
 ) -> Any:
     """Integrate a normal map into a depth map by weighted least squares (paper eq. 7-8).
 
@@ -651,6 +711,16 @@ def integrate(
             is solved, and more CG iterations per reweighting only take each step further down
             the same energy. Stops when a reweighting lowers ``E`` by less than 1e-2 relative
             (:meth:`Integrator.solve` has the controls).
+        prior: optional ``(H, W)`` depth prior, NaN (or inf) where unknown, in the unit of the
+            result: orthographic, height toward the viewer in pixels; with ``K``, positive
+            z-depth (any unit: the result takes the prior's scale). Fused in the same least
+            squares: ``sum_e w_e r_e^2 + sum_i lambda_i (u_i - t_i)^2`` with ``u`` the unknown
+            (height, or log-depth with ``K``) and ``t`` the prior's value (its log with ``K``),
+            so the offset (orthographic) or the scale (perspective) of every component that has
+            prior pixels comes from the prior; components without keep the default gauge. CPU
+            backend, method ``"mg"``, one map (not with ``sharpness``).
+        prior_weight: ``lambda``: a number ``>= 0`` (default 0.1: a prior pixel weighs a tenth of
+            one gradient pair) or an ``(H, W)`` map of them (per-pixel confidence).
 
     Returns:
         ``(H, W)`` float64 depth (float64 for every input dtype), NaN outside the mask; a NumPy array on ``"cpu"``, a CuPy
@@ -676,6 +746,8 @@ def integrate(
     if backend == "cupy":
         if robust is not None:
             raise ValueError("sharpness is available on the 'cpu' backend only (reweighting runs in the C++ core)")
+        if prior is not None:
+            raise ValueError("prior is available on the 'cpu' backend only")
         if method == "direct":
             raise ValueError("method 'direct' is not available on the cupy backend; use 'mg' or 'jacobi'")
         from .generic import integrate_xp  # noqa: PLC0415
@@ -685,6 +757,8 @@ def integrate(
             normals, weights, lam, mask, method=method, tol=tol, maxiter=maxiter, x0=x0, return_info=return_info, xp=xp, K=K
         )
     if np.ndim(normals) >= 4:  # a batch (or too many axes, reported by the batch validator)
+        if prior is not None:
+            raise ValueError("prior takes one normal map (H, W, 3); got a batch: call integrate per map")
         return _integrate_batch_cpu(
             normals, weights, lam, mask, method, tol, maxiter, x0, return_info, cam, nthreads, robust
         )
@@ -693,9 +767,10 @@ def integrate(
     tol = v.check_tol(tol)
     maxiter = v.check_maxiter(maxiter)
     x0_arr = _check_x0(x0, m.shape, m, cam)
+    prior_maps = _check_prior(prior, prior_weight, m, cam, method, robust)
     check_seconds = time.perf_counter() - t0
     solver = Integrator._from_checked(m, w, lam, method, cam, nthreads)
-    out = solver._solve_checked(n, smax, tol, maxiter, x0_arr, return_info, stacklevel=3, robust=robust)
+    out = solver._solve_checked(n, smax, tol, maxiter, x0_arr, return_info, stacklevel=3, robust=robust, prior=prior_maps)
     if not return_info:
         return out
     depth, info = out
