@@ -375,9 +375,16 @@ def _load_dataset(
     except ImportError as exc:
         raise CliError(f"reading {path} needs monohead.synth.SyntheticHeads, which could not be imported ({exc})") from exc
     try:
-        return SyntheticHeads(path, partial=partial)
+        ds = SyntheticHeads(path, partial=partial)
     except ValueError as exc:
-        raise CliError(f"{exc}{'' if partial else ' (use --partial-data to train on the complete shards)'}") from exc
+        raise CliError(f"{exc}{'' if partial else ' (use --partial-data to train on the whole shards)'}") from exc
+    for name, why in ds.skipped.items():
+        if why != "missing":
+            print(f"warning: {path}: {name} skipped: {why}", file=sys.stderr)
+    missing = sum(why == "missing" for why in ds.skipped.values())
+    if missing:
+        print(f"{path}: {missing} shard(s) not made yet, {len(ds)} samples used", file=sys.stderr)
+    return ds
 
 
 class _Progress:
@@ -392,7 +399,12 @@ class _Progress:
         import time
 
         kind = e["event"]
-        if kind == "start":
+        if kind == "data":
+            if self.tty:
+                print(file=sys.stderr)
+            print(f"the data changed at step {e['step']} (recorded in the run's config.json and log): "
+                  f"{_describe_parts(e['before'])} -> {_describe_parts(e['parts'])}", file=sys.stderr)  # fmt: skip
+        elif kind == "start":
             print(f"training on {e['device']} ({e['world']} process(es), bf16 autocast {'on' if e['amp'] else 'off'}), "
                   f"from step {e['step']} to {e['steps']}", file=sys.stderr)  # fmt: skip
         elif kind == "val":
@@ -416,6 +428,14 @@ class _Progress:
             print(file=sys.stderr)
 
 
+def _describe_parts(parts: list[dict[str, Any]]) -> str:
+    """``"2 folder(s), 12,000 samples, seeds 1, 5, generator version(s) 1, 2"`` of data_summary rows."""
+    seeds = ", ".join(str(r["seed"]) for r in parts if r.get("seed") is not None) or "-"
+    versions = ", ".join(str(v) for v in sorted({r["generator_version"] for r in parts if r.get("generator_version") is not None})) or "-"
+    count = sum(int(r.get("count") or 0) for r in parts)
+    return f"{len(parts)} folder(s), {count:,} samples, seeds {seeds}, generator version(s) {versions}"
+
+
 def _parse_card(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
@@ -427,6 +447,42 @@ def _parse_card(text: str | None) -> dict[str, Any] | None:
     if not isinstance(card, dict):
         raise CliError(f"--card must be a JSON object; got {type(card).__name__}")
     return card
+
+
+class _Subset:
+    """Items ``indices`` of a data set, in that order (``meta`` says which)."""
+
+    def __init__(self, data: Any, indices: list[int], how: str) -> None:
+        from .model.data import dataset_info
+
+        self.data, self.indices = data, list(indices)
+        self.meta = {"of": dataset_info(data), "indices": self.indices, "selection": how}
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.data[self.indices[i]]
+
+
+def _balanced_subset(data: Any, count: int) -> Any:
+    """The balanced test set of ``monohead experiments``: the first half-female, half-male
+    ``count`` items of ``data`` (by their ``params["skin"]["sex"]``)."""
+    from .experiments import select_balanced
+
+    sexes = []
+    for i in range(len(data)):
+        params = data[i].get("params") or {}
+        sex = (params.get("skin") or {}).get("sex") if isinstance(params, dict) else None
+        sexes.append(sex if sex in ("female", "male") else None)
+    if None in sexes:
+        raise CliError("--balanced needs data whose items say their sex (params['skin']['sex']), as monohead synth's do")
+    picked = select_balanced(sexes, count)
+    n_f = sum(sexes[i] == "female" for i in picked)
+    if len(picked) < count or n_f != (count + 1) // 2:
+        raise CliError(f"--balanced: the data holds {sexes.count('female')} female and {sexes.count('male')} male heads; "
+                       f"{count} balanced heads need {(count + 1) // 2} and {count // 2}: generate more samples")
+    return _Subset(data, picked, f"balanced: first {(count + 1) // 2} female and {count // 2} male")
 
 
 def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -448,8 +504,11 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"no run or checkpoint at {source}")
         if args.eval_only:
             data = _load_dataset(args.data, args.toy, "the held-out data: --data DIR", seed=args.seed or 0)
+            max_items = args.max_items
+            if args.balanced:
+                data, max_items = _balanced_subset(data, args.max_items), None
             metrics = model.evaluate_checkpoint(
-                source, data, max_items=args.max_items, device=args.device or "cpu", flip=args.flip
+                source, data, max_items=max_items, device=args.device or "cpu", flip=args.flip
             )
             dest = Path(args.metrics) if args.metrics else source / "eval_metrics.json" if source.is_dir() else run / "eval_metrics.json"
             from .model.train import jsonable
@@ -470,12 +529,26 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     if ckpt.exists():
         saved = load_checkpoint(ckpt)
         base = dict(saved.get("config", {}))
+    elif args.init is not None:  # fine-tuning: the architecture of the weights, unless given
+        from .model import load_generator
+
+        if not Path(args.init).exists():
+            raise CliError(f"--init: no weights, checkpoint or run at {args.init}")
+        src = load_generator(args.init)
+        base = {**{k: src.config[k] for k in ("width", "depth", "dropout")}, "w_scale": float(src.w_scale)}
     cfg = TrainConfig.from_dict({**base, **given})
     toy_size = max(64, 2 ** (cfg.depth - 1))
     data = _load_dataset(
         args.data, args.toy, "the training data: --data DIR", seed=cfg.seed, toy_size=toy_size, partial=args.partial_data
     )
     val = _load_dataset(args.val_data, None, "--val-data") if args.val_data else None
+    from .model.data import data_summary, dataset_info
+
+    parts = data_summary(dataset_info(data))
+    if len({r["generator_version"] for r in parts if r.get("generator_version") is not None}) > 1:
+        print("mixing generator versions, as listed with --data: "
+              + "; ".join(f"{r['root']}: version {r['generator_version']}, seed {r['seed']}, {r['count']} samples" for r in parts),
+              file=sys.stderr)  # fmt: skip
 
     stop = {"flag": False}
 
@@ -484,7 +557,8 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        summary = model.train(data, run, cfg, val_dataset=val, callback=_Progress(), should_stop=lambda: stop["flag"])
+        summary = model.train(data, run, cfg, val_dataset=val, callback=_Progress(), should_stop=lambda: stop["flag"],
+                              init=args.init)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -541,10 +615,15 @@ def _add_train_parser(sub: Any) -> None:
     p.add_argument(
         "--partial-data",
         action="store_true",
-        help="train on the complete shards of a data set whose generation is unfinished (resume it later)",
+        help="train on the whole shards only: skip the shards not made yet (an unfinished generation; resume it "
+        "later) and the damaged ones (truncated or unreadable files, a shard of another data set), each named "
+        "on stderr and recorded in the run's config. Without it such a data set is refused",
     )
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, curves.png, val_predictions.png)")
     p.add_argument("--val-data", help="validation data folder (default: hold out the last --val-count items of --data)")
+    p.add_argument("--init", metavar="WEIGHTS", help="fine-tune: start a new run's generator from these weights (a weights "
+                   "folder such as monohead/model/weights, best.pt, a run folder); the critic starts afresh. The "
+                   "architecture is taken from the weights unless given")  # fmt: skip
     g = p.add_argument_group("run definition (fixed for the life of a run)")
     g.add_argument("--width", type=int, help="U-Net width (default 32)")
     g.add_argument("--depth", type=int, help="encoder (= decoder) layers (default 8: 16 layers on 128x128)")
@@ -580,6 +659,8 @@ def _add_train_parser(sub: Any) -> None:
     g.add_argument("--metrics", help="metrics JSON to write with --eval-only (default RUN/eval_metrics.json)")
     g.add_argument("--max-items", type=int, default=200, help="items of --data to evaluate (default 200)")
     g.add_argument("--flip", action="store_true", help="--eval-only: average with the mirrored images' outputs")
+    g.add_argument("--balanced", action="store_true", help="--eval-only: the first --max-items heads half female, half "
+                   "male, as monohead experiments chooses its test set")  # fmt: skip
     g.add_argument("--export-weights", metavar="DIR", help="write the run's best generator as shipped weights (unet.pt, model_card.json)")
     g.add_argument("--card", help="extra model-card fields: a JSON object or @FILE")
     p.add_argument("--toy", type=int, help=argparse.SUPPRESS)  # N shaded analytic heads (tests, smoke runs)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .unet import W_SCALE, encode_w
 
-__all__ = ["Augment", "Batch", "ConcatData", "dataset_info", "StepBatches", "StepDataset", "collate", "gaussian_blur", "images_to_tensor", "item_targets"]
+__all__ = ["Augment", "Batch", "ConcatData", "data_summary", "dataset_info", "StepBatches", "StepDataset", "collate", "gaussian_blur", "images_to_tensor", "item_targets"]
 
 
 @dataclass(frozen=True)
@@ -177,10 +177,14 @@ class ConcatData:
     """Several data sets read as one: item ``i`` of the whole is item ``i - offset_k`` of part ``k``.
 
     For training on data sets rendered in separate runs (other seeds, other generator
-    settings). ``meta`` lists each part's length, folder and metadata, for the model card.
+    settings or versions: ``monohead train`` mixes folders only when each is listed with
+    ``--data``). ``meta`` lists each part's :func:`dataset_info` (length, folder, seed,
+    generator version, skipped shards) and ``generator_versions``, the sorted versions of the
+    parts that say theirs, for the run's config and the model card.
 
     Args:
-        parts: a non-empty sequence of indexable data sets (``len`` and ``[i]``).
+        parts: a non-empty sequence of indexable data sets (``len`` and ``[i]``). Parts that
+            state their image ``size`` (``SyntheticHeads``) must all have the same.
     """
 
     def __init__(self, parts: Sequence[Any]) -> None:
@@ -190,9 +194,14 @@ class ConcatData:
         for k, d in enumerate(parts):
             if not (hasattr(d, "__len__") and hasattr(d, "__getitem__")):
                 raise TypeError(f"parts[{k}] must be an indexable data set (len and [i]); got {type(d).__name__}")
+        sizes = {k: tuple(d.size) for k, d in enumerate(parts) if isinstance(getattr(d, "size", None), (tuple, list))}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"parts must have one image size; got {', '.join(f'parts[{k}]: {v}' for k, v in sizes.items())}")
         self.parts = parts
         self.offsets = np.cumsum([0] + [len(d) for d in parts])
-        self.meta: dict[str, Any] = {"parts": [dataset_info(d) for d in parts]}
+        infos = [dataset_info(d) for d in parts]
+        versions = sorted({i["generator_version"] for i in infos if i.get("generator_version") is not None})
+        self.meta: dict[str, Any] = {"parts": infos, "generator_versions": versions}
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -207,7 +216,10 @@ class ConcatData:
 
 
 def dataset_info(dataset: Any) -> dict[str, Any]:
-    """What a model card says about a data set: class, length and its metadata dict if it has one."""
+    """What a run's config and a model card say about a data set: class, length, its metadata
+    dict if it has one (``meta``, ``metadata``, ``manifest`` or ``info``), its ``root`` and,
+    when the metadata says them, its ``seed``, ``generator_version`` and ``skipped_shards``
+    (copied to the top level; for a :class:`ConcatData`, ``generator_versions``)."""
     info: dict[str, Any] = {"class": f"{type(dataset).__module__}.{type(dataset).__qualname__}", "count": len(dataset)}
     for attr in ("meta", "metadata", "manifest", "info"):
         m = getattr(dataset, attr, None)
@@ -221,7 +233,22 @@ def dataset_info(dataset: Any) -> dict[str, Any]:
     root = getattr(dataset, "root", None)
     if root is not None:
         info["root"] = str(root)
+    meta = info.get("meta") or {}
+    for key in ("seed", "generator_version", "skipped_shards", "generator_versions"):
+        if key in meta:
+            info[key] = meta[key]
     return info
+
+
+def data_summary(info: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per data set folder of a :func:`dataset_info` (of a data set or a
+    :class:`ConcatData`): ``root``, ``seed``, ``generator_version``, ``count``,
+    ``skipped_shards`` (missing keys are ``None``). Empty for ``None``."""
+    if not info:
+        return []
+    parts = (info.get("meta") or {}).get("parts")
+    rows = parts if isinstance(parts, list) else [info]
+    return [{k: r.get(k) for k in ("root", "seed", "generator_version", "count", "skipped_shards")} for r in rows]
 
 
 class StepDataset(torch.utils.data.Dataset):

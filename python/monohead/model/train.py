@@ -12,6 +12,19 @@
   ...}`` (Table 1 metrics). On resume the lines past the checkpoint's step are dropped.
 - ``RUN/curves.png`` (losses and the learning curve: validation error against images seen) and
   ``RUN/val_predictions.png`` (the paper's Fig. 5), rewritten at each validation.
+- ``RUN/config.json``: the run's options, its data (each folder's root, seed, generator version,
+  count and skipped shards: :func:`monohead.model.data.data_summary`), the data's history (a
+  new entry, also logged as ``{"kind": "data", ...}``, whenever a resume is given other data,
+  e.g. a data set that grew or a folder of another generator version listed with ``--data``)
+  and the weights the run started from (``init``).
+
+Fine-tuning: ``init=`` (CLI ``--init``) starts a new run's generator from a generator file
+(shipped weights, a ``best.pt``, a run folder); the critic and both optimizers start afresh.
+The architecture must match; the file's SHA-256 is recorded and a resume checks it.
+
+Data errors: an item that cannot be read (a damaged shard, a corrupt sample: see
+:class:`monohead.synth.SyntheticHeads`) stops the run with that error, after saving a
+checkpoint of the last finished step; nothing of the bad batch was trained on.
 
 Every batch is a pure function of ``(seed, step)`` (see :mod:`monohead.model.data`) and the
 dropout generator is reseeded from ``(seed, step, rank)`` at every step, so a resumed run
@@ -41,7 +54,7 @@ import torch
 
 from .._io import atomic_write_bytes, atomic_write_text
 from .critic import Critic
-from .data import Augment, StepBatches, StepDataset, _sample_seed, collate, dataset_info
+from .data import Augment, StepBatches, StepDataset, _sample_seed, collate, data_summary, dataset_info
 from .losses import LAMBDA_L2, critic_loss, generator_loss
 from .predict import evaluate_model, prediction_figure
 from .unet import W_SCALE, UNet
@@ -326,6 +339,22 @@ def _check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
         raise ValueError("cannot resume with a different run definition (" + "; ".join(diff) + ")")
 
 
+def _init_file(init: str | os.PathLike) -> str:
+    from .weights import load_generator  # noqa: PLC0415 - weights imports this module
+
+    try:
+        return load_generator(init).info["source"]
+    except FileNotFoundError as exc:
+        raise ValueError(f"init: {exc}") from exc
+
+
+def _write_config(run: Path, cfg: TrainConfig, data_info: dict[str, Any], history: list[dict[str, Any]],
+                  init_info: dict[str, Any] | None) -> None:
+    record = {"config": cfg.to_dict(), "data": data_info, "data_parts": history[-1]["parts"], "data_history": history,
+              "init": init_info}
+    atomic_write_text(run / "config.json", json.dumps(jsonable(record), indent=2))
+
+
 def _split(n: int, cfg: TrainConfig, has_val: bool) -> tuple[np.ndarray, np.ndarray]:
     """Training and held-out indices: the last ``val_count`` items are held out unless a
     validation set is given."""
@@ -339,6 +368,41 @@ def _split(n: int, cfg: TrainConfig, has_val: bool) -> tuple[np.ndarray, np.ndar
     return np.arange(n - cfg.val_count), np.arange(n - cfg.val_count, n)
 
 
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_init(init: str | os.PathLike, G: UNet, cfg: TrainConfig) -> dict[str, Any]:
+    """Copy the generator of ``init`` into ``G`` (same architecture and W encoding); returns
+    what the run records of it."""
+    from .weights import load_generator  # noqa: PLC0415 - weights imports this module
+
+    try:
+        src = load_generator(init)
+    except FileNotFoundError as exc:
+        raise ValueError(f"init: {exc}") from exc
+    if src.config != G.config:
+        raise ValueError(f"init: {init} is a generator of {src.config}; the run's is {G.config} (give matching --width, "
+                         "--depth, --dropout, or leave them out to take the init's)")
+    if not math.isclose(float(src.w_scale), float(cfg.w_scale)):
+        raise ValueError(f"init: {init} encodes W with w_scale {src.w_scale}; the run's is {cfg.w_scale}")
+    G.load_state_dict(src.state_dict())
+    path = Path(src.info["source"])
+    return {"source": str(path.resolve()), "sha256": _file_sha256(path), "kind": src.info.get("kind"),
+            "step": src.info.get("step"), "images_seen": src.info.get("images_seen")}
+
+
+def _same_parts(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    keys = ("root", "seed", "generator_version", "count")
+    return [tuple(r.get(k) for k in keys) for r in a] == [tuple(r.get(k) for k in keys) for r in b]
+
+
 def train(
     dataset: Any,
     run_dir: str | os.PathLike,
@@ -347,6 +411,7 @@ def train(
     val_dataset: Any = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    init: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training) the generator and the critic up to ``config.steps`` steps.
 
@@ -362,6 +427,9 @@ def train(
             "checkpoint" | "done", "step": ..., ...}``.
         should_stop: polled after every step; when it returns true (on any process) the run
             saves a checkpoint and returns with ``"stopped": True``.
+        init: fine-tune: start a new run's generator from this generator file or folder
+            (what :func:`monohead.model.load_generator` reads, e.g. the shipped weights
+            folder). On a resume it must be the same file as the run's (or ``None``).
 
     Returns:
         A summary dict: ``step``, ``images_seen``, ``stopped``, ``wall_seconds`` (this call),
@@ -376,7 +444,7 @@ def train(
         torch.set_num_threads(cfg.threads)
     dist = _Dist(device)
     try:
-        return _train(dataset, run, cfg, device, dist, val_dataset, callback, should_stop)
+        return _train(dataset, run, cfg, device, dist, val_dataset, callback, should_stop, init)
     finally:
         dist.close()
         torch.set_num_threads(threads)
@@ -391,6 +459,7 @@ def _train(
     val_dataset: Any,
     callback: Callable[[dict[str, Any]], None] | None,
     should_stop: Callable[[], bool] | None,
+    init: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     t_call = time.perf_counter()
     main = dist.rank == 0
@@ -406,11 +475,15 @@ def _train(
     train_idx, val_idx = _split(len(dataset), cfg, val_dataset is not None)
     val_src = val_dataset if val_dataset is not None else dataset
     val_items = (np.arange(len(val_dataset)) if val_dataset is not None else val_idx)[: cfg.val_max]
+    G, D = _new_models(cfg)
+    ckpt_path = run / CHECKPOINT
+    init_info: dict[str, Any] | None = None
+    if init is not None and not ckpt_path.exists():  # fine-tuning a new run: checked before the folder is made
+        init_info = _load_init(init, G, cfg)
     if main:  # after the checks: a refused call leaves no folder behind
         run.mkdir(parents=True, exist_ok=True)
     dist.barrier()
 
-    G, D = _new_models(cfg)
     G.to(device)
     D.to(device)
     if cfg.channels_last:
@@ -420,22 +493,41 @@ def _train(
     opt_d = torch.optim.RMSprop(D.parameters(), lr=cfg.lr)
     step, images_seen, wall_before = 0, 0, 0.0
     best: dict[str, Any] | None = None
-    ckpt_path = run / CHECKPOINT
+    data_info = dataset_info(dataset)
+    parts = data_summary(data_info)
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         if ck.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{ckpt_path} is not a monohead training checkpoint")
         _check_resume(ck["config"], cfg)
+        init_info = ck.get("init")
+        if init is not None:
+            sha = _file_sha256(Path(_init_file(init)))
+            if init_info is None or init_info.get("sha256") != sha:
+                was = f"from {init_info['source']}" if init_info else "from scratch"
+                raise ValueError(f"init: the run in {run} was started {was}; resume it without --init or with the same weights")
         G.load_state_dict(ck["generator"])
         D.load_state_dict(ck["critic"])
         opt_g.load_state_dict(ck["opt_g"])
         opt_d.load_state_dict(ck["opt_d"])
         step, images_seen, wall_before, best = ck["step"], ck["images_seen"], ck["wall_seconds"], ck["best"]
+        history = list(ck.get("data_history") or [{"step": 0, "parts": data_summary(ck.get("data"))}])
         if main:
             _truncate_log(run, step)
         log.info("resuming %s at step %d", run, step)
-    elif main:
-        atomic_write_text(run / "config.json", json.dumps({"config": cfg.to_dict(), "data": dataset_info(dataset)}, indent=2))
+        if not _same_parts(history[-1]["parts"], parts):
+            if history[-1]["step"] == step:  # changed again before any step was made on it
+                history.pop()
+            before = history[-1]["parts"] if history else []
+            history.append({"step": step, "parts": parts})
+            if main:
+                _append_log(run, {"kind": "data", "step": step, "images_seen": images_seen, "parts": parts})
+                _write_config(run, cfg, data_info, history, init_info)
+            emit({"event": "data", "step": step, "before": before, "parts": parts})
+    else:
+        history = [{"step": 0, "parts": parts}]
+        if main:
+            _write_config(run, cfg, data_info, history, init_info)
 
     Gm, Dm = G, D  # the plain modules (for state dicts and the generator step's critic pass)
     if dist.on:
@@ -464,7 +556,9 @@ def _train(
                 "critic": Dm.state_dict(),
                 "opt_g": opt_g.state_dict(),
                 "opt_d": opt_d.state_dict(),
-                "data": dataset_info(dataset),
+                "data": data_info,
+                "data_history": history,
+                "init": init_info,
             }
         else:
             obj = {
@@ -477,7 +571,9 @@ def _train(
                 "wall_seconds": wall_before + (time.perf_counter() - t_call),
                 "metrics": metrics,
                 "train_config": cfg.to_dict(),
-                "data": dataset_info(dataset),
+                "data": data_info,
+                "data_history": history,
+                "init": init_info,
             }
         atomic_write_bytes(path, _to_bytes(obj))
 
@@ -524,7 +620,18 @@ def _train(
     Gm.train()
     Dm.train()
     t_prev = time.perf_counter()
-    for batch in loader:
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        except Exception:
+            # A data error (damaged shard, corrupt item): keep the last finished step, then stop.
+            if main and step > 0:
+                save(ckpt_path, full=True)
+                emit({"event": "checkpoint", "step": step, "path": str(ckpt_path)})
+            raise
         t_got = time.perf_counter()
         data_s += t_got - t_prev
         torch.manual_seed(_sample_seed(cfg.seed, step, 1_000_003 + dist.rank))  # dropout stream

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from .._io import atomic_write_bytes, atomic_write_text
+from .data import data_summary
 from .predict import MASK_THRESHOLD, evaluate_model
 from .train import BEST, CHECKPOINT, CHECKPOINT_FORMAT, GENERATOR_FORMAT, jsonable, load_checkpoint
 from .unet import W_SCALE, UNet
@@ -56,12 +57,14 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], dict
         cfg = ck["config"]
         model = {"width": cfg["width"], "depth": cfg["depth"], "dropout": cfg["dropout"]}
         info = {"source": str(p), "kind": "checkpoint", "step": ck["step"], "images_seen": ck["images_seen"],
-                "wall_seconds": ck["wall_seconds"], "w_scale": cfg["w_scale"], "train_config": cfg, "data": ck.get("data")}  # fmt: skip
+                "wall_seconds": ck["wall_seconds"], "w_scale": cfg["w_scale"], "train_config": cfg, "data": ck.get("data"),
+                "data_history": ck.get("data_history"), "init": ck.get("init")}  # fmt: skip
         return model, ck["generator"], info
     if fmt == GENERATOR_FORMAT:
         info = {"source": str(p), "kind": "best", "step": ck["step"], "images_seen": ck["images_seen"],
                 "wall_seconds": ck.get("wall_seconds"), "w_scale": ck["w_scale"], "train_config": ck.get("train_config"),
-                "data": ck.get("data"), "metrics": ck.get("metrics")}  # fmt: skip
+                "data": ck.get("data"), "metrics": ck.get("metrics"), "data_history": ck.get("data_history"),
+                "init": ck.get("init")}  # fmt: skip
         return ck["model"], ck["state_dict"], info
     if fmt == WEIGHTS_FORMAT:
         info = {"source": str(p), "kind": "weights", "w_scale": ck["w_scale"], "dtype": ck["dtype"]}
@@ -169,7 +172,12 @@ def export_weights(
             evaluated on the first ``max_items`` and float16 is kept only if its mean angular
             error is within ``tolerance_deg`` degrees and its mask precision and recall within
             ``tolerance_mask`` percentage points of float32's (else float32 is written).
-        card: extra model-card fields (e.g. the generator version and seeds of the data).
+        card: extra model-card fields (e.g. notes on the data).
+
+    The card's ``training_data`` lists each training data folder's root, seed, generator
+    version, count and skipped shards (:func:`monohead.model.data.data_summary`);
+    ``training.data_history`` says which data each span of steps saw, ``training.init`` the
+    weights a fine-tuned run started from.
 
     Returns:
         The model card (also written), with ``dtype``, ``bytes`` and ``sha256`` of ``unet.pt``
@@ -224,7 +232,9 @@ def export_weights(
         "w_encoding": f"channel 3 = W / (W + {w_scale})",
         "w_scale": w_scale,
         "mask_threshold": MASK_THRESHOLD,
-        "training": {k: info.get(k) for k in ("source", "step", "images_seen", "wall_seconds", "train_config", "data")},
+        "training": {k: info.get(k) for k in ("source", "step", "images_seen", "wall_seconds", "train_config", "data",
+                                              "data_history", "init")},
+        "training_data": data_summary(info.get("data")),
         "metrics": metrics,
         "metrics_items": min(max_items, len(eval_dataset)) if eval_dataset is not None else 0,
         "eval_data": None,

@@ -19,6 +19,16 @@ the next run removes before it makes that shard again (resume). ``shard=(i, n)``
 shards ``k`` with ``k % n == i`` (one machine of n); ``scheduler=`` runs shards as tasks on a
 Dask distributed cluster whose workers see the same folder.
 
+Integrity: every shard's ``info.json`` records the data set's seed and generator version, and
+:class:`SyntheticHeads` checks each shard against the manifest when it opens a data set (all
+files present, ``.npy`` headers of the manifest's dtypes and shapes, file sizes that hold the
+whole arrays, ``params.json`` and ``info.json`` readable and matching, the seed and version of
+the manifest): a damaged shard, or one that came from another data set (say a ``--shard i/n``
+part made with another seed or generator version and copied in), is refused by name, or skipped
+and named with ``partial=True``. Each item is checked when it is read (unit normals, finite
+``W >= 0`` and depth inside the mask); a bad item raises a ``ValueError`` naming its shard.
+:meth:`SyntheticHeads.verify` reads every item once, to find such shards before a long run.
+
 :class:`SyntheticHeads` reads a data set: ``len(ds)``, ``ds[i]`` gives a dict of arrays
 (memory-mapped shards, copied per item) and the sample's ``params``; it is a map-style
 ``torch.utils.data.Dataset`` (use :meth:`SyntheticHeads.collate` as a DataLoader's
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import shutil
 import threading
@@ -41,7 +52,9 @@ import numpy as np
 
 from .. import _io
 
-__all__ = ["FORMAT", "SyntheticHeads", "generate", "regenerate"]
+log = logging.getLogger(__name__)
+
+__all__ = ["FORMAT", "SyntheticHeads", "check_shard", "generate", "regenerate"]
 
 FORMAT = "monohead-synth"
 FORMAT_VERSION = 1
@@ -158,7 +171,11 @@ def _generator(settings: dict[str, Any]) -> Any:
     return gen
 
 
-def _write_shard(root: Path, k: int, samples: list[dict[str, Any]], start: int, seconds: float) -> None:
+def _write_shard(root: Path, k: int, samples: list[dict[str, Any]], start: int, seconds: float,
+                 stamp: dict[str, Any] | None = None) -> None:
+    """Write shard ``k`` atomically; ``stamp`` (the data set's ``seed`` and
+    ``generator_version``) goes into its ``info.json`` so that the reader can tell a shard of
+    another data set."""
     final = root / "shards" / _shard_name(k)
     tmp = root / "shards" / f".{_shard_name(k)}.tmp-{os.getpid()}-{time.time_ns()}"
     tmp.mkdir()
@@ -172,7 +189,8 @@ def _write_shard(root: Path, k: int, samples: list[dict[str, Any]], start: int, 
         for s in samples:
             for name, val in s.get("timings", {}).items():
                 timings[name] = timings.get(name, 0.0) + float(val)
-        info = {"shard": k, "start": start, "stop": start + len(samples), "seconds": seconds, "timings": timings}
+        info = {"shard": k, "start": start, "stop": start + len(samples), "seconds": seconds, "timings": timings,
+                **(stamp or {})}
         _io.atomic_write_text(tmp / "info.json", json.dumps(info))
         os.replace(tmp, final)
     except BaseException:
@@ -196,8 +214,13 @@ def _make_shard(root: str, manifest: dict[str, Any], k: int, progress: Callable[
         samples.append(gen.sample(manifest["seed"], i))
         if progress is not None:
             progress(1)
-    _write_shard(path, k, samples, start, time.perf_counter() - t0)
+    _write_shard(path, k, samples, start, time.perf_counter() - t0, _stamp(manifest))
     return stop - start
+
+
+def _stamp(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What every shard's ``info.json`` repeats of its manifest (checked by the reader)."""
+    return {"seed": manifest["seed"], "generator_version": int(manifest["settings"].get("generator_version", 1))}
 
 
 def _manifest(seed: int, count: int, shard_size: int, settings: dict[str, Any]) -> dict[str, Any]:
@@ -433,9 +456,138 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         manifest = json.loads(mpath.read_text())
     except ValueError as exc:
         raise ValueError(f"{str(mpath)!r} is not a monohead manifest: {exc}") from exc
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{str(mpath)!r} is not a monohead manifest (format {manifest.get('format')!r})")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        fmt = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ValueError(f"{str(mpath)!r} is not a monohead manifest (format {fmt!r})")
+    _check_manifest_entries(manifest, mpath)
     return manifest
+
+
+def _check_manifest_entries(manifest: dict[str, Any], mpath: Path) -> None:
+    """The manifest entries the reader relies on, with a message naming the bad one."""
+    for key, minimum in (("seed", 0), ("count", 1), ("shard_size", 1), ("num_shards", 1)):
+        v = manifest.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ValueError(f"{str(mpath)!r}: bad manifest entry {key!r}: expected an integer >= {minimum}; got {v!r}")
+    expected = -(-manifest["count"] // manifest["shard_size"])
+    if manifest["num_shards"] != expected:
+        raise ValueError(f"{str(mpath)!r}: bad manifest entry 'num_shards': {manifest['count']} samples in shards of "
+                         f"{manifest['shard_size']} make {expected} shards; got {manifest['num_shards']}")
+    settings = manifest.get("settings")
+    if not isinstance(settings, dict):
+        raise ValueError(f"{str(mpath)!r}: bad manifest entry 'settings': expected an object; got {type(settings).__name__}")
+    size = settings.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
+        raise ValueError(f"{str(mpath)!r}: bad manifest entry 'settings.size': expected [H, W] of integers >= 1; got {size!r}")
+    version = settings.get("generator_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{str(mpath)!r}: bad manifest entry 'settings.generator_version': expected an integer >= 1; "
+                         f"got {version!r}")
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """``(shape, dtype, fortran_order, data offset)`` of a ``.npy`` file, reading its header only."""
+    with open(path, "rb") as f:
+        major, minor = np.lib.format.read_magic(f)
+        if (major, minor) == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif (major, minor) == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f".npy format version {major}.{minor} is not one numpy.save writes for these arrays")
+        return tuple(shape), np.dtype(dtype), bool(fortran), f.tell()
+
+
+def check_shard(root: Any, k: int, manifest: dict[str, Any] | None = None) -> str | None:
+    """Why shard ``k`` of the data set in ``root`` cannot be used, or ``None`` if it is whole.
+
+    Checks, without reading the arrays: the five ``.npy`` files, ``params.json`` and
+    ``info.json`` are there; each ``.npy`` header gives the manifest's dtype and the shape
+    ``(n, H, W[, 3])`` of the shard's ``n`` samples; each file is long enough to hold its
+    array (a truncated file is caught); ``params.json`` is a list of ``n`` objects;
+    ``info.json`` gives this shard's number and sample range and, when it records them (shards
+    written since these checks exist), the manifest's seed and generator version.
+
+    Args:
+        root: the data set folder.
+        k: the shard number, ``0 <= k < num_shards``.
+        manifest: the parsed ``manifest.json`` (read from ``root`` when ``None``).
+    """
+    root = Path(root)
+    if manifest is None:
+        manifest = _read_manifest(root)
+    folder = root / "shards" / _shard_name(k)
+    if not folder.is_dir():
+        return "missing"
+    start = k * manifest["shard_size"]
+    n = min(manifest["shard_size"], manifest["count"] - start)
+    if n < 1:
+        return f"not part of the data set (the manifest has {manifest['num_shards']} shards)"
+    H, W = manifest["settings"]["size"]
+    shapes = {"image": (n, H, W, 3), "normals": (n, H, W, 3), "depth": (n, H, W), "W": (n, H, W), "mask": (n, H, W)}
+    for key in ARRAYS:
+        path = folder / f"{key}.npy"
+        if not path.is_file():
+            return f"{key}.npy is missing"
+        try:
+            shape, dtype, fortran, offset = _npy_header(path)
+        except (OSError, ValueError, SyntaxError) as exc:
+            return f"{key}.npy is not a readable .npy file ({exc})"
+        want = np.dtype(_DTYPES[key])
+        if dtype != want or shape != shapes[key] or fortran:
+            return f"{key}.npy holds {dtype.name} {shape}; expected {want.name} {shapes[key]}"
+        need = offset + int(np.prod(shape)) * dtype.itemsize
+        have = path.stat().st_size
+        if have < need:
+            return f"{key}.npy is truncated ({have} bytes; its header needs {need})"
+    for name in ("params.json", "info.json"):
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+    try:
+        params = json.loads((folder / "params.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"params.json is not readable JSON ({exc})"
+    if not isinstance(params, list) or len(params) != n or not all(isinstance(p, dict) for p in params):
+        got = f"a list of {len(params)}" if isinstance(params, list) else type(params).__name__
+        return f"params.json must be a list of {n} objects; got {got}"
+    try:
+        info = json.loads((folder / "info.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"info.json is not readable JSON ({exc})"
+    if not isinstance(info, dict):
+        return f"info.json must be an object; got {type(info).__name__}"
+    stamp = _stamp(manifest)  # recorded by shards written since the stamp exists
+    for key, want_v in (("shard", k), ("start", start), ("stop", start + n), *stamp.items()):
+        if (key in info or key not in stamp) and info.get(key) != want_v:
+            return f"info.json says {key} {info.get(key)!r}; the manifest says {want_v!r} (a shard of another data set?)"
+    return None
+
+
+_UNIT_TOL = 0.02  # |n|^2 of a stored ground-truth normal is 1 to float32 rounding
+
+
+def _check_item(item: dict[str, Any], where: str) -> None:
+    """Refuse an item whose ground truth cannot be right (corrupt data): inside the mask the
+    normals must be unit vectors, W finite and >= 0, the depth finite."""
+    m = item["mask"]
+    n = item["normals"][m].astype(np.float64)
+    sq = np.einsum("ij,ij->i", n, n)
+    bad = int(np.count_nonzero(~(np.abs(sq - 1.0) <= _UNIT_TOL)))  # NaN counts as bad
+    problem = None
+    if bad:
+        problem = f"{bad} pixel(s) of the mask hold normals that are not unit vectors"
+    else:
+        w = item["W"][m]
+        bad = int(np.count_nonzero(~(np.isfinite(w) & (w >= 0))))
+        if bad:
+            problem = f"{bad} pixel(s) of the mask hold a W that is not finite and >= 0"
+        else:
+            bad = int(np.count_nonzero(~np.isfinite(item["depth"][m])))
+            if bad:
+                problem = f"{bad} pixel(s) of the mask hold a non-finite depth"
+    if problem:
+        raise ValueError(f"corrupt sample in {where}: {problem}; remove that shard folder and run monohead synth "
+                         "again with the same arguments to remake it")
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,8 +600,10 @@ class SyntheticHeads:
 
     Args:
         root: the data set folder (made by :func:`generate`).
-        partial: accept missing shards (e.g. a machine's part of a split run) and index only
-            the shards present; by default a missing shard is an error.
+        partial: accept missing and damaged shards (e.g. a machine's part of a split run, an
+            unfinished generation) and index only the whole ones; the others are listed in
+            :attr:`skipped` and logged as a warning. By default a missing or damaged shard is
+            an error that names it (:func:`check_shard` says what is wrong with it).
         max_open: shards kept open at once (memory maps of the arrays and the parsed
             ``params.json``, about 2 MB each). Random access over more shards than this
             re-opens a shard and re-parses its parameters on most reads (a few ms an item).
@@ -457,7 +611,19 @@ class SyntheticHeads:
     ``ds[i]`` is a dict: ``image (H, W, 3) uint8``, ``normals (H, W, 3) float32`` (camera
     frame of conventions.md, 0 outside the mask), ``W (H, W) float32``, ``depth (H, W)
     float32`` (pixels, NaN outside the mask), ``mask (H, W) bool``, ``params`` (dict) and
-    ``index`` (the sample's index in the data set).
+    ``index`` (the sample's index in the data set). Reading an item whose ground truth cannot
+    be right (normals that are not unit vectors, a non-finite or negative W, a non-finite depth
+    inside the mask) raises a ``ValueError`` naming its shard.
+
+    Attributes:
+        manifest: the parsed ``manifest.json``.
+        seed: the data set's seed.
+        generator_version: the generator version of its samples (1 for sets made before
+            versions were recorded).
+        skipped: ``{shard folder name: reason}`` of the shards left out (``partial=True``).
+        meta: what a run's config and model card record of it: ``root``, ``seed``,
+            ``generator_version``, ``count`` (samples indexed), ``skipped_shards`` and the
+            manifest's ``settings`` and ``versions``.
     """
 
     def __init__(self, root: Any, partial: bool = False, max_open: int = 64) -> None:
@@ -468,15 +634,34 @@ class SyntheticHeads:
         self.seed = int(self.manifest["seed"])
         size = self.manifest["shard_size"]
         count = self.manifest["count"]
+        self.generator_version = int(self.manifest["settings"].get("generator_version", 1))
         present = []
         missing = []
+        damaged: dict[str, str] = {}
         for k in range(self.manifest["num_shards"]):
-            (present if (self.root / "shards" / _shard_name(k)).is_dir() else missing).append(k)
+            why = check_shard(self.root, k, self.manifest)
+            if why is None:
+                present.append(k)
+            elif why == "missing":
+                missing.append(k)
+            else:
+                damaged[_shard_name(k)] = why
+        if damaged and not partial:
+            shown = "; ".join(f"{name}: {why}" for name, why in list(damaged.items())[:5])
+            more = f" (and {len(damaged) - 5} more)" if len(damaged) > 5 else ""
+            raise ValueError(
+                f"data set {str(self.root)!r} has {len(damaged)} damaged shard(s), refused: {shown}{more}; remove them "
+                "and run monohead synth again with the same arguments to remake them, or pass partial=True to skip them"
+            )
         if missing and not partial:
             raise ValueError(
                 f"data set {str(self.root)!r} is incomplete: {len(missing)} of {self.manifest['num_shards']} shards "
                 f"missing (first {missing[:5]}); finish it with generate() or pass partial=True"
             )
+        self.skipped = {**{_shard_name(k): "missing" for k in missing}, **damaged}
+        if damaged:
+            log.warning("data set %s: %d damaged shard(s) skipped: %s", self.root, len(damaged),
+                        "; ".join(f"{name}: {why}" for name, why in damaged.items()))
         self._index = np.concatenate(
             [np.arange(k * size, min((k + 1) * size, count)) for k in present] or [np.zeros(0, np.int64)]
         ).astype(np.int64)
@@ -484,6 +669,11 @@ class SyntheticHeads:
         self._open: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
         self._max_open = _positive_int(max_open, "max_open")
         self.size = tuple(self.manifest["settings"]["size"])
+        self.meta = {
+            "root": str(self.root.resolve()), "seed": self.seed, "generator_version": self.generator_version,
+            "count": len(self), "skipped_shards": dict(self.skipped),
+            "settings": self.manifest.get("settings"), "versions": self.manifest.get("versions"),
+        }
 
     def __len__(self) -> int:
         return int(self._index.size)
@@ -512,9 +702,32 @@ class SyntheticHeads:
         k, o = divmod(index, self._shard_size)
         data = self._shard(k)
         item = {key: np.array(data[key][o]) for key in ARRAYS}
+        _check_item(item, f"{self.root / 'shards' / _shard_name(k)} (sample {index})")
         item["params"] = data["params"][o]
         item["index"] = index
         return item
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> dict[str, str]:
+        """Read every item once and return ``{shard folder name: reason}`` of the shards
+        holding an item that cannot be right (see the class docstring); empty if all are fine.
+
+        A few seconds per thousand 128² samples (the arrays are read from disk). Use it before a
+        long run: a bad item found during training stops the run (with a checkpoint).
+        ``progress(done, total)`` is called after each item.
+        """
+        bad: dict[str, str] = {}
+        n = len(self)
+        for j in range(n):
+            k = int(self._index[j]) // self._shard_size
+            name = _shard_name(k)
+            if name not in bad:
+                try:
+                    self[j]
+                except ValueError as exc:
+                    bad[name] = str(exc)
+            if progress is not None:
+                progress(j + 1, n)
+        return bad
 
     def __iter__(self) -> Any:
         for i in range(len(self)):
