@@ -750,7 +750,8 @@ def _add_synth_parser(sub: Any) -> None:
     p.add_argument("--shard-size", type=int, default=64, help="samples per shard (default 64)")
     p.add_argument("--shard", help="make only part i of n of the shards, e.g. 0/4")
     p.add_argument("--scheduler", help="Dask distributed scheduler address (e.g. tcp://host:8786)")
-    p.add_argument("--variant", default="auto", choices=["auto", "llvm_ad_rgb", "scalar_rgb"], help="Mitsuba variant (default auto)")
+    p.add_argument("--variant", default="auto", choices=["auto", "llvm_ad_rgb", "scalar_rgb", "cuda_ad_rgb"],
+                   help="Mitsuba variant (default auto: llvm_ad_rgb, else scalar_rgb; cuda_ad_rgb: an NVIDIA GPU)")
     p.add_argument("--head-model", help="head model: an asset .npz or an ICT-FaceKit FaceXModel folder (default: shipped)")
     p.add_argument("--generator-version", type=int, choices=[1, 2], default=None,
                    help="generator version (default: the newest, 2; 1 extends or remakes a version 1 set)")

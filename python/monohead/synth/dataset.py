@@ -284,7 +284,8 @@ def generate(
         shard_size: samples per shard.
         shard: ``"i/n"`` or ``(i, n)``: make only shards ``k`` with ``k % n == i``.
         scheduler: address of a Dask distributed scheduler: run shards as tasks there.
-        variant: Mitsuba variant (``"auto"``, ``"llvm_ad_rgb"``, ``"scalar_rgb"``).
+        variant: Mitsuba variant (``"auto"``, ``"llvm_ad_rgb"``, ``"scalar_rgb"``, ``"cuda_ad_rgb"``: see
+            :func:`~monohead.synth.render.select_variant`).
         head_model: ``None`` (the shipped asset), an asset ``.npz`` or a FaceXModel folder.
         max_depth: path length of the path tracer.
         sampler: Mitsuba sampler of the images (``multijitter``, ``independent``, ``stratified``,

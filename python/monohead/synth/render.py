@@ -43,7 +43,8 @@ from .camera import pixel_rays, project
 from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel
 from .textures import TextureSpace
 
-__all__ = ["MIN_NZ", "ExtraSlot", "GroundTruth", "Renderer", "SceneArrays", "facing_mask", "find_llvm", "select_variant"]
+__all__ = ["MIN_NZ", "ExtraSlot", "GroundTruth", "Renderer", "SceneArrays", "cuda_available", "facing_mask", "find_llvm",
+           "select_variant"]
 
 MIN_NZ = 1e-3
 """Pixels whose ground-truth normal has ``Nz <= MIN_NZ`` are outside the mask; under a
@@ -102,19 +103,37 @@ def find_llvm() -> str | None:
     return best[1] if best else None
 
 
+def cuda_available() -> bool:
+    """Whether Dr.Jit sees a CUDA device (an NVIDIA GPU and driver) for the ``cuda_ad_rgb`` variant."""
+    try:
+        import drjit as dr
+    except ImportError:  # pragma: no cover - drjit comes with mitsuba
+        return False
+    return bool(dr.has_backend(dr.JitBackend.CUDA))
+
+
 def select_variant(variant: str = "auto") -> str:
     """The Mitsuba variant to use: ``llvm_ad_rgb`` when LLVM is found, else ``scalar_rgb``.
 
+    ``"cuda_ad_rgb"`` renders on an NVIDIA GPU (OptiX); it is used only when asked for, never
+    by ``"auto"``. Images of one variant are not bit-identical to another's: a data set's
+    manifest records its variant, and a set is continued with it.
+
     Args:
-        variant: ``"auto"``, ``"llvm_ad_rgb"`` or ``"scalar_rgb"``.
+        variant: ``"auto"``, ``"llvm_ad_rgb"``, ``"scalar_rgb"`` or ``"cuda_ad_rgb"``.
 
     Raises:
-        ValueError: an unknown variant, or ``llvm_ad_rgb`` asked for without LLVM >= 16.
+        ValueError: an unknown variant, ``llvm_ad_rgb`` asked for without LLVM >= 16, or
+            ``cuda_ad_rgb`` without a CUDA device.
         ImportError: Mitsuba is not installed.
     """
-    if variant not in ("auto", "llvm_ad_rgb", "scalar_rgb"):
-        raise ValueError(f"variant must be 'auto', 'llvm_ad_rgb' or 'scalar_rgb'; got {variant!r}")
+    if variant not in ("auto", "llvm_ad_rgb", "scalar_rgb", "cuda_ad_rgb"):
+        raise ValueError(f"variant must be 'auto', 'llvm_ad_rgb', 'scalar_rgb' or 'cuda_ad_rgb'; got {variant!r}")
     if variant == "scalar_rgb":
+        return variant
+    if variant == "cuda_ad_rgb":
+        if not cuda_available():
+            raise ValueError("variant 'cuda_ad_rgb' needs an NVIDIA GPU and driver that Dr.Jit can use; none found")
         return variant
     path = find_llvm()
     if path is None:
