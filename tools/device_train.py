@@ -67,9 +67,12 @@ def _render_part(root: str, count: int, seed: int, size: int, spp: int, shard_si
              preview=False)
 
 
-def render(root: Path, count: int, seed: int, args: argparse.Namespace, spp: int, deadline: float | None) -> float:
+def render(root: Path, count: int, seed: int, args: argparse.Namespace, spp: int, deadline: float | None,
+           min_samples: int = 0) -> float:
     """Render ``count`` samples of ``seed`` into ``root`` with ``args.procs`` processes (in this
-    process when 0), stopping them at ``deadline`` (``time.monotonic()``); returns seconds."""
+    process when 0), stopping them at ``deadline`` (``time.monotonic()``) once at least
+    ``min_samples`` samples are in whole shards (waiting past the deadline by at most half the
+    time it gave); returns seconds."""
     t0 = time.monotonic()
     if args.procs == 0:
         _render_part(str(root), count, seed, args.size, spp, args.shard_size, args.variant, (0, 1))
@@ -80,8 +83,11 @@ def render(root: Path, count: int, seed: int, args: argparse.Namespace, spp: int
              for i in range(args.procs)]
     for p in procs:
         p.start()
+    late = None if deadline is None else deadline + 0.5 * max(0.0, deadline - t0)
     while any(p.is_alive() for p in procs):
-        if deadline is not None and time.monotonic() > deadline:
+        now = time.monotonic()
+        whole = len(list((root / "shards").glob("shard-*"))) * args.shard_size if (root / "shards").is_dir() else 0
+        if deadline is not None and now > deadline and (whole >= min_samples or now > late):
             for p in procs:
                 if p.is_alive():
                     p.terminate()  # shards are written atomically: nothing half-made is read
@@ -235,8 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     # 2. Training data until the deadline; only whole shards are used.
     train_dir = work / f"train_s{args.train_seed}"
     t = render(train_dir, args.train_count, args.train_seed, args, spp=args.train_spp,
-               deadline=time.monotonic() + gen_s)
+               deadline=time.monotonic() + gen_s, min_samples=args.batch_size + args.val_count)
     data = SyntheticHeads(train_dir, partial=True)
+    if len(data) < args.batch_size + args.val_count:
+        raise SystemExit(f"device_train: only {len(data)} training samples were made in {t:.0f} s; a batch and the "
+                         f"validation need {args.batch_size + args.val_count}: give more --gen-seconds or --budget")
     summary["train_data"] = {"seed": args.train_seed, "samples": len(data), "skipped_shards": len(data.skipped),
                              "seconds": t, "samples_per_second": len(data) / max(t, 1e-9),
                              "generator_version": data.generator_version}  # fmt: skip

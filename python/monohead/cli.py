@@ -518,6 +518,8 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         data = None
         if args.data is not None or args.toy is not None:
             data = _load_dataset(args.data, args.toy, "--data", seed=args.seed or 0)
+            if args.balanced:
+                data = _balanced_subset(data, args.max_items)
         card = model.export_weights(source, args.export_weights, eval_dataset=data, max_items=args.max_items, card=_parse_card(args.card))
         return {"action": "export", "dest": str(args.export_weights), **card}
 
@@ -659,8 +661,8 @@ def _add_train_parser(sub: Any) -> None:
     g.add_argument("--metrics", help="metrics JSON to write with --eval-only (default RUN/eval_metrics.json)")
     g.add_argument("--max-items", type=int, default=200, help="items of --data to evaluate (default 200)")
     g.add_argument("--flip", action="store_true", help="--eval-only: average with the mirrored images' outputs")
-    g.add_argument("--balanced", action="store_true", help="--eval-only: the first --max-items heads half female, half "
-                   "male, as monohead experiments chooses its test set")  # fmt: skip
+    g.add_argument("--balanced", action="store_true", help="--eval-only, --export-weights: the first --max-items heads half "
+                   "female, half male, as monohead experiments chooses its test set")  # fmt: skip
     g.add_argument("--export-weights", metavar="DIR", help="write the run's best generator as shipped weights (unet.pt, model_card.json)")
     g.add_argument("--card", help="extra model-card fields: a JSON object or @FILE")
     p.add_argument("--toy", type=int, help=argparse.SUPPRESS)  # N shaded analytic heads (tests, smoke runs)
