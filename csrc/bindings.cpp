@@ -122,7 +122,7 @@ PYBIND11_MODULE(_core, m) {
                            "(multigrid hierarchy, Jacobi diagonal or Cholesky factor) once.")
         .def(py::init([](CArray<std::uint8_t> mask, std::optional<py::array> weights, double lam,
                          const std::string& method, double coarse_scale, int coarsest_max, bool kcycle,
-                         int threads) {
+                         int threads, double kcycle_reduction) {
                  if (mask.ndim() != 2)
                      throw py::value_error("mask must be 2-D (H, W); got ndim " + std::to_string(mask.ndim()));
                  const int H = static_cast<int>(mask.shape(0)), W = static_cast<int>(mask.shape(1));
@@ -132,6 +132,7 @@ PYBIND11_MODULE(_core, m) {
                  opt.coarse_scale = static_cast<float>(coarse_scale);
                  opt.coarsest_max = coarsest_max;
                  opt.kcycle = kcycle;
+                 opt.kcycle_reduction = static_cast<float>(kcycle_reduction);
                  if (!weights) {
                      py::gil_scoped_release release;
                      return new Integrator(H, W, mask.data(), static_cast<const double*>(nullptr), lam, meth, opt,
@@ -145,7 +146,7 @@ PYBIND11_MODULE(_core, m) {
              }),
              py::arg("mask").noconvert(), py::arg("weights").noconvert() = py::none(), py::arg("lam") = 0.1,
              py::arg("method") = "mg", py::arg("coarse_scale") = 2.0, py::arg("coarsest_max") = 128, py::arg("kcycle") = true,
-             py::arg("threads") = 1,
+             py::arg("threads") = 1, py::arg("kcycle_reduction") = 0.15,
              "mask: (H, W) uint8, C order, not empty; weights: (H, W) float32 or float64 gradient magnitudes W "
              "(w = 1/(1 + lam W), computed in float64) or None for w = 1; method: 'mg', 'jacobi' or 'direct'; "
              "threads >= 1 (results do not depend on it).")

@@ -205,7 +205,8 @@ class Integrator {
         if (method_ == Method::Multigrid) {
             st = pcg(
                 grid_, ew_, b.data(), x.data(), tol, maxiter,
-                [this](const double* r, double* z, double* zAp) { return mg_->apply(r, z, zAp); }, threads_);
+                [this](const double* r, double* z, double* zAp) { return mg_->apply(r, z, zAp); }, threads_,
+                x0 == nullptr);
         } else if (method_ == Method::Jacobi) {
             const std::int64_t S = grid_.S;
             const double* inv = invdiag_.data();
@@ -226,7 +227,7 @@ class Integrator {
                     *zAp = d[1];
                     return d[0];
                 },
-                threads_);
+                threads_, x0 == nullptr);
         } else {
             st = solve_direct(b.data(), x.data());
         }

@@ -44,6 +44,7 @@ struct MgOptions {
     float coarse_scale = 2.0f;   // over-correction: coarse operator = P^T L P / coarse_scale
     int coarsest_max = 128;      // stop coarsening at this many active cells
     bool kcycle = true;          // coarse levels solved by two flexible-CG steps (K-cycle)
+    float kcycle_reduction = 0.15f;  // K-cycle: one step only when it cut the residual norm below this fraction
 };
 
 class Multigrid {
@@ -382,7 +383,8 @@ class Multigrid {
                 for (std::int64_t i = a * S; i < e * S; ++i) x[i] = t * c[i];
             });
         };
-        if (s2[0] <= 0.0625 * bb) {  // residual reduced 4x: one step is enough
+        const double kr = opt_.kcycle_reduction;
+        if (s2[0] <= kr * kr * bb) {  // residual reduced enough (to 0.15 by default): one step is enough
             scaled_c();
             return;
         }

@@ -6,6 +6,7 @@
 // identical for any thread count.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -29,7 +30,7 @@ inline double laplacian_at(const double* eE, const double* eN, const double* x, 
 }
 
 // Solve L x = b (L from the edge weights) by PCG on up to `threads` threads.  `x` holds the
-// initial guess on entry.  `precond(r, z, &zAp)` applies z = M^{-1} r on padded arrays,
+// initial guess on entry (`zero_guess`: it is 0, so the first residual is b, no product).  `precond(r, z, &zAp)` applies z = M^{-1} r on padded arrays,
 // returns r . z and sets zAp to z . (the previous contents of z's buffer, which is L p).  The
 // direction update is the flexible one, beta = -(z . L p) / (p . L p) (FCG(1), Notay), which
 // equals the classical PCG beta for a fixed SPD preconditioner and stays robust when the
@@ -39,7 +40,7 @@ inline double laplacian_at(const double* eE, const double* eN, const double* x, 
 // true one does not.
 template <class Precond>
 SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, double* x, double tol,
-               int maxiter, Precond&& precond, int threads = 1) {
+               int maxiter, Precond&& precond, int threads = 1, bool zero_guess = false) {
     const std::int64_t n = g.size, S = g.S;
     const double* eE = ew.eE.data();
     const double* eN = ew.eN.data();
@@ -74,7 +75,13 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
         return std::sqrt(s);
     };
 
-    double rnorm = true_residual();
+    double rnorm;
+    if (zero_guess) {
+        std::copy(b, b + n, rp);
+        rnorm = bnorm;
+    } else {
+        rnorm = true_residual();
+    }
     int restarts = 0;
     while (true) {
         if (rnorm <= target) break;
