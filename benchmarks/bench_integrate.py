@@ -59,3 +59,14 @@ def test_integrator_resolve(benchmark, size):
     n, W, mask, _ = make("head+neck", size)
     solver = monohead.Integrator(mask, W, LAM)
     benchmark(solver.solve, n)
+
+
+@pytest.mark.parametrize("threads", (1, 2))
+@pytest.mark.parametrize("size", (1024, 2048))
+def test_mg_threads(benchmark, size, threads):
+    """The threaded core: the same call on 1 and 2 threads (bitwise identical results)."""
+    n, W, mask, _ = make("head+neck", size)
+    benchmark.group = f"mg threads head+neck {size}"
+    benchmark.extra_info["threads"] = threads
+    depth, info = benchmark(monohead.integrate, n, W, LAM, mask, return_info=True, threads=threads)
+    assert info.converged

@@ -58,9 +58,10 @@ inline Bands make_bands(int rows) {
     return b;
 }
 
-// Grids below this many cells run on one thread: a pass over them takes a few microseconds,
-// about what it costs to wake the other threads.
-constexpr std::int64_t kParallelMinCells = 32768;
+// Grids below this many cells (256^2) run on one thread: a pass over them takes tens of microseconds,
+// little next to waking the other threads, and a busy machine (threads descheduled at a
+// barrier) would make them cost far more.
+constexpr std::int64_t kParallelMinCells = 65536;
 
 // f(k, row_begin, row_end) for every band, on up to `threads` threads when `parallel`.
 template <class F>

@@ -18,15 +18,15 @@ from monohead.integration import THREADS_ENV, ConvergenceWarning, default_thread
 
 @pytest.fixture(scope="module")
 def head_neck():
-    # 256^2 head + neck: large enough that the fine levels and the CG vectors are cut into
-    # several row bands and run on several threads (csrc/parallel.hpp: >= 32768 cells).
-    return surfaces.head(256, neck=True)
+    # 384^2 head + neck (a padded box of 1e5 cells): the finest level and the CG vectors run on
+    # several threads (csrc/parallel.hpp: grids of >= 65536 cells), the coarser ones on one.
+    return surfaces.head(384, neck=True)
 
 
-def _blobs(size=200):
+def _blobs(size=320):
     """A mask of two 4-connected components (multi-component gauge path) with a smooth surface."""
     r, c = np.mgrid[:size, :size]
-    mask = ((r - 60) ** 2 + (c - 70) ** 2 < 55**2) | ((r - 150) ** 2 + (c - 140) ** 2 < 45**2)
+    mask = ((r - 90) ** 2 + (c - 100) ** 2 < 85**2) | ((r - 235) ** 2 + (c - 225) ** 2 < 75**2)
     x, y = c / size, r / size
     p, q = np.cos(3 * x) * 0.5, np.sin(2 * y) * 0.3
     n = np.dstack([-p, -q, np.ones_like(p)])
@@ -38,13 +38,13 @@ def _blobs(size=200):
 @pytest.mark.parametrize("method", ["mg", "jacobi"])
 def test_results_bitwise_identical_for_any_thread_count(head_neck, method):
     s = head_neck
-    # Jacobi-PCG: 40 iterations (far from converged) are enough to compare, and keep it fast.
-    kw = {"tol": 1e-6} if method == "mg" else {"tol": 1e-6, "maxiter": 40}
+    # Jacobi-PCG: 20 iterations (far from converged) are enough to compare, and keep it fast.
+    kw = {"tol": 1e-6} if method == "mg" else {"tol": 1e-6, "maxiter": 20}
     solver = monohead.Integrator(s.mask, s.W, 0.1, method, threads=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ref, info1 = solver.solve(s.normals, return_info=True, **kw)
-        for t in (2, 3, 4):
+        for t in (2, 3):
             solver.threads = t
             assert solver.threads == t
             depth, info = solver.solve(s.normals, return_info=True, **kw)
@@ -59,9 +59,8 @@ def test_results_bitwise_identical_for_any_thread_count(head_neck, method):
 def test_multi_component_mask_bitwise_identical():
     n, W, mask = _blobs()
     ref = monohead.integrate(n, W, 0.1, mask, threads=1)
-    assert np.isfinite(ref[mask]).all()
-    for t in (2, 5):
-        np.testing.assert_array_equal(monohead.integrate(n, W, 0.1, mask, threads=t), ref)
+    assert np.isfinite(ref[mask]).all() and monohead.Integrator(mask, threads=1).num_components == 2
+    np.testing.assert_array_equal(monohead.integrate(n, W, 0.1, mask, threads=3), ref)
 
 
 def test_threads_argument_and_environment(monkeypatch, head_neck):
