@@ -33,6 +33,7 @@ from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel
 from .render import ExtraSlot
 
 __all__ = [
+    "BAND_TEXTURE",
     "GARMENTS",
     "TORSO_DEPTHS",
     "band_slot",
@@ -54,7 +55,9 @@ TORSO_DEPTHS = np.array([0.0, 0.5, 1.3, 2.4, 3.8, 5.5, 7.8, 10.8, 15.0, 21.0, 29
 """Distance (cm) of each torso ring below the neck loop (ring 0 is the loop itself)."""
 
 _TEX = (128, 256)  # torso texture (rows along the depth, columns around)
-_COLLAR_TEX = (32, 128)
+BAND_TEXTURE = (32, 128)
+"""Texels ``(rows, columns)`` of a :func:`neck_band`'s texture (collars, scarves)."""
+_COLLAR_TEX = BAND_TEXTURE
 _COLLAR_ROWS = 7
 _COLLAR_COLS = 49
 _NECK_BINS = 48

@@ -8,7 +8,7 @@ split into independent streams per component, and the renderer's noise is seeded
 A sample (:meth:`Generator.sample`) is a dict:
 
 - ``image``: ``(H, W, 3)`` uint8 sRGB;
-- ``normals``: ``(H, W, 3)`` float32 unit normals of the head and eyes (occluders ignored), in
+- ``normals``: ``(H, W, 3)`` float32 unit normals of the head and eyes, in
   the camera frame of ``conventions.md`` (x right, y up, z toward the viewer), ``(0, 0, 0)``
   outside the mask;
 - ``depth``: ``(H, W)`` float32 height toward the viewer in pixels, NaN outside the mask;
@@ -18,7 +18,15 @@ A sample (:meth:`Generator.sample`) is a dict:
 - ``params``: every random parameter (JSON-able);
 - ``timings``: seconds spent in sampling, normals, scene update, image and ground truth
   (version 2 also gives parts of them: ``body``, ``lighting`` and ``background`` of sampling,
-  ``artefacts`` of image).
+  ``artefacts`` of image; ``body`` is the body, clothes, headwear and occluder meshes and
+  their textures).
+
+The ground-truth rule: N, depth, W and mask describe the head and eyes along each pixel's
+ray, whatever lies in front. Scalp and facial hair, glasses, the torso and its clothes,
+collars and scarves, headwear, hands and held objects are occluders: the ground-truth ray
+steps through them to the head behind, so they are never in the mask and never change N,
+depth or W. Version 2 cuts the ICT neck at its base (:func:`.body.neck_cut`): the mask ends
+there, and the torso below is never in it.
 
 Version 2's look (besides the body, clothes, headwear and occluders of :mod:`.body`): a
 perspective camera with a random focal length (:mod:`.camera`; ``projection="orthographic"``

@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from .body import band_slot, fabric, neck_band, normal_map, sample_fabric
+from .body import BAND_TEXTURE, band_slot, fabric, neck_band, normal_map, sample_fabric
 from .head_model import HeadModel
 from .render import ExtraSlot
 
-__all__ = ["KINDS", "POSES", "hand_mesh", "object_mesh", "prop_slot", "sample_occluder_params", "build_occluder",
-           "occluder_textures"]
+__all__ = ["KINDS", "POSES", "band_slot_scarf", "build_occluder", "hand_mesh", "object_mesh", "occluder_textures",
+           "prop_slot", "sample_occluder_params"]
 
 KINDS = ("hand", "microphone", "phone", "cup", "raised_collar", "scarf")
 _KIND_P = (0.32, 0.14, 0.16, 0.12, 0.1, 0.16)
@@ -104,7 +104,7 @@ def prop_slot() -> ExtraSlot:
     """The renderer's mesh slot for a hand and an object (fixed topology; texture ``(64, 64)``:
     the hand in its left half, the object in its right half)."""
     hv, hf, huv = _hand_topology()
-    ov, of, ouv = _object_topology()
+    _, of, ouv = _object_topology()
     faces = np.concatenate([hf, of + hv])
     uv = np.concatenate([huv, ouv]).astype(np.float32)
     return ExtraSlot("prop", faces, uv, _TEX)
@@ -367,8 +367,8 @@ def build_occluder(params: dict[str, Any], model: HeadModel, v_model: np.ndarray
 def occluder_textures(params: dict[str, Any], skin_rgb: Any) -> dict[str, Any]:
     """Albedo, normal map and roughness of the occluder's mesh: the prop's atlas (hand skin in
     the left half, the object's colours in the right) or the band's fabric."""
-    th, tw = _TEX
     if params["kind"] in ("raised_collar", "scarf"):
+        th, tw = BAND_TEXTURE
         y = (np.arange(th) + 0.5) / th * float(params["collar"])
         x = (np.arange(tw) + 0.5) / tw * 45.0
         yy, xx = np.meshgrid(y, x, indexing="ij")
@@ -376,6 +376,7 @@ def occluder_textures(params: dict[str, Any], skin_rgb: Any) -> dict[str, Any]:
         hgt = hgt + 0.05 * float(params["fabric"]["knit"]) * np.sin(2 * np.pi * xx / 0.5)
         return {"albedo": alb.astype(np.float32), "normalmap": normal_map(hgt, (y[1] - y[0], x[1] - x[0])),
                 "roughness": float(params["fabric"]["roughness"])}
+    th, tw = _TEX
     alb = np.zeros((th, tw, 3))
     alb[:, : tw // 2] = np.clip(np.asarray(skin_rgb, np.float64) * np.asarray(params["skin"]), 0.0, 1.0)
     o = params.get("object")

@@ -10,8 +10,10 @@ keeps Dr.Jit's compiled kernels valid from one sample to the next.
   hidden, so that the film's alpha is the head's coverage; the background is composited
   behind it.
 - The **ground truth** (:meth:`Renderer.ground_truth`) casts one ray through each pixel
-  centre with the same camera and scene, steps through occluders (hair, glasses) along
-  that same ray and records the first hit on the head or the eyes: its position (x, y and the depth, in
+  centre with the same camera and scene, steps through occluders (every shape that is not
+  the head or the eyes: hair, facial hair, glasses and, in version 2, the torso, clothes,
+  headwear, hands and held objects of the :class:`ExtraSlot` meshes) along that same ray
+  and records the first hit on the head or the eyes: its position (x, y and the depth, in
   pixels) and its shading normal, the barycentric interpolation of the angle-weighted vertex
   normals (paper eq. 2) that :meth:`Renderer.update` gave the meshes. Pixels whose normal
   faces away from the camera (``Nz <= MIN_NZ``, at silhouettes where interpolated normals
@@ -670,6 +672,10 @@ class Renderer:
             v = np.asarray(e["vertices"], np.float64)
             if v.shape != (len(slot.uv), 3):
                 raise ValueError(f"{slot.name} vertices must have shape {(len(slot.uv), 3)}; got {v.shape}")
+            for tex in ("albedo", "normalmap"):
+                shape = np.shape(e[tex])
+                if shape != (*slot.texture, 3):
+                    raise ValueError(f"{slot.name} {tex} must have shape {(*slot.texture, 3)}; got {shape}")
             self._set_mesh(slot.name, v, slot.faces)
             self.params[keys["albedo"]] = mi.TensorXf(np.ascontiguousarray(e["albedo"], np.float32))
             self.params[keys["normalmap"]] = mi.TensorXf(np.ascontiguousarray(e["normalmap"], np.float32))
