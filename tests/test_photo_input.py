@@ -169,6 +169,54 @@ def test_big_photos_are_downscaled_first_and_boxes_stay_in_photo_pixels(tmp_path
     assert rec.box.x == pytest.approx(ref.box.x * k, abs=0.05 * rec.box.side)
 
 
+# -------------------------------------------------------------------- detection
+def test_detectors_combine_the_cascades_and_the_network():
+    from skimage import data
+
+    photo = data.astronaut()
+    with pytest.raises(ValueError, match="detector must be one of"):
+        R.detect_faces(photo, detector="haar")
+    frontal = R.detect_faces(photo, detector="frontal")
+    assert len(frontal) == 1
+    assert R.detect_faces(photo, detector="cascades")[0] == frontal[0]  # the profile cascade adds nothing here
+    # the network (an oracle: a head in the middle of the letterboxed photo) sees her head,
+    # where the cascade's face is: not added twice
+    assert R.detect_faces(photo, detector="combined", model=_oracle) == frontal
+    net = R.detect_faces(photo, detector="network", model=_oracle)
+    assert len(net) == 1 and R.head_box(net[0]).side > 0
+    # on a blank photo only the network sees a head (the oracle's): it is what combined returns
+    blank = np.full((300, 300, 3), 128, np.uint8)
+    assert R.detect_faces(blank, detector="cascades") == []
+    assert R.detect_faces(blank, detector="combined", model=_oracle) == R.detect_faces(blank, detector="network", model=_oracle)
+
+
+def test_profile_faces_are_found_by_the_profile_cascade_on_both_sides():
+    # a real profile is not bundled with the test dependencies; the synthetic renders of
+    # benchmarks/detection_by_yaw.py measure it. Here: the mirror logic. A face found in the
+    # mirrored photo is reported mirrored back.
+    small = np.zeros((100, 160), np.uint8)
+    calls = []
+
+    class Fake:
+        def detect_multi_scale(self, img, **kw):
+            calls.append(img[0, 0])
+            return [{"r": 10, "c": 20, "width": 20, "height": 34}]
+
+    R._CASCADES["profile"], saved = Fake(), R._CASCADES.get("profile")
+    try:
+        direct = R._run_cascade("profile", small)[0]
+        mirrored = R._run_cascade("profile", small, mirror=True)[0]
+    finally:
+        if saved is None:
+            del R._CASCADES["profile"]
+        else:
+            R._CASCADES["profile"] = saved
+    side = R.PROFILE_SIDE * 34
+    assert direct[2] == pytest.approx(side) and direct[3] == pytest.approx(side)
+    assert direct[0] + side / 2 == pytest.approx(30 + R.PROFILE_SHIFT * 34)  # toward the back of the head
+    assert mirrored[0] + side / 2 == pytest.approx(160 - (30 + R.PROFILE_SHIFT * 34))  # mirrored back
+
+
 # -------------------------------------------------------------------- mask clean-up
 def _oracle(crops):
     s = surfaces.head(128, neck=True)

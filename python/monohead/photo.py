@@ -299,8 +299,8 @@ DETECTORS = ("frontal", "cascades", "network", "combined")
 #: Profile face boxes (the cascade's 20 x 34 window) as equivalent frontal face boxes: the side
 #: is ``PROFILE_SIDE * h`` and the centre moves ``PROFILE_SHIFT * h`` toward the back of the
 #: head (measured on synthetic renders with known pose).
-PROFILE_SIDE = 0.95
-PROFILE_SHIFT = 0.12
+PROFILE_SIDE = 0.83
+PROFILE_SHIFT = 0.29
 _CASCADES: dict[str, Any] = {}
 
 
@@ -356,23 +356,33 @@ def _run_cascade(kind: str, small: np.ndarray, mirror: bool = False) -> list[tup
     return out
 
 
-def _cascade_faces(gray: np.ndarray, detect_size: int, profile: bool) -> list[tuple[float, float, float, float]]:
+def _cascade_faces(photo: np.ndarray, detect_size: int, profile: bool) -> list[tuple[float, float, float, float]]:
+    """Cascade faces on a grayscale copy of the ``(H, W, 3)`` photo whose long side is
+    ``detect_size`` (then twice that when nothing was found), in photo pixels."""
     from PIL import Image  # noqa: PLC0415
 
-    H, W = gray.shape
+    H, W = photo.shape[:2]
+    im = Image.fromarray(photo)
     for size in (detect_size, 2 * detect_size):
         s = min(1.0, size / max(H, W))
-        small = np.asarray(Image.fromarray(gray).resize((max(24, round(W * s)), max(24, round(H * s))), Image.BILINEAR))
+        dims = (max(24, round(W * s)), max(24, round(H * s)))
+        small = np.asarray(im.resize(dims, Image.BILINEAR, reducing_gap=2.0).convert("L"))
+        sx, sy = dims[0] / W, dims[1] / H
         boxes = _run_cascade("frontal", small)
         if profile:
             boxes += _run_cascade("profile", small) + _run_cascade("profile", small, mirror=True)
         if boxes:
-            return [(x / s, y / s, w / s, h / s) for x, y, w, h in _nms(boxes)]
+            return [(x / sx, y / sy, w / sx, h / sy) for x, y, w, h in _nms(boxes)]
         if s == 1.0:
             break
     return []
 
 
+#: Width of the head mask's bounding box in frontal face boxes, and the offset of its centre
+#: from the face box's centre (in face boxes, x right, y down): medians over the frontal
+#: cascade's detections on synthetic renders (``benchmarks/detection_by_yaw.py``).
+HEAD_PER_FACE = 1.64
+FACE_OFFSET = (-0.045, 0.245)
 #: Fraction of the network's coarse 128 x 128 pass that a head component must cover to count.
 NET_MIN_AREA = 0.01
 
@@ -398,15 +408,15 @@ def _network_heads(photo: np.ndarray, model: Any) -> list[tuple[float, float, fl
         if sizes[k] < max(NET_MIN_AREA * INPUT_SIZE**2, 0.3 * sizes.max()):
             break
         rows, cols = np.nonzero(labels == k + 1)
-        # the head's width and centre: columns from the 5th to the 95th percentile of the
-        # component (robust to a neck or shoulders), rows of its upper part
-        c0, c1 = np.percentile(cols, [5, 95])
-        r0 = rows.min()
-        wid = max(c1 - c0 + 1, 4.0) * px
-        cx = box.x + (c0 + c1 + 1) / 2 * px
-        cy = box.y + r0 * px + 0.65 * wid  # the crop's centre (near the nose) below the top of the head
-        fw = wid / (0.6 * FRAMING["scale"])  # the head 60 % of its crop, as in the training data
-        heads.append((cx - fw / 2, cy - fw / 2 - FRAMING["dy"] * fw, fw, fw))
+        # the component's bounding box related to the face box as for the frontal cascade's
+        # faces on synthetic renders (head mask width = HEAD_PER_FACE face boxes, its centre
+        # FACE_OFFSET face boxes from the face's)
+        bx, by = box.x + cols.min() * px, box.y + rows.min() * px
+        bw, bh = (cols.max() - cols.min() + 1) * px, (rows.max() - rows.min() + 1) * px
+        fw = bw / HEAD_PER_FACE
+        cx = bx + bw / 2 - FACE_OFFSET[0] * fw
+        cy = by + bh / 2 - FACE_OFFSET[1] * fw
+        heads.append((cx - fw / 2, cy - fw / 2, fw, fw))
     return heads
 
 
@@ -439,8 +449,7 @@ def detect_faces(image: Any, detect_size: int = DETECT_SIZE, detector: str = "co
 def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any) -> list[Face]:
     boxes: list[tuple[float, float, float, float]] = []
     if detector != "network":
-        gray = np.asarray(arr @ np.array([0.299, 0.587, 0.114]), dtype=np.float64).round().astype(np.uint8)
-        boxes = _cascade_faces(gray, detect_size, profile=detector != "frontal")
+        boxes = _cascade_faces(arr, detect_size, profile=detector != "frontal")
     if detector in ("network", "combined"):
         net = load_default_model() if model is None else model
         cascade_faces = list(boxes)
