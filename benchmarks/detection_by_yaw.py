@@ -77,18 +77,19 @@ def found(faces: list, head_box: list) -> bool:
     return hx <= cx <= hx + hw and hy <= cy <= hy + hh and 0.25 * hw <= w <= 1.6 * hw
 
 
-def measure(folder: Path, photos: Path | None) -> None:
+def measure(folder: Path, photos: Path | None, detectors: tuple[str, ...] | None = None) -> None:
     from PIL import Image
 
     from monohead import photo as P
 
+    detectors = detectors or P.DETECTORS
     truth = json.loads((folder / "truth.json").read_text())
     names = sorted(truth)
     images = {n: np.asarray(Image.open(folder / n).convert("RGB")) for n in names}
     print(f"{len(names)} renders ({Image.open(folder / names[0]).size[0]} px square)")
     header = "| detector | " + " | ".join(f"{lo}-{hi}°" for lo, hi in BINS) + " | all | ms per photo |"
     print(header + "\n|" + "---|" * (len(BINS) + 3))
-    for det in P.DETECTORS:
+    for det in detectors:
         hits = {b: [] for b in BINS}
         t = []
         for n in names:
@@ -103,11 +104,11 @@ def measure(folder: Path, photos: Path | None) -> None:
         print(f"| {det} | " + " | ".join(cells) + f" | {100 * total / len(names):.0f} % | {1e3 * np.median(t):.1f} |")
     if photos is not None:
         files = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        print("\n| photo | " + " | ".join(P.DETECTORS) + " |\n|" + "---|" * (len(P.DETECTORS) + 1))
+        print("\n| photo | " + " | ".join(detectors) + " |\n|" + "---|" * (len(detectors) + 1))
         for f in files:
             img = P.load_image(f)
             row = []
-            for det in P.DETECTORS:
+            for det in detectors:
                 faces = P.detect_faces(img, detector=det)
                 row.append("found " + str(list(faces[0])) if faces else "**none**")
             print(f"| {f.name[:2]} | " + " | ".join(row) + " |")
@@ -123,11 +124,12 @@ def main() -> None:
     m = sub.add_parser("measure")
     m.add_argument("folder", type=Path)
     m.add_argument("--photos", type=Path)
+    m.add_argument("--detectors", help="comma-separated subset of monohead.photo.DETECTORS (default: all)")
     args = ap.parse_args()
     if args.cmd == "render":
         render(args.out, args.count, args.size)
     else:
-        measure(args.folder, args.photos)
+        measure(args.folder, args.photos, tuple(args.detectors.split(",")) if args.detectors else None)
 
 
 if __name__ == "__main__":

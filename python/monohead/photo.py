@@ -387,10 +387,13 @@ FACE_OFFSET = (-0.045, 0.245)
 NET_MIN_AREA = 0.01
 
 
-def _network_heads(photo: np.ndarray, model: Any) -> list[tuple[float, float, float, float]]:
+def _network_heads(photo: np.ndarray, model: Any) -> tuple[list[tuple[float, float, float, float, int]], Any]:
     """Heads found by a coarse pass of the network over the whole photo (letterboxed to a square
-    with :func:`monohead.framing.crop_square`'s fill), as face boxes whose :func:`head_box`
-    frames the head mask's component as the training data does (the head about 60 % of the crop)."""
+    with :func:`monohead.framing.crop_square`'s fill): ``(heads, head_at)``. ``heads``: one
+    ``(x, y, w, h, label)`` per mask component (largest first; those under 30 % of the largest
+    or :data:`NET_MIN_AREA` left out): a face box related to the component's bounding box as
+    the frontal cascade's boxes are to the heads of synthetic renders, and the component's label;
+    ``head_at(x, y)``: the label under photo pixel ``(x, y)``, 0 off the mask."""
     from scipy import ndimage  # noqa: PLC0415
 
     H, W = photo.shape[:2]
@@ -399,11 +402,17 @@ def _network_heads(photo: np.ndarray, model: Any) -> list[tuple[float, float, fl
     crop = crop_square(photo, box, INPUT_SIZE)
     _, _, mask = _predict(model, crop[None], flip=False)
     labels, n = ndimage.label(mask[0])
+    px = side / INPUT_SIZE
+
+    def head_at(x: float, y: float) -> int:
+        """The label of the head component under photo pixel (x, y) (0: none)."""
+        r, c = int((y - box.y) / px), int((x - box.x) / px)
+        return int(labels[r, c]) if 0 <= r < INPUT_SIZE and 0 <= c < INPUT_SIZE else 0
+
     if n == 0:
-        return []
+        return [], head_at
     sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
     heads = []
-    px = side / INPUT_SIZE
     for k in np.argsort(-sizes):
         if sizes[k] < max(NET_MIN_AREA * INPUT_SIZE**2, 0.3 * sizes.max()):
             break
@@ -416,13 +425,8 @@ def _network_heads(photo: np.ndarray, model: Any) -> list[tuple[float, float, fl
         fw = bw / HEAD_PER_FACE
         cx = bx + bw / 2 - FACE_OFFSET[0] * fw
         cy = by + bh / 2 - FACE_OFFSET[1] * fw
-        heads.append((cx - fw / 2, cy - fw / 2, fw, fw))
-    return heads
-
-
-def _inside(face: tuple[float, float, float, float], box: Box) -> bool:
-    cx, cy = face[0] + face[2] / 2, face[1] + face[3] / 2
-    return box.x <= cx <= box.x + box.side and box.y <= cy <= box.y + box.side
+        heads.append((cx - fw / 2, cy - fw / 2, fw, fw, k + 1))
+    return heads, head_at
 
 
 def detect_faces(image: Any, detect_size: int = DETECT_SIZE, detector: str = "combined", model: Any = None) -> list[Face]:
@@ -452,12 +456,19 @@ def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any) -> lis
         boxes = _cascade_faces(arr, detect_size, profile=detector != "frontal")
     if detector in ("network", "combined"):
         net = load_default_model() if model is None else model
-        cascade_faces = list(boxes)
-        for hb in _network_heads(arr, net):
-            # a head whose crop holds a cascade face is that face's head: the cascade's box frames it
-            crop = head_box(hb)
-            if not any(_inside(b, crop) for b in cascade_faces):
-                boxes.append(hb)
+        heads, head_at = _network_heads(arr, net)
+        if detector == "network":
+            boxes = [h[:4] for h in heads]
+        else:
+            # faces on the network's head mask first (the face's centre on a head component),
+            # then the heads the network sees without a cascade face on them, then the faces
+            # only the cascades see
+            by_size = sorted(boxes, key=lambda b: -b[2] * b[3])
+            on = [head_at(b[0] + b[2] / 2, b[1] + b[3] / 2) for b in by_size]
+            confirmed = [b for b, k in zip(by_size, on, strict=True) if k]
+            alone = [h[:4] for h in heads if h[4] not in on]
+            boxes = confirmed + alone + [b for b, k in zip(by_size, on, strict=True) if not k]
+    else:
         boxes = sorted(boxes, key=lambda b: -b[2] * b[3])
     return [tuple(int(round(t)) for t in b) for b in boxes]  # type: ignore[misc]
 
