@@ -113,3 +113,27 @@ def test_the_pipeline_crops_with_the_shared_function(monkeypatch):
     rec = photo.reconstruct(img, detect=False, model=oracle)
     assert calls == [rec.box] and rec.box.side == 80 and rec.box.y == -8  # the square reaches past the photo
     assert (rec.crop[:5] == 120).all()  # filled rows: fade of a constant edge is that constant
+
+
+def test_pipeline_and_training_data_fill_the_border_with_one_function(monkeypatch):
+    """monohead.framing.fill_outside is the one rule: the photo pipeline's crops
+    (crop_square) and the training data's crops past a simulated border
+    (monohead.synth.artefacts.apply) both call it."""
+    from monohead.synth import artefacts
+
+    calls = []
+    real = framing.fill_outside
+
+    def spy(crop, inside):
+        calls.append(inside.copy())
+        return real(crop, inside)
+
+    monkeypatch.setattr(framing, "fill_outside", spy)
+    photo = np.full((40, 60, 3), 99, np.uint8)
+    framing.crop_square(photo, framing.Box(-30, -10, 80), 32)
+    assert len(calls) == 1 and not calls[0].all()
+    lin = np.full((64, 64, 3), 0.5, np.float32)
+    art = artefacts.sample_artefacts(np.random.default_rng(0))
+    art.update(border=[0.2, -1.0, 2.0, 0.9], jpeg=0, downscale=1.0)
+    img, inside = artefacts.apply(lin, art)
+    assert len(calls) == 2 and np.array_equal(calls[1], inside) and not inside.all()

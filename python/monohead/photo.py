@@ -3,8 +3,10 @@
 ``monohead.reconstruct(image)`` (this module's :func:`reconstruct`) runs the whole pipeline of
 the paper on one photo:
 
-1. **Detection**: scikit-image's LBP frontal-face cascade, run on a copy of the photo whose long
-   side is :data:`DETECT_SIZE` pixels (fast), retried at twice that size when nothing is found.
+1. **Detection** (:func:`detect_faces`, :data:`DETECTORS`): by default a coarse pass of the
+   network over the whole photo, scikit-image's LBP frontal-face cascade on a copy whose long
+   side is :data:`DETECT_SIZE` pixels (twice that when nothing is found), and OpenCV's LBP
+   profile-face cascade when no frontal face lies on the network's head mask.
 2. **Framing**: the face box is expanded to the framing the network was trained on (the whole
    head with a margin, :data:`monohead.framing.FRAMING`), cropped and resized to 128 x 128 by
    :func:`monohead.framing.crop_square`, which fills the part of the square outside the photo
@@ -15,8 +17,10 @@ the paper on one photo:
 5. **Meshing**: one vertex per mask pixel (:func:`monohead.geometry.depth_to_mesh`), coloured
    from the crop.
 
-Units: the mesh is in pixels of the 128 x 128 crop, in the conventions' frame (x right, y up,
-z toward the viewer); multiply by ``box.side / 128`` for pixels of the photo.
+Before the network's mask is integrated, :func:`clean_mask` keeps the 4-connected component that
+holds the face and fills its holes. Units: the mesh is in pixels of the 128 x 128 crop, in the
+conventions' frame (x right, y up, z toward the viewer);
+:meth:`Reconstruction.mesh_in_photo_units` maps it to pixels of the photo.
 """
 
 from __future__ import annotations
@@ -293,8 +297,10 @@ def _shrink(arr: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
 #: the only one before), ``"cascades"`` (that one plus OpenCV's LBP profile-face cascade, shipped
 #: in ``monohead/data``, on the photo and its mirror image), ``"network"`` (a coarse pass of the
 #: shipped network over the whole photo, letterboxed to 128 x 128: the head mask's largest
-#: component) and ``"combined"`` (the cascades' faces, plus the network's head where no cascade
-#: face lies; the default, chosen by measurement: README, "Detection by head pose").
+#: components) and ``"combined"`` (the default, chosen by measurement: README, "Detection by
+#: head pose"): the network's pass and the frontal cascade, the profile cascade only when no
+#: frontal face lies on the network's head mask; cascade faces on the mask first, then heads
+#: only the network sees, then the other cascade faces).
 DETECTORS = ("frontal", "cascades", "network", "combined")
 #: Profile face boxes (the cascade's 20 x 34 window) as equivalent frontal face boxes: the side
 #: is ``PROFILE_SIDE * h`` and the centre moves ``PROFILE_SHIFT * h`` toward the back of the
@@ -451,25 +457,29 @@ def detect_faces(image: Any, detect_size: int = DETECT_SIZE, detector: str = "co
 
 
 def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any) -> list[Face]:
-    boxes: list[tuple[float, float, float, float]] = []
-    if detector != "network":
-        boxes = _cascade_faces(arr, detect_size, profile=detector != "frontal")
-    if detector in ("network", "combined"):
-        net = load_default_model() if model is None else model
-        heads, head_at = _network_heads(arr, net)
-        if detector == "network":
-            boxes = [h[:4] for h in heads]
-        else:
-            # faces on the network's head mask first (the face's centre on a head component),
-            # then the heads the network sees without a cascade face on them, then the faces
-            # only the cascades see
-            by_size = sorted(boxes, key=lambda b: -b[2] * b[3])
-            on = [head_at(b[0] + b[2] / 2, b[1] + b[3] / 2) for b in by_size]
-            confirmed = [b for b, k in zip(by_size, on, strict=True) if k]
-            alone = [h[:4] for h in heads if h[4] not in on]
-            boxes = confirmed + alone + [b for b, k in zip(by_size, on, strict=True) if not k]
+    if detector in ("frontal", "cascades"):
+        boxes = sorted(_cascade_faces(arr, detect_size, profile=detector == "cascades"), key=lambda b: -b[2] * b[3])
+        return [tuple(int(round(t)) for t in b) for b in boxes]  # type: ignore[misc]
+    net = load_default_model() if model is None else model
+    heads, head_at = _network_heads(arr, net)
+    if detector == "network":
+        boxes = [h[:4] for h in heads]
     else:
-        boxes = sorted(boxes, key=lambda b: -b[2] * b[3])
+        # combined: the frontal cascade's faces on the network's head mask (the face's centre on
+        # a head component) first; the profile cascade runs only when no frontal face is on
+        # the mask; then the heads the network sees without a cascade face on them, then the
+        # faces only the cascades see
+        def on_mask(faces: list) -> tuple[list, list]:
+            by_size = sorted(faces, key=lambda b: -b[2] * b[3])
+            labels = [head_at(b[0] + b[2] / 2, b[1] + b[3] / 2) for b in by_size]
+            return by_size, labels
+
+        faces, labels = on_mask(_cascade_faces(arr, detect_size, profile=False))
+        if not any(labels):
+            faces, labels = on_mask(_cascade_faces(arr, detect_size, profile=True))
+        confirmed = [b for b, k in zip(faces, labels, strict=True) if k]
+        alone = [h[:4] for h in heads if h[4] not in labels]
+        boxes = confirmed + alone + [b for b, k in zip(faces, labels, strict=True) if not k]
     return [tuple(int(round(t)) for t in b) for b in boxes]  # type: ignore[misc]
 
 
