@@ -142,3 +142,14 @@ def test_diligent_made_below_one_mm(name):
     smooth = made(monohead.integrate(n, mask=mask, K=K), gt)
     sharp = made(monohead.integrate(n, mask=mask, K=K, sharpness=2.0), gt)
     assert sharp < 1.0 and sharp < smooth
+
+
+def test_batch_with_sharpness_equals_map_by_map(rng):
+    n, _ = _step_surface(16, 20)
+    m2 = n.copy()
+    m2[..., 0] *= -1.0
+    batch = monohead.integrate(np.stack([n, m2]), sharpness=2.0)
+    np.testing.assert_allclose(batch[0], monohead.integrate(n, sharpness=2.0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(batch[1], monohead.integrate(m2, sharpness=2.0), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="prior takes one normal map"):
+        monohead.integrate(np.stack([n, m2]), prior=np.zeros((16, 20)))
