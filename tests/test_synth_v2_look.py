@@ -29,8 +29,12 @@ def test_version_2_is_the_default_and_keeps_the_version_1_head(gen, samples):
     assert GENERATOR_VERSION == 2 and gen.version == 2 and gen.settings()["generator_version"] == 2
     p1 = Generator(64, spp=2, version=1, head_model=gen.model).params(31, 1)
     p2 = samples[1]["params"]
-    for key in ("identity", "expression", "pose", "skin", "hair", "glasses"):
+    for key in ("identity", "skin", "hair", "glasses"):
         assert p1[key] == p2[key], key
+    for key in ("yaw", "pitch", "roll"):  # scale and offset: the photo pipeline's framing
+        assert p1["pose"][key] == p2["pose"][key], key
+    ratio = p2["pose"]["scale"] * 18.5 / 64
+    assert 0.25 <= ratio <= 0.6
     for key in ("lighting", "artefacts", "camera", "background"):
         assert key in p2
     json.dumps(p2)
@@ -45,7 +49,7 @@ def test_perspective_ground_truth_agrees_with_embree(gen, samples):
         assert c["mean_angle"] < 0.05 and c["mask_diff_interior"] == 0 and c["depth_max"] < 1.0, c
         assert c["mask_diff"] <= max(3, 0.002 * c["mask_pixels"]), c
         ortho = check.raycast_ground_truth(v, f, gen.size)  # the wrong camera does not agree
-        assert check.compare_ground_truth(s, ortho)["mask_diff"] > 20
+        assert check.compare_ground_truth(s, ortho)["mask_diff"] > max(8, 3 * c["mask_diff"])
 
 
 def test_perspective_normals_agree_with_finite_differences(gen):
@@ -54,7 +58,7 @@ def test_perspective_normals_agree_with_finite_differences(gen):
         s = g.sample(77, i)
         cam = s["params"]["camera"]
         fd = check.finite_difference_agreement(s["normals"], s["depth"], s["mask"], camera=cam)
-        assert fd["pixels"] > 2000 and fd["mean"] < 2.0, fd
+        assert fd["pixels"] > 1000 and fd["mean"] < 2.0, fd
         flat = check.finite_difference_agreement(s["normals"], s["depth"], s["mask"])
         if cam["distance_cm"] < 60:  # strong perspective: the orthographic reading is off
             assert flat["mean"] > fd["mean"], (flat, fd)
@@ -293,3 +297,26 @@ def test_extreme_expression_changes_the_ground_truth_consistently(gen):
     v, f = gen.head_mesh(p)
     c = check.compare_ground_truth(s, check.raycast_ground_truth(v, f, gen.size, p["camera"]))
     assert c["mean_angle"] < 0.05 and c["mask_diff_interior"] == 0, c
+
+
+def test_synth_look_command(tmp_path, capsys):
+    from PIL import Image
+
+    from monohead.cli import main
+    from monohead.synth.preview import image_grid
+
+    grid = image_grid([np.zeros((4, 4, 3), np.uint8)] * 3, cols=2, gap=1)
+    assert grid.shape == (11, 11, 3) and grid[1:5, 1:5].max() == 0 and grid[6:10, 6:10].min() == 255
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.full((60, 40, 3), 200, np.uint8)).save(photos / "a.png")
+    (photos / "broken.jpg").write_bytes(b"nope")
+    out, side = tmp_path / "sheet.png", tmp_path / "side.png"
+    assert main(["synth-look", "--out", str(out), "--count", "2", "--size", "32", "--spp", "1", "--cols", "2",
+                 "--photos", str(photos), "--side-by-side", str(side), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["renders"] == 2 and r["photos"] == 1
+    sheet, both = np.asarray(Image.open(out)), np.asarray(Image.open(side))
+    assert sheet.shape == (32 + 4, 2 * 32 + 6, 3) and both.shape[1] > sheet.shape[1]
+    assert main(["synth-look", "--out", str(tmp_path / "x.png"), "--photos", str(tmp_path / "none"),
+                 "--side-by-side", str(side)]) == 2

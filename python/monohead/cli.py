@@ -3,7 +3,8 @@
 Commands:
     reconstruct photo(s) -> head mesh(es) and preview figures (the paper's pipeline)
     integrate   integrate a normal map (.npy / .npz, or a BiNI folder) into a depth map (and a mesh)
-    synth       render a synthetic training data set (synth-asset: convert ICT-FaceKit)
+    synth       render a synthetic training data set (synth-asset: convert ICT-FaceKit; synth-look:
+                a sheet of version 2 renders, beside real photos)
     train       train the network (resumable; torchrun for DDP), evaluate a checkpoint, export weights
     experiments the paper's experiments (Table 1, lambda sweep, Table 2, photos) as a Markdown report
 
@@ -729,7 +730,82 @@ def _print_synth_asset(r: dict[str, Any]) -> None:
         print(f"licence -> {r['license']}", file=sys.stderr)
 
 
+def _shared_data(name: str) -> Path | None:
+    """``<shared>/data/<name>`` (``MONOHEAD_SHARED``, else ``../shared`` beside the repository,
+    else ``/work/shared``), or ``None`` when absent."""
+    import os  # noqa: PLC0415
+
+    roots = [os.environ.get("MONOHEAD_SHARED"), str(Path(__file__).resolve().parents[3] / "shared"), "/work/shared"]
+    for root in roots:
+        if root and (Path(root) / "data" / name).is_dir():
+            return Path(root) / "data" / name
+    return None
+
+
+def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
+    from ._io import atomic_write_bytes
+    from .geometry import encode_png
+    from .synth.preview import image_grid, photo_crops, render_look
+
+    if args.count < 1:
+        raise CliError(f"--count must be at least 1; got {args.count}")
+    photos_dir = Path(args.photos) if args.photos else _shared_data("real-photos")
+    if args.photos and not photos_dir.is_dir():
+        raise CliError(f"photos folder does not exist: {photos_dir}")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CliError(f"output folder does not exist: {out.parent}")
+
+    def tick(k: int) -> None:
+        if not args.quiet and not args.json:
+            print(f"synth-look: {k}/{args.count} renders", file=sys.stderr)
+
+    renders = render_look(args.count, seed=args.seed, size=args.size, spp=args.spp, progress=tick)
+    atomic_write_bytes(out, encode_png(image_grid(renders, cols=args.cols)))
+    result: dict[str, Any] = {"out": str(out), "renders": len(renders), "photos": 0, "side_by_side": None}
+    if args.side_by_side:
+        crops = photo_crops(photos_dir, args.size) if photos_dir is not None and photos_dir.is_dir() else []
+        left = image_grid(renders, cols=args.cols)
+        if crops:
+            right = image_grid(crops, cols=max(1, -(-len(crops) // (left.shape[0] // (args.size + 2)))))
+            pad = np.full((max(left.shape[0], right.shape[0]) - right.shape[0], right.shape[1], 3), 255, np.uint8)
+            right = np.concatenate([right, pad])[: left.shape[0]] if right.shape[0] < left.shape[0] else right
+            lpad = np.full((right.shape[0] - left.shape[0], left.shape[1], 3), 255, np.uint8) if right.shape[0] > left.shape[0] else None
+            left = np.concatenate([left, lpad]) if lpad is not None else left
+            gap = np.full((left.shape[0], 3 * args.size // 8, 3), 255, np.uint8)
+            left = np.concatenate([left, gap, right], axis=1)
+        atomic_write_bytes(Path(args.side_by_side), encode_png(left))
+        result.update(photos=len(crops), side_by_side=args.side_by_side)
+    return result
+
+
+def _print_synth_look(r: dict[str, Any]) -> None:
+    print(f"{r['renders']} renders -> {r['out']}", file=sys.stderr)
+    if r["side_by_side"]:
+        print(f"side by side with {r['photos']} real photos -> {r['side_by_side']}", file=sys.stderr)
+
+
 def _add_synth_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "synth-look",
+        help="a sheet of generator version 2 renders (and, apart, beside real photos) to judge their look",
+        description="Render samples 0..N-1 of generator version 2 into a grid PNG (--out). With --side-by-side, "
+        "also write a second PNG with the head crops of real photos (--photos, default the shared real-photos "
+        "folder when present) beside the renders, framed as monohead.reconstruct frames them; keep that one out "
+        "of the repository when the photos are not yours to publish.",
+    )
+    p.add_argument("--out", required=True, help="PNG of the renders")
+    p.add_argument("--count", type=int, default=64, help="number of renders (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="data set seed (default 0)")
+    p.add_argument("--size", type=int, default=128, help="image size (default 128)")
+    p.add_argument("--spp", type=int, default=9, help="samples per pixel (default 9)")
+    p.add_argument("--cols", type=int, default=8, help="renders per row (default 8)")
+    p.add_argument("--photos", metavar="DIR", help="real photos to show beside the renders")
+    p.add_argument("--side-by-side", metavar="PNG", help="write renders and real photos side by side here")
+    p.add_argument("--quiet", action="store_true", help="no progress")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(run=_cmd_synth_look, show=_print_synth_look)
+
     p = sub.add_parser(
         "synth",
         help="render a synthetic training data set (images, N, W, depth, masks)",

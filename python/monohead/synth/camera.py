@@ -40,6 +40,7 @@ __all__ = [
     "pixel_rays",
     "project",
     "sample_camera",
+    "sample_framing",
 ]
 
 PROJECTIONS = ("perspective", "orthographic")
@@ -50,6 +51,32 @@ FOCAL_35MM = (24.0, 135.0)
 
 FRAME_FRACTION = (0.3, 0.9)
 """Range of the fraction of the photo's width that the head crop covers."""
+
+
+FRAMING_FIT = {"ratio": (0.397, 0.15), "dx": (-0.002, 0.032), "dy": (0.039, 0.029)}
+"""How :func:`monohead.reconstruct` frames a head, measured on version 2 renders
+(``benchmarks/calibrate_framing.py``: 34 near-frontal heads at 256², the frontal cascade of
+:func:`monohead.photo.detect_faces`, :func:`monohead.framing.head_box`; 3 false detections
+left out): the head's width (18.5 cm at the reference plane) over the crop's side has median
+``ratio[0]`` and log-standard deviation ``ratio[1]``; the framed point
+(:data:`monohead.synth.scene.FACE_CENTRE`) sits ``dx``, ``dy`` crop sides right of and below the
+crop's centre (mean, standard deviation)."""
+
+
+def sample_framing(rng: np.random.Generator, size: tuple[int, int]) -> dict[str, Any]:
+    """The head's scale and offset of a version 2 sample, as the photo pipeline frames a
+    detected face (:data:`FRAMING_FIT`), with the detector's jitter.
+
+    Returns:
+        ``scale`` (pixels per cm on the reference plane) and ``offset`` ([x, y] pixels, y up)
+        for :func:`monohead.synth.scene.pose_matrix`.
+    """
+    s = float(min(size))
+    mu, sd = FRAMING_FIT["ratio"]
+    ratio = float(np.clip(mu * np.exp(rng.normal(0.0, sd)), 0.25, 0.6))
+    dx = float(np.clip(rng.normal(*FRAMING_FIT["dx"]), -0.1, 0.1))
+    dy = float(np.clip(rng.normal(*FRAMING_FIT["dy"]), -0.06, 0.14))
+    return {"scale": ratio * s / 18.5, "offset": [dx * s, -dy * s]}
 
 
 def sample_camera(rng: np.random.Generator, size: tuple[int, int], scale: float,

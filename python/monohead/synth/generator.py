@@ -82,7 +82,7 @@ _STREAMS = ("identity", "expression", "skin", "eyes", "hair", "glasses", "pose",
             "background", "camera", "render", "body", "headwear", "beard", "occluder")
 
 
-_V2_STREAMS = {"lighting": 1, "camera": 2, "background": 3, "artefacts": 4, "face": 5}
+_V2_STREAMS = {"lighting": 1, "camera": 2, "background": 3, "artefacts": 4, "face": 5, "framing": 6}
 """Streams of version 2's look: ``SeedSequence(seed, spawn_key=(index, 1000 + k))``, apart
 from the streams of :data:`_STREAMS` (``(index, k)``, k < 1000)."""
 
@@ -245,6 +245,7 @@ class Generator:
             light = light_mod.sample_lighting(_v2_stream(seed, index, "lighting"), sorted(self.hdri_pool))
             p["lighting"] = {"setup": light["setup"], "noise_gain": light["noise_gain"]}
             p["lights"], p["environment"] = light["lights"], light["environment"]
+            p["pose"].update(camera_mod.sample_framing(_v2_stream(seed, index, "framing"), self.size))
             p["camera"] = camera_mod.sample_camera(_v2_stream(seed, index, "camera"), self.size, p["pose"]["scale"],
                                                    self.projection)
             p["background"] = bg_mod.sample_background(_v2_stream(seed, index, "background"), len(self.background_photos),

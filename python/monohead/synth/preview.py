@@ -10,7 +10,7 @@ import numpy as np
 from .. import _io
 from ..geometry import encode_png, normals_to_image
 
-__all__ = ["preview_sheet", "w_to_image", "write_preview"]
+__all__ = ["image_grid", "photo_crops", "preview_sheet", "render_look", "w_to_image", "write_preview"]
 
 
 def w_to_image(W: Any, mask: Any) -> np.ndarray:
@@ -57,3 +57,59 @@ def write_preview(root: Any, count: int = 8, path: Any = None) -> Path:
     target = Path(root) / "preview.png" if path is None else Path(path)
     _io.atomic_write_bytes(target, encode_png(preview_sheet([ds[i] for i in range(n)])))
     return target
+
+
+def image_grid(images: list[Any], cols: int = 8, gap: int = 2, fill: int = 255) -> np.ndarray:
+    """Tiles ``(H, W, 3)`` uint8 images of one size row by row, ``cols`` per row, ``gap``
+    pixels of ``fill`` between them."""
+    if not images:
+        raise ValueError("images must hold at least one image")
+    h, w = np.asarray(images[0]).shape[:2]
+    rows = -(-len(images) // cols)
+    sheet = np.full((rows * h + (rows + 1) * gap, cols * w + (cols + 1) * gap, 3), fill, np.uint8)
+    for k, img in enumerate(images):
+        r, c = divmod(k, cols)
+        y, x = gap + r * (h + gap), gap + c * (w + gap)
+        sheet[y : y + h, x : x + w] = np.asarray(img, np.uint8)[..., :3]
+    return sheet
+
+
+def photo_crops(folder: Any, size: int = 128) -> list[np.ndarray]:
+    """The head crops the photo pipeline would give the network: for every photo in
+    ``folder`` (sorted by name), the largest detected face framed by
+    :func:`monohead.framing.head_box` and cut by :func:`monohead.framing.crop_square`; the
+    centre square when no face is found. Unreadable files are skipped."""
+    from ..framing import crop_square, head_box  # noqa: PLC0415
+    from ..photo import detect_faces, load_image  # noqa: PLC0415
+
+    out = []
+    for path in sorted(Path(folder).iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        try:
+            img = load_image(str(path))
+        except (OSError, ValueError):
+            continue
+        faces = detect_faces(img) if min(img.shape[:2]) >= 32 else []
+        if faces:
+            box = head_box(tuple(float(t) for t in faces[0][:4]))
+        else:
+            side = float(min(img.shape[:2]))
+            box = ((img.shape[1] - side) / 2, (img.shape[0] - side) / 2, side)
+        out.append(crop_square(img, box, size))
+    return out
+
+
+def render_look(count: int = 64, seed: int = 0, size: int = 128, spp: int = 9,
+                progress: Any = None) -> list[np.ndarray]:
+    """Images of samples ``0 .. count-1`` of generator version 2 with ``seed`` (``progress(k)``
+    after each)."""
+    from .generator import Generator  # noqa: PLC0415
+
+    gen = Generator(size, spp=spp)
+    out = []
+    for i in range(count):
+        out.append(gen.sample(seed, i)["image"])
+        if progress is not None:
+            progress(i + 1)
+    return out
