@@ -195,7 +195,10 @@ def test_scene_pieces(gen):
 
 def test_variant_selection(monkeypatch):
     with pytest.raises(ValueError, match="variant must be"):
-        render.select_variant("cuda_ad_rgb")
+        render.select_variant("opengl_rgb")
+    if not render.cuda_available():  # cuda_ad_rgb is a variant now, refused only without a GPU
+        with pytest.raises(ValueError, match="needs an NVIDIA GPU"):
+            render.select_variant("cuda_ad_rgb")
     assert render.select_variant("scalar_rgb") == "scalar_rgb"
     monkeypatch.setenv("DRJIT_LIBLLVM_PATH", "/nonexistent/libLLVM.so")
     assert render.find_llvm() is None
