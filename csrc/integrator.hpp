@@ -103,7 +103,7 @@ class Integrator {
         mg_options_ = mg_options;
         std::vector<std::uint8_t> pm(static_cast<std::size_t>(grid_.size));
         scatter_to_padded(grid_, mask_.data(), pm.data());
-        ncomp_ = label_components(grid_, pm.data(), labels_);
+        ncomp_ = label_components(grid_, pm.data(), labels_, threads_);
         comp_size_.assign(static_cast<std::size_t>(ncomp_), 0);
         for (std::int64_t i = grid_.first(); i < grid_.last(); ++i)
             if (labels_[i] >= 0) ++comp_size_[labels_[i]];
@@ -186,9 +186,11 @@ class Integrator {
         SolveReport rep;
         auto t0 = std::chrono::steady_clock::now();
         const std::int64_t n = grid_.size;
-        std::vector<double> b(static_cast<std::size_t>(n)), x(static_cast<std::size_t>(n), 0.0);
-        fill(b.data());
-        project_mean_zero(b.data());
+        const auto bbuf = grid_array(grid_, threads_), xbuf = grid_array(grid_, threads_);
+        double* b = bbuf.get();
+        double* x = xbuf.get();
+        fill(b);
+        project_mean_zero(b);
         if (x0) {
             for (int r = 0; r < grid_.h; ++r) {
                 const std::int64_t src0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
@@ -204,7 +206,7 @@ class Integrator {
         SolveStats st;
         if (method_ == Method::Multigrid) {
             st = pcg(
-                grid_, ew_, b.data(), x.data(), tol, maxiter,
+                grid_, ew_, b, x, tol, maxiter,
                 [this](const double* r, double* z, double* zAp) { return mg_->apply(r, z, zAp); }, threads_,
                 x0 == nullptr);
         } else if (method_ == Method::Jacobi) {
@@ -214,7 +216,7 @@ class Integrator {
             const bool par = grid_.size >= kParallelMinCells;
             std::vector<double> part;
             st = pcg(
-                grid_, ew_, b.data(), x.data(), tol, maxiter,
+                grid_, ew_, b, x, tol, maxiter,
                 [&](const double* r, double* z, double* zAp) {
                     const auto d = reduce_bands<2>(B, threads_, par, part, [&](int, int a, int e, double* acc) {
                         for (std::int64_t i = a * S; i < e * S; ++i) {
@@ -229,9 +231,9 @@ class Integrator {
                 },
                 threads_, x0 == nullptr);
         } else {
-            st = solve_direct(b.data(), x.data());
+            st = solve_direct(b, x);
         }
-        project_mean_zero(x.data());
+        project_mean_zero(x);
         rep.iterations = st.iterations;
         rep.residual = st.residual;
         rep.converged = st.converged;

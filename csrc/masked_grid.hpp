@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "parallel.hpp"
+
 namespace monohead {
 
 struct PaddedGrid {
@@ -70,11 +72,17 @@ void scatter_to_padded(const PaddedGrid& g, const In* img, Out* padded) {
 // Label the 4-connected components of the cells where `active` is non-zero.  Labels are
 // 0..n-1 in raster order of first appearance; inactive cells get -1.  Returns n.
 // `active` and `labels` are padded arrays of g.size cells (border inactive).
-inline int label_components(const PaddedGrid& g, const std::uint8_t* active,
-                            std::vector<std::int32_t>& labels) {
-    labels.assign(static_cast<std::size_t>(g.size), -1);
-    // Union-find over raster order: link each cell to its left and upper neighbour.
-    std::vector<std::int32_t> parent(static_cast<std::size_t>(g.size), -1);
+//
+// Union-find in which the root of a set is always its smallest cell index, i.e. the set's first
+// cell in raster order; so the labels are the ranks of the roots.  Rows run in bands on up to
+// `threads` threads: each band links its own cells, the links across band edges follow on one
+// thread, then every cell finds its root and the roots are numbered band by band.  The labels
+// do not depend on the thread count.
+inline int label_components(const PaddedGrid& g, const std::uint8_t* active, std::vector<std::int32_t>& labels,
+                            int threads = 1) {
+    const std::int64_t S = g.S, n = g.size;
+    labels.assign(static_cast<std::size_t>(n), -1);
+    std::vector<std::int32_t> parent(static_cast<std::size_t>(n), -1);
     auto find = [&](std::int64_t i) -> std::int64_t {
         while (parent[i] != i) {
             parent[i] = parent[parent[i]];
@@ -88,21 +96,51 @@ inline int label_components(const PaddedGrid& g, const std::uint8_t* active,
         if (a == b) return;
         if (a < b) parent[b] = static_cast<std::int32_t>(a); else parent[a] = static_cast<std::int32_t>(b);
     };
-    const std::int64_t S = g.S;
-    for (std::int64_t i = g.first(); i < g.last(); ++i) {
-        if (!active[i]) continue;
-        parent[i] = static_cast<std::int32_t>(i);
-        if (active[i - 1]) unite(i, i - 1);
-        if (active[i - S]) unite(i, i - S);
+    const Bands B = make_bands(g.h);
+    const bool par = n >= kParallelMinCells;
+    // 1. Links inside each band (path compression touches only the band's own cells).
+    for_bands(B, threads, par, [&](int, int r0, int r1) {
+        for (std::int64_t i = r0 * S; i < r1 * S; ++i) {
+            if (!active[i]) continue;
+            parent[i] = static_cast<std::int32_t>(i);
+            if (active[i - 1]) unite(i, i - 1);
+            if (i - S >= r0 * S && active[i - S]) unite(i, i - S);
+        }
+    });
+    // 2. Links across the band edges, on one thread.
+    for (int k = 1; k < B.count; ++k) {
+        const std::int64_t row = static_cast<std::int64_t>(B.begin(k)) * S;
+        for (std::int64_t i = row; i < row + S; ++i)
+            if (active[i] && active[i - S]) unite(i, i - S);
     }
-    int n = 0;
-    for (std::int64_t i = g.first(); i < g.last(); ++i) {
-        if (!active[i]) continue;
-        std::int64_t root = find(i);
-        if (labels[root] < 0) labels[root] = n++;
-        labels[i] = labels[root];
-    }
-    return n;
+    // 3. Every cell's root (read-only finds), and the roots of each band.
+    std::vector<std::int32_t> root(static_cast<std::size_t>(n), -1);
+    std::vector<std::int64_t> nroots(static_cast<std::size_t>(B.count), 0);
+    for_bands(B, threads, par, [&](int k, int r0, int r1) {
+        std::int64_t count = 0;
+        for (std::int64_t i = r0 * S; i < r1 * S; ++i) {
+            if (!active[i]) continue;
+            std::int64_t j = i;
+            while (parent[j] != j) j = parent[j];
+            root[i] = static_cast<std::int32_t>(j);
+            count += j == i;
+        }
+        nroots[k] = count;
+    });
+    // 4. Roots numbered in raster order: band offsets, then the roots of each band in order.
+    std::vector<std::int64_t> offset(static_cast<std::size_t>(B.count) + 1, 0);
+    for (int k = 0; k < B.count; ++k) offset[k + 1] = offset[k] + nroots[k];
+    for_bands(B, threads, par, [&](int k, int r0, int r1) {
+        std::int64_t next = offset[k];
+        for (std::int64_t i = r0 * S; i < r1 * S; ++i)
+            if (active[i] && root[i] == i) labels[i] = static_cast<std::int32_t>(next++);
+    });
+    // 5. Every other cell takes its root's label.
+    for_bands(B, threads, par, [&](int, int r0, int r1) {
+        for (std::int64_t i = r0 * S; i < r1 * S; ++i)
+            if (active[i] && root[i] != i) labels[i] = labels[root[i]];
+    });
+    return static_cast<int>(offset[B.count]);
 }
 
 }  // namespace monohead

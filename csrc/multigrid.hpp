@@ -185,10 +185,14 @@ class Multigrid {
         });
     }
 
-    static std::int64_t count_active(const Level& L) {
-        std::int64_t n = 0;
-        for (std::int64_t i = L.lo(); i < L.hi(); ++i) n += L.invD[i] > 0.0f;
-        return n;
+    std::int64_t count_active(const Level& L) const {
+        std::vector<double> part;
+        const auto n = reduce_bands<1>(L.bands, threads_, L.par, part, [&](int, int a, int e, double* acc) {
+            std::int64_t k = 0;
+            for (std::int64_t i = a * L.S; i < e * L.S; ++i) k += L.invD[i] > 0.0f;
+            acc[0] = static_cast<double>(k);
+        });
+        return static_cast<std::int64_t>(n[0]);
     }
 
     Level coarsen(const Level& F) const {

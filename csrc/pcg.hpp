@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "masked_grid.hpp"
@@ -22,6 +23,19 @@ struct SolveStats {
     double residual = 0.0;  // final true relative residual ||b - L h|| / ||b||
     bool converged = false;
 };
+
+// A padded-grid array of doubles, all `v`, filled band by band on up to `threads` threads (no
+// serial zeroing pass, and each band's pages are first touched by a thread that works on it).
+inline std::unique_ptr<double[]> grid_array(const PaddedGrid& g, int threads, double v = 0.0) {
+    std::unique_ptr<double[]> a(new double[static_cast<std::size_t>(g.size)]);
+    const std::int64_t S = g.S;
+    double* p = a.get();
+    std::fill(p, p + S, v);
+    std::fill(p + static_cast<std::int64_t>(g.h + 1) * S, p + g.size, v);
+    for_bands(make_bands(g.h), threads, g.size >= kParallelMinCells,
+              [&](int, int r0, int r1) { std::fill(p + r0 * S, p + r1 * S, v); });
+    return a;
+}
 
 // (L x)[i] of the double-precision system.
 inline double laplacian_at(const double* eE, const double* eN, const double* x, std::int64_t i, std::int64_t S) {
@@ -58,12 +72,11 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
         return st;
     }
     const double target = tol * bnorm;
-    std::vector<double> r(static_cast<std::size_t>(n), 0.0), p(static_cast<std::size_t>(n), 0.0),
-        Ap(static_cast<std::size_t>(n), 0.0);
-    double* z = Ap.data();
-    double* rp = r.data();
-    double* pp = p.data();
-    double* app = Ap.data();
+    const auto r = grid_array(g, threads), p = grid_array(g, threads), Ap = grid_array(g, threads);
+    double* z = Ap.get();
+    double* rp = r.get();
+    double* pp = p.get();
+    double* app = Ap.get();
 
     auto true_residual = [&]() {
         const double s = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
@@ -77,7 +90,7 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
 
     double rnorm;
     if (zero_guess) {
-        std::copy(b, b + n, rp);
+        for_bands(B, threads, par, [&](int, int a, int e) { std::copy(b + a * S, b + e * S, rp + a * S); });
         rnorm = bnorm;
     } else {
         rnorm = true_residual();

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -157,3 +160,12 @@ def test_core_accepts_float32_and_float64_only():
         _core.Integrator(mask, np.zeros((6, 7), np.int64))
     with pytest.raises(TypeError, match="normals must be C-contiguous"):
         core.solve(np.asfortranarray(np.zeros((6, 7, 3), np.float32)))
+
+
+def test_libgomp_spin_count_default_respects_the_user():
+    code = "import os, monohead; print(os.environ.get('GOMP_SPINCOUNT'))"
+    base = {k: val for k, val in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    run = lambda env: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()  # noqa: E731
+    assert run(base) == "10000"
+    assert run({**base, "GOMP_SPINCOUNT": "500"}) == "500"
+    assert run({**base, "OMP_WAIT_POLICY": "active"}) == "None"

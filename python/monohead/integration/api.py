@@ -21,6 +21,17 @@ from typing import Any
 import numpy as np
 
 from .. import _validate as v
+
+# OpenMP (libgomp) threads of the C++ core spin at each barrier before they sleep: 300000 turns
+# by default (milliseconds), read once when libgomp loads with monohead._core. On a machine
+# shared with other busy processes a thread that spins while its sibling is descheduled burns
+# its time slice at every one of the few hundred barriers of a solve (measured: 2 threads 7x
+# slower than one at 1024² under a load of 12 on 2 cores). 10000 turns (tenths of a
+# millisecond) still cover the waits of a quiet machine, and under that load 2 threads then
+# take 1.3-1.7x the time of one instead of 7x. The user's own OMP_WAIT_POLICY or
+# GOMP_SPINCOUNT wins.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 from . import perspective as persp
 
 __all__ = [
