@@ -112,6 +112,8 @@ class Multigrid {
     const Level& level(int l) const { return levels_[static_cast<std::size_t>(l)]; }
     int threads() const { return threads_; }
     void set_threads(int t) { threads_ = std::max(1, t); }
+    float kcycle_reduction() const { return opt_.kcycle_reduction; }
+    void set_kcycle_reduction(float r) { opt_.kcycle_reduction = r; }
 
     // Bytes held by the hierarchy (for memory reports).
     std::size_t bytes() const {

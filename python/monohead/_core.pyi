@@ -30,6 +30,7 @@ class Integrator:
         coarsest_max: int = 128,
         kcycle: bool = True,
         threads: int = 1,
+        kcycle_reduction: float = 0.15,
     ) -> None: ...
     def solve(
         self,
