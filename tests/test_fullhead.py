@@ -227,3 +227,57 @@ def test_self_intersections_finds_crossing_triangles() -> None:
     n = len(sphere.faces)
     pairs = self_intersections(two.vertices, two.faces, np.arange(n))
     assert len(pairs) > 10 and (pairs[:, 0] < n).all() and (pairs[:, 1] >= n).all()
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline: monohead.reconstruct(..., full_head=True) and `monohead reconstruct --full-head`
+
+
+def _oracle(crops):
+    from monohead.integration import surfaces
+
+    s = surfaces.head(128, neck=True)
+    B = len(crops)
+    return (np.repeat(s.normals[None].astype(np.float32), B, 0), np.repeat(s.W[None].astype(np.float32), B, 0),
+            np.repeat(s.mask[None], B, 0))  # fmt: skip
+
+
+def test_reconstruct_full_head_and_preview() -> None:
+    from skimage import data
+
+    from monohead import geometry, photo
+
+    rec = photo.reconstruct(data.astronaut(), model=_oracle, full_head=True)
+    assert rec.full_mesh.is_watertight and isinstance(rec.head_fit, HeadFit)
+    assert "full_head" in rec.seconds and rec.seconds["full_head"] > 0
+    # Same frame as the 2.5D mesh: part of the complete head lies on it.
+    assert (rec.full_mesh.metadata["visible_weight"] == 1.0).sum() > 100
+    assert np.asarray(rec.full_mesh.visual.vertex_colors).shape == (len(rec.full_mesh.vertices), 4)
+    plain = geometry.decode_png(photo.preview_png(photo.reconstruct(data.astronaut(), model=_oracle)))
+    full = geometry.decode_png(photo.preview_png(rec))
+    assert full.shape[0] == 2 * plain.shape[0]  # a second row: front, side, back
+    photo_units = rec.mesh_in_photo_units(rec.full_mesh)
+    assert photo_units.is_watertight and np.ptp(np.asarray(photo_units.vertices)[:, 0]) > np.ptp(np.asarray(rec.full_mesh.vertices)[:, 0])
+    assert not photo.reconstruct(data.astronaut(), model=_oracle).full_mesh
+
+
+def test_cli_full_head(tmp_path, monkeypatch, capsys) -> None:
+    import json
+
+    from PIL import Image
+    from skimage import data
+
+    from monohead import cli, geometry, photo
+
+    monkeypatch.setattr(photo, "_MODEL", _oracle)
+    Image.fromarray(data.astronaut()).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert cli.main(["reconstruct", str(tmp_path / "a.png"), "-o", str(out), "--full-head", "--format", "obj", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)["reconstructions"][0]
+    fh = r["full_head"]
+    assert fh["mesh"] == str(out / "a_full.obj") and fh["watertight"]
+    assert {"identity", "expression", "yaw_pitch_roll", "converged"} <= set(fh["fit"])
+    assert geometry.load_mesh(out / "a_full.obj").is_watertight
+    assert cli.main(["reconstruct", str(tmp_path / "a.png"), "-o", str(out)]) == 0
+    assert "complete head" not in capsys.readouterr().err  # the plain run makes none
+    assert not (out / "a_full.ply").exists()

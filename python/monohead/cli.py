@@ -285,7 +285,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
         try:
             recs = photo.reconstruct(
                 image, lam=args.lam, detect=not args.no_detect, all_faces=args.all_faces, model=model, flip=not args.no_flip,
-                detector=args.detector,
+                detector=args.detector, full_head=args.full_head,
             )
         except (ValueError, TypeError, OSError) as exc:
             failures.append({"photo": name, "error": str(exc)})
@@ -296,10 +296,18 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
             mesh_path = out / f"{stem}.{args.format}"
             preview_path = out / f"{stem}_preview.png"
             mesh = rec.mesh_in_photo_units() if args.units == "photo" else rec.mesh
+            full: dict[str, Any] | None = None
+            if rec.full_mesh is not None:
+                full_path = out / f"{stem}_full.{args.format}"
+                fm = rec.mesh_in_photo_units(rec.full_mesh) if args.units == "photo" else rec.full_mesh
+                geometry.save_mesh(fm, full_path, file_type=args.format)
+                full = {"mesh": str(full_path), "vertices": int(len(fm.vertices)), "faces": int(len(fm.faces)),
+                        "watertight": bool(fm.is_watertight), "fit": rec.head_fit.params()}  # fmt: skip
             geometry.save_mesh(mesh, mesh_path, file_type=args.format)
             atomic_write_bytes(preview_path, photo.preview_png(rec, title=stem))
             results.append(
                 {
+                    "full_head": full,
                     "photo": name,
                     "mesh": str(mesh_path),
                     "preview": str(preview_path),
@@ -331,6 +339,15 @@ def _print_reconstruct(r: dict[str, Any]) -> None:
             f"integration {s['integration'] * 1e3:.0f}, meshing {s['meshing'] * 1e3:.0f})",
             file=sys.stderr,
         )
+        if rec.get("full_head"):
+            fh = rec["full_head"]
+            fit = fh["fit"]
+            print(
+                f"{rec['photo']}: complete head -> {fh['mesh']} ({fh['vertices']} vertices, watertight {fh['watertight']}; "
+                f"fit {'converged' if fit['converged'] else 'NOT converged'} in {fit['iterations']} iterations, "
+                f"depth residual {fit['rms']:.2f} px, yaw/pitch/roll {', '.join(f'{a:.0f}' for a in fit['yaw_pitch_roll'])} deg)",
+                file=sys.stderr,
+            )
         if not rec.get("face_covered", True):
             print(
                 f"{rec['photo']}: warning: the network's head mask covers only {100 * rec['cleanup']['face_coverage']:.0f} % "
@@ -1018,6 +1035,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-flip",
         action="store_true",
         help="one network pass (default: average with the mirrored crop's, lower error at twice the network time)",
+    )
+    p.add_argument(
+        "--full-head",
+        action="store_true",
+        help="also write NAME_full.FORMAT: the complete, watertight head (the ICT-FaceKit head model fitted behind "
+        "the surface, its visible region on it; monohead.fullhead), and show it from the front, side and back in "
+        "the preview",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(run=_cmd_reconstruct, show=_print_reconstruct)

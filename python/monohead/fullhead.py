@@ -89,7 +89,9 @@ class FitSettings:
     Attributes:
         n_identity: identity modes fitted (of the model's 100).
         prior: weight of the identity prior ``|y|^2`` against the data terms (larger = closer
-            to the mean head).
+            to the mean head) while the pose is found (first two phases).
+        final_prior: the identity prior's weight in the last phase (the pose is then close:
+            the identity may move further from the mean); ``None``: ``prior`` throughout.
         expression_prior: weight of ``|w|^2`` on the expression weights.
         silhouette_weight: weight of a silhouette residual relative to a depth residual.
         iterations: most Gauss-Newton iterations after the initial pose search.
@@ -108,7 +110,8 @@ class FitSettings:
     """
 
     n_identity: int = 60
-    prior: float = 1.0
+    prior: float = 16.0
+    final_prior: float | None = None
     expression_prior: float = 0.5
     silhouette_weight: float = 1.0
     iterations: int = 20
@@ -737,9 +740,11 @@ def fit_head(
         res, J, wr, cost, nd, _ = fitter.residuals(y, ew, s, R, t, freeze=phase == "frozen")
         if res.size < 10:
             break
-        total = cost + cfg.prior * float(y @ y) + cfg.expression_prior * float(ew @ ew)
+        prior = cfg.prior if phase != "frozen" or cfg.final_prior is None else cfg.final_prior
+        total = cost + prior * float(y @ y) + cfg.expression_prior * float(ew @ ew)
         costs.append(total)
-        if phase == "frozen" and saved is not None and total > saved[0]:
+        rejected = phase == "frozen" and saved is not None and total > saved[0]
+        if rejected:
             # The frozen phase minimises one function: a step that raised it is taken back
             # and tried again shorter (more damping).
             lm = max(1e-3, 10.0 * lm)
@@ -748,10 +753,10 @@ def fit_head(
             A = J.T @ (J * wr[:, None])
             g = J.T @ (wr * res)
             reg = np.zeros(P)
-            reg[7 : 7 + k] = cfg.prior
+            reg[7 : 7 + k] = prior
             reg[7 + k :] = cfg.expression_prior
             A[np.diag_indices(P)] += reg + 1e-6
-            g[7 : 7 + k] += cfg.prior * y
+            g[7 : 7 + k] += prior * y
             g[7 + k :] += cfg.expression_prior * ew
             # Light damping of the pose keeps the first steps sane.
             A[np.diag_indices(7)] += 1e-3 * np.maximum(np.diag(A)[:7], 1e-9)
@@ -767,7 +772,7 @@ def fit_head(
         pred = float(np.sqrt(np.mean((J @ delta) ** 2)))
         if pred > cfg.max_step:
             delta *= cfg.max_step / pred
-        before = fitter.points(y, ew, s, R, t)[1]
+        before = fitter.points(y, ew, s, R, t)[1] if rejected else fitter.last
         R = _rodrigues(delta[:3]) @ R
         t = t + delta[3:6]
         s = s * math.exp(float(np.clip(delta[6], -0.5, 0.5)))
@@ -786,7 +791,8 @@ def fit_head(
         elif phase == "free" and (move < cfg.phase_tol or phase_steps >= cfg.free_iterations):
             phase, phase_steps = "frozen", 0
     res, J, wr, cost, nd, rd = fitter.residuals(y, ew, s, R, t)
-    final = cost + cfg.prior * float(y @ y) + cfg.expression_prior * float(ew @ ew)
+    prior = cfg.prior if fitter.frozen is None or cfg.final_prior is None else cfg.final_prior
+    final = cost + prior * float(y @ y) + cfg.expression_prior * float(ew @ ew)
     if saved is not None and final > saved[0]:  # the last step of the frozen phase went uphill
         _, (y, ew, s, R, t), _, _ = saved
         res, J, wr, cost, nd, rd = fitter.residuals(y, ew, s, R, t)

@@ -58,6 +58,7 @@ __all__ = [
     "preview_png",
     "reconstruct",
     "shaded_view",
+    "surface_points",
 ]
 
 #: Side of the network's input, pixels.
@@ -110,7 +111,13 @@ class Reconstruction:
             (fraction of the face region inside :attr:`mask`) and ``face_covered`` (bool:
             coverage >= :data:`MIN_FACE_COVERAGE`; False means the network's mask does not
             cover the detected face, and the mesh is likely not the face).
-        seconds: time per stage (``detection``, ``network``, ``integration``, ``meshing``).
+        seconds: time per stage (``detection``, ``network``, ``integration``, ``meshing``, and
+            ``full_head`` with ``full_head=True``).
+        full_mesh: with ``full_head=True``, the complete head (:func:`monohead.fullhead.merge_head`:
+            the fitted head model with its visible region on :attr:`depth`; watertight; crop
+            pixels, same frame as :attr:`mesh`), else ``None``.
+        head_fit: with ``full_head=True``, the :class:`monohead.fullhead.HeadFit` (identity,
+            expression, pose; ``head_fit.params()`` as JSON), else ``None``.
     """
 
     box: Box
@@ -124,17 +131,20 @@ class Reconstruction:
     raw_mask: np.ndarray | None = None
     cleanup: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    full_mesh: Any = None
+    head_fit: Any = None
 
     @property
     def face_covered(self) -> bool:
         """Whether the network's mask covers the detected face (see :attr:`cleanup`)."""
         return bool(self.cleanup.get("face_covered", True))
 
-    def mesh_in_photo_units(self) -> Any:
-        """A copy of :attr:`mesh` in pixels of the photo: ``x`` = photo column, ``y`` = minus the
-        photo row (y up, as in the conventions), ``z`` = depth in photo pixels (scaled by
-        ``box.side / 128``), so that the mesh overlays the photo seen from the front."""
-        m = self.mesh.copy()
+    def mesh_in_photo_units(self, mesh: Any = None) -> Any:
+        """A copy of :attr:`mesh` (or of ``mesh``, e.g. :attr:`full_mesh`) in pixels of the
+        photo: ``x`` = photo column, ``y`` = minus the photo row (y up, as in the conventions),
+        ``z`` = depth in photo pixels (scaled by ``box.side / 128``), so that the mesh overlays
+        the photo seen from the front."""
+        m = (self.mesh if mesh is None else mesh).copy()
         s = self.box.side / self.crop.shape[0]
         v = np.asarray(m.vertices, dtype=np.float64) * s
         # crop pixel centre (c, r) -> photo (box.x + (c + 0.5) s, box.y + (r + 0.5) s)
@@ -494,6 +504,7 @@ def reconstruct(
     method: str = "mg",
     flip: bool = True,
     detector: str = "combined",
+    full_head: bool = False,
 ) -> Any:
     """Reconstruct the head in a photo as a mesh (the paper's pipeline).
 
@@ -515,6 +526,9 @@ def reconstruct(
             (:func:`monohead.model.predict` ``flip``): lower error at twice the network time.
             Applies to networks (torch modules); a callable predictor is called as it is.
         detector: one of :data:`DETECTORS` (see :func:`detect_faces`).
+        full_head: also fit the ICT-FaceKit head model behind the surface and merge them into
+            a complete, watertight head (:mod:`monohead.fullhead`): :attr:`Reconstruction.full_mesh`
+            and :attr:`Reconstruction.head_fit`.
 
     Returns:
         A :class:`Reconstruction`, or a list of them with ``all_faces``.
@@ -522,6 +536,7 @@ def reconstruct(
     Raises:
         NoFaceError: no face found (pass ``detect=False`` for pre-cropped input), or the
             network's mask is empty.
+        monohead.fullhead.HeadFitError: with ``full_head``, a mask under 200 pixels.
         FileNotFoundError, ValueError, TypeError: unreadable or unsuitable image (see :func:`load_image`).
     """
     from . import geometry  # noqa: PLC0415
@@ -566,6 +581,14 @@ def reconstruct(
         rgb = crops[k][mask]
         mesh.visual.vertex_colors = np.column_stack([rgb, np.full(len(rgb), 255, np.uint8)])
         t_mesh = time.perf_counter() - t0
+        full_mesh = head_fit = None
+        seconds = {"detection": t_detect, "network": t_net, "integration": t_int, "meshing": t_mesh}
+        if full_head:
+            from . import fullhead  # noqa: PLC0415
+
+            t0 = time.perf_counter()
+            full_mesh, head_fit = fullhead.full_head(depth, limit_slope(n_k, mask), mask, w_k, colors=crops[k])
+            seconds["full_head"] = time.perf_counter() - t0
         results.append(
             Reconstruction(
                 box=box.scaled(1.0 / scale),
@@ -578,7 +601,9 @@ def reconstruct(
                 depth=depth,
                 mesh=mesh,
                 cleanup=info,
-                seconds={"detection": t_detect, "network": t_net, "integration": t_int, "meshing": t_mesh},
+                seconds=seconds,
+                full_mesh=full_mesh,
+                head_fit=head_fit,
             )
         )
     return results if all_faces else results[0]
@@ -741,14 +766,14 @@ def shaded_view(vertices: np.ndarray, normals: np.ndarray, view: str = "front", 
     """A grey Lambert-shaded picture of a point-dense surface, ``(size, size)`` float in [0, 1].
 
     An orthographic z-buffered splat of the vertices (one per pixel of a depth-map mesh, so
-    the surface is dense), seen from the front (looking down -z) or from the subject's left
-    side (looking down -x, so the face points left). The light comes from the viewer's
-    upper left. Background is 1 (white).
+    the surface is dense), seen from the front (looking down -z), from the subject's left
+    side (looking down -x, so the face points left) or from the back (looking down +z). The
+    light comes from the viewer's upper left. Background is 1 (white).
 
     Args:
         vertices: ``(V, 3)`` in the conventions' frame (x right, y up, z toward the viewer).
         normals: ``(V, 3)`` unit vertex normals.
-        view: ``"front"`` or ``"side"``.
+        view: ``"front"``, ``"side"`` or ``"back"``.
     """
     if view == "front":
         u, w_, depth = vertices[:, 0], vertices[:, 1], vertices[:, 2]
@@ -756,8 +781,11 @@ def shaded_view(vertices: np.ndarray, normals: np.ndarray, view: str = "front", 
     elif view == "side":
         u, w_, depth = -vertices[:, 2], vertices[:, 1], vertices[:, 0]
         light = np.array([0.6, 0.5, 0.62])
+    elif view == "back":
+        u, w_, depth = -vertices[:, 0], vertices[:, 1], -vertices[:, 2]
+        light = np.array([0.4, 0.5, -0.77])
     else:
-        raise ValueError(f"view must be 'front' or 'side'; got {view!r}")
+        raise ValueError(f"view must be 'front', 'side' or 'back'; got {view!r}")
     light = light / np.linalg.norm(light)
     shade = np.clip(normals @ light, 0.0, 1.0) * 0.8 + 0.15
     umin, umax, wmin, wmax = u.min(), u.max(), w_.min(), w_.max()
@@ -779,9 +807,36 @@ def shaded_view(vertices: np.ndarray, normals: np.ndarray, view: str = "front", 
     return img
 
 
+def surface_points(mesh: Any, order: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Points on a mesh with their normals, dense enough for a splat without holes: the
+    vertices and, on each triangle, the barycentric grid of ``order`` (2: the centroid and
+    the edge midpoints)."""
+    from . import geometry  # noqa: PLC0415
+
+    verts = np.asarray(mesh.vertices)
+    faces = np.asarray(mesh.faces)
+    if not len(faces):
+        return verts, np.tile([0.0, 0.0, 1.0], (len(verts), 1))
+    vn = geometry.vertex_normals(verts, faces)
+    pts = [verts, verts[faces].mean(axis=1)]
+    nrm = [vn, vn[faces].mean(axis=1)]
+    for i in range(order + 1):
+        for j in range(order + 1 - i):
+            k = order - i - j
+            if max(i, j, k) == order:  # the corners are the vertices
+                continue
+            w = np.array([i, j, k], np.float64) / order
+            pts.append(np.einsum("c,fcd->fd", w, verts[faces]))
+            nrm.append(np.einsum("c,fcd->fd", w, vn[faces]))
+    vn = np.concatenate(nrm)
+    vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
+    return np.concatenate(pts), vn
+
+
 def preview_png(result: Reconstruction, title: str = "") -> bytes:
     """The paper's Fig. 7 for one reconstruction, as PNG bytes: the crop, N, W and the mesh
-    shaded from the front and from the side."""
+    shaded from the front and from the side; with a complete head (``result.full_mesh``), a
+    second row shows it from the front, the side and the back."""
     import io  # noqa: PLC0415
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
@@ -791,25 +846,12 @@ def preview_png(result: Reconstruction, title: str = "") -> bytes:
 
     m = result.mask
     n_img = geometry.normals_to_image(result.normals, m)
-    verts = np.asarray(result.mesh.vertices)
-    faces = np.asarray(result.mesh.faces)
-    if len(faces):
-        vn = geometry.vertex_normals(verts, faces)
-        # densify the splat with the triangles' centroids and edge midpoints (no holes at
-        # grazing angles in the side view)
-        pts = [verts, verts[faces].mean(axis=1)]
-        nrm = [vn, vn[faces].mean(axis=1)]
-        for a, b in ((0, 1), (1, 2), (2, 0)):
-            pts.append(0.5 * (verts[faces[:, a]] + verts[faces[:, b]]))
-            nrm.append(0.5 * (vn[faces[:, a]] + vn[faces[:, b]]))
-        verts = np.concatenate(pts)
-        vn = np.concatenate(nrm)
-        vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
-    else:
-        vn = np.tile([0.0, 0.0, 1.0], (len(verts), 1))
-    fig = Figure(figsize=(12.5, 2.9), dpi=100)
+    verts, vn = surface_points(result.mesh)
+    full = getattr(result, "full_mesh", None)
+    rows = 1 if full is None else 2
+    fig = Figure(figsize=(12.5, 2.9 * rows), dpi=100)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 5)
+    axes = np.asarray(fig.subplots(rows, 5)).reshape(rows, 5)
     panels = [
         (result.crop, "photo crop", None),
         (n_img, "normals N", None),
@@ -817,7 +859,12 @@ def preview_png(result: Reconstruction, title: str = "") -> bytes:
         (shaded_view(verts, vn, "front"), "mesh, front", "gray"),
         (shaded_view(verts, vn, "side"), "mesh, side", "gray"),
     ]
-    for ax, (img, name, cmap) in zip(axes, panels):
+    if full is not None:
+        fv, fn = surface_points(full, order=5)
+        panels += [(shaded_view(fv, fn, view, size=160), f"complete head, {view}", "gray") for view in ("front", "side", "back")]
+        for ax in axes[1, 3:]:
+            ax.set_axis_off()
+    for ax, (img, name, cmap) in zip(axes.ravel(), panels):
         im = ax.imshow(img, cmap=cmap, vmin=0 if cmap == "gray" else None, vmax=1 if cmap == "gray" else None)
         ax.set_title(name, fontsize=10)
         ax.set_axis_off()

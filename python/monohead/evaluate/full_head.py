@@ -33,7 +33,7 @@ import numpy as np
 __all__ = ["HIDDEN_POINTS", "VISIBLE_TOL", "evaluate_full_head", "summarise", "true_head_mesh"]
 
 #: Points sampled on the true skin for the hidden side (before keeping the hidden ones).
-HIDDEN_POINTS = 20000
+HIDDEN_POINTS = 8000
 #: A true surface point is visible when within this many pixels of the true depth map.
 VISIBLE_TOL = 1.0
 ICP_STRIDE = 4

@@ -1,0 +1,105 @@
+"""Complete heads on a synthetic test set: visible and hidden side errors (README table).
+
+Run: ``python benchmarks/eval_full_head.py --data TEST [--predictions pred.npz] [--shard i/n]
+[--out DIR]`` then ``--summarise`` over the shards' files. ``TEST`` is a ``monohead synth``
+folder (its samples' parameters give the whole true heads); the predictions (``normals``,
+``W``, ``mask`` for every sample, the shipped network mirror-averaged) are computed when not
+given. Per head: :func:`monohead.evaluate.full_head.evaluate_full_head` (the same function as
+the ``monohead experiments`` stage); the per-point errors of all heads are pooled.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def main() -> None:
+    from monohead import fullhead, integrate
+    from monohead.evaluate import full_head as fh
+    from monohead.photo import limit_slope
+    from monohead.synth.dataset import SyntheticHeads
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--predictions", type=Path)
+    ap.add_argument("--shard", default="0/1")
+    ap.add_argument("--out", type=Path, default=Path("full_head_eval"))
+    ap.add_argument("--summarise", action="store_true")
+    ap.add_argument("--lam", type=float, default=0.1)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.summarise:
+        per, times, conv, failed = [], [], 0, []
+        for f in sorted(args.out.glob("shard-*.npz")):
+            with np.load(f, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                for k in range(meta["heads"]):
+                    per.append({side: {m: z[f"{side}_{m}_{k}"] for m in fh.METHODS if f"{side}_{m}_{k}" in z.files}
+                                for side in ("visible", "hidden")})
+                times += meta["times"]
+                conv += meta["converged"]
+                failed += meta["failed"]
+        s = fh.summarise(per)
+        t = np.array(times)
+        out = {"summary": s, "heads": len(per), "converged": conv, "failed": failed,
+               "fit_ms": {"mean": float(t[:, 0].mean() * 1e3), "median": float(np.median(t[:, 0]) * 1e3)},
+               "merge_ms": {"mean": float(t[:, 1].mean() * 1e3), "median": float(np.median(t[:, 1]) * 1e3)}}
+        print(json.dumps(out, indent=1))
+        print(fh.markdown({"summary": s}))
+        return
+    ds = SyntheticHeads(args.data)
+    version = int((ds.manifest.get("settings") or {}).get("generator_version", 1))
+    i, n = (int(x) for x in args.shard.split("/"))
+    ids = list(range(i, len(ds), n))
+    if args.predictions:
+        pr = np.load(args.predictions)
+        N, W, M = pr["normals"], pr["W"], pr["mask"]
+    else:
+        from monohead.model import load_pretrained, predict
+
+        N, W, M = predict(load_pretrained(), np.stack([ds[j]["image"] for j in range(len(ds))]), flip=True)
+    arrays: dict[str, np.ndarray] = {}
+    meta = {"ids": [], "times": [], "converged": 0, "failed": [], "heads": 0, "generator_version": version}
+    for j in ids:
+        item = ds[j]
+        m = np.asarray(M[j], bool)
+        try:
+            nl = limit_slope(N[j], m)
+            depth = integrate(nl, W[j], args.lam, m)
+            t0 = time.perf_counter()
+            fit = fullhead.fit_head(depth, nl, m, W[j])
+            t1 = time.perf_counter()
+            full = fullhead.merge_head(fit, depth, m, nl)
+            t2 = time.perf_counter()
+            truth = fh.true_head_mesh(item["params"], m.shape, fit.model, version)
+            e = fh.evaluate_full_head(truth, item["depth"], item["mask"], depth, m, full, fit, seed=j)
+        except ValueError as exc:
+            meta["failed"].append([j, str(exc)])
+            print(f"{j}: {exc}", file=sys.stderr)
+            continue
+        k = meta["heads"]
+        for side in ("visible", "hidden"):
+            for name, err in e[side].items():
+                arrays[f"{side}_{name}_{k}"] = err.astype(np.float32)
+        meta["heads"] += 1
+        meta["ids"].append(j)
+        meta["times"].append([t1 - t0, t2 - t1])
+        meta["converged"] += int(fit.converged)
+        print(j, f"fit {1e3 * (t1 - t0):.0f} ms", " ".join(f"{s[0]}:{k2}={v.mean():.2f}" for s in ("visible", "hidden")
+                                                       for k2, v in e[s].items()), flush=True)
+        # after every head, so that a stopped run keeps what it did
+        np.savez(args.out / f"shard-{i:03d}-of-{n:03d}.npz", meta=np.array(json.dumps(meta)), **arrays)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The sheet of complete heads for the real photos: ``docs/full_head_photos.png``.
+
+Run: ``python benchmarks/full_head_photos.py [--photos DIR] [--out docs/full_head_photos.png]``.
+The photos are read at run time from ``$MONOHEAD_SHARED/data/real-photos`` (else
+``<repo>/../shared`` or ``/work/shared``); they are not part of the project. Each row: the
+crop, the 2.5D mesh from the front, and the complete head (``reconstruct(..., full_head=True)``)
+from the front, the side and the back.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def _photos_dir() -> Path | None:
+    repo = Path(__file__).resolve().parents[1]
+    for root in (os.environ.get("MONOHEAD_SHARED"), repo.parent / "shared", "/work/shared"):
+        if root and (Path(root) / "data" / "real-photos").is_dir():
+            return Path(root) / "data" / "real-photos"
+    return None
+
+
+def main() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from monohead import _io, photo
+    from monohead.model import load_pretrained
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "full_head_photos.png")
+    args = ap.parse_args()
+    folder = args.photos or _photos_dir()
+    if folder is None or not folder.is_dir():
+        print("no real-photos folder (set MONOHEAD_SHARED); nothing to do", file=sys.stderr)
+        return
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    model = load_pretrained()
+    rows = []
+    for p in files:
+        try:
+            rec = photo.reconstruct(p, model=model, full_head=True)
+        except ValueError as exc:
+            rows.append((p.stem, None, str(exc)))
+            print(f"{p.name}: {exc}", file=sys.stderr)
+            continue
+        v, n = photo.surface_points(rec.mesh)
+        fv, fn = photo.surface_points(rec.full_mesh, order=5)
+        fit = rec.head_fit
+        info = (f"{'converged' if fit.converged else 'NOT converged'}, residual {fit.rms:.2f} px, "
+                f"yaw {fit.params()['yaw_pitch_roll'][0]:.0f}°")
+        panels = [rec.crop, photo.shaded_view(v, n, "front")] + [photo.shaded_view(fv, fn, w, size=160) for w in ("front", "side", "back")]
+        rows.append((p.stem, panels, info))
+        print(f"{p.name}: {info}, watertight {rec.full_mesh.is_watertight}, {rec.seconds['full_head'] * 1e3:.0f} ms", file=sys.stderr)
+    fig = Figure(figsize=(10, 2.1 * len(rows)), dpi=80)
+    FigureCanvasAgg(fig)
+    axes = np.asarray(fig.subplots(len(rows), 5)).reshape(len(rows), 5)
+    titles = ["photo crop", "2.5D mesh", "complete head, front", "side", "back"]
+    for r, (name, panels, info) in enumerate(rows):
+        for c in range(5):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if panels is not None:
+                ax.imshow(panels[c], cmap=None if c == 0 else "gray", vmin=0, vmax=1 if c else None)
+            if r == 0:
+                ax.set_title(titles[c], fontsize=9)
+        axes[r, 0].text(0, -4, name[:40], fontsize=7)
+        axes[r, 2].text(0, 170, info if panels is not None else f"failed: {info}", fontsize=7)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    _io.atomic_write_bytes(args.out, buf.getvalue())
+    print(f"-> {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
