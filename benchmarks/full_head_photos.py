@@ -2,9 +2,10 @@
 
 Run: ``python benchmarks/full_head_photos.py [--photos DIR] [--out docs/full_head_photos.png]``.
 The photos are read at run time from ``$MONOHEAD_SHARED/data/real-photos`` (else
-``<repo>/../shared`` or ``/work/shared``); they are not part of the project. Each row: the
-crop, the 2.5D mesh from the front, and the complete head (``reconstruct(..., full_head=True)``)
-from the front, the side and the back.
+``<repo>/../shared`` or ``/work/shared``); they are not part of the project, and the sheet
+shows no pixel of them: each row is the photo's name, the 2.5D mesh from the front (grey
+shading) and the complete head (``reconstruct(..., full_head=True)``) from the front, the side
+and the back.
 """
 
 from __future__ import annotations
@@ -58,23 +59,23 @@ def main() -> None:
         fit = rec.head_fit
         info = (f"{'converged' if fit.converged else 'NOT converged'}, residual {fit.rms:.2f} px, "
                 f"yaw {fit.params()['yaw_pitch_roll'][0]:.0f}°")
-        panels = [rec.crop, photo.shaded_view(v, n, "front")] + [photo.shaded_view(fv, fn, w, size=160) for w in ("front", "side", "back")]
+        panels = [photo.shaded_view(v, n, "front")] + [photo.shaded_view(fv, fn, w, size=160) for w in ("front", "side", "back")]
         rows.append((p.stem, panels, info))
         print(f"{p.name}: {info}, watertight {rec.full_mesh.is_watertight}, {rec.seconds['full_head'] * 1e3:.0f} ms", file=sys.stderr)
-    fig = Figure(figsize=(10, 2.1 * len(rows)), dpi=80)
+    fig = Figure(figsize=(8, 2.1 * len(rows)), dpi=80)
     FigureCanvasAgg(fig)
-    axes = np.asarray(fig.subplots(len(rows), 5)).reshape(len(rows), 5)
-    titles = ["photo crop", "2.5D mesh", "complete head, front", "side", "back"]
+    axes = np.asarray(fig.subplots(len(rows), 4)).reshape(len(rows), 4)
+    titles = ["2.5D mesh, front", "complete head, front", "side", "back"]
     for r, (name, panels, info) in enumerate(rows):
-        for c in range(5):
+        for c in range(4):
             ax = axes[r, c]
             ax.set_axis_off()
             if panels is not None:
-                ax.imshow(panels[c], cmap=None if c == 0 else "gray", vmin=0, vmax=1 if c else None)
+                ax.imshow(panels[c], cmap="gray", vmin=0, vmax=1)
             if r == 0:
                 ax.set_title(titles[c], fontsize=9)
-        axes[r, 0].text(0, -4, name[:40], fontsize=7)
-        axes[r, 2].text(0, 170, info if panels is not None else f"failed: {info}", fontsize=7)
+        axes[r, 0].text(0, -4 if r else -14, name[:40], fontsize=7)
+        axes[r, 1].text(0, 170, info if panels is not None else f"failed: {info}", fontsize=7)
     fig.tight_layout()
     import io
 
