@@ -43,7 +43,7 @@ def test_integrate_npz_roundtrip(tmp_path, capsys):
     [
         (["integrate", "missing.npy"], "input file does not exist"),
         (["integrate"], "give a normal map"),
-        (["integrate", "--example", "-o", "/nonexistent/folder/d.npy"], "output folder does not exist"),
+        (["integrate", "--example", "-o", "/nonexistent/folder/d.npy"], "folder /nonexistent/folder does not exist"),
         (["integrate", "--example", "--lam", "-1"], "lam must be a finite number >= 0"),
     ],
 )

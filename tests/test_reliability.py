@@ -419,3 +419,126 @@ def test_perspective_depth_beyond_float64_is_rejected_not_returned(backend):
     n[..., 2] = 1.0 + n[..., 0] * np.arange(200)  # d = 1 everywhere
     with pytest.raises(ValueError, match=r"normals imply depth ratios beyond float64 under K"):
         BACKENDS[backend](n, None, 0.1, K=K)
+
+
+# --------------------------------------------------------------------------------------------
+# 6. All-or-nothing CLI: one-line exit-2 messages naming the file, no output on failure.
+
+
+def _cli(argv, capsys):
+    from monohead import cli
+
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _bomb_png(path, side=20000):
+    """A small PNG that declares side x side pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    hdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (side * 3 + 1) * 4, 9)  # the first rows only
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", hdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_cli_decompression_bombs_and_non_images_exit_2_with_nothing_written(tmp_path, capsys):
+    bomb = _bomb_png(tmp_path / "bomb.png")
+    out = tmp_path / "new_folder"
+    code, _, err = _cli(["reconstruct", str(bomb), "-o", str(out)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "bomb.png" in err and "decompression bomb" in err
+    assert not out.exists()  # no empty folder left behind
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    code, _, err = _cli(["reconstruct", str(text), "-o", str(out)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "notes.jpg is not a readable image" in err
+    assert not out.exists()
+    bini = tmp_path / "bini"
+    bini.mkdir()
+    _bomb_png(bini / "normal_map.png")
+    code, _, err = _cli(["integrate", str(bini), "-o", str(tmp_path / "d.npy")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "decompression bomb" in err
+    assert not (tmp_path / "d.npy").exists()
+
+
+def test_cli_text_and_pickled_npy_are_named(tmp_path, capsys):
+    txt = tmp_path / "normals.npy"
+    txt.write_text("0 0 1\n0 0 1\n")
+    code, _, err = _cli(["integrate", str(txt), "-o", str(tmp_path / "d.npy")], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert f"cannot read {txt}: not a .npy file (it holds text; write it with numpy.save)" in err
+    obj = tmp_path / "obj.npy"
+    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    code, _, err = _cli(["integrate", str(obj), "-o", str(tmp_path / "d.npy")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "holds a pickled (object) array" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["normals.npy", "obj.npy"]
+
+
+def test_cli_integrate_writes_depth_and_mesh_or_neither(tmp_path, capsys):
+    depth = tmp_path / "d.npy"
+    for bad in (str(tmp_path / "m.xyz"), str(tmp_path / "no" / "m.ply"), str(tmp_path)):
+        code, _, err = _cli(["integrate", "--example", "-o", str(depth), "--mesh", bad], capsys)
+        assert code == 2 and err.count("\n") == 1 and "--mesh" in err
+        assert not depth.exists()
+    code, _, err = _cli(["integrate", "--example", "-o", str(tmp_path)], capsys)
+    assert code == 2 and "is a folder" in err
+    code, _, _ = _cli(["integrate", "--example", "-o", str(depth), "--mesh", str(tmp_path / "m.ply")], capsys)
+    assert code == 0 and depth.exists() and (tmp_path / "m.ply").exists()
+
+
+def test_cli_unwritable_destination_names_the_file_not_a_temporary(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    real_open = os.open
+
+    def read_only(path, flags, *a):
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", path)
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(os, "open", read_only)
+    code, _, err = _cli(["integrate", "--example", "-o", str(tmp_path / "d.npy")], capsys)
+    monkeypatch.undo()
+    assert code == 2 and err.count("\n") == 1
+    assert f"{tmp_path / 'd.npy'}: cannot write: Read-only file system" in err and ".tmp" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_output_that_is_a_file(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    for argv, what in [
+        (["train", "--toy", "4", "--out", str(f)], "--out must be a run folder"),
+        (["synth", "--count", "1", "--out", str(f)], "--out must be a data set folder"),
+        (["experiments", "--toy", "4", "--out", str(f)], "output must be a folder"),
+    ]:
+        code, _, err = _cli(argv, capsys)
+        assert code == 2 and err.count("\n") == 1 and what in err and f"{f}" in err
+
+
+def test_cli_json_is_alone_on_stdout_even_when_a_library_prints(tmp_path, capfd, monkeypatch):
+    import json
+    import os
+
+    import monohead
+    from monohead import cli
+
+    real = monohead.integrate
+
+    def noisy(*a, **k):
+        os.write(1, b"renderer log line written by C code\n")
+        print("a Python print in a library")
+        return real(*a, **k)
+
+    monkeypatch.setattr(monohead, "integrate", noisy)
+    assert cli.main(["integrate", "--example", "-o", str(tmp_path / "d.npy"), "--json"]) == 0
+    out, err = capfd.readouterr()
+    assert out.count("\n") == 1, (out, err)
+    assert json.loads(out)["output"] == str(tmp_path / "d.npy")  # the only thing on stdout
+    assert "renderer log line" in err and "a Python print" in err

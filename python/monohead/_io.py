@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "check_path"]
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_files", "atomic_write_text", "check_path"]
 
 
 def check_path(path: Any, name: str = "path") -> str:
@@ -34,8 +34,12 @@ def check_path(path: Any, name: str = "path") -> str:
     return p
 
 
-def _create_temp(folder: str, base: str) -> tuple[int, str]:
-    """Create a new, empty temporary file in ``folder``; the kernel applies the umask to 0o666."""
+def _create_temp(folder: str, base: str, dest: str | None = None) -> tuple[int, str]:
+    """Create a new, empty temporary file in ``folder``; the kernel applies the umask to 0o666.
+
+    An ``OSError`` (read-only file system, no permission, disk full) names the destination
+    ``dest``, not the temporary file the user never asked for.
+    """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
@@ -43,6 +47,8 @@ def _create_temp(folder: str, base: str) -> tuple[int, str]:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:  # pragma: no cover - 48 random bits
             continue
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot write: {exc.strerror}", dest or os.path.join(folder, base)) from exc
     raise FileExistsError(f"could not create a temporary file in {folder!r}")  # pragma: no cover
 
 
@@ -66,12 +72,15 @@ def atomic_open(path: Any, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]
         raise ValueError(f"mode must be 'wb' or 'w'; got {mode!r}")
     p = check_path(path)
     folder = os.path.dirname(os.path.abspath(p))
-    fd, tmp = _create_temp(folder, os.path.basename(p))
+    fd, tmp = _create_temp(folder, os.path.basename(p), p)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as exc:  # e.g. disk full: name the destination, not the temporary file
+                raise OSError(exc.errno, f"cannot write: {exc.strerror}", p) from exc
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -100,3 +109,41 @@ def atomic_write_text(path: Any, text: str, encoding: str = "utf-8") -> None:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str; got {type(text).__name__}")
     atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_files(files: dict[Any, bytes]) -> None:
+    """Write several files all or nothing: every one is written, or none is changed.
+
+    Each payload goes to a temporary file next to its destination (flushed and ``fsync``-ed);
+    only when all of them are written are they renamed over their destinations, one
+    :func:`os.replace` each. If writing any of them fails (no space, read-only folder), every
+    temporary file is removed and no destination is touched. (The renames themselves, metadata
+    operations in folders already shown to be writable, are not expected to fail; if one did,
+    the files renamed before it would stay.)
+
+    Args:
+        files: destination path (``str`` or path-like, in an existing folder) -> bytes.
+    """
+    staged: list[tuple[str, str]] = []
+    try:
+        for path, data in files.items():
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"data for {path!s} must be bytes; got {type(data).__name__}")
+            p = check_path(path)
+            folder = os.path.dirname(os.path.abspath(p))
+            fd, tmp = _create_temp(folder, os.path.basename(p), p)
+            staged.append((tmp, p))
+            with os.fdopen(fd, "wb") as f:
+                try:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                except OSError as exc:
+                    raise OSError(exc.errno, f"cannot write: {exc.strerror}", p) from exc
+    except BaseException:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    for tmp, p in staged:
+        os.replace(tmp, p)

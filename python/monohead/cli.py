@@ -9,14 +9,20 @@ Commands:
     experiments the paper's experiments (Table 1, lambda sweep, Table 2, photos) as a Markdown report
 
 Progress and messages go to stderr; ``--json`` prints one machine-readable JSON object on
-stdout. Errors exit with status 2 and a one-line message.
+stdout, and nothing else goes there (libraries that print, such as the renderer, are sent to
+stderr at the file-descriptor level). Errors exit with status 2 and a one-line message that
+names the file or option and the problem. Outputs are all or nothing: a command that fails
+writes none of its files and leaves no folder it created.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,62 @@ __all__ = ["main"]
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
+
+
+#: Folders this process created, removed again if the command fails and they are still empty.
+_CREATED_FOLDERS: list[Path] = []
+
+
+def _make_folder(out: Path) -> Path:
+    """Create the output folder ``out`` (its parent must exist) and remember that we did."""
+    if out.is_dir():
+        return out
+    try:
+        out.mkdir()
+    except OSError as exc:
+        raise CliError(f"cannot create output folder {out}: {exc.strerror}") from exc
+    _CREATED_FOLDERS.append(out)
+    return out
+
+
+def _remove_created_folders() -> None:
+    """After a failure: remove the folders this command created, if nothing was written there."""
+    for folder in reversed(_CREATED_FOLDERS):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only succeeds when empty
+    _CREATED_FOLDERS.clear()
+
+
+def _check_output_file(path: str, option: str, suffixes: tuple[str, ...]) -> Path:
+    """An output file path: a known suffix, an existing folder, not itself a folder."""
+    out = Path(path)
+    if out.is_dir():
+        raise CliError(f"{option} {path} is a folder; give a file name")
+    if out.suffix.lower() not in suffixes:
+        raise CliError(f"{option} {path}: the file name must end in {' or '.join(suffixes)}")
+    if not out.parent.exists():
+        raise CliError(f"{option} {path}: folder {out.parent} does not exist")
+    if not out.parent.is_dir():
+        raise CliError(f"{option} {path}: {out.parent} is a file, not a folder")
+    return out
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_NPZ_MAGIC = b"PK\x03\x04"
+
+
+def _check_magic(path: Path, magic: bytes, kind: str) -> None:
+    """Raise a one-line CliError unless ``path`` starts with ``magic`` (a .npy or .npz header)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(magic))
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from exc
+    if head != magic:
+        what = "an empty file" if not head else "text" if all(32 <= c < 127 or c in (9, 10, 13) for c in head) else "binary data"
+        raise CliError(
+            f"cannot read {path}: not a {kind} file (it holds {what}; write it with numpy.save{'z' if kind == '.npz' else ''})"
+        )
 
 
 def _load_normal_input(path: Path) -> dict[str, Any]:
@@ -40,8 +102,10 @@ def _load_normal_input(path: Path) -> dict[str, Any]:
         return _load_bini_folder(path)
     try:
         if path.suffix == ".npy":
+            _check_magic(path, _NPY_MAGIC, ".npy")
             return {"normals": np.load(path, allow_pickle=False)}
         if path.suffix == ".npz":
+            _check_magic(path, _NPZ_MAGIC, ".npz")
             with np.load(path, allow_pickle=False) as z:
                 keys = set(z.files)
                 key = "normals" if "normals" in keys else "normal" if "normal" in keys else None
@@ -50,8 +114,12 @@ def _load_normal_input(path: Path) -> dict[str, Any]:
                 return {"normals": z[key], **{k: z[k] for k in ("W", "mask", "K") if k in keys}}
     except CliError:
         raise
+    except ValueError as exc:
+        if "pickle" in str(exc) or "Object arrays" in str(exc):
+            raise CliError(f"{path} holds a pickled (object) array, which monohead does not load; save a numeric array") from exc
+        raise CliError(f"cannot read {path}: {' '.join(str(exc).split())}") from exc
     except Exception as exc:  # unreadable or corrupt file
-        raise CliError(f"cannot read {path}: {exc}") from exc
+        raise CliError(f"cannot read {path}: {' '.join(str(exc).split())}") from exc
     raise CliError(f"input must be a .npy or .npz file or a folder; got {path.name!r}")
 
 
@@ -115,9 +183,11 @@ def _example() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
+    import io
+
     import monohead
 
-    from ._io import atomic_open
+    from ._io import atomic_write_files
 
     if args.example:
         normals, W, mask = _example()
@@ -141,13 +211,17 @@ def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
         K = None
     prior = data.get("prior")
     if args.prior is not None:
+        prior_path = Path(args.prior)
+        if prior_path.suffix == ".npy" and prior_path.is_file():
+            _check_magic(prior_path, _NPY_MAGIC, ".npy")
         try:
             prior = np.load(args.prior, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise CliError(f"cannot read --prior {args.prior}: {exc}") from exc
-    out = Path(args.output)
-    if not out.parent.exists():
-        raise CliError(f"output folder does not exist: {out.parent}")
+            raise CliError(f"cannot read --prior {args.prior}: {' '.join(str(exc).split())}") from exc
+    out = _check_output_file(args.output, "-o", (".npy",))
+    mesh_path = None if not args.mesh else _check_output_file(args.mesh, "--mesh", (".ply", ".obj"))
+    if mesh_path is not None and mesh_path.resolve() == out.resolve():
+        raise CliError(f"--mesh {args.mesh} and -o {args.output} name the same file")
     depth, info = monohead.integrate(
         normals,
         W,
@@ -161,8 +235,9 @@ def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
         prior=prior,
         prior_weight=args.prior_weight,
     )
+    files: dict[Path, bytes] = {}
     mesh = None
-    if args.mesh:
+    if mesh_path is not None:
         from . import geometry
 
         m = np.isfinite(depth)
@@ -171,8 +246,12 @@ def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
             from .integration.perspective import backproject
 
             mesh.vertices = backproject(depth, m, K)
-    with atomic_open(out, "wb") as f:
-        np.save(f, depth)
+        data_mesh = mesh.export(file_type=mesh_path.suffix.lower()[1:])
+        files[mesh_path] = data_mesh.encode("utf-8") if isinstance(data_mesh, str) else data_mesh
+    buf = io.BytesIO()
+    np.save(buf, depth)
+    files[out] = buf.getvalue()
+    atomic_write_files(files)  # the depth and the mesh, or neither
     result: dict[str, Any] = {
         "input": source,
         "output": str(out),
@@ -194,9 +273,6 @@ def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     if mesh is not None:
-        from . import geometry
-
-        geometry.save_mesh(mesh, args.mesh)
         result["mesh"] = str(args.mesh)
         result["mesh_vertices"] = int(len(mesh.vertices))
         result["mesh_faces"] = int(len(mesh.faces))
@@ -247,38 +323,68 @@ def _photos(args: argparse.Namespace) -> list[tuple[str, Any]]:
             out.append((p.stem, p))
         else:
             raise CliError(f"photo does not exist: {p}")
+    # Check every photo's header before any work: a file that is not an image, or one that
+    # declares more pixels than the limit (a decompression bomb), stops the command with
+    # nothing written.
+    for _, path in out:
+        _check_photo(path)
     return out
 
 
-def _output_folder(path: str) -> Path:
-    import os  # noqa: PLC0415
+def _check_photo(path: Path) -> None:
+    """Raise a one-line CliError unless ``path`` is an image whose size is within the limit
+    (only the header is read)."""
+    import warnings
 
+    from PIL import Image, UnidentifiedImageError
+
+    from .photo import MAX_PIXELS
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    except Image.DecompressionBombError as exc:
+        raise CliError(f"{path} declares more pixels than the limit of {MAX_PIXELS} (a decompression bomb?)") from exc
+    except UnidentifiedImageError as exc:
+        raise CliError(f"{path} is not a readable image (not an image format Pillow knows)") from exc
+    except OSError as exc:
+        raise CliError(f"{path} is not a readable image ({' '.join(str(exc).split())})") from exc
+    if w * h > MAX_PIXELS:
+        raise CliError(f"{path} declares {w}x{h} pixels, more than the limit of {MAX_PIXELS} (a decompression bomb?)")
+
+
+def _output_folder(path: str, create: bool = True) -> Path:
+    """Check an output folder (a folder, or a new one in an existing folder, writable); create
+    it now (``create``) or leave that to :func:`_make_folder` right before the first write."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise CliError(f"output must be a folder; {out} is a file")
     if not out.exists():
-        if not out.parent.exists():
+        if not out.parent.is_dir():
             raise CliError(f"output folder's parent does not exist: {out.parent}")
-        try:
-            out.mkdir()
-        except OSError as exc:
-            raise CliError(f"cannot create output folder {out}: {exc.strerror}") from exc
-    if not os.access(out, os.W_OK | os.X_OK):
+        if not os.access(out.parent, os.W_OK | os.X_OK):
+            raise CliError(f"cannot create output folder {out}: {out.parent} is not writable")
+    elif not os.access(out, os.W_OK | os.X_OK):
         raise CliError(f"output folder is not writable: {out}")
+    if create:
+        _make_folder(out)
     return out
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
-    from . import geometry, photo  # noqa: PLC0415
-    from ._io import atomic_write_bytes  # noqa: PLC0415
+    from . import photo  # noqa: PLC0415
+    from ._io import atomic_write_files  # noqa: PLC0415
 
+    out = _output_folder(args.output, create=False)
     photos = _photos(args)
-    out = _output_folder(args.output)
     try:
         model = photo.load_default_model()
     except (FileNotFoundError, ImportError) as exc:
         raise CliError(str(exc)) from exc
     results, failures = [], []
+    files: dict[Path, bytes] = {}
     for k, (name, image) in enumerate(photos):
         if len(photos) > 1 and not args.json:
             _progress(k, len(photos), name)
@@ -300,11 +406,13 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
             if rec.full_mesh is not None:
                 full_path = out / f"{stem}_full.{args.format}"
                 fm = rec.mesh_in_photo_units(rec.full_mesh) if args.units == "photo" else rec.full_mesh
-                geometry.save_mesh(fm, full_path, file_type=args.format)
+                data_full = fm.export(file_type=args.format)
+                files[full_path] = data_full.encode("utf-8") if isinstance(data_full, str) else data_full
                 full = {"mesh": str(full_path), "vertices": int(len(fm.vertices)), "faces": int(len(fm.faces)),
                         "watertight": bool(fm.is_watertight), "fit": rec.head_fit.params()}  # fmt: skip
-            geometry.save_mesh(mesh, mesh_path, file_type=args.format)
-            atomic_write_bytes(preview_path, photo.preview_png(rec, title=stem))
+            data = mesh.export(file_type=args.format)
+            files[mesh_path] = data.encode("utf-8") if isinstance(data, str) else data
+            files[preview_path] = photo.preview_png(rec, title=stem)
             results.append(
                 {
                     "full_head": full,
@@ -326,6 +434,9 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     summary = {"reconstructions": results, "failures": failures}
     if failures and not results:
         raise CliError("; ".join(f"{f['photo']}: {f['error']}" for f in failures))
+    # Every mesh and preview at once, after all the work: a failure leaves no half set.
+    _make_folder(out)
+    atomic_write_files(files)
     return summary
 
 
@@ -516,6 +627,8 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from .model.train import CHECKPOINT, TrainConfig, load_checkpoint
 
     run = Path(args.out)
+    if run.exists() and not run.is_dir():
+        raise CliError(f"--out must be a run folder; {run} is a file")
     if args.eval_only or args.export_weights:
         source = Path(args.checkpoint) if args.checkpoint else run
         if not source.exists():
@@ -713,6 +826,8 @@ def _cmd_synth(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.count is None or args.out is None:
         raise CliError("give --count N and --out DIR")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CliError(f"--out must be a data set folder; {args.out} is a file")
     return generate(
         args.out, args.count, seed=args.seed, size=args.size, spp=args.spp, shard_size=args.shard_size,
         shard=args.shard, scheduler=args.scheduler, variant=args.variant, head_model=args.head_model,
@@ -1080,17 +1195,47 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout (Python and C code alike: file descriptor 1) to stderr
+    for the duration, so that ``--json`` output stays alone on stdout."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (embedded interpreters): nothing to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):  # Python writers that do not use fd 1
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line that names the file (if any) and the problem."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    _CREATED_FOLDERS.clear()
     try:
-        result = args.run(args)
-    except CliError as exc:
-        print(f"monohead {args.command}: error: {exc}", file=sys.stderr)
+        with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+            result = args.run(args)
+    except (CliError, ValueError, TypeError, OSError) as exc:
+        _remove_created_folders()
+        print(f"monohead {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"monohead {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except BaseException:
+        _remove_created_folders()
+        raise
     if args.json:
         print(json.dumps(result))
     else:

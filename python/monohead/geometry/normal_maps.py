@@ -153,6 +153,11 @@ def _unfilter(raw: np.ndarray, height: int, stride: int, bpp: int) -> np.ndarray
     return out
 
 
+#: Largest image decode_png accepts (PIL's default limit): beyond it a PNG is refused before
+#: it is inflated.
+MAX_PNG_PIXELS = 89_478_485
+
+
 def decode_png(data: Any) -> np.ndarray:
     """Image of PNG file bytes: gray, gray+alpha, RGB or RGBA, 8 or 16 bits, not interlaced.
 
@@ -170,10 +175,15 @@ def decode_png(data: Any) -> np.ndarray:
     if hdr["interlace"] != 0 or hdr["compression"] != 0 or hdr["filter"] != 0:
         raise ValueError("PNG variant not supported: interlaced or non-standard compression/filter method")
     H, W, C = hdr["height"], hdr["width"], _COLOR_TYPE_TO_CHANNELS[ctype]
+    if H * W > MAX_PNG_PIXELS:
+        raise ValueError(
+            f"PNG declares {W}x{H} = {H * W} pixels, more than the limit of {MAX_PNG_PIXELS} (a decompression bomb?)"
+        )
     bpp = C * depth // 8
     stride = W * bpp
     try:
-        raw = np.frombuffer(zlib.decompress(idat), np.uint8)
+        # Never inflate more than the header declares (plus one byte to detect excess data).
+        raw = np.frombuffer(zlib.decompressobj().decompress(idat, H * (stride + 1) + 1), np.uint8)
     except zlib.error as exc:
         raise ValueError(f"PNG data is corrupt: {exc}") from exc
     if raw.size != H * (stride + 1):
@@ -267,6 +277,11 @@ def load_normal_map(path: Any) -> tuple[np.ndarray, np.ndarray]:
     with open(p, "rb") as f:
         data = f.read()
     hdr, _ = _read_chunks(data)
+    if hdr["height"] * hdr["width"] > MAX_PNG_PIXELS:
+        raise ValueError(
+            f"{p!r} declares {hdr['width']}x{hdr['height']} pixels, more than the limit of {MAX_PNG_PIXELS} "
+            "(a decompression bomb?)"
+        )
     if hdr["bit_depth"] == 16:
         img = decode_png(data)
     else:
