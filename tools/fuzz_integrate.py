@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 
 #: Names an error message may start with (the arguments of the fuzzed functions).
-ARG_NAMES = ("normals", "weights", "mask", "lam", "tol", "maxiter", "x0", "K", "method", "backend", "dtype")
+ARG_NAMES = ("normals", "weights", "mask", "lam", "tol", "maxiter", "x0", "K", "method", "backend", "dtype", "sharpness",
+             "threads", "max_reweightings", "energy_tol", "inner_iterations")  # fmt: skip
 BAD = ("crash", "hang", "unclear", "nonfinite", "dishonest", "wrong")
 EXTREMES = [0.0, -0.0, 1.0, -1.0, 5e-324, 1e-310, 1e-300, 1e-200, 1e-160, 1e-100, 1e-20, 1e-9, 1e8, 1e20,
             1e100, 1e160, 1e300, 1.7e308, np.inf, -np.inf, np.nan]  # fmt: skip
@@ -191,11 +192,16 @@ def make_case(i: int) -> dict[str, Any]:
         K = [[f, 0.0, W / 2 + rng.normal()], [0.0, f * rng.uniform(0.5, 2), H / 2 + rng.normal()], [0.0, 0.0, 1.0]]
         if rng.random() < 0.1:
             K[0][0] = _pick(rng, [0.0, -1.0, np.nan])
+    extra: dict[str, Any] = {}
+    if api in ("mg", "batch", "integrator") and rng.random() < 0.1:
+        extra["sharpness"] = _pick(rng, [0.5, 2.0, 10.0] if valid else [-1.0, float("nan"), 10**400, "2"])
+    if api in ("mg", "jacobi", "direct", "batch") and rng.random() < 0.05:
+        extra["threads"] = _pick(rng, [1, 2] if valid else [0, 10**10, 2.0])
     n = _layout(rng, n)
     if isinstance(weights, np.ndarray):
         weights = _layout(rng, weights)
     return {"i": i, "api": api, "normals": n, "weights": weights, "lam": lam, "mask": mask, "tol": tol,
-            "maxiter": maxiter, "x0": x0, "K": K}  # fmt: skip
+            "maxiter": maxiter, "x0": x0, "K": K, "extra": extra}  # fmt: skip
 
 
 def describe(case: dict[str, Any]) -> str:
@@ -208,7 +214,7 @@ def describe(case: dict[str, Any]) -> str:
     tol = case["tol"] if not (isinstance(case["tol"], int) and abs(case["tol"]) > 2**64) else "10**400"
     return (f"#{case['i']} {case['api']}: normals {arr(case['normals'])}, weights {arr(case['weights'])}, "
             f"mask {arr(case['mask'])}, lam {lam}, tol {tol}, maxiter {case['maxiter']}, x0 {arr(case['x0'])}, "
-            f"K {'yes' if case['K'] is not None else 'no'}")  # fmt: skip
+            f"K {'yes' if case['K'] is not None else 'no'}, {case['extra'] or ''}")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,6 +235,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     api = case["api"]
     n, W, lam, mask, tol, maxiter, x0, K = (case[k] for k in ("normals", "weights", "lam", "mask", "tol", "maxiter", "x0", "K"))
     kw: dict[str, Any] = {"tol": tol, "maxiter": maxiter}
+    extra = case.get("extra", {})
     if K is not None:
         kw["K"] = np.asarray(K)
     out: dict[str, Any] = {"i": case["i"], "api": api}
@@ -237,12 +244,12 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         try:
             if api in ("mg", "jacobi", "direct", "batch"):
                 method = "mg" if api == "batch" else api
-                res = monohead.integrate(n, W, lam, mask, method=method, x0=x0, return_info=True, **kw)
+                res = monohead.integrate(n, W, lam, mask, method=method, x0=x0, return_info=True, **kw, **extra)
             elif api == "integrator":
                 m = mask if mask is not None else np.any(np.asarray(n) != 0, axis=-1)
                 solver = monohead.Integrator(m, W, lam, method="mg")
-                solver.solve(n, tol=tol, maxiter=maxiter)  # reused: the second solve is checked
-                res = solver.solve(n, tol=tol, maxiter=maxiter, x0=x0, return_info=True)
+                solver.solve(n, tol=tol, maxiter=maxiter, **extra)  # reused: the second solve is checked
+                res = solver.solve(n, tol=tol, maxiter=maxiter, x0=x0, return_info=True, **extra)
             elif api == "wls_system":
                 kw2 = {"K": kw["K"]} if K is not None else {}
                 res = monohead.wls_system(n, W, lam, mask, **kw2)
@@ -331,6 +338,11 @@ def check_result(case, res, warned):
     bound_tol = tol
     for k, d in enumerate(depths):
         inf = infos[k] if info is not None else None
+        if inf is not None and case.get("extra", {}).get("sharpness") is not None:
+            # Robust solve: its own system (reweighted); check only the honesty of the report.
+            if (not inf.converged) and not warned:
+                return "dishonest", "robust solve not converged without a ConvergenceWarning"
+            continue
         if inf is not None:
             if inf.converged != (np.isfinite(inf.residual) and inf.residual <= bound_tol):
                 return "dishonest", f"converged={inf.converged} with residual {inf.residual:.3g} and tol {bound_tol:g}"

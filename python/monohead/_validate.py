@@ -18,6 +18,7 @@ __all__ = [
     "MAXITER_LIMIT",
     "NZ_RANGE",
     "SLOPE_LIMIT",
+    "THREADS_LIMIT",
     "X0_LIMIT",
     "array_module",
     "as_bool_array",
@@ -38,6 +39,7 @@ __all__ = [
     "check_x0_in_mask",
     "default_mask",
     "check_positive_int",
+    "check_real",
     "check_tol",
     "check_vertices",
     "power_of_two_scale",
@@ -58,6 +60,8 @@ NZ_RANGE = (1e-100, 1e100)
 LAM_W_LIMIT = 1e12
 #: Largest iteration cap (the C++ core counts iterations in a signed 32-bit int).
 MAXITER_LIMIT = 2**31 - 1
+#: Largest thread count accepted (far above any machine's cores; the core uses at most its own).
+THREADS_LIMIT = 4096
 #: Largest ``|x0|`` accepted inside the mask (an initial depth in pixel units): ``L x0`` and its
 #: squared norm stay finite.
 X0_LIMIT = 1e100
@@ -328,7 +332,7 @@ def check_gradient_magnitude(
     return xp.where(mask, arr, arr.dtype.type(0))
 
 
-def _real(value: Any, name: str, want: str) -> float:
+def check_real(value: Any, name: str, want: str) -> float:
     """``value`` as a Python float, refusing non-reals (``TypeError``) and values a float cannot
     hold (``ValueError``, e.g. ``10**400``) before any conversion can overflow."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -359,7 +363,7 @@ def check_lam(lam: Any, name: str = "lam") -> float:
     The product with the weights is bounded separately (:func:`check_weight_range`).
     """
     want = "a finite number >= 0"
-    lam = _real(lam, name, want)
+    lam = check_real(lam, name, want)
     if not np.isfinite(lam) or lam < 0:
         raise ValueError(f"{name} must be {want}; got {lam}")
     return lam
@@ -371,7 +375,7 @@ def check_tol(tol: Any, name: str = "tol") -> float:
     Tolerances below about 1e-14 may be out of reach of float64 CG on large or
     ill-conditioned problems: the solver then stops at its iteration cap and says so.
     """
-    tol = _real(tol, name, "in (0, 1)")
+    tol = check_real(tol, name, "in (0, 1)")
     if not (np.isfinite(tol) and 0 < tol < 1):
         raise ValueError(f"{name} must be in (0, 1); got {tol}")
     return tol

@@ -142,7 +142,7 @@ def _check_threads(threads: Any) -> int:
     """``threads`` (None: :func:`default_threads`) as an int >= 1."""
     if threads is None:
         return default_threads()
-    return int(v.check_positive_int(threads, "threads", allow_none=False))
+    return int(v.check_positive_int(threads, "threads", allow_none=False, maximum=v.THREADS_LIMIT))
 
 
 def _core() -> Any:
@@ -163,7 +163,7 @@ def _check_sharpness(sharpness: Any) -> float | None:
         return None
     if isinstance(sharpness, bool) or not isinstance(sharpness, numbers.Real):
         raise TypeError(f"sharpness must be None or a real number >= 0; got {type(sharpness).__name__}")
-    value = float(sharpness)
+    value = v.check_real(sharpness, "sharpness", "None or a finite number >= 0")
     if not (np.isfinite(value) and value >= 0):
         raise ValueError(f"sharpness must be None or a finite number >= 0; got {value}")
     return value
@@ -184,9 +184,9 @@ def _check_robust(method: str, sharpness: Any, max_reweightings: Any, energy_tol
         raise ValueError(f"sharpness needs method='mg' (reweighted multigrid solves); got method={method!r}")
     return (
         sharpness,
-        int(v.check_positive_int(max_reweightings, "max_reweightings", allow_none=False)),
+        int(v.check_positive_int(max_reweightings, "max_reweightings", allow_none=False, maximum=v.MAXITER_LIMIT)),
         v.check_tol(energy_tol, "energy_tol"),
-        int(v.check_positive_int(inner_iterations, "inner_iterations", allow_none=False)),
+        int(v.check_positive_int(inner_iterations, "inner_iterations", allow_none=False, maximum=v.MAXITER_LIMIT)),
     )
 
 
