@@ -96,15 +96,24 @@ def reference(normals, W, lam, mask, K=None):
 
 
 def reference_residual(normals, W, lam, mask, depth, K=None):
-    """Relative residual ``||b - L h|| / ||b||`` (``h = log depth`` with ``K``); 0/0 is 0."""
+    """Relative residual ``||b - L h|| / ||b||`` (``h = log depth`` with ``K``); 0/0 is 0.
+
+    With ``K`` the depth is ``exp`` of the solved log-depth, so ``log depth`` carries a
+    rounding error of about one ulp of the log-depth per pixel; that floor,
+    ``||L d|| <= 8 * 4.4e-16 * (max|l| + 1) * sqrt(n)`` in absolute terms, is subtracted from
+    the residual before it is compared (it is not the solver's error).
+    """
     b, apply_L = reference(normals, W, lam, mask, K)
     h = np.asarray(depth, dtype=np.float64)
+    floor = 0.0
     if K is not None:
         with np.errstate(all="ignore"):
             h = np.log(h)
+        inside = h[np.asarray(mask, bool)]
+        floor = 8 * 4.4e-16 * (float(np.abs(inside).max()) + 1.0) * np.sqrt(inside.size) if inside.size else 0.0
     r = b - apply_L(np.where(mask, h, 0))
     bn = np.sqrt(np.sum(b * b))
-    rn = np.sqrt(np.sum(r * r))
+    rn = max(float(np.sqrt(np.sum(r * r))) - floor, 0.0)
     if bn == 0:
         return 0.0 if rn == 0 else float("inf")
     return float(rn / bn)

@@ -340,6 +340,8 @@ def _check_photo(path: Path) -> None:
 
     from .photo import MAX_PIXELS
 
+    if path.stat().st_size == 0:
+        raise CliError(f"{path} is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

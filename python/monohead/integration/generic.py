@@ -417,7 +417,10 @@ class _Multigrid:
             Ai[~act, :] = 0.0
             Ai[:, ~act] = 0.0
             inv[bi] = Ai
-        self.coarse_inv = self.xp.asarray(inv.astype(self.dtype))
+        # Kept in float64: with weights spanning many decades (lam W up to 1e12) a float32
+        # inverse of the coarsest operator is not a useful preconditioner (CG then stalls).
+        # The level is small (at most coarsest_max cells per map), so the cost is negligible.
+        self.coarse_inv = self.xp.asarray(inv)
 
     @property
     def num_levels(self) -> int:
@@ -454,7 +457,7 @@ class _Multigrid:
             C.b[:, 1 : 1 + hc, 1 : 1 + wc] = res.reshape(self.B, hc, 2, wc, 2).sum(axis=(2, 4))
         C = levels[-1]
         bc = C.b[:, 1:-1, 1:-1].reshape(self.B, C.h * C.w, 1)
-        C.x[:, 1:-1, 1:-1] = xp.matmul(self.coarse_inv, bc).reshape(self.B, C.h, C.w)
+        C.x[:, 1:-1, 1:-1] = xp.matmul(self.coarse_inv, bc.astype(np.float64)).reshape(self.B, C.h, C.w)
         for li in range(nl - 2, -1, -1):
             L = levels[li]
             C = levels[li + 1]
@@ -477,6 +480,10 @@ class _Stats:
     iterations: np.ndarray  # (B,) int
     residual: np.ndarray  # (B,) float
     converged: np.ndarray  # (B,) bool
+
+
+#: CG iterations without halving the residual after which an item is considered stalled.
+STALL_ITERATIONS = 1000
 
 
 class StencilSystem:
@@ -639,6 +646,11 @@ class StencilSystem:
             p[...] = z
             rz = _to_host(_bdot(xp, r, z))
             running = active.copy()
+            # Stagnation guard: an item whose recursive residual has not halved in
+            # STALL_ITERATIONS iterations stops (and restarts from its true residual, at most
+            # 5 times), so that no input can keep CG busy up to a huge maxiter.
+            best = rnorm.copy()
+            since = np.zeros(B, dtype=np.int64)
             while True:
                 self.matvec(p, Ap)
                 pAp = _to_host(_bdot(xp, p, Ap))
@@ -651,7 +663,11 @@ class StencilSystem:
                 r[...] = k["axpy"](r, -al, Ap)
                 rr = _to_host(_bdot(xp, r, r))
                 iters += running
-                running &= (np.sqrt(rr) > target) & (iters < maxiter)
+                rn = np.sqrt(rr)
+                improved = rn <= 0.5 * best
+                best = np.where(improved, rn, best)
+                since = np.where(improved, 0, since + running)
+                running &= (rn > target) & (iters < maxiter) & (since < STALL_ITERATIONS)
                 if not running.any():
                     break
                 self._precond(r, z)
