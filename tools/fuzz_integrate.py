@@ -98,19 +98,22 @@ def reference(normals, W, lam, mask, K=None):
 def reference_residual(normals, W, lam, mask, depth, K=None):
     """Relative residual ``||b - L h|| / ||b||`` (``h = log depth`` with ``K``); 0/0 is 0.
 
-    With ``K`` the depth is ``exp`` of the solved log-depth, so ``log depth`` carries a
-    rounding error of about one ulp of the log-depth per pixel; that floor,
-    ``||L d|| <= 8 * 4.4e-16 * (max|l| + 1) * sqrt(n)`` in absolute terms, is subtracted from
-    the residual before it is compared (it is not the solver's error).
+    The float64 depth can only be within half an ulp of the exact solution (and no closer to
+    0 than the smallest subnormal); with ``K`` it is ``exp`` of the solved log-depth, so
+    ``log depth`` carries about one ulp of the log-depth. That representation floor,
+    ``||L d|| <= 8 sqrt(n) (ulp * max|h| + 5e-324)``, is subtracted from the residual before it
+    is compared (it is not the solver's error).
     """
     b, apply_L = reference(normals, W, lam, mask, K)
     h = np.asarray(depth, dtype=np.float64)
-    floor = 0.0
     if K is not None:
         with np.errstate(all="ignore"):
             h = np.log(h)
-        inside = h[np.asarray(mask, bool)]
-        floor = 8 * 4.4e-16 * (float(np.abs(inside).max()) + 1.0) * np.sqrt(inside.size) if inside.size else 0.0
+    inside = h[np.asarray(mask, bool)]
+    # The returned float64 depth itself can only be within half an ulp of the exact solution
+    # (down to half the smallest subnormal, 2.5e-324): its rounding floor, as a residual.
+    hmax = float(np.abs(inside).max()) if inside.size else 0.0
+    floor = 8 * np.sqrt(inside.size) * ((4.4e-16 if K is not None else 1.2e-16) * (hmax + (1.0 if K is not None else 0.0)) + 5e-324)
     r = b - apply_L(np.where(mask, h, 0))
     bn = np.sqrt(np.sum(b * b))
     rn = max(float(np.sqrt(np.sum(r * r))) - floor, 0.0)

@@ -233,17 +233,36 @@ def check_slopes(normals: Any, mask: Any, name: str = "normals", xp: Any = np, K
             )
         if K is None:
             inv = -1.0 / d_in
-            slope = xp.maximum(xp.abs(normals[..., 0] * inv), xp.abs(normals[..., 1] * inv))
+            p, q = normals[..., 0] * inv, normals[..., 1] * inv
         else:
-            slope = xp.maximum(xp.abs(normals[..., 0] / (fx * d_in)), xp.abs(normals[..., 1] / (fy * d_in)))
-    slope = xp.where(mask, slope, 0.0)
-    per_map = slope.reshape(slope.shape[0], -1).max(axis=1) if slope.ndim == 3 else slope.max()
-    per_map = np.asarray(per_map.get() if hasattr(per_map, "get") else per_map, dtype=np.float64)
+            p, q = normals[..., 0] / (fx * d_in), normals[..., 1] / (fy * d_in)
+        pa, qa = xp.where(mask, xp.abs(p), 0.0), xp.where(mask, xp.abs(q), 0.0)
+    pmax, qmax = _per_map_max(pa, xp), _per_map_max(qa, xp)
+    per_map = np.maximum(pmax, qmax)
     if not bool((per_map <= SLOPE_LIMIT).all()):  # also catches NaN
-        bad = int(xp.count_nonzero(~(slope <= SLOPE_LIMIT)))
+        bad = int(xp.count_nonzero(~(xp.maximum(pa, qa) <= SLOPE_LIMIT)))
         kind = "|Nx/Nz| or |Ny/Nz|" if K is None else "log-depth slope |Nx/(fx d)| or |Ny/(fy d)|"
         raise ValueError(f"{name} too grazing: {kind} > {_num(SLOPE_LIMIT)} at {bad} pixel(s) inside the mask")
+    need = np.minimum(pmax, qmax) < 2.0**-40
+    if bool(need.any()):
+        # One direction's slopes are tiny: what the right-hand side holds is the largest edge
+        # gradient (p_i + p_j) / 2 over horizontal pairs and (q_i + q_j) / 2 over vertical pairs
+        # of mask pixels, which may be far below the largest slope (1 x 2 maps, cancellation).
+        ps, qs = xp.where(mask, p, 0.0), xp.where(mask, q, 0.0)
+        eh = xp.where(mask[..., :, :-1] & mask[..., :, 1:], xp.abs(ps[..., :, :-1] + ps[..., :, 1:]), 0.0)
+        ev = xp.where(mask[..., :-1, :] & mask[..., 1:, :], xp.abs(qs[..., :-1, :] + qs[..., 1:, :]), 0.0)
+        edge = np.maximum(_per_map_max(eh, xp), _per_map_max(ev, xp))  # 2x the gradient: no underflow
+        per_map = np.where(need, edge, per_map)
     return float(per_map) if per_map.ndim == 0 else per_map
+
+
+def _per_map_max(a: Any, xp: Any) -> np.ndarray:
+    """Largest value of each map of ``(H, W)`` (0-d result) or ``(B, H, W)`` (``(B,)``), on the host;
+    0 for a map with no element."""
+    if a.shape[-1] == 0 or a.shape[-2] == 0:
+        return np.zeros(a.shape[:-2]) if a.ndim == 3 else np.asarray(0.0)
+    m = a.reshape(a.shape[0], -1).max(axis=1) if a.ndim == 3 else a.max()
+    return np.asarray(m.get() if hasattr(m, "get") else m, dtype=np.float64)
 
 
 #: Exponent bound of :func:`power_of_two_scale`: scales stay within ``2**-1000 .. 2**1000``.

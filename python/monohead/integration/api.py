@@ -503,27 +503,36 @@ class Integrator:
         # depth 1 to float64 precision anyway.)
         s = v.power_of_two_scale(smax) if self._K is None and prior is None else 1.0
         if s != 1.0:
-            n = n.copy()
+            n = np.array(n, dtype=np.float64)  # a copy, in float64 (a float32 map would overflow)
             n[..., :2] *= s
             if x0 is not None:
                 with np.errstate(over="ignore"):
                     x0 = x0 * s
                 if not float(np.abs(x0).max()) <= v.X0_LIMIT:
                     x0 = None  # only a starting guess: far from the scaled solution, drop it
-        with self._lock:
-            if robust is not None:
-                sharpness, max_rw, energy_tol, inner = robust
-                n64 = np.ascontiguousarray(n, dtype=np.float64)
-                depth, raw = self._core.solve_robust(
-                    n64, self._K, None, None, sharpness, max_rw, energy_tol, inner, x0, tol, maxiter
-                )
-            elif prior is not None:
-                n64 = np.ascontiguousarray(n, dtype=np.float64)
-                depth, raw = self._core.solve_prior(n64, self._K, prior[0], prior[1], x0, tol, maxiter)
-            elif self._K is None:
-                depth, raw = self._core.solve(n, x0, tol, maxiter)
-            else:
-                depth, raw = self._core.solve_perspective(n, self._K, x0, tol, maxiter)
+
+        def core_solve(x0: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
+            with self._lock:
+                if robust is not None:
+                    sharpness, max_rw, energy_tol, inner = robust
+                    n64 = np.ascontiguousarray(n, dtype=np.float64)
+                    return self._core.solve_robust(
+                        n64, self._K, None, None, sharpness, max_rw, energy_tol, inner, x0, tol, maxiter
+                    )
+                if prior is not None:
+                    n64 = np.ascontiguousarray(n, dtype=np.float64)
+                    return self._core.solve_prior(n64, self._K, prior[0], prior[1], x0, tol, maxiter)
+                if self._K is None:
+                    return self._core.solve(n, x0, tol, maxiter)
+                return self._core.solve_perspective(n, self._K, x0, tol, maxiter)
+
+        depth, raw = core_solve(x0)
+        if x0 is not None:
+            good = bool(raw["converged"]) and (robust is not None or np.isfinite(float(raw["residual"])))
+            if not good or int(np.count_nonzero(np.isfinite(depth))) != self.num_unknowns:
+                # x0 is only a starting guess; one so far off that CG cannot recover from it
+                # (|x0| ~ 1e50 leaves a residual floor far above tol * ||b||) is dropped.
+                depth, raw = core_solve(None)
         if s != 1.0:
             depth /= s
         residual = float(raw["residual"])

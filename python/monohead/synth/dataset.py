@@ -14,8 +14,11 @@ Sample ``i`` is a pure function of ``(seed, i)`` and the settings in the manifes
 :mod:`monohead.synth.generator`), so shards can be made in any order, on any machine, and any
 sample can be regenerated bit for bit (:func:`regenerate`). A shard is written into a
 temporary folder (every file atomically) and renamed into place when complete: a shard folder
-under its final name is always whole; a killed run leaves at most a temporary folder, which
-the next run removes before it makes that shard again (resume). ``shard=(i, n)`` makes only the
+under its final name is always whole. While a shard is being made, each finished sample is
+also saved on its own, atomically, in ``shards/.shard-NNNNN.partial/sample-IIIIIIII.npz``, so a
+killed run redoes at most the sample each worker was rendering (resume): the next run reads the
+saved samples back (they are exactly what generating them again would give), makes the rest,
+writes the shard and removes the partial folder. ``shard=(i, n)`` makes only the
 shards ``k`` with ``k % n == i`` (one machine of n); ``scheduler=`` runs shards as tasks on a
 Dask distributed cluster whose workers see the same folder.
 
@@ -38,6 +41,7 @@ and named with ``partial=True``. Each item is checked when it is read (unit norm
 from __future__ import annotations
 
 import collections
+import io
 import json
 import logging
 import os
@@ -198,24 +202,67 @@ def _write_shard(root: Path, k: int, samples: list[dict[str, Any]], start: int, 
         raise
 
 
+def _partial_dir(root: Path, k: int) -> Path:
+    """Where the finished samples of shard ``k`` wait while the shard is being made."""
+    return root / "shards" / f".{_shard_name(k)}.partial"
+
+
+def _save_partial(folder: Path, i: int, sample: dict[str, Any]) -> None:
+    """Save one finished sample atomically (arrays in their shard dtypes, params and timings as JSON)."""
+    buf = io.BytesIO()
+    arrays = {key: np.asarray(sample[key], _DTYPES[key]) for key in ARRAYS}
+    np.savez(buf, **arrays, params=np.array(json.dumps(sample["params"])),
+             timings=np.array(json.dumps(sample.get("timings", {}))))  # fmt: skip
+    _io.atomic_write_bytes(folder / f"sample-{i:08d}.npz", buf.getvalue())
+
+
+def _load_partial(folder: Path, i: int) -> dict[str, Any] | None:
+    """A sample saved by :func:`_save_partial`, or ``None`` if absent or unreadable."""
+    f = folder / f"sample-{i:08d}.npz"
+    if not f.is_file():
+        return None
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            sample: dict[str, Any] = {key: z[key] for key in ARRAYS}
+            sample["params"] = json.loads(str(z["params"]))
+            sample["timings"] = json.loads(str(z["timings"]))
+    except (OSError, ValueError, KeyError):
+        return None  # made again below
+    return sample
+
+
 def _make_shard(root: str, manifest: dict[str, Any], k: int, progress: Callable[[int], None] | None = None) -> int:
-    """Generate and write shard ``k`` (run in-process or as a Dask task); returns its size."""
+    """Generate and write shard ``k`` (run in-process or as a Dask task).
+
+    Samples a killed run already finished are read back from the shard's partial folder
+    instead of being rendered again. Returns the number of samples rendered by this call.
+    """
     path = Path(root)
     settings = manifest["settings"]
     start = k * manifest["shard_size"]
     stop = min(start + manifest["shard_size"], manifest["count"])
-    # Remove what a killed run may have left of this shard.
+    # Remove what a killed run may have left of this shard's assembly (its samples are kept).
     for stale in path.joinpath("shards").glob(f".{_shard_name(k)}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    gen = _generator(settings)
+    partial = _partial_dir(path, k)
+    partial.mkdir(exist_ok=True)
+    gen = None
     t0 = time.perf_counter()
     samples = []
+    made = 0
     for i in range(start, stop):
-        samples.append(gen.sample(manifest["seed"], i))
+        sample = _load_partial(partial, i)
+        if sample is None:
+            gen = gen or _generator(settings)
+            sample = gen.sample(manifest["seed"], i)
+            _save_partial(partial, i, sample)
+            made += 1
+        samples.append(sample)
         if progress is not None:
             progress(1)
     _write_shard(path, k, samples, start, time.perf_counter() - t0, _stamp(manifest))
-    return stop - start
+    shutil.rmtree(partial, ignore_errors=True)
+    return made
 
 
 def _stamp(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -301,7 +348,7 @@ def generate(
         backgrounds: a folder of background photos (version 2).
 
     Returns:
-        ``dict``: ``out``, ``count``, ``generated`` (samples made now), ``skipped`` (already
+        ``dict``: ``out``, ``count``, ``generated`` (samples rendered now), ``skipped`` (already
         there), ``shards`` (this call's), ``seconds``, ``seconds_per_sample``, ``variant``,
         ``preview`` (path or ``None``), ``generator_version``, ``skipped_files``
         (``{"hdri": n, "backgrounds": n}``: unreadable files skipped in those folders).
@@ -388,6 +435,8 @@ def generate(
     sizes = {k: min(shard_size, count - k * shard_size) for k in mine}
     total = sum(sizes.values())
     done_shards = [k for k in mine if (root / "shards" / _shard_name(k)).is_dir()]
+    for k in done_shards:  # a run killed between writing a shard and removing its samples
+        shutil.rmtree(_partial_dir(root, k), ignore_errors=True)
     todo = [k for k in mine if k not in done_shards]
     done = sum(sizes[k] for k in done_shards)
     skipped = done
@@ -402,12 +451,11 @@ def generate(
             progress(done, total)
 
     if scheduler is None:
-        for k in todo:
-            _make_shard(str(root), manifest, k, tick)
+        generated = sum(_make_shard(str(root), manifest, k, tick) for k in todo)
     else:
-        _run_dask(scheduler, str(root), manifest, todo, sizes, tick)
+        generated = _run_dask(scheduler, str(root), manifest, todo, sizes, tick)
     seconds = time.perf_counter() - t0
-    generated = done - skipped
+    skipped = total - generated  # whole shards and samples a killed run had finished
     pv = None
     if preview and (root / "shards" / _shard_name(0)).is_dir():
         from .preview import write_preview  # noqa: PLC0415
@@ -422,7 +470,8 @@ def generate(
 
 
 def _run_dask(scheduler: str, root: str, manifest: dict[str, Any], todo: list[int], sizes: dict[int, int],
-              tick: Callable[[int], None]) -> None:
+              tick: Callable[[int], None]) -> int:
+    """Make the shards ``todo`` as tasks on a Dask cluster; returns the samples rendered."""
     try:
         from distributed import Client, as_completed  # noqa: PLC0415
     except ImportError as exc:
@@ -434,9 +483,11 @@ def _run_dask(scheduler: str, root: str, manifest: dict[str, Any], todo: list[in
     with client:
         futures = {client.submit(_make_shard, root, manifest, k, None, pure=False, key=f"monohead-shard-{k}-{time.time_ns()}"): k
                    for k in todo}
+        made = 0
         for fut in as_completed(list(futures)):
-            fut.result()  # re-raises a task's error here
+            made += int(fut.result())  # re-raises a task's error here
             tick(sizes[futures[fut]])
+    return made
 
 
 def regenerate(root: Any, index: int) -> dict[str, Any]:
