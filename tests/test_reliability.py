@@ -515,7 +515,7 @@ def test_cli_output_that_is_a_file(tmp_path, capsys):
     f.write_text("x")
     for argv, what in [
         (["train", "--toy", "4", "--out", str(f)], "--out must be a run folder"),
-        (["synth", "--count", "1", "--out", str(f)], "--out must be a data set folder"),
+        (["synth", "--count", "1", "--out", str(f)], "exists and is not a folder"),
         (["experiments", "--toy", "4", "--out", str(f)], "output must be a folder"),
     ]:
         code, _, err = _cli(argv, capsys)

@@ -87,12 +87,14 @@ def test_resume_after_interruption(tmp_path, reference):
     with pytest.raises(Killed):
         generate(root, 5, progress=kill_after_three, **SETTINGS)
     shards = sorted(p.name for p in (root / "shards").iterdir())
-    assert shards == ["shard-00000"]  # shard 1 was half made: nothing of it is left
+    # Shard 1 was half made: no shard folder of it, but its finished sample (2) is kept.
+    assert shards == [".shard-00001.partial", "shard-00000"]
+    assert [p.name for p in (root / "shards" / ".shard-00001.partial").iterdir()] == ["sample-00000002.npz"]
     # A killed process cannot clean up: leave a stale temporary shard folder behind.
     (root / "shards" / ".shard-00001.tmp-999-1").mkdir()
     (root / "shards" / ".shard-00001.tmp-999-1" / "image.npy").write_bytes(b"partial")
     r = generate(root, 5, **SETTINGS)
-    assert r["skipped"] == 2 and r["generated"] == 3
+    assert r["skipped"] == 3 and r["generated"] == 2  # shard 0 and sample 2 are not made again
     assert not list((root / "shards").glob(".*"))
     _assert_same(root, reference)
 

@@ -828,8 +828,6 @@ def _cmd_synth(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.count is None or args.out is None:
         raise CliError("give --count N and --out DIR")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise CliError(f"--out must be a data set folder; {args.out} is a file")
     return generate(
         args.out, args.count, seed=args.seed, size=args.size, spp=args.spp, shard_size=args.shard_size,
         shard=args.shard, scheduler=args.scheduler, variant=args.variant, head_model=args.head_model,
