@@ -224,35 +224,59 @@ def check_slopes(normals: Any, mask: Any, name: str = "normals", xp: Any = np, K
         denom = normals[..., 2] - normals[..., 0] * ((cols - cx) / fx) + normals[..., 1] * ((rows - cy) / fy)
         what = "Nz - Nx (c - cx)/fx + Ny (r - cy)/fy"
     with np.errstate(all="ignore"):
-        d_in = xp.where(mask, denom, 1.0)
+        d_in = xp.where(mask, denom, 1.0).astype(np.float64, copy=False)  # float64, as the core
+        del denom
         if not (float(d_in.min()) >= lo and float(d_in.max()) <= hi):
             bad = int(xp.count_nonzero(~((d_in >= lo) & (d_in <= hi)) & mask))
             raise ValueError(
                 f"{name} must have {_num(lo)} <= {what} <= {_num(hi)} inside the mask (rescale them, e.g. to unit "
                 f"length); got {bad} pixel(s) outside"
             )
+        # Written for a small peak memory (two float64 maps at a time): the checks run on every
+        # call, float32 maps included, which the core reads in place.
         if K is None:
-            inv = -1.0 / d_in
-            p, q = normals[..., 0] * inv, normals[..., 1] * inv
+            inv = xp.divide(-1.0, d_in, out=d_in)
         else:
-            p, q = normals[..., 0] / (fx * d_in), normals[..., 1] / (fy * d_in)
-        pa, qa = xp.where(mask, xp.abs(p), 0.0), xp.where(mask, xp.abs(q), 0.0)
-    pmax, qmax = _per_map_max(pa, xp), _per_map_max(qa, xp)
-    per_map = np.maximum(pmax, qmax)
-    if not bool((per_map <= SLOPE_LIMIT).all()):  # also catches NaN
-        bad = int(xp.count_nonzero(~(xp.maximum(pa, qa) <= SLOPE_LIMIT)))
-        kind = "|Nx/Nz| or |Ny/Nz|" if K is None else "log-depth slope |Nx/(fx d)| or |Ny/(fy d)|"
-        raise ValueError(f"{name} too grazing: {kind} > {_num(SLOPE_LIMIT)} at {bad} pixel(s) inside the mask")
-    need = np.minimum(pmax, qmax) < 2.0**-40
-    if bool(need.any()):
-        # One direction's slopes are tiny: what the right-hand side holds is the largest edge
-        # gradient (p_i + p_j) / 2 over horizontal pairs and (q_i + q_j) / 2 over vertical pairs
-        # of mask pixels, which may be far below the largest slope (1 x 2 maps, cancellation).
-        ps, qs = xp.where(mask, p, 0.0), xp.where(mask, q, 0.0)
-        eh = xp.where(mask[..., :, :-1] & mask[..., :, 1:], xp.abs(ps[..., :, :-1] + ps[..., :, 1:]), 0.0)
-        ev = xp.where(mask[..., :-1, :] & mask[..., 1:, :], xp.abs(qs[..., :-1, :] + qs[..., 1:, :]), 0.0)
-        edge = np.maximum(_per_map_max(eh, xp), _per_map_max(ev, xp))  # 2x the gradient: no underflow
-        per_map = np.where(need, edge, per_map)
+            inv = xp.multiply(d_in, fx, out=d_in)  # fx d; the slopes are N / (f d)
+        del d_in
+
+        def slope(c: int, f: float = 1.0) -> Any:
+            """|p| (c = 0) or |q| (c = 1) inside the mask, 0 elsewhere (one new map)."""
+            out = normals[..., c] * inv if K is None else normals[..., c] / (inv if f == fx else inv * (f / fx))
+            xp.abs(out, out=out)
+            out[~mask] = 0.0  # values outside the mask (NaN included) are ignored
+            return out
+
+        pa = slope(0, 1.0 if K is None else fx)
+        pmax = _per_map_max(pa, xp)
+        if not bool((pmax <= SLOPE_LIMIT).all()):
+            bad_p = ~(pa <= SLOPE_LIMIT)
+        else:
+            bad_p = None
+        del pa
+        qa = slope(1, 1.0 if K is None else fy)
+        qmax = _per_map_max(qa, xp)
+        per_map = np.maximum(pmax, qmax)
+        if not bool((per_map <= SLOPE_LIMIT).all()):  # also catches NaN
+            bad_q = ~(qa <= SLOPE_LIMIT)
+            bad = int(xp.count_nonzero(bad_q if bad_p is None else (bad_p | bad_q)))
+            kind = "|Nx/Nz| or |Ny/Nz|" if K is None else "log-depth slope |Nx/(fx d)| or |Ny/(fy d)|"
+            raise ValueError(f"{name} too grazing: {kind} > {_num(SLOPE_LIMIT)} at {bad} pixel(s) inside the mask")
+        del qa
+        need = np.minimum(pmax, qmax) < 2.0**-40
+        if bool(need.any()):
+            # One direction's slopes are tiny: what the right-hand side holds is the largest edge
+            # gradient (p_i + p_j) / 2 over horizontal pairs and (q_i + q_j) / 2 over vertical
+            # pairs of mask pixels, which may be far below the largest slope (cancellation, 1 x 2).
+            if K is None:
+                ps, qs = normals[..., 0] * inv, normals[..., 1] * inv
+            else:
+                ps, qs = normals[..., 0] / inv, normals[..., 1] / (inv * (fy / fx))
+            ps, qs = xp.where(mask, ps, 0.0), xp.where(mask, qs, 0.0)
+            eh = xp.where(mask[..., :, :-1] & mask[..., :, 1:], xp.abs(ps[..., :, :-1] + ps[..., :, 1:]), 0.0)
+            ev = xp.where(mask[..., :-1, :] & mask[..., 1:, :], xp.abs(qs[..., :-1, :] + qs[..., 1:, :]), 0.0)
+            edge = np.maximum(_per_map_max(eh, xp), _per_map_max(ev, xp))  # 2x the gradient: no underflow
+            per_map = np.where(need, edge, per_map)
     return float(per_map) if per_map.ndim == 0 else per_map
 
 

@@ -1236,6 +1236,8 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         _remove_created_folders()
         raise
+    if result.get("rank", 0) != 0:  # under torchrun only rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(result))
     else:
