@@ -14,10 +14,11 @@ machine with one NVIDIA GPU and ~16 cores; everything it keeps is written into `
   :func:`monohead.model.export_weights` writes them, cut in two under 16 MiB (join with
   ``cat unet.pt.part-* > unet.pt``, beside ``model_card.json``).
 
-Stages, each within its share of ``--budget`` seconds (default 420, inside a 10-minute call
-with the install):
+Stages, each within its share of ``--budget`` seconds (default 390; with the install about 8
+minutes, inside a 10-minute call):
 
-1. **Test set**: the first ``--test-count`` heads (half female, half male, as ``monohead
+1. **Test set** (at most 30 % of the budget; the heads of the whole shards are used if it
+   runs out): the first ``--test-count`` heads (half female, half male, as ``monohead
    experiments`` chooses) of seed ``--test-seed`` (2,000,000,000, disjoint from every training
    seed), 16 spp, rendered by ``--procs`` processes, each making the shards ``i/procs``.
 2. **Training data**: seed ``--train-seed``, ``--train-count`` samples at most, by the same
@@ -124,7 +125,8 @@ def table1_markdown(rows: list[tuple[str, dict[str, Any]]], summary: dict[str, A
     lines += [
         "",
         f"- machine: {summary['machine']}; Mitsuba variant {summary['variant']}; {summary['procs']} rendering processes",
-        f"- test set: {t['count']} heads of {t['rendered']} rendered samples, {t['seconds']:.0f} s",
+        f"- test set: {t['count']} balanced heads (of {t['asked']} asked) among {t['rendered']} rendered samples, "
+        f"{t['seconds']:.0f} s",
         f"- training data: seed {d['seed']}, {d['samples']} whole samples ({d['skipped_shards']} shards not finished), "
         f"{d['seconds']:.0f} s ({d['samples_per_second']:.1f} samples/s)",
         f"- fine-tune from {f['init']}: {f['steps']} steps of batch {f['batch_size']} = {f['images_seen']} images, "
@@ -152,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="folder of the results (the device machine's $OUT)")
     ap.add_argument("--work", help="folder of the data sets and the run (default: a temporary folder)")
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: checks the script, gives no result")
-    ap.add_argument("--budget", type=float, default=420.0, help="seconds for all stages (default 420)")
+    ap.add_argument("--budget", type=float, default=390.0, help="seconds for all stages (default 390; the install "
+                    "takes about a minute more)")
     ap.add_argument("--procs", type=int, help="rendering processes (default: cores - 2; 0: in this process)")
     ap.add_argument("--variant", help="Mitsuba variant (default cuda_ad_rgb; dry run: auto)")
     ap.add_argument("--device", help="PyTorch device of the fine-tune (default cuda; dry run: cpu)")
@@ -164,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-spp", type=int, help="samples per pixel of the training images (default 9; dry run 1)")
     ap.add_argument("--train-seed", type=int, default=TRAIN_SEED)
     ap.add_argument("--train-count", type=int, help="training samples at most (default 20000; dry run 12)")
-    ap.add_argument("--gen-seconds", type=float, help="seconds of training-data rendering (default 40 %% of the budget)")
-    ap.add_argument("--train-seconds", type=float, help="seconds of fine-tuning (default 35 %% of the budget)")
+    ap.add_argument("--gen-seconds", type=float, help="seconds of training-data rendering (default 45 %% of what the "
+                    "test set left of the budget)")
+    ap.add_argument("--train-seconds", type=float, help="seconds of fine-tuning (default 35 %% of what the test set left)")
     ap.add_argument("--init", help="weights to start from (default: the shipped ones; 'none': a new network)")
     ap.add_argument("--width", type=int, help="U-Net width of a new network (--init none)")
     ap.add_argument("--depth", type=int, help="U-Net depth of a new network (--init none)")
@@ -190,8 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     args.val_count = pick(args.val_count, 64, 2)
     args.val_every = pick(args.val_every, 100, 2)
     args.max_steps = pick(args.max_steps, 10**9, 3)
-    gen_s = args.gen_seconds if args.gen_seconds is not None else 0.40 * args.budget
-    train_s = args.train_seconds if args.train_seconds is not None else 0.35 * args.budget
 
     import torch
 
@@ -217,8 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     # 1. Test set: balanced heads of the test seed, rendered whole.
     indices, _ = balanced_indices(args.test_seed, args.test_count, args.size)
     test_dir = work / f"test_s{args.test_seed}"
-    t = render(test_dir, indices[-1] + 1, args.test_seed, args, spp=args.test_spp, deadline=None)
-    test_all = SyntheticHeads(test_dir)
+    t = render(test_dir, indices[-1] + 1, args.test_seed, args, spp=args.test_spp,
+               deadline=t_start + 0.3 * args.budget, min_samples=0)
+    test_all = SyntheticHeads(test_dir, partial=True)  # whole, unless its time share ran out
+    wanted = set(indices)
+    positions = [j for j in range(len(test_all)) if test_all[j]["index"] in wanted]
+    indices = [test_all[j]["index"] for j in positions]
+    if not positions:
+        raise SystemExit(f"device_train: no test head was rendered in {t:.0f} s: give more --budget")
 
     class Picked:  # the balanced heads, in order
         meta = {"root": str(test_dir), "seed": args.test_seed, "generator_version": test_all.generator_version,
@@ -228,15 +236,19 @@ def main(argv: list[str] | None = None) -> int:
             return len(indices)
 
         def __getitem__(self, i: int) -> Any:
-            return test_all[indices[i]]
+            return test_all[positions[i]]
 
     test = Picked()
     summary: dict[str, Any] = {
         "dry_run": dry, "machine": machine, "variant": variant, "procs": args.procs,
-        "test": {"seed": args.test_seed, "count": len(indices), "rendered": indices[-1] + 1, "seconds": t,
+        "test": {"seed": args.test_seed, "count": len(indices), "asked": args.test_count,
+                 "rendered": len(test_all), "seconds": t,
                  "generator_version": test_all.generator_version},
     }  # fmt: skip
-    _log(f"test set: {len(indices)} heads ({indices[-1] + 1} rendered) in {t:.0f} s")
+    _log(f"test set: {len(indices)} of {args.test_count} balanced heads ({len(test_all)} rendered) in {t:.0f} s")
+    left = max(0.0, args.budget - (time.monotonic() - t_start))  # the rest: evaluation and export (~20 %)
+    gen_s = args.gen_seconds if args.gen_seconds is not None else 0.45 * left
+    train_s = args.train_seconds if args.train_seconds is not None else 0.35 * left
 
     # 2. Training data until the deadline; only whole shards are used.
     train_dir = work / f"train_s{args.train_seed}"
