@@ -9,11 +9,12 @@
 # cannot download. Those wheels (cp312, about 70 MiB) travel with the calls, in parts, because
 # one call carries at most 64 MiB and the working tree already takes about 41 MiB:
 #
-#   here:     tools/device_wheels.sh                      # .whl1 .. .whl4, git-ignored, <= 22 MiB each
+#   here:     tools/device_wheels.sh                      # .whl1 .. .whlN, git-ignored, <= 20 MiB each
+#             (tree + one part must stay under 64 MiB: check `git ls-files -z | xargs -0 du -cb | tail -1`)
 #   device:   tools/device_train.sh stash    carry .whl1  # starts the machine; parts kept in .device-wheels/
 #             tools/device_train.sh stash    carry .whl2  # next calls within 30 s, while it is warm
-#             tools/device_train.sh stash    carry .whl3
-#             tools/device_train.sh [OPTIONS] carry .whl4 # install + run (timeout_s 580; about 8 min)
+#             tools/device_train.sh stash    carry .whl3  # ... one call per folder but the last
+#             tools/device_train.sh [OPTIONS] carry .whlN # install + run (timeout_s 580; about 8 min)
 #
 #   anywhere: tools/device_train.sh --dry-run [OPTIONS]   # CPU, tiny sizes, no install (tests run it)
 #

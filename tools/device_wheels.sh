@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Here, before a GPU run: download the wheels tools/device_train.sh needs on the device machine
 # (Python 3.12, x86-64; pip must reach PyPI) and cut them into folders .whl1, .whl2, ... of at
-# most ${PART_MIB:-22} MiB each, so that the working tree (about 41 MiB) plus one folder fits in
+# most ${PART_MIB:-20} MiB each, so that the working tree (about 41 MiB) plus one folder fits in
 # one call's 64 MiB. The folders are git-ignored; carry one per call (see device_train.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PART_MIB=${PART_MIB:-22}
+PART_MIB=${PART_MIB:-20}
 PY=${PYTHON:-python3}
 dl=$(mktemp -d)
 trap 'rm -rf "$dl"' EXIT
