@@ -226,3 +226,26 @@ def test_renderer_rejects_bad_settings(gen):
         render.Renderer(gen.model, 32, spp=0)
     with pytest.raises(ValueError, match="does not exist"):
         HeadModel.load("/nonexistent/asset.npz")
+
+
+def test_mask_difference_counts_holes_not_silhouettes():
+    """``mask_diff_interior`` is 0 for a silhouette shifted by one pixel and counts a hole."""
+    from monohead.synth.check import compare_ground_truth
+
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 20**2
+    wider = (yy - 32) ** 2 + (xx - 32) ** 2 < 21**2
+    normals = np.zeros((64, 64, 3))
+    normals[..., 2] = 1.0
+    depth = np.zeros((64, 64))
+
+    def gt(mask):
+        return {"normals": normals, "depth": depth, "mask": mask}
+
+    shifted = compare_ground_truth(gt(disc), gt(wider))
+    assert shifted["mask_diff"] > 0 and shifted["mask_diff_interior"] == 0
+    holed = disc.copy()
+    holed[30, 30] = False  # a one-pixel hole inside the face
+    holed[40:42, 25:27] = False  # and a 2x2 one
+    c = compare_ground_truth(gt(disc), gt(holed))
+    assert c["mask_diff"] == 5 and c["mask_diff_interior"] == 5

@@ -631,7 +631,7 @@ def _plot_sweeps(sweep: dict[str, Any], oracle: dict[str, Any], path: Path) -> N
         ax.set_ylabel("σ (pixels)")
         ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper right")
     fig.suptitle(f"Effect of λ on the reconstruction error ({len(sweep['samples'])} test heads)", fontsize=11)
     fig.tight_layout()
     _save_png(fig, path)

@@ -296,7 +296,7 @@ def plot_lambda_sweep(table: Mapping[str, Any], path: Any) -> None:
     if np.isfinite(sigma).any():
         b = int(np.nanargmin(sigma))
         ax.plot([lam[b]], [sigma[b]], "o", color="tab:red", label=f"best λ = {lam[b]:g}")
-        ax.legend()
+        ax.legend(loc="upper right")
     ax.set_xlabel("λ")
     ax.set_ylabel("σ (pixels)")
     ax.set_title("Effect of λ on the reconstruction error")
@@ -371,7 +371,7 @@ def plot_depth_comparison(
             ax.axvline(med + s * 3 * sm, color="blue", linestyle=":", label="M ± 3σ_M" if s < 0 else None)
     ax.set_title("(c) residuals")
     ax.set_xlabel("error (pixels)")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper right")
     ax = axes[3]
     heat = err - med
     lim = 3 * sm if np.isfinite(sm) and sm > 0 else float(np.nanmax(np.abs(heat))) or 1.0

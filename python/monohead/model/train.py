@@ -263,7 +263,7 @@ def plot_curves(records: list[dict[str, Any]]) -> bytes:
     ax = axes[0, 1]
     ax.plot(x, [r["wasserstein"] for r in tr], lw=1, label="critic: E[D(y|x)] - E[D(y~|x)]")
     ax.plot(x, [r["loss_adv"] for r in tr], lw=1, label="generator: -E[D(y~|x)]")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     ax.set_title("adversarial terms")
     va = [r for r in va if r["angular"]["mean"] is not None]  # an untrained model predicts no mask
     xv = [r["images_seen"] for r in va]
@@ -272,12 +272,12 @@ def plot_curves(records: list[dict[str, Any]]) -> bytes:
     ax.plot(xv, [r["angular"]["median"] for r in va], "s-", label="median")
     ax.axhline(10.01, color="gray", ls="--", lw=1, label="paper (mean 10.01°)")
     ax.set_title("validation angular error (degrees)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     ax = axes[1, 1]
     ax.plot(xv, [r["mask_precision"] for r in va], "o-", label="precision")
     ax.plot(xv, [r["mask_recall"] for r in va], "s-", label="recall")
     ax.set_title("validation mask (%)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     for a in axes.flat:
         a.set_xlabel("training images seen")
         a.grid(alpha=0.3)

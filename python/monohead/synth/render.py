@@ -563,11 +563,13 @@ class Renderer:
             f.write("0 0 0 0.001\n0 0 0.001 0.001\n0 0 0.002 0.001\n0 0 0.003 0.001\n")
         return path
 
-    def __del__(self) -> None:
+    def __del__(self, _unlink: Any = os.unlink) -> None:
+        # os.unlink bound at definition: at interpreter shutdown the module's globals may
+        # already be None when the last renderer is collected.
         path = getattr(self, "_curve_file", None)
         if path:
             try:
-                os.unlink(path)
+                _unlink(path)
             except OSError:
                 pass
 
