@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_files", "atomic_write_text", "check_path"]
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_files", "atomic_write_text", "check_path", "file_sha256"]
 
 
 def check_path(path: Any, name: str = "path") -> str:
@@ -147,3 +147,14 @@ def atomic_write_files(files: dict[Any, bytes]) -> None:
         raise
     for tmp, p in staged:
         os.replace(tmp, p)
+
+
+def file_sha256(path: Any) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    import hashlib  # noqa: PLC0415
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -333,28 +333,13 @@ def _photos(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
 def _check_photo(path: Path) -> None:
     """Raise a one-line CliError unless ``path`` is an image whose size is within the limit
-    (only the header is read)."""
-    import warnings
+    (only the header is read: :func:`monohead.photo.check_image_file`)."""
+    from .photo import check_image_file
 
-    from PIL import Image, UnidentifiedImageError
-
-    from .photo import MAX_PIXELS
-
-    if path.stat().st_size == 0:
-        raise CliError(f"{path} is empty (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-    except Image.DecompressionBombError as exc:
-        raise CliError(f"{path} declares more pixels than the limit of {MAX_PIXELS} (a decompression bomb?)") from exc
-    except UnidentifiedImageError as exc:
-        raise CliError(f"{path} is not a readable image (not an image format Pillow knows)") from exc
-    except OSError as exc:
-        raise CliError(f"{path} is not a readable image ({' '.join(str(exc).split())})") from exc
-    if w * h > MAX_PIXELS:
-        raise CliError(f"{path} declares {w}x{h} pixels, more than the limit of {MAX_PIXELS} (a decompression bomb?)")
+        check_image_file(path, "photo")
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _output_folder(path: str, create: bool = True) -> Path:

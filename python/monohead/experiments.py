@@ -348,14 +348,6 @@ def _is_torch_module(obj: Any) -> bool:
     return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module" for c in type(obj).__mro__)
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _state_sha256(module: Any) -> str:
     h = hashlib.sha256()
     for name, t in module.state_dict().items():
@@ -372,7 +364,7 @@ def _resolve_model(model: Any, model_key: str | None) -> tuple[Any, str, dict[st
 
         net = load_pretrained()
         card = dict(getattr(net, "card", {}) or {})
-        key = "shipped:" + (card.get("sha256") or _file_sha256(WEIGHTS_DIR / WEIGHTS_FILE))
+        key = "shipped:" + (card.get("sha256") or _io.file_sha256(WEIGHTS_DIR / WEIGHTS_FILE))
         info = {"name": "shipped weights (monohead/model/weights/unet.pt)", "card": card}
     elif isinstance(model, str) and model == "oracle":
         net, key, info = "oracle", "oracle", {"name": "oracle: the true N, W and mask (no network)"}
@@ -383,7 +375,7 @@ def _resolve_model(model: Any, model_key: str | None) -> tuple[Any, str, dict[st
             raise FileNotFoundError(f"model: no such file or folder: {model}")
         net = load_generator(model)
         src = Path(net.info["source"])
-        key = "file:" + _file_sha256(src)
+        key = "file:" + _io.file_sha256(src)
         card_path = src.parent / "model_card.json"
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
         info = {"name": str(model), "source": {k: net.info.get(k) for k in ("source", "kind", "step", "images_seen", "w_scale")},

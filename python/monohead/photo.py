@@ -44,6 +44,7 @@ __all__ = [
     "NoFaceError",
     "Reconstruction",
     "crop_square",
+    "check_image_file",
     "DETECTORS",
     "MAX_PIXELS",
     "MIN_FACE_COVERAGE",
@@ -195,17 +196,11 @@ def _read(image: Any, name: str, max_side: int | None) -> tuple[np.ndarray, floa
 
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
-        if not path.exists():
-            raise FileNotFoundError(f"{name}: no such file: {path}")
-        if path.is_dir():
-            raise ValueError(f"{name} must be an image file; got the folder {path}")
-        if path.stat().st_size == 0:
-            raise ValueError(f"{name}: {path} is empty (0 bytes)")
+        check_image_file(path, name)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(path) as im:
-                    _check_pixels(im.size, f"{name}: {path}")
                     full = im.size
                     if max_side is not None and im.format == "JPEG" and max(im.size) > 2 * max_side:
                         im.draft("RGB", (max_side, max_side))  # DCT-domain downscale: fast
@@ -228,10 +223,46 @@ def _read(image: Any, name: str, max_side: int | None) -> tuple[np.ndarray, floa
     raise TypeError(f"{name} must be a path, a PIL image or an image array; got {type(image).__name__}")
 
 
+def check_image_file(path: Any, name: str = "image") -> tuple[int, int]:
+    """Check that ``path`` is an image file within :data:`MAX_PIXELS`, reading its header only.
+
+    Returns its ``(width, height)`` in pixels. Raises ``FileNotFoundError`` for a missing file and
+    ``ValueError`` (naming ``name`` and the file) for a folder, an empty file, a file that is not
+    an image Pillow can read, or one that declares more than :data:`MAX_PIXELS` pixels (a
+    decompression bomb: refused before anything is decoded).
+    """
+    import warnings  # noqa: PLC0415
+
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{name}: no such file: {path}")
+    if path.is_dir():
+        raise ValueError(f"{name} must be an image file; got the folder {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{name}: {path} is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                size = im.size
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{name}: {path} has too many pixels; the limit is {MAX_PIXELS} (MAX_PIXELS): "
+                         "a decompression bomb?") from exc
+    except UnidentifiedImageError as exc:
+        raise ValueError(f"{name}: {path} is not a readable image (not an image format Pillow knows)") from exc
+    except OSError as exc:
+        raise ValueError(f"{name}: {path} is not a readable image ({' '.join(str(exc).split())})") from exc
+    _check_pixels(size, f"{name}: {path}")
+    return size
+
+
 def _check_pixels(size: tuple[int, int], what: str) -> None:
     w, h = size
     if w * h > MAX_PIXELS:
-        raise ValueError(f"{what} has {w}x{h} = {w * h / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP (MAX_PIXELS)")
+        raise ValueError(f"{what} has {w}x{h} = {w * h / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP "
+                         "(MAX_PIXELS): too many pixels to decode safely (a decompression bomb?)")
 
 
 def _check_side(arr: np.ndarray, what: str) -> None:

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._io import atomic_write_bytes, atomic_write_text
+from .._io import atomic_write_bytes, atomic_write_text, file_sha256
 from .critic import Critic
 from .data import Augment, StepBatches, StepDataset, _sample_seed, collate, data_summary, dataset_info
 from .losses import LAMBDA_L2, critic_loss, generator_loss
@@ -368,16 +368,6 @@ def _split(n: int, cfg: TrainConfig, has_val: bool) -> tuple[np.ndarray, np.ndar
     return np.arange(n - cfg.val_count), np.arange(n - cfg.val_count, n)
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _load_init(init: str | os.PathLike, G: UNet, cfg: TrainConfig) -> dict[str, Any]:
     """Copy the generator of ``init`` into ``G`` (same architecture and W encoding); returns
     what the run records of it."""
@@ -394,7 +384,7 @@ def _load_init(init: str | os.PathLike, G: UNet, cfg: TrainConfig) -> dict[str, 
         raise ValueError(f"init: {init} encodes W with w_scale {src.w_scale}; the run's is {cfg.w_scale}")
     G.load_state_dict(src.state_dict())
     path = Path(src.info["source"])
-    return {"source": str(path.resolve()), "sha256": _file_sha256(path), "kind": src.info.get("kind"),
+    return {"source": str(path.resolve()), "sha256": file_sha256(path), "kind": src.info.get("kind"),
             "step": src.info.get("step"), "images_seen": src.info.get("images_seen")}
 
 
@@ -502,7 +492,7 @@ def _train(
         _check_resume(ck["config"], cfg)
         init_info = ck.get("init")
         if init is not None:
-            sha = _file_sha256(Path(_init_file(init)))
+            sha = file_sha256(Path(_init_file(init)))
             if init_info is None or init_info.get("sha256") != sha:
                 was = f"from {init_info['source']}" if init_info else "from scratch"
                 raise ValueError(f"init: the run in {run} was started {was}; resume it without --init or with the same weights")

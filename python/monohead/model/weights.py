@@ -24,7 +24,7 @@ from .._io import atomic_write_bytes, atomic_write_text
 from .data import data_summary
 from .predict import MASK_THRESHOLD, evaluate_model
 from .train import BEST, CHECKPOINT, CHECKPOINT_FORMAT, GENERATOR_FORMAT, jsonable, load_checkpoint
-from .unet import W_SCALE, UNet
+from .unet import UNet
 
 __all__ = ["WEIGHTS_DIR", "evaluate_checkpoint", "export_weights", "load_generator", "load_pretrained"]
 
