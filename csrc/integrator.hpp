@@ -219,12 +219,15 @@ class Integrator {
                 grid_, ew_, b, x, tol, maxiter,
                 [&](const double* r, double* z, double* zAp) {
                     const auto d = reduce_bands<2>(B, threads_, par, part, [&](int, int a, int e, double* acc) {
+                        double s0 = 0.0, s1 = 0.0;  // local sums: acc may alias z (kept in registers)
                         for (std::int64_t i = a * S; i < e * S; ++i) {
                             const double zi = inv[i] * r[i];
-                            acc[1] += zi * z[i];
+                            s1 += zi * z[i];
                             z[i] = zi;
-                            acc[0] += r[i] * zi;
+                            s0 += r[i] * zi;
                         }
+                        acc[0] += s0;
+                        acc[1] += s1;
                     });
                     *zAp = d[1];
                     return d[0];

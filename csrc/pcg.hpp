@@ -63,7 +63,9 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
     std::vector<double> part;
     SolveStats st;
     const double bnorm2 = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
-        for (std::int64_t i = a * S; i < e * S; ++i) acc[0] += b[i] * b[i];
+        double s = 0.0;  // a local sum (acc may alias the arrays: kept in a register)
+        for (std::int64_t i = a * S; i < e * S; ++i) s += b[i] * b[i];
+        acc[0] += s;
     })[0];
     const double bnorm = std::sqrt(bnorm2);
     if (bnorm == 0.0) {
@@ -80,10 +82,13 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
 
     auto true_residual = [&]() {
         const double s = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
+            double s = 0.0;
             for (std::int64_t i = a * S; i < e * S; ++i) {
-                rp[i] = b[i] - laplacian_at(eE, eN, x, i, S);
-                acc[0] += rp[i] * rp[i];
+                const double ri = b[i] - laplacian_at(eE, eN, x, i, S);
+                rp[i] = ri;
+                s += ri * ri;
             }
+            acc[0] += s;
         })[0];
         return std::sqrt(s);
     };
@@ -102,37 +107,48 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
         double zAp = 0.0;
         precond(rp, z, &zAp);
         double pr = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
+            double s = 0.0;
             for (std::int64_t i = a * S; i < e * S; ++i) {
-                pp[i] = z[i];
-                acc[0] += pp[i] * rp[i];
+                const double pi = z[i];
+                pp[i] = pi;
+                s += pi * rp[i];
             }
+            acc[0] += s;
         })[0];
         while (st.iterations < maxiter) {
             const double pAp = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
+                double s = 0.0;
                 for (std::int64_t i = a * S; i < e * S; ++i) {
                     const double v = laplacian_at(eE, eN, pp, i, S);
                     app[i] = v;
-                    acc[0] += pp[i] * v;
+                    s += pp[i] * v;
                 }
+                acc[0] += s;
             })[0];
             if (!(pAp > 0.0)) break;  // breakdown (p in the null space): restart from true residual
             const double alpha = pr / pAp;
             const double rr = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
+                double s = 0.0;
                 for (std::int64_t i = a * S; i < e * S; ++i) {
                     x[i] += alpha * pp[i];
-                    rp[i] -= alpha * app[i];
-                    acc[0] += rp[i] * rp[i];
+                    const double ri = rp[i] - alpha * app[i];
+                    rp[i] = ri;
+                    s += ri * ri;
                 }
+                acc[0] += s;
             })[0];
             ++st.iterations;
             if (std::sqrt(rr) <= target) break;
             precond(rp, z, &zAp);
             const double beta = -zAp / pAp;
             pr = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
+                double s = 0.0;
                 for (std::int64_t i = a * S; i < e * S; ++i) {
-                    pp[i] = z[i] + beta * pp[i];
-                    acc[0] += pp[i] * rp[i];
+                    const double pi = z[i] + beta * pp[i];
+                    pp[i] = pi;
+                    s += pi * rp[i];
                 }
+                acc[0] += s;
             })[0];
         }
         rnorm = true_residual();
