@@ -149,8 +149,15 @@ def check_normals_facing_camera(normals: Any, mask: Any, K: tuple[float, float, 
     bad = int(xp.count_nonzero(mask & ~finite))
     if bad:
         raise ValueError(f"{name} must be finite inside the mask; got {bad} pixel(s) with NaN or inf")
-    d = facing_denominator(xp.where(finite[..., None], normals, 0.0), K, (0, 0), xp)
-    away = (d <= 0) & mask
+    # Non-finite normals outside the mask give a NaN denominator there, and NaN <= 0 is False:
+    # no copy of the normals is needed to keep them out of the count.
+    if xp is np:
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = facing_denominator(normals, K, (0, 0), xp)
+            away = (d <= 0) & mask
+    else:
+        d = facing_denominator(normals, K, (0, 0), xp)
+        away = (d <= 0) & mask
     bad = int(xp.count_nonzero(away))
     if bad:
         raise ValueError(
