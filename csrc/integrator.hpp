@@ -314,21 +314,29 @@ class Integrator {
     // opt.inner_iterations iterations on the reweighted system.  Needs method "mg".  The energy
     // decreases at every reweighting (rep.energies).  mode: 0 orthographic normals, 1
     // perspective normals (cam), 2 explicit slope maps (p, q).
+    // The slopes (p, q) of pixel (r, c), cell k, from the source `mode` selects: 0 orthographic
+    // normals (p = -Nx/Nz, q = -Ny/Nz), 1 perspective normals (perspective_slopes), 2 the slope
+    // maps pm, qm given directly.
+    static void slopes_at(int mode, const double* normals, const Pinhole& cam, const double* pm, const double* qm,
+                          int r, int c, std::int64_t k, double& p, double& q) {
+        if (mode == 0) {
+            const double* n3 = normals + 3 * k;
+            p = -n3[0] / n3[2];
+            q = -n3[1] / n3[2];
+        } else if (mode == 1) {
+            perspective_slopes(normals + 3 * k, cam, r, c, p, q);
+        } else {
+            p = pm[k];
+            q = qm[k];
+        }
+    }
+
     SolveReport solve_robust(int mode, const double* normals, const Pinhole& cam, const double* pm, const double* qm,
                              const RobustOptions& opt, const double* x0, double tol, int maxiter, double* out,
                              RobustReport& rrep) {
         if (method_ != Method::Multigrid) throw std::invalid_argument("the robust solve needs method 'mg'");
         auto slopes = [&](int r, int c, std::int64_t k, double& p, double& q) {
-            if (mode == 0) {
-                const double* n3 = normals + 3 * k;
-                p = -n3[0] / n3[2];
-                q = -n3[1] / n3[2];
-            } else if (mode == 1) {
-                perspective_slopes(normals + 3 * k, cam, r, c, p, q);
-            } else {
-                p = pm[k];
-                q = qm[k];
-            }
+            slopes_at(mode, normals, cam, pm, qm, r, c, k, p, q);
         };
         const EdgeSlopes es = edge_slopes(grid_, ew_, mask_.data(), slopes);
         // The smooth solve (also the answer when the residuals are all zero).
@@ -421,16 +429,7 @@ class Integrator {
             D(static_cast<std::size_t>(n), 0.0), T(static_cast<std::size_t>(n), 0.0);
         build_rhs_with(grid_, ew_, mask_.data(),
                        [&](int r, int c, std::int64_t k, double& p, double& q) {
-                           if (mode == 0) {
-                               const double* n3 = normals + 3 * k;
-                               p = -n3[0] / n3[2];
-                               q = -n3[1] / n3[2];
-                           } else if (mode == 1) {
-                               perspective_slopes(normals + 3 * k, cam, r, c, p, q);
-                           } else {
-                               p = pm[k];
-                               q = qm[k];
-                           }
+                           slopes_at(mode, normals, cam, pm, qm, r, c, k, p, q);
                        },
                        b.data());
         for (int r = 0; r < grid_.h; ++r) {
