@@ -14,10 +14,10 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import time  # noqa: E402
+import argparse
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def main() -> None:
@@ -50,10 +50,15 @@ def main() -> None:
         fullhead.merge_head(fit, rec.depth, rec.mask, n, rec.crop)
         fit_t.append(t1 - t0)
         merge_t.append(time.perf_counter() - t1)
-    ms = lambda a: (float(np.mean(a)) * 1e3, float(np.median(a)) * 1e3, float(np.min(a)) * 1e3)  # noqa: E731
+    ms = lambda a: (float(np.mean(a)) * 1e3, float(np.median(a)) * 1e3, float(np.min(a)) * 1e3)
     print(f"astronaut 512x512, {args.runs} runs each after warm-up (ms): mean / median / best")
-    for name, a in (("photo -> mesh", base), ("photo -> mesh + complete head", with_full),
-                    ("complete head stage (fit + merge)", stage), ("  fit_head", fit_t), ("  merge_head", merge_t)):
+    for name, a in (
+        ("photo -> mesh", base),
+        ("photo -> mesh + complete head", with_full),
+        ("complete head stage (fit + merge)", stage),
+        ("  fit_head", fit_t),
+        ("  merge_head", merge_t),
+    ):
         print(f"| {name} | {ms(a)[0]:.1f} | {ms(a)[1]:.1f} | {ms(a)[2]:.1f} |")
     print(f"fit: {fit.iterations} iterations, converged {fit.converged}")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from problems import LAM, make
 
 import monohead
 from monohead.integration import generic
+from problems import LAM, make
 
 SIZES = (128, 256, 512, 1024)
 
@@ -31,7 +31,7 @@ def test_numpy_generic(benchmark, method, size):
     assert info.converged
 
 
-@pytest.mark.parametrize("size", (128, 256))
+@pytest.mark.parametrize("size", [128, 256])
 def test_numpy_generic_batch8(benchmark, size):
     n, W, mask, _ = make("head+neck", size)
     N, Wb, M = (np.stack([a] * 8) for a in (n, W, mask))

@@ -20,7 +20,9 @@ def _head_like_depth(n: int) -> tuple[np.ndarray, np.ndarray]:
     s = n / 64.0
     x, y = (c - n / 2 + 0.3) / s, (n / 2 + 0.1 - r) / s
     mask = (x / 27.0) ** 2 + (y / 30.0) ** 2 < 1.0
-    h = s * (12 * np.exp(-((x + 5) ** 2 / 300 + (y - 3) ** 2 / 500)) + 6 * np.exp(-((x - 4) ** 2 / 20 + (y + 2) ** 2 / 40)))
+    h = s * (
+        12 * np.exp(-((x + 5) ** 2 / 300 + (y - 3) ** 2 / 500)) + 6 * np.exp(-((x - 4) ** 2 / 20 + (y + 2) ** 2 / 40))
+    )
     return h, mask
 
 
@@ -73,4 +75,5 @@ def test_icp_10k(benchmark):
     src = np.asarray(target.vertices)[idx] @ R.T + np.array([3.0, -2.0, 5.0])
     surface = g.MeshSurface(target)
     res = benchmark.pedantic(ev.icp, args=(src, surface), rounds=3, iterations=1)
-    assert res.converged and res.rms < 1e-6
+    assert res.converged
+    assert res.rms < 1e-6

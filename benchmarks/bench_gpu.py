@@ -11,9 +11,9 @@ warm-up call compiles the kernels and fills the memory pool.
 from __future__ import annotations
 
 import pytest
-from compare_gpu import LAM, TOL, csr_jacobi_pcg, gpu_status, pinned_system
 
 import monohead
+from compare_gpu import LAM, TOL, csr_jacobi_pcg, gpu_status, pinned_system
 from monohead.integration import surfaces
 
 SIZES = (512, 1024, 2048, 4096)

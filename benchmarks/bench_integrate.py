@@ -9,10 +9,10 @@ solve), or ``Integrator.solve`` for repeated solves on one mask.
 from __future__ import annotations
 
 import pytest
-from problems import LAM, make
 
 import monohead
 from monohead.integration import dct_poisson
+from problems import LAM, make
 
 SIZES = (128, 256, 512, 1024, 2048)
 
@@ -26,34 +26,34 @@ def test_mg(benchmark, problem, size):
     assert info.converged
 
 
-@pytest.mark.parametrize("size", (128, 256, 512))
+@pytest.mark.parametrize("size", [128, 256, 512])
 def test_jacobi(benchmark, size):
     n, W, mask, _ = make("head+neck", size)
     depth, info = benchmark(monohead.integrate, n, W, LAM, mask, method="jacobi", return_info=True)
     assert info.converged
 
 
-@pytest.mark.parametrize("size", (128, 256, 512))
+@pytest.mark.parametrize("size", [128, 256, 512])
 def test_direct(benchmark, size):
     n, W, mask, _ = make("head+neck", size)
     benchmark(monohead.integrate, n, W, LAM, mask, method="direct")
 
 
-@pytest.mark.parametrize("size", (256, 1024))
+@pytest.mark.parametrize("size", [256, 1024])
 def test_mg_rect_vs_dct(benchmark, size):
     n, _, mask, _ = make("rect", size)
     benchmark.group = f"rect {size}"
     benchmark(monohead.integrate, n, None, LAM, mask)
 
 
-@pytest.mark.parametrize("size", (256, 1024))
+@pytest.mark.parametrize("size", [256, 1024])
 def test_dct_rect(benchmark, size):
     n, _, _, _ = make("rect", size)
     benchmark.group = f"rect {size}"
     benchmark(dct_poisson, n)
 
 
-@pytest.mark.parametrize("size", (128, 1024))
+@pytest.mark.parametrize("size", [128, 1024])
 def test_integrator_resolve(benchmark, size):
     """Repeated solves on one mask: the hierarchy is built once."""
     n, W, mask, _ = make("head+neck", size)
@@ -61,8 +61,8 @@ def test_integrator_resolve(benchmark, size):
     benchmark(solver.solve, n)
 
 
-@pytest.mark.parametrize("threads", (1, 2))
-@pytest.mark.parametrize("size", (1024, 2048))
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("size", [1024, 2048])
 def test_mg_threads(benchmark, size, threads):
     """The threaded core: the same call on 1 and 2 threads (bitwise identical results)."""
     n, W, mask, _ = make("head+neck", size)

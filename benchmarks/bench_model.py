@@ -30,8 +30,8 @@ import pytest
 import torch
 
 from monohead.model import Critic, UNet, critic_loss, generator_loss
-from monohead.model.data import Augment, collate
 from monohead.model._toy import ToyHeads
+from monohead.model.data import Augment, collate
 
 B, S, WIDTH = 16, 128, 32
 

@@ -83,10 +83,14 @@ def main() -> None:
     print("| stage | mean (flip, default) | best (flip) | mean (--no-flip) | best (--no-flip) |\n|---|---|---|---|---|")
     s = {f: np.array(split[f]) * 1e3 for f in (True, False)}
     for k, name in enumerate(STAGES):
-        print(f"| {name} | {s[True][:, k].mean():.1f} | {s[True][:, k].min():.1f} | {s[False][:, k].mean():.1f} | {s[False][:, k].min():.1f} |")
+        print(
+            f"| {name} | {s[True][:, k].mean():.1f} | {s[True][:, k].min():.1f} | {s[False][:, k].mean():.1f} | {s[False][:, k].min():.1f} |"
+        )
     t = {f: np.array(total[f]) * 1e3 for f in (True, False)}
-    print(f"| **total (wall, incl. loading and cropping)** | **{t[True].mean():.1f}** | **{t[True].min():.1f}** | "
-          f"**{t[False].mean():.1f}** | **{t[False].min():.1f}** |")
+    print(
+        f"| **total (wall, incl. loading and cropping)** | **{t[True].mean():.1f}** | **{t[True].min():.1f}** | "
+        f"**{t[False].mean():.1f}** | **{t[False].min():.1f}** |"
+    )
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,9 +103,13 @@ def main() -> None:
             b = _time(lambda det=det: reconstruct.reconstruct(big, model=model, detector=det), max(3, args.runs // 4))
             rows.append((det, d, w, b))
     print("\nby detector, mirror-averaged (ms, mean / best)")
-    print("| detector | detection, 512² | photo -> mesh, 512² array | photo -> mesh, 12 MP JPEG file |\n|---|---|---|---|")
+    print(
+        "| detector | detection, 512² | photo -> mesh, 512² array | photo -> mesh, 12 MP JPEG file |\n|---|---|---|---|"
+    )
     for det, d, w, b in rows:
-        print(f"| {det} | {d.mean():.1f} / {d.min():.1f} | {w.mean():.1f} / {w.min():.1f} | {b.mean():.1f} / {b.min():.1f} |")
+        print(
+            f"| {det} | {d.mean():.1f} / {d.min():.1f} | {w.mean():.1f} / {w.min():.1f} | {b.mean():.1f} / {b.min():.1f} |"
+        )
 
 
 if __name__ == "__main__":

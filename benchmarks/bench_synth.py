@@ -77,8 +77,14 @@ def measure(size: int, count: int, spp: int = 9, version: int | None = None) -> 
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         splits.append(s["timings"])
-    out = {"size": size, "version": gen.version, "variant": gen.variant, "spp": spp, "wall": float(np.mean(wall)),
-           "cpu": float(np.mean(cpu))}
+    out = {
+        "size": size,
+        "version": gen.version,
+        "variant": gen.variant,
+        "spp": spp,
+        "wall": float(np.mean(wall)),
+        "cpu": float(np.mean(cpu)),
+    }
     out.update({k: float(np.mean([t.get(k, 0.0) for t in splits])) for k in KEYS + PARTS})
     return out
 
@@ -101,8 +107,12 @@ def main() -> None:
     for size in args.sizes:
         for version in args.versions:
             r = measure(size, args.count, args.spp, version)
-            print(f"| {size} | {version} | {r['variant']} | {r['wall']:.3f} | {r['cpu']:.3f} | "
-                  + " | ".join(f"{r[k]:.3f}" for k in cols) + " |", flush=True)
+            print(
+                f"| {size} | {version} | {r['variant']} | {r['wall']:.3f} | {r['cpu']:.3f} | "
+                + " | ".join(f"{r[k]:.3f}" for k in cols)
+                + " |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,13 @@ def measure(count: int, size: int) -> np.ndarray:
     rows = []
     for i in range(count):
         p = copy.deepcopy(g.params(123, i))
-        p["pose"].update(yaw=float(np.clip(p["pose"]["yaw"], -25, 25)), pitch=float(np.clip(p["pose"]["pitch"], -12, 12)),
-                         roll=float(np.clip(p["pose"]["roll"], -8, 8)), scale=0.36 * size / 18.5, offset=[0.0, 0.0])
+        p["pose"].update(
+            yaw=float(np.clip(p["pose"]["yaw"], -25, 25)),
+            pitch=float(np.clip(p["pose"]["pitch"], -12, 12)),
+            roll=float(np.clip(p["pose"]["roll"], -8, 8)),
+            scale=0.36 * size / 18.5,
+            offset=[0.0, 0.0],
+        )
         p["camera"] = camera.sample_camera(np.random.default_rng(i), (size, size), p["pose"]["scale"])
         p["artefacts"].update(border=None, jpeg=0, downscale=1.0, defocus=0.0, motion=0.0)
         s = g.render(p)
@@ -44,7 +49,11 @@ def measure(count: int, size: int) -> np.ndarray:
         b = head_box(tuple(float(t) for t in faces[0][:4]))
         m = scene.pose_matrix(p["pose"], g.size)
         uv = camera.project((m[:3, :3] @ scene.FACE_CENTRE + m[:3, 3])[None], p["camera"])[0]
-        row = (18.5 * p["pose"]["scale"] / b.side, (uv[0] - b.x - b.side / 2) / b.side, (uv[1] - b.y - b.side / 2) / b.side)
+        row = (
+            18.5 * p["pose"]["scale"] / b.side,
+            (uv[0] - b.x - b.side / 2) / b.side,
+            (uv[1] - b.y - b.side / 2) / b.side,
+        )
         print(f"{i}: ratio {row[0]:.3f} dx {row[1]:+.3f} dy {row[2]:+.3f}", flush=True)
         rows.append(row)
     return np.array(rows)
@@ -60,7 +69,9 @@ def main() -> None:
     good = r[ok]
     print(f"{len(r)} detections, {int((~ok).sum())} false left out")
     print(f"ratio median {np.median(good[:, 0]):.3f}, log-std {np.log(good[:, 0]).std():.3f}")
-    print(f"dx {good[:, 1].mean():+.3f} +- {good[:, 1].std():.3f}, dy {good[:, 2].mean():+.3f} +- {good[:, 2].std():.3f}")
+    print(
+        f"dx {good[:, 1].mean():+.3f} +- {good[:, 1].std():.3f}, dy {good[:, 2].mean():+.3f} +- {good[:, 2].std():.3f}"
+    )
 
 
 if __name__ == "__main__":

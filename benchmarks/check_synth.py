@@ -44,7 +44,9 @@ def main() -> None:
         c = check.compare_ground_truth(s, ref)
         fd = check.finite_difference_agreement(s["normals"], s["depth"], s["mask"], camera=p["camera"])
         again = g.sample(args.seed, i)
-        bit = all(np.array_equal(again[k], s[k], equal_nan=k == "depth") for k in ("image", "normals", "depth", "W", "mask"))
+        bit = all(
+            np.array_equal(again[k], s[k], equal_nan=k == "depth") for k in ("image", "normals", "depth", "W", "mask")
+        )
         angles.append(c["mean_angle"])
         diffs.append(c["mask_diff"])
         interior.append(c["mask_diff_interior"])
@@ -53,21 +55,30 @@ def main() -> None:
         same.append(bit)
         what = []
         if args.version >= 2:
-            what = [p["lighting"]["setup"], f"{p['camera'].get('focal_35mm', 0):.0f}mm", p["face"]["expression"],
-                    f"age {p['face']['age']:.0f}"]
+            what = [
+                p["lighting"]["setup"],
+                f"{p['camera'].get('focal_35mm', 0):.0f}mm",
+                p["face"]["expression"],
+                f"age {p['face']['age']:.0f}",
+            ]
             for key in ("occluder", "headwear", "beard"):
                 if p.get(key):
                     kind = p[key].get("kind") or p[key].get("style") if isinstance(p[key], dict) else p[key]
                     what.append(f"{key}:{kind}")
             if p["artefacts"]["border"]:
                 what.append("border")
-        print(f"{i:3d} N {c['mean_angle']:.4f} deg (max {c['max_angle']:.3f}), mask {c['mask_pixels']} px, "
-              f"diff {c['mask_diff']} (interior {c['mask_diff_interior']}), depth {c['depth_max']:.4f} px, "
-              f"FD {fd['mean']:.2f} deg on {fd['pixels']} px, bit-identical {bit}  {' '.join(what)}", flush=True)
-    print(f"\n{args.count} samples (version {args.version}, {args.size}², seed {args.seed}): oracle N mean of means "
-          f"{np.mean(angles):.4f} deg, worst {np.max(angles):.4f} deg; mask pixels differing {int(np.sum(diffs))} "
-          f"({int(np.sum(interior))} not on a silhouette); depth max {np.max(depth):.4f} px; finite differences "
-          f"mean {np.mean(fds):.2f} deg, worst {np.max(fds):.2f} deg; bit-identical {int(np.sum(same))}/{len(same)}")
+        print(
+            f"{i:3d} N {c['mean_angle']:.4f} deg (max {c['max_angle']:.3f}), mask {c['mask_pixels']} px, "
+            f"diff {c['mask_diff']} (interior {c['mask_diff_interior']}), depth {c['depth_max']:.4f} px, "
+            f"FD {fd['mean']:.2f} deg on {fd['pixels']} px, bit-identical {bit}  {' '.join(what)}",
+            flush=True,
+        )
+    print(
+        f"\n{args.count} samples (version {args.version}, {args.size}², seed {args.seed}): oracle N mean of means "
+        f"{np.mean(angles):.4f} deg, worst {np.max(angles):.4f} deg; mask pixels differing {int(np.sum(diffs))} "
+        f"({int(np.sum(interior))} not on a silhouette); depth max {np.max(depth):.4f} px; finite differences "
+        f"mean {np.mean(fds):.2f} deg, worst {np.max(fds):.2f} deg; bit-identical {int(np.sum(same))}/{len(same)}"
+    )
 
 
 if __name__ == "__main__":

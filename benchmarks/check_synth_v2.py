@@ -81,20 +81,30 @@ def main(argv: list[str] | None = None) -> int:
         fd = check.finite_difference_agreement(s["normals"], s["depth"], s["mask"], camera=p["camera"])
         rows.append({"index": i, **c})
         fds.append(fd)
-        for key, val in (("garment", p["body"]["garment"] if p.get("body") else None),
-                         ("headwear", (p.get("headwear") or {}).get("kind")), ("beard", (p.get("beard") or {}).get("style")),
-                         ("occluder", (p.get("occluder") or {}).get("kind"))):
+        for key, val in (
+            ("garment", p["body"]["garment"] if p.get("body") else None),
+            ("headwear", (p.get("headwear") or {}).get("kind")),
+            ("beard", (p.get("beard") or {}).get("style")),
+            ("occluder", (p.get("occluder") or {}).get("kind")),
+        ):
             contents[key][str(val)] = contents[key].get(str(val), 0) + 1
         if args.hash:
             h = hashlib.sha256()
             for k in ("image", "normals", "depth", "W", "mask"):
                 h.update(np.ascontiguousarray(s[k]).tobytes())
             hashes.append(h.hexdigest()[:16])
-        print(f"sample {i}: mean {c['mean_angle']:.4f} deg, mask diffs {c['mask_diff']} "
-              f"({c['mask_diff_off_silhouette']} off the silhouettes), "
-              f"FD mean {fd['mean']:.2f} deg", file=sys.stderr)
+        print(
+            f"sample {i}: mean {c['mean_angle']:.4f} deg, mask diffs {c['mask_diff']} "
+            f"({c['mask_diff_off_silhouette']} off the silhouettes), "
+            f"FD mean {fd['mean']:.2f} deg",
+            file=sys.stderr,
+        )
     out = {
-        "size": args.size, "count": args.count, "seed": args.seed, "forced": args.force, "variant": gen.variant,
+        "size": args.size,
+        "count": args.count,
+        "seed": args.seed,
+        "forced": args.force,
+        "variant": gen.variant,
         "oracle": {
             "mean_angle_max_over_samples": max(r["mean_angle"] for r in rows),
             "mean_angle_mean": float(np.mean([r["mean_angle"] for r in rows])),
@@ -123,14 +133,22 @@ def main(argv: list[str] | None = None) -> int:
         cpu = {"with": [], "without": []}
         for i in range(args.count):
             p = gen.params(args.seed, i)
-            for key, q in (("with", p), ("without", {**p, "body": None, "headwear": None, "beard": None, "occluder": None})):
+            for key, q in (
+                ("with", p),
+                ("without", {**p, "body": None, "headwear": None, "beard": None, "occluder": None}),
+            ):
                 t0, c0 = time.perf_counter(), time.process_time()
                 gen.render(q)
                 wall[key].append(time.perf_counter() - t0)
                 cpu[key].append(time.process_time() - c0)
         out["cost_seconds_per_sample"] = {
-            k: {"wall_mean": float(np.mean(wall[k])), "wall_median": float(np.median(wall[k])),
-                "cpu_mean": float(np.mean(cpu[k])), "cpu_median": float(np.median(cpu[k]))} for k in wall
+            k: {
+                "wall_mean": float(np.mean(wall[k])),
+                "wall_median": float(np.median(wall[k])),
+                "cpu_mean": float(np.mean(cpu[k])),
+                "cpu_median": float(np.median(cpu[k])),
+            }
+            for k in wall
         }
     print(json.dumps(out, indent=1))
     return 0

@@ -208,9 +208,8 @@ def worker(args):
 
     sys.path.insert(0, str(HERE))
     import monohead
-    from problems import LAM, make
-
     from monohead.integration import default_threads
+    from problems import LAM, make
 
     nthreads = default_threads()
     rows = []
@@ -283,14 +282,21 @@ def targets(rows):
 
     def get(problem, size, method, threads):
         for r in rows:
-            if (r["problem"], r["size"], r["method"], r.get("threads")) == (problem, size, method, threads) and not r.get("missing"):
+            if (r["problem"], r["size"], r["method"], r.get("threads")) == (
+                problem,
+                size,
+                method,
+                threads,
+            ) and not r.get("missing"):
                 return r
         return None
 
     def verdict(ok):
         return "met" if ok else "NOT met"
 
-    settings = sorted({r["threads"] for r in rows if not r.get("missing")}, key=lambda t: (t == "all", int(t) if t.isdigit() else 0))
+    settings = sorted(
+        {r["threads"] for r in rows if not r.get("missing")}, key=lambda t: (t == "all", int(t) if t.isdigit() else 0)
+    )
     out = ["", "Targets (ratios from this run):", ""]
     for threads in settings:
         for size in (1024, 2048):
@@ -317,17 +323,30 @@ def targets(rows):
         mg = get("head", 128, "mg", threads)
         ch = get("head", 128, "cholmod", threads)
         if mg:
-            out.append(f"- head 128², threads={threads}: mg total {mg['total'] * 1e3:.2f} ms (target <= 2 ms: {verdict(mg['total'] <= 2e-3)})")
+            out.append(
+                f"- head 128², threads={threads}: mg total {mg['total'] * 1e3:.2f} ms (target <= 2 ms: {verdict(mg['total'] <= 2e-3)})"
+            )
         if mg and ch:
             ratio = ch["total"] / mg["total"]
-            out.append(f"- head 128²: CHOLMOD {ch['total'] * 1e3:.2f} ms / mg = {ratio:.1f}x (target >= 8x: {verdict(ratio >= 8)})")
+            out.append(
+                f"- head 128²: CHOLMOD {ch['total'] * 1e3:.2f} ms / mg = {ratio:.1f}x (target >= 8x: {verdict(ratio >= 8)})"
+            )
         mg = get("rect", 1024, "mg", threads)
         dct = get("rect", 1024, "dct", threads)
         if mg and dct:
             ratio = mg["total"] / dct["total"]
-            out.append(f"- rect 1024², threads=1: mg {mg['total']:.3f} s / DCT {dct['total']:.3f} s = {ratio:.2f}x (target <= 2.5x: {verdict(ratio <= 2.5)})")
-        its = [r for r in rows if r.get("method") == "mg" and r.get("problem") == "head+neck" and r.get("threads") == threads
-               and 256 <= r["size"] <= 2048 and not r.get("missing")]
+            out.append(
+                f"- rect 1024², threads=1: mg {mg['total']:.3f} s / DCT {dct['total']:.3f} s = {ratio:.2f}x (target <= 2.5x: {verdict(ratio <= 2.5)})"
+            )
+        its = [
+            r
+            for r in rows
+            if r.get("method") == "mg"
+            and r.get("problem") == "head+neck"
+            and r.get("threads") == threads
+            and 256 <= r["size"] <= 2048
+            and not r.get("missing")
+        ]
         if its:
             its.sort(key=lambda r: r["size"])
             worst = max(r["iterations"] for r in its)
@@ -336,7 +355,9 @@ def targets(rows):
         a, b = get("head+neck", 256, "mg", threads), get("head+neck", 2048, "mg", threads)
         if a and b:
             k = math.log(b["total"] / a["total"]) / math.log(b["unknowns"] / a["unknowns"])
-            out.append(f"- head+neck 256² -> 2048², threads=1: time grows as N^{k:.2f} (target <= N^1.1: {verdict(k <= 1.1)}; iterations {a['iterations']} -> {b['iterations']})")
+            out.append(
+                f"- head+neck 256² -> 2048², threads=1: time grows as N^{k:.2f} (target <= N^1.1: {verdict(k <= 1.1)}; iterations {a['iterations']} -> {b['iterations']})"
+            )
     mgs = [r for r in rows if r.get("method") == "mg" and not r.get("missing") and r["size"] >= 512]
     if mgs:
         worst = max(mgs, key=lambda r: r["bytes_per_unknown"])
@@ -401,8 +422,13 @@ def main():
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
     ap.add_argument("--problems", nargs="+", default=["head", "head+neck", "rect"])
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
-    ap.add_argument("--threads", type=_thread_arg, nargs="+", default=["both"],
-                    help="thread settings: numbers, 'all' (every library free), 'both' = 1 and all (default)")
+    ap.add_argument(
+        "--threads",
+        type=_thread_arg,
+        nargs="+",
+        default=["both"],
+        help="thread settings: numbers, 'all' (every library free), 'both' = 1 and all (default)",
+    )
     ap.add_argument("--no-limits", action="store_true", help="run every method at every size (LIMITS lifted)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--from-json", type=Path, help="print the table and targets of saved rows (no run)")

@@ -40,8 +40,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import monohead  # noqa: E402
-from monohead.integration import generic, surfaces  # noqa: E402
+import monohead
+from monohead.integration import generic, surfaces
 
 LAM = 0.1
 TOL = 1e-6
@@ -130,7 +130,7 @@ def _best_row(call, sync, repeat):
 
 def run_monohead(arrays, method, sync, repeat):
     n, W, mask = arrays
-    call = lambda: monohead.integrate(n, W, LAM, mask, method=method, tol=TOL, return_info=True)  # noqa: E731
+    call = lambda: monohead.integrate(n, W, LAM, mask, method=method, tol=TOL, return_info=True)
     _timed(call, sync)  # warm-up
     return _best_row(call, sync, repeat)
 
@@ -206,7 +206,9 @@ def main(argv=None):
             print(f"  target 2048^2 cupy-mg total <= 15 ms: {mg:.2f} ms -> {'met' if mg <= 15 else 'NOT met'}")
             if "cupy-csr-jacobi" in results:
                 ratio = results["cupy-csr-jacobi"]["total_ms"] / mg
-                print(f"  target >= 20x faster than cupy-csr-jacobi: {ratio:.1f}x -> {'met' if ratio >= 20 else 'NOT met'}")
+                print(
+                    f"  target >= 20x faster than cupy-csr-jacobi: {ratio:.1f}x -> {'met' if ratio >= 20 else 'NOT met'}"
+                )
     if cp is None:
         print(f"\nNO GPU: the cupy rows were not measured ({status}). Run this script on a CUDA machine.")
     if args.json:

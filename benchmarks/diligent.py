@@ -28,10 +28,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from problems import LAM, make  # noqa: E402
-
-import monohead  # noqa: E402
-from monohead.integration.perspective import made  # noqa: E402
+import monohead
+from monohead.integration.perspective import made
+from problems import LAM, make
 
 
 def shared_data() -> Path | None:
@@ -42,7 +41,7 @@ def shared_data() -> Path | None:
     return None
 
 
-def best_of(repeats: int, fn):  # noqa: ANN001, ANN201
+def best_of(repeats: int, fn):
     best, out = float("inf"), None
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -120,7 +119,9 @@ def speed(size: int, repeats: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--objects", nargs="+", default=["bear", "buddha", "cat", "cow", "goblet", "harvest", "pot1", "pot2", "reading"])
+    ap.add_argument(
+        "--objects", nargs="+", default=["bear", "buddha", "cat", "cow", "goblet", "harvest", "pot1", "pot2", "reading"]
+    )
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", help="write the figures to this JSON file")
@@ -144,7 +145,9 @@ def main() -> None:
             )
         print()
     sp = speed(args.size, args.repeats)
-    print(f"| head+neck {sp['size']}² ({sp['unknowns']} unknowns) | time s | × orthographic | CG iterations | reweightings |")
+    print(
+        f"| head+neck {sp['size']}² ({sp['unknowns']} unknowns) | time s | × orthographic | CG iterations | reweightings |"
+    )
     print("|---|---|---|---|---|")
     for r in sp["rows"]:
         print(f"| {r['case']} | {r['seconds']:.3f} | {r['ratio']:.2f} | {r['cg_iterations']} | {r['reweightings']} |")

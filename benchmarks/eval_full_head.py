@@ -14,13 +14,13 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def main() -> None:
@@ -44,16 +44,25 @@ def main() -> None:
             with np.load(f, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 for k in range(meta["heads"]):
-                    per.append({side: {m: z[f"{side}_{m}_{k}"] for m in fh.METHODS if f"{side}_{m}_{k}" in z.files}
-                                for side in ("visible", "hidden")})
+                    per.append(
+                        {
+                            side: {m: z[f"{side}_{m}_{k}"] for m in fh.METHODS if f"{side}_{m}_{k}" in z.files}
+                            for side in ("visible", "hidden")
+                        }
+                    )
                 times += meta["times"]
                 conv += meta["converged"]
                 failed += meta["failed"]
         s = fh.summarise(per)
         t = np.array(times)
-        out = {"summary": s, "heads": len(per), "converged": conv, "failed": failed,
-               "fit_ms": {"mean": float(t[:, 0].mean() * 1e3), "median": float(np.median(t[:, 0]) * 1e3)},
-               "merge_ms": {"mean": float(t[:, 1].mean() * 1e3), "median": float(np.median(t[:, 1]) * 1e3)}}
+        out = {
+            "summary": s,
+            "heads": len(per),
+            "converged": conv,
+            "failed": failed,
+            "fit_ms": {"mean": float(t[:, 0].mean() * 1e3), "median": float(np.median(t[:, 0]) * 1e3)},
+            "merge_ms": {"mean": float(t[:, 1].mean() * 1e3), "median": float(np.median(t[:, 1]) * 1e3)},
+        }
         print(json.dumps(out, indent=1))
         print(fh.markdown({"summary": s}))
         return
@@ -95,8 +104,12 @@ def main() -> None:
         meta["ids"].append(j)
         meta["times"].append([t1 - t0, t2 - t1])
         meta["converged"] += int(fit.converged)
-        print(j, f"fit {1e3 * (t1 - t0):.0f} ms", " ".join(f"{s[0]}:{k2}={v.mean():.2f}" for s in ("visible", "hidden")
-                                                       for k2, v in e[s].items()), flush=True)
+        print(
+            j,
+            f"fit {1e3 * (t1 - t0):.0f} ms",
+            " ".join(f"{s[0]}:{k2}={v.mean():.2f}" for s in ("visible", "hidden") for k2, v in e[s].items()),
+            flush=True,
+        )
         # after every head, so that a stopped run keeps what it did
         np.savez(args.out / f"shard-{i:03d}-of-{n:03d}.npz", meta=np.array(json.dumps(meta)), **arrays)
 

@@ -14,11 +14,11 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def _photos_dir() -> Path | None:
@@ -57,11 +57,18 @@ def main() -> None:
         v, n = photo.surface_points(rec.mesh)
         fv, fn = photo.surface_points(rec.full_mesh, order=5)
         fit = rec.head_fit
-        info = (f"{'converged' if fit.converged else 'NOT converged'}, residual {fit.rms:.2f} px, "
-                f"yaw {fit.params()['yaw_pitch_roll'][0]:.0f}°")
-        panels = [photo.shaded_view(v, n, "front")] + [photo.shaded_view(fv, fn, w, size=160) for w in ("front", "side", "back")]
+        info = (
+            f"{'converged' if fit.converged else 'NOT converged'}, residual {fit.rms:.2f} px, "
+            f"yaw {fit.params()['yaw_pitch_roll'][0]:.0f}°"
+        )
+        panels = [photo.shaded_view(v, n, "front")] + [
+            photo.shaded_view(fv, fn, w, size=160) for w in ("front", "side", "back")
+        ]
         rows.append((p.stem, panels, info))
-        print(f"{p.name}: {info}, watertight {rec.full_mesh.is_watertight}, {rec.seconds['full_head'] * 1e3:.0f} ms", file=sys.stderr)
+        print(
+            f"{p.name}: {info}, watertight {rec.full_mesh.is_watertight}, {rec.seconds['full_head'] * 1e3:.0f} ms",
+            file=sys.stderr,
+        )
     fig = Figure(figsize=(8, 2.1 * len(rows)), dpi=80)
     FigureCanvasAgg(fig)
     axes = np.asarray(fig.subplots(len(rows), 4)).reshape(len(rows), 4)

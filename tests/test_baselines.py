@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import unit_normals_from_gradients
 
 import monohead
+from conftest import unit_normals_from_gradients
 from monohead.integration import dct_poisson, frankot_chellappa, surfaces
 
 

@@ -12,9 +12,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import unit_normals_from_gradients
 
 import monohead
+from conftest import unit_normals_from_gradients
 from monohead.integration import ConvergenceWarning, SolveInfo, generic, surfaces
 
 HAS_CUPY = importlib.util.find_spec("cupy") is not None
@@ -52,13 +52,17 @@ class FakeCupyArray:
 def test_cpu_batch_equals_per_item(rng, method):
     n, Wmap, masks = batch(rng)
     d, infos = monohead.integrate(n, Wmap, 0.1, masks, method=method, tol=1e-11, return_info=True)
-    assert isinstance(d, np.ndarray) and d.shape == masks.shape and d.dtype == np.float64
-    assert isinstance(infos, list) and len(infos) == 3
+    assert isinstance(d, np.ndarray)
+    assert d.shape == masks.shape
+    assert d.dtype == np.float64
+    assert isinstance(infos, list)
+    assert len(infos) == 3
     for k in range(3):
         ref, info = monohead.integrate(n[k], Wmap[k], 0.1, masks[k], method=method, tol=1e-11, return_info=True)
         np.testing.assert_allclose(d[k], ref, atol=1e-9, equal_nan=True)
         assert isinstance(infos[k], SolveInfo)
-        assert infos[k].backend == "cpu" and infos[k].method == method
+        assert infos[k].backend == "cpu"
+        assert infos[k].method == method
         assert infos[k].num_components == info.num_components
         assert infos[k].num_unknowns == int(masks[k].sum())
     assert d[2, 0, 0] == 0.0
@@ -90,7 +94,8 @@ def test_batch_default_mask_shared_mask_weights_and_x0(rng):
 def test_batch_of_one_and_float32(rng):
     n, Wmap, masks = batch(rng)
     d = monohead.integrate(n[:1].astype(np.float32), Wmap[:1].astype(np.float32), 0.1, masks[:1])
-    assert d.shape == (1, 20, 24) and d.dtype == np.float64
+    assert d.shape == (1, 20, 24)
+    assert d.dtype == np.float64
 
 
 def test_batch_convergence_warning(rng):
@@ -103,13 +108,29 @@ def test_batch_convergence_warning(rng):
 @pytest.mark.parametrize(
     ("mutate", "exc", "match"),
     [
-        (lambda a: a | {"mask": a["mask"][:2]}, ValueError, r"mask must have shape \(B, H, W\) = \(3, 20, 24\).*batch size"),
+        (
+            lambda a: a | {"mask": a["mask"][:2]},
+            ValueError,
+            r"mask must have shape \(B, H, W\) = \(3, 20, 24\).*batch size",
+        ),
         (lambda a: a | {"weights": a["weights"][:1]}, ValueError, r"weights must have shape \(B, H, W\).*batch size"),
         (lambda a: a | {"mask": a["mask"][:, :, :5]}, ValueError, r"mask must have shape .*\(3, 20, 5\)"),
         (lambda a: a | {"weights": a["weights"][..., None]}, ValueError, "weights must have shape"),
-        (lambda a: a | {"mask": a["mask"][0, :4]}, ValueError, r"mask must have shape \(B, H, W\) = \(3, 20, 24\) or \(H, W\) = \(20, 24\) shared by the batch; got \(4, 24\)"),
-        (lambda a: a | {"normals": a["normals"][..., :2]}, ValueError, r"normals must have shape .*; got \(3, 20, 24, 2\)"),
-        (lambda a: a | {"normals": a["normals"][None]}, ValueError, r"normals must have shape \(H, W, 3\) or \(B, H, W, 3\)"),
+        (
+            lambda a: a | {"mask": a["mask"][0, :4]},
+            ValueError,
+            r"mask must have shape \(B, H, W\) = \(3, 20, 24\) or \(H, W\) = \(20, 24\) shared by the batch; got \(4, 24\)",
+        ),
+        (
+            lambda a: a | {"normals": a["normals"][..., :2]},
+            ValueError,
+            r"normals must have shape .*; got \(3, 20, 24, 2\)",
+        ),
+        (
+            lambda a: a | {"normals": a["normals"][None]},
+            ValueError,
+            r"normals must have shape \(H, W, 3\) or \(B, H, W, 3\)",
+        ),
         (lambda a: a | {"normals": a["normals"].astype(complex)}, TypeError, "normals must have a real floating dtype"),
         (lambda a: a | {"weights": a["weights"] > 1}, TypeError, "weights must have a real floating dtype"),
         (lambda a: a | {"mask": a["mask"].astype(float)}, TypeError, "mask must be a boolean"),

@@ -21,8 +21,10 @@ def test_integrate_example_json(tmp_path, capsys):
     depth = np.load(out)
     s = surfaces.head(256, neck=True)
     np.testing.assert_array_equal(np.isnan(depth), ~s.mask)
-    assert r["unknowns"] == s.mask.sum() and r["residual"] <= 1e-6
-    assert r["mesh_vertices"] == s.mask.sum() and mesh.stat().st_size > 0
+    assert r["unknowns"] == s.mask.sum()
+    assert r["residual"] <= 1e-6
+    assert r["mesh_vertices"] == s.mask.sum()
+    assert mesh.stat().st_size > 0
 
 
 def test_integrate_npz_roundtrip(tmp_path, capsys):
@@ -39,7 +41,7 @@ def test_integrate_npz_roundtrip(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "argv, message",
+    ("argv", "message"),
     [
         (["integrate", "missing.npy"], "input file does not exist"),
         (["integrate"], "give a normal map"),
@@ -51,7 +53,8 @@ def test_errors_exit_2_with_one_line(argv, message, capsys, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert message in err
+    assert err.count("\n") == 1
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
@@ -59,13 +62,13 @@ def test_bad_npz_and_python_m(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     proc = subprocess.run([sys.executable, "-m", "monohead", "integrate", str(bad)], capture_output=True, text=True)
-    assert proc.returncode == 2 and "cannot read" in proc.stderr
+    assert proc.returncode == 2
+    assert "cannot read" in proc.stderr
 
 
 def _bini_folder(path, bits, with_mask=True):
     """A BiNI-layout folder of the analytic perspective sphere; returns (normals, mask, K in OpenCV form)."""
     from conftest import perspective_sphere
-
     from monohead.geometry.normal_maps import encode_png, normals_to_image
 
     normals, _, mask, K = perspective_sphere()
@@ -90,7 +93,8 @@ def test_integrate_bini_folder_perspective(tmp_path, capsys, bits):
     argv = ["integrate", str(tmp_path / "obj"), "-o", str(out), "--mesh", str(mesh), "--json", "--tol", "1e-10"]
     assert cli.main(argv) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["camera"] == "perspective" and r["unknowns"] == mask.sum()
+    assert r["camera"] == "perspective"
+    assert r["unknowns"] == mask.sum()
     z = np.load(out)
     # BiNI's decoding of the quantised PNG, then the perspective solve with K in OpenCV form
     top = 255.0 if bits == 8 else 65535.0
@@ -100,13 +104,13 @@ def test_integrate_bini_folder_perspective(tmp_path, capsys, bits):
     ref = monohead.integrate(np.where(mask[..., None], decoded, 0.0), mask=mask, K=K, tol=1e-10)
     np.testing.assert_allclose(z[mask], ref[mask], rtol=1e-7)
     m = __import__("trimesh").load(mesh, process=False)
-    assert len(m.vertices) == mask.sum() and np.all(m.vertices[:, 2] < 0)  # in front of the camera (-z)
+    assert len(m.vertices) == mask.sum()
+    assert np.all(m.vertices[:, 2] < 0)
 
 
 def test_integrate_npz_with_K_and_orthographic_override(tmp_path, capsys):
-    from conftest import perspective_sphere
-
     import monohead
+    from conftest import perspective_sphere
 
     normals, _, mask, K = perspective_sphere()
     src = tmp_path / "in.npz"
@@ -147,7 +151,8 @@ def test_integrate_sharpness_flag(tmp_path, capsys):
     out = tmp_path / "z.npy"
     assert cli.main(["integrate", str(tmp_path / "obj"), "-o", str(out), "--sharpness", "2", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["sharpness"] == 2.0 and r["reweightings"] >= 1
+    assert r["sharpness"] == 2.0
+    assert r["reweightings"] >= 1
     assert cli.main(["integrate", str(tmp_path / "obj"), "-o", str(out), "--sharpness", "-1"]) == 2
     assert "sharpness must be None or a finite number >= 0" in capsys.readouterr().err
 

@@ -47,13 +47,19 @@ def test_empty_mask_and_bad_method():
 
 def test_solve_result_and_properties():
     core = _core.Integrator(_mask(), None, 0.1, "mg")
-    assert core.shape == (6, 7) and core.num_unknowns == 42 and core.num_components == 1
+    assert core.shape == (6, 7)
+    assert core.num_unknowns == 42
+    assert core.num_components == 1
     assert core.nbytes > 0
     n = np.zeros((6, 7, 3))
     n[..., 2] = 1.0
     depth, info = core.solve(n, None, 1e-6, 10)
-    assert depth.dtype == np.float64 and depth.shape == (6, 7)
+    assert depth.dtype == np.float64
+    assert depth.shape == (6, 7)
     assert set(info) == {"iterations", "residual", "converged", "assembly_seconds", "solve_seconds"}
     indptr, indices, data, rhs = core.csr(n)
-    assert indptr.dtype == np.int64 and indices.dtype == np.int32 and data.dtype == np.float64
-    assert indptr[-1] == len(indices) == len(data) and rhs.shape == (42,)
+    assert indptr.dtype == np.int64
+    assert indices.dtype == np.int32
+    assert data.dtype == np.float64
+    assert indptr[-1] == len(indices) == len(data)
+    assert rhs.shape == (42,)

@@ -47,7 +47,12 @@ def test_mask_precision_recall_by_hand():
         (np.ones((2, 2), bool), np.ones((2, 3), bool), ValueError, r"true_mask must have shape \(2, 2\); got \(2, 3\)"),
         (np.ones((2, 2)), np.ones((2, 2), bool), TypeError, "pred_mask must be a boolean .* got dtype float64"),
         (np.full((2, 2), 2), np.ones((2, 2), bool), ValueError, "pred_mask must hold only 0 and 1; got 4 other"),
-        (np.ones(4, bool), np.ones(4, bool), ValueError, r"pred_mask must have shape \(H, W\) or \(B, H, W\); got \(4,\)"),
+        (
+            np.ones(4, bool),
+            np.ones(4, bool),
+            ValueError,
+            r"pred_mask must have shape \(H, W\) or \(B, H, W\); got \(4,\)",
+        ),
         (None, np.ones((2, 2), bool), TypeError, "pred_mask must be a boolean array; got NoneType"),
     ],
 )
@@ -120,7 +125,8 @@ def test_angular_error_known_angles_about_a_perpendicular_axis():
     assert s["median"] == pytest.approx((15.0 + 19.5) / 2)
     # A batch pools its pixels.
     sb = ev.angular_error_stats(np.stack([pred, pred]), np.stack([true, true]))
-    assert sb["mean"] == pytest.approx(np.mean(ANGLES)) and sb["count"] == 20
+    assert sb["mean"] == pytest.approx(np.mean(ANGLES))
+    assert sb["count"] == 20
 
 
 def test_angular_error_validation():
@@ -166,11 +172,13 @@ def test_robust_depth_stats_by_hand():
     assert s["median"] == 2.0
     assert s["sigma_m"] == pytest.approx(math.sqrt(1.25))
     assert s["variance"] == pytest.approx(1.25)
-    assert s["count"] == 5 and s["inliers"] == 4
+    assert s["count"] == 5
+    assert s["inliers"] == 4
     np.testing.assert_array_equal(ev.depth_error_map(pred, true)[0, :5], [0, 1, 2, 3, 100])
     # A constant offset of the reconstruction (its gauge) changes M only.
     s2 = ev.robust_depth_stats(pred + 37.5, true)
-    assert s2["median"] == pytest.approx(2.0 - 37.5) and s2["variance"] == pytest.approx(1.25)
+    assert s2["median"] == pytest.approx(2.0 - 37.5)
+    assert s2["variance"] == pytest.approx(1.25)
 
 
 def test_robust_sigma_on_synthetic_errors_with_outliers():
@@ -197,23 +205,49 @@ def test_robust_sigma_on_synthetic_errors_with_outliers():
     preds = np.stack([s[0] for s in samples])
     trues = np.stack([s[1] for s in samples])
     sigma_nomask = ev.robust_depth_sigma(preds, trues)
-    expected = math.sqrt(
-        sum(_paper_steps(list((s[1] - s[0])[np.isfinite(s[0])]))[2] for s in samples) / 3
-    )
+    expected = math.sqrt(sum(_paper_steps(list((s[1] - s[0])[np.isfinite(s[0])]))[2] for s in samples) / 3)
     assert sigma_nomask == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize(
     ("call", "exc", "match"),
     [
-        (lambda: ev.robust_depth_stats(np.zeros((2, 2)), np.zeros((2, 3))), ValueError, r"true_depth must have shape \(2, 2\); got \(2, 3\)"),
-        (lambda: ev.robust_depth_stats(np.full((2, 2), np.nan), np.zeros((2, 2))), ValueError, "no finite pixel in common"),
-        (lambda: ev.robust_depth_stats(np.zeros((2, 2)), np.zeros((2, 2)), theta=0), ValueError, "theta must be a finite number > 0; got 0.0"),
-        (lambda: ev.robust_depth_stats(np.zeros((2, 2)), np.zeros((2, 2)), theta="7"), TypeError, "theta must be a real number; got str"),
-        (lambda: ev.robust_depth_sigma([np.zeros((2, 2))], [np.zeros((2, 2))] * 2), ValueError, "true_depths must hold 1 maps like pred_depths; got 2"),
+        (
+            lambda: ev.robust_depth_stats(np.zeros((2, 2)), np.zeros((2, 3))),
+            ValueError,
+            r"true_depth must have shape \(2, 2\); got \(2, 3\)",
+        ),
+        (
+            lambda: ev.robust_depth_stats(np.full((2, 2), np.nan), np.zeros((2, 2))),
+            ValueError,
+            "no finite pixel in common",
+        ),
+        (
+            lambda: ev.robust_depth_stats(np.zeros((2, 2)), np.zeros((2, 2)), theta=0),
+            ValueError,
+            "theta must be a finite number > 0; got 0.0",
+        ),
+        (
+            lambda: ev.robust_depth_stats(np.zeros((2, 2)), np.zeros((2, 2)), theta="7"),
+            TypeError,
+            "theta must be a real number; got str",
+        ),
+        (
+            lambda: ev.robust_depth_sigma([np.zeros((2, 2))], [np.zeros((2, 2))] * 2),
+            ValueError,
+            "true_depths must hold 1 maps like pred_depths; got 2",
+        ),
         (lambda: ev.robust_depth_sigma([], []), ValueError, "pred_depths is empty"),
-        (lambda: ev.robust_depth_sigma([np.zeros((2, 2)), np.zeros(3)], [np.zeros((2, 2))] * 2), ValueError, r"sample 1: pred_depth must have shape \(H, W\); got \(3,\)"),
-        (lambda: ev.robust_depth_sigma(np.zeros((2, 2)), np.zeros((2, 2))), ValueError, r"pred_depths must be a sequence of \(H, W\) maps or an \(N, H, W\) array; got shape \(2, 2\)"),
+        (
+            lambda: ev.robust_depth_sigma([np.zeros((2, 2)), np.zeros(3)], [np.zeros((2, 2))] * 2),
+            ValueError,
+            r"sample 1: pred_depth must have shape \(H, W\); got \(3,\)",
+        ),
+        (
+            lambda: ev.robust_depth_sigma(np.zeros((2, 2)), np.zeros((2, 2))),
+            ValueError,
+            r"pred_depths must be a sequence of \(H, W\) maps or an \(N, H, W\) array; got shape \(2, 2\)",
+        ),
     ],
 )
 def test_robust_depth_validation(call, exc, match):
@@ -247,8 +281,11 @@ def test_lambda_sweep_table_matches_direct_computation_and_plots(tmp_path):
     samples = [_cliff_sample(), _cliff_sample((36, 40))]
     lams = [0.0, 0.1, 0.3]
     calls = []
-    table = ev.lambda_sweep(samples, lams, method="direct", plot_path=tmp_path / "fig8.png", callback=lambda d, t: calls.append((d, t)))
-    assert calls[-1] == (6, 6) and len(calls) == 6
+    table = ev.lambda_sweep(
+        samples, lams, method="direct", plot_path=tmp_path / "fig8.png", callback=lambda d, t: calls.append((d, t))
+    )
+    assert calls[-1] == (6, 6)
+    assert len(calls) == 6
     np.testing.assert_array_equal(table["lam"], lams)
     for k, lam in enumerate(lams):
         depths = [monohead.integrate(s.normals, s.weights, lam=lam, mask=s.mask, method="direct") for s in samples]
@@ -320,7 +357,11 @@ def _scan(shape=(48, 48)):
     r, c = np.mgrid[: shape[0], : shape[1]].astype(float)
     x, y = c - 23.4, 24.1 - r
     mask = (x / 21.0) ** 2 + (y / 23.0) ** 2 < 1.0
-    h = 10 * np.exp(-((x + 4) ** 2 / 220 + (y - 2) ** 2 / 380)) + 5 * np.exp(-((x - 3) ** 2 / 15 + (y + 2) ** 2 / 30)) + 0.1 * x
+    h = (
+        10 * np.exp(-((x + 4) ** 2 / 220 + (y - 2) ** 2 / 380))
+        + 5 * np.exp(-((x - 3) ** 2 / 15 + (y + 2) ** 2 / 30))
+        + 0.1 * x
+    )
     return g.depth_to_mesh(h, mask)
 
 
@@ -354,7 +395,8 @@ def test_icp_on_noisy_points_stops_at_the_noise_floor():
     R0, t0 = _rotation([0.3, 1.0, 0.2], 10.0), np.array([3.0, -2.0, 5.0])
     source = (V + np.random.default_rng(1).normal(0, 0.3, V.shape)) @ R0.T + t0
     res = ev.icp(source, target)
-    assert res.converged and res.iterations <= 10
+    assert res.converged
+    assert res.iterations <= 10
     truth = _inverse(R0, t0)
     rms_truth = math.sqrt(np.mean(g.closest_points(ev.apply_transform(truth, source), target)[1] ** 2))
     assert res.rms <= rms_truth
@@ -494,10 +536,12 @@ def test_eq9_equals_direct_computation():
     s = ev.mesh_errors_set(pairs, align=False)
     assert s["e_bar"] == pytest.approx(np.mean(e_bars), abs=1e-12)
     assert s["sigma"] == pytest.approx(math.sqrt(sum(variances) / 2), rel=1e-12)
-    assert s["pairs"] == 2 and s["count"] == 300
+    assert s["pairs"] == 2
+    assert s["count"] == 300
     # Pooled distance statistics over the set.
     d = np.concatenate([g.closest_points(p, gt)[1] for p, _ in pairs])
-    assert s["mean"] == pytest.approx(d.mean()) and s["p90"] == pytest.approx(np.percentile(d, 90))
+    assert s["mean"] == pytest.approx(d.mean())
+    assert s["p90"] == pytest.approx(np.percentile(d, 90))
 
 
 def test_mesh_errors_after_alignment_are_zero_for_a_moved_copy():

@@ -51,7 +51,9 @@ def test_balanced_indices_follow_the_generators_parameters():
     from monohead.synth.head_model import HeadModel
 
     idx, sexes = experiments.balanced_indices(experiments.DEFAULT_SEED, 6, 64)
-    assert sexes.count("female") == 3 and sexes.count("male") == 3 and idx == sorted(idx)
+    assert sexes.count("female") == 3
+    assert sexes.count("male") == 3
+    assert idx == sorted(idx)
     model = HeadModel.load(None)
     every = [sample_params(experiments.DEFAULT_SEED, i, model, (64, 64))["skin"]["sex"] for i in range(idx[-1] + 1)]
     assert [every[i] for i in idx] == sexes
@@ -70,28 +72,38 @@ def test_end_to_end_rendered_oracle_and_rerun(tmp_path):
                                     command="test", callback=lambda *a: calls.append(a))  # fmt: skip
     # The test set: rendered, one female- and one male-looking head, seeds far from training's.
     ts = r["test_set"]
-    assert ts["count"] == 2 and ts["female"] == 1 and ts["male"] == 1
-    assert ts["source"]["kind"] == "generated" and ts["source"]["seed"] == experiments.DEFAULT_SEED
+    assert ts["count"] == 2
+    assert ts["female"] == 1
+    assert ts["male"] == 1
+    assert ts["source"]["kind"] == "generated"
+    assert ts["source"]["seed"] == experiments.DEFAULT_SEED
     assert ts["size"] == [64, 64]
     # The oracle reproduces the truth: Table 1 must be perfect (this fails if the evaluation
     # compares the wrong maps, frames or masks).
     t1 = r["table1"]["all"]
-    assert t1["mask_precision"] == 100.0 and t1["mask_recall"] == 100.0
-    assert t1["mean"] < 1e-3 and t1["under_10"] == 100.0 and t1["w_mae"] == 0.0
+    assert t1["mask_precision"] == 100.0
+    assert t1["mask_recall"] == 100.0
+    assert t1["mean"] < 1e-3
+    assert t1["under_10"] == 100.0
+    assert t1["w_mae"] == 0.0
     assert set(r["table1"]) == {"all", "female", "male"}
     # With the true maps, both sweeps are the same curve; σ is small next to θ.
-    assert r["sweep"]["sigma"] == r["oracle_sweep"]["sigma"] and r["sweep"]["lam"] == list(LAMS)
+    assert r["sweep"]["sigma"] == r["oracle_sweep"]["sigma"]
+    assert r["sweep"]["lam"] == list(LAMS)
     assert 0 < r["sweep"]["best_sigma"] < 2.0
     # Files.
     report = (out / "report.md").read_text()
     for key in ("fig5", "fig6", "fig8"):
-        assert _is_png(out / r["figures"][key]) and f"]({r['figures'][key]})" in report
+        assert _is_png(out / r["figures"][key])
+        assert f"]({r['figures'][key]})" in report
     assert json.loads((out / "results.json").read_text())["table1"]["all"]["mask_precision"] == 100.0
     # Table 1: the paper's numbers beside ours, in the rows of the paper.
     rows = _table(report, "| | paper |")
     assert [row[0] for row in rows][:7] == ["Mask precision", "Mask recall", "Angular error, mean", "Angular error, std",
                                             "< 10°", "< 20°", "< 30°"]  # fmt: skip
-    assert rows[0][1] == "93.72 %" and rows[0][2] == "100.00 %" and rows[6][1] == "97.13 %"
+    assert rows[0][1] == "93.72 %"
+    assert rows[0][2] == "100.00 %"
+    assert rows[6][1] == "97.13 %"
     assert len(rows[0]) == 5  # label, paper, all, female, male
     # The sweep table: one row per λ. Table 2: every integrator for both blocks, and the paper's row.
     assert len(_table(report, "| λ |")) == len(LAMS)
@@ -100,19 +112,26 @@ def test_end_to_end_rendered_oracle_and_rerun(tmp_path):
     best = r["sweep"]["best_lam"]
     for block in ("predicted", "true"):
         got = [lab for b, lab in labels if b == block]
-        assert got[0].startswith(f"WLS, λ = {best:g}") and "DCT Poisson (full rectangle)" in got
+        assert got[0].startswith(f"WLS, λ = {best:g}")
+        assert "DCT Poisson (full rectangle)" in got
         assert "Frankot-Chellappa (full rectangle)" in got
-        assert any("λ = 0" in g for g in got) and any(f"λ = {experiments.PAPER_LAMBDA:g}" in g for g in got)
+        assert any("λ = 0" in g for g in got)
+        assert any(f"λ = {experiments.PAPER_LAMBDA:g}" in g for g in got)
     assert labels[-1][0] == "paper (BU-3DFE, mm)"
     for row in r["table2"]["rows"]:
-        assert row["samples"] == 2 and 0 <= row["median"] <= row["p90"] and row["pairs"] == 2
-    assert "Command: `test`" in report and "not run: the oracle" in report
+        assert row["samples"] == 2
+        assert 0 <= row["median"] <= row["p90"]
+        assert row["pairs"] == 2
+    assert "Command: `test`" in report
+    assert "not run: the oracle" in report
     # Complete heads: both heads fitted and compared on both sides, in the report.
     fh = r["full_head"]
-    assert fh["heads"] + len(fh["failed"]) == 2 and fh["generator_version"] >= 1
+    assert fh["heads"] + len(fh["failed"]) == 2
+    assert fh["generator_version"] >= 1
     if fh["heads"]:
         assert {"mesh25d", "full", "model", "mean"} <= set(fh["summary"]["visible"])
-        assert "## Complete heads" in report and "| hidden | complete head" in report
+        assert "## Complete heads" in report
+        assert "| hidden | complete head" in report
     first = {k: v["cached"] for k, v in r["stages"].items()}
     assert not any(first.values())
 
@@ -124,11 +143,14 @@ def test_end_to_end_rendered_oracle_and_rerun(tmp_path):
     assert cached == {"testset", "predict", "sweep", "oracle_sweep", "table2", "full_head"}
     for stage in cached - {"testset"}:
         mine = [c for c in calls if c[0] == stage]
-        assert len(mine) == 1 and mine[0][1] == mine[0][2]
-    assert r2["table2"] == r["table2"] and r2["sweep"] == r["sweep"]
+        assert len(mine) == 1
+        assert mine[0][1] == mine[0][2]
+    assert r2["table2"] == r["table2"]
+    assert r2["sweep"] == r["sweep"]
     # Another λ grid redoes the sweeps but not the predictions.
     r3 = experiments.run_experiments(out, count=2, size=64, spp=1, model="oracle", lams=(0.0, 0.05), workers=1)
-    assert r3["stages"]["predict"]["cached"] and not r3["stages"]["sweep"]["cached"]
+    assert r3["stages"]["predict"]["cached"]
+    assert not r3["stages"]["sweep"]["cached"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,15 +202,19 @@ def test_callable_predictor_errors_are_measured_and_photos_shown(tmp_path):
     pred_m = np.stack([pred.mask_of(m) for m in true_m])
     t1 = r["table1"]["all"]
     assert t1["mask_precision"] == pytest.approx(100.0)
-    assert t1["mask_recall"] == pytest.approx(100.0 * pred_m.sum() / true_m.sum()) and t1["mask_recall"] < 100.0
+    assert t1["mask_recall"] == pytest.approx(100.0 * pred_m.sum() / true_m.sum())
+    assert t1["mask_recall"] < 100.0
     n = np.concatenate([data[i]["normals"][pred_m[i]] for i in range(2)]).astype(np.float64)
     cos = np.clip(np.einsum("ij,ij->i", n @ pred.R.T, n) / np.linalg.norm(n, axis=1) ** 2, -1, 1)
     ang = np.degrees(np.arccos(cos))
-    assert t1["mean"] == pytest.approx(ang.mean(), abs=1e-3) and t1["mean"] > 1.0
+    assert t1["mean"] == pytest.approx(ang.mean(), abs=1e-3)
+    assert t1["mean"] > 1.0
     assert t1["under_10"] == pytest.approx(100.0 * np.mean(ang < 10), abs=0.05)
     assert t1["count"] == pred_m.sum()
     assert set(r["table1"]) == {"all"}  # the toy heads have no sex
-    assert r["model"]["key"].startswith("callable:") and not r["model"]["flip"] and r["test_set"]["source"]["kind"] == "ToyHeads"
+    assert r["model"]["key"].startswith("callable:")
+    assert not r["model"]["flip"]
+    assert r["test_set"]["source"]["kind"] == "ToyHeads"
     # The wrong normals cost accuracy: the pipeline's σ is above the oracle's.
     assert r["sweep"]["best_sigma"] > r["oracle_sweep"]["best_sigma"]
     # The photos went through reconstruct() with the predictor and are shown.
@@ -196,8 +222,10 @@ def test_callable_predictor_errors_are_measured_and_photos_shown(tmp_path):
     assert [p["photo"] for p in r["photos"]] == list(experiments.PHOTOS)
     for p in r["photos"]:
         assert "error" not in p, p
-        assert _is_png(tmp_path / p["figure"]) and (tmp_path / p["mesh"]).stat().st_size > 0
-        assert f"### {p['photo']}" in report and f"]({p['figure']})" in report
+        assert _is_png(tmp_path / p["figure"])
+        assert (tmp_path / p["mesh"]).stat().st_size > 0
+        assert f"### {p['photo']}" in report
+        assert f"]({p['figure']})" in report
         assert p["vertices"] > 1000  # the sphere cap's disc
     # Table 1 has one column of ours, and the paper's.
     assert len(_table(report, "| | paper |")[0]) == 3
@@ -213,16 +241,24 @@ def test_untrained_network_degrades_to_a_report(tmp_path):
     torch.manual_seed(0)
     net = UNet(width=4, depth=4)
     r = experiments.run_experiments(tmp_path, count=2, data=ToyHeads(2, 64), model=net, lams=LAMS, workers=2)
-    assert r["model"]["key"].startswith("module:") and r["model"]["key"].endswith(":flip") and r["model"]["flip"]
-    assert r["table1"]["all"]["mask_recall"] == 0.0 and r["table1"]["all"]["count"] == 0
-    assert r["sweep"]["samples"] == [] and r["fig6"] is None and r["excluded"]["predicted"] == 2
+    assert r["model"]["key"].startswith("module:")
+    assert r["model"]["key"].endswith(":flip")
+    assert r["model"]["flip"]
+    assert r["table1"]["all"]["mask_recall"] == 0.0
+    assert r["table1"]["all"]["count"] == 0
+    assert r["sweep"]["samples"] == []
+    assert r["fig6"] is None
+    assert r["excluded"]["predicted"] == 2
     pred_rows = [row for row in r["table2"]["rows"] if row["block"] == "predicted"]
     true_rows = [row for row in r["table2"]["rows"] if row["block"] == "true"]
-    assert pred_rows and all(row["pairs"] == 0 and "mean" not in row for row in pred_rows)
-    assert true_rows and all(row["pairs"] == 2 and row["mean"] >= 0 for row in true_rows)
+    assert pred_rows
+    assert all(row["pairs"] == 0 and "mean" not in row for row in pred_rows)
+    assert true_rows
+    assert all(row["pairs"] == 2 and row["mean"] >= 0 for row in true_rows)
     assert all("no head" in p["error"] for p in r["photos"])
     report = (tmp_path / "report.md").read_text()
-    assert "no test head could be integrated" in report and "| predicted | least squares (λ = 0) | 0 | n/a |" in report
+    assert "no test head could be integrated" in report
+    assert "| predicted | least squares (λ = 0) | 0 | n/a |" in report
 
 
 def test_bad_arguments(tmp_path):
@@ -250,8 +286,10 @@ def test_cli_json_and_worker_processes(tmp_path, capsys):
             "--lams", "0,0.1", "--workers", "2", "--json"]  # fmt: skip
     assert cli.main(argv) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["report"] == str(out / "report.md") and (out / "report.md").is_file()
-    assert r["command"].startswith("monohead experiments --out") and "--toy 2" in r["command"]
+    assert r["report"] == str(out / "report.md")
+    assert (out / "report.md").is_file()
+    assert r["command"].startswith("monohead experiments --out")
+    assert "--toy 2" in r["command"]
     assert r["table1"]["all"]["mask_recall"] == 100.0
     # Table 2 from two worker processes equals the in-process computation.
     ref = experiments.run_experiments(tmp_path / "ref", count=2, data=ToyHeads(2, 64, seed=1), model="oracle",
@@ -260,7 +298,8 @@ def test_cli_json_and_worker_processes(tmp_path, capsys):
     # Human output on stderr, nothing on stdout.
     assert cli.main(argv[:-1]) == 0
     cap = capsys.readouterr()
-    assert cap.out == "" and re.search(r"report -> .*report\.md .*from cache: .*table2", cap.err)
+    assert cap.out == ""
+    assert re.search(r"report -> .*report\.md .*from cache: .*table2", cap.err)
 
 
 @pytest.mark.parametrize(
@@ -274,4 +313,5 @@ def test_cli_json_and_worker_processes(tmp_path, capsys):
 def test_cli_errors_exit_2(tmp_path, capsys, extra, message):
     assert cli.main(["experiments", "--out", str(tmp_path / "o"), *extra]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert message in err
+    assert err.count("\n") == 1

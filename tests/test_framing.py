@@ -17,16 +17,20 @@ from monohead.integration import surfaces
 def test_monohead_reconstruct_is_the_function_and_the_module_stays_importable():
     from monohead import photo
 
-    assert monohead.reconstruct is photo.reconstruct and callable(monohead.reconstruct)
+    assert monohead.reconstruct is photo.reconstruct
+    assert callable(monohead.reconstruct)
     from monohead.reconstruct import FRAMING, preview_png, reconstruct  # the former module's names
 
-    assert preview_png is photo.preview_png and reconstruct is photo.reconstruct and FRAMING is framing.FRAMING
+    assert preview_png is photo.preview_png
+    assert reconstruct is photo.reconstruct
+    assert FRAMING is framing.FRAMING
     # importing the module again (statement or importlib) does not shadow the function
     ns: dict = {}
     exec("import monohead.reconstruct\nr = monohead.reconstruct", ns)
     assert ns["r"] is photo.reconstruct
     mod = importlib.import_module("monohead.reconstruct")
-    assert mod is sys.modules["monohead.reconstruct"] and mod.Box is framing.Box
+    assert mod is sys.modules["monohead.reconstruct"]
+    assert mod.Box is framing.Box
     assert monohead.reconstruct is photo.reconstruct
     assert "reconstruct" in monohead.__all__
 
@@ -35,7 +39,8 @@ def test_head_box_frames_the_face():
     box = framing.head_box((100, 50, 40, 44))
     assert box.side == pytest.approx(framing.FRAMING["scale"] * 40)
     cx, cy = box.x + box.side / 2, box.y + box.side / 2
-    assert cx == pytest.approx(120) and cy == pytest.approx(72 + framing.FRAMING["dy"] * 40)
+    assert cx == pytest.approx(120)
+    assert cy == pytest.approx(72 + framing.FRAMING["dy"] * 40)
     with pytest.raises(ValueError, match="face_box"):
         framing.head_box((0, 0, 0, 10))
 
@@ -55,11 +60,14 @@ def test_crop_past_the_border_fades_to_the_mean_edge_colour_without_streaks():
     photo[100:, :10] = 10
     crop = framing.crop_square(photo, framing.Box(-100, 0, 200), 128)  # left half outside
     inside = framing.inside_mask(photo.shape[:2], framing.Box(-100, 0, 200), 128)
-    assert not inside[:, :64].any() and inside[:, 66:].all()
+    assert not inside[:, :64].any()
+    assert inside[:, 66:].all()
     far = crop[:, :20].astype(float)  # >= 44 output pixels from the photo: the mean edge colour
-    assert np.ptp(far) <= 1 and abs(far.mean() - 130) < 8  # about the mean of 250 and 10
+    assert np.ptp(far) <= 1
+    assert abs(far.mean() - 130) < 8
     near = crop[:, 60:64, 0].astype(float)  # next to the border: still close to the edge pixel
-    assert near[:40].mean() > 170 and near[-40:].mean() < 90
+    assert near[:40].mean() > 170
+    assert near[-40:].mean() < 90
     # monotone fade along a row, from the edge pixel's colour to the mean
     row = crop[10, :64, 0].astype(int)
     assert (np.diff(row) >= 0).all()
@@ -104,6 +112,7 @@ def test_the_pipeline_crops_with_the_shared_function(monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(photo, "crop_square", spy)
+
     def oracle(crops):
         s = surfaces.head(128, neck=True)
         B = len(crops)
@@ -111,7 +120,9 @@ def test_the_pipeline_crops_with_the_shared_function(monkeypatch):
 
     img = np.full((64, 80, 3), 120, np.uint8)
     rec = photo.reconstruct(img, detect=False, model=oracle)
-    assert calls == [rec.box] and rec.box.side == 80 and rec.box.y == -8  # the square reaches past the photo
+    assert calls == [rec.box]
+    assert rec.box.side == 80
+    assert rec.box.y == -8
     assert (rec.crop[:5] == 120).all()  # filled rows: fade of a constant edge is that constant
 
 
@@ -131,9 +142,12 @@ def test_pipeline_and_training_data_fill_the_border_with_one_function(monkeypatc
     monkeypatch.setattr(framing, "fill_outside", spy)
     photo = np.full((40, 60, 3), 99, np.uint8)
     framing.crop_square(photo, framing.Box(-30, -10, 80), 32)
-    assert len(calls) == 1 and not calls[0].all()
+    assert len(calls) == 1
+    assert not calls[0].all()
     lin = np.full((64, 64, 3), 0.5, np.float32)
     art = artefacts.sample_artefacts(np.random.default_rng(0))
     art.update(border=[0.2, -1.0, 2.0, 0.9], jpeg=0, downscale=1.0)
     img, inside = artefacts.apply(lin, art)
-    assert len(calls) == 2 and np.array_equal(calls[1], inside) and not inside.all()
+    assert len(calls) == 2
+    assert np.array_equal(calls[1], inside)
+    assert not inside.all()

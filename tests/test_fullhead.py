@@ -226,7 +226,9 @@ def test_self_intersections_finds_crossing_triangles() -> None:
     two = trimesh.util.concatenate([sphere, sphere.copy().apply_translation([0.93, 0.07, 0.05])])
     n = len(sphere.faces)
     pairs = self_intersections(two.vertices, two.faces, np.arange(n))
-    assert len(pairs) > 10 and (pairs[:, 0] < n).all() and (pairs[:, 1] >= n).all()
+    assert len(pairs) > 10
+    assert (pairs[:, 0] < n).all()
+    assert (pairs[:, 1] >= n).all()
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,8 +250,10 @@ def test_reconstruct_full_head_and_preview() -> None:
     from monohead import geometry, photo
 
     rec = photo.reconstruct(data.astronaut(), model=_oracle, full_head=True)
-    assert rec.full_mesh.is_watertight and isinstance(rec.head_fit, HeadFit)
-    assert "full_head" in rec.seconds and rec.seconds["full_head"] > 0
+    assert rec.full_mesh.is_watertight
+    assert isinstance(rec.head_fit, HeadFit)
+    assert "full_head" in rec.seconds
+    assert rec.seconds["full_head"] > 0
     # Same frame as the 2.5D mesh: part of the complete head lies on it.
     assert (rec.full_mesh.metadata["visible_weight"] == 1.0).sum() > 100
     assert np.asarray(rec.full_mesh.visual.vertex_colors).shape == (len(rec.full_mesh.vertices), 4)
@@ -257,7 +261,8 @@ def test_reconstruct_full_head_and_preview() -> None:
     full = geometry.decode_png(photo.preview_png(rec))
     assert full.shape[0] == 2 * plain.shape[0]  # a second row: front, side, back
     photo_units = rec.mesh_in_photo_units(rec.full_mesh)
-    assert photo_units.is_watertight and np.ptp(np.asarray(photo_units.vertices)[:, 0]) > np.ptp(np.asarray(rec.full_mesh.vertices)[:, 0])
+    assert photo_units.is_watertight
+    assert np.ptp(np.asarray(photo_units.vertices)[:, 0]) > np.ptp(np.asarray(rec.full_mesh.vertices)[:, 0])
     assert not photo.reconstruct(data.astronaut(), model=_oracle).full_mesh
 
 
@@ -272,10 +277,14 @@ def test_cli_full_head(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(photo, "_MODEL", _oracle)
     Image.fromarray(data.astronaut()).save(tmp_path / "a.png")
     out = tmp_path / "out"
-    assert cli.main(["reconstruct", str(tmp_path / "a.png"), "-o", str(out), "--full-head", "--format", "obj", "--json"]) == 0
+    assert (
+        cli.main(["reconstruct", str(tmp_path / "a.png"), "-o", str(out), "--full-head", "--format", "obj", "--json"])
+        == 0
+    )
     r = json.loads(capsys.readouterr().out)["reconstructions"][0]
     fh = r["full_head"]
-    assert fh["mesh"] == str(out / "a_full.obj") and fh["watertight"]
+    assert fh["mesh"] == str(out / "a_full.obj")
+    assert fh["watertight"]
     assert {"identity", "expression", "yaw_pitch_roll", "converged"} <= set(fh["fit"])
     assert geometry.load_mesh(out / "a_full.obj").is_watertight
     assert cli.main(["reconstruct", str(tmp_path / "a.png"), "-o", str(out)]) == 0

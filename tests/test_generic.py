@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _reference import reference_solve
-from conftest import unit_normals_from_gradients
 
 import monohead
+from _reference import reference_solve
+from conftest import unit_normals_from_gradients
 from monohead import _validate as v
 from monohead.integration import ConvergenceWarning, SolveInfo, generic, surfaces
 
@@ -61,12 +61,16 @@ def test_matches_cpp_core_on_tricky_masks(seed, method):
     n, Wmap = random_problem(rng, mask)
     ref, ref_info = monohead.integrate(n, Wmap, 0.1, mask, tol=TIGHT, return_info=True)
     d, info = generic.integrate_xp(n, Wmap, 0.1, mask, method=method, tol=TIGHT, return_info=True)
-    assert isinstance(d, np.ndarray) and d.shape == mask.shape and d.dtype == np.float64
+    assert isinstance(d, np.ndarray)
+    assert d.shape == mask.shape
+    assert d.dtype == np.float64
     assert rel_err(d, ref, mask) < 1e-7
     np.testing.assert_array_equal(np.isnan(d), ~mask)
     assert info.num_components == ref_info.num_components
     assert info.num_unknowns == int(mask.sum())
-    assert info.converged and info.residual <= TIGHT and info.backend == "numpy"
+    assert info.converged
+    assert info.residual <= TIGHT
+    assert info.backend == "numpy"
 
 
 def test_matches_independent_scipy_reference(rng):
@@ -130,7 +134,9 @@ def test_tiny_and_thin_domains(shape, rng):
 def test_zero_rhs_and_exact_x0_take_no_iteration(rng):
     s = surfaces.plane((20, 20), 0.0, 0.0)
     d, info = generic.integrate_xp(s.normals, None, 0.1, s.mask, return_info=True)
-    assert info.iterations == 0 and info.residual == 0.0 and info.converged
+    assert info.iterations == 0
+    assert info.residual == 0.0
+    assert info.converged
     np.testing.assert_array_equal(d, 0.0)
     s = surfaces.paraboloid((20, 24), 0.02)
     exact = generic.integrate_xp(s.normals, None, 0.1, s.mask, tol=1e-13)
@@ -142,7 +148,8 @@ def test_convergence_warning():
     s = surfaces.head(64)
     with pytest.warns(ConvergenceWarning, match="relative residual"):
         _, info = generic.integrate_xp(s.normals, s.W, 0.1, s.mask, maxiter=2, return_info=True)
-    assert info.iterations == 2 and not info.converged
+    assert info.iterations == 2
+    assert not info.converged
 
 
 # ------------------------------------------------------------------ multigrid quality
@@ -242,7 +249,8 @@ def test_batch_matches_per_item_solves(rng):
         weights.append(Wmap)
     N, M, Wb = np.stack(normals), np.stack(masks), np.stack(weights)
     d, infos = generic.integrate_xp(N, Wb, 0.2, M, tol=TIGHT, return_info=True)
-    assert d.shape == M.shape and len(infos) == 3
+    assert d.shape == M.shape
+    assert len(infos) == 3
     assert all(isinstance(i, SolveInfo) for i in infos)
     for k in range(3):
         ref, ref_info = monohead.integrate(normals[k], weights[k], 0.2, masks[k], tol=TIGHT, return_info=True)
@@ -259,7 +267,8 @@ def test_batch_items_stop_independently():
     flat[..., 2] = 1.0
     N = np.stack([s.normals, np.where(s.mask[..., None], flat, 0.0)])
     d, infos = generic.integrate_xp(N, None, 0.1, np.stack([s.mask, s.mask]), return_info=True)
-    assert infos[0].iterations > 0 and infos[1].iterations == 0
+    assert infos[0].iterations > 0
+    assert infos[1].iterations == 0
     np.testing.assert_array_equal(d[1][s.mask], 0.0)
     single = generic.integrate_xp(s.normals, None, 0.1, s.mask)
     np.testing.assert_allclose(d[0], single, atol=1e-9)

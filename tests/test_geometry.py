@@ -199,7 +199,9 @@ def test_gradients_normals_validation():
     n = np.zeros((2, 2, 3))
     n[..., 2] = 1.0
     n[0, 0, 2] = -1.0
-    with pytest.raises(ValueError, match=r"normals must point toward the viewer \(Nz > 0\) inside the mask; got 1 pixel"):
+    with pytest.raises(
+        ValueError, match=r"normals must point toward the viewer \(Nz > 0\) inside the mask; got 1 pixel"
+    ):
         g.normals_to_gradients(n)
     with pytest.raises(ValueError, match=r"normals must have shape \(H, W, 3\); got \(2, 2\)"):
         g.normals_to_gradients(np.zeros((2, 2)))
@@ -244,7 +246,8 @@ def test_finite_difference_y_is_up():
     _, q2 = g.depth_gradients(h2, np.ones((2, 1), bool))
     np.testing.assert_allclose(q2[:, 0], [4.0, 4.0])
     n = g.normals_from_depth(h, np.ones_like(h, bool))
-    assert np.all(n[..., 1] < 0) and np.all(n[..., 2] > 0)
+    assert np.all(n[..., 1] < 0)
+    assert np.all(n[..., 2] > 0)
 
 
 def test_gradient_magnitude_of_a_plane_is_constant_everywhere():
@@ -298,9 +301,21 @@ def test_integrate_recovers_depth_from_its_normals(method):
 @pytest.mark.parametrize(
     ("call", "exc", "match"),
     [
-        (lambda: g.gradient_magnitude(np.zeros((2, 2, 2))), ValueError, r"depth must have shape \(H, W\); got \(2, 2, 2\)"),
-        (lambda: g.gradient_magnitude(np.zeros((2, 2)), np.ones((2, 3), bool)), ValueError, r"mask must have shape \(2, 2\); got \(2, 3\)"),
-        (lambda: g.gradient_magnitude(np.array([[np.nan, 1.0]]), np.ones((1, 2), bool)), ValueError, "depth must be finite inside the mask; got 1 NaN"),
+        (
+            lambda: g.gradient_magnitude(np.zeros((2, 2, 2))),
+            ValueError,
+            r"depth must have shape \(H, W\); got \(2, 2, 2\)",
+        ),
+        (
+            lambda: g.gradient_magnitude(np.zeros((2, 2)), np.ones((2, 3), bool)),
+            ValueError,
+            r"mask must have shape \(2, 2\); got \(2, 3\)",
+        ),
+        (
+            lambda: g.gradient_magnitude(np.array([[np.nan, 1.0]]), np.ones((1, 2), bool)),
+            ValueError,
+            "depth must be finite inside the mask; got 1 NaN",
+        ),
         (lambda: g.normals_from_depth(np.full((2, 2), np.nan)), ValueError, "default mask"),
         (lambda: g.depth_gradients(np.zeros((2, 2)), np.zeros((2, 2), bool)), ValueError, "mask is empty"),
         (lambda: g.depth_to_mesh(np.zeros((2, 2)).astype(complex)), TypeError, "depth must have a real floating dtype"),
@@ -564,7 +579,9 @@ def test_closest_points_match_brute_force():
         d = [np.linalg.norm(p - r) for r in ref]
         assert dist[i] == pytest.approx(min(d), abs=1e-10)
         np.testing.assert_allclose(cp[i], ref[int(np.argmin(d))], atol=1e-9)
-        assert np.linalg.norm(p - _closest_on_triangle_reference(p, *v[f[face[i]]])) == pytest.approx(dist[i], abs=1e-10)
+        assert np.linalg.norm(p - _closest_on_triangle_reference(p, *v[f[face[i]]])) == pytest.approx(
+            dist[i], abs=1e-10
+        )
     # Same answer as trimesh's (rtree-based) query.
     tm_cp, tm_d, _ = trimesh.proximity.closest_point(mesh, pts)
     np.testing.assert_allclose(dist, tm_d, atol=1e-9)
@@ -581,7 +598,9 @@ def test_closest_points_with_long_faces_at_a_depth_step():
     surface = g.MeshSurface(mesh)
     assert len(surface._classes) >= 2  # the step faces are kept apart
     v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
-    pts = np.concatenate([rng.uniform(v.min(0) - 2, v.max(0) + 2, (30, 3)), v[rng.choice(len(v), 30)] + rng.normal(0, 0.5, (30, 3))])
+    pts = np.concatenate(
+        [rng.uniform(v.min(0) - 2, v.max(0) + 2, (30, 3)), v[rng.choice(len(v), 30)] + rng.normal(0, 0.5, (30, 3))]
+    )
     cp, dist, face = surface.closest(pts)
     tri = v[f]
     for i in range(0, len(pts), 6):  # the slow reference on every 6th point
@@ -601,7 +620,9 @@ def test_closest_points_far_queries_and_degenerate_faces():
     # (50, 50) is nearest to the hypotenuse of the far triangle, at its midpoint.
     np.testing.assert_allclose(cp, [[0.2, 0.2, 0], [2.5, 0, 0], [10.5, 10.5, 0], [0, 0, 0]], atol=1e-12)
     np.testing.assert_allclose(dist, [5.0, 1.0, 39.5 * math.sqrt(2), math.sqrt(2)], atol=1e-12)
-    assert face[0] == 0 and face[1] == 1 and face[2] == 2
+    assert face[0] == 0
+    assert face[1] == 1
+    assert face[2] == 2
     with pytest.raises(ValueError, match=r"points must have shape \(V, 3\); got \(2,\)"):
         g.closest_points(np.zeros(2), (v, f))
     with pytest.raises(ValueError, match="mesh must have at least 1 face"):

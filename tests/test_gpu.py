@@ -48,9 +48,15 @@ def head_problem(size=64, B=None):
 def test_cupy_in_cupy_out_matches_cpu(cp, method):
     n, W, mask = head_problem(96)
     ref = monohead.integrate(n, W, 0.1, mask, tol=1e-11)
-    d, info = monohead.integrate(cp.asarray(n), cp.asarray(W), 0.1, cp.asarray(mask), method=method, tol=1e-11, return_info=True)
-    assert isinstance(d, cp.ndarray) and d.dtype == np.float64 and d.shape == mask.shape
-    assert isinstance(info, SolveInfo) and info.backend == "cupy" and info.converged
+    d, info = monohead.integrate(
+        cp.asarray(n), cp.asarray(W), 0.1, cp.asarray(mask), method=method, tol=1e-11, return_info=True
+    )
+    assert isinstance(d, cp.ndarray)
+    assert d.dtype == np.float64
+    assert d.shape == mask.shape
+    assert isinstance(info, SolveInfo)
+    assert info.backend == "cupy"
+    assert info.converged
     np.testing.assert_allclose(cp.asnumpy(d), ref, atol=1e-7 * np.nanmax(np.abs(ref)), equal_nan=True)
 
 
@@ -76,7 +82,8 @@ def test_batch_on_gpu(cp):
     mask[2, 30:34, :] = False
     n = np.where(mask[..., None], n, 0.0)
     d, infos = monohead.integrate(cp.asarray(n), cp.asarray(W), 0.1, cp.asarray(mask), tol=1e-11, return_info=True)
-    assert d.shape == (3, 64, 64) and len(infos) == 3
+    assert d.shape == (3, 64, 64)
+    assert len(infos) == 3
     for k in range(3):
         ref = monohead.integrate(n[k], W[k], 0.1, mask[k], tol=1e-11)
         np.testing.assert_allclose(cp.asnumpy(d[k]), ref, atol=1e-7 * np.nanmax(np.abs(ref)), equal_nan=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _reference import reference_solve, reference_system
-from conftest import unit_normals_from_gradients
 from scipy import ndimage
 
 import monohead
+from _reference import reference_solve, reference_system
+from conftest import unit_normals_from_gradients
 from monohead.integration import METHODS, ConvergenceWarning, surfaces
 
 TIGHT = 1e-12
@@ -68,7 +68,8 @@ def test_gauge_components_isolated_pixels_and_nan(method, rng):
     assert np.isfinite(d[mask]).all()
     assert d[1:5, 1:6].mean() == pytest.approx(0.0, abs=1e-10)
     assert d[7:11, 3:12].mean() == pytest.approx(0.0, abs=1e-10)
-    assert d[1, 10] == 0.0 and d[5, 12] == 0.0
+    assert d[1, 10] == 0.0
+    assert d[5, 12] == 0.0
 
 
 def test_edge_weight_is_mean_of_pixel_weights():
@@ -80,7 +81,7 @@ def test_edge_weight_is_mean_of_pixel_weights():
     n[..., 2] = 1
     L, b = monohead.wls_system(n, Wmap, lam, mask)
     w = 1.0 / (1.0 + lam * Wmap)
-    k = lambda r, c: r * W + c  # noqa: E731 - raster order of a full mask
+    k = lambda r, c: r * W + c
     assert L[k(0, 0), k(0, 1)] == pytest.approx(-(w[0, 0] + w[0, 1]) / 2)
     assert L[k(1, 2), k(0, 2)] == pytest.approx(-(w[1, 2] + w[0, 2]) / 2)
     assert L[k(2, 1), k(1, 1)] == pytest.approx(-(w[2, 1] + w[1, 1]) / 2)
@@ -159,7 +160,8 @@ def test_sphere_cap_second_order():
         truth = s.depth - np.nanmean(s.depth)
         errs.append(np.sqrt(np.mean((d - truth)[s.mask] ** 2)))
     # depth in pixels grows like N and the relative error falls like 1/N^2: error ~ 1/N.
-    assert errs[0] / errs[1] > 1.7 and errs[1] / errs[2] > 1.7
+    assert errs[0] / errs[1] > 1.7
+    assert errs[1] / errs[2] > 1.7
     assert errs[2] < 0.02  # pixels, on a cap about 20 pixels deep
 
 
@@ -202,19 +204,25 @@ def test_return_info_and_tolerance():
     s = surfaces.head(64, neck=True)
     for tol in (1e-4, 1e-8):
         d, info = monohead.integrate(s.normals, s.W, 0.1, s.mask, tol=tol, return_info=True)
-        assert info.converged and info.residual <= tol
-        assert info.method == "mg" and info.backend == "cpu"
-        assert info.num_unknowns == s.mask.sum() and info.num_components == 1
+        assert info.converged
+        assert info.residual <= tol
+        assert info.method == "mg"
+        assert info.backend == "cpu"
+        assert info.num_unknowns == s.mask.sum()
+        assert info.num_components == 1
         assert info.total_seconds == pytest.approx(info.assembly_seconds + info.setup_seconds + info.solve_seconds)
         # the reported residual is the true one
         L, b = monohead.wls_system(s.normals, s.W, 0.1, s.mask)
-        assert np.linalg.norm(b - L @ d[s.mask]) / np.linalg.norm(b) == pytest.approx(info.residual, rel=1e-3, abs=1e-12)
+        assert np.linalg.norm(b - L @ d[s.mask]) / np.linalg.norm(b) == pytest.approx(
+            info.residual, rel=1e-3, abs=1e-12
+        )
 
 
 def test_integrator_reuse_and_x0():
     s = surfaces.head(64, neck=False)
     solver = monohead.Integrator(s.mask, s.W, 0.1)
-    assert solver.num_unknowns == s.mask.sum() and solver.num_levels >= 2
+    assert solver.num_unknowns == s.mask.sum()
+    assert solver.num_levels >= 2
     d1, i1 = solver.solve(s.normals, return_info=True)
     tilted = surfaces.sphere_cap((64, 64), 60.0, rim=1.0).normals
     d2 = solver.solve(np.where(s.mask[..., None], tilted, 0.0))
@@ -229,7 +237,8 @@ def test_maxiter_warns():
     s = surfaces.head(64)
     with pytest.warns(ConvergenceWarning, match="stopped after 1 iterations"):
         _, info = monohead.integrate(s.normals, s.W, mask=s.mask, method="jacobi", maxiter=1, return_info=True)
-    assert not info.converged and info.iterations == 1
+    assert not info.converged
+    assert info.iterations == 1
 
 
 def test_float32_and_noncontiguous_inputs():
@@ -238,7 +247,8 @@ def test_float32_and_noncontiguous_inputs():
     n32 = np.asfortranarray(s.normals.astype(np.float32))
     W_strided = np.repeat(s.W, 2, axis=1)[:, ::2]
     d = monohead.integrate(n32, W_strided, 0.1, s.mask.astype(np.uint8))
-    assert d.dtype == np.float64 and d.flags.c_contiguous
+    assert d.dtype == np.float64
+    assert d.flags.c_contiguous
     np.testing.assert_allclose(d[s.mask], ref[s.mask], atol=1e-4)
 
 
@@ -255,4 +265,5 @@ def test_zero_gradients_give_zero_depth():
     n[..., 2] = 1.0
     d, info = monohead.integrate(n, return_info=True)
     np.testing.assert_array_equal(d, 0.0)
-    assert info.converged and info.iterations == 0
+    assert info.converged
+    assert info.iterations == 0

@@ -34,23 +34,28 @@ def test_import_monohead_does_not_import_torch():
 # --- generator ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("width, depth, size", [(4, 3, 32), (8, 5, 32), (6, 6, 64)])
+@pytest.mark.parametrize(("width", "depth", "size"), [(4, 3, 32), (8, 5, 32), (6, 6, 64)])
 def test_unet_shapes_and_range(width, depth, size):
     torch.manual_seed(0)
     G = UNet(width=width, depth=depth)
     x = torch.rand(2, 3, size, size) * 2 - 1
     with torch.no_grad():
         y = G(x)
-    assert y.shape == (2, 4, size, size) and y.dtype == torch.float32
+    assert y.shape == (2, 4, size, size)
+    assert y.dtype == torch.float32
     assert float(y.abs().max()) <= 1.0
-    assert len(G.encoders) == depth and len(G.decoders) + 1 == depth  # + the output layer
+    assert len(G.encoders) == depth
+    assert len(G.decoders) + 1 == depth
     assert G.multiple == 2 ** (depth - 1)
 
 
 def test_unet_default_is_16_layers_down_to_1x1_on_128():
     G = UNet(width=4)  # default depth 8
     sizes = []
-    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[1:]))) for m in [*G.encoders, *G.decoders, G.head]]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[1:])))
+        for m in [*G.encoders, *G.decoders, G.head]
+    ]
     G.eval()
     with torch.no_grad():
         y = G(torch.zeros(1, 3, 128, 128))
@@ -97,11 +102,12 @@ def test_dense_grad_matches_plain_gradients():
 # --- critic ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("width, size", [(4, 32), (8, 64), (4, 128)])
+@pytest.mark.parametrize(("width", "size"), [(4, 32), (8, 64), (4, 128)])
 def test_critic_shapes(width, size):
     D = model.Critic(width=width)
     s = D(torch.randn(3, 3, size, size), torch.randn(3, 4, size, size))
-    assert s.shape == (3,) and torch.isfinite(s).all()
+    assert s.shape == (3,)
+    assert torch.isfinite(s).all()
     assert D.body[0][0].in_channels == 7  # image + N + W
     assert sum(isinstance(m, torch.nn.Conv2d) for m in D.modules()) == 4
 
@@ -133,14 +139,18 @@ def test_critic_rejects_bad_input():
 def test_w_encoding_round_trips(scale):
     W = np.array([0.0, 1e-4, 0.1, 0.5, 1.0, 3.0, 30.0, 1e3])
     c = encode_w(W, scale)
-    assert c[0] == 0 and np.all(np.diff(c) > 0) and np.all((c >= 0) & (c < 1))
+    assert c[0] == 0
+    assert np.all(np.diff(c) > 0)
+    assert np.all((c >= 0) & (c < 1))
     assert encode_w(np.array([scale]), scale)[0] == pytest.approx(0.5)
     np.testing.assert_allclose(decode_w(c, scale), W, rtol=1e-9, atol=1e-12)
     t = torch.tensor(W, dtype=torch.float64)
     torch.testing.assert_close(decode_w(encode_w(t, scale), scale), t)
     # network outputs outside [0, 1) decode to finite W >= 0
     out = decode_w(np.array([-0.3, 1.0, 1.5]), scale)
-    assert out[0] == 0 and np.all(np.isfinite(out)) and out[1] > 1e5 * scale
+    assert out[0] == 0
+    assert np.all(np.isfinite(out))
+    assert out[1] > 1e5 * scale
     assert encode_w(np.array([-2.0]), scale)[0] == 0
     with pytest.raises(ValueError, match="scale must be > 0"):
         encode_w(W, 0.0)
@@ -152,7 +162,8 @@ def test_losses_follow_the_paper_objective():
     pred, target = torch.zeros(2, 4, 3, 3), torch.ones(2, 4, 3, 3)
     assert model.l2_loss(pred, target) == pytest.approx(4.0)  # channel sum, pixel mean
     total, adv, l2 = model.generator_loss(fake, pred, target, lambda_l2=500)
-    assert adv == pytest.approx(0.0) and total == pytest.approx(2000.0)
+    assert adv == pytest.approx(0.0)
+    assert total == pytest.approx(2000.0)
     with pytest.raises(ValueError, match="same shape"):
         model.l2_loss(pred, target[:, :3])
 
@@ -168,8 +179,12 @@ def test_collate_converts_and_augments_deterministically():
     b = mdata.collate(items, aug, seed=1)
     c = mdata.collate([(8, j, it) for _, j, it in items], aug, seed=1)
     plain = mdata.collate([it for *_, it in items])
-    assert a["image"].shape == (4, 3, 32, 32) and a["target"].shape == (4, 4, 32, 32) and a["mask"].dtype == torch.bool
-    assert a["image"].min() >= -1 and a["image"].max() <= 1 and a["step"] == 7
+    assert a["image"].shape == (4, 3, 32, 32)
+    assert a["target"].shape == (4, 4, 32, 32)
+    assert a["mask"].dtype == torch.bool
+    assert a["image"].min() >= -1
+    assert a["image"].max() <= 1
+    assert a["step"] == 7
     torch.testing.assert_close(a["image"], b["image"], rtol=0, atol=0)
     assert not torch.equal(a["image"], c["image"])
     torch.testing.assert_close(a["target"], plain["target"], rtol=0, atol=0)  # maps are not augmented
@@ -193,7 +208,8 @@ def test_gaussian_blur():
 def test_step_batches_are_a_function_of_the_step():
     s = mdata.StepBatches(10, 4, seed=5, start=0, stop=7)
     full = list(s)
-    assert len(full) == 7 and s.per_epoch == 2
+    assert len(full) == 7
+    assert s.per_epoch == 2
     epoch0 = sorted(i for b in full[:2] for _, _, i in b)
     assert len(set(epoch0)) == 8  # no repeats within an epoch
     tail = list(mdata.StepBatches(10, 4, seed=5, start=4, stop=7))
@@ -226,8 +242,11 @@ def test_postprocess_mask_normals_and_w():
     n, W, m = model.postprocess(out)
     assert m.tolist() == [[[True, False], [True, False]]]
     torch.testing.assert_close(n[0, :, 0, 0], torch.tensor([0.0, 2**-0.5, 2**-0.5]))
-    assert n[0, 2, 1, 0] > 0 and n[0, :, 1, 0].norm() == pytest.approx(1.0)
-    assert torch.all(n[0, :, :, 1] == 0) and W[0, 0, 0] == pytest.approx(1.0) and W[0, 0, 1] == 0
+    assert n[0, 2, 1, 0] > 0
+    assert n[0, :, 1, 0].norm() == pytest.approx(1.0)
+    assert torch.all(n[0, :, :, 1] == 0)
+    assert W[0, 0, 0] == pytest.approx(1.0)
+    assert W[0, 0, 1] == 0
 
 
 def test_predict_contract():
@@ -237,12 +256,19 @@ def test_predict_contract():
         G.head[1].bias.copy_(torch.tensor([0.0, 0.0, 3.0, 0.0]))
     imgs = np.stack([ToyHeads(3, 32)[i]["image"] for i in range(3)])
     n, W, m = model.predict(G, imgs, batch_size=2)
-    assert n.shape == (3, 32, 32, 3) and n.dtype == np.float64 and W.shape == (3, 32, 32) and m.dtype == bool
+    assert n.shape == (3, 32, 32, 3)
+    assert n.dtype == np.float64
+    assert W.shape == (3, 32, 32)
+    assert m.dtype == bool
     assert m.any()
     np.testing.assert_allclose(np.linalg.norm(n[m], axis=-1), 1.0, atol=1e-6)
-    assert np.all(n[m][:, 2] > 0) and np.all(n[~m] == 0) and np.all(W >= 0) and np.all(W[~m] == 0)
+    assert np.all(n[m][:, 2] > 0)
+    assert np.all(n[~m] == 0)
+    assert np.all(W >= 0)
+    assert np.all(W[~m] == 0)
     n1, W1, m1 = model.predict(G, imgs[1], dtype=np.float32, channels_last=True)
-    assert n1.shape == (32, 32, 3) and n1.dtype == np.float32
+    assert n1.shape == (32, 32, 3)
+    assert n1.dtype == np.float32
     np.testing.assert_allclose(n1, n[1], atol=1e-4)
     with pytest.raises(ValueError, match=r"images must have shape \(B, H, W, 3\)"):
         model.predict(G, imgs[..., :2])
@@ -287,7 +313,11 @@ def test_shipped_weights_state():
             stats = angular_error_stats(n, z["normals"], m & z["mask"])
             precision, recall = mask_precision_recall(m, z["mask"])
             assert stats["mean"] <= fx[f"max_mean_deg{sfx}"], (flip, stats["mean"])
-            assert precision >= fx[f"min_precision{sfx}"] and recall >= fx[f"min_recall{sfx}"], (flip, precision, recall)
+            assert precision >= fx[f"min_precision{sfx}"] and recall >= fx[f"min_recall{sfx}"], (
+                flip,
+                precision,
+                recall,
+            )
 
 
 def test_export_compares_fp16_with_fp32_and_loads(tmp_path, monkeypatch):
@@ -305,14 +335,22 @@ def test_export_compares_fp16_with_fp32_and_loads(tmp_path, monkeypatch):
     assert card["dtype"] == ("float16" if close else "float32")
     dest = tmp_path / "w"
     card = model.export_weights(
-        tmp_path / "run", dest, eval_dataset=held_out, tolerance_deg=90, tolerance_mask=100, card={"data_generator": "toy"}
+        tmp_path / "run",
+        dest,
+        eval_dataset=held_out,
+        tolerance_deg=90,
+        tolerance_mask=100,
+        card={"data_generator": "toy"},
     )
-    assert card["dtype"] == "float16" and card["data_generator"] == "toy" and card["metrics_items"] == 4
+    assert card["dtype"] == "float16"
+    assert card["data_generator"] == "toy"
+    assert card["metrics_items"] == 4
     assert (dest / "unet.pt").stat().st_size == card["bytes"]
     assert json.loads((dest / "model_card.json").read_text())["sha256"] == card["sha256"]
     monkeypatch.setattr(weights, "WEIGHTS_DIR", dest)
     G = model.load_pretrained()
-    assert G.card["training"]["step"] == 3 and not G.training
+    assert G.card["training"]["step"] == 3
+    assert not G.training
     from monohead.model.predict import evaluate_model
 
     flip, _ = evaluate_model(G, held_out, flip=True)
@@ -332,7 +370,7 @@ def test_unflip_output_is_the_mirror_image_in_the_conventions_frame():
 
     yy, xx = np.mgrid[0:16, 0:20].astype(np.float64)
     depth = 0.3 * xx + 0.02 * (xx - 7.0) ** 2 - 0.1 * yy + 0.05 * xx * yy
-    as_out = lambda n: torch.from_numpy(np.concatenate([n, depth[..., None]], axis=-1)).permute(2, 0, 1)[None]  # noqa: E731
+    as_out = lambda n: torch.from_numpy(np.concatenate([n, depth[..., None]], axis=-1)).permute(2, 0, 1)[None]
     n = normals_from_depth(depth)
     n_mirror = normals_from_depth(depth[:, ::-1].copy())
     assert np.abs(n[..., 0]).max() > 0.1  # the test has a real x slope
@@ -357,4 +395,6 @@ def test_flip_averaging_is_mirror_equivariant():
     imgs = ((x.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
     n0, _, m0 = model.predict(G, imgs)
     n1, _, _ = model.predict(G, imgs, flip=True)
-    assert n0.shape == n1.shape and m0.any() and not np.allclose(n0, n1)
+    assert n0.shape == n1.shape
+    assert m0.any()
+    assert not np.allclose(n0, n1)

@@ -31,7 +31,9 @@ def _one_thread():
 
 
 def tiny(**kw) -> model.TrainConfig:
-    base = dict(width=4, depth=4, batch_size=4, steps=6, val_count=4, val_every=2, ckpt_every=100, log_every=1, figure_count=2)
+    base = dict(
+        width=4, depth=4, batch_size=4, steps=6, val_count=4, val_every=2, ckpt_every=100, log_every=1, figure_count=2
+    )
     return model.TrainConfig(**{**base, **kw})
 
 
@@ -68,9 +70,11 @@ def test_resume_continues_the_same_run(tmp_path):
         return calls["n"] >= 1
 
     s = model.train(ds, tmp_path / "cut", tiny(), should_stop=stop)
-    assert s["stopped"] and s["step"] == 4
+    assert s["stopped"]
+    assert s["step"] == 4
     resumed = model.train(ds, tmp_path / "cut", tiny())
-    assert resumed["step"] == full["step"] == 6 and resumed["images_seen"] == full["images_seen"] == 24
+    assert resumed["step"] == full["step"] == 6
+    assert resumed["images_seen"] == full["images_seen"] == 24
     a, b = load_checkpoint(tmp_path / "full" / CHECKPOINT), load_checkpoint(tmp_path / "cut" / CHECKPOINT)
     assert a["step"] == b["step"] == 6
     for key in ("generator", "critic"):
@@ -92,7 +96,9 @@ def test_resume_continues_the_same_run(tmp_path):
         assert (tmp_path / "cut" / name).stat().st_size > 0
     # nothing to do once the run is complete
     again = model.train(ds, tmp_path / "cut", tiny())
-    assert again["step"] == 6 and again["images_seen"] == 24 and not again["stopped"]
+    assert again["step"] == 6
+    assert again["images_seen"] == 24
+    assert not again["stopped"]
 
 
 def test_resume_refuses_a_different_run_definition(tmp_path):
@@ -117,7 +123,9 @@ def test_train_config_validation(tmp_path):
 
 
 def _run_cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "monohead", *args], env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "monohead", *args], env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_torchrun_two_cpu_processes_gloo(tmp_path):
@@ -132,9 +140,12 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path):
     lines = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1  # rank 0 alone reports
     r = lines[0]
-    assert r["world"] == 2 and r["step"] == 3 and r["images_seen"] == 12
+    assert r["world"] == 2
+    assert r["step"] == 3
+    assert r["images_seen"] == 12
     ck = load_checkpoint(run / CHECKPOINT)
-    assert ck["step"] == 3 and ck["config"]["batch_size"] == 4
+    assert ck["step"] == 3
+    assert ck["config"]["batch_size"] == 4
     assert r["last_val"]["count"] == 4
 
 
@@ -144,11 +155,14 @@ def test_cli_train_eval_export(tmp_path, capsys):
     assert cli.main([*common, "--width", "4", "--depth", "5", "--batch-size", "4", "--steps", "2", "--val-count", "4",
                      "--val-every", "2", "--threads", "1", "--json"]) == 0  # fmt: skip
     r = json.loads(capsys.readouterr().out)
-    assert r["step"] == 2 and r["last_val"]["count"] == 4 and r["images_per_second"] > 0
+    assert r["step"] == 2
+    assert r["last_val"]["count"] == 4
+    assert r["images_per_second"] > 0
     # resume with only the new length: the run's definition comes from the checkpoint
     assert cli.main([*common, "--steps", "3"]) == 0
     err = capsys.readouterr().err
-    assert "from step 2 to 3" in err and "at step 3/3" in err
+    assert "from step 2 to 3" in err
+    assert "at step 3/3" in err
     assert cli.main([*common, "--width", "8", "--steps", "4"]) == 2
     assert "cannot resume with a different run definition" in capsys.readouterr().err
     # held-out evaluation and export
@@ -156,33 +170,42 @@ def test_cli_train_eval_export(tmp_path, capsys):
     assert cli.main(["train", "--toy", "6", "--out", str(run), "--eval-only", "--metrics", str(metrics), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     saved = json.loads(metrics.read_text())
-    assert saved["count"] == 6 and saved["step"] == 3 and set(saved["angular"]) >= {"mean", "std", "under_10", "under_20", "under_30"}
+    assert saved["count"] == 6
+    assert saved["step"] == 3
+    assert set(saved["angular"]) >= {"mean", "std", "under_10", "under_20", "under_30"}
     assert r["metrics_file"] == str(metrics)
     dest = tmp_path / "weights"
     card = tmp_path / "card.json"
     card.write_text(json.dumps({"data_generator": "toy heads"}))
-    assert cli.main(["train", "--toy", "4", "--out", str(run), "--export-weights", str(dest), "--card", f"@{card}"]) == 0
+    assert (
+        cli.main(["train", "--toy", "4", "--out", str(run), "--export-weights", str(dest), "--card", f"@{card}"]) == 0
+    )
     assert "weights (float" in capsys.readouterr().err
     written = json.loads((dest / "model_card.json").read_text())
-    assert written["data_generator"] == "toy heads" and written["metrics_items"] == 4
+    assert written["data_generator"] == "toy heads"
+    assert written["metrics_items"] == 4
     assert model.load_generator(dest).info["kind"] == "weights"
 
 
 @pytest.mark.parametrize(
-    "argv, message",
+    ("argv", "message"),
     [
         (["train", "--out", "RUN"], "give the training data: --data DIR"),
         (["train", "--out", "RUN", "--data", "nowhere"], "data folder does not exist: nowhere"),
         (["train", "--out", "RUN", "--eval-only", "--toy", "4"], "no run or checkpoint at RUN"),
         (["train", "--out", "RUN", "--toy", "8", "--batch-size", "0"], "batch_size must be an integer >= 1"),
-        (["train", "--out", "RUN", "--toy", "4", "--export-weights", "W", "--checkpoint", "x.pt"], "no run or checkpoint at x.pt"),
+        (
+            ["train", "--out", "RUN", "--toy", "4", "--export-weights", "W", "--checkpoint", "x.pt"],
+            "no run or checkpoint at x.pt",
+        ),
     ],
 )
 def test_cli_train_errors_exit_2(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert message in err
+    assert err.count("\n") == 1
 
 
 def test_cli_data_reader_missing_is_a_clear_error(tmp_path, monkeypatch, capsys):
@@ -208,7 +231,9 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path, workers):
     cmd = [sys.executable, "-m", "monohead", "train", "--toy", "16", "--out", str(run), "--width", "4", "--depth", "5",
            "--batch-size", "4", "--steps", "100000", "--val-count", "4", "--val-every", "100000", "--ckpt-every", "100000",
            "--workers", str(workers)]  # fmt: skip
-    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    p = subprocess.Popen(
+        cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(r["kind"] == "train" for r in read_log(run)):
@@ -220,11 +245,17 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path, workers):
             p.kill()
             p.wait()
     assert p.returncode == 0, err[-2000:]
-    assert "stopped at step" in err and "run the same command again to resume" in err
+    assert "stopped at step" in err
+    assert "run the same command again to resume" in err
     step = load_checkpoint(run / CHECKPOINT)["step"]
     assert step >= 1
-    r = model.train(ToyHeads(16, 64), run, model.TrainConfig.from_dict({**load_checkpoint(run / CHECKPOINT)["config"], "steps": step + 1}))
-    assert r["step"] == step + 1 and not r["stopped"]
+    r = model.train(
+        ToyHeads(16, 64),
+        run,
+        model.TrainConfig.from_dict({**load_checkpoint(run / CHECKPOINT)["config"], "steps": step + 1}),
+    )
+    assert r["step"] == step + 1
+    assert not r["stopped"]
 
 
 def test_concat_data_reads_parts_as_one():

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from monohead import cli, photo as R
+from monohead import cli
+from monohead import photo as R
 from monohead.integration import surfaces
 
 GRAY = np.asarray(R.BACKGROUND, np.uint8)
@@ -31,7 +32,8 @@ def test_rgb_png_jpeg_webp_round_trip(tmp_path):
     a = _rgb()
     np.testing.assert_array_equal(R.load_image(_save(Image.fromarray(a), tmp_path / "a.png")), a)
     j = R.load_image(_save(Image.fromarray(a), tmp_path / "a.jpg", quality=95))
-    assert j.shape == a.shape and j.dtype == np.uint8
+    assert j.shape == a.shape
+    assert j.dtype == np.uint8
     if not features.check("webp"):
         pytest.fail("Pillow was built without WebP support")  # the pipeline promises WebP
     np.testing.assert_array_equal(R.load_image(_save(Image.fromarray(a), tmp_path / "a.webp", lossless=True)), a)
@@ -42,7 +44,8 @@ def test_grayscale_and_black_and_white(tmp_path):
     out = R.load_image(_save(Image.fromarray(g), tmp_path / "g.png"))
     np.testing.assert_array_equal(out, np.repeat(g[..., None], 3, -1))
     bw = R.load_image(Image.fromarray(g > 128))  # mode "1"
-    assert set(np.unique(bw)) <= {0, 255} and (bw[..., 0] == bw[..., 2]).all()
+    assert set(np.unique(bw)) <= {0, 255}
+    assert (bw[..., 0] == bw[..., 2]).all()
     np.testing.assert_array_equal(R.load_image(g), out)  # (H, W) array
     np.testing.assert_array_equal(R.load_image(g[..., None]), out)  # (H, W, 1)
 
@@ -109,7 +112,7 @@ def test_float_arrays_and_pil_images():
 
 # -------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
-    "image, exc, match",
+    ("image", "exc", "match"),
     [
         (np.zeros((20, 64, 3), np.uint8), ValueError, r"too small: 64x20 pixels"),
         (np.zeros((1, 1, 3), np.uint8), ValueError, r"too small: 1x1 pixels"),
@@ -161,7 +164,8 @@ def test_big_photos_are_downscaled_first_and_boxes_stay_in_photo_pixels(tmp_path
     a = np.asarray(Image.fromarray(data.astronaut()).resize((2600, 2600)))  # long side > WORK_SIDE
     path = _save(Image.fromarray(a), tmp_path / "big.jpg", quality=90)
     arr, scale = R._read(path, "image", R.WORK_SIDE)
-    assert max(arr.shape) <= R.WORK_SIDE and scale == pytest.approx(max(arr.shape) / 2600)
+    assert max(arr.shape) <= R.WORK_SIDE
+    assert scale == pytest.approx(max(arr.shape) / 2600)
     rec = R.reconstruct(path, model=_oracle, detector="frontal")
     ref = R.reconstruct(data.astronaut(), model=_oracle, detector="frontal")
     k = 2600 / 512
@@ -183,11 +187,14 @@ def test_detectors_combine_the_cascades_and_the_network():
     # where the cascade's face is: not added twice
     assert R.detect_faces(photo, detector="combined", model=_oracle) == frontal
     net = R.detect_faces(photo, detector="network", model=_oracle)
-    assert len(net) == 1 and R.head_box(net[0]).side > 0
+    assert len(net) == 1
+    assert R.head_box(net[0]).side > 0
     # on a blank photo only the network sees a head (the oracle's): it is what combined returns
     blank = np.full((300, 300, 3), 128, np.uint8)
     assert R.detect_faces(blank, detector="cascades") == []
-    assert R.detect_faces(blank, detector="combined", model=_oracle) == R.detect_faces(blank, detector="network", model=_oracle)
+    assert R.detect_faces(blank, detector="combined", model=_oracle) == R.detect_faces(
+        blank, detector="network", model=_oracle
+    )
 
 
 def test_profile_faces_are_found_by_the_profile_cascade_on_both_sides():
@@ -212,7 +219,8 @@ def test_profile_faces_are_found_by_the_profile_cascade_on_both_sides():
         else:
             R._CASCADES["profile"] = saved
     side = R.PROFILE_SIDE * 34
-    assert direct[2] == pytest.approx(side) and direct[3] == pytest.approx(side)
+    assert direct[2] == pytest.approx(side)
+    assert direct[3] == pytest.approx(side)
     assert direct[0] + side / 2 == pytest.approx(30 + R.PROFILE_SHIFT * 34)  # toward the back of the head
     assert mirrored[0] + side / 2 == pytest.approx(160 - (30 + R.PROFILE_SHIFT * 34))  # mirrored back
 
@@ -245,14 +253,18 @@ def test_clean_mask_keeps_the_face_component_and_fills_its_holes():
     face[50:80, 50:80] = True
     mask, info = R.clean_mask(m[0], face)
     head = surfaces.head(128, neck=True).mask
-    assert info["dropped_pieces"] == 2 and info["dropped_pixels"] == 8 * 16 + 2 * 4
-    assert info["filled_pixels"] == 36 and info["face_covered"] and info["face_coverage"] == 1.0
+    assert info["dropped_pieces"] == 2
+    assert info["dropped_pixels"] == 8 * 16 + 2 * 4
+    assert info["filled_pixels"] == 36
+    assert info["face_covered"]
+    assert info["face_coverage"] == 1.0
     np.testing.assert_array_equal(mask, head)  # the head's component, the cheek hole filled
     # a face region that the mask misses: said so
     miss = np.zeros((128, 128), bool)
     miss[0:10, 0:10] = True
     _, info = R.clean_mask(m[0], miss)
-    assert not info["face_covered"] and info["face_coverage"] == 0.0
+    assert not info["face_covered"]
+    assert info["face_coverage"] == 0.0
 
 
 def test_reconstruct_builds_the_mesh_from_the_head_only_and_reports_the_cleanup(tmp_path, capsys, monkeypatch):
@@ -263,18 +275,22 @@ def test_reconstruct_builds_the_mesh_from_the_head_only_and_reports_the_cleanup(
     np.testing.assert_array_equal(rec.mask, head.mask)
     assert rec.raw_mask.sum() == head.mask.sum() - 36 + 8 * 16 + 8
     assert len(rec.mesh.vertices) == head.mask.sum()
-    assert rec.cleanup["dropped_pieces"] == 2 and rec.cleanup["filled_pixels"] == 36 and rec.face_covered
+    assert rec.cleanup["dropped_pieces"] == 2
+    assert rec.cleanup["filled_pixels"] == 36
+    assert rec.face_covered
     # the hole's normals come from the network's around it: close to the true ones there
     hole = np.zeros((128, 128), bool)
     hole[60:66, 40:46] = True
     err = np.degrees(np.arccos(np.clip(np.sum(rec.normals[hole] * head.normals[hole], -1), -1, 1)))
-    assert err.max() < 10 and np.isfinite(rec.depth[hole]).all()
+    assert err.max() < 10
+    assert np.isfinite(rec.depth[hole]).all()
     monkeypatch.setattr(R, "_MODEL", _blobby)
     path = tmp_path / "a.png"
     Image.fromarray(data.astronaut()).save(path)
     assert cli.main(["reconstruct", str(path), "-o", str(tmp_path / "out"), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)["reconstructions"][0]
-    assert r["cleanup"]["dropped_pieces"] == 2 and r["face_covered"] is True
+    assert r["cleanup"]["dropped_pieces"] == 2
+    assert r["face_covered"] is True
 
 
 def test_face_not_covered_is_flagged(monkeypatch):
@@ -287,7 +303,8 @@ def test_face_not_covered_is_flagged(monkeypatch):
         return np.where(m[..., None], (0.0, 0.0, 1.0), 0.0), np.where(m, W, 0.0), m
 
     rec = R.reconstruct(data.astronaut(), model=off_face, detector="frontal")
-    assert not rec.face_covered and rec.cleanup["face_coverage"] == 0.0
+    assert not rec.face_covered
+    assert rec.cleanup["face_coverage"] == 0.0
 
 
 # -------------------------------------------------------------------- outputs
@@ -301,9 +318,27 @@ def test_cli_formats_and_units(tmp_path, monkeypatch, capsys):
     path = tmp_path / "a.png"
     Image.fromarray(data.astronaut()).save(path)
     out = tmp_path / "out"
-    assert cli.main(["reconstruct", str(path), "-o", str(out), "--format", "glb", "--units", "photo", "--json", "--detector", "frontal"]) == 0
+    assert (
+        cli.main(
+            [
+                "reconstruct",
+                str(path),
+                "-o",
+                str(out),
+                "--format",
+                "glb",
+                "--units",
+                "photo",
+                "--json",
+                "--detector",
+                "frontal",
+            ]
+        )
+        == 0
+    )
     r = json.loads(capsys.readouterr().out)["reconstructions"][0]
-    assert r["mesh"].endswith("a.glb") and r["units"] == "photo"
+    assert r["mesh"].endswith("a.glb")
+    assert r["units"] == "photo"
     scene = trimesh.load(out / "a.glb")
     glb = next(iter(scene.geometry.values())) if hasattr(scene, "geometry") else scene
     rec = R.reconstruct(data.astronaut(), model=_oracle, detector="frontal")
@@ -329,5 +364,7 @@ def test_cli_bad_inputs_exit_2_with_one_line_and_no_file(tmp_path, monkeypatch, 
     for name, problem in (("empty.jpg", "is empty (0 bytes)"), ("one.png", "too small: 1x1 pixels")):
         assert cli.main(["reconstruct", str(tmp_path / name), "-o", str(out)]) == 2
         err = capsys.readouterr().err.strip()
-        assert "\n" not in err and name in err and problem in err
+        assert "\n" not in err
+        assert name in err
+        assert problem in err
     assert not out.exists()  # no output, not even an empty folder

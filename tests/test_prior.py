@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _reference import reference_perspective_slopes, reference_solve_prior
-from conftest import perspective_sphere
 from scipy import ndimage
 
 import monohead
+from _reference import reference_perspective_slopes, reference_solve_prior
+from conftest import perspective_sphere
 
 
 def _case(rng, H=22, W=26):
@@ -77,8 +77,16 @@ def test_components_without_prior_keep_mean_zero():
         ({"prior": np.zeros((3, 3))}, ValueError, r"prior must have shape \(4, 5\).*got \(3, 3\)"),
         ({"prior": np.full((4, 5), np.nan)}, ValueError, "prior must have at least one finite value inside the mask"),
         ({"prior": np.zeros((4, 5)), "K": np.diag([5.0, 5.0, 1.0])}, ValueError, "positive depth where known"),
-        ({"prior": np.ones((4, 5)), "prior_weight": -1.0}, ValueError, "prior_weight must be a finite number >= 0; got -1.0"),
-        ({"prior": np.ones((4, 5)), "prior_weight": np.ones((2, 2))}, ValueError, r"prior_weight must be a number or have shape \(4, 5\)"),
+        (
+            {"prior": np.ones((4, 5)), "prior_weight": -1.0},
+            ValueError,
+            "prior_weight must be a finite number >= 0; got -1.0",
+        ),
+        (
+            {"prior": np.ones((4, 5)), "prior_weight": np.ones((2, 2))},
+            ValueError,
+            r"prior_weight must be a number or have shape \(4, 5\)",
+        ),
         ({"prior": np.ones((4, 5)), "prior_weight": 0.0}, ValueError, "prior_weight must be > 0 at one pixel"),
         ({"prior": np.ones((4, 5)), "prior_weight": "1"}, TypeError, "prior_weight must be a number"),
         ({"prior": np.ones((4, 5)), "sharpness": 2.0}, ValueError, "prior and sharpness cannot be combined"),

@@ -98,7 +98,9 @@ def test_readme_has_code_blocks_and_every_skip_has_a_reason():
     for b in BLOCKS:
         assert b["skip"] is None or len(b["skip"]) >= 10, f"README line {b['line']}: skip needs a reason"
         for path in b["in-file"]:
-            assert b["code"].strip() in (ROOT / path).read_text(), f"README line {b['line']}: block not verbatim in {path}"
+            assert b["code"].strip() in (ROOT / path).read_text(), (
+                f"README line {b['line']}: block not verbatim in {path}"
+            )
 
 
 def _apply(b: dict) -> str:
@@ -115,10 +117,12 @@ def test_readme_block_runs(block, tmp_path, monkeypatch):
     code = _apply(block)
     if block["lang"] == "python":
         ns: dict = {"__name__": "__readme__"}
-        exec(compile(block["setup"], f"README.md:{block['line']}:setup", "exec"), ns)  # noqa: S102
-        exec(compile(code, f"README.md:{block['line']}", "exec"), ns)  # noqa: S102
+        exec(compile(block["setup"], f"README.md:{block['line']}:setup", "exec"), ns)
+        exec(compile(code, f"README.md:{block['line']}", "exec"), ns)
         return
     assert not block["setup"], f"README line {block['line']}: setup is for Python blocks"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    p = subprocess.run(["bash", "-e", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False)
+    p = subprocess.run(
+        ["bash", "-e", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
     assert p.returncode == 0, f"README line {block['line']} failed ({p.returncode}):\n{code}\n{p.stderr[-3000:]}"

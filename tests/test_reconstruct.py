@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 import monohead
-from monohead import cli, photo as R
+from monohead import cli
+from monohead import photo as R
 from monohead.integration import surfaces
 
 
@@ -39,10 +40,14 @@ def test_detects_the_astronaut_and_frames_the_head(astronaut):
     assert len(faces) >= 1
     x, y, w, h = faces[0]
     # her face is around columns 175-270, rows 70-165 of the 512 x 512 photo
-    assert 150 < x + w / 2 < 260 and 90 < y + h / 2 < 150 and 70 < w < 140
+    assert 150 < x + w / 2 < 260
+    assert 90 < y + h / 2 < 150
+    assert 70 < w < 140
     box = R.head_box(faces[0])
     assert box.side == pytest.approx(R.FRAMING["scale"] * w)
-    assert box.x < x and box.x + box.side > x + w and box.y < y  # the head box contains the face box
+    assert box.x < x
+    assert box.x + box.side > x + w
+    assert box.y < y
 
 
 def test_grace_hopper_is_detected():
@@ -51,27 +56,31 @@ def test_grace_hopper_is_detected():
     with cbook.get_sample_data("grace_hopper.jpg") as f:
         photo = np.asarray(Image.open(f).convert("RGB"))
     faces = R.detect_faces(photo, detector="cascades")
-    assert faces and 150 < faces[0][0] + faces[0][2] / 2 < 350
+    assert faces
+    assert 150 < faces[0][0] + faces[0][2] / 2 < 350
 
 
 def test_pipeline_with_an_oracle(astronaut):
     rec = R.reconstruct(astronaut, model=oracle)
     s = surfaces.head(128, neck=True)
-    assert rec.crop.shape == (128, 128, 3) and rec.mask.sum() == s.mask.sum()
+    assert rec.crop.shape == (128, 128, 3)
+    assert rec.mask.sum() == s.mask.sum()
     ref = monohead.integrate(s.normals.astype(np.float32), s.W.astype(np.float32), 0.1, s.mask)
     np.testing.assert_allclose(rec.depth[s.mask], ref[s.mask], atol=1e-9)
-    assert len(rec.mesh.vertices) == s.mask.sum() and len(rec.mesh.faces) > 0
+    assert len(rec.mesh.vertices) == s.mask.sum()
+    assert len(rec.mesh.faces) > 0
     np.testing.assert_array_equal(np.asarray(rec.mesh.visual.vertex_colors)[:, :3], rec.crop[s.mask])
     assert set(rec.seconds) == {"detection", "network", "integration", "meshing"}
     no_detect = R.reconstruct(astronaut, detect=False, model=oracle)
-    assert no_detect.face_box is None and no_detect.box.side == 512
+    assert no_detect.face_box is None
+    assert no_detect.box.side == 512
 
 
 def test_no_face_error_suggests_no_detect():
     blank = np.full((200, 200, 3), 128, np.uint8)
     with pytest.raises(R.NoFaceError, match="detect=False"):
         R.reconstruct(blank, model=oracle, detector="cascades")
-    empty = lambda crops: tuple(np.zeros_like(a) for a in oracle(crops))  # noqa: E731
+    empty = lambda crops: tuple(np.zeros_like(a) for a in oracle(crops))
     with pytest.raises(R.NoFaceError, match="detect=False"):
         R.reconstruct(blank, model=empty)  # the network's coarse pass finds no head either
 
@@ -80,7 +89,8 @@ def test_preview_png(astronaut):
     rec = R.reconstruct(astronaut, model=oracle)
     png = R.preview_png(rec, "astronaut")
     img = np.asarray(Image.open(__import__("io").BytesIO(png)))
-    assert img.shape[0] > 200 and img.shape[1] > 1000
+    assert img.shape[0] > 200
+    assert img.shape[1] > 1000
 
 
 def test_shaded_view_faces_the_right_way():
@@ -112,12 +122,14 @@ def test_cli_reconstruct_with_oracle(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     assert cli.main(["reconstruct", str(photo), "-o", str(out), "--format", "obj", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert [x["photo"] for x in r["reconstructions"]] == ["a", "b"] and not r["failures"]
-    assert (out / "a.obj").stat().st_size > 0 and (out / "b_preview.png").stat().st_size > 0
+    assert [x["photo"] for x in r["reconstructions"]] == ["a", "b"]
+    assert not r["failures"]
+    assert (out / "a.obj").stat().st_size > 0
+    assert (out / "b_preview.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize(
-    "argv, message",
+    ("argv", "message"),
     [
         (["reconstruct", "nope.jpg"], "photo does not exist"),
         (["reconstruct"], "give one or more photos"),
@@ -154,7 +166,7 @@ def test_limit_slope_tilts_grazing_normals_only():
     np.testing.assert_allclose(np.linalg.norm(out[m], axis=1), 1.0)
 
 
-@pytest.mark.parametrize("argv, flip", [([], True), (["--no-flip"], False)])
+@pytest.mark.parametrize(("argv", "flip"), [([], True), (["--no-flip"], False)])
 def test_network_predicts_mirror_averaged_unless_no_flip(argv, flip, tmp_path, monkeypatch, capsys):
     """A network (torch module) goes through monohead.model.predict with flip=True by default;
     --no-flip (reconstruct(flip=False)) asks for one pass."""

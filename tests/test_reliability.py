@@ -67,7 +67,7 @@ def reference_residual(normals, W, lam, mask, depth):
 
 
 def _torch_call(normals, weights=None, lam=0.1, mask=None, **kw):
-    t = lambda a: None if a is None else torch.from_numpy(np.asarray(a))  # noqa: E731
+    t = lambda a: None if a is None else torch.from_numpy(np.asarray(a))
     return mt.integrate(t(normals), t(weights), lam, t(mask), **kw)
 
 
@@ -98,7 +98,9 @@ def _issue_cases():
     cases.append((g, None, 0.1, r"normals too grazing: .* at 1 pixel\(s\)"))
     r = flat()
     r[..., 0] = 0.5
-    cases.append((r, np.full((8, 8), 1e300), 0.1, r"lam \* weights must be <= 1e12 inside the mask .* got 64 pixel\(s\)"))
+    cases.append(
+        (r, np.full((8, 8), 1e300), 0.1, r"lam \* weights must be <= 1e12 inside the mask .* got 64 pixel\(s\)")
+    )
     W = np.zeros((8, 8))
     W[0, :3] = 1e200
     cases.append((r, W, 1e200, r"lam \* weights must be <= 1e12 .* got 3 pixel\(s\) above \(largest inf"))
@@ -114,12 +116,16 @@ def test_values_the_solver_derives_are_validated_on_every_backend(backend, case)
 
 
 @pytest.mark.parametrize(
-    "kw, exc, match",
+    ("kw", "exc", "match"),
     [
         ({"maxiter": 2**31}, ValueError, r"maxiter must be <= 2147483647; got 2147483648"),
         ({"maxiter": 0}, ValueError, r"maxiter must be >= 1; got 0"),
         ({"maxiter": 3.0}, TypeError, r"maxiter must be a positive integer or None; got float"),
-        ({"lam": 10**400}, ValueError, r"lam must be a finite number >= 0; got 1000.*\(401 digits\) \(too large for a float\)"),
+        (
+            {"lam": 10**400},
+            ValueError,
+            r"lam must be a finite number >= 0; got 1000.*\(401 digits\) \(too large for a float\)",
+        ),
         ({"lam": float("nan")}, ValueError, r"lam must be a finite number >= 0; got nan"),
         ({"lam": "0.1"}, TypeError, r"lam must be a real number; got str"),
         ({"tol": 10**400}, ValueError, r"tol must be in \(0, 1\); got .*too large for a float"),
@@ -135,7 +141,9 @@ def test_scalars_are_checked_before_any_conversion(backend, kw, exc, match):
 @pytest.mark.parametrize("backend", ["mg", "numpy", "torch"])
 def test_batch_weights_of_the_wrong_shape_or_kind(backend):
     n = np.broadcast_to(flat(6, 5), (3, 6, 5, 3)).copy()
-    with pytest.raises(ValueError, match=r"weights must have shape \(B, H, W\) = \(3, 6, 5\) or \(H, W\) = \(6, 5\) shared"):
+    with pytest.raises(
+        ValueError, match=r"weights must have shape \(B, H, W\) = \(3, 6, 5\) or \(H, W\) = \(6, 5\) shared"
+    ):
         BACKENDS[backend](n, np.zeros((5, 6)))
     if backend != "torch":  # torch takes tensors only
         with pytest.raises(TypeError, match=r"weights must be a numeric array; got list"):
@@ -183,7 +191,8 @@ def test_small_weights_and_large_lam_within_the_limit(method):
     for lam, W in [(1e12, np.ones_like(s.W)), (1.0, np.where(np.arange(24) % 2, 1e12, 0.0) * np.ones((24, 1)))]:
         depth, info = monohead.integrate(s.normals, W, lam, s.mask, method=method, return_info=True, **kw)
         assert np.isfinite(depth[s.mask]).all()
-        assert info.converged and info.residual <= (kw.get("tol", 1e-6))
+        assert info.converged
+        assert info.residual <= (kw.get("tol", 1e-6))
         assert reference_residual(s.normals, W, lam, s.mask, depth) < 1e-5
 
 
@@ -191,7 +200,8 @@ def test_converged_is_the_true_residual_against_tol():
     s = surfaces.head(32)
     with pytest.warns(ConvergenceWarning, match=r"mg solve stopped after 1 iterations at relative residual"):
         depth, info = monohead.integrate(s.normals, s.W, 0.1, s.mask, maxiter=1, tol=1e-12, return_info=True)
-    assert not info.converged and info.residual > 1e-12
+    assert not info.converged
+    assert info.residual > 1e-12
     assert info.residual == pytest.approx(reference_residual(s.normals, s.W, 0.1, s.mask, depth), rel=1e-6)
     # "direct" compares its residual with tol too
     depth, info = monohead.integrate(s.normals, s.W, 0.1, s.mask, method="direct", return_info=True)
@@ -213,7 +223,8 @@ def test_torch_gradients_are_finite_for_every_accepted_forward():
     depth = mt.integrate(t, Wt, 10.0)
     assert torch.isfinite(depth).all()
     (depth * torch.arange(64.0, dtype=torch.float64).reshape(8, 8)).sum().backward()
-    assert torch.isfinite(t.grad).all() and torch.isfinite(Wt.grad).all()
+    assert torch.isfinite(t.grad).all()
+    assert torch.isfinite(Wt.grad).all()
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,7 +252,8 @@ def test_garbage_outside_the_mask_is_ignored_by_every_backend():
         assert np.isnan(out[~mask]).all()
     L, b = monohead.wls_system(n, W, 0.1, mask)
     L2, b2 = monohead.wls_system(clean_n, clean_W, 0.1, mask)
-    assert np.isfinite(L.data).all() and np.isfinite(b).all()
+    assert np.isfinite(L.data).all()
+    assert np.isfinite(b).all()
     np.testing.assert_array_equal(b, b2)
     assert (L != L2).nnz == 0
 
@@ -317,7 +329,8 @@ def test_torch_inputs_are_not_modified():
     mt.integrate(n, W, 0.1, m).nansum().backward()
     for a, c in zip((n.detach(), W, m), copies):
         assert torch.equal(a, c)
-    assert n.requires_grad and not W.requires_grad
+    assert n.requires_grad
+    assert not W.requires_grad
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,7 +338,24 @@ def test_torch_inputs_are_not_modified():
 # its argument, or returns finite depth whose independent residual agrees with the report.
 
 ARGS = ("normals", "weights", "mask", "lam", "tol", "maxiter", "x0", "lam * weights")
-EXTREMES = [0.0, -0.0, 1.0, -1.0, 1e-320, 1e-300, 1e-160, 1e-100, 1e-9, 1e8, 1e100, 1e160, 1e300, np.inf, -np.inf, np.nan]
+EXTREMES = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    1e-320,
+    1e-300,
+    1e-160,
+    1e-100,
+    1e-9,
+    1e8,
+    1e100,
+    1e160,
+    1e300,
+    np.inf,
+    -np.inf,
+    np.nan,
+]
 
 
 @st.composite
@@ -334,7 +364,9 @@ def integration_inputs(draw):
     W = draw(st.integers(1, 7))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    n = np.concatenate([rng.normal(scale=draw(st.sampled_from([0.01, 0.5, 3.0])), size=(H, W, 2)), np.ones((H, W, 1))], -1)
+    n = np.concatenate(
+        [rng.normal(scale=draw(st.sampled_from([0.01, 0.5, 3.0])), size=(H, W, 2)), np.ones((H, W, 1))], -1
+    )
     for _ in range(draw(st.integers(0, 3))):
         n[rng.integers(H), rng.integers(W), rng.integers(3)] = draw(st.sampled_from(EXTREMES))
     if draw(st.booleans()):
@@ -368,9 +400,9 @@ def test_property_every_call_is_rejected_clearly_or_answered_honestly(inputs):
     for name in ("mg", "direct", "numpy", "torch"):
         kw = {} if name == "direct" else {"tol": tol}
         if name == "torch":
-            call = lambda: (_torch_call(n, weights, lam, mask, tol=tol), None)  # noqa: E731
+            call = lambda: (_torch_call(n, weights, lam, mask, tol=tol), None)
         else:
-            call = lambda name=name, kw=kw: BACKENDS[name](n, weights, lam, mask, return_info=True, **kw)  # noqa: E731
+            call = lambda name=name, kw=kw: BACKENDS[name](n, weights, lam, mask, return_info=True, **kw)
         results[name] = _outcome(call)
     kinds = {k: r[0] for k, r in results.items()}
     event(kinds["mg"])
@@ -398,7 +430,9 @@ def test_limits_are_stated_where_users_read_them():
     doc = monohead.integrate.__doc__
     for text in ("1e-100 <= Nz <= 1e100", "at most 1e8", "lam * W <= 1e12", "[1, 2**31 - 1]", "(0, 1)"):
         assert text in doc, text
-    assert v.SLOPE_LIMIT == 1e8 and v.LAM_W_LIMIT == 1e12 and v.MAXITER_LIMIT == 2**31 - 1
+    assert v.SLOPE_LIMIT == 1e8
+    assert v.LAM_W_LIMIT == 1e12
+    assert v.MAXITER_LIMIT == 2**31 - 1
 
 
 @pytest.mark.parametrize("backend", ["mg", "direct", "wls_system", "numpy", "torch"])
@@ -451,18 +485,25 @@ def test_cli_decompression_bombs_and_non_images_exit_2_with_nothing_written(tmp_
     bomb = _bomb_png(tmp_path / "bomb.png")
     out = tmp_path / "new_folder"
     code, _, err = _cli(["reconstruct", str(bomb), "-o", str(out)], capsys)
-    assert code == 2 and err.count("\n") == 1 and "bomb.png" in err and "decompression bomb" in err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "bomb.png" in err
+    assert "decompression bomb" in err
     assert not out.exists()  # no empty folder left behind
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
     code, _, err = _cli(["reconstruct", str(text), "-o", str(out)], capsys)
-    assert code == 2 and err.count("\n") == 1 and "notes.jpg is not a readable image" in err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "notes.jpg is not a readable image" in err
     assert not out.exists()
     bini = tmp_path / "bini"
     bini.mkdir()
     _bomb_png(bini / "normal_map.png")
     code, _, err = _cli(["integrate", str(bini), "-o", str(tmp_path / "d.npy")], capsys)
-    assert code == 2 and err.count("\n") == 1 and "decompression bomb" in err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "decompression bomb" in err
     assert not (tmp_path / "d.npy").exists()
 
 
@@ -470,12 +511,15 @@ def test_cli_text_and_pickled_npy_are_named(tmp_path, capsys):
     txt = tmp_path / "normals.npy"
     txt.write_text("0 0 1\n0 0 1\n")
     code, _, err = _cli(["integrate", str(txt), "-o", str(tmp_path / "d.npy")], capsys)
-    assert code == 2 and err.count("\n") == 1
+    assert code == 2
+    assert err.count("\n") == 1
     assert f"cannot read {txt}: not a .npy file (it holds text; write it with numpy.save)" in err
     obj = tmp_path / "obj.npy"
     np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     code, _, err = _cli(["integrate", str(obj), "-o", str(tmp_path / "d.npy")], capsys)
-    assert code == 2 and err.count("\n") == 1 and "holds a pickled (object) array" in err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "holds a pickled (object) array" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["normals.npy", "obj.npy"]
 
 
@@ -483,12 +527,17 @@ def test_cli_integrate_writes_depth_and_mesh_or_neither(tmp_path, capsys):
     depth = tmp_path / "d.npy"
     for bad in (str(tmp_path / "m.xyz"), str(tmp_path / "no" / "m.ply"), str(tmp_path)):
         code, _, err = _cli(["integrate", "--example", "-o", str(depth), "--mesh", bad], capsys)
-        assert code == 2 and err.count("\n") == 1 and "--mesh" in err
+        assert code == 2
+        assert err.count("\n") == 1
+        assert "--mesh" in err
         assert not depth.exists()
     code, _, err = _cli(["integrate", "--example", "-o", str(tmp_path)], capsys)
-    assert code == 2 and "is a folder" in err
+    assert code == 2
+    assert "is a folder" in err
     code, _, _ = _cli(["integrate", "--example", "-o", str(depth), "--mesh", str(tmp_path / "m.ply")], capsys)
-    assert code == 0 and depth.exists() and (tmp_path / "m.ply").exists()
+    assert code == 0
+    assert depth.exists()
+    assert (tmp_path / "m.ply").exists()
 
 
 def test_cli_unwritable_destination_names_the_file_not_a_temporary(tmp_path, capsys, monkeypatch):
@@ -505,8 +554,10 @@ def test_cli_unwritable_destination_names_the_file_not_a_temporary(tmp_path, cap
     monkeypatch.setattr(os, "open", read_only)
     code, _, err = _cli(["integrate", "--example", "-o", str(tmp_path / "d.npy")], capsys)
     monkeypatch.undo()
-    assert code == 2 and err.count("\n") == 1
-    assert f"{tmp_path / 'd.npy'}: cannot write: Read-only file system" in err and ".tmp" not in err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert f"{tmp_path / 'd.npy'}: cannot write: Read-only file system" in err
+    assert ".tmp" not in err
     assert not list(tmp_path.iterdir())
 
 
@@ -519,7 +570,10 @@ def test_cli_output_that_is_a_file(tmp_path, capsys):
         (["experiments", "--toy", "4", "--out", str(f)], "output must be a folder"),
     ]:
         code, _, err = _cli(argv, capsys)
-        assert code == 2 and err.count("\n") == 1 and what in err and f"{f}" in err
+        assert code == 2
+        assert err.count("\n") == 1
+        assert what in err
+        assert f"{f}" in err
 
 
 def test_cli_json_is_alone_on_stdout_even_when_a_library_prints(tmp_path, capfd, monkeypatch):
@@ -541,7 +595,8 @@ def test_cli_json_is_alone_on_stdout_even_when_a_library_prints(tmp_path, capfd,
     out, err = capfd.readouterr()
     assert out.count("\n") == 1, (out, err)
     assert json.loads(out)["output"] == str(tmp_path / "d.npy")  # the only thing on stdout
-    assert "renderer log line" in err and "a Python print" in err
+    assert "renderer log line" in err
+    assert "a Python print" in err
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,7 +627,9 @@ def test_synth_killed_mid_shard_resumes_sample_by_sample(tmp_path, monkeypatch):
     assert len(list((tmp_path / "a" / "shards" / ".shard-00000.partial").glob("sample-*.npz"))) == 2
     calls.update(n=0, kill_at=-1)
     r = ds.generate(tmp_path / "a", **kw)
-    assert calls["n"] == 1 and r["generated"] == 1 and r["skipped"] == 2  # only the unfinished sample
+    assert calls["n"] == 1
+    assert r["generated"] == 1
+    assert r["skipped"] == 2
     assert not (tmp_path / "a" / "shards" / ".shard-00000.partial").exists()
     a = SyntheticHeads(tmp_path / "a")
     again = ds.regenerate(tmp_path / "a", 1)  # a resumed sample equals one made again, bit for bit

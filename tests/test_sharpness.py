@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _reference import reference_perspective_slopes, reference_system
-from conftest import unit_normals_from_gradients
 
 import monohead
+from _reference import reference_perspective_slopes, reference_system
+from conftest import unit_normals_from_gradients
 from monohead.integration import ConvergenceWarning
 
 
@@ -41,7 +41,8 @@ def test_energy_decreases_at_every_reweighting_and_matches_an_independent_build(
         n, sharpness=2.0, return_info=True, energy_tol=1e-3, max_reweightings=300
     )
     E = np.array(info.energies)
-    assert info.reweightings >= 5 and E.size == info.reweightings + 1
+    assert info.reweightings >= 5
+    assert E.size == info.reweightings + 1
     assert np.all(np.diff(E) < 0), "the energy must decrease at every reweighting"
     assert E[-1] < 0.9 * E[0]
     assert info.scale > 0
@@ -83,7 +84,8 @@ def test_sharpness_zero_is_the_smooth_solve_and_none_is_unchanged(rng):
     a = monohead.integrate(n, tol=1e-10)
     b, info = monohead.integrate(n, tol=1e-10, sharpness=0.0, return_info=True)
     np.testing.assert_allclose(a, b, atol=1e-9)
-    assert info.reweightings == 0 and info.energies == ()
+    assert info.reweightings == 0
+    assert info.energies == ()
 
 
 def test_with_K_and_weights(rng):
@@ -96,7 +98,9 @@ def test_with_K_and_weights(rng):
     # the energy is that of the log-depth with the perspective slopes and the paper's weights
     p, q = reference_perspective_slopes(normals, K, mask)
     fake = np.stack([-p, -q, np.ones_like(p)], axis=-1)
-    assert _cauchy_energy(np.log(depth), fake, Wmap, 0.1, mask, info.scale) == pytest.approx(info.energies[-1], rel=1e-9)
+    assert _cauchy_energy(np.log(depth), fake, Wmap, 0.1, mask, info.scale) == pytest.approx(
+        info.energies[-1], rel=1e-9
+    )
     rel = np.abs(depth[mask] / (z[mask] / np.exp(np.mean(np.log(z[mask])))) - 1)
     assert rel.max() < 5e-3  # a smooth sphere stays a sphere
 
@@ -130,7 +134,6 @@ def test_bad_sharpness(kwargs, exc, match):
 @pytest.mark.parametrize("name", ["bear", "harvest"])
 def test_diligent_made_below_one_mm(name):
     from conftest import shared_data
-
     from monohead.integration.perspective import made
 
     path = shared_data("normal-maps", f"diligent_{name}.npz")
@@ -141,7 +144,8 @@ def test_diligent_made_below_one_mm(name):
         n = np.where(mask[..., None], z["normal"].astype(np.float64), 0.0)
     smooth = made(monohead.integrate(n, mask=mask, K=K), gt)
     sharp = made(monohead.integrate(n, mask=mask, K=K, sharpness=2.0), gt)
-    assert sharp < 1.0 and sharp < smooth
+    assert sharp < 1.0
+    assert sharp < smooth
 
 
 def test_batch_with_sharpness_equals_map_by_map(rng):

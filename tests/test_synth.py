@@ -6,6 +6,7 @@ import copy
 
 import numpy as np
 import pytest
+
 from monohead import geometry
 from monohead.synth import check, glasses, hair, render, scene, textures
 from monohead.synth.generator import Generator
@@ -38,14 +39,21 @@ def _frontal(gen: Generator, seed: int = 5) -> dict:
 def test_sample_arrays_follow_the_conventions(samples):
     for s in samples:
         m = s["mask"]
-        assert s["image"].dtype == np.uint8 and s["image"].shape == (64, 64, 3)
-        assert s["normals"].dtype == np.float32 and s["depth"].dtype == np.float32 and s["W"].dtype == np.float32
-        assert m.dtype == bool and 300 < m.sum() < 64 * 64
+        assert s["image"].dtype == np.uint8
+        assert s["image"].shape == (64, 64, 3)
+        assert s["normals"].dtype == np.float32
+        assert s["depth"].dtype == np.float32
+        assert s["W"].dtype == np.float32
+        assert m.dtype == bool
+        assert 300 < m.sum() < 64 * 64
         n = s["normals"]
         np.testing.assert_allclose(np.linalg.norm(n[m], axis=1), 1.0, atol=1e-5)
         assert (n[m][:, 2] > render.MIN_NZ).all()
-        assert (n[~m] == 0).all() and np.isnan(s["depth"][~m]).all() and np.isfinite(s["depth"][m]).all()
-        assert (s["W"][~m] == 0).all() and (s["W"][m] >= 0).all()
+        assert (n[~m] == 0).all()
+        assert np.isnan(s["depth"][~m]).all()
+        assert np.isfinite(s["depth"][m]).all()
+        assert (s["W"][~m] == 0).all()
+        assert (s["W"][m] >= 0).all()
         np.testing.assert_array_equal(s["W"], geometry.gradient_magnitude(s["depth"], m).astype(np.float32))
 
 
@@ -131,8 +139,21 @@ def test_params_are_json_and_cover_the_scene(gen, samples):
     import json
 
     p = json.loads(json.dumps(samples[0]["params"]))
-    for key in ("identity", "expression", "gaze", "pose", "skin", "eyes", "hair", "glasses", "lights",
-                "environment", "background", "camera", "render_seed"):
+    for key in (
+        "identity",
+        "expression",
+        "gaze",
+        "pose",
+        "skin",
+        "eyes",
+        "hair",
+        "glasses",
+        "lights",
+        "environment",
+        "background",
+        "camera",
+        "render_seed",
+    ):
         assert key in p
     assert len(p["identity"]) == 100
     assert 1 <= len(p["lights"]) <= 4
@@ -142,12 +163,16 @@ def test_pose_ranges_and_matrix():
     rng = np.random.default_rng(3)
     poses = [scene.sample_pose(rng, 128) for _ in range(300)]
     yaw = np.array([q["yaw"] for q in poses])
-    assert np.abs(yaw).max() <= 75 and np.abs(yaw).max() > 60
-    assert max(abs(q["pitch"]) for q in poses) <= 30 and max(abs(q["roll"]) for q in poses) <= 20
+    assert np.abs(yaw).max() <= 75
+    assert np.abs(yaw).max() > 60
+    assert max(abs(q["pitch"]) for q in poses) <= 30
+    assert max(abs(q["roll"]) for q in poses) <= 20
     m = scene.pose_matrix({"yaw": 0, "pitch": 0, "roll": 0, "scale": 4.0, "offset": [0.0, 0.0]}, (128, 128))
     centre = m[:3, :3] @ scene.FACE_CENTRE + m[:3, 3]
     np.testing.assert_allclose(centre[:2], [63.5, -63.5])
-    np.testing.assert_allclose(m[:3, :3] @ scene.PIVOT + m[:3, 3], [63.5, -63.5 - 4.0 * (scene.FACE_CENTRE[1] - scene.PIVOT[1]), 0.0])
+    np.testing.assert_allclose(
+        m[:3, :3] @ scene.PIVOT + m[:3, 3], [63.5, -63.5 - 4.0 * (scene.FACE_CENTRE[1] - scene.PIVOT[1]), 0.0]
+    )
     r = scene.rotation(30, 0, 0)
     assert (r @ [0, 0, 1])[0] > 0.49  # yaw > 0 turns the face toward +x
     assert (scene.rotation(0, 20, 0) @ [0, 0, 1])[1] > 0.3  # pitch > 0 tilts it up
@@ -165,15 +190,20 @@ def test_scene_pieces(gen):
         if style == "bald":
             assert strands.shape[0] == 0
             continue
-        assert strands.shape[1:] == (hair.STYLE_POINTS[style], 4) and 1000 < len(strands) <= 4096
-        assert np.isfinite(strands).all() and (strands[..., 3] > 0).all()
+        assert strands.shape[1:] == (hair.STYLE_POINTS[style], 4)
+        assert 1000 < len(strands) <= 4096
+        assert np.isfinite(strands).all()
+        assert (strands[..., 3] > 0).all()
     fv0, ff0, lv0, lf0 = glasses.build_glasses(None, model, v)
     for design in glasses.DESIGNS:
         gp = glasses.sample_glasses_params(rng, probability=1.0)
         gp["design"], gp["lenses"] = design, True
         fv, ff, lv, lf = glasses.build_glasses(gp, model, v)
-        assert fv.shape == fv0.shape and np.array_equal(ff, ff0) and lv.shape == lv0.shape
-        assert np.isfinite(fv).all() and np.ptp(fv[:, 0]) > 12  # temple to temple
+        assert fv.shape == fv0.shape
+        assert np.array_equal(ff, ff0)
+        assert lv.shape == lv0.shape
+        assert np.isfinite(fv).all()
+        assert np.ptp(fv[:, 0]) > 12
         assert fv[:, 2].max() > v[:, 2].max() - 3  # in front of the face
     assert np.ptp(fv0, axis=0).max() == 0  # no glasses: collapsed
     assert len({glasses.sample_glasses_params(rng, 1.0)["design"] for _ in range(60)}) == 6
@@ -185,12 +215,19 @@ def test_scene_pieces(gen):
         bp["kind"] = kind
         bp.setdefault("photo", "coffee")
         img = scene.background_image(bp, (32, 48))
-        assert img.shape == (32, 48, 3) and img.dtype == np.float32 and 0 <= img.min() and img.max() <= 1
+        assert img.shape == (32, 48, 3)
+        assert img.dtype == np.float32
+        assert 0 <= img.min()
+        assert img.max() <= 1
     space = gen.renderer.space
     skin = textures.skin_albedo(space, textures.sample_skin_params(rng, "male"))
     eyes = textures.eye_albedo(space, textures.sample_eye_params(rng))
-    assert skin.shape == (space.height, 2 * space.height, 3) and eyes.shape[2] == 3
-    assert 0 <= skin.min() and skin.max() <= 1 and 0 <= eyes.min() and eyes.max() <= 1
+    assert skin.shape == (space.height, 2 * space.height, 3)
+    assert eyes.shape[2] == 3
+    assert 0 <= skin.min()
+    assert skin.max() <= 1
+    assert 0 <= eyes.min()
+    assert eyes.max() <= 1
 
 
 def test_variant_selection(monkeypatch):
@@ -215,7 +252,9 @@ def test_scalar_variant_gives_the_same_ground_truth(gen):
     s = g.render(p24)
     v, f = g.head_mesh(p24)
     c = check.compare_ground_truth(s, check.raycast_ground_truth(v, f, g.size))
-    assert s["mask"].sum() > 50 and c["mean_angle"] < 0.05 and c["mask_diff_interior"] == 0
+    assert s["mask"].sum() > 50
+    assert c["mean_angle"] < 0.05
+    assert c["mask_diff_interior"] == 0
     assert s["image"].shape == (24, 24, 3)
 
 
@@ -243,9 +282,11 @@ def test_mask_difference_counts_holes_not_silhouettes():
         return {"normals": normals, "depth": depth, "mask": mask}
 
     shifted = compare_ground_truth(gt(disc), gt(wider))
-    assert shifted["mask_diff"] > 0 and shifted["mask_diff_interior"] == 0
+    assert shifted["mask_diff"] > 0
+    assert shifted["mask_diff_interior"] == 0
     holed = disc.copy()
     holed[30, 30] = False  # a one-pixel hole inside the face
     holed[40:42, 25:27] = False  # and a 2x2 one
     c = compare_ground_truth(gt(disc), gt(holed))
-    assert c["mask_diff"] == 5 and c["mask_diff_interior"] == 5
+    assert c["mask_diff"] == 5
+    assert c["mask_diff_interior"] == 5

@@ -20,8 +20,12 @@ def reference(tmp_path_factory):
     root = tmp_path_factory.mktemp("ref")
     seen = []
     r = generate(root, 5, progress=lambda d, t: seen.append((d, t)), **SETTINGS)
-    assert seen[0] == (0, 5) and seen[-1] == (5, 5) and len(seen) == 6
-    assert r["generated"] == 5 and r["skipped"] == 0 and r["shards"] == 3
+    assert seen[0] == (0, 5)
+    assert seen[-1] == (5, 5)
+    assert len(seen) == 6
+    assert r["generated"] == 5
+    assert r["skipped"] == 0
+    assert r["shards"] == 3
     return root
 
 
@@ -37,24 +41,36 @@ def _assert_same(a, b) -> None:
 
 def test_layout_manifest_and_preview(reference):
     m = json.loads((reference / "manifest.json").read_text())
-    assert m["format"] == "monohead-synth" and m["seed"] == 11 and m["count"] == 5 and m["num_shards"] == 3
-    assert set(m["versions"]) >= {"monohead", "mitsuba", "numpy"} and m["settings"]["size"] == [32, 32]
+    assert m["format"] == "monohead-synth"
+    assert m["seed"] == 11
+    assert m["count"] == 5
+    assert m["num_shards"] == 3
+    assert set(m["versions"]) >= {"monohead", "mitsuba", "numpy"}
+    assert m["settings"]["size"] == [32, 32]
     assert sorted(p.name for p in (reference / "shards").iterdir()) == ["shard-00000", "shard-00001", "shard-00002"]
     assert np.load(reference / "shards" / "shard-00002" / "image.npy").shape == (1, 32, 32, 3)
     sheet = decode_png((reference / "preview.png").read_bytes())
-    assert sheet.shape[0] == 3 * 32 + 8 and sheet.shape[2] == 3  # images, N, W
+    assert sheet.shape[0] == 3 * 32 + 8
+    assert sheet.shape[2] == 3
 
 
 def test_reader_items(reference):
     ds = SyntheticHeads(reference)
     assert len(ds) == 5
     it = ds[-1]
-    assert it["index"] == 4 and it["params"]["index"] == 4 and it["params"]["seed"] == 11
-    assert it["image"].dtype == np.uint8 and it["image"].shape == (32, 32, 3)
-    assert it["normals"].dtype == np.float32 and it["normals"].shape == (32, 32, 3)
-    assert it["W"].dtype == np.float32 and it["depth"].dtype == np.float32 and it["mask"].dtype == bool
+    assert it["index"] == 4
+    assert it["params"]["index"] == 4
+    assert it["params"]["seed"] == 11
+    assert it["image"].dtype == np.uint8
+    assert it["image"].shape == (32, 32, 3)
+    assert it["normals"].dtype == np.float32
+    assert it["normals"].shape == (32, 32, 3)
+    assert it["W"].dtype == np.float32
+    assert it["depth"].dtype == np.float32
+    assert it["mask"].dtype == bool
     m = it["mask"]
-    assert np.isnan(it["depth"][~m]).all() and (it["normals"][m][:, 2] > 0).all()
+    assert np.isnan(it["depth"][~m]).all()
+    assert (it["normals"][m][:, 2] > 0).all()
     with pytest.raises(IndexError, match="out of range"):
         ds[5]
     with pytest.raises(TypeError, match="index must be an integer"):
@@ -63,7 +79,8 @@ def test_reader_items(reference):
     import torch.utils.data
 
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=SyntheticHeads.collate)))
-    assert tuple(batch["image"].shape) == (2, 32, 32, 3) and tuple(batch["W"].shape) == (2, 32, 32)
+    assert tuple(batch["image"].shape) == (2, 32, 32, 3)
+    assert tuple(batch["W"].shape) == (2, 32, 32)
     assert len(batch["params"]) == 2
 
 
@@ -94,7 +111,8 @@ def test_resume_after_interruption(tmp_path, reference):
     (root / "shards" / ".shard-00001.tmp-999-1").mkdir()
     (root / "shards" / ".shard-00001.tmp-999-1" / "image.npy").write_bytes(b"partial")
     r = generate(root, 5, **SETTINGS)
-    assert r["skipped"] == 3 and r["generated"] == 2  # shard 0 and sample 2 are not made again
+    assert r["skipped"] == 3
+    assert r["generated"] == 2
     assert not list((root / "shards").glob(".*"))
     _assert_same(root, reference)
 
@@ -102,7 +120,8 @@ def test_resume_after_interruption(tmp_path, reference):
 def test_split_across_machines(tmp_path, reference):
     root = tmp_path / "split"
     a = generate(root, 5, shard="0/2", preview=False, **SETTINGS)
-    assert a["shards"] == 2 and a["generated"] == 3  # shards 0 and 2
+    assert a["shards"] == 2
+    assert a["generated"] == 3
     with pytest.raises(ValueError, match="incomplete: 1 of 3 shards missing"):
         SyntheticHeads(root)
     assert len(SyntheticHeads(root, partial=True)) == 3
@@ -117,10 +136,15 @@ def test_dask_local_cluster(tmp_path, reference, caplog):
     import distributed
 
     caplog.set_level(logging.WARNING, logger="distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
         seen = []
-        r = generate(tmp_path / "dask", 5, scheduler=cluster.scheduler_address, progress=lambda d, t: seen.append(d), **SETTINGS)
-    assert r["generated"] == 5 and seen[-1] == 5
+        r = generate(
+            tmp_path / "dask", 5, scheduler=cluster.scheduler_address, progress=lambda d, t: seen.append(d), **SETTINGS
+        )
+    assert r["generated"] == 5
+    assert seen[-1] == 5
     _assert_same(tmp_path / "dask", reference)
 
 
@@ -157,17 +181,37 @@ def test_bad_arguments(tmp_path, reference):
 
 def test_cli(tmp_path, capsys, reference):
     out = tmp_path / "c"
-    args = ["synth", "--count", "2", "--out", str(out), "--seed", "11", "--size", "32", "--spp", "2", "--shard-size", "2"]
+    args = [
+        "synth",
+        "--count",
+        "2",
+        "--out",
+        str(out),
+        "--seed",
+        "11",
+        "--size",
+        "32",
+        "--spp",
+        "2",
+        "--shard-size",
+        "2",
+    ]
     assert cli.main(args) == 0
     err = capsys.readouterr().err
-    assert "synth [" in err and "2 samples made" in err and "preview ->" in err
+    assert "synth [" in err
+    assert "2 samples made" in err
+    assert "preview ->" in err
     assert cli.main([*args, "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["skipped"] == 2 and r["generated"] == 0
+    assert r["skipped"] == 2
+    assert r["generated"] == 0
     d = SyntheticHeads(out)
     np.testing.assert_array_equal(d[1]["image"], SyntheticHeads(reference)[1]["image"])
-    for bad, msg in ((["--count", "0"], "count must be at least 1"), (["--count", "-1"], "count must be at least 1"),
-                     (["--count", "2", "--size", "32", "--shard", "x"], "shard must look like")):
+    for bad, msg in (
+        (["--count", "0"], "count must be at least 1"),
+        (["--count", "-1"], "count must be at least 1"),
+        (["--count", "2", "--size", "32", "--shard", "x"], "shard must look like"),
+    ):
         assert cli.main(["synth", "--out", str(tmp_path / "d"), *bad]) == 2
         assert msg in capsys.readouterr().err
     (tmp_path / "f").write_text("")
@@ -198,5 +242,6 @@ def test_resume_a_set_made_before_the_sampler_setting(tmp_path, reference, capsy
     assert "holds a different data set" in capsys.readouterr().err
     assert cli.main([*args, "--sampler", "independent"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["generated"] == 1 and r["skipped"] == 4
+    assert r["generated"] == 1
+    assert r["skipped"] == 4
     assert len(SyntheticHeads(root)) == 5

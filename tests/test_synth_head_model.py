@@ -22,11 +22,14 @@ def _quads(tri: np.ndarray) -> np.ndarray:
     """Undo the converter's fan triangulation of a quad-only region: (0,1,2) then (0,2,3)."""
     half = len(tri) // 2
     a, b = tri[:half], tri[half:]
-    assert np.array_equal(a[:, 0], b[:, 0]) and np.array_equal(a[:, 2], b[:, 1])
+    assert np.array_equal(a[:, 0], b[:, 0])
+    assert np.array_equal(a[:, 2], b[:, 1])
     return np.column_stack([a[:, 0], a[:, 1], a[:, 2], b[:, 2]])
 
 
-def write_facexmodel_like(folder: Path, asset: dict, n_id: int = 2, expressions: tuple = ("jawOpen", "mouthSmile_L")) -> None:
+def write_facexmodel_like(
+    folder: Path, asset: dict, n_id: int = 2, expressions: tuple = ("jawOpen", "mouthSmile_L")
+) -> None:
     """A folder in ICT-FaceKit's FaceXModel format (full topology, 26,719 vertices) rebuilt from
     the shipped asset: the kept regions' polygons and vertices as they were, dummy polygons in
     the regions the asset leaves out, a few identity and expression files."""
@@ -82,9 +85,12 @@ def write_facexmodel_like(folder: Path, asset: dict, n_id: int = 2, expressions:
 def test_shipped_asset_is_small_and_credited(model):
     assert hm.ASSET_PATH.stat().st_size <= 15 * 2**20
     lic = hm.ASSET_PATH.with_name("LICENSE-ICT-FaceKit.txt").read_text()
-    assert "MIT" in lic and "ICT-FaceKit" in lic and "Institute for Creative Technologies" in lic
+    assert "MIT" in lic
+    assert "ICT-FaceKit" in lic
+    assert "Institute for Creative Technologies" in lic
     assert "ICT-FaceKit" in model.attribution
-    assert model.num_identities == 100 and model.num_expressions == 53
+    assert model.num_identities == 100
+    assert model.num_expressions == 53
     assert model.identity_basis.dtype == np.float32
 
 
@@ -99,7 +105,8 @@ def test_converter_roundtrip_through_obj_files(tmp_path, model):
         write_facexmodel_like(folder, asset)
     out = tmp_path / "asset.npz"
     r = hm.write_asset(folder, out)
-    assert r["identities"] == 2 and r["expressions"] == 2
+    assert r["identities"] == 2
+    assert r["expressions"] == 2
     assert "eyeBlink_L" in r["missing"] or SHARED.is_dir()
     assert Path(r["license"]).read_text().count("MIT") >= 1
     with np.load(out) as z:
@@ -108,15 +115,21 @@ def test_converter_roundtrip_through_obj_files(tmp_path, model):
         np.testing.assert_array_equal(new[key], asset[key], err_msg=key)
     np.testing.assert_allclose(new["uv"][new["corner_uv"]], asset["uv"][asset["corner_uv"]], atol=1e-6)
     np.testing.assert_allclose(new["neutral"], asset["neutral"], atol=1e-4)
-    np.testing.assert_allclose(new["identity_deltas"].astype(np.float32), asset["identity_deltas"][:2].astype(np.float32), atol=2e-3)
+    np.testing.assert_allclose(
+        new["identity_deltas"].astype(np.float32), asset["identity_deltas"][:2].astype(np.float32), atol=2e-3
+    )
     ex = [str(n) for n in asset["expression_names"]]
     for j, name in enumerate(new["expression_names"]):
-        np.testing.assert_allclose(new["expression_deltas"][j].astype(np.float32),
-                                   asset["expression_deltas"][ex.index(str(name))].astype(np.float32), atol=2e-3)
+        np.testing.assert_allclose(
+            new["expression_deltas"][j].astype(np.float32),
+            asset["expression_deltas"][ex.index(str(name))].astype(np.float32),
+            atol=2e-3,
+        )
     # The converted asset loads and makes heads.
     m2 = hm.HeadModel.load(out)
     v = m2.shape([1.0, -0.5], {"jawOpen": 0.5})
-    assert v.shape == (m2.num_vertices, 3) and np.isfinite(v).all()
+    assert v.shape == (m2.num_vertices, 3)
+    assert np.isfinite(v).all()
 
 
 def test_cli_synth_asset(tmp_path, capsys, model):
@@ -126,7 +139,8 @@ def test_cli_synth_asset(tmp_path, capsys, model):
     write_facexmodel_like(folder, asset, n_id=1, expressions=("jawOpen",))
     out = tmp_path / "a.npz"
     assert cli.main(["synth-asset", str(folder), "-o", str(out), "--json"]) == 0
-    assert '"identities": 1' in capsys.readouterr().out and out.is_file()
+    assert '"identities": 1' in capsys.readouterr().out
+    assert out.is_file()
 
 
 def test_reader_rejects_other_folders(tmp_path):
@@ -148,7 +162,11 @@ def test_shape_is_the_linear_model(model):
     w = np.zeros(model.num_expressions)
     w[model.expression_names.index("jawOpen")] = 0.7
     v = model.shape(y, w)
-    ref = model.neutral + np.tensordot(y, model.identity_basis[:5], 1) + 0.7 * model.expression_basis[model.expression_names.index("jawOpen")]
+    ref = (
+        model.neutral
+        + np.tensordot(y, model.identity_basis[:5], 1)
+        + 0.7 * model.expression_basis[model.expression_names.index("jawOpen")]
+    )
     np.testing.assert_allclose(v, ref, atol=1e-4)
     np.testing.assert_allclose(model.shape(), model.neutral, atol=0)
     with pytest.raises(ValueError, match="at most 100 coefficients"):
@@ -190,4 +208,5 @@ def test_sample_expression_shares_and_limits(model):
     assert max(w[jaw] for w, _ in draws) <= 0.6
     assert all(((w >= 0) & (w <= 1)).all() for w, _ in draws)
     y = hm.sample_identity(rng, 100)
-    assert y.shape == (100,) and np.abs(y).max() <= 3.0
+    assert y.shape == (100,)
+    assert np.abs(y).max() <= 3.0

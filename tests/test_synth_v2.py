@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+
 from monohead.synth import body, check, facial_hair, hair, headwear, occluders
 from monohead.synth.generator import VERSIONS, Generator, sample_params
 
@@ -36,10 +37,12 @@ def test_version_is_checked_and_version_1_has_no_additions(gen):
         Generator(16, version=3, head_model=gen.model)
     with pytest.raises(ValueError, match="version must be one of"):
         sample_params(0, 0, gen.model, (16, 16), version=0)
-    assert VERSIONS == (1, 2) and gen.settings()["generator_version"] == 2
+    assert VERSIONS == (1, 2)
+    assert gen.settings()["generator_version"] == 2
     p1 = sample_params(5, 3, gen.model, (48, 48), version=1)
     p2 = sample_params(5, 3, gen.model, (48, 48), version=2)
-    assert "body" not in p1 and "body" in p2
+    assert "body" not in p1
+    assert "body" in p2
     # Version 2 only adds streams: the choices version 1 makes are the same.
     assert all(p2[k] == v for k, v in p1.items())
 
@@ -47,14 +50,27 @@ def test_version_is_checked_and_version_1_has_no_additions(gen):
 def test_neck_cut_and_join(gen):
     cut = body.neck_cut(gen.model)
     loop = cut["loop"]
-    assert cut["drop"].sum() > 100 and len(loop) >= 16
+    assert cut["drop"].sum() > 100
+    assert len(loop) >= 16
     # The loop is the boundary of the ground-truth skin, ordered round the neck.
     phi = body._loop_angles(gen.model.neutral[loop].astype(np.float64))
-    assert (np.diff(phi) > 0).all() and phi[-1] - phi[0] < 2 * np.pi
+    assert (np.diff(phi) > 0).all()
+    assert phi[-1] - phi[0] < 2 * np.pi
     # Every ground-truth face is a head or eye face; none of them is below the cut.
     assert len(cut["gt_faces"]) + int(cut["drop"].sum()) == int(
-        gen.model.region_faces(["face", "head_and_neck", "mouth_socket", "eye_socket_left", "eye_socket_right", "cap",
-                                "eyeball_left", "eyeball_right"]).sum())
+        gen.model.region_faces(
+            [
+                "face",
+                "head_and_neck",
+                "mouth_socket",
+                "eye_socket_left",
+                "eye_socket_right",
+                "cap",
+                "eyeball_left",
+                "eyeball_right",
+            ]
+        ).sum()
+    )
     p = _with(gen, 1, 0)
     v_model = gen.model.shape(p["identity"], p["expression"], tuple(p["gaze"]))
     b = body.build_body(p["body"], gen.model, v_model)
@@ -78,15 +94,18 @@ def test_every_garment_paints_and_builds(gen, garment):
     assert bp["garment"] == garment
     json.dumps(bp)
     tex = body.torso_textures(bp, [0.5, 0.35, 0.3])
-    assert tex["albedo"].shape == (128, 256, 3) and tex["normalmap"].shape == (128, 256, 3)
-    assert 0.0 <= tex["albedo"].min() and tex["albedo"].max() <= 1.0
+    assert tex["albedo"].shape == (128, 256, 3)
+    assert tex["normalmap"].shape == (128, 256, 3)
+    assert 0.0 <= tex["albedo"].min()
+    assert tex["albedo"].max() <= 1.0
     n = tex["normalmap"] * 2 - 1
     np.testing.assert_allclose(np.linalg.norm(n, axis=-1), 1.0, atol=1e-5)
     bare = np.all(np.abs(tex["albedo"] - [0.5, 0.35, 0.3]) < 1e-6, axis=-1)
     if garment == "bare":
         assert bare[:20].all()
     elif garment in ("strap",):
-        assert bare.any() and not bare.all()
+        assert bare.any()
+        assert not bare.all()
     else:
         assert not bare[-20:].any()  # dressed below the chest
     b = body.build_body(bp, gen.model, gen.model.neutral.astype(np.float64))
@@ -111,9 +130,14 @@ def test_body_is_rendered_but_never_in_the_mask(gen):
     # One hairstyle for all (each count of curve control points compiles its own kernels).
     extras = [("cap", "full_beard", "hand"), ("hat", "moustache", "microphone"), ("bandana", "stubble", "scarf")]
     for i, (kind, beard, occ) in enumerate(extras):
-        p = _with(gen, 40, i, headwear=_kind(lambda r: headwear.sample_headwear_params(r, 1.0), "kind", kind),
-                  beard=beard and _kind(lambda r: facial_hair.sample_facial_hair_params(r, "male"), "style", beard),
-                  occluder=_kind(lambda r: occluders.sample_occluder_params(r, 1.0), "kind", occ, seed=i))
+        p = _with(
+            gen,
+            40,
+            i,
+            headwear=_kind(lambda r: headwear.sample_headwear_params(r, 1.0), "kind", kind),
+            beard=beard and _kind(lambda r: facial_hair.sample_facial_hair_params(r, "male"), "style", beard),
+            occluder=_kind(lambda r: occluders.sample_occluder_params(r, 1.0), "kind", occ, seed=i),
+        )
         p["hair"] = {**p["hair"], "style": "short", "length": 4.0, "density": 0.8}
         s = gen.render(p)
         ref = check.raycast_sample(gen, p)  # the sample's camera (perspective in v2) and border rule
@@ -138,16 +162,20 @@ def test_headwear_sits_on_the_head(gen, kind):
     v = gen.model.neutral.astype(np.float64)
     hat = headwear.build_headwear(hp, gen.model, v)
     slot = headwear.headwear_slot()
-    assert hat["vertices"].shape == (len(slot.uv), 3) and np.isfinite(hat["vertices"]).all()
+    assert hat["vertices"].shape == (len(slot.uv), 3)
+    assert np.isfinite(hat["vertices"]).all()
     assert slot.faces.max() < len(slot.uv)
     # The head's skin stays inside the dome: skin points under the dome are nearer the centre
     # than the dome in their direction.
     skin = v[gen.model.region_vertices(("face", "head_and_neck"))]
-    pressed = headwear.press_hair(np.concatenate([skin[:, None, :], np.ones((len(skin), 1, 1))], axis=-1).repeat(2, axis=1),
-                                  hat)
+    pressed = headwear.press_hair(
+        np.concatenate([skin[:, None, :], np.ones((len(skin), 1, 1))], axis=-1).repeat(2, axis=1), hat
+    )
     assert len(pressed) < len(skin)  # the skin under the dome counts as hidden
     tex = headwear.headwear_textures(hp)
-    assert tex["albedo"].shape == (64, 128, 3) and 0 <= tex["albedo"].min() and tex["albedo"].max() <= 1
+    assert tex["albedo"].shape == (64, 128, 3)
+    assert 0 <= tex["albedo"].min()
+    assert tex["albedo"].max() <= 1
     # Hair under the hat is pressed inside the dome (and hidden strands dropped).
     hp_hair = {**hair.sample_hair_params(np.random.default_rng(1), "female"), "style": "long", "length": 25.0}
     n = np.zeros_like(v)
@@ -162,7 +190,9 @@ def test_headwear_sits_on_the_head(gen, kind):
     theta = np.arccos(np.clip(d[..., 1] / r, -1, 1))
     psi = np.arctan2(d[..., 0], d[..., 2])
     grid = np.linspace(-np.pi, np.pi, len(hat["theta_rim"]))
-    under = (theta < np.interp(psi, grid, hat["theta_rim"]) - 0.05) & (theta > np.interp(psi, grid, hat["theta_top"]) + 0.05)
+    under = (theta < np.interp(psi, grid, hat["theta_rim"]) - 0.05) & (
+        theta > np.interp(psi, grid, hat["theta_top"]) + 0.05
+    )
     limit = headwear._lookup(hat["extent"], theta.ravel(), psi.ravel()).reshape(theta.shape) + hat["offset"]
     assert (r[under] <= limit[under] + 1e-6).all()
 
@@ -177,13 +207,18 @@ def test_facial_hair_grows_on_the_lower_face(gen, style):
     v = gen.model.neutral.astype(np.float64)
     n = geometry.vertex_normals(v, gen.model.faces)
     strands = facial_hair.grow_facial_hair(fp, gen.model, v, n, k=8, max_strands=5000)
-    assert strands.ndim == 3 and strands.shape[1:] == (8, 4) and len(strands) > 50
-    assert np.isfinite(strands).all() and (strands[..., 3] > 0).all()
+    assert strands.ndim == 3
+    assert strands.shape[1:] == (8, 4)
+    assert len(strands) > 50
+    assert np.isfinite(strands).all()
+    assert (strands[..., 3] > 0).all()
     eye_y = gen.model.eye_centres(v)[:, 1].mean()
     roots = strands[:, 1, :3]
-    assert (roots[:, 1] < eye_y + 0.5).all() and (roots[:, 2] > -2.0).all()  # lower face and sideburns
+    assert (roots[:, 1] < eye_y + 0.5).all()
+    assert (roots[:, 2] > -2.0).all()
     if style in ("moustache",):
-        assert (np.abs(roots[:, 0]) < 3.5).all() and (roots[:, 1] > -3.0).all()
+        assert (np.abs(roots[:, 0]) < 3.5).all()
+        assert (roots[:, 1] > -3.0).all()
     assert len(facial_hair.grow_facial_hair(fp, gen.model, v, n, k=8, max_strands=10)) <= 10
     assert len(facial_hair.grow_facial_hair(None, gen.model, v, n, k=8, max_strands=10)) == 0
 
@@ -197,8 +232,11 @@ def test_ground_truth_ignores_everything_in_front(gen):
     covered = 0
     for occ, pose in (("hand", "mouth"), ("microphone", "mic"), ("cup", "lips"), ("raised_collar", None)):
         p = copy.deepcopy(base)
-        p["occluder"] = next(o for o in (occluders.sample_occluder_params(np.random.default_rng(s), 1.0) for s in range(500))
-                             if o["kind"] == occ and o.get("pose") == pose)
+        p["occluder"] = next(
+            o
+            for o in (occluders.sample_occluder_params(np.random.default_rng(s), 1.0) for s in range(500))
+            if o["kind"] == occ and o.get("pose") == pose
+        )
         p["body"] = gen.params(7, 2)["body"]
         p["beard"] = _kind(lambda r: facial_hair.sample_facial_hair_params(r, "male"), "style", "full_beard")
         s = gen.render(p)
@@ -214,24 +252,32 @@ def test_ground_truth_ignores_everything_in_front(gen):
 def test_occluders_build(gen, kind):
     v = gen.model.neutral.astype(np.float64)
     slot = occluders.prop_slot()
-    assert slot.faces.max() < len(slot.uv) and slot.faces.min() >= 0
+    assert slot.faces.max() < len(slot.uv)
+    assert slot.faces.min() >= 0
     poses = occluders.POSES.get(kind, (None,))
     rng = np.random.default_rng(5)
     for pose in poses:
         for side in (-1.0, 1.0):
-            op = next(o for o in (occluders.sample_occluder_params(rng, 1.0) for _ in range(2000))
-                      if o["kind"] == kind and o.get("pose") == pose and o.get("side", side) == side)
+            op = next(
+                o
+                for o in (occluders.sample_occluder_params(rng, 1.0) for _ in range(2000))
+                if o["kind"] == kind and o.get("pose") == pose and o.get("side", side) == side
+            )
             json.dumps(op)
             out = occluders.build_occluder(op, gen.model, v)
             tex = occluders.occluder_textures(op, [0.5, 0.35, 0.3])
             slot_tex = body.BAND_TEXTURE if kind in ("raised_collar", "scarf") else slot.texture
-            assert tex["albedo"].shape == (*slot_tex, 3) and tex["normalmap"].shape == (*slot_tex, 3)
+            assert tex["albedo"].shape == (*slot_tex, 3)
+            assert tex["normalmap"].shape == (*slot_tex, 3)
             if kind in ("raised_collar", "scarf"):
-                assert set(out) == {"scarf"} and np.isfinite(out["scarf"]).all()
+                assert set(out) == {"scarf"}
+                assert np.isfinite(out["scarf"]).all()
                 assert out["scarf"][:, 1].max() > -10.0  # up the neck to the jaw
                 continue
             pts = out["prop"]
-            assert set(out) == {"prop"} and pts.shape == (len(slot.uv), 3) and np.isfinite(pts).all()
+            assert set(out) == {"prop"}
+            assert pts.shape == (len(slot.uv), 3)
+            assert np.isfinite(pts).all()
             # In front of the lower face, at most a hand's reach from the mouth.
             near = np.linalg.norm(pts - [0.0, -3.5, 11.0], axis=1).min()
             assert near < 12.0, (pose, near)

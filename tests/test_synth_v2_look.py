@@ -26,7 +26,9 @@ def samples(gen) -> list[dict]:
 
 
 def test_version_2_is_the_default_and_keeps_the_version_1_head(gen, samples):
-    assert GENERATOR_VERSION == 2 and gen.version == 2 and gen.settings()["generator_version"] == 2
+    assert GENERATOR_VERSION == 2
+    assert gen.version == 2
+    assert gen.settings()["generator_version"] == 2
     p1 = Generator(64, spp=2, version=1, head_model=gen.model).params(31, 1)
     p2 = samples[1]["params"]
     for key in ("identity", "skin", "hair", "glasses"):
@@ -38,7 +40,8 @@ def test_version_2_is_the_default_and_keeps_the_version_1_head(gen, samples):
     for key in ("lighting", "artefacts", "camera", "background"):
         assert key in p2
     json.dumps(p2)
-    assert p2["camera"]["projection"] == "perspective" and "K" in p2["camera"]
+    assert p2["camera"]["projection"] == "perspective"
+    assert "K" in p2["camera"]
 
 
 def test_perspective_ground_truth_agrees_with_embree(gen, samples):
@@ -91,10 +94,14 @@ def test_sample_camera_ranges():
     rng = np.random.default_rng(0)
     cams = [camera.sample_camera(rng, (128, 128), 4.0) for _ in range(300)]
     f35 = np.array([c["focal_35mm"] for c in cams])
-    assert 24 <= f35.min() and f35.max() <= 135 and f35.min() < 30 and f35.max() > 110
+    assert 24 <= f35.min()
+    assert f35.max() <= 135
+    assert f35.min() < 30
+    assert f35.max() > 110
     for c in cams:
         K = np.asarray(c["K"])
-        assert K[0, 0] == K[1, 1] == c["distance"] and K[0, 2] == K[1, 2] == 63.5
+        assert K[0, 0] == K[1, 1] == c["distance"]
+        assert K[0, 2] == K[1, 2] == 63.5
     assert camera.sample_camera(rng, (64, 64), 4.0, "orthographic") == {"projection": "orthographic"}
     with pytest.raises(ValueError, match="projection"):
         camera.sample_camera(rng, (64, 64), 4.0, "fisheye")
@@ -116,13 +123,16 @@ def test_sun_extraction_keeps_the_power():
     env = np.full((16, 32, 3), 0.5, np.float32)
     env[3, 8] = 5000.0
     clipped, sun = lighting.extract_sun(env)
-    assert sun is not None and clipped.max() < 5000
+    assert sun is not None
+    assert clipped.max() < 5000
     theta = (np.arange(16) + 0.5) / 16 * np.pi
     d_omega = np.sin(theta) * (np.pi / 16) * (2 * np.pi / 32)
     power = lambda e: (e * d_omega[:, None, None]).sum(axis=(0, 1))
     np.testing.assert_allclose(power(clipped) + sun["rgb"], power(env), rtol=1e-5)
     th, ph = theta[3], (8 + 0.5) / 32 * 2 * np.pi
-    np.testing.assert_allclose(sun["direction"], [np.sin(ph) * np.sin(th), np.cos(th), -np.cos(ph) * np.sin(th)], atol=1e-6)
+    np.testing.assert_allclose(
+        sun["direction"], [np.sin(ph) * np.sin(th), np.cos(th), -np.cos(ph) * np.sin(th)], atol=1e-6
+    )
     assert lighting.extract_sun(np.ones((16, 32, 3), np.float32))[1] is None
 
 
@@ -131,14 +141,17 @@ def _write_hdr(path, img):
     m = img.max(axis=-1)
     e = np.ceil(np.log2(np.maximum(m, 1e-30))).astype(int)
     mant = np.where(m[..., None] > 1e-30, img / np.ldexp(1.0, e)[..., None] * 256, 0)
-    rgbe = np.concatenate([np.clip(mant, 0, 255).astype(np.uint8), np.where(m > 1e-30, e + 128, 0)[..., None].astype(np.uint8)], -1)
+    rgbe = np.concatenate(
+        [np.clip(mant, 0, 255).astype(np.uint8), np.where(m > 1e-30, e + 128, 0)[..., None].astype(np.uint8)], -1
+    )
     h, w = img.shape[:2]
     path.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n" + f"-Y {h} +X {w}\n".encode() + rgbe.tobytes())
 
 
 def test_hdri_folders(tmp_path):
     maps = lighting.bundled_maps()
-    assert len(maps) == 6 and all((tmp_path / "x").parent.exists() for _ in maps)
+    assert len(maps) == 6
+    assert all((tmp_path / "x").parent.exists() for _ in maps)
     assert (maps[0].parent / "README.md").read_text().count("CC0") >= 2
     with pytest.raises(ValueError, match="does not exist"):
         lighting.scan_hdri(tmp_path / "missing")
@@ -154,7 +167,8 @@ def test_hdri_folders(tmp_path):
     (d / "broken.hdr").write_bytes(b"#?RADIANCE\nnot really")
     np.save(d / "wrong_shape.npy", np.ones((16, 16, 3)))
     found, bad = lighting.scan_hdri(d)
-    assert [p.name for p in found] == ["a.npy", "b.hdr"] and bad == 2
+    assert [p.name for p in found] == ["a.npy", "b.hdr"]
+    assert bad == 2
     step = np.ldexp(1.0, np.ceil(np.log2(img.max(axis=-1))).astype(int))[..., None] / 256  # one mantissa unit
     err = np.abs(lighting.read_hdr(d / "b.hdr") - img)
     assert (err <= step + 1e-6).all()
@@ -175,15 +189,34 @@ def test_background_folders_and_kinds(tmp_path, gen):
         backgrounds.scan_backgrounds(d)
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(d / "ok.png")
     found, bad = backgrounds.scan_backgrounds(d)
-    assert [p.name for p in found] == ["ok.png"] and bad == 1
+    assert [p.name for p in found] == ["ok.png"]
+    assert bad == 1
     rng = np.random.default_rng(3)
     kinds = {backgrounds.sample_background(rng, 1, True)["kind"] for _ in range(200)}
     assert kinds == {"procedural", "photo", "user", "environment"}
-    p = {"kind": "user", "photo": 0, "brightness": 1.0, "blur": 0.0, "seed": 1,
-         "people": [{"x": 0.5, "y": 0.4, "size": 0.5, "skin": [0.8, 0.6, 0.5], "hair": [0.1, 0.1, 0.1],
-                     "cloth": [0.1, 0.2, 0.9], "bald": False}], "people_blur": 2.0}
+    p = {
+        "kind": "user",
+        "photo": 0,
+        "brightness": 1.0,
+        "blur": 0.0,
+        "seed": 1,
+        "people": [
+            {
+                "x": 0.5,
+                "y": 0.4,
+                "size": 0.5,
+                "skin": [0.8, 0.6, 0.5],
+                "hair": [0.1, 0.1, 0.1],
+                "cloth": [0.1, 0.2, 0.9],
+                "bald": False,
+            }
+        ],
+        "people_blur": 2.0,
+    }
     img, referred = backgrounds.background(p, (64, 64), [str(found[0])], None, None)
-    assert img.shape == (64, 64, 3) and not referred and img[50:, 28:36, 2].mean() > img[50:, 28:36, 0].mean()
+    assert img.shape == (64, 64, 3)
+    assert not referred
+    assert img[50:, 28:36, 2].mean() > img[50:, 28:36, 0].mean()
 
 
 def test_bad_folders_fail_before_any_work(tmp_path):
@@ -209,15 +242,28 @@ def test_artefacts_chain():
     rng = np.random.default_rng(5)
     lin = np.clip(rng.uniform(0, 1, (64, 64, 3)), 0, 1).astype(np.float32)
     base = artefacts.sample_artefacts(np.random.default_rng(0))
-    plain = {**base, "defocus": 0.0, "motion": 0.0, "vignetting": 0.0, "shot_noise": 0.0, "read_noise": 0.0, "gamma": 1.0,
-             "contrast": 0.0, "colour": "colour", "downscale": 1.0, "jpeg": 0, "border": None}
+    plain = {
+        **base,
+        "defocus": 0.0,
+        "motion": 0.0,
+        "vignetting": 0.0,
+        "shot_noise": 0.0,
+        "read_noise": 0.0,
+        "gamma": 1.0,
+        "contrast": 0.0,
+        "colour": "colour",
+        "downscale": 1.0,
+        "jpeg": 0,
+        "border": None,
+    }
     a, inside = artefacts.apply(lin, plain)
     assert inside.all()
     from monohead.synth.textures import linear_to_srgb
 
     np.testing.assert_array_equal(a, np.round(np.clip(linear_to_srgb(lin), 0, 1) * 255).astype(np.uint8))
     g, _ = artefacts.apply(lin, {**plain, "colour": "grayscale"})
-    assert (g[..., 0] == g[..., 1]).all() and (g[..., 1] == g[..., 2]).all()
+    assert (g[..., 0] == g[..., 1]).all()
+    assert (g[..., 1] == g[..., 2]).all()
     j, _ = artefacts.apply(lin, {**plain, "jpeg": 30})
     assert 2 < np.abs(j.astype(int) - a).mean() < 60
     b, _ = artefacts.apply(lin, {**plain, "defocus": 1.0})
@@ -225,7 +271,10 @@ def test_artefacts_chain():
     # Past the photo's border: exactly monohead.framing's fill of the same crop.
     border = {**plain, "border": [0.2, -1.0, 2.0, 0.9]}
     f, inside = artefacts.apply(lin, border)
-    assert 0 < inside.sum() < inside.size and not inside[:, :10].any() and not inside[-5:].any() and inside[20:50, 20:50].all()
+    assert 0 < inside.sum() < inside.size
+    assert not inside[:, :10].any()
+    assert not inside[-5:].any()
+    assert inside[20:50, 20:50].all()
     np.testing.assert_array_equal(f, framing.fill_outside(a, inside))
     again, _ = artefacts.apply(lin, {**plain, "shot_noise": 1e-3, "read_noise": 1e-2})
     np.testing.assert_array_equal(again, artefacts.apply(lin, {**plain, "shot_noise": 1e-3, "read_noise": 1e-2})[0])
@@ -235,8 +284,10 @@ def test_ground_truth_past_the_photo_border_is_outside_the_mask(gen):
     p = copy.deepcopy(gen.params(31, 0))
     p["artefacts"]["border"] = [0.3, -1.0, 2.0, 2.0]
     s = gen.render(p)
-    assert not s["mask"][:, :19].any() and s["mask"].any()
-    assert (s["normals"][~s["mask"]] == 0).all() and np.isnan(s["depth"][~s["mask"]]).all()
+    assert not s["mask"][:, :19].any()
+    assert s["mask"].any()
+    assert (s["normals"][~s["mask"]] == 0).all()
+    assert np.isnan(s["depth"][~s["mask"]]).all()
 
 
 def test_lighting_setups_are_all_drawn():
@@ -244,8 +295,18 @@ def test_lighting_setups_are_all_drawn():
     seen = {lighting.sample_lighting(rng, ["quarry_01"])["setup"] for _ in range(300)}
     assert seen == set(lighting.SETUPS)
     pool = {p.stem: str(p) for p in lighting.bundled_maps()}
-    env = lighting.environment({"kind": "map", "map": "quarry_01", "azimuth": 90.0, "tilt": 0.0, "mirror": False,
-                                "scale": 1.0, "tint": [1.0, 1.0, 1.0]}, pool)
+    env = lighting.environment(
+        {
+            "kind": "map",
+            "map": "quarry_01",
+            "azimuth": 90.0,
+            "tilt": 0.0,
+            "mirror": False,
+            "scale": 1.0,
+            "tint": [1.0, 1.0, 1.0],
+        },
+        pool,
+    )
     base = lighting.load_map(pool["quarry_01"])
     np.testing.assert_allclose(env, np.roll(base, 32, axis=1), rtol=1e-5)  # 90 degrees = a quarter turn
 
@@ -258,7 +319,9 @@ def test_faces_age_expressions_makeup(gen):
     drawn = [faces.sample_face(rng, "female") for _ in range(300)]
     assert {f["expression"] for f in drawn} == set(faces.EXPRESSIONS)
     ages = np.array([f["age"] for f in drawn])
-    assert ages.min() < 12 and ages.max() > 60 and any(f["makeup"] for f in drawn)
+    assert ages.min() < 12
+    assert ages.max() > 60
+    assert any(f["makeup"] for f in drawn)
     face = {**drawn[0], "expression": "wink", "side": "L", "strength": 1.0}
     assert faces.expression_weights(face, names)["eyeBlink_L"] == 1.0
     assert faces.expression_weights({**face, "expression": "open_mouth"}, names)["jawOpen"] >= 0.75
@@ -278,12 +341,26 @@ def test_faces_age_expressions_makeup(gen):
     old, r_oily = faces.skin_detail(space, lm, {**face, "wrinkles": 1.0, "oily": 1.0}, 0.5)
     np.testing.assert_allclose(young, np.broadcast_to([0.5, 0.5, 1.0], young.shape), atol=1e-6)
     assert (np.abs(old[..., :2] - 0.5) > 0.05).sum() > 200
-    assert r_young.min() == 0.5 and r_oily.min() < 0.35
-    painted = faces.apply_makeup(np.full((space.height, space.width, 3), 0.5, np.float32), space, lm,
-                                 {**face, "makeup": {"lipstick": [0.8, 0.0, 0.1], "lipstick_strength": 1.0, "blush": 0.0,
-                                                     "eyeshadow": [0.2, 0.2, 0.2], "eyeshadow_strength": 0.0}})
+    assert r_young.min() == 0.5
+    assert r_oily.min() < 0.35
+    painted = faces.apply_makeup(
+        np.full((space.height, space.width, 3), 0.5, np.float32),
+        space,
+        lm,
+        {
+            **face,
+            "makeup": {
+                "lipstick": [0.8, 0.0, 0.1],
+                "lipstick_strength": 1.0,
+                "blush": 0.0,
+                "eyeshadow": [0.2, 0.2, 0.2],
+                "eyeshadow_strength": 0.0,
+            },
+        },
+    )
     lips = space.masks["lips"] > 0.9
-    assert painted[lips][:, 0].mean() > 0.55 and painted[lips][:, 1].mean() < 0.1
+    assert painted[lips][:, 0].mean() > 0.55
+    assert painted[lips][:, 1].mean() < 0.1
 
 
 def test_extreme_expression_changes_the_ground_truth_consistently(gen):
@@ -306,17 +383,54 @@ def test_synth_look_command(tmp_path, capsys):
     from monohead.synth.preview import image_grid
 
     grid = image_grid([np.zeros((4, 4, 3), np.uint8)] * 3, cols=2, gap=1)
-    assert grid.shape == (11, 11, 3) and grid[1:5, 1:5].max() == 0 and grid[6:10, 6:10].min() == 255
+    assert grid.shape == (11, 11, 3)
+    assert grid[1:5, 1:5].max() == 0
+    assert grid[6:10, 6:10].min() == 255
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(np.full((60, 40, 3), 200, np.uint8)).save(photos / "a.png")
     (photos / "broken.jpg").write_bytes(b"nope")
     out, side = tmp_path / "sheet.png", tmp_path / "side.png"
-    assert main(["synth-look", "--out", str(out), "--count", "2", "--size", "32", "--spp", "1", "--cols", "2",
-                 "--photos", str(photos), "--side-by-side", str(side), "--json"]) == 0
+    assert (
+        main(
+            [
+                "synth-look",
+                "--out",
+                str(out),
+                "--count",
+                "2",
+                "--size",
+                "32",
+                "--spp",
+                "1",
+                "--cols",
+                "2",
+                "--photos",
+                str(photos),
+                "--side-by-side",
+                str(side),
+                "--json",
+            ]
+        )
+        == 0
+    )
     r = json.loads(capsys.readouterr().out)
-    assert r["renders"] == 2 and r["photos"] == 1
+    assert r["renders"] == 2
+    assert r["photos"] == 1
     sheet, both = np.asarray(Image.open(out)), np.asarray(Image.open(side))
-    assert sheet.shape == (32 + 4, 2 * 32 + 6, 3) and both.shape[1] > sheet.shape[1]
-    assert main(["synth-look", "--out", str(tmp_path / "x.png"), "--photos", str(tmp_path / "none"),
-                 "--side-by-side", str(side)]) == 2
+    assert sheet.shape == (32 + 4, 2 * 32 + 6, 3)
+    assert both.shape[1] > sheet.shape[1]
+    assert (
+        main(
+            [
+                "synth-look",
+                "--out",
+                str(tmp_path / "x.png"),
+                "--photos",
+                str(tmp_path / "none"),
+                "--side-by-side",
+                str(side),
+            ]
+        )
+        == 2
+    )

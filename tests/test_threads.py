@@ -62,7 +62,8 @@ def test_results_bitwise_identical_for_any_thread_count(head_neck, method):
 def test_multi_component_mask_bitwise_identical():
     n, W, mask = _blobs()
     ref = monohead.integrate(n, W, 0.1, mask, threads=1)
-    assert np.isfinite(ref[mask]).all() and monohead.Integrator(mask, threads=1).num_components == 2
+    assert np.isfinite(ref[mask]).all()
+    assert monohead.Integrator(mask, threads=1).num_components == 2
     np.testing.assert_array_equal(monohead.integrate(n, W, 0.1, mask, threads=3), ref)
 
 
@@ -165,7 +166,9 @@ def test_core_accepts_float32_and_float64_only():
 def test_libgomp_spin_count_default_respects_the_user():
     code = "import os, monohead; print(os.environ.get('GOMP_SPINCOUNT'))"
     base = {k: val for k, val in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    run = lambda env: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()  # noqa: E731
+    run = lambda env: subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert run(base) == "10000"
     assert run({**base, "GOMP_SPINCOUNT": "500"}) == "500"
     assert run({**base, "OMP_WAIT_POLICY": "active"}) == "None"

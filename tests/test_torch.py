@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import unit_normals_from_gradients
 
 import monohead
 from monohead.integration import ConvergenceWarning, surfaces
@@ -33,7 +32,9 @@ def test_forward_matches_cpp_core(rng):
     s = surfaces.head(40, neck=True)
     ref = monohead.integrate(s.normals, s.W, 0.1, s.mask, tol=1e-12)
     d = mt.integrate(torch.tensor(s.normals), torch.tensor(s.W), 0.1, torch.tensor(s.mask), tol=1e-12)
-    assert isinstance(d, torch.Tensor) and d.shape == (40, 40) and d.dtype == torch.float64
+    assert isinstance(d, torch.Tensor)
+    assert d.shape == (40, 40)
+    assert d.dtype == torch.float64
     np.testing.assert_allclose(d.numpy(), ref, atol=1e-9, equal_nan=True)
 
 
@@ -100,9 +101,12 @@ def test_no_gradient_outside_the_mask_or_on_isolated_pixels(rng):
     m = torch.tensor(mask)
     d = mt.integrate(nt, Wt, 0.1, m)
     (d[m] ** 3).sum().backward()
-    assert torch.all(nt.grad[~m] == 0) and torch.all(Wt.grad[~m] == 0)
-    assert torch.all(nt.grad[2, 6] == 0) and Wt.grad[2, 6] == 0
-    assert torch.isfinite(nt.grad).all() and nt.grad[m].abs().sum() > 0
+    assert torch.all(nt.grad[~m] == 0)
+    assert torch.all(Wt.grad[~m] == 0)
+    assert torch.all(nt.grad[2, 6] == 0)
+    assert Wt.grad[2, 6] == 0
+    assert torch.isfinite(nt.grad).all()
+    assert nt.grad[m].abs().sum() > 0
 
 
 def test_gradient_descent_matches_a_target_depth():
@@ -140,7 +144,11 @@ def _args(rng):
 @pytest.mark.parametrize(
     ("mutate", "exc", "match"),
     [
-        (lambda a: a | {"normals": a["normals"].numpy()}, TypeError, "normals must be a torch.Tensor; got numpy.ndarray"),
+        (
+            lambda a: a | {"normals": a["normals"].numpy()},
+            TypeError,
+            "normals must be a torch.Tensor; got numpy.ndarray",
+        ),
         (lambda a: a | {"weights": a["weights"].numpy()}, TypeError, "weights must be a torch.Tensor"),
         (lambda a: a | {"mask": a["mask"].to("meta")}, TypeError, "mask is on device meta but normals are on cpu"),
         (lambda a: a | {"weights": a["weights"].to("meta")}, TypeError, "weights is on device meta"),

@@ -15,12 +15,16 @@ def _good(H=8, W=9):
 
 
 @pytest.mark.parametrize(
-    "normals, exc, match",
+    ("normals", "exc", "match"),
     [
         (np.zeros((8, 9)), ValueError, r"normals must have shape \(H, W, 3\); got \(8, 9\)"),
         (np.zeros((8, 9, 4)), ValueError, r"normals must have shape \(H, W, 3\); got \(8, 9, 4\)"),
         (np.zeros((0, 9, 3)), ValueError, r"normals must have at least one pixel"),
-        (np.ones((8, 9, 3), dtype=complex), TypeError, r"normals must have a real floating dtype; got dtype complex128"),
+        (
+            np.ones((8, 9, 3), dtype=complex),
+            TypeError,
+            r"normals must have a real floating dtype; got dtype complex128",
+        ),
         (np.ones((8, 9, 3), dtype=bool), TypeError, r"normals must have a real floating dtype; got dtype bool"),
         ("normals.png", TypeError, r"normals must be a numeric array; got str"),
         (None, TypeError, r"normals must be a numeric array; got NoneType"),
@@ -79,7 +83,7 @@ def test_weights_checks():
 
 
 @pytest.mark.parametrize(
-    "kwargs, exc, match",
+    ("kwargs", "exc", "match"),
     [
         ({"lam": -0.1}, ValueError, r"lam must be a finite number >= 0; got -0.1"),
         ({"lam": float("nan")}, ValueError, r"lam must be a finite number >= 0; got nan"),

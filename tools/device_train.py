@@ -58,18 +58,21 @@ def _log(msg: str) -> None:
     print(f"[device_train {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def _render_part(root: str, count: int, seed: int, size: int, spp: int, shard_size: int, variant: str,
-                 part: tuple[int, int]) -> None:
+def _render_part(
+    root: str, count: int, seed: int, size: int, spp: int, shard_size: int, variant: str, part: tuple[int, int]
+) -> None:
     """One rendering process: the shards ``part`` of a data set (runs until done or killed)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from monohead.synth.dataset import generate
 
-    generate(root, count, seed=seed, size=size, spp=spp, shard_size=shard_size, shard=part, variant=variant,
-             preview=False)
+    generate(
+        root, count, seed=seed, size=size, spp=spp, shard_size=shard_size, shard=part, variant=variant, preview=False
+    )
 
 
-def render(root: Path, count: int, seed: int, args: argparse.Namespace, spp: int, deadline: float | None,
-           min_samples: int = 0) -> float:
+def render(
+    root: Path, count: int, seed: int, args: argparse.Namespace, spp: int, deadline: float | None, min_samples: int = 0
+) -> float:
     """Render ``count`` samples of ``seed`` into ``root`` with ``args.procs`` processes (in this
     process when 0), stopping them at ``deadline`` (``time.monotonic()``) once at least
     ``min_samples`` samples are in whole shards (waiting past the deadline by at most half the
@@ -79,9 +82,14 @@ def render(root: Path, count: int, seed: int, args: argparse.Namespace, spp: int
         _render_part(str(root), count, seed, args.size, spp, args.shard_size, args.variant, (0, 1))
         return time.monotonic() - t0
     ctx = mp.get_context("spawn")  # a fresh Mitsuba / Dr.Jit state per process
-    procs = [ctx.Process(target=_render_part, args=(str(root), count, seed, args.size, spp, args.shard_size, args.variant,
-                                                    (i, args.procs)), daemon=True)  # fmt: skip
-             for i in range(args.procs)]
+    procs = [
+        ctx.Process(
+            target=_render_part,
+            args=(str(root), count, seed, args.size, spp, args.shard_size, args.variant, (i, args.procs)),
+            daemon=True,
+        )  # fmt: skip
+        for i in range(args.procs)
+    ]
     for p in procs:
         p.start()
     late = None if deadline is None else deadline + 0.5 * max(0.0, deadline - t0)
@@ -104,8 +112,10 @@ def render(root: Path, count: int, seed: int, args: argparse.Namespace, spp: int
 
 def _metrics_row(name: str, m: dict[str, Any]) -> str:
     a = m["angular"]
-    return (f"| {name} | {m['mask_precision']:.2f} | {m['mask_recall']:.2f} | {a['mean']:.2f} | {a['std']:.2f} | "
-            f"{a['median']:.2f} | {a['under_10']:.1f} | {a['under_20']:.1f} | {a['under_30']:.1f} |")
+    return (
+        f"| {name} | {m['mask_precision']:.2f} | {m['mask_recall']:.2f} | {a['mean']:.2f} | {a['std']:.2f} | "
+        f"{a['median']:.2f} | {a['under_10']:.1f} | {a['under_20']:.1f} | {a['under_30']:.1f} |"
+    )
 
 
 def table1_markdown(rows: list[tuple[str, dict[str, Any]]], summary: dict[str, Any]) -> str:
@@ -132,7 +142,8 @@ def table1_markdown(rows: list[tuple[str, dict[str, Any]]], summary: dict[str, A
         f"- fine-tune from {f['init']}: {f['steps']} steps of batch {f['batch_size']} = {f['images_seen']} images, "
         f"{f['seconds']:.0f} s ({f['images_per_second']:.0f} img/s); best validation step {f['best_step']} "
         f"({f['best_val_mean']} ° on {f['val_count']} held-out training samples)",
-        f"- total {summary['seconds']:.0f} s" + (" (dry run: CPU, tiny sizes; not a result)" if summary["dry_run"] else ""),
+        f"- total {summary['seconds']:.0f} s"
+        + (" (dry run: CPU, tiny sizes; not a result)" if summary["dry_run"] else ""),
         "",
     ]
     return "\n".join(lines)
@@ -150,12 +161,18 @@ def split_file(path: Path, dest: Path, part_bytes: int = PART_BYTES) -> list[Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", required=True, help="folder of the results (the device machine's $OUT)")
     ap.add_argument("--work", help="folder of the data sets and the run (default: a temporary folder)")
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: checks the script, gives no result")
-    ap.add_argument("--budget", type=float, default=390.0, help="seconds for all stages (default 390; the install "
-                    "takes about a minute more)")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=390.0,
+        help="seconds for all stages (default 390; the install takes about a minute more)",
+    )
     ap.add_argument("--procs", type=int, help="rendering processes (default: cores - 2; 0: in this process)")
     ap.add_argument("--variant", help="Mitsuba variant (default cuda_ad_rgb; dry run: auto)")
     ap.add_argument("--device", help="PyTorch device of the fine-tune (default cuda; dry run: cpu)")
@@ -167,9 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-spp", type=int, help="samples per pixel of the training images (default 9; dry run 1)")
     ap.add_argument("--train-seed", type=int, default=TRAIN_SEED)
     ap.add_argument("--train-count", type=int, help="training samples at most (default 20000; dry run 12)")
-    ap.add_argument("--gen-seconds", type=float, help="seconds of training-data rendering (default 45 %% of what the "
-                    "test set left of the budget)")
-    ap.add_argument("--train-seconds", type=float, help="seconds of fine-tuning (default 35 %% of what the test set left)")
+    ap.add_argument(
+        "--gen-seconds",
+        type=float,
+        help="seconds of training-data rendering (default 45 %% of what the test set left of the budget)",
+    )
+    ap.add_argument(
+        "--train-seconds", type=float, help="seconds of fine-tuning (default 35 %% of what the test set left)"
+    )
     ap.add_argument("--init", help="weights to start from (default: the shipped ones; 'none': a new network)")
     ap.add_argument("--width", type=int, help="U-Net width of a new network (--init none)")
     ap.add_argument("--depth", type=int, help="U-Net depth of a new network (--init none)")
@@ -177,11 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=5e-5, help="RMSprop learning rate of the fine-tune (default 5e-5)")
     ap.add_argument("--val-count", type=int, help="held-out training samples for validation (default 64; dry run 2)")
     ap.add_argument("--val-every", type=int, help="steps between validations (default 100; dry run 2)")
-    ap.add_argument("--max-steps", type=int, help="stop the fine-tune after this many steps too (default: time only; dry run 3)")
+    ap.add_argument(
+        "--max-steps", type=int, help="stop the fine-tune after this many steps too (default: time only; dry run 3)"
+    )
     args = ap.parse_args(argv)
 
     dry = args.dry_run
-    pick = lambda value, device, dry_value: value if value is not None else (dry_value if dry else device)  # noqa: E731
+    pick = lambda value, device, dry_value: value if value is not None else (dry_value if dry else device)
     args.procs = pick(args.procs, max(1, (os.cpu_count() or 4) - 2), 0)
     args.variant = pick(args.variant, "cuda_ad_rgb", "auto")
     args.device = pick(args.device, "cuda", "cpu")
@@ -212,15 +236,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("device_train: --device cuda, but PyTorch sees no GPU (use --dry-run on a CPU)")
     variant = select_variant(args.variant)  # a clear error now if cuda_ad_rgb cannot run
-    machine = (torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or "CPU")
+    machine = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or "CPU"
     machine += f", {os.cpu_count()} cores, torch {torch.__version__}"
     _log(f"{machine}; variant {variant}; {args.procs} rendering processes; work folder {work}")
 
     # 1. Test set: balanced heads of the test seed, rendered whole.
     indices, _ = balanced_indices(args.test_seed, args.test_count, args.size)
     test_dir = work / f"test_s{args.test_seed}"
-    t = render(test_dir, indices[-1] + 1, args.test_seed, args, spp=args.test_spp,
-               deadline=t_start + 0.3 * args.budget, min_samples=0)
+    t = render(
+        test_dir,
+        indices[-1] + 1,
+        args.test_seed,
+        args,
+        spp=args.test_spp,
+        deadline=t_start + 0.3 * args.budget,
+        min_samples=0,
+    )
     test_all = SyntheticHeads(test_dir, partial=True)  # whole, unless its time share ran out
     wanted = set(indices)
     positions = [j for j in range(len(test_all)) if test_all[j]["index"] in wanted]
@@ -252,12 +283,21 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. Training data until the deadline; only whole shards are used.
     train_dir = work / f"train_s{args.train_seed}"
-    t = render(train_dir, args.train_count, args.train_seed, args, spp=args.train_spp,
-               deadline=time.monotonic() + gen_s, min_samples=args.batch_size + args.val_count)
+    t = render(
+        train_dir,
+        args.train_count,
+        args.train_seed,
+        args,
+        spp=args.train_spp,
+        deadline=time.monotonic() + gen_s,
+        min_samples=args.batch_size + args.val_count,
+    )
     data = SyntheticHeads(train_dir, partial=True)
     if len(data) < args.batch_size + args.val_count:
-        raise SystemExit(f"device_train: only {len(data)} training samples were made in {t:.0f} s; a batch and the "
-                         f"validation need {args.batch_size + args.val_count}: give more --gen-seconds or --budget")
+        raise SystemExit(
+            f"device_train: only {len(data)} training samples were made in {t:.0f} s; a batch and the "
+            f"validation need {args.batch_size + args.val_count}: give more --gen-seconds or --budget"
+        )
     summary["train_data"] = {"seed": args.train_seed, "samples": len(data), "skipped_shards": len(data.skipped),
                              "seconds": t, "samples_per_second": len(data) / max(t, 1e-9),
                              "generator_version": data.generator_version}  # fmt: skip
@@ -290,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     # 4. Table 1 and the weights.
     rows = []
     tuned = run / BEST if (run / BEST).exists() else run
-    sources = ([("shipped weights", str(WEIGHTS_DIR))] if init == str(WEIGHTS_DIR) else []) + [("fine-tuned here", str(tuned))]
+    sources = ([("shipped weights", str(WEIGHTS_DIR))] if init == str(WEIGHTS_DIR) else []) + [
+        ("fine-tuned here", str(tuned))
+    ]
     metrics: dict[str, Any] = {}
     for name, path in sources:
         for flip in (False, True):
@@ -298,10 +340,17 @@ def main(argv: list[str] | None = None) -> int:
             m = evaluate_checkpoint(path, test, device=args.device, flip=flip)
             metrics[label] = m
             rows.append((label, m))
-    summary["table1"] = {k: {kk: v[kk] for kk in ("mask_precision", "mask_recall", "angular", "count")} for k, v in metrics.items()}
+    summary["table1"] = {
+        k: {kk: v[kk] for kk in ("mask_precision", "mask_recall", "angular", "count")} for k, v in metrics.items()
+    }
     wdir = work / "weights"
-    card = export_weights(tuned, wdir, eval_dataset=test, max_items=len(test),
-                          card={"notes": "device_train.py fine-tune (issue 13's GPU check); see table1.md"})
+    card = export_weights(
+        tuned,
+        wdir,
+        eval_dataset=test,
+        max_items=len(test),
+        card={"notes": "device_train.py fine-tune (issue 13's GPU check); see table1.md"},
+    )
     summary["weights"] = {"dtype": card["dtype"], "bytes": card["bytes"], "sha256": card["sha256"]}
     summary["seconds"] = time.monotonic() - t_start
 

@@ -113,7 +113,11 @@ def reference_residual(normals, W, lam, mask, depth, K=None):
     # The returned float64 depth itself can only be within half an ulp of the exact solution
     # (down to half the smallest subnormal, 2.5e-324): its rounding floor, as a residual.
     hmax = float(np.abs(inside).max()) if inside.size else 0.0
-    floor = 8 * np.sqrt(inside.size) * ((4.4e-16 if K is not None else 1.2e-16) * (hmax + (1.0 if K is not None else 0.0)) + 5e-324)
+    floor = (
+        8
+        * np.sqrt(inside.size)
+        * ((4.4e-16 if K is not None else 1.2e-16) * (hmax + (1.0 if K is not None else 0.0)) + 5e-324)
+    )
     r = b - apply_L(np.where(mask, h, 0))
     bn = np.sqrt(np.sum(b * b))
     rn = max(float(np.sqrt(np.sum(r * r))) - floor, 0.0)
@@ -190,7 +194,9 @@ def make_case(i: int) -> dict[str, Any]:
         if rng.random() < 0.03:
             weights = weights.tolist()
     valid = rng.random() < 0.85  # the scalars below: all valid, or some invalid
-    lam = _pick(rng, [0.1, 0.0, 1.0, 1e-300, 1e6, 1e12] if valid else [1e300, -0.1, float("nan"), 10**400, "0.1", True, 0.1])
+    lam = _pick(
+        rng, [0.1, 0.0, 1.0, 1e-300, 1e6, 1e12] if valid else [1e300, -0.1, float("nan"), 10**400, "0.1", True, 0.1]
+    )
     tol = _pick(rng, [1e-6, 1e-6, 1e-3, 1e-10, 1e-14, 0.5] if valid else [0.0, 1.0, float("nan"), 10**400, 1e-6])
     maxiter = _pick(rng, [None, None, None, 1, 5, 10**4, 2**31 - 1] if valid else [2**31, 0, -3, 2.5, None])
     x0 = None
@@ -236,7 +242,11 @@ def describe(case: dict[str, Any]) -> str:
 def _clear(exc: BaseException) -> bool:
     msg = str(exc)
     first = msg.split(" ", 1)[0].strip(":,;'\"`")
-    return isinstance(exc, (ValueError, TypeError)) and "\n" not in msg and (first in ARG_NAMES or msg.startswith(ARG_NAMES))
+    return (
+        isinstance(exc, (ValueError, TypeError))
+        and "\n" not in msg
+        and (first in ARG_NAMES or msg.startswith(ARG_NAMES))
+    )
 
 
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
@@ -245,7 +255,9 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
     from monohead.integration.generic import integrate_xp
 
     api = case["api"]
-    n, W, lam, mask, tol, maxiter, x0, K = (case[k] for k in ("normals", "weights", "lam", "mask", "tol", "maxiter", "x0", "K"))
+    n, W, lam, mask, tol, maxiter, x0, K = (
+        case[k] for k in ("normals", "weights", "lam", "mask", "tol", "maxiter", "x0", "K")
+    )
     kw: dict[str, Any] = {"tol": tol, "maxiter": maxiter}
     extra = case.get("extra", {})
     if K is not None:
@@ -287,7 +299,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
                 (depth_t[sel] * weights_t[sel]).sum().backward()
                 grads = [t.grad] + ([Wt.grad] if Wt is not None and Wt.grad is not None else [])
                 res = (depth_t.detach().numpy(), None, [g.numpy() for g in grads])
-        except Exception as exc:  # noqa: BLE001 - classified here
+        except Exception as exc:
             out["outcome"] = "rejected" if _clear(exc) else "unclear"
             out["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
             return out
@@ -323,7 +335,10 @@ def check_result(case, res, warned):
         b_ref = b_ref[m]
         scale = float(np.sqrt(np.sum(b_ref * b_ref))) or 1.0
         if float(np.sqrt(np.sum((b - b_ref) ** 2))) > 1e-9 * scale + 1e-300:
-            return "wrong", f"wls_system b differs from the reference by {float(np.sqrt(np.sum((b - b_ref) ** 2))) / scale:.3g}"
+            return (
+                "wrong",
+                f"wls_system b differs from the reference by {float(np.sqrt(np.sum((b - b_ref) ** 2))) / scale:.3g}",
+            )
         x = np.random.default_rng(case["i"]).normal(size=b.shape)
         h = np.zeros(m.shape)
         h[m] = x
@@ -367,7 +382,10 @@ def check_result(case, res, warned):
         res_ref = reference_residual(ns[k], None if Ws is None else Ws[k], lam, ms[k], d, K)
         limit = 10 * max(bound_tol, inf.residual if inf is not None else 0.0) + 1e-9
         if not res_ref <= limit:
-            return "wrong", f"independent relative residual {res_ref:.3g} > {limit:.3g} (reported {getattr(inf, 'residual', None)})"
+            return (
+                "wrong",
+                f"independent relative residual {res_ref:.3g} > {limit:.3g} (reported {getattr(inf, 'residual', None)})",
+            )
     return None
 
 
@@ -391,8 +409,13 @@ def worker(start: int, stop: int) -> None:
         case = _normalise_case(make_case(i))
         try:
             r = run_case(case)
-        except Exception:  # noqa: BLE001 - a failure of the checks themselves
-            r = {"i": i, "api": case["api"], "outcome": "unclear", "error": "fuzzer: " + traceback.format_exc(limit=3)[-300:]}
+        except Exception:
+            r = {
+                "i": i,
+                "api": case["api"],
+                "outcome": "unclear",
+                "error": "fuzzer: " + traceback.format_exc(limit=3)[-300:],
+            }
         out.write(json.dumps(r) + "\n")
         out.flush()
 
@@ -487,7 +510,11 @@ def main(argv: list[str] | None = None) -> int:
                 workers.remove(w)
         if now - last_report > 30:
             last_report = now
-            print(f"{done}/{hi - lo} calls, {len(findings)} finding(s), {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"{done}/{hi - lo} calls, {len(findings)} finding(s), {time.time() - t0:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     totals: dict[str, int] = {}
     for per in counts.values():

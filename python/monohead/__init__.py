@@ -16,13 +16,12 @@ that need them.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .integration import ConvergenceWarning, Integrator, SolveInfo, integrate, wls_system
-
 # ``monohead.reconstruct`` is the pipeline's function. The module monohead/reconstruct.py (the
 # pipeline's former home, kept for ``from monohead.reconstruct import ...``) is imported first,
 # which binds the package attribute to the module; the next line rebinds it to the function, and
 # later imports of the module find it in sys.modules and leave the attribute alone.
-from . import reconstruct as _reconstruct_module  # noqa: F401  (registers monohead.reconstruct)
+from . import reconstruct as _reconstruct_module
+from .integration import ConvergenceWarning, Integrator, SolveInfo, integrate, wls_system
 from .photo import reconstruct
 
 try:

@@ -151,7 +151,7 @@ def atomic_write_files(files: dict[Any, bytes]) -> None:
 
 def file_sha256(path: Any) -> str:
     """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    import hashlib  # noqa: PLC0415
+    import hashlib
 
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -78,7 +78,7 @@ def array_module(a: Any) -> Any:
     """The array module of ``a``: :mod:`numpy` or :mod:`cupy` (imported only if ``a`` is one)."""
     mod = type(a).__module__.split(".")[0]
     if mod == "cupy":
-        import cupy  # noqa: PLC0415 - lazy by design
+        import cupy
 
         return cupy
     return np
@@ -95,8 +95,7 @@ def as_float_array(a: Any, name: str, xp: Any = np, dtype: Any = np.float64) -> 
     if xp is np and not isinstance(a, np.ndarray):
         if type(a).__module__.split(".")[0] == "cupy":
             raise TypeError(
-                f"{name} is a CuPy array but the other inputs are on the host; "
-                "pass every array on the same device"
+                f"{name} is a CuPy array but the other inputs are on the host; pass every array on the same device"
             )
         try:
             a = np.asarray(a)
@@ -104,8 +103,7 @@ def as_float_array(a: Any, name: str, xp: Any = np, dtype: Any = np.float64) -> 
             raise TypeError(f"{name} must be a numeric array; got {type(a).__name__}") from exc
     elif xp is not np and isinstance(a, np.ndarray):
         raise TypeError(
-            f"{name} is a NumPy array but the other inputs are CuPy arrays; "
-            "pass every array on the same device"
+            f"{name} is a NumPy array but the other inputs are CuPy arrays; pass every array on the same device"
         )
     kind = a.dtype.kind
     if kind not in "fiu":
@@ -429,7 +427,9 @@ def check_positive_int(value: Any, name: str, allow_none: bool = True, maximum: 
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer{' or None' if allow_none else ''}; got {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a positive integer{' or None' if allow_none else ''}; got {type(value).__name__}"
+        )
     if value < 1:
         raise ValueError(f"{name} must be >= 1; got {_short(value)}")
     if maximum is not None and value > maximum:
@@ -442,7 +442,9 @@ def check_maxiter(maxiter: Any, name: str = "maxiter") -> int | None:
     return check_positive_int(maxiter, name, allow_none=True, maximum=MAXITER_LIMIT)
 
 
-def check_depth(depth: Any, name: str = "depth", shape: tuple[int, ...] | None = None, batch: bool = False) -> np.ndarray:
+def check_depth(
+    depth: Any, name: str = "depth", shape: tuple[int, ...] | None = None, batch: bool = False
+) -> np.ndarray:
     """Validate a depth map and return it as C-contiguous float64.
 
     Expected shape ``(H, W)`` (or ``(B, H, W)`` when ``batch``), equal to ``shape`` when given.
@@ -496,9 +498,7 @@ def check_faces(faces: Any, num_vertices: int, name: str = "faces") -> np.ndarra
     if arr.size:
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= num_vertices:
-            raise ValueError(
-                f"{name} must index vertices in [0, {num_vertices}); got indices from {lo} to {hi}"
-            )
+            raise ValueError(f"{name} must index vertices in [0, {num_vertices}); got indices from {lo} to {hi}")
     return arr
 
 

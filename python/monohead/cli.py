@@ -85,7 +85,13 @@ def _check_magic(path: Path, magic: bytes, kind: str) -> None:
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}") from exc
     if head != magic:
-        what = "an empty file" if not head else "text" if all(32 <= c < 127 or c in (9, 10, 13) for c in head) else "binary data"
+        what = (
+            "an empty file"
+            if not head
+            else "text"
+            if all(32 <= c < 127 or c in (9, 10, 13) for c in head)
+            else "binary data"
+        )
         raise CliError(
             f"cannot read {path}: not a {kind} file (it holds {what}; write it with numpy.save{'z' if kind == '.npz' else ''})"
         )
@@ -116,7 +122,9 @@ def _load_normal_input(path: Path) -> dict[str, Any]:
         raise
     except ValueError as exc:
         if "pickle" in str(exc) or "Object arrays" in str(exc):
-            raise CliError(f"{path} holds a pickled (object) array, which monohead does not load; save a numeric array") from exc
+            raise CliError(
+                f"{path} holds a pickled (object) array, which monohead does not load; save a numeric array"
+            ) from exc
         raise CliError(f"cannot read {path}: {' '.join(str(exc).split())}") from exc
     except Exception as exc:  # unreadable or corrupt file
         raise CliError(f"cannot read {path}: {' '.join(str(exc).split())}") from exc
@@ -301,13 +309,15 @@ def _progress(done: int, total: int, label: str) -> None:
     width = 24
     fill = int(width * done / max(total, 1))
     end = "\n" if done == total else ""
-    print(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} {label[:40]:40s}", end=end, file=sys.stderr, flush=True)
+    print(
+        f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} {label[:40]:40s}", end=end, file=sys.stderr, flush=True
+    )
 
 
 def _photos(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """(name, image) pairs from the PHOTO arguments (files or folders) or --example."""
     if args.example:
-        from skimage import data  # noqa: PLC0415
+        from skimage import data
 
         return [("astronaut", data.astronaut())]
     if not args.photos:
@@ -361,8 +371,8 @@ def _output_folder(path: str, create: bool = True) -> Path:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
-    from . import photo  # noqa: PLC0415
-    from ._io import atomic_write_files  # noqa: PLC0415
+    from . import photo
+    from ._io import atomic_write_files
 
     out = _output_folder(args.output, create=False)
     photos = _photos(args)
@@ -377,8 +387,14 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
             _progress(k, len(photos), name)
         try:
             recs = photo.reconstruct(
-                image, lam=args.lam, detect=not args.no_detect, all_faces=args.all_faces, model=model, flip=not args.no_flip,
-                detector=args.detector, full_head=args.full_head,
+                image,
+                lam=args.lam,
+                detect=not args.no_detect,
+                all_faces=args.all_faces,
+                model=model,
+                flip=not args.no_flip,
+                detector=args.detector,
+                full_head=args.full_head,
             )
         except (ValueError, TypeError, OSError) as exc:
             failures.append({"photo": name, "error": str(exc)})
@@ -489,7 +505,9 @@ def _load_dataset(
     try:
         from .synth import SyntheticHeads
     except ImportError as exc:
-        raise CliError(f"reading {path} needs monohead.synth.SyntheticHeads, which could not be imported ({exc})") from exc
+        raise CliError(
+            f"reading {path} needs monohead.synth.SyntheticHeads, which could not be imported ({exc})"
+        ) from exc
     try:
         ds = SyntheticHeads(path, partial=partial)
     except ValueError as exc:
@@ -539,7 +557,12 @@ class _Progress:
             line = (f"[{'#' * done}{'.' * (width - done)}] {e['step']}/{e['steps']} "
                     f"L2 {e['loss_l2']:.4f} W-dist {e['wasserstein']:+.3f} {e['images_per_second']:.1f} img/s "
                     f"(data {e['data_seconds'] * 1e3:.0f} ms, step {e['step_seconds'] * 1e3:.0f} ms){self.val}")  # fmt: skip
-            print(("\r" + line + "\x1b[K") if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+            print(
+                ("\r" + line + "\x1b[K") if self.tty else line,
+                end="" if self.tty else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
         elif kind == "done" and self.tty:
             print(file=sys.stderr)
 
@@ -547,7 +570,12 @@ class _Progress:
 def _describe_parts(parts: list[dict[str, Any]]) -> str:
     """``"2 folder(s), 12,000 samples, seeds 1, 5, generator version(s) 1, 2"`` of data_summary rows."""
     seeds = ", ".join(str(r["seed"]) for r in parts if r.get("seed") is not None) or "-"
-    versions = ", ".join(str(v) for v in sorted({r["generator_version"] for r in parts if r.get("generator_version") is not None})) or "-"
+    versions = (
+        ", ".join(
+            str(v) for v in sorted({r["generator_version"] for r in parts if r.get("generator_version") is not None})
+        )
+        or "-"
+    )
     count = sum(int(r.get("count") or 0) for r in parts)
     return f"{len(parts)} folder(s), {count:,} samples, seeds {seeds}, generator version(s) {versions}"
 
@@ -592,12 +620,16 @@ def _balanced_subset(data: Any, count: int) -> Any:
         sex = (params.get("skin") or {}).get("sex") if isinstance(params, dict) else None
         sexes.append(sex if sex in ("female", "male") else None)
     if None in sexes:
-        raise CliError("--balanced needs data whose items say their sex (params['skin']['sex']), as monohead synth's do")
+        raise CliError(
+            "--balanced needs data whose items say their sex (params['skin']['sex']), as monohead synth's do"
+        )
     picked = select_balanced(sexes, count)
     n_f = sum(sexes[i] == "female" for i in picked)
     if len(picked) < count or n_f != (count + 1) // 2:
-        raise CliError(f"--balanced: the data holds {sexes.count('female')} female and {sexes.count('male')} male heads; "
-                       f"{count} balanced heads need {(count + 1) // 2} and {count // 2}: generate more samples")
+        raise CliError(
+            f"--balanced: the data holds {sexes.count('female')} female and {sexes.count('male')} male heads; "
+            f"{count} balanced heads need {(count + 1) // 2} and {count // 2}: generate more samples"
+        )
     return _Subset(data, picked, f"balanced: first {(count + 1) // 2} female and {count // 2} male")
 
 
@@ -606,7 +638,7 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     import signal
 
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError as exc:
         raise CliError("monohead train needs PyTorch: pip install torch") from exc
     from . import model
@@ -628,7 +660,13 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             metrics = model.evaluate_checkpoint(
                 source, data, max_items=max_items, device=args.device or "cpu", flip=args.flip
             )
-            dest = Path(args.metrics) if args.metrics else source / "eval_metrics.json" if source.is_dir() else run / "eval_metrics.json"
+            dest = (
+                Path(args.metrics)
+                if args.metrics
+                else source / "eval_metrics.json"
+                if source.is_dir()
+                else run / "eval_metrics.json"
+            )
             from .model.train import jsonable
 
             atomic_write_text(dest, json.dumps(jsonable(metrics), indent=2) + "\n")
@@ -638,7 +676,9 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             data = _load_dataset(args.data, args.toy, "--data", seed=args.seed or 0)
             if args.balanced:
                 data = _balanced_subset(data, args.max_items)
-        card = model.export_weights(source, args.export_weights, eval_dataset=data, max_items=args.max_items, card=_parse_card(args.card))
+        card = model.export_weights(
+            source, args.export_weights, eval_dataset=data, max_items=args.max_items, card=_parse_card(args.card)
+        )
         return {"action": "export", "dest": str(args.export_weights), **card}
 
     given = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k) is not None}
@@ -659,7 +699,12 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     cfg = TrainConfig.from_dict({**base, **given})
     toy_size = max(64, 2 ** (cfg.depth - 1))
     data = _load_dataset(
-        args.data, args.toy, "the training data: --data DIR", seed=cfg.seed, toy_size=toy_size, partial=args.partial_data
+        args.data,
+        args.toy,
+        "the training data: --data DIR",
+        seed=cfg.seed,
+        toy_size=toy_size,
+        partial=args.partial_data,
     )
     val = _load_dataset(args.val_data, None, "--val-data") if args.val_data else None
     from .model.data import data_summary, dataset_info
@@ -677,14 +722,15 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        summary = model.train(data, run, cfg, val_dataset=val, callback=_Progress(), should_stop=lambda: stop["flag"],
-                              init=args.init)
+        summary = model.train(
+            data, run, cfg, val_dataset=val, callback=_Progress(), should_stop=lambda: stop["flag"], init=args.init
+        )
     finally:
         for s, h in old.items():
             signal.signal(s, h)
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0:  # under torchrun only rank 0 reports
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+        sys.stdout = open(os.devnull, "w")
     return {"action": "train", "rank": rank, **summary}
 
 
@@ -774,14 +820,23 @@ def _add_train_parser(sub: Any) -> None:
     g.add_argument("--threads", type=int, help="PyTorch threads of each process (default 0: PyTorch's choice; "
                    "1 is faster when other busy processes share the cores)")  # fmt: skip
     g = p.add_argument_group("evaluation and export")
-    g.add_argument("--eval-only", action="store_true", help="evaluate the run's generator on --data and write --metrics")
-    g.add_argument("--checkpoint", help="generator to evaluate or export: a run folder, checkpoint.pt, best.pt or weights (default: --out)")
+    g.add_argument(
+        "--eval-only", action="store_true", help="evaluate the run's generator on --data and write --metrics"
+    )
+    g.add_argument(
+        "--checkpoint",
+        help="generator to evaluate or export: a run folder, checkpoint.pt, best.pt or weights (default: --out)",
+    )
     g.add_argument("--metrics", help="metrics JSON to write with --eval-only (default RUN/eval_metrics.json)")
     g.add_argument("--max-items", type=int, default=200, help="items of --data to evaluate (default 200)")
     g.add_argument("--flip", action="store_true", help="--eval-only: average with the mirrored images' outputs")
     g.add_argument("--balanced", action="store_true", help="--eval-only, --export-weights: the first --max-items heads half "
                    "female, half male, as monohead experiments chooses its test set")  # fmt: skip
-    g.add_argument("--export-weights", metavar="DIR", help="write the run's best generator as shipped weights (unet.pt, model_card.json)")
+    g.add_argument(
+        "--export-weights",
+        metavar="DIR",
+        help="write the run's best generator as shipped weights (unet.pt, model_card.json)",
+    )
     g.add_argument("--card", help="extra model-card fields: a JSON object or @FILE")
     p.add_argument("--toy", type=int, help=argparse.SUPPRESS)  # N shaded analytic heads (tests, smoke runs)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -803,7 +858,12 @@ def _synth_progress() -> Any:
         elapsed = time.perf_counter() - state["t0"]
         bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
         line = f"synth [{bar}] {done}/{total} samples, {elapsed:.0f} s"
-        print(("\r" + line + "\x1b[K") if tty else line, end="" if tty and done < total else "\n", file=sys.stderr, flush=True)
+        print(
+            ("\r" + line + "\x1b[K") if tty else line,
+            end="" if tty and done < total else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
 
     return show
 
@@ -814,10 +874,23 @@ def _cmd_synth(args: argparse.Namespace) -> dict[str, Any]:
     if args.count is None or args.out is None:
         raise CliError("give --count N and --out DIR")
     return generate(
-        args.out, args.count, seed=args.seed, size=args.size, spp=args.spp, shard_size=args.shard_size,
-        shard=args.shard, scheduler=args.scheduler, variant=args.variant, head_model=args.head_model,
-        sampler=args.sampler, preview=not args.no_preview, progress=None if args.json or args.quiet else _synth_progress(),
-        generator_version=args.generator_version, projection=args.camera, hdri=args.hdri, backgrounds=args.backgrounds,
+        args.out,
+        args.count,
+        seed=args.seed,
+        size=args.size,
+        spp=args.spp,
+        shard_size=args.shard_size,
+        shard=args.shard,
+        scheduler=args.scheduler,
+        variant=args.variant,
+        head_model=args.head_model,
+        sampler=args.sampler,
+        preview=not args.no_preview,
+        progress=None if args.json or args.quiet else _synth_progress(),
+        generator_version=args.generator_version,
+        projection=args.camera,
+        hdri=args.hdri,
+        backgrounds=args.backgrounds,
     )
 
 
@@ -850,7 +923,7 @@ def _print_synth_asset(r: dict[str, Any]) -> None:
 def _shared_data(name: str) -> Path | None:
     """``<shared>/data/<name>`` (``MONOHEAD_SHARED``, else ``../shared`` beside the repository,
     else ``/work/shared``), or ``None`` when absent."""
-    import os  # noqa: PLC0415
+    import os
 
     roots = [os.environ.get("MONOHEAD_SHARED"), str(Path(__file__).resolve().parents[3] / "shared"), "/work/shared"]
     for root in roots:
@@ -887,7 +960,11 @@ def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
             right = image_grid(crops, cols=max(1, -(-len(crops) // (left.shape[0] // (args.size + 2)))))
             pad = np.full((max(left.shape[0], right.shape[0]) - right.shape[0], right.shape[1], 3), 255, np.uint8)
             right = np.concatenate([right, pad])[: left.shape[0]] if right.shape[0] < left.shape[0] else right
-            lpad = np.full((right.shape[0] - left.shape[0], left.shape[1], 3), 255, np.uint8) if right.shape[0] > left.shape[0] else None
+            lpad = (
+                np.full((right.shape[0] - left.shape[0], left.shape[1], 3), 255, np.uint8)
+                if right.shape[0] > left.shape[0]
+                else None
+            )
             left = np.concatenate([left, lpad]) if lpad is not None else left
             gap = np.full((left.shape[0], 3 * args.size // 8, 3), 255, np.uint8)
             left = np.concatenate([left, gap, right], axis=1)
@@ -945,14 +1022,33 @@ def _add_synth_parser(sub: Any) -> None:
     p.add_argument("--shard-size", type=int, default=64, help="samples per shard (default 64)")
     p.add_argument("--shard", help="make only part i of n of the shards, e.g. 0/4")
     p.add_argument("--scheduler", help="Dask distributed scheduler address (e.g. tcp://host:8786)")
-    p.add_argument("--variant", default="auto", choices=["auto", "llvm_ad_rgb", "scalar_rgb", "cuda_ad_rgb"],
-                   help="Mitsuba variant (default auto: llvm_ad_rgb, else scalar_rgb; cuda_ad_rgb: an NVIDIA GPU)")
-    p.add_argument("--head-model", help="head model: an asset .npz or an ICT-FaceKit FaceXModel folder (default: shipped)")
-    p.add_argument("--generator-version", type=int, choices=[1, 2], default=None,
-                   help="generator version (default: the newest, 2; 1 extends or remakes a version 1 set)")
-    p.add_argument("--camera", choices=["perspective", "orthographic"], default=None,
-                   help="camera of version 2 (default perspective, random 24-135 mm equivalent)")
-    p.add_argument("--hdri", metavar="DIR", help="more environment maps (.npy (h, 2h, 3) linear RGB or .hdr), besides the bundled ones")
+    p.add_argument(
+        "--variant",
+        default="auto",
+        choices=["auto", "llvm_ad_rgb", "scalar_rgb", "cuda_ad_rgb"],
+        help="Mitsuba variant (default auto: llvm_ad_rgb, else scalar_rgb; cuda_ad_rgb: an NVIDIA GPU)",
+    )
+    p.add_argument(
+        "--head-model", help="head model: an asset .npz or an ICT-FaceKit FaceXModel folder (default: shipped)"
+    )
+    p.add_argument(
+        "--generator-version",
+        type=int,
+        choices=[1, 2],
+        default=None,
+        help="generator version (default: the newest, 2; 1 extends or remakes a version 1 set)",
+    )
+    p.add_argument(
+        "--camera",
+        choices=["perspective", "orthographic"],
+        default=None,
+        help="camera of version 2 (default perspective, random 24-135 mm equivalent)",
+    )
+    p.add_argument(
+        "--hdri",
+        metavar="DIR",
+        help="more environment maps (.npy (h, 2h, 3) linear RGB or .hdr), besides the bundled ones",
+    )
     p.add_argument("--backgrounds", metavar="DIR", help="background photos of your own (unreadable files skipped)")
     p.add_argument("--no-preview", action="store_true", help="do not write preview.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -1010,13 +1106,13 @@ class _StageProgress:
 
 
 def _cmd_experiments(args: argparse.Namespace) -> dict[str, Any]:
-    from . import experiments  # noqa: PLC0415
+    from . import experiments
 
     out = _output_folder(args.out)
     lams = _parse_lams(args.lams) if args.lams else list(experiments.DEFAULT_LAMS)
     data: Any = None
     if args.toy is not None:
-        from .model._toy import ToyHeads  # noqa: PLC0415
+        from .model._toy import ToyHeads
 
         data = ToyHeads(args.toy, args.size, seed=args.seed)
     elif args.data is not None:
@@ -1068,7 +1164,7 @@ def _print_experiments(r: dict[str, Any]) -> None:
 
 
 def _add_experiments_parser(sub: Any) -> None:
-    from .experiments import DEFAULT_COUNT, DEFAULT_SEED, DEFAULT_SIZE  # noqa: PLC0415
+    from .experiments import DEFAULT_COUNT, DEFAULT_SEED, DEFAULT_SIZE
 
     p = sub.add_parser(
         "experiments",
@@ -1085,12 +1181,16 @@ def _add_experiments_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the test set (default {DEFAULT_SEED})")
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"image side in pixels (default {DEFAULT_SIZE})")
     p.add_argument("--spp", type=int, default=16, help="samples per pixel of the rendered test images (default 16)")
-    p.add_argument("--data", metavar="DIR", help="use this synthetic data set (monohead synth) instead of rendering one")
+    p.add_argument(
+        "--data", metavar="DIR", help="use this synthetic data set (monohead synth) instead of rendering one"
+    )
     p.add_argument("--model", metavar="PATH", help="weights file, checkpoint or run folder instead of the shipped "
                    "weights; 'oracle' uses the true maps (checks the evaluation, no photos)")  # fmt: skip
     p.add_argument("--lams", help="comma-separated lambda values of the sweep (default 0,0.025,...,0.3)")
     p.add_argument("--no-photos", action="store_true", help="skip the real photos")
-    p.add_argument("--no-flip", action="store_true", help="one network pass per image (default: mirror-averaged, as reconstruct)")
+    p.add_argument(
+        "--no-flip", action="store_true", help="one network pass per image (default: mirror-averaged, as reconstruct)"
+    )
     p.add_argument("--workers", type=int, help="processes for the ICP of Table 2 (default: up to 8)")
     p.add_argument("--toy", type=int, help=argparse.SUPPRESS)  # N analytic toy heads (tests, smoke runs)
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
@@ -1116,7 +1216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photos", nargs="*", help="photos or folders of photos")
     p.add_argument("--example", action="store_true", help="reconstruct the astronaut photo bundled with scikit-image")
     p.add_argument("-o", "--output", default=".", help="output folder (created if its parent exists; default .)")
-    p.add_argument("--format", choices=["ply", "obj", "glb"], default="ply", help="mesh format (default ply; glb: binary glTF)")
+    p.add_argument(
+        "--format", choices=["ply", "obj", "glb"], default="ply", help="mesh format (default ply; glb: binary glTF)"
+    )
     p.add_argument(
         "--units",
         choices=["crop", "photo"],
@@ -1125,7 +1227,9 @@ def build_parser() -> argparse.ArgumentParser:
         "depth scaled alike), so that the mesh overlays the photo",
     )
     p.add_argument(
-        "--detector", choices=["frontal", "cascades", "network", "combined"], default="combined",
+        "--detector",
+        choices=["frontal", "cascades", "network", "combined"],
+        default="combined",
         help="face detector (default combined: frontal and profile cascades plus the network's coarse pass)",
     )
     p.add_argument("--lam", type=float, default=0.1, help="lambda in w = 1/(1 + lambda W) (default 0.1)")
@@ -1163,7 +1267,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="discontinuity-preserving integration (robust reweighting; 2 is BiNI's default k); default: smooth WLS",
     )
-    p.add_argument("--prior", help="depth prior (.npy, NaN where unknown; a BiNI folder's prior_depth.npy is read by default)")
+    p.add_argument(
+        "--prior", help="depth prior (.npy, NaN where unknown; a BiNI folder's prior_depth.npy is read by default)"
+    )
     p.add_argument("--prior-weight", type=float, default=0.1, help="weight of each prior pixel (default 0.1)")
     p.add_argument("--example", action="store_true", help="integrate the bundled analytic head + neck example")
     p.add_argument("-o", "--output", default="depth.npy", help="depth map to write (.npy; default depth.npy)")

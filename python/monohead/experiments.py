@@ -202,8 +202,8 @@ def balanced_indices(seed: int, count: int, size: int = DEFAULT_SIZE) -> tuple[l
     Returns:
         ``(indices, sexes)``, increasing indices.
     """
-    from .synth.generator import sample_params  # noqa: PLC0415
-    from .synth.head_model import HeadModel  # noqa: PLC0415
+    from .synth.generator import sample_params
+    from .synth.head_model import HeadModel
 
     count = _check_count(count)
     model = HeadModel.load(None)
@@ -279,7 +279,7 @@ def load_test_set(data: Any, count: int | None = None, balance: bool = True) -> 
         root = Path(data)
         if not root.is_dir():
             raise ValueError(f"data must be a data set folder; {str(root)!r} is not a folder")
-        from .synth.dataset import SyntheticHeads  # noqa: PLC0415
+        from .synth.dataset import SyntheticHeads
 
         ds: Any = SyntheticHeads(root)
         source: dict[str, Any] = {"kind": "folder", "root": str(root.resolve()), "manifest": ds.manifest}
@@ -323,7 +323,7 @@ def make_test_set(
         count, seed, size, spp: the test set (``size x size`` images, ``spp`` samples per pixel).
         callback: ``callback(done, total)`` after each rendered sample.
     """
-    from .synth import dataset  # noqa: PLC0415
+    from .synth import dataset
 
     indices, sexes = balanced_indices(seed, count, size)
     total = indices[-1] + 1
@@ -359,8 +359,8 @@ def _state_sha256(module: Any) -> str:
 def _resolve_model(model: Any, model_key: str | None) -> tuple[Any, str, dict[str, Any]]:
     """``(predictor, cache key, info)``; the predictor is ``"oracle"``, a torch module or a callable."""
     if model is None:
-        from .model import load_pretrained  # noqa: PLC0415
-        from .model.weights import WEIGHTS_DIR, WEIGHTS_FILE  # noqa: PLC0415
+        from .model import load_pretrained
+        from .model.weights import WEIGHTS_DIR, WEIGHTS_FILE
 
         net = load_pretrained()
         card = dict(getattr(net, "card", {}) or {})
@@ -369,7 +369,7 @@ def _resolve_model(model: Any, model_key: str | None) -> tuple[Any, str, dict[st
     elif isinstance(model, str) and model == "oracle":
         net, key, info = "oracle", "oracle", {"name": "oracle: the true N, W and mask (no network)"}
     elif isinstance(model, (str, os.PathLike)):
-        from .model import load_generator  # noqa: PLC0415
+        from .model import load_generator
 
         if not Path(model).exists():
             raise FileNotFoundError(f"model: no such file or folder: {model}")
@@ -391,7 +391,9 @@ def _resolve_model(model: Any, model_key: str | None) -> tuple[Any, str, dict[st
         key = f"callable:{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', type(model).__qualname__)}"
         info = {"name": key.split(":", 1)[1] + " (callable passed in)"}
     else:
-        raise TypeError(f"model must be None, 'oracle', a weights path, a torch module or a callable; got {type(model).__name__}")
+        raise TypeError(
+            f"model must be None, 'oracle', a weights path, a torch module or a callable; got {type(model).__name__}"
+        )
     if model_key is not None:
         if not isinstance(model_key, str):
             raise TypeError(f"model_key must be a str; got {type(model_key).__name__}")
@@ -411,7 +413,7 @@ def _predict(
     for s in range(0, n, batch):
         imgs = ts.images[s : s + batch]
         if _is_torch_module(net):
-            from .model import predict  # noqa: PLC0415
+            from .model import predict
 
             N, W, M = predict(net, imgs, batch_size=batch, flip=flip)
         else:
@@ -436,7 +438,7 @@ def _predict(
 
 
 def _table1(ts: TestSet, pred: dict[str, np.ndarray], select: np.ndarray) -> dict[str, Any]:
-    from .evaluate import angular_error_stats, mask_precision_recall  # noqa: PLC0415
+    from .evaluate import angular_error_stats, mask_precision_recall
 
     pm, tm = pred["mask"][select], ts.mask[select]
     precision, recall = mask_precision_recall(pm, tm)
@@ -460,7 +462,7 @@ def _domains(mask: np.ndarray, true_mask: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _sweep(normals: np.ndarray, W: np.ndarray, mask: np.ndarray, ts: TestSet, valid: np.ndarray, lams: Sequence[float],
            callback: Callable[[int, int], None]) -> dict[str, Any]:  # fmt: skip
-    from .evaluate import DepthSample, lambda_sweep  # noqa: PLC0415
+    from .evaluate import DepthSample, lambda_sweep
 
     idx = np.nonzero(valid)[0]
     if not idx.size:  # nothing to integrate (e.g. an untrained network predicts no mask)
@@ -482,7 +484,7 @@ def _sweep(normals: np.ndarray, W: np.ndarray, mask: np.ndarray, ts: TestSet, va
 
 def _integrate_method(method: str, lam: float, normals: np.ndarray, W: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Depth (pixels, NaN outside ``mask``) of one sample by one integrator."""
-    from .integration import dct_poisson, frankot_chellappa, integrate  # noqa: PLC0415
+    from .integration import dct_poisson, frankot_chellappa, integrate
 
     if method == "wls":
         return integrate(normals, W, lam, mask)
@@ -502,8 +504,8 @@ def _table2_task(depths: list[np.ndarray], domains: list[np.ndarray], true_depth
     by :func:`monohead.evaluate.mesh_errors_set` (``align=False``). Pairs whose ICP fails are
     left out and counted in ``icp_failed``.
     """
-    from .evaluate import apply_transform, icp, mesh_errors_set  # noqa: PLC0415
-    from .geometry import MeshSurface, depth_to_mesh  # noqa: PLC0415
+    from .evaluate import apply_transform, icp, mesh_errors_set
+    from .geometry import MeshSurface, depth_to_mesh
 
     failed = 0
 
@@ -548,7 +550,9 @@ def _table2(ts: TestSet, pred: dict[str, np.ndarray], best_pred: float, best_tru
         dom, valid = _domains(mask, ts.mask)
         idx = np.nonzero(valid)[0]
         for label, method, lam in _table2_methods(best):
-            rows.append({"block": block, "label": label, "method": method, "lam": lam, "samples": int(idx.size), "pairs": 0})
+            rows.append(
+                {"block": block, "label": label, "method": method, "lam": lam, "samples": int(idx.size), "pairs": 0}
+            )
             if not idx.size:  # nothing to compare (e.g. an untrained network predicts no mask)
                 continue
             depths = [_integrate_method(method, lam, normals[i], W[i], mask[i]) for i in idx]
@@ -568,10 +572,12 @@ def _table2(ts: TestSet, pred: dict[str, np.ndarray], best_pred: float, best_tru
         for k, args in enumerate(tasks):
             results[k] = _table2_task(*args, progress=tick)
     else:
-        import multiprocessing  # noqa: PLC0415
-        from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: PLC0415
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as ex:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")
+        ) as ex:
             futures = {ex.submit(_table2_task, *args): k for k, args in enumerate(tasks)}
             for fut in as_completed(futures):
                 k = futures[fut]
@@ -591,8 +597,8 @@ def _table2(ts: TestSet, pred: dict[str, np.ndarray], best_pred: float, best_tru
 
 
 def _new_figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
@@ -600,7 +606,7 @@ def _new_figure(width: float, height: float) -> Any:
 
 
 def _save_png(fig: Any, path: Path) -> None:
-    import io  # noqa: PLC0415
+    import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -632,8 +638,8 @@ def _plot_sweeps(sweep: dict[str, Any], oracle: dict[str, Any], path: Path) -> N
 def _prediction_png(ts: TestSet, pred: dict[str, np.ndarray], rows: int) -> bytes | None:
     """Fig. 5 (photo, N true | predicted, W true | predicted) for the first ``rows`` samples."""
     try:
-        from .model.predict import prediction_figure  # noqa: PLC0415
-        from .model.unet import W_SCALE  # noqa: PLC0415
+        from .model.predict import prediction_figure
+        from .model.unet import W_SCALE
     except ImportError:  # no torch: no figure
         return None
     kept = [{"image": ts.images[i], "normals": ts.normals[i], "W": ts.W[i], "mask": ts.mask[i],
@@ -649,10 +655,10 @@ def _prediction_png(ts: TestSet, pred: dict[str, np.ndarray], rows: int) -> byte
 
 def _photo(name: str) -> Any:
     if name == "astronaut":
-        from skimage import data  # noqa: PLC0415
+        from skimage import data
 
         return data.astronaut()
-    import matplotlib.cbook  # noqa: PLC0415
+    import matplotlib.cbook
 
     return matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
 
@@ -660,8 +666,8 @@ def _photo(name: str) -> Any:
 def _photos(
     net: Any, lam: float, figures: Path, meshes: Path, callback: Callable[[int, int], None], flip: bool = False
 ) -> list[dict[str, Any]]:
-    from . import geometry  # noqa: PLC0415
-    from .photo import preview_png, reconstruct  # noqa: PLC0415
+    from . import geometry
+    from .photo import preview_png, reconstruct
 
     out = []
     callback(0, len(PHOTOS))
@@ -898,7 +904,7 @@ def run_experiments(
     # 4. §4.2: λ sweeps. From here on the predicted normals are integrated as the pipeline
     # integrates them (monohead.reconstruct): slopes limited to Nz >= MIN_NZ (Table 1 above
     # scores the raw prediction).
-    from .photo import MIN_NZ, limit_slope  # noqa: PLC0415
+    from .photo import MIN_NZ, limit_slope
 
     pred = dict(pred)
     pred["normals"] = np.stack([limit_slope(n, m) for n, m in zip(pred["normals"], pred["mask"])])
@@ -927,8 +933,8 @@ def run_experiments(
 
     # 5. Figures: Fig. 8, Fig. 6 (the sample of median error at the best λ), Fig. 5.
     t0 = time.perf_counter()
-    from .evaluate import plot_depth_comparison  # noqa: PLC0415
-    from .integration import integrate  # noqa: PLC0415
+    from .evaluate import plot_depth_comparison
+    from .integration import integrate
 
     fig_files: dict[str, str] = {}
     _plot_sweeps(sweep, oracle, figures / "fig8_lambda_sweep.png")
@@ -939,7 +945,9 @@ def run_experiments(
         order = np.argsort(np.asarray(sweep["variance"][kbest]), kind="stable")
         i6 = int(sweep["samples"][int(order[(len(order) - 1) // 2])])
         depth6 = integrate(pred["normals"][i6], pred["W"][i6], best, pred["mask"][i6])
-        stats6 = plot_depth_comparison(ts.depth[i6], depth6, figures / "fig6_sample.png", mask=pred["mask"][i6], theta=THETA)
+        stats6 = plot_depth_comparison(
+            ts.depth[i6], depth6, figures / "fig6_sample.png", mask=pred["mask"][i6], theta=THETA
+        )
         fig_files["fig6"] = "figures/fig6_sample.png"
         fig6 = {"sample": i6, "id": ts.ids[i6], "sex": ts.sex[i6], "lam": best, **stats6}
     png5 = _prediction_png(ts, pred, 4)
@@ -966,7 +974,7 @@ def run_experiments(
     t0 = time.perf_counter()
     full_head = None
     if ts.source.get("root"):
-        from .evaluate import full_head as fh  # noqa: PLC0415
+        from .evaluate import full_head as fh
 
         fkey = _key("full_head", pkey, best, "v1")
         full_head = _load_json(cache / "full_head.json", fkey)
@@ -1015,8 +1023,16 @@ def run_experiments(
         "command": command,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
-        "test_set": {"count": len(ts), "female": n_f, "male": n_m, "unknown_sex": len(ts) - n_f - n_m,
-                     "size": list(ts.images.shape[1:3]), "ids": ts.ids, "key": ts.key, "source": ts.source},  # fmt: skip
+        "test_set": {
+            "count": len(ts),
+            "female": n_f,
+            "male": n_m,
+            "unknown_sex": len(ts) - n_f - n_m,
+            "size": list(ts.images.shape[1:3]),
+            "ids": ts.ids,
+            "key": ts.key,
+            "source": ts.source,
+        },  # fmt: skip
         "model": minfo,
         "table1": table1,
         "sweep": sweep,
@@ -1041,7 +1057,7 @@ def run_experiments(
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+    from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
     for pkg in ("monohead", "numpy", "scipy", "torch", "mitsuba"):
@@ -1082,8 +1098,14 @@ def table1_markdown(results: dict[str, Any]) -> str:
     ]
     lines = [head, sep]
     for label, key, unit in rows:
-        lines.append(f"| {label} | {_f(PAPER_TABLE1[key], 2, unit)} | " + " | ".join(_f(t1[c].get(key), 2, unit) for c in cols) + " |")
-    lines.append("| W = \\|∇h\\|, mean abs. error | n/a | " + " | ".join(_f(t1[c].get("w_mae"), 3) for c in cols) + " |")
+        lines.append(
+            f"| {label} | {_f(PAPER_TABLE1[key], 2, unit)} | "
+            + " | ".join(_f(t1[c].get(key), 2, unit) for c in cols)
+            + " |"
+        )
+    lines.append(
+        "| W = \\|∇h\\|, mean abs. error | n/a | " + " | ".join(_f(t1[c].get("w_mae"), 3) for c in cols) + " |"
+    )
     return "\n".join(lines)
 
 
@@ -1104,7 +1126,10 @@ def sweep_markdown(results: dict[str, Any]) -> str:
 
 def table2_markdown(results: dict[str, Any]) -> str:
     """The Table 2 analogue as a Markdown table."""
-    lines = ["| N, W | integration | heads | mean | std | median | 90 % | ē | σ (eq. 9) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| N, W | integration | heads | mean | std | median | 90 % | ē | σ (eq. 9) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results["table2"]["rows"]:
         lines.append(
             f"| {r['block']} | {r['label']} | {r.get('pairs', r['samples'])} | {_f(r.get('mean'), 3)} | {_f(r.get('std'), 3)} | "
@@ -1121,12 +1146,23 @@ def _model_lines(m: dict[str, Any]) -> list[str]:
     card = m.get("card") or {}
     if card:
         tr = card.get("training") or {}
-        bits = [f"{k} {card[k]}" for k in ("dtype", "parameters", "exported", "monohead_version") if card.get(k) is not None]
+        bits = [
+            f"{k} {card[k]}" for k in ("dtype", "parameters", "exported", "monohead_version") if card.get(k) is not None
+        ]
         if tr.get("step") is not None:
             bits.append(f"trained {tr.get('step')} steps, {tr.get('images_seen')} images seen")
         if bits:
             lines.append("- Model card: " + "; ".join(str(b) for b in bits))
-        lines += ["", "<details><summary>model card</summary>", "", "```json", json.dumps(card, indent=1, default=str), "```", "", "</details>"]
+        lines += [
+            "",
+            "<details><summary>model card</summary>",
+            "",
+            "```json",
+            json.dumps(card, indent=1, default=str),
+            "```",
+            "",
+            "</details>",
+        ]
     src = m.get("source")
     if src:
         lines.append(f"- Weights: {json.dumps(src, default=str)}")
@@ -1183,7 +1219,10 @@ def render_report(results: dict[str, Any]) -> str:
         L += [f"Fig. 6: test head {f6['id']} ({f6['sex'] or 'sex n/a'}), the one with the median V at λ = {f6['lam']:g}: "
               f"M = {_f(f6['median'], 2)} px, σ_M = {_f(f6['sigma_m'], 3)} px, V = {_f(f6['variance'], 3)} px², "
               f"{int(f6['inliers'])} of {int(f6['count'])} pixels within M ± 3σ_M.", ""]  # fmt: skip
-        L += [f"![Fig. 6: (a) ground truth, (b) reconstruction, (c) residuals, (d) error after removing M]({figs['fig6']})", ""]
+        L += [
+            f"![Fig. 6: (a) ground truth, (b) reconstruction, (c) residuals, (d) error after removing M]({figs['fig6']})",
+            "",
+        ]
     else:
         L += ["Fig. 6: no test head could be integrated (no predicted mask overlaps a true one).", ""]
 
@@ -1202,10 +1241,13 @@ def render_report(results: dict[str, Any]) -> str:
     L += [table2_markdown(results), ""]
     failed = sum(int(r.get("icp_failed", 0)) for r in results["table2"]["rows"])
     if failed:
-        L += [f"ICP failed (too few correspondences) for {failed} reconstruction(s); they are left out, as in the paper.", ""]
+        L += [
+            f"ICP failed (too few correspondences) for {failed} reconstruction(s); they are left out, as in the paper.",
+            "",
+        ]
 
     if results.get("full_head"):
-        from .evaluate.full_head import markdown as full_head_markdown  # noqa: PLC0415
+        from .evaluate.full_head import markdown as full_head_markdown
 
         fhr = results["full_head"]
         L += ["## Complete heads (`monohead.fullhead`)", ""]

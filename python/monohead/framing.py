@@ -109,7 +109,7 @@ def fill_outside(crop: np.ndarray, inside: np.ndarray) -> np.ndarray:
     if not inside.any():
         out[:] = NEUTRAL
         return out
-    from scipy import ndimage  # noqa: PLC0415
+    from scipy import ndimage
 
     size = crop.shape[0]
     dist_out, (ri, ci) = ndimage.distance_transform_edt(~inside, return_indices=True)
@@ -134,7 +134,7 @@ def crop_square(image: np.ndarray, box: Box | tuple[float, float, float], size: 
     Returns:
         ``(size, size, 3)`` uint8 crop (bilinear, antialiased when shrinking).
     """
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -155,4 +155,3 @@ def crop_square(image: np.ndarray, box: Box | tuple[float, float, float], size: 
     crop = np.array(region.resize((size, size), Image.BILINEAR, box=sub, reducing_gap=2.0))
     inside = inside_mask((H, W), box, size)
     return crop if inside.all() else fill_outside(crop, inside)
-

@@ -467,7 +467,9 @@ def _observations(d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray) ->
     return obs, ignored
 
 
-def _sample_depth(obs: _Obs, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _sample_depth(
+    obs: _Obs, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Observed surface under points ``(x, y)``: (found, depth, unit normal, nearest pixel's
     flat index, coverage weight).
 
@@ -526,7 +528,9 @@ def _front_visible(x: np.ndarray, nw: np.ndarray, faces: np.ndarray, shape: tupl
     triangles' centroids and edge midpoints, dense enough to leave no hole)."""
     H, Wd = shape
     t = x[faces]
-    pts = np.concatenate([x, t.mean(axis=1), 0.5 * (t[:, 0] + t[:, 1]), 0.5 * (t[:, 1] + t[:, 2]), 0.5 * (t[:, 2] + t[:, 0])])
+    pts = np.concatenate(
+        [x, t.mean(axis=1), 0.5 * (t[:, 0] + t[:, 1]), 0.5 * (t[:, 1] + t[:, 2]), 0.5 * (t[:, 2] + t[:, 0])]
+    )
     c = np.rint(pts[:, 0]).astype(np.int64)
     r = np.rint(-pts[:, 1]).astype(np.int64)
     ok = (c >= 0) & (c < Wd) & (r >= 0) & (r < H)
@@ -586,7 +590,9 @@ class _Fitter:
         self.frozen: Any = None
         self.last: Any = None
 
-    def points(self, y: np.ndarray, w: np.ndarray, s: float, R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def points(
+        self, y: np.ndarray, w: np.ndarray, s: float, R: np.ndarray, t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Posed ring vertices, and the subset's posed vertices and unit normals.
 
         The model-frame shape and normals are kept while ``(y, w)`` do not change (the pose
@@ -935,7 +941,9 @@ def merge_head(
         raise TypeError(f"fit must be a HeadFit (from fit_head); got {type(fit).__name__}")
     d = v.as_float_array(depth, "depth")
     if d.shape != tuple(fit.shape):
-        raise ValueError(f"depth must have shape {v.shape_str(tuple(fit.shape))} like the fit; got {v.shape_str(d.shape)}")
+        raise ValueError(
+            f"depth must have shape {v.shape_str(tuple(fit.shape))} like the fit; got {v.shape_str(d.shape)}"
+        )
     m = v.as_bool_array(mask, "mask", shape=d.shape)
     n = None if normals is None else v.as_float_array(normals, "normals")
     if n is not None and n.shape != (*d.shape, 3):
@@ -988,7 +996,9 @@ def merge_head(
     pix = np.where(inb, r * Wd + c, 0)
     num = np.bincount(pix[use], a[use] * dz[use], H * Wd).reshape(H, Wd)
     cnt = np.bincount(pix[use], None, H * Wd).reshape(H, Wd).astype(np.float64)
-    spread = ndimage.gaussian_filter(num, smooth, mode="constant") / np.maximum(ndimage.gaussian_filter(cnt, smooth, mode="constant"), 0.05)
+    spread = ndimage.gaussian_filter(num, smooth, mode="constant") / np.maximum(
+        ndimage.gaussian_filter(cnt, smooth, mode="constant"), 0.05
+    )
     field = np.where(cnt > 0, num / np.maximum(cnt, 1.0), spread)
     front = np.full(H * Wd, -np.inf)
     np.maximum.at(front, pix[inb], x[inb, 2])
@@ -1011,7 +1021,9 @@ def merge_head(
         base = np.median(seen, axis=0) if len(seen) else np.array([180.0, 150.0, 130.0])
         col = np.tile(base, (len(out), 1))
         col = np.where(use[:, None], a[:, None] * rgb[flat] + (1 - a[:, None]) * base, base)
-        mesh.visual.vertex_colors = np.column_stack([np.clip(np.rint(col), 0, 255).astype(np.uint8), np.full(len(out), 255, np.uint8)])
+        mesh.visual.vertex_colors = np.column_stack(
+            [np.clip(np.rint(col), 0, 255).astype(np.uint8), np.full(len(out), 255, np.uint8)]
+        )
     mesh.metadata["visible_weight"] = a
     return mesh
 
@@ -1072,7 +1084,9 @@ def self_intersections(vertices: Any, faces: Any, candidates: Any = None) -> np.
     # Faces in classes by radius (class c up to 2^c times the median), one k-d tree per class
     # on the centroids: a candidate meets the faces of class c within its radius plus the
     # class's largest radius.
-    cls = np.maximum(0, np.ceil(np.log2(np.maximum(radius, 1e-300) / max(float(np.median(radius)), 1e-300)))).astype(np.int64)
+    cls = np.maximum(0, np.ceil(np.log2(np.maximum(radius, 1e-300) / max(float(np.median(radius)), 1e-300)))).astype(
+        np.int64
+    )
     ci = np.flatnonzero(cand)
     pairs = [np.zeros((0, 2), np.int64)]
     for c in np.unique(cls):

@@ -190,9 +190,9 @@ def _read(image: Any, name: str, max_side: int | None) -> tuple[np.ndarray, floa
     """:func:`load_image`, shrunk so that its long side is at most ``max_side`` pixels (JPEGs are
     decoded directly at a reduced size when possible); returns the array and its scale
     (array pixels per photo pixel, <= 1)."""
-    import warnings  # noqa: PLC0415
+    import warnings
 
-    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415
+    from PIL import Image, UnidentifiedImageError
 
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
@@ -207,7 +207,9 @@ def _read(image: Any, name: str, max_side: int | None) -> tuple[np.ndarray, floa
                     im.load()
                     return _from_pil(im, f"{name}: {path}", max_side, full)
         except Image.DecompressionBombError as exc:
-            raise ValueError(f"{name}: {path} has too many pixels ({exc}); the limit is {MAX_PIXELS} (MAX_PIXELS)") from exc
+            raise ValueError(
+                f"{name}: {path} has too many pixels ({exc}); the limit is {MAX_PIXELS} (MAX_PIXELS)"
+            ) from exc
         except UnidentifiedImageError as exc:
             raise ValueError(f"{name}: {path} is not a readable image (not an image format Pillow knows)") from exc
         except OSError as exc:
@@ -231,9 +233,9 @@ def check_image_file(path: Any, name: str = "image") -> tuple[int, int]:
     an image Pillow can read, or one that declares more than :data:`MAX_PIXELS` pixels (a
     decompression bomb: refused before anything is decoded).
     """
-    import warnings  # noqa: PLC0415
+    import warnings
 
-    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
@@ -248,8 +250,9 @@ def check_image_file(path: Any, name: str = "image") -> tuple[int, int]:
             with Image.open(path) as im:
                 size = im.size
     except Image.DecompressionBombError as exc:
-        raise ValueError(f"{name}: {path} has too many pixels; the limit is {MAX_PIXELS} (MAX_PIXELS): "
-                         "a decompression bomb?") from exc
+        raise ValueError(
+            f"{name}: {path} has too many pixels; the limit is {MAX_PIXELS} (MAX_PIXELS): a decompression bomb?"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise ValueError(f"{name}: {path} is not a readable image (not an image format Pillow knows)") from exc
     except OSError as exc:
@@ -261,17 +264,21 @@ def check_image_file(path: Any, name: str = "image") -> tuple[int, int]:
 def _check_pixels(size: tuple[int, int], what: str) -> None:
     w, h = size
     if w * h > MAX_PIXELS:
-        raise ValueError(f"{what} has {w}x{h} = {w * h / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP "
-                         "(MAX_PIXELS): too many pixels to decode safely (a decompression bomb?)")
+        raise ValueError(
+            f"{what} has {w}x{h} = {w * h / 1e6:.0f} MP; the limit is {MAX_PIXELS / 1e6:.0f} MP "
+            "(MAX_PIXELS): too many pixels to decode safely (a decompression bomb?)"
+        )
 
 
 def _check_side(arr: np.ndarray, what: str) -> None:
     if min(arr.shape[:2]) < MIN_SIDE:
-        raise ValueError(f"{what} is too small: {arr.shape[1]}x{arr.shape[0]} pixels; need at least {MIN_SIDE} on each side")
+        raise ValueError(
+            f"{what} is too small: {arr.shape[1]}x{arr.shape[0]} pixels; need at least {MIN_SIDE} on each side"
+        )
 
 
 def _from_pil(im: Any, what: str, max_side: int | None, full: tuple[int, int]) -> tuple[np.ndarray, float]:
-    from PIL import ImageOps  # noqa: PLC0415
+    from PIL import ImageOps
 
     if min(im.size) == 0:
         raise ValueError(f"{what} is empty: {im.size[0]}x{im.size[1]} pixels")
@@ -297,7 +304,9 @@ def _from_array(arr: np.ndarray, what: str) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f"{what} must have shape (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4); got {v.shape_str(arr.shape)}")
+        raise ValueError(
+            f"{what} must have shape (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4); got {v.shape_str(arr.shape)}"
+        )
     if min(arr.shape[:2]) == 0:
         raise ValueError(f"{what} is empty: shape {v.shape_str(arr.shape)}")
     if arr.dtype == np.uint8:
@@ -325,7 +334,7 @@ def _shrink(arr: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
     """Downscale (antialiased) so that the long side is at most ``max_side``; returns the scale."""
     if max_side is None or max(arr.shape[:2]) <= max_side:
         return arr, 1.0
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     s = max_side / max(arr.shape[:2])
     size = (max(1, round(arr.shape[1] * s)), max(1, round(arr.shape[0] * s)))
@@ -353,9 +362,9 @@ _CASCADES: dict[str, Any] = {}
 
 def _cascade(kind: str) -> Any:
     if kind not in _CASCADES:
-        from importlib.resources import files  # noqa: PLC0415
+        from importlib.resources import files
 
-        from skimage import data, feature  # noqa: PLC0415
+        from skimage import data, feature
 
         if kind == "frontal":
             _CASCADES[kind] = feature.Cascade(data.lbp_frontal_face_cascade_filename())
@@ -367,7 +376,9 @@ def _cascade(kind: str) -> Any:
 Face = tuple[int, int, int, int]
 
 
-def _nms(boxes: list[tuple[float, float, float, float]], iou_max: float = 0.3) -> list[tuple[float, float, float, float]]:
+def _nms(
+    boxes: list[tuple[float, float, float, float]], iou_max: float = 0.3
+) -> list[tuple[float, float, float, float]]:
     """Largest first; drop boxes overlapping a kept one by more than ``iou_max``."""
     kept: list[tuple[float, float, float, float]] = []
     for b in sorted(boxes, key=lambda b: -b[2] * b[3]):
@@ -387,7 +398,12 @@ def _nms(boxes: list[tuple[float, float, float, float]], iou_max: float = 0.3) -
 def _run_cascade(kind: str, small: np.ndarray, mirror: bool = False) -> list[tuple[float, float, float, float]]:
     img = small[:, ::-1] if mirror else small
     found = _cascade(kind).detect_multi_scale(
-        img=np.ascontiguousarray(img), scale_factor=1.15, step_ratio=1, min_size=(20, 20), max_size=img.shape[:2], min_neighbor_number=2
+        img=np.ascontiguousarray(img),
+        scale_factor=1.15,
+        step_ratio=1,
+        min_size=(20, 20),
+        max_size=img.shape[:2],
+        min_neighbor_number=2,
     )
     W = img.shape[1]
     out = []
@@ -406,7 +422,7 @@ def _run_cascade(kind: str, small: np.ndarray, mirror: bool = False) -> list[tup
 def _cascade_faces(photo: np.ndarray, detect_size: int, profile: bool) -> list[tuple[float, float, float, float]]:
     """Cascade faces on a grayscale copy of the ``(H, W, 3)`` photo whose long side is
     ``detect_size`` (then twice that when nothing was found), in photo pixels."""
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     H, W = photo.shape[:2]
     im = Image.fromarray(photo)
@@ -441,7 +457,7 @@ def _network_heads(photo: np.ndarray, model: Any) -> tuple[list[tuple[float, flo
     or :data:`NET_MIN_AREA` left out): a face box related to the component's bounding box as
     the frontal cascade's boxes are to the heads of synthetic renders, and the component's label;
     ``head_at(x, y)``: the label under photo pixel ``(x, y)``, 0 off the mask."""
-    from scipy import ndimage  # noqa: PLC0415
+    from scipy import ndimage
 
     H, W = photo.shape[:2]
     side = float(max(H, W))
@@ -476,7 +492,9 @@ def _network_heads(photo: np.ndarray, model: Any) -> tuple[list[tuple[float, flo
     return heads, head_at
 
 
-def detect_faces(image: Any, detect_size: int = DETECT_SIZE, detector: str = "combined", model: Any = None) -> list[Face]:
+def detect_faces(
+    image: Any, detect_size: int = DETECT_SIZE, detector: str = "combined", model: Any = None
+) -> list[Face]:
     """Faces in a photo, largest first, as ``(x, y, w, h)`` boxes in photo pixels.
 
     Args:
@@ -570,8 +588,8 @@ def reconstruct(
         monohead.fullhead.HeadFitError: with ``full_head``, a mask under 200 pixels.
         FileNotFoundError, ValueError, TypeError: unreadable or unsuitable image (see :func:`load_image`).
     """
-    from . import geometry  # noqa: PLC0415
-    from .integration import integrate  # noqa: PLC0415
+    from . import geometry
+    from .integration import integrate
 
     lam = v.check_lam(lam)
     if detector not in DETECTORS:
@@ -615,7 +633,7 @@ def reconstruct(
         full_mesh = head_fit = None
         seconds = {"detection": t_detect, "network": t_net, "integration": t_int, "meshing": t_mesh}
         if full_head:
-            from . import fullhead  # noqa: PLC0415
+            from . import fullhead
 
             t0 = time.perf_counter()
             full_mesh, head_fit = fullhead.full_head(depth, limit_slope(n_k, mask), mask, w_k, colors=crops[k])
@@ -646,7 +664,7 @@ def _predict(net: Any, crops: np.ndarray, flip: bool) -> tuple[np.ndarray, np.nd
     if callable(net) and not _is_torch_module(net):
         normals, Wmap, mask = net(crops)
     else:
-        from . import model as _m  # noqa: PLC0415
+        from . import model as _m
 
         normals, Wmap, mask = _m.predict(net, crops, flip=flip)
     return (
@@ -696,15 +714,23 @@ def clean_mask(raw_mask: np.ndarray, face_region: np.ndarray) -> tuple[np.ndarra
         ``dropped_pixels`` (the other components), ``filled_pixels``, ``face_coverage`` (fraction
         of ``face_region`` inside ``mask``) and ``face_covered`` (coverage >= :data:`MIN_FACE_COVERAGE`).
     """
-    from scipy import ndimage  # noqa: PLC0415
+    from scipy import ndimage
 
     raw_mask = np.asarray(raw_mask, dtype=bool)
     face_region = np.asarray(face_region, dtype=bool)
     if raw_mask.ndim != 2 or face_region.shape != raw_mask.shape:
-        raise ValueError(f"raw_mask and face_region must be (H, W) of one shape; got {raw_mask.shape} and {face_region.shape}")
+        raise ValueError(
+            f"raw_mask and face_region must be (H, W) of one shape; got {raw_mask.shape} and {face_region.shape}"
+        )
     four = ndimage.generate_binary_structure(2, 1)
     labels, n = ndimage.label(raw_mask, structure=four)
-    info: dict[str, Any] = {"dropped_pieces": 0, "dropped_pixels": 0, "filled_pixels": 0, "face_coverage": 0.0, "face_covered": False}
+    info: dict[str, Any] = {
+        "dropped_pieces": 0,
+        "dropped_pixels": 0,
+        "filled_pixels": 0,
+        "face_coverage": 0.0,
+        "face_covered": False,
+    }
     if n == 0:
         return np.zeros_like(raw_mask), info
     idx = np.arange(1, n + 1)
@@ -724,7 +750,9 @@ def clean_mask(raw_mask: np.ndarray, face_region: np.ndarray) -> tuple[np.ndarra
     return mask, info
 
 
-def fill_holes(normals: np.ndarray, W: np.ndarray, raw_mask: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fill_holes(
+    normals: np.ndarray, W: np.ndarray, raw_mask: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Normals and W on ``mask`` where the network gave them only on ``raw_mask``: the pixels of
     ``mask`` outside ``raw_mask`` (filled holes) take the mean of their already-known
     4-neighbours, peeled inward one ring at a time (the network's normals around each hole,
@@ -786,7 +814,7 @@ def load_default_model() -> Any:
     """The shipped network (:func:`monohead.model.load_pretrained`), loaded once and cached."""
     global _MODEL
     if _MODEL is None:
-        from .model import load_pretrained  # noqa: PLC0415
+        from .model import load_pretrained
 
         _MODEL = load_pretrained()
     return _MODEL
@@ -842,7 +870,7 @@ def surface_points(mesh: Any, order: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Points on a mesh with their normals, dense enough for a splat without holes: the
     vertices and, on each triangle, the barycentric grid of ``order`` (2: the centroid and
     the edge midpoints)."""
-    from . import geometry  # noqa: PLC0415
+    from . import geometry
 
     verts = np.asarray(mesh.vertices)
     faces = np.asarray(mesh.faces)
@@ -868,12 +896,12 @@ def preview_png(result: Reconstruction, title: str = "") -> bytes:
     """The paper's Fig. 7 for one reconstruction, as PNG bytes: the crop, N, W and the mesh
     shaded from the front and from the side; with a complete head (``result.full_mesh``), a
     second row shows it from the front, the side and the back."""
-    import io  # noqa: PLC0415
+    import io
 
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    from . import geometry  # noqa: PLC0415
+    from . import geometry
 
     m = result.mask
     n_img = geometry.normals_to_image(result.normals, m)
@@ -892,7 +920,10 @@ def preview_png(result: Reconstruction, title: str = "") -> bytes:
     ]
     if full is not None:
         fv, fn = surface_points(full, order=5)
-        panels += [(shaded_view(fv, fn, view, size=160), f"complete head, {view}", "gray") for view in ("front", "side", "back")]
+        panels += [
+            (shaded_view(fv, fn, view, size=160), f"complete head, {view}", "gray")
+            for view in ("front", "side", "back")
+        ]
         for ax in axes[1, 3:]:
             ax.set_axis_off()
     for ax, (img, name, cmap) in zip(axes.ravel(), panels):

@@ -37,7 +37,7 @@ def _xp_for(device: torch.device) -> Any:
     if device.type == "cpu":
         return np
     if device.type == "cuda":
-        from .integration.api import _cupy  # noqa: PLC0415 - lazy: only for CUDA tensors
+        from .integration.api import _cupy
 
         return _cupy("integrating CUDA tensors")
     raise TypeError(f"normals must be on a CPU or CUDA device; got device {device}")
@@ -145,7 +145,7 @@ def _check_finite(x: Any, xp: Any, which: str) -> None:
 def _warn_unconverged(st: Any, tol: float, which: str) -> None:
     bad = np.flatnonzero(~st.converged)
     if bad.size:
-        import warnings  # noqa: PLC0415
+        import warnings
 
         warnings.warn(
             f"{which} solve stopped after {int(st.iterations.max())} iterations at relative residual "

@@ -72,7 +72,9 @@ def depth_error_map(pred_depth: Any, true_depth: Any, mask: Any = None) -> np.nd
     if mask is not None:
         dom &= v.as_bool_array(mask, "mask", shape=pred.shape)
     if not dom.any():
-        raise ValueError("pred_depth and true_depth have no finite pixel in common (inside the mask): nothing to compare")
+        raise ValueError(
+            "pred_depth and true_depth have no finite pixel in common (inside the mask): nothing to compare"
+        )
     out = np.full(pred.shape, np.nan)
     out[dom] = true[dom] - pred[dom]
     return out
@@ -119,7 +121,9 @@ def _with_context(exc: Exception, context: str) -> Exception:
 def _as_list(items: Any, name: str) -> list[Any]:
     if isinstance(items, np.ndarray):
         if items.ndim != 3:
-            raise ValueError(f"{name} must be a sequence of (H, W) maps or an (N, H, W) array; got shape {v.shape_str(items.shape)}")
+            raise ValueError(
+                f"{name} must be a sequence of (H, W) maps or an (N, H, W) array; got shape {v.shape_str(items.shape)}"
+            )
         return list(items)
     if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
         raise TypeError(f"{name} must be a sequence of (H, W) maps or an (N, H, W) array; got {type(items).__name__}")
@@ -219,7 +223,7 @@ def lambda_sweep(
         ``variance`` (``(K, N)``: each sample's ``V``), ``best_lam`` and ``best_sigma`` (the
         λ with the smallest σ, and that σ).
     """
-    from ..integration import integrate  # noqa: PLC0415 - downward import, kept local
+    from ..integration import integrate
 
     theta = _check_theta(theta)
     if isinstance(samples, (str, bytes)) or not isinstance(samples, Iterable):
@@ -262,8 +266,8 @@ def lambda_sweep(
 
 def _new_figure(width: float, height: float) -> Any:
     """A matplotlib Figure on the Agg canvas: no pyplot, no global state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
@@ -289,7 +293,9 @@ def plot_lambda_sweep(table: Mapping[str, Any], path: Any) -> None:
     lam = v.as_float_array(table["lam"], "table['lam']")
     sigma = v.as_float_array(table["sigma"], "table['sigma']")
     if lam.ndim != 1 or sigma.shape != lam.shape or lam.size == 0:
-        raise ValueError(f"table['lam'] and table['sigma'] must be 1-D of one length; got {v.shape_str(lam.shape)} and {v.shape_str(sigma.shape)}")
+        raise ValueError(
+            f"table['lam'] and table['sigma'] must be 1-D of one length; got {v.shape_str(lam.shape)} and {v.shape_str(sigma.shape)}"
+        )
     fig = _new_figure(5.0, 3.5)
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(lam, sigma, "o-", color="tab:blue")
@@ -307,7 +313,7 @@ def plot_lambda_sweep(table: Mapping[str, Any], path: Any) -> None:
 
 def _hillshade(depth: np.ndarray) -> np.ndarray:
     """Gray shading ``max(0, N . l)`` of a depth map under a light from the upper left; NaN outside."""
-    from ..geometry import normals_from_depth  # noqa: PLC0415
+    from ..geometry import normals_from_depth
 
     dom = np.isfinite(depth)
     n = normals_from_depth(depth, dom)

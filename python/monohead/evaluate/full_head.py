@@ -77,7 +77,9 @@ def true_head_mesh(params: dict[str, Any], size: tuple[int, int], model: Any = N
 def _hidden_points(true_mesh: Any, true_depth: np.ndarray, true_mask: np.ndarray, count: int, seed: int) -> np.ndarray:
     import trimesh
 
-    skin = trimesh.Trimesh(np.asarray(true_mesh.vertices), true_mesh.metadata.get("skin_faces", true_mesh.faces), process=False)
+    skin = trimesh.Trimesh(
+        np.asarray(true_mesh.vertices), true_mesh.metadata.get("skin_faces", true_mesh.faces), process=False
+    )
     pts, fidx = trimesh.sample.sample_surface(skin, count, seed=seed)
     H, W = true_mask.shape
     c = np.rint(pts[:, 0]).astype(np.int64)
@@ -278,5 +280,7 @@ def markdown(result: dict[str, Any]) -> str:
             r = (s.get(side) or {}).get(name)
             if r is None:
                 continue
-            lines.append(f"| {side} | {_LABELS[name]} | {r['heads']} | {r['mean']:.3f} | {r['median']:.3f} | {r['p90']:.3f} |")
+            lines.append(
+                f"| {side} | {_LABELS[name]} | {r['heads']} | {r['mean']:.3f} | {r['median']:.3f} | {r['p90']:.3f} |"
+            )
     return "\n".join(lines)

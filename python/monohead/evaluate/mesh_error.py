@@ -77,7 +77,9 @@ def kabsch(source_points: Any, target_points: Any) -> np.ndarray:
     src = v.check_vertices(source_points, "source_points", min_count=3)
     dst = v.check_vertices(target_points, "target_points", min_count=3)
     if dst.shape != src.shape:
-        raise ValueError(f"target_points must have shape {v.shape_str(src.shape)} like source_points; got {v.shape_str(dst.shape)}")
+        raise ValueError(
+            f"target_points must have shape {v.shape_str(src.shape)} like source_points; got {v.shape_str(dst.shape)}"
+        )
     ms, md = src.mean(axis=0), dst.mean(axis=0)
     H = (src - ms).T @ (dst - md)
     U, S, Vt = np.linalg.svd(H)
@@ -224,9 +226,14 @@ def icp(
                     f"landmarks must be a (K, 2) integer array of (source, target) index pairs, K >= 3; got shape "
                     f"{v.shape_str(pairs.shape)} dtype {pairs.dtype}"
                 )
-            for col, n, what in ((0, src.shape[0], "source_vertices"), (1, surface.vertices.shape[0], "target_mesh.vertices")):
+            for col, n, what in (
+                (0, src.shape[0], "source_vertices"),
+                (1, surface.vertices.shape[0], "target_mesh.vertices"),
+            ):
                 if pairs[:, col].min() < 0 or pairs[:, col].max() >= n:
-                    raise ValueError(f"landmarks[:, {col}] must index {what} in [0, {n}); got {pairs[:, col].min()} to {pairs[:, col].max()}")
+                    raise ValueError(
+                        f"landmarks[:, {col}] must index {what} in [0, {n}); got {pairs[:, col].min()} to {pairs[:, col].max()}"
+                    )
             T = kabsch(src[pairs[:, 0]], surface.vertices[pairs[:, 1]])
     else:
         if landmarks is not None:
@@ -312,7 +319,7 @@ def normal_projected_errors(pred_vertices: Any, true_mesh: Any, correspondence: 
         surface = true_mesh if isinstance(true_mesh, MeshSurface) else MeshSurface(true_mesh, "true_mesh")
         c, _, f = surface.closest(a)
         return np.einsum("ij,ij->i", a - c, surface.face_normals[f])
-    from scipy.spatial import cKDTree  # noqa: PLC0415
+    from scipy.spatial import cKDTree
 
     if isinstance(true_mesh, MeshSurface):
         verts, faces = true_mesh.vertices, true_mesh.faces
@@ -328,7 +335,9 @@ def normal_projected_errors(pred_vertices: Any, true_mesh: Any, correspondence: 
     return np.einsum("ij,ij->i", a - verts[b], normals[b])
 
 
-def _errors_one(pred_mesh: Any, true_mesh: Any, align: bool, correspondence: str, icp_options: dict[str, Any] | None) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+def _errors_one(
+    pred_mesh: Any, true_mesh: Any, align: bool, correspondence: str, icp_options: dict[str, Any] | None
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     if isinstance(pred_mesh, np.ndarray):
         pred = v.check_vertices(pred_mesh, "pred_mesh")
     else:

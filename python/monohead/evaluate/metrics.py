@@ -42,7 +42,9 @@ def _checked_pair(pred_normals: Any, true_normals: Any, mask: Any) -> tuple[np.n
         raise ValueError(f"pred_normals must have shape (H, W, 3) or (B, H, W, 3); got {v.shape_str(pred.shape)}")
     true = v.as_float_array(true_normals, "true_normals")
     if true.shape != pred.shape:
-        raise ValueError(f"true_normals must have shape {v.shape_str(pred.shape)} like pred_normals; got {v.shape_str(true.shape)}")
+        raise ValueError(
+            f"true_normals must have shape {v.shape_str(pred.shape)} like pred_normals; got {v.shape_str(true.shape)}"
+        )
     if mask is None:
         m = v.default_mask(true)
     else:

@@ -180,7 +180,7 @@ def depth_to_mesh(depth: Any, mask: Any = None) -> Any:
         :class:`trimesh.Trimesh` built with ``process=False`` (vertex order kept, nothing
         merged or removed), float64 vertices and int64 faces.
     """
-    import trimesh  # noqa: PLC0415 - keeps import monohead light
+    import trimesh
 
     h, m = _prepare(depth, mask)
     rows, cols = np.nonzero(m)
@@ -219,7 +219,11 @@ def mesh_to_depth(mesh: Any, shape: tuple[int, int], atol: float = 1e-6) -> tupl
         verts = v.check_mesh(mesh, min_faces=0)[0]
     else:
         verts = v.check_vertices(mesh, "mesh")
-    if not (isinstance(shape, (tuple, list)) and len(shape) == 2 and all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)):
+    if not (
+        isinstance(shape, (tuple, list))
+        and len(shape) == 2
+        and all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)
+    ):
         raise ValueError(f"shape must be a pair of positive integers (H, W); got {shape!r}")
     H, W = int(shape[0]), int(shape[1])
     c = np.rint(verts[:, 0])
@@ -233,7 +237,9 @@ def mesh_to_depth(mesh: Any, shape: tuple[int, int], atol: float = 1e-6) -> tupl
     r, c = r.astype(np.int64), c.astype(np.int64)
     flat = r * W + c
     if np.unique(flat).size != flat.size:
-        raise ValueError(f"mesh must have at most one vertex per pixel; got {flat.size - np.unique(flat).size} duplicate(s)")
+        raise ValueError(
+            f"mesh must have at most one vertex per pixel; got {flat.size - np.unique(flat).size} duplicate(s)"
+        )
     depth = np.full((H, W), np.nan)
     depth[r, c] = verts[:, 2]
     return depth, np.isfinite(depth)
@@ -262,7 +268,7 @@ def save_mesh(mesh: Any, path: Any, file_type: str | None = None) -> None:
             ``file_type`` is given.
         file_type: ``"ply"``, ``"obj"`` or ``"glb"``.
     """
-    import trimesh  # noqa: PLC0415
+    import trimesh
 
     p = _io.check_path(path)
     fmt = _mesh_format(p, file_type)
@@ -277,7 +283,7 @@ def save_mesh(mesh: Any, path: Any, file_type: str | None = None) -> None:
 def load_mesh(path: Any) -> Any:
     """Read a PLY, OBJ or GLB mesh as a :class:`trimesh.Trimesh` without merging, reordering or
     dropping vertices (unreferenced vertices, e.g. isolated mask pixels, are kept in PLY and OBJ)."""
-    import trimesh  # noqa: PLC0415
+    import trimesh
 
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__}")

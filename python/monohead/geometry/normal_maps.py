@@ -103,8 +103,15 @@ def _read_chunks(data: bytes) -> tuple[dict[str, int], bytes]:
             if length != 13:
                 raise ValueError(f"PNG IHDR chunk must have 13 bytes; got {length}")
             w, h, depth, ctype, comp, filt, interlace = struct.unpack(">IIBBBBB", body)
-            header = {"width": w, "height": h, "bit_depth": depth, "color_type": ctype,
-                      "compression": comp, "filter": filt, "interlace": interlace}
+            header = {
+                "width": w,
+                "height": h,
+                "bit_depth": depth,
+                "color_type": ctype,
+                "compression": comp,
+                "filter": filt,
+                "interlace": interlace,
+            }
         elif tag == b"IDAT":
             idat.append(body)
         elif tag == b"IEND":
@@ -171,7 +178,9 @@ def decode_png(data: Any) -> np.ndarray:
     hdr, idat = _read_chunks(data)
     ctype, depth = hdr["color_type"], hdr["bit_depth"]
     if ctype not in _COLOR_TYPE_TO_CHANNELS or depth not in (8, 16):
-        raise ValueError(f"PNG variant not supported: color type {ctype}, bit depth {depth} (need 8 or 16 bits, no palette)")
+        raise ValueError(
+            f"PNG variant not supported: color type {ctype}, bit depth {depth} (need 8 or 16 bits, no palette)"
+        )
     if hdr["interlace"] != 0 or hdr["compression"] != 0 or hdr["filter"] != 0:
         raise ValueError("PNG variant not supported: interlaced or non-standard compression/filter method")
     H, W, C = hdr["height"], hdr["width"], _COLOR_TYPE_TO_CHANNELS[ctype]
@@ -285,9 +294,9 @@ def load_normal_map(path: Any) -> tuple[np.ndarray, np.ndarray]:
     if hdr["bit_depth"] == 16:
         img = decode_png(data)
     else:
-        import io  # noqa: PLC0415
+        import io
 
-        from PIL import Image  # noqa: PLC0415
+        from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
             img = np.asarray(im.convert("RGB"))

@@ -40,9 +40,9 @@ def _face_table(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """``(13, F)`` table of the faces ``(a, b, c)`` (each ``(F, 3)``) for :func:`_closest_kernel`."""
     u, w = b - a, c - a
     t = np.empty((13, a.shape[0]))
-    t[_AX:_AZ + 1] = a.T
-    t[_UX:_UZ + 1] = u.T
-    t[_WX:_WZ + 1] = w.T
+    t[_AX : _AZ + 1] = a.T
+    t[_UX : _UZ + 1] = u.T
+    t[_WX : _WZ + 1] = w.T
     t[_UU] = np.einsum("ij,ij->i", u, u)
     t[_UW] = np.einsum("ij,ij->i", u, w)
     t[_WW] = np.einsum("ij,ij->i", w, w)
@@ -141,7 +141,7 @@ class MeshSurface:
     CLASS_BASE = 1.5
 
     def __init__(self, mesh: Any, name: str = "mesh") -> None:
-        from scipy.spatial import cKDTree  # noqa: PLC0415
+        from scipy.spatial import cKDTree
 
         self.vertices, self.faces = v.check_mesh(mesh, name)
         tri = self.vertices[self.faces]  # (F, 3, 3)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import numbers
-import threading
 import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -146,7 +146,7 @@ def _check_threads(threads: Any) -> int:
 
 
 def _core() -> Any:
-    from .. import _core as core  # noqa: PLC0415 - keeps import errors local and clear
+    from .. import _core as core
 
     return core
 
@@ -207,14 +207,18 @@ def _check_prior(
         raise ValueError(f"prior needs method='mg'; got method={method!r}")
     arr = v.as_float_array(prior, "prior")
     if arr.shape != mask.shape:
-        raise ValueError(f"prior must have shape {v.shape_str(mask.shape)} (a depth map, NaN where unknown); got {v.shape_str(arr.shape)}")
+        raise ValueError(
+            f"prior must have shape {v.shape_str(mask.shape)} (a depth map, NaN where unknown); got {v.shape_str(arr.shape)}"
+        )
     known = np.isfinite(arr) & mask
     if not bool(known.any()):
         raise ValueError("prior must have at least one finite value inside the mask; got none (all NaN or inf there)")
     if K is not None:
         bad = int(np.count_nonzero(known & (arr <= 0)))
         if bad:
-            raise ValueError(f"prior must be a positive depth where known inside the mask when K is given; got {bad} value(s) <= 0")
+            raise ValueError(
+                f"prior must be a positive depth where known inside the mask when K is given; got {bad} value(s) <= 0"
+            )
     if isinstance(prior_weight, bool) or prior_weight is None or isinstance(prior_weight, (str, bytes)):
         raise TypeError(f"prior_weight must be a number >= 0 or an (H, W) map; got {type(prior_weight).__name__}")
     if isinstance(prior_weight, numbers.Real):
@@ -225,7 +229,9 @@ def _check_prior(
     else:
         wmap = v.as_float_array(prior_weight, "prior_weight")
         if wmap.shape != mask.shape:
-            raise ValueError(f"prior_weight must be a number or have shape {v.shape_str(mask.shape)}; got {v.shape_str(wmap.shape)}")
+            raise ValueError(
+                f"prior_weight must be a number or have shape {v.shape_str(mask.shape)}; got {v.shape_str(wmap.shape)}"
+            )
         bad = int(np.count_nonzero(known & ~(np.isfinite(wmap) & (wmap >= 0))))
         if bad:
             raise ValueError(f"prior_weight must be finite and >= 0 where the prior is known; got {bad} bad value(s)")
@@ -283,7 +289,14 @@ class Integrator:
     """
 
     def __init__(
-        self, mask: Any, weights: Any = None, lam: float = 0.1, method: str = "mg", *, K: Any = None, threads: Any = None
+        self,
+        mask: Any,
+        weights: Any = None,
+        lam: float = 0.1,
+        method: str = "mg",
+        *,
+        K: Any = None,
+        threads: Any = None,
     ) -> None:
         method = _check_method(method)
         nthreads = _check_threads(threads)
@@ -543,7 +556,7 @@ class Integrator:
         if self._K is not None:
             with np.errstate(over="ignore", under="ignore"):
                 np.exp(depth, out=depth)  # log-depth with mean 0 per component -> geometric mean 1
-            from .generic import check_finite_depth  # noqa: PLC0415 - generic imports this module
+            from .generic import check_finite_depth
 
             check_finite_depth(depth, self._mask, self.num_unknowns, self._method, perspective=True)
         inside = int(np.count_nonzero(np.isfinite(depth)))
@@ -770,11 +783,21 @@ def integrate(
             raise ValueError("prior is available on the 'cpu' backend only")
         if method == "direct":
             raise ValueError("method 'direct' is not available on the cupy backend; use 'mg' or 'jacobi'")
-        from .generic import integrate_xp  # noqa: PLC0415
+        from .generic import integrate_xp
 
         xp = _cupy()
         return integrate_xp(
-            normals, weights, lam, mask, method=method, tol=tol, maxiter=maxiter, x0=x0, return_info=return_info, xp=xp, K=K
+            normals,
+            weights,
+            lam,
+            mask,
+            method=method,
+            tol=tol,
+            maxiter=maxiter,
+            x0=x0,
+            return_info=return_info,
+            xp=xp,
+            K=K,
         )
     if np.ndim(normals) >= 4:  # a batch (or too many axes, reported by the batch validator)
         if prior is not None:
@@ -790,7 +813,9 @@ def integrate(
     prior_maps = _check_prior(prior, prior_weight, m, cam, method, robust)
     check_seconds = time.perf_counter() - t0
     solver = Integrator._from_checked(m, w, lam, method, cam, nthreads)
-    out = solver._solve_checked(n, smax, tol, maxiter, x0_arr, return_info, stacklevel=3, robust=robust, prior=prior_maps)
+    out = solver._solve_checked(
+        n, smax, tol, maxiter, x0_arr, return_info, stacklevel=3, robust=robust, prior=prior_maps
+    )
     if not return_info:
         return out
     depth, info = out
@@ -808,11 +833,11 @@ def _is_cupy(a: Any) -> bool:
 def _cupy(what: str = "backend='cupy'") -> Any:
     """The cupy module, or an ImportError that says who needs it and how to get it."""
     try:
-        import cupy  # noqa: PLC0415 - lazy by design: `import monohead` never imports CuPy
+        import cupy
     except ImportError as exc:
         raise ImportError(
             f"{what} needs CuPy, which could not be imported; install it with "
-            "pip install \"monohead[cuda]\" (cupy-cuda12x) on a machine with CUDA"
+            'pip install "monohead[cuda]" (cupy-cuda12x) on a machine with CUDA'
         ) from exc
     return cupy
 
@@ -903,7 +928,7 @@ def wls_system(
         ``(L, b)``: ``scipy.sparse.csr_matrix`` of shape ``(n, n)`` float64 and ``(n,)`` float64,
         with ``n = mask.sum()``.
     """
-    import scipy.sparse as sp  # noqa: PLC0415
+    import scipy.sparse as sp
 
     cam = None if K is None else persp.check_K(K)
     n, m, w, lam, _ = _prepare(normals, weights, lam, mask, cam)

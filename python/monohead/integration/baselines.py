@@ -44,7 +44,7 @@ def dct_poisson(normals: Any) -> np.ndarray:
     Returns:
         ``(H, W)`` float64 depth in pixel units, mean 0.
     """
-    from scipy.fft import dctn, idctn  # noqa: PLC0415
+    from scipy.fft import dctn, idctn
 
     n = _full_rectangle_normals(normals)
     p, q = gradients_from_normals(n)

@@ -81,30 +81,30 @@ GENERIC_METHODS = ("mg", "jacobi")
 # eE, eW, eN, eS = weight of the edge to that neighbour; d = sum of the four (the diagonal).
 
 
-def _k_apply(xc, xr, xl, xu, xd, d, eE, eW, eN, eS):  # noqa: ANN001, ANN202
+def _k_apply(xc, xr, xl, xu, xd, d, eE, eW, eN, eS):
     return d * xc - (eE * xr + eW * xl + eN * xu + eS * xd)
 
 
-def _k_resid(b, xc, xr, xl, xu, xd, d, eE, eW, eN, eS):  # noqa: ANN001, ANN202
+def _k_resid(b, xc, xr, xl, xu, xd, d, eE, eW, eN, eS):
     return b - d * xc + (eE * xr + eW * xl + eN * xu + eS * xd)
 
 
-def _k_gs(keep, dinv, b, xc, xr, xl, xu, xd, eE, eW, eN, eS):  # noqa: ANN001, ANN202
+def _k_gs(keep, dinv, b, xc, xr, xl, xu, xd, eE, eW, eN, eS):
     # One colour of red-black Gauss-Seidel: cells of the colour get (b + sum e x_nb) / d
     # (dinv = colour / d), the others keep their value (keep = 1 - colour).
     return keep * xc + dinv * (b + eE * xr + eW * xl + eN * xu + eS * xd)
 
 
-def _k_prolong(x, d, up):  # noqa: ANN001, ANN202
+def _k_prolong(x, d, up):
     # Add the coarse correction on the active cells (d > 0) only.
     return x + (d > 0) * up
 
 
-def _k_axpy(y, a, x):  # noqa: ANN001, ANN202
+def _k_axpy(y, a, x):
     return y + a * x
 
 
-def _k_first_red(dinv_r, b):  # noqa: ANN001, ANN202
+def _k_first_red(dinv_r, b):
     # Red half-sweep from x = 0: neighbours are all zero.
     return dinv_r * b
 
@@ -147,10 +147,10 @@ def _sync(xp: Any) -> None:
 
 def _ndimage(xp: Any) -> Any:
     if xp is np:
-        import scipy.ndimage as ndi  # noqa: PLC0415
+        import scipy.ndimage as ndi
 
         return ndi
-    import cupyx.scipy.ndimage as ndi  # noqa: PLC0415
+    import cupyx.scipy.ndimage as ndi
 
     return ndi
 
@@ -369,8 +369,8 @@ class _Multigrid:
 
     def _build_coarsest(self, L: _Level) -> None:
         """Dense inverse of the coarsest operator plus one rank-one term per component (host)."""
-        import scipy.sparse as sp  # noqa: PLC0415
-        from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
+        import scipy.sparse as sp
+        from scipy.sparse.csgraph import connected_components
 
         B, h, w = self.B, L.h, L.w
         n = h * w
@@ -827,7 +827,9 @@ def integrate_xp(
             if cam is not None:
                 bad = int(xp.count_nonzero((x0_arr <= 0) & m))
                 if bad:
-                    raise ValueError(f"x0 must be a positive depth inside the mask when K is given; got {bad} value(s) <= 0")
+                    raise ValueError(
+                        f"x0 must be a positive depth inside the mask when K is given; got {bad} value(s) <= 0"
+                    )
                 x0_arr = xp.where(m, xp.log(xp.where(m, x0_arr, 1.0)), 0.0)
         # Tiny slopes (< 2**-40, orthographic): integrate s p, s q (s a power of two per map,
         # exact) and divide the depth by s, as the C++ path does.
@@ -844,12 +846,26 @@ def integrate_xp(
 
         grid = Grid(m, xp)
         eE, eN, b = assemble(
-            grid.pad(n), grid.mask, None if w is None else grid.pad(w), lam, xp, K=cam, origin=(grid.r0 - 1, grid.c0 - 1)
+            grid.pad(n),
+            grid.mask,
+            None if w is None else grid.pad(w),
+            lam,
+            xp,
+            K=cam,
+            origin=(grid.r0 - 1, grid.c0 - 1),
         )
         _sync(xp)
         assembly_seconds = time.perf_counter() - t0
         system = StencilSystem(
-            eE, eN, grid.mask, xp, method, mg_dtype=mg_dtype, coarse_scale=coarse_scale, coarsest_max=coarsest_max, fuse=fuse
+            eE,
+            eN,
+            grid.mask,
+            xp,
+            method,
+            mg_dtype=mg_dtype,
+            coarse_scale=coarse_scale,
+            coarsest_max=coarsest_max,
+            fuse=fuse,
         )
         t0 = time.perf_counter()
         x, st = system.solve(b, None if x0_arr is None else grid.pad(x0_arr), tol=tol, maxiter=maxiter)

@@ -30,7 +30,15 @@ import numpy as np
 
 from .. import _validate as v
 
-__all__ = ["K_from_bini", "backproject", "check_K", "made", "check_normals_facing_camera", "facing_denominator", "perspective_slopes"]
+__all__ = [
+    "K_from_bini",
+    "backproject",
+    "check_K",
+    "made",
+    "check_normals_facing_camera",
+    "facing_denominator",
+    "perspective_slopes",
+]
 
 
 def check_K(K: Any, name: str = "K") -> tuple[float, float, float, float]:
@@ -64,7 +72,9 @@ def check_K(K: Any, name: str = "K") -> tuple[float, float, float, float]:
         raise ValueError(f"{name} must be finite; got {bad} NaN or inf value(s)")
     fx, fy, cx, cy = float(arr[0, 0]), float(arr[1, 1]), float(arr[0, 2]), float(arr[1, 2])
     if fx <= 0 or fy <= 0:
-        raise ValueError(f"{name} must have focal lengths fx = K[0, 0] > 0 and fy = K[1, 1] > 0; got fx={fx:g}, fy={fy:g}")
+        raise ValueError(
+            f"{name} must have focal lengths fx = K[0, 0] > 0 and fy = K[1, 1] > 0; got fx={fx:g}, fy={fy:g}"
+        )
     if arr[0, 1] != 0:
         raise ValueError(f"{name} must have zero skew K[0, 1] (not supported); got {float(arr[0, 1]):g}")
     if arr[1, 0] != 0 or not np.allclose(arr[2], (0.0, 0.0, 1.0), rtol=0, atol=1e-12):
@@ -111,7 +121,9 @@ def _pixel_grid(shape: tuple[int, ...], origin: tuple[int, int], xp: Any, like: 
     return rows, cols
 
 
-def facing_denominator(normals: Any, K: tuple[float, float, float, float], origin: tuple[int, int] = (0, 0), xp: Any = np) -> Any:
+def facing_denominator(
+    normals: Any, K: tuple[float, float, float, float], origin: tuple[int, int] = (0, 0), xp: Any = np
+) -> Any:
     """``d = Nz - Nx (c - cx) / fx + Ny (r - cy) / fy`` per pixel (> 0: faces the camera).
 
     Args:
@@ -143,7 +155,9 @@ def perspective_slopes(
     return p, q
 
 
-def check_normals_facing_camera(normals: Any, mask: Any, K: tuple[float, float, float, float], name: str = "normals", xp: Any = np) -> None:
+def check_normals_facing_camera(
+    normals: Any, mask: Any, K: tuple[float, float, float, float], name: str = "normals", xp: Any = np
+) -> None:
     """Raise ``ValueError`` if a normal inside ``mask`` is NaN/inf or faces away from the camera (``d <= 0``)."""
     finite = xp.isfinite(normals).all(axis=-1)
     bad = int(xp.count_nonzero(mask & ~finite))

@@ -41,7 +41,9 @@ def _surface(h: np.ndarray, hx: np.ndarray, hy: np.ndarray, mask: np.ndarray, W:
     return Surface(n, np.where(mask, grad, 0.0), mask, depth)
 
 
-def plane(shape: tuple[int, int], slope_x: float = 0.3, slope_y: float = -0.2, mask: np.ndarray | None = None) -> Surface:
+def plane(
+    shape: tuple[int, int], slope_x: float = 0.3, slope_y: float = -0.2, mask: np.ndarray | None = None
+) -> Surface:
     """``h = slope_x x + slope_y y`` (pixel units), on ``mask`` (default: the full rectangle)."""
     x, y = _coords(shape)
     m = np.ones(shape, bool) if mask is None else np.asarray(mask, bool)
@@ -139,6 +141,10 @@ def rectangle(size: int) -> Surface:
     s = float(size)
     k = 2.0 * np.pi / s
     h = 0.15 * s * np.cos(0.5 * k * x) * np.cos(0.5 * k * y) + 0.02 * s * np.sin(2 * k * x + 1.0) * np.cos(3 * k * y)
-    hx = -0.15 * s * 0.5 * k * np.sin(0.5 * k * x) * np.cos(0.5 * k * y) + 0.02 * s * 2 * k * np.cos(2 * k * x + 1.0) * np.cos(3 * k * y)
-    hy = -0.15 * s * 0.5 * k * np.cos(0.5 * k * x) * np.sin(0.5 * k * y) - 0.02 * s * 3 * k * np.sin(2 * k * x + 1.0) * np.sin(3 * k * y)
+    hx = -0.15 * s * 0.5 * k * np.sin(0.5 * k * x) * np.cos(0.5 * k * y) + 0.02 * s * 2 * k * np.cos(
+        2 * k * x + 1.0
+    ) * np.cos(3 * k * y)
+    hy = -0.15 * s * 0.5 * k * np.cos(0.5 * k * x) * np.sin(0.5 * k * y) - 0.02 * s * 3 * k * np.sin(
+        2 * k * x + 1.0
+    ) * np.sin(3 * k * y)
     return _surface(h, hx, hy, np.ones((size, size), bool))

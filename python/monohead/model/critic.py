@@ -73,7 +73,12 @@ class Critic(nn.Module):
         """``image (B, 3, S, S)``, ``maps (B, 4, S, S)`` -> ``(B,)`` float scores."""
         if image.ndim != 4 or image.shape[1] != self.image_channels:
             raise ValueError(f"image must have shape (B, {self.image_channels}, H, W); got {tuple(image.shape)}")
-        if maps.ndim != 4 or maps.shape[1] != self.map_channels or maps.shape[0] != image.shape[0] or maps.shape[2:] != image.shape[2:]:
+        if (
+            maps.ndim != 4
+            or maps.shape[1] != self.map_channels
+            or maps.shape[0] != image.shape[0]
+            or maps.shape[2:] != image.shape[2:]
+        ):
             raise ValueError(
                 f"maps must have shape ({image.shape[0]}, {self.map_channels}, {image.shape[2]}, {image.shape[3]}) "
                 f"like the image; got {tuple(maps.shape)}"

@@ -26,7 +26,19 @@ import torch.nn.functional as F
 
 from .unet import W_SCALE, encode_w
 
-__all__ = ["Augment", "Batch", "ConcatData", "data_summary", "dataset_info", "StepBatches", "StepDataset", "collate", "gaussian_blur", "images_to_tensor", "item_targets"]
+__all__ = [
+    "Augment",
+    "Batch",
+    "ConcatData",
+    "data_summary",
+    "dataset_info",
+    "StepBatches",
+    "StepDataset",
+    "collate",
+    "gaussian_blur",
+    "images_to_tensor",
+    "item_targets",
+]
 
 
 @dataclass(frozen=True)
@@ -122,9 +134,7 @@ def _sample_seed(seed: int, step: int, j: int) -> int:
     return int(np.random.SeedSequence([seed, step, j]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-def collate(
-    samples: Sequence[Any], augment: Augment | None = None, seed: int = 0, w_scale: float = W_SCALE
-) -> Batch:
+def collate(samples: Sequence[Any], augment: Augment | None = None, seed: int = 0, w_scale: float = W_SCALE) -> Batch:
     """Stack items into a :class:`Batch`, augmenting the images when ``augment`` is given.
 
     ``samples`` are data-set items, or ``(step, j, item)`` triples from :class:`StepDataset`;
@@ -196,7 +206,9 @@ class ConcatData:
                 raise TypeError(f"parts[{k}] must be an indexable data set (len and [i]); got {type(d).__name__}")
         sizes = {k: tuple(d.size) for k, d in enumerate(parts) if isinstance(getattr(d, "size", None), (tuple, list))}
         if len(set(sizes.values())) > 1:
-            raise ValueError(f"parts must have one image size; got {', '.join(f'parts[{k}]: {v}' for k, v in sizes.items())}")
+            raise ValueError(
+                f"parts must have one image size; got {', '.join(f'parts[{k}]: {v}' for k, v in sizes.items())}"
+            )
         self.parts = parts
         self.offsets = np.cumsum([0] + [len(d) for d in parts])
         infos = [dataset_info(d) for d in parts]
@@ -275,7 +287,9 @@ class StepBatches(torch.utils.data.Sampler):
     samples ``j = rank, rank + world, ...`` of each global batch of ``batch_size``.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self, n: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1
+    ) -> None:
         if n < batch_size:
             raise ValueError(f"the training set ({n} items) is smaller than one batch ({batch_size})")
         if batch_size % world:

@@ -18,7 +18,15 @@ import torch
 from .data import images_to_tensor, item_targets
 from .unet import W_SCALE, UNet, decode_w
 
-__all__ = ["MASK_THRESHOLD", "evaluate_model", "postprocess", "predict", "predict_tensor", "prediction_figure", "unflip_output"]
+__all__ = [
+    "MASK_THRESHOLD",
+    "evaluate_model",
+    "postprocess",
+    "predict",
+    "predict_tensor",
+    "prediction_figure",
+    "unflip_output",
+]
 
 #: Raw normals longer than this are foreground.
 MASK_THRESHOLD = 0.5

@@ -130,7 +130,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.critic_width is None:
             self.critic_width = self.width
-        for name in ("width", "depth", "critic_width", "batch_size", "n_critic", "log_every", "val_every", "ckpt_every", "val_max"):
+        for name in (
+            "width",
+            "depth",
+            "critic_width",
+            "batch_size",
+            "n_critic",
+            "log_every",
+            "val_every",
+            "ckpt_every",
+            "val_max",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
@@ -334,13 +344,17 @@ def _resolve_device(cfg: TrainConfig) -> torch.device:
 
 
 def _check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
-    diff = [f"{k}: run has {saved.get(k)!r}, asked {getattr(cfg, k)!r}" for k in TrainConfig.FIXED if saved.get(k) != getattr(cfg, k)]
+    diff = [
+        f"{k}: run has {saved.get(k)!r}, asked {getattr(cfg, k)!r}"
+        for k in TrainConfig.FIXED
+        if saved.get(k) != getattr(cfg, k)
+    ]
     if diff:
         raise ValueError("cannot resume with a different run definition (" + "; ".join(diff) + ")")
 
 
 def _init_file(init: str | os.PathLike) -> str:
-    from .weights import load_generator  # noqa: PLC0415 - weights imports this module
+    from .weights import load_generator
 
     try:
         return load_generator(init).info["source"]
@@ -348,10 +362,20 @@ def _init_file(init: str | os.PathLike) -> str:
         raise ValueError(f"init: {exc}") from exc
 
 
-def _write_config(run: Path, cfg: TrainConfig, data_info: dict[str, Any], history: list[dict[str, Any]],
-                  init_info: dict[str, Any] | None) -> None:
-    record = {"config": cfg.to_dict(), "data": data_info, "data_parts": history[-1]["parts"], "data_history": history,
-              "init": init_info}
+def _write_config(
+    run: Path,
+    cfg: TrainConfig,
+    data_info: dict[str, Any],
+    history: list[dict[str, Any]],
+    init_info: dict[str, Any] | None,
+) -> None:
+    record = {
+        "config": cfg.to_dict(),
+        "data": data_info,
+        "data_parts": history[-1]["parts"],
+        "data_history": history,
+        "init": init_info,
+    }
     atomic_write_text(run / "config.json", json.dumps(jsonable(record), indent=2))
 
 
@@ -371,21 +395,28 @@ def _split(n: int, cfg: TrainConfig, has_val: bool) -> tuple[np.ndarray, np.ndar
 def _load_init(init: str | os.PathLike, G: UNet, cfg: TrainConfig) -> dict[str, Any]:
     """Copy the generator of ``init`` into ``G`` (same architecture and W encoding); returns
     what the run records of it."""
-    from .weights import load_generator  # noqa: PLC0415 - weights imports this module
+    from .weights import load_generator
 
     try:
         src = load_generator(init)
     except FileNotFoundError as exc:
         raise ValueError(f"init: {exc}") from exc
     if src.config != G.config:
-        raise ValueError(f"init: {init} is a generator of {src.config}; the run's is {G.config} (give matching --width, "
-                         "--depth, --dropout, or leave them out to take the init's)")
+        raise ValueError(
+            f"init: {init} is a generator of {src.config}; the run's is {G.config} (give matching --width, "
+            "--depth, --dropout, or leave them out to take the init's)"
+        )
     if not math.isclose(float(src.w_scale), float(cfg.w_scale)):
         raise ValueError(f"init: {init} encodes W with w_scale {src.w_scale}; the run's is {cfg.w_scale}")
     G.load_state_dict(src.state_dict())
     path = Path(src.info["source"])
-    return {"source": str(path.resolve()), "sha256": file_sha256(path), "kind": src.info.get("kind"),
-            "step": src.info.get("step"), "images_seen": src.info.get("images_seen")}
+    return {
+        "source": str(path.resolve()),
+        "sha256": file_sha256(path),
+        "kind": src.info.get("kind"),
+        "step": src.info.get("step"),
+        "images_seen": src.info.get("images_seen"),
+    }
 
 
 def _same_parts(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
@@ -461,7 +492,9 @@ def _train(
     side = np.asarray(item0["image"]).shape[:2]
     mult = 2 ** (cfg.depth - 1)
     if side[0] % mult or side[1] % mult or side[0] < 8 or side[1] < 8:
-        raise ValueError(f"images of {side} pixels do not fit depth={cfg.depth}: sides must be multiples of {mult} (and >= 8)")
+        raise ValueError(
+            f"images of {side} pixels do not fit depth={cfg.depth}: sides must be multiples of {mult} (and >= 8)"
+        )
     train_idx, val_idx = _split(len(dataset), cfg, val_dataset is not None)
     val_src = val_dataset if val_dataset is not None else dataset
     val_items = (np.arange(len(val_dataset)) if val_dataset is not None else val_idx)[: cfg.val_max]
@@ -495,7 +528,9 @@ def _train(
             sha = file_sha256(Path(_init_file(init)))
             if init_info is None or init_info.get("sha256") != sha:
                 was = f"from {init_info['source']}" if init_info else "from scratch"
-                raise ValueError(f"init: the run in {run} was started {was}; resume it without --init or with the same weights")
+                raise ValueError(
+                    f"init: the run in {run} was started {was}; resume it without --init or with the same weights"
+                )
         G.load_state_dict(ck["generator"])
         D.load_state_dict(ck["critic"])
         opt_g.load_state_dict(ck["opt_g"])
@@ -574,7 +609,9 @@ def _train(
         if not len(val_items):
             return
         t0 = time.perf_counter()
-        metrics, kept = evaluate_model(Gm, val_src, indices=val_items, keep=cfg.figure_count, channels_last=cfg.channels_last)
+        metrics, kept = evaluate_model(
+            Gm, val_src, indices=val_items, keep=cfg.figure_count, channels_last=cfg.channels_last
+        )
         rec = {"kind": "val", "step": step, "images_seen": images_seen, **metrics, "seconds": time.perf_counter() - t0}
         _append_log(run, rec)
         last_val = rec

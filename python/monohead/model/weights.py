@@ -136,7 +136,9 @@ def evaluate_checkpoint(
 
     G = load_generator(path, device)
     n = len(dataset) if max_items is None else min(max_items, len(dataset))
-    metrics, _ = evaluate_model(G, dataset, indices=range(n), batch_size=batch_size, channels_last=channels_last, bf16=bf16, flip=flip)
+    metrics, _ = evaluate_model(
+        G, dataset, indices=range(n), batch_size=batch_size, channels_last=channels_last, bf16=bf16, flip=flip
+    )
     info = {k: G.info.get(k) for k in ("source", "kind", "step", "images_seen")}
     return {**info, **metrics, "flip": flip, "data": dataset_info(dataset)}
 
@@ -232,8 +234,10 @@ def export_weights(
         "w_encoding": f"channel 3 = W / (W + {w_scale})",
         "w_scale": w_scale,
         "mask_threshold": MASK_THRESHOLD,
-        "training": {k: info.get(k) for k in ("source", "step", "images_seen", "wall_seconds", "train_config", "data",
-                                              "data_history", "init")},
+        "training": {
+            k: info.get(k)
+            for k in ("source", "step", "images_seen", "wall_seconds", "train_config", "data", "data_history", "init")
+        },
         "training_data": data_summary(info.get("data")),
         "metrics": metrics,
         "metrics_items": min(max_items, len(eval_dataset)) if eval_dataset is not None else 0,

@@ -79,7 +79,7 @@ def border_inside(border: list[float] | None, size: tuple[int, int]) -> np.ndarr
     h, w = size
     if border is None:
         return np.ones((h, w), bool)
-    from ..framing import Box, inside_mask  # noqa: PLC0415
+    from ..framing import Box, inside_mask
 
     if h != w:
         raise ValueError(f"framing past the photo's border needs a square image; got {(h, w)}")
@@ -140,19 +140,21 @@ def apply(lin: np.ndarray, art: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]
         y = srgb @ _LUMA
         srgb = np.repeat(y[..., None], 3, axis=2)
         if art["colour"] == "sepia":
-            srgb = np.clip(y[..., None] * np.array([1.07, 0.95, 0.74], np.float32) + np.array([0.03, 0.0, -0.02], np.float32), 0, 1)
+            srgb = np.clip(
+                y[..., None] * np.array([1.07, 0.95, 0.74], np.float32) + np.array([0.03, 0.0, -0.02], np.float32), 0, 1
+            )
     out = np.round(np.clip(srgb, 0, 1) * 255).astype(np.uint8)
     out = _resample_and_compress(out, art)
     inside = border_inside(art["border"], (h, w))
     if not inside.all():
-        from ..framing import fill_outside  # noqa: PLC0415
+        from ..framing import fill_outside
 
         out = fill_outside(out, inside)
     return out, inside
 
 
 def _resample_and_compress(img: np.ndarray, art: dict[str, Any]) -> np.ndarray:
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     h, w = img.shape[:2]
     im = Image.fromarray(img)
@@ -171,8 +173,14 @@ def _resample_and_compress(img: np.ndarray, art: dict[str, Any]) -> np.ndarray:
     return np.asarray(small, np.uint8).copy()
 
 
-def develop(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray, scene_referred: bool, mask: np.ndarray,
-            art: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def develop(
+    rgb: np.ndarray,
+    alpha: np.ndarray,
+    background: np.ndarray,
+    scene_referred: bool,
+    mask: np.ndarray,
+    art: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
     """The whole chain (the module docstring) from a render to the stored image.
 
     Args:

@@ -47,7 +47,7 @@ def scan_backgrounds(folder: Any) -> tuple[list[Path], int]:
     Raises:
         ValueError: the folder does not exist, is not a folder, or holds no readable photo.
     """
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     root = Path(os.fspath(folder))
     if not root.is_dir():
@@ -61,14 +61,16 @@ def scan_backgrounds(folder: Any) -> tuple[list[Path], int]:
                 im.load()
                 if min(im.size) < 16:
                     raise ValueError(f"too small ({im.size[0]}x{im.size[1]})")
-        except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for a broken file
+        except Exception as exc:
             log.warning("skipping background %s: %s", path, exc)
             bad += 1
             continue
         usable.append(path.resolve())
     if not usable:
-        raise ValueError(f"backgrounds folder {str(root)!r} holds no readable photo ({', '.join(_IMAGE_SUFFIXES)}); "
-                         f"{bad} unreadable file(s)")
+        raise ValueError(
+            f"backgrounds folder {str(root)!r} holds no readable photo ({', '.join(_IMAGE_SUFFIXES)}); "
+            f"{bad} unreadable file(s)"
+        )
     if bad:
         log.warning("%d unreadable background file(s) in %s skipped", bad, root)
     return usable, bad
@@ -78,13 +80,15 @@ def scan_backgrounds(folder: Any) -> tuple[list[Path], int]:
 def load_photo(path: str) -> np.ndarray:
     """A user photo as ``(H, W, 3)`` float32 sRGB in [0, 1] (at most 512 pixels on the long
     side: backgrounds are out of focus anyway)."""
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     with Image.open(path) as im:
         im = im.convert("RGB")
         if max(im.size) > 512:
             s = 512 / max(im.size)
-            im = im.resize((max(1, round(im.size[0] * s)), max(1, round(im.size[1] * s))), Image.BILINEAR, reducing_gap=2.0)
+            im = im.resize(
+                (max(1, round(im.size[0] * s)), max(1, round(im.size[1] * s))), Image.BILINEAR, reducing_gap=2.0
+            )
         return np.asarray(im, np.float32) / 255.0
 
 
@@ -121,12 +125,18 @@ def sample_background(rng: np.random.Generator, user_photos: int, environment: b
     else:
         out["brightness"] = float(np.exp(rng.normal(0.0, 0.3)))
     if rng.random() < 1 / 3:
-        out["people"] = [{"x": float(rng.uniform(-0.1, 1.1)), "y": float(rng.uniform(0.2, 0.7)),
-                          "size": float(rng.uniform(0.25, 0.6)), "skin": [float(c) for c in _skin(rng)],
-                          "hair": [float(c) for c in rng.uniform(0.02, 0.35) * np.array([1.0, 0.8, 0.6])],
-                          "cloth": [float(c) for c in rng.uniform(0.03, 0.9, 3)],
-                          "bald": bool(rng.random() < 0.2)}
-                         for _ in range(int(rng.integers(1, 4)))]
+        out["people"] = [
+            {
+                "x": float(rng.uniform(-0.1, 1.1)),
+                "y": float(rng.uniform(0.2, 0.7)),
+                "size": float(rng.uniform(0.25, 0.6)),
+                "skin": [float(c) for c in _skin(rng)],
+                "hair": [float(c) for c in rng.uniform(0.02, 0.35) * np.array([1.0, 0.8, 0.6])],
+                "cloth": [float(c) for c in rng.uniform(0.03, 0.9, 3)],
+                "bald": bool(rng.random() < 0.2),
+            }
+            for _ in range(int(rng.integers(1, 4)))
+        ]
         out["people_blur"] = float(rng.uniform(1.5, 4.0))
     return out
 
@@ -154,7 +164,9 @@ def _env_background(env: np.ndarray, cam: dict[str, Any] | None, size: tuple[int
     tr, tc = (r - r0)[:, None], (c - c0)[:, None]
     rr0, rr1 = np.clip(r0, 0, eh - 1), np.clip(r0 + 1, 0, eh - 1)
     cc0, cc1 = c0 % ew, (c0 + 1) % ew
-    img = ((1 - tr) * ((1 - tc) * env[rr0, cc0] + tc * env[rr0, cc1]) + tr * ((1 - tc) * env[rr1, cc0] + tc * env[rr1, cc1]))
+    img = (1 - tr) * ((1 - tc) * env[rr0, cc0] + tc * env[rr0, cc1]) + tr * (
+        (1 - tc) * env[rr1, cc0] + tc * env[rr1, cc1]
+    )
     return img.reshape(h, w, 3)
 
 
@@ -188,8 +200,15 @@ def _people(img: np.ndarray, people: list[dict[str, Any]], blur: float, scale: f
         hair = (((xx - cx) / (0.17 * s)) ** 2 + ((yy - cy + 0.04 * s) / (0.2 * s)) ** 2 <= 1.0) & (yy < cy - 0.05 * s)
         neck = (np.abs(xx - cx) < 0.07 * s) & (yy > cy) & (yy < cy + 0.3 * s)
         sh_y = cy + 0.27 * s
-        body = (yy > sh_y) & (np.abs(xx - cx) < 0.32 * s + 0.4 * (yy - sh_y)) & (
-            ((np.abs(xx - cx) - 0.22 * s).clip(0) / (0.12 * s)) ** 2 + ((sh_y + 0.1 * s - yy).clip(0) / (0.1 * s)) ** 2 <= 1.0)
+        body = (
+            (yy > sh_y)
+            & (np.abs(xx - cx) < 0.32 * s + 0.4 * (yy - sh_y))
+            & (
+                ((np.abs(xx - cx) - 0.22 * s).clip(0) / (0.12 * s)) ** 2
+                + ((sh_y + 0.1 * s - yy).clip(0) / (0.1 * s)) ** 2
+                <= 1.0
+            )
+        )
         layer[neck] = srgb_to_linear(np.asarray(p["skin"])) * 0.8 * level
         layer[head] = srgb_to_linear(np.asarray(p["skin"])) * level
         if not p["bald"]:
@@ -198,8 +217,9 @@ def _people(img: np.ndarray, people: list[dict[str, Any]], blur: float, scale: f
     return ndimage.gaussian_filter(layer, (blur * scale, blur * scale, 0))
 
 
-def background(params: dict[str, Any], size: tuple[int, int], photos: list[str], env: np.ndarray | None,
-               cam: dict[str, Any] | None) -> tuple[np.ndarray, bool]:
+def background(
+    params: dict[str, Any], size: tuple[int, int], photos: list[str], env: np.ndarray | None, cam: dict[str, Any] | None
+) -> tuple[np.ndarray, bool]:
     """A sample's background.
 
     Args:

@@ -149,7 +149,7 @@ def _colour(rng: np.random.Generator) -> list[float]:
         val = rng.uniform(0.15, 0.85)
         k = (np.array([5.0, 3.0, 1.0]) + hue * 6.0) % 6.0
         rgb = val * (1.0 - sat * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0))
-        rgb = rgb ** 2.2
+        rgb = rgb**2.2
     return [float(c) for c in np.clip(rgb, 0.005, 0.95)]
 
 
@@ -203,15 +203,24 @@ def sample_body_params(rng: np.random.Generator, head_pose: dict[str, Any]) -> d
     }
     fab = sample_fabric(rng)
     if garment == "tshirt":
-        out.update(neckline=str(rng.choice(["crew", "v", "scoop"], p=[0.6, 0.25, 0.15])), thickness=float(rng.uniform(0.15, 0.4)))
+        out.update(
+            neckline=str(rng.choice(["crew", "v", "scoop"], p=[0.6, 0.25, 0.15])),
+            thickness=float(rng.uniform(0.15, 0.4)),
+        )
     elif garment == "shirt":
         fab = sample_fabric(rng, plain=0.4)
         fab["folds"] = float(rng.uniform(0.2, 0.8))
-        out.update(thickness=float(rng.uniform(0.2, 0.4)), collar=float(rng.uniform(2.8, 4.2)),
-                   collar_open=float(rng.uniform(14.0, 35.0)), collar_flare=float(rng.uniform(0.6, 1.6)),
-                   buttons_open=int(rng.integers(0, 3)))
+        out.update(
+            thickness=float(rng.uniform(0.2, 0.4)),
+            collar=float(rng.uniform(2.8, 4.2)),
+            collar_open=float(rng.uniform(14.0, 35.0)),
+            collar_flare=float(rng.uniform(0.6, 1.6)),
+            buttons_open=int(rng.integers(0, 3)),
+        )
     elif garment == "suit":
-        jacket = sample_fabric(rng, base=list(_DARK[rng.integers(len(_DARK))]) if rng.random() < 0.7 else None, plain=0.75)
+        jacket = sample_fabric(
+            rng, base=list(_DARK[rng.integers(len(_DARK))]) if rng.random() < 0.7 else None, plain=0.75
+        )
         if jacket["pattern"] == "print":
             jacket["pattern"] = "stripes"
         jacket["period"] = float(rng.uniform(0.5, 2.0))
@@ -220,9 +229,15 @@ def sample_body_params(rng: np.random.Generator, head_pose: dict[str, Any]) -> d
         tie = sample_fabric(rng, plain=0.5)
         tie["vertical"] = False
         tie["angle"] = float(rng.choice([-40.0, 40.0]) + rng.normal(0, 5))
-        out.update(thickness=float(rng.uniform(0.8, 1.4)), collar=float(rng.uniform(2.8, 3.8)),
-                   collar_open=float(rng.uniform(12.0, 22.0)), collar_flare=float(rng.uniform(0.5, 1.2)),
-                   shirt=shirt, tie=tie if rng.random() < 0.8 else None, lapel=float(rng.uniform(16.0, 30.0)))
+        out.update(
+            thickness=float(rng.uniform(0.8, 1.4)),
+            collar=float(rng.uniform(2.8, 3.8)),
+            collar_open=float(rng.uniform(12.0, 22.0)),
+            collar_flare=float(rng.uniform(0.5, 1.2)),
+            shirt=shirt,
+            tie=tie if rng.random() < 0.8 else None,
+            lapel=float(rng.uniform(16.0, 30.0)),
+        )
     elif garment == "sweater":
         fab["knit"] = float(rng.uniform(0.3, 1.0))
         fab["pattern"] = "solid" if rng.random() < 0.7 else fab["pattern"]
@@ -232,11 +247,20 @@ def sample_body_params(rng: np.random.Generator, head_pose: dict[str, Any]) -> d
             out.update(collar=float(rng.uniform(4.0, 7.0)), collar_open=0.0, collar_flare=float(rng.uniform(0.3, 0.9)))
     elif garment == "hoodie":
         fab["pattern"] = "solid" if rng.random() < 0.75 else fab["pattern"]
-        out.update(thickness=float(rng.uniform(0.6, 1.2)), collar=float(rng.uniform(3.5, 7.0)),
-                   collar_open=float(rng.uniform(30.0, 55.0)), collar_flare=float(rng.uniform(2.5, 5.0)))
+        out.update(
+            thickness=float(rng.uniform(0.6, 1.2)),
+            collar=float(rng.uniform(3.5, 7.0)),
+            collar_open=float(rng.uniform(30.0, 55.0)),
+            collar_flare=float(rng.uniform(2.5, 5.0)),
+        )
     elif garment == "strap":
-        out.update(neckline=str(rng.choice(["scoop", "straight"])), thickness=0.1, strap_width=float(rng.uniform(0.6, 3.5)),
-                   strap_x=float(rng.uniform(6.5, 10.0)), top=float(rng.uniform(7.0, 15.0)))
+        out.update(
+            neckline=str(rng.choice(["scoop", "straight"])),
+            thickness=0.1,
+            strap_width=float(rng.uniform(0.6, 3.5)),
+            strap_x=float(rng.uniform(6.5, 10.0)),
+            top=float(rng.uniform(7.0, 15.0)),
+        )
     else:  # bare shoulders (an off-shoulder top or a towel far below)
         out.update(thickness=0.0, top=float(rng.uniform(20.0, 34.0)))
     out["fabric"] = fab
@@ -364,7 +388,14 @@ def build_body(params: dict[str, Any], model: HeadModel, v_model: np.ndarray) ->
     r0 = np.hypot(rel[:, 0], rel[:, 2])
     t = TORSO_DEPTHS
     w, d, slope = params["width"], params["depth"], params["slope"]
-    a = np.interp(t * slope, [0.0, 1.5, 3.5, 6.0, 9.0, 14.0, 22.0, 40.0, 60.0], [5.5, 8.0, 12.5, 16.5, 19.0, 20.5, 20.0, 18.5, 18.0]) * w
+    a = (
+        np.interp(
+            t * slope,
+            [0.0, 1.5, 3.5, 6.0, 9.0, 14.0, 22.0, 40.0, 60.0],
+            [5.5, 8.0, 12.5, 16.5, 19.0, 20.5, 20.0, 18.5, 18.0],
+        )
+        * w
+    )
     b = np.interp(t, [0.0, 2.0, 5.0, 9.0, 20.0, 60.0], [5.0, 7.0, 9.0, 10.0, 10.8, 11.0]) * d
     zc = np.interp(t, [0.0, 6.0, 60.0], [0.0, -0.6, -1.2])
     beta = np.interp(t, [0.0, 3.0], [0.0, 1.0])[:, None]
@@ -378,8 +409,13 @@ def build_body(params: dict[str, Any], model: HeadModel, v_model: np.ndarray) ->
     pts[..., 1] = ring0[None, :, 1] - t[:, None]
     pts[0] = ring0
     weight = np.broadcast_to(np.interp(t, [0.0, 1.3, 5.5], [0.0, 0.4, 1.0])[:, None], r.shape)
-    out: dict[str, Any] = {"torso": pts.reshape(-1, 3), "torso_weight": weight.reshape(-1), "anchor": centre,
-                           "collar": None, "collar_weight": None}
+    out: dict[str, Any] = {
+        "torso": pts.reshape(-1, 3),
+        "torso_weight": weight.reshape(-1),
+        "anchor": centre,
+        "collar": None,
+        "collar_weight": None,
+    }
     if params["collar"] > 0:
         out["collar"] = neck_band(params, model, v_model)
         out["collar_weight"] = np.zeros(len(out["collar"]))
@@ -409,7 +445,9 @@ def neck_band(params: dict[str, Any], model: HeadModel, v_model: np.ndarray) -> 
     ang = np.where(ang > np.pi, ang - 2 * np.pi, ang)
     order = np.argsort(phi0)
     base_y = np.interp(ang, phi0[order], ring0[order, 1], period=2 * np.pi)
-    base_r = np.interp(ang, phi0[order], np.hypot(ring0[order, 0] - centre[0], ring0[order, 2] - centre[2]), period=2 * np.pi)
+    base_r = np.interp(
+        ang, phi0[order], np.hypot(ring0[order, 0] - centre[0], ring0[order, 2] - centre[2]), period=2 * np.pi
+    )
     heights = np.linspace(base_y.min() - 0.5, base_y.max() + height + 0.5, 12)
     prof = _neck_profile(model, v_model, centre, heights)
     bins = ((ang + np.pi) / (2 * np.pi) * _NECK_BINS).astype(int) % _NECK_BINS
@@ -501,8 +539,14 @@ def torso_textures(params: dict[str, Any], skin_rgb: Any) -> dict[str, Any]:
     tt, pp = np.meshgrid(t, phi, indexing="ij")
     # Nominal surface coordinates (cm): around (arc length from the front) and across.
     w = float(params["width"])
-    a = np.interp(tt * params["slope"], [0.0, 1.5, 3.5, 6.0, 9.0, 14.0, 22.0, 40.0, 60.0],
-                  [5.5, 8.0, 12.5, 16.5, 19.0, 20.5, 20.0, 18.5, 18.0]) * w
+    a = (
+        np.interp(
+            tt * params["slope"],
+            [0.0, 1.5, 3.5, 6.0, 9.0, 14.0, 22.0, 40.0, 60.0],
+            [5.5, 8.0, 12.5, 16.5, 19.0, 20.5, 20.0, 18.5, 18.0],
+        )
+        * w
+    )
     b = np.interp(tt, [0.0, 2.0, 5.0, 9.0, 20.0, 60.0], [5.0, 7.0, 9.0, 10.0, 10.8, 11.0]) * params["depth"]
     rad = _superellipse(a, b, pp)
     xx = rad * np.sin(pp)  # across the body, to the subject's left
@@ -562,7 +606,11 @@ def torso_textures(params: dict[str, Any], skin_rgb: Any) -> dict[str, Any]:
     hgt = np.where(bare, 0.0, hgt)
     # Shadow of the collar line and darkening at the armpits are left to the renderer.
     texel = (TORSO_DEPTHS[-1] / th, 2 * np.pi * 14.0 / tw)
-    return {"albedo": alb.astype(np.float32), "normalmap": normal_map(hgt, texel), "roughness": float(params["fabric"]["roughness"])}
+    return {
+        "albedo": alb.astype(np.float32),
+        "normalmap": normal_map(hgt, texel),
+        "roughness": float(params["fabric"]["roughness"]),
+    }
 
 
 def collar_textures(params: dict[str, Any]) -> dict[str, Any]:
@@ -575,7 +623,10 @@ def collar_textures(params: dict[str, Any]) -> dict[str, Any]:
     alb, hgt = fabric(fab, xx, yy)
     if params["garment"] == "sweater":
         hgt = hgt + 0.06 * np.sin(2 * np.pi * xx / 0.5)
-    edge = (yy > yy.max() - 0.3)
+    edge = yy > yy.max() - 0.3
     alb = np.where(edge[..., None], alb * 0.9, alb)
-    return {"albedo": alb.astype(np.float32), "normalmap": normal_map(hgt, (y[1] - y[0], x[1] - x[0])),
-            "roughness": float(fab["roughness"])}
+    return {
+        "albedo": alb.astype(np.float32),
+        "normalmap": normal_map(hgt, (y[1] - y[0], x[1] - x[0])),
+        "roughness": float(fab["roughness"]),
+    }

@@ -79,8 +79,9 @@ def sample_framing(rng: np.random.Generator, size: tuple[int, int]) -> dict[str,
     return {"scale": ratio * s / 18.5, "offset": [dx * s, -dy * s]}
 
 
-def sample_camera(rng: np.random.Generator, size: tuple[int, int], scale: float,
-                  projection: str = "perspective") -> dict[str, Any]:
+def sample_camera(
+    rng: np.random.Generator, size: tuple[int, int], scale: float, projection: str = "perspective"
+) -> dict[str, Any]:
     """Random camera of a sample (JSON-able).
 
     Args:

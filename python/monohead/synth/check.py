@@ -26,11 +26,18 @@ from .. import geometry
 from . import camera as camera_mod
 from .render import MIN_NZ
 
-__all__ = ["compare_ground_truth", "finite_difference_agreement", "raycast_ground_truth", "raycast_sample", "silhouette_band"]
+__all__ = [
+    "compare_ground_truth",
+    "finite_difference_agreement",
+    "raycast_ground_truth",
+    "raycast_sample",
+    "silhouette_band",
+]
 
 
-def raycast_ground_truth(vertices: Any, faces: Any, size: tuple[int, int],
-                         camera: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+def raycast_ground_truth(
+    vertices: Any, faces: Any, size: tuple[int, int], camera: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
     """Normal, depth and mask maps of a mesh by Embree ray casting at pixel centres.
 
     Args:
@@ -46,10 +53,10 @@ def raycast_ground_truth(vertices: Any, faces: Any, size: tuple[int, int],
         with the renderer's rule: a pixel is in the mask if its ray hits the mesh and the
         interpolated normal has ``Nz > MIN_NZ`` (perspective: and ``N . (-ray) > MIN_NZ``).
     """
-    import trimesh  # noqa: PLC0415
+    import trimesh
 
     try:
-        from trimesh.ray.ray_pyembree import RayMeshIntersector  # noqa: PLC0415
+        from trimesh.ray.ray_pyembree import RayMeshIntersector
     except ImportError as exc:  # pragma: no cover - embreex is a test dependency
         raise ImportError("raycast_ground_truth needs embreex: pip install embreex") from exc
     v = np.asarray(vertices, np.float64)
@@ -104,15 +111,18 @@ def raycast_sample(generator: Any, params: dict[str, Any]) -> dict[str, np.ndarr
     run past the simulated photo's border (version 2): no head is seen outside the photo, so
     the reference mask is cut there as the rendered one is.
     """
-    from .artefacts import border_inside  # noqa: PLC0415 - version-2 module
+    from .artefacts import border_inside
 
     v, f = generator.head_mesh(params)
     ref = raycast_ground_truth(v, f, generator.size, params.get("camera"))
     border = (params.get("artefacts") or {}).get("border")
     if border is not None:
         inside = border_inside(border, generator.size) & ref["mask"]
-        ref = {"mask": inside, "normals": np.where(inside[..., None], ref["normals"], 0.0),
-               "depth": np.where(inside, ref["depth"], np.nan)}
+        ref = {
+            "mask": inside,
+            "normals": np.where(inside[..., None], ref["normals"], 0.0),
+            "depth": np.where(inside, ref["depth"], np.nan),
+        }
     return ref
 
 
@@ -142,8 +152,9 @@ def compare_ground_truth(rendered: dict[str, Any], reference: dict[str, Any]) ->
     }
 
 
-def finite_difference_agreement(normals: Any, depth: Any, mask: Any, margin: int = 2, max_step: float = 2.0,
-                                camera: dict[str, Any] | None = None) -> dict[str, float]:
+def finite_difference_agreement(
+    normals: Any, depth: Any, mask: Any, margin: int = 2, max_step: float = 2.0, camera: dict[str, Any] | None = None
+) -> dict[str, float]:
     """Angles between N and the normals of the depth's finite differences, on interior pixels.
 
     Interior pixels are ``margin`` pixels inside the mask and away from depth steps (a
@@ -183,8 +194,12 @@ def finite_difference_agreement(normals: Any, depth: Any, mask: Any, margin: int
     ang = _angles(n[sel], fd[sel])
     if not ang.size:
         return {"mean": 0.0, "median": 0.0, "p95": 0.0, "pixels": 0}
-    return {"mean": float(ang.mean()), "median": float(np.median(ang)), "p95": float(np.percentile(ang, 95)),
-            "pixels": int(sel.sum())}
+    return {
+        "mean": float(ang.mean()),
+        "median": float(np.median(ang)),
+        "p95": float(np.percentile(ang, 95)),
+        "pixels": int(sel.sum()),
+    }
 
 
 def _perspective_fd_normals(points: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -119,7 +119,7 @@ def _prepare_root(out: Any) -> Path:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+    from importlib.metadata import PackageNotFoundError, version
 
     out = {}
     for pkg in ("monohead", "mitsuba", "drjit", "numpy", "scipy"):
@@ -150,33 +150,50 @@ def _with_legacy_defaults(settings: dict[str, Any]) -> dict[str, Any]:
 
 def _generator(settings: dict[str, Any]) -> Any:
     """A cached :class:`~monohead.synth.generator.Generator` for the manifest's settings."""
-    from .generator import Generator  # noqa: PLC0415
+    from .generator import Generator
 
     key = json.dumps(settings, sort_keys=True)
     with _GEN_LOCK:
         gen = _GENERATORS.get(key)
         if gen is None:
             version = int(settings.get("generator_version", 1))
-            extra = {} if version < 2 else {"projection": settings.get("projection"), "hdri": settings.get("hdri_dir"),
-                                             "backgrounds": settings.get("backgrounds_dir")}
-            gen = Generator(tuple(settings["size"]), spp=settings["spp"], variant=settings["variant"],
-                            head_model=settings.get("head_model_path"), max_depth=settings["max_depth"],
-                            sampler=_with_legacy_defaults(settings)["sampler"], version=version, **extra)
+            extra = (
+                {}
+                if version < 2
+                else {
+                    "projection": settings.get("projection"),
+                    "hdri": settings.get("hdri_dir"),
+                    "backgrounds": settings.get("backgrounds_dir"),
+                }
+            )
+            gen = Generator(
+                tuple(settings["size"]),
+                spp=settings["spp"],
+                variant=settings["variant"],
+                head_model=settings.get("head_model_path"),
+                max_depth=settings["max_depth"],
+                sampler=_with_legacy_defaults(settings)["sampler"],
+                version=version,
+                **extra,
+            )
             if version >= 2:
                 have = gen.source_settings()
                 for key in ("hdri_maps", "background_photos"):
                     if have[key] != settings.get(key):
-                        raise ValueError(f"the {key.split('_')[0]} folder changed since the data set was started "
-                                         f"({len(settings.get(key) or [])} files then, {len(have[key])} now): "
-                                         "samples would not match")
+                        raise ValueError(
+                            f"the {key.split('_')[0]} folder changed since the data set was started "
+                            f"({len(settings.get(key) or [])} files then, {len(have[key])} now): "
+                            "samples would not match"
+                        )
             _GENERATORS[key] = gen
             while len(_GENERATORS) > 2:
                 _GENERATORS.popitem(last=False)
     return gen
 
 
-def _write_shard(root: Path, k: int, samples: list[dict[str, Any]], start: int, seconds: float,
-                 stamp: dict[str, Any] | None = None) -> None:
+def _write_shard(
+    root: Path, k: int, samples: list[dict[str, Any]], start: int, seconds: float, stamp: dict[str, Any] | None = None
+) -> None:
     """Write shard ``k`` atomically; ``stamp`` (the data set's ``seed`` and
     ``generator_version``) goes into its ``info.json`` so that the reader can tell a shard of
     another data set."""
@@ -193,8 +210,14 @@ def _write_shard(root: Path, k: int, samples: list[dict[str, Any]], start: int, 
         for s in samples:
             for name, val in s.get("timings", {}).items():
                 timings[name] = timings.get(name, 0.0) + float(val)
-        info = {"shard": k, "start": start, "stop": start + len(samples), "seconds": seconds, "timings": timings,
-                **(stamp or {})}
+        info = {
+            "shard": k,
+            "start": start,
+            "stop": start + len(samples),
+            "seconds": seconds,
+            "timings": timings,
+            **(stamp or {}),
+        }
         _io.atomic_write_text(tmp / "info.json", json.dumps(info))
         os.replace(tmp, final)
     except BaseException:
@@ -375,7 +398,7 @@ def generate(
     part = parse_shard(shard) if shard is not None else (0, 1)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable; got {type(progress).__name__}")
-    from .generator import GENERATOR_VERSION, VERSIONS  # noqa: PLC0415
+    from .generator import GENERATOR_VERSION, VERSIONS
 
     version = GENERATOR_VERSION if generator_version is None else generator_version
     if isinstance(version, bool) or version not in VERSIONS:
@@ -383,9 +406,9 @@ def generate(
     skipped_files = {"hdri": 0, "backgrounds": 0}
     sources: dict[str, Any] = {}
     if version >= 2:  # check the folders before any work starts
-        from . import backgrounds as bg_mod  # noqa: PLC0415
-        from . import lighting as light_mod  # noqa: PLC0415
-        from .camera import PROJECTIONS  # noqa: PLC0415
+        from . import backgrounds as bg_mod
+        from . import lighting as light_mod
+        from .camera import PROJECTIONS
 
         projection = projection or "perspective"
         if projection not in PROJECTIONS:
@@ -398,15 +421,18 @@ def generate(
         if backgrounds is not None:
             found, skipped_files["backgrounds"] = bg_mod.scan_backgrounds(backgrounds)
             photos = [p.name for p in found]
-        sources = {"projection": projection,
-                   "hdri_dir": None if hdri is None else str(Path(hdri).resolve()), "hdri_maps": maps,
-                   "backgrounds_dir": None if backgrounds is None else str(Path(backgrounds).resolve()),
-                   "background_photos": photos}
+        sources = {
+            "projection": projection,
+            "hdri_dir": None if hdri is None else str(Path(hdri).resolve()),
+            "hdri_maps": maps,
+            "backgrounds_dir": None if backgrounds is None else str(Path(backgrounds).resolve()),
+            "background_photos": photos,
+        }
     elif projection not in (None, "orthographic") or hdri is not None or backgrounds is not None:
         raise ValueError("generator version 1 has an orthographic camera and no hdri or backgrounds folders")
     root = _prepare_root(out)
-    from .head_model import HeadModel  # noqa: PLC0415
-    from .render import select_variant  # noqa: PLC0415
+    from .head_model import HeadModel
+    from .render import select_variant
 
     model_path = None if head_model is None else str(Path(head_model).resolve())
     model = HeadModel.load(head_model)  # validates the path early, with a clear error
@@ -414,9 +440,15 @@ def generate(
     if sampler not in ("independent", "multijitter", "stratified", "ldsampler"):
         raise ValueError(f"sampler must be 'independent', 'multijitter', 'stratified' or 'ldsampler'; got {sampler!r}")
     settings = {
-        "size": list(hw), "spp": spp, "variant": chosen, "max_depth": max_depth, "sampler": sampler,
-        "head_model": Path(model.source).name, "head_model_path": model_path,
-        "identities": model.num_identities, "expressions": model.num_expressions,
+        "size": list(hw),
+        "spp": spp,
+        "variant": chosen,
+        "max_depth": max_depth,
+        "sampler": sampler,
+        "head_model": Path(model.source).name,
+        "head_model_path": model_path,
+        "identities": model.num_identities,
+        "expressions": model.num_expressions,
     }
     settings["generator_version"] = version
     settings.update(sources)
@@ -458,22 +490,35 @@ def generate(
     skipped = total - generated  # whole shards and samples a killed run had finished
     pv = None
     if preview and (root / "shards" / _shard_name(0)).is_dir():
-        from .preview import write_preview  # noqa: PLC0415
+        from .preview import write_preview
 
         pv = str(write_preview(root))
     return {
-        "out": str(root), "count": count, "generated": generated, "skipped": skipped,
-        "shards": len(mine), "seconds": seconds,
+        "out": str(root),
+        "count": count,
+        "generated": generated,
+        "skipped": skipped,
+        "shards": len(mine),
+        "seconds": seconds,
         "seconds_per_sample": seconds / generated if generated else None,
-        "variant": chosen, "preview": pv, "generator_version": version, "skipped_files": skipped_files,
+        "variant": chosen,
+        "preview": pv,
+        "generator_version": version,
+        "skipped_files": skipped_files,
     }
 
 
-def _run_dask(scheduler: str, root: str, manifest: dict[str, Any], todo: list[int], sizes: dict[int, int],
-              tick: Callable[[int], None]) -> int:
+def _run_dask(
+    scheduler: str,
+    root: str,
+    manifest: dict[str, Any],
+    todo: list[int],
+    sizes: dict[int, int],
+    tick: Callable[[int], None],
+) -> int:
     """Make the shards ``todo`` as tasks on a Dask cluster; returns the samples rendered."""
     try:
-        from distributed import Client, as_completed  # noqa: PLC0415
+        from distributed import Client, as_completed
     except ImportError as exc:
         raise ImportError("scheduler= needs Dask distributed: pip install 'monohead[dask]'") from exc
     try:
@@ -481,8 +526,12 @@ def _run_dask(scheduler: str, root: str, manifest: dict[str, Any], todo: list[in
     except (OSError, TimeoutError, ValueError) as exc:
         raise ValueError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from exc
     with client:
-        futures = {client.submit(_make_shard, root, manifest, k, None, pure=False, key=f"monohead-shard-{k}-{time.time_ns()}"): k
-                   for k in todo}
+        futures = {
+            client.submit(
+                _make_shard, root, manifest, k, None, pure=False, key=f"monohead-shard-{k}-{time.time_ns()}"
+            ): k
+            for k in todo
+        }
         made = 0
         for fut in as_completed(list(futures)):
             made += int(fut.result())  # re-raises a task's error here
@@ -523,18 +572,30 @@ def _check_manifest_entries(manifest: dict[str, Any], mpath: Path) -> None:
             raise ValueError(f"{str(mpath)!r}: bad manifest entry {key!r}: expected an integer >= {minimum}; got {v!r}")
     expected = -(-manifest["count"] // manifest["shard_size"])
     if manifest["num_shards"] != expected:
-        raise ValueError(f"{str(mpath)!r}: bad manifest entry 'num_shards': {manifest['count']} samples in shards of "
-                         f"{manifest['shard_size']} make {expected} shards; got {manifest['num_shards']}")
+        raise ValueError(
+            f"{str(mpath)!r}: bad manifest entry 'num_shards': {manifest['count']} samples in shards of "
+            f"{manifest['shard_size']} make {expected} shards; got {manifest['num_shards']}"
+        )
     settings = manifest.get("settings")
     if not isinstance(settings, dict):
-        raise ValueError(f"{str(mpath)!r}: bad manifest entry 'settings': expected an object; got {type(settings).__name__}")
+        raise ValueError(
+            f"{str(mpath)!r}: bad manifest entry 'settings': expected an object; got {type(settings).__name__}"
+        )
     size = settings.get("size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
-        raise ValueError(f"{str(mpath)!r}: bad manifest entry 'settings.size': expected [H, W] of integers >= 1; got {size!r}")
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)
+    ):
+        raise ValueError(
+            f"{str(mpath)!r}: bad manifest entry 'settings.size': expected [H, W] of integers >= 1; got {size!r}"
+        )
     version = settings.get("generator_version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"{str(mpath)!r}: bad manifest entry 'settings.generator_version': expected an integer >= 1; "
-                         f"got {version!r}")
+        raise ValueError(
+            f"{str(mpath)!r}: bad manifest entry 'settings.generator_version': expected an integer >= 1; "
+            f"got {version!r}"
+        )
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
@@ -611,7 +672,9 @@ def check_shard(root: Any, k: int, manifest: dict[str, Any] | None = None) -> st
     stamp = _stamp(manifest)  # recorded by shards written since the stamp exists
     for key, want_v in (("shard", k), ("start", start), ("stop", start + n), *stamp.items()):
         if (key in info or key not in stamp) and info.get(key) != want_v:
-            return f"info.json says {key} {info.get(key)!r}; the manifest says {want_v!r} (a shard of another data set?)"
+            return (
+                f"info.json says {key} {info.get(key)!r}; the manifest says {want_v!r} (a shard of another data set?)"
+            )
     return None
 
 
@@ -638,8 +701,10 @@ def _check_item(item: dict[str, Any], where: str) -> None:
             if bad:
                 problem = f"{bad} pixel(s) of the mask hold a non-finite depth"
     if problem:
-        raise ValueError(f"corrupt sample in {where}: {problem}; remove that shard folder and run monohead synth "
-                         "again with the same arguments to remake it")
+        raise ValueError(
+            f"corrupt sample in {where}: {problem}; remove that shard folder and run monohead synth "
+            "again with the same arguments to remake it"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -712,8 +777,12 @@ class SyntheticHeads:
             )
         self.skipped = {**{_shard_name(k): "missing" for k in missing}, **damaged}
         if damaged:
-            log.warning("data set %s: %d damaged shard(s) skipped: %s", self.root, len(damaged),
-                        "; ".join(f"{name}: {why}" for name, why in damaged.items()))
+            log.warning(
+                "data set %s: %d damaged shard(s) skipped: %s",
+                self.root,
+                len(damaged),
+                "; ".join(f"{name}: {why}" for name, why in damaged.items()),
+            )
         self._index = np.concatenate(
             [np.arange(k * size, min((k + 1) * size, count)) for k in present] or [np.zeros(0, np.int64)]
         ).astype(np.int64)
@@ -722,9 +791,13 @@ class SyntheticHeads:
         self._max_open = _positive_int(max_open, "max_open")
         self.size = tuple(self.manifest["settings"]["size"])
         self.meta = {
-            "root": str(self.root.resolve()), "seed": self.seed, "generator_version": self.generator_version,
-            "count": len(self), "skipped_shards": dict(self.skipped),
-            "settings": self.manifest.get("settings"), "versions": self.manifest.get("versions"),
+            "root": str(self.root.resolve()),
+            "seed": self.seed,
+            "generator_version": self.generator_version,
+            "count": len(self),
+            "skipped_shards": dict(self.skipped),
+            "settings": self.manifest.get("settings"),
+            "versions": self.manifest.get("versions"),
         }
 
     def __len__(self) -> int:
@@ -795,7 +868,7 @@ class SyntheticHeads:
         """Batch items for a ``torch.utils.data.DataLoader``: arrays become tensors stacked on
         a first batch axis (``(B, H, W, 3)`` etc., NumPy layout), ``params`` and ``index``
         become lists."""
-        import torch  # noqa: PLC0415
+        import torch
 
         out: dict[str, Any] = {key: torch.from_numpy(np.stack([it[key] for it in items])) for key in ARRAYS}
         out["params"] = [it["params"] for it in items]

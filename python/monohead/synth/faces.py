@@ -37,7 +37,9 @@ def sample_face(rng: np.random.Generator, sex: str) -> dict[str, Any]:
     proportions are), ``wrinkles`` (0-1), ``expression`` (a preset of :data:`EXPRESSIONS`) with
     its ``side`` and ``strength``, ``makeup`` (or ``None``), ``oily`` (0-1) and ``seed``."""
     group = rng.choice(["child", "adult", "elderly"], p=[0.14, 0.62, 0.24])
-    age = float(rng.uniform(4, 12) if group == "child" else rng.uniform(18, 59) if group == "adult" else rng.uniform(60, 90))
+    age = float(
+        rng.uniform(4, 12) if group == "child" else rng.uniform(18, 59) if group == "adult" else rng.uniform(60, 90)
+    )
     female = sex == "female"
     makeup = None
     if age >= 14 and rng.random() < (0.45 if female else 0.05):
@@ -71,21 +73,59 @@ def expression_weights(face: dict[str, Any], names: list[str]) -> dict[str, floa
     if kind == "ordinary":
         return None
     if kind == "wink":
-        w = {f"eyeBlink_{side}": 1.0, f"cheekSquint_{side}": 0.6 * s, f"mouthSmile_{side}": 0.55 * s,
-             f"eyeSquint_{side}": 0.4 * s, f"browDown_{side}": 0.3 * s, f"mouthSmile_{other}": 0.2 * s}
+        w = {
+            f"eyeBlink_{side}": 1.0,
+            f"cheekSquint_{side}": 0.6 * s,
+            f"mouthSmile_{side}": 0.55 * s,
+            f"eyeSquint_{side}": 0.4 * s,
+            f"browDown_{side}": 0.3 * s,
+            f"mouthSmile_{other}": 0.2 * s,
+        }
     elif kind == "grimace":
-        w = {"mouthStretch_L": s, "mouthStretch_R": s, "noseSneer_L": 0.7 * s, "noseSneer_R": 0.7 * s,
-             "browDown_L": 0.8 * s, "browDown_R": 0.8 * s, "eyeSquint_L": 0.7 * s, "eyeSquint_R": 0.7 * s,
-             "mouthUpperUp_L": 0.6 * s, "mouthUpperUp_R": 0.6 * s, "mouthLowerDown_L": 0.5 * s,
-             "mouthLowerDown_R": 0.5 * s, "jawOpen": 0.15 * s, "cheekSquint_L": 0.5 * s, "cheekSquint_R": 0.5 * s}
+        w = {
+            "mouthStretch_L": s,
+            "mouthStretch_R": s,
+            "noseSneer_L": 0.7 * s,
+            "noseSneer_R": 0.7 * s,
+            "browDown_L": 0.8 * s,
+            "browDown_R": 0.8 * s,
+            "eyeSquint_L": 0.7 * s,
+            "eyeSquint_R": 0.7 * s,
+            "mouthUpperUp_L": 0.6 * s,
+            "mouthUpperUp_R": 0.6 * s,
+            "mouthLowerDown_L": 0.5 * s,
+            "mouthLowerDown_R": 0.5 * s,
+            "jawOpen": 0.15 * s,
+            "cheekSquint_L": 0.5 * s,
+            "cheekSquint_R": 0.5 * s,
+        }
     elif kind == "open_mouth":
-        w = {"jawOpen": 0.75 + 0.25 * s, "mouthFunnel": 0.2 * s, "browInnerUp_L": 0.6 * s, "browInnerUp_R": 0.6 * s,
-             "browOuterUp_L": 0.5 * s, "browOuterUp_R": 0.5 * s, "eyeWide_L": 0.5 * s, "eyeWide_R": 0.5 * s,
-             "mouthLowerDown_L": 0.4 * s, "mouthLowerDown_R": 0.4 * s}
+        w = {
+            "jawOpen": 0.75 + 0.25 * s,
+            "mouthFunnel": 0.2 * s,
+            "browInnerUp_L": 0.6 * s,
+            "browInnerUp_R": 0.6 * s,
+            "browOuterUp_L": 0.5 * s,
+            "browOuterUp_R": 0.5 * s,
+            "eyeWide_L": 0.5 * s,
+            "eyeWide_R": 0.5 * s,
+            "mouthLowerDown_L": 0.4 * s,
+            "mouthLowerDown_R": 0.4 * s,
+        }
     else:  # broad_smile
-        w = {"mouthSmile_L": s, "mouthSmile_R": s, "cheekSquint_L": 0.6 * s, "cheekSquint_R": 0.6 * s,
-             "jawOpen": 0.3 * s, "mouthUpperUp_L": 0.4 * s, "mouthUpperUp_R": 0.4 * s, "eyeSquint_L": 0.4 * s,
-             "eyeSquint_R": 0.4 * s, "mouthDimple_L": 0.3 * s, "mouthDimple_R": 0.3 * s}
+        w = {
+            "mouthSmile_L": s,
+            "mouthSmile_R": s,
+            "cheekSquint_L": 0.6 * s,
+            "cheekSquint_R": 0.6 * s,
+            "jawOpen": 0.3 * s,
+            "mouthUpperUp_L": 0.4 * s,
+            "mouthUpperUp_R": 0.4 * s,
+            "eyeSquint_L": 0.4 * s,
+            "eyeSquint_R": 0.4 * s,
+            "mouthDimple_L": 0.3 * s,
+            "mouthDimple_R": 0.3 * s,
+        }
     return {n: float(np.clip(v, 0.0, 1.0)) for n, v in w.items() if n in names}
 
 
@@ -98,11 +138,18 @@ def landmarks(model: Any) -> dict[str, float]:
     mouth_v = np.unique(model.faces[model.region_faces(["mouth_socket"])])
     lip = v[np.intersect1d(face_v, mouth_v)]
     front = face_v[v[face_v, 2] > 5.0]
-    return {"eye_y": float(eyes[0, 1]), "eye_x": float(abs(eyes[0, 0])), "mouth_y": float(lip[:, 1].mean()),
-            "mouth_w": float(np.abs(lip[:, 0]).max()), "chin_y": float(v[front, 1].min())}
+    return {
+        "eye_y": float(eyes[0, 1]),
+        "eye_x": float(abs(eyes[0, 0])),
+        "mouth_y": float(lip[:, 1].mean()),
+        "mouth_w": float(np.abs(lip[:, 0]).max()),
+        "chin_y": float(v[front, 1].min()),
+    }
 
 
-def age_warp(vertices: np.ndarray, face: dict[str, Any], eye_y: float, chin_y: float, pivot_z: float = 0.5) -> np.ndarray:
+def age_warp(
+    vertices: np.ndarray, face: dict[str, Any], eye_y: float, chin_y: float, pivot_z: float = 0.5
+) -> np.ndarray:
     """A child's proportions: the face below the eye line ``eye_y`` (model cm) is compressed
     toward it by up to 22 % and narrowed by up to 11 % (front to back too); below the chin
     ``chin_y`` the neck moves up with it. Identity for ``face["child"] == 0``."""
@@ -136,27 +183,30 @@ def _height(space: TextureSpace, face: dict[str, Any], lm: dict[str, float]) -> 
     # Forehead: wavy horizontal lines between brows and hairline.
     period = rng.uniform(0.55, 0.8)
     phase = rng.uniform(0, 2 * np.pi)
-    band = np.clip((y - (ey + 2.3)) / 0.8, 0, 1) * np.clip(((ey + 6.5) - y) / 1.2, 0, 1) * np.clip((5.5 - ax) / 1.5, 0, 1)
+    band = (
+        np.clip((y - (ey + 2.3)) / 0.8, 0, 1) * np.clip(((ey + 6.5) - y) / 1.2, 0, 1) * np.clip((5.5 - ax) / 1.5, 0, 1)
+    )
     h += -0.1 * a * band * front * np.maximum(np.sin(2 * np.pi * (y + 0.25 * np.sin(x / 1.7)) / period + phase), 0) ** 3
     # Crow's feet: radial grooves at the outer eye corners.
     cx = ex + 1.7
     r = np.hypot(ax - cx, y - ey)
     ang = np.arctan2(y - ey, ax - cx)
-    fan = np.exp(-((r - 1.0) / 0.6) ** 2) * (ax > cx - 0.3) * front
+    fan = np.exp(-(((r - 1.0) / 0.6) ** 2)) * (ax > cx - 0.3) * front
     h += -0.07 * a * fan * np.maximum(np.cos(7.0 * ang + rng.uniform(0, np.pi)), 0) ** 4
     # Under-eye lines.
-    under = np.exp(-((y - (ey - 0.9)) / 0.18) ** 2) * np.exp(-((ax - ex) / 1.3) ** 2) * front
+    under = np.exp(-(((y - (ey - 0.9)) / 0.18) ** 2)) * np.exp(-(((ax - ex) / 1.3) ** 2)) * front
     h += -0.03 * a * under
     # Nasolabial folds: from beside the nose wing to past the mouth corner.
     x0, y0, x1, y1 = 1.6, ey - 3.6, mw + 0.7, my - 0.8
     t = np.clip(((ax - x0) * (x1 - x0) + (y - y0) * (y1 - y0)) / ((x1 - x0) ** 2 + (y1 - y0) ** 2), 0, 1)
     d = np.hypot(ax - (x0 + t * (x1 - x0)), y - (y0 + t * (y1 - y0)))
-    h += -0.2 * a * np.exp(-(d / 0.3) ** 2) * front
+    h += -0.2 * a * np.exp(-((d / 0.3) ** 2)) * front
     return h
 
 
-def skin_detail(space: TextureSpace, lm: dict[str, float], face: dict[str, Any],
-                base_roughness: float) -> tuple[np.ndarray, np.ndarray]:
+def skin_detail(
+    space: TextureSpace, lm: dict[str, float], face: dict[str, Any], base_roughness: float
+) -> tuple[np.ndarray, np.ndarray]:
     """The skin's normal map and roughness map of a face (``lm``: :func:`landmarks`).
 
     Returns:
@@ -200,7 +250,10 @@ def apply_makeup(albedo: np.ndarray, space: TextureSpace, lm: dict[str, float], 
     mix(space.masks["cheeks"], [0.85, 0.45, 0.45], mk["blush"])
     p = space.position
     ax, y, z = np.abs(p[..., 0]), p[..., 1], p[..., 2]
-    lid = (np.exp(-((y - (lm["eye_y"] + 0.6)) / 0.45) ** 2) * np.exp(-((ax - lm["eye_x"]) / 1.4) ** 2)
-           * np.clip((z - 5.0) / 2.0, 0, 1))
+    lid = (
+        np.exp(-(((y - (lm["eye_y"] + 0.6)) / 0.45) ** 2))
+        * np.exp(-(((ax - lm["eye_x"]) / 1.4) ** 2))
+        * np.clip((z - 5.0) / 2.0, 0, 1)
+    )
     mix(lid, mk["eyeshadow"], mk["eyeshadow_strength"])
     return out

@@ -25,8 +25,13 @@ __all__ = ["STYLES", "grow_facial_hair", "sample_facial_hair_params"]
 
 STYLES = ("stubble", "moustache", "goatee", "short_beard", "full_beard")
 _STYLE_P = (0.3, 0.15, 0.15, 0.22, 0.18)
-_LENGTH = {"stubble": (0.05, 0.18), "moustache": (0.5, 1.6), "goatee": (0.5, 2.5), "short_beard": (0.4, 1.6),
-           "full_beard": (2.0, 6.0)}
+_LENGTH = {
+    "stubble": (0.05, 0.18),
+    "moustache": (0.5, 1.6),
+    "goatee": (0.5, 2.5),
+    "short_beard": (0.4, 1.6),
+    "full_beard": (2.0, 6.0),
+}
 _DENSITY = {"stubble": 900.0, "moustache": 260.0, "goatee": 200.0, "short_beard": 160.0, "full_beard": 130.0}
 """Strands per cm² of skin (fewer than real, thicker: the render is 128 pixels wide)."""
 
@@ -65,14 +70,14 @@ def _zones(model: HeadModel) -> dict[str, Any]:
     chin = (y > -9.6) & (y < -5.0) & (x < 3.2) & (z > 4.0) & ~lips
     line = np.interp(z, [-1.0, 2.0, 6.0, 9.5], [4.0, 1.5, -1.0, -2.6])
     beard = (y < line) & (z > -1.6) & (y > -11.5) & ~lips & ~((y > -2.6) & (x < 3.0) & (z > 9.0))
-    out = {"faces": faces, "area": area, "moustache": moustache, "chin": chin | moustache,
-           "beard": beard | moustache}
+    out = {"faces": faces, "area": area, "moustache": moustache, "chin": chin | moustache, "beard": beard | moustache}
     model.cache["facial_hair_zones"] = out
     return out
 
 
-def grow_facial_hair(params: dict[str, Any] | None, model: HeadModel, vertices: np.ndarray, normals: np.ndarray,
-                     k: int, max_strands: int) -> np.ndarray:
+def grow_facial_hair(
+    params: dict[str, Any] | None, model: HeadModel, vertices: np.ndarray, normals: np.ndarray, k: int, max_strands: int
+) -> np.ndarray:
     """Grow the strands of a facial-hair style on a head.
 
     Args:
@@ -91,8 +96,13 @@ def grow_facial_hair(params: dict[str, Any] | None, model: HeadModel, vertices: 
     rng = np.random.default_rng(params["seed"])
     zones = _zones(model)
     style = params["style"]
-    zone = {"stubble": "beard", "moustache": "moustache", "goatee": "chin", "short_beard": "beard",
-            "full_beard": "beard"}[style]
+    zone = {
+        "stubble": "beard",
+        "moustache": "moustache",
+        "goatee": "chin",
+        "short_beard": "beard",
+        "full_beard": "beard",
+    }[style]
     sel = zones[zone]
     faces, area = zones["faces"][sel], zones["area"][sel]
     n = int(min(max_strands, area.sum() * _DENSITY[style] * params["density"]))

@@ -78,8 +78,24 @@ clothes, headwear, facial hair and occluders in front of the face)."""
 
 # New streams are only ever appended: SeedSequence children do not depend on how many are
 # spawned, so the streams of version 1 stay the same.
-_STREAMS = ("identity", "expression", "skin", "eyes", "hair", "glasses", "pose", "lights", "environment",
-            "background", "camera", "render", "body", "headwear", "beard", "occluder")
+_STREAMS = (
+    "identity",
+    "expression",
+    "skin",
+    "eyes",
+    "hair",
+    "glasses",
+    "pose",
+    "lights",
+    "environment",
+    "background",
+    "camera",
+    "render",
+    "body",
+    "headwear",
+    "beard",
+    "occluder",
+)
 
 
 _V2_STREAMS = {"lighting": 1, "camera": 2, "background": 3, "artefacts": 4, "face": 5, "framing": 6}
@@ -96,8 +112,9 @@ def _streams(seed: int, index: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(child) for name, child in zip(_STREAMS, ss.spawn(len(_STREAMS)), strict=True)}
 
 
-def sample_params(seed: int, index: int, model: HeadModel, size: tuple[int, int],
-                  version: int = GENERATOR_VERSION) -> dict[str, Any]:
+def sample_params(
+    seed: int, index: int, model: HeadModel, size: tuple[int, int], version: int = GENERATOR_VERSION
+) -> dict[str, Any]:
     """All random parameters of sample ``index`` of the data set with ``seed`` (JSON-able).
 
     Keys: ``seed``, ``index``, ``identity`` (K coefficients), ``expression`` ({name: weight}
@@ -129,7 +146,10 @@ def sample_params(seed: int, index: int, model: HeadModel, size: tuple[int, int]
         "lights": scene_mod.sample_lights(rng["lights"]),
         "environment": scene_mod.sample_environment(rng["environment"]),
         "background": scene_mod.sample_background(rng["background"]),
-        "camera": {"exposure": float(rng["camera"].uniform(0.55, 0.95)), "noise": float(rng["camera"].uniform(0.0, 0.012))},
+        "camera": {
+            "exposure": float(rng["camera"].uniform(0.55, 0.95)),
+            "noise": float(rng["camera"].uniform(0.0, 0.012)),
+        },
         "render_seed": int(rng["render"].integers(0, 2**31 - 1)),
     }
     if version >= 2:
@@ -207,9 +227,19 @@ class Generator:
         if self.version >= 2:
             cut = body_mod.neck_cut(self.model)
             self._gt_faces = cut["gt_faces"]
-            self.renderer = Renderer(self.model, size, spp=spp, variant=variant, max_depth=max_depth, sampler=sampler,
-                                     drop_faces=cut["drop"], extras=self._extra_slots(), projection=projection,
-                                     environment_size=light_mod.ENV_SIZE, skin_detail=True)
+            self.renderer = Renderer(
+                self.model,
+                size,
+                spp=spp,
+                variant=variant,
+                max_depth=max_depth,
+                sampler=sampler,
+                drop_faces=cut["drop"],
+                extras=self._extra_slots(),
+                projection=projection,
+                environment_size=light_mod.ENV_SIZE,
+                skin_detail=True,
+            )
             self._landmarks = faces_mod.landmarks(self.model)
         else:
             self._gt_faces = self.model.faces[self.model.region_faces(list(SKIN_REGIONS) + list(EYE_REGIONS))]
@@ -221,20 +251,31 @@ class Generator:
 
     def settings(self) -> dict[str, Any]:
         """What besides (seed, index) decides a sample."""
-        out = {"size": list(self.size), "spp": self.spp, "variant": self.variant,
-               "max_depth": self.renderer.max_depth, "sampler": self.renderer.sampler, "generator_version": self.version,
-               "head_model": self.model.source.rsplit("/", 1)[-1], "identities": self.model.num_identities,
-               "expressions": self.model.num_expressions, "texture_size": self.renderer.space.height}
+        out = {
+            "size": list(self.size),
+            "spp": self.spp,
+            "variant": self.variant,
+            "max_depth": self.renderer.max_depth,
+            "sampler": self.renderer.sampler,
+            "generator_version": self.version,
+            "head_model": self.model.source.rsplit("/", 1)[-1],
+            "identities": self.model.num_identities,
+            "expressions": self.model.num_expressions,
+            "texture_size": self.renderer.space.height,
+        }
         if self.version >= 2:
             out.update(self.source_settings())
         return out
 
     def source_settings(self) -> dict[str, Any]:
         """Version 2's camera and the folders it reads: projection, map names, photo names."""
-        return {"projection": self.projection,
-                "hdri_dir": self.hdri_dir, "hdri_maps": sorted(self.hdri_pool),
-                "backgrounds_dir": self.backgrounds_dir,
-                "background_photos": [Path(p).name for p in self.background_photos]}
+        return {
+            "projection": self.projection,
+            "hdri_dir": self.hdri_dir,
+            "hdri_maps": sorted(self.hdri_pool),
+            "backgrounds_dir": self.backgrounds_dir,
+            "background_photos": [Path(p).name for p in self.background_photos],
+        }
 
     def params(self, seed: int, index: int) -> dict[str, Any]:
         """The random parameters of sample ``index`` (see :func:`sample_params`; version 2
@@ -246,10 +287,12 @@ class Generator:
             p["lighting"] = {"setup": light["setup"], "noise_gain": light["noise_gain"]}
             p["lights"], p["environment"] = light["lights"], light["environment"]
             p["pose"].update(camera_mod.sample_framing(_v2_stream(seed, index, "framing"), self.size))
-            p["camera"] = camera_mod.sample_camera(_v2_stream(seed, index, "camera"), self.size, p["pose"]["scale"],
-                                                   self.projection)
-            p["background"] = bg_mod.sample_background(_v2_stream(seed, index, "background"), len(self.background_photos),
-                                                       p["environment"]["kind"] == "map")
+            p["camera"] = camera_mod.sample_camera(
+                _v2_stream(seed, index, "camera"), self.size, p["pose"]["scale"], self.projection
+            )
+            p["background"] = bg_mod.sample_background(
+                _v2_stream(seed, index, "background"), len(self.background_photos), p["environment"]["kind"] == "map"
+            )
             p["artefacts"] = art_mod.sample_artefacts(_v2_stream(seed, index, "artefacts"), light["noise_gain"])
             p["face"] = faces_mod.sample_face(_v2_stream(seed, index, "face"), p["skin"]["sex"])
             preset = faces_mod.expression_weights(p["face"], self.model.expression_names)
@@ -259,11 +302,21 @@ class Generator:
 
     def _extra_slots(self) -> tuple:
         """The meshes a version-2 scene holds besides the head (fixed topology)."""
-        return (*body_mod.body_slots(self.model), headwear_mod.headwear_slot(), occluders_mod.prop_slot(),
-                occluders_mod.band_slot_scarf())
+        return (
+            *body_mod.body_slots(self.model),
+            headwear_mod.headwear_slot(),
+            occluders_mod.prop_slot(),
+            occluders_mod.band_slot_scarf(),
+        )
 
-    def _v2_hair(self, params: dict[str, Any], strands: np.ndarray, v_model: np.ndarray, n_model: np.ndarray,
-                 hat: dict[str, Any] | None) -> np.ndarray:
+    def _v2_hair(
+        self,
+        params: dict[str, Any],
+        strands: np.ndarray,
+        v_model: np.ndarray,
+        n_model: np.ndarray,
+        hat: dict[str, Any] | None,
+    ) -> np.ndarray:
         """Version 2: scalp hair pressed under the headwear, and the facial hair added (same
         control points per strand, model frame, cm)."""
         k = strands.shape[1] if strands.ndim == 3 else hair_mod.STYLE_POINTS[params["hair"]["style"]]
@@ -275,8 +328,15 @@ class Generator:
             strands = np.concatenate([strands.reshape(-1, beard.shape[1], 4), beard]) if len(strands) else beard
         return strands
 
-    def _extras(self, params: dict[str, Any], v_model: np.ndarray, m: np.ndarray, skin_albedo: np.ndarray,
-                timings: dict[str, float] | None, hat: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    def _extras(
+        self,
+        params: dict[str, Any],
+        v_model: np.ndarray,
+        m: np.ndarray,
+        skin_albedo: np.ndarray,
+        timings: dict[str, float] | None,
+        hat: dict[str, Any] | None = None,
+    ) -> dict[str, dict[str, Any]]:
         """Version 2: the posed meshes, textures and roughness of the body, clothes, headwear
         and occluders (world frame, pixels), for :attr:`SceneArrays.extras`."""
         t0 = time.perf_counter()
@@ -291,11 +351,20 @@ class Generator:
                 w = np.asarray(weight, np.float64)[:, None]
                 return (1.0 - w) * _transform(m, points) + w * _transform(mb, points)
 
-            out["torso"] = {"vertices": pose(body["torso"], body["torso_weight"]), **body_mod.torso_textures(bp, skin_rgb)}
+            out["torso"] = {
+                "vertices": pose(body["torso"], body["torso_weight"]),
+                **body_mod.torso_textures(bp, skin_rgb),
+            }
             if body["collar"] is not None:
-                out["collar"] = {"vertices": pose(body["collar"], body["collar_weight"]), **body_mod.collar_textures(bp)}
+                out["collar"] = {
+                    "vertices": pose(body["collar"], body["collar_weight"]),
+                    **body_mod.collar_textures(bp),
+                }
         if hat is not None:
-            out["headwear"] = {"vertices": _transform(m, hat["vertices"]), **headwear_mod.headwear_textures(params["headwear"])}
+            out["headwear"] = {
+                "vertices": _transform(m, hat["vertices"]),
+                **headwear_mod.headwear_textures(params["headwear"]),
+            }
         op = params.get("occluder")
         if op is not None:
             skin_rgb = self._loop_skin_colour(skin_albedo)
@@ -401,10 +470,14 @@ class Generator:
             if sun is not None:
                 lights.append(sun)
             tb = time.perf_counter()
-            env_bg = (light_mod.environment(params["environment"], self.hdri_pool, 2 * self.renderer.environment_size)
-                      if params["background"]["kind"] == "environment" else None)
-            background, referred = bg_mod.background(params["background"], self.size, self.background_photos, env_bg,
-                                                     params["camera"])
+            env_bg = (
+                light_mod.environment(params["environment"], self.hdri_pool, 2 * self.renderer.environment_size)
+                if params["background"]["kind"] == "environment"
+                else None
+            )
+            background, referred = bg_mod.background(
+                params["background"], self.size, self.background_photos, env_bg, params["camera"]
+            )
             if timings is not None:  # parts of "sampling"
                 timings["lighting"] = timings.get("lighting", 0.0) + tb - tl
                 timings["background"] = timings.get("background", 0.0) + time.perf_counter() - tb
@@ -412,13 +485,23 @@ class Generator:
             env = scene_mod.environment_image(params["environment"])
             background, referred = scene_mod.background_image(params["background"], self.size), False
         arrays = SceneArrays(
-            vertices=v, normals=normals, hair=strands,
-            frame_vertices=fv, frame_faces=ff, lens_vertices=lv, lens_faces=lf,
-            skin_albedo=skin_albedo, eye_albedo=eye_albedo, materials=materials, lights=lights,
-            environment=env, background=background,
+            vertices=v,
+            normals=normals,
+            hair=strands,
+            frame_vertices=fv,
+            frame_faces=ff,
+            lens_vertices=lv,
+            lens_faces=lf,
+            skin_albedo=skin_albedo,
+            eye_albedo=eye_albedo,
+            materials=materials,
+            lights=lights,
+            environment=env,
+            background=background,
             camera=params["camera"] if self.version >= 2 else None,
             background_scene_referred=referred,
-            skin_normalmap=skin_nmap, skin_roughness=skin_rough,
+            skin_normalmap=skin_nmap,
+            skin_roughness=skin_rough,
         )
         if self.version >= 2:
             arrays.extras = self._extras(params, v_model, m, skin_albedo, timings, hat)
@@ -452,8 +535,9 @@ class Generator:
         t4 = time.perf_counter()
         normals, depth, mask = gt.normals, gt.depth, gt.mask
         if self.version >= 2:
-            image, inside = art_mod.develop(rgb, alpha, arrays.background, arrays.background_scene_referred, gt.mask,
-                                            params["artefacts"])
+            image, inside = art_mod.develop(
+                rgb, alpha, arrays.background, arrays.background_scene_referred, gt.mask, params["artefacts"]
+            )
             if not inside.all():  # framed past the photo's border: the head is not seen there
                 mask = mask & inside
                 normals = np.where(mask[..., None], normals, 0.0).astype(np.float32)
@@ -461,17 +545,30 @@ class Generator:
         else:
             image = self._develop(rgb, alpha, arrays.background, gt.mask, params)
         t5 = time.perf_counter()
-        W = geometry.gradient_magnitude(depth, mask).astype(np.float32) if mask.any() else np.zeros(self.size, np.float32)
+        W = (
+            geometry.gradient_magnitude(depth, mask).astype(np.float32)
+            if mask.any()
+            else np.zeros(self.size, np.float32)
+        )
         t6 = time.perf_counter()
         timings.update(update=t2 - t1, image=(t3 - t2) + (t5 - t4), ground_truth=(t4 - t3) + (t6 - t5))
         if self.version >= 2:
             timings["artefacts"] = t5 - t4  # part of "image"
-        return {"image": image, "normals": normals, "depth": depth, "W": W, "mask": mask,
-                "params": params, "timings": timings, "alpha": alpha}
+        return {
+            "image": image,
+            "normals": normals,
+            "depth": depth,
+            "W": W,
+            "mask": mask,
+            "params": params,
+            "timings": timings,
+            "alpha": alpha,
+        }
 
     @staticmethod
-    def _develop(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray, mask: np.ndarray,
-                 params: dict[str, Any]) -> np.ndarray:
+    def _develop(
+        rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray, mask: np.ndarray, params: dict[str, Any]
+    ) -> np.ndarray:
         """Expose, composite over the background, add sensor noise, encode as 8-bit sRGB."""
         lum = rgb @ np.array([0.2126, 0.7152, 0.0722], np.float32)
         sel = mask if mask.sum() >= 16 else alpha > 0.5

@@ -40,8 +40,14 @@ def sample_glasses_params(rng: np.random.Generator, probability: float = 0.3) ->
     if metal:
         colour = [[0.9, 0.75, 0.45], [0.8, 0.8, 0.8], [0.3, 0.3, 0.32], [0.75, 0.55, 0.45]][rng.integers(4)]
     else:
-        colour = [[0.02, 0.02, 0.02], [0.25, 0.12, 0.05], [0.5, 0.3, 0.15], [0.1, 0.12, 0.3], [0.5, 0.05, 0.05],
-                  list(rng.uniform(0.05, 0.8, 3))][rng.integers(6)]
+        colour = [
+            [0.02, 0.02, 0.02],
+            [0.25, 0.12, 0.05],
+            [0.5, 0.3, 0.15],
+            [0.1, 0.12, 0.3],
+            [0.5, 0.05, 0.05],
+            list(rng.uniform(0.05, 0.8, 3)),
+        ][rng.integers(6)]
     lenses = bool(rng.random() < 0.6)
     sun = bool(lenses and rng.random() < 0.3)
     tint = list(rng.uniform(0.1, 0.4, 3) * np.array([1.0, 0.95, 0.9])) if sun else list(rng.uniform(0.9, 1.0, 3))
@@ -112,8 +118,10 @@ def _sweep(path: np.ndarray, half_w: np.ndarray, half_d: np.ndarray, closed: boo
     tan, nrm = _frame_along(path, closed)
     bin_ = np.cross(tan, nrm)
     a = np.linspace(0, 2 * np.pi, _SIDES, endpoint=False)
-    ring = (np.cos(a)[None, :, None] * half_w[:, None, None] * bin_[:, None, :]
-            + np.sin(a)[None, :, None] * half_d[:, None, None] * nrm[:, None, :])
+    ring = (
+        np.cos(a)[None, :, None] * half_w[:, None, None] * bin_[:, None, :]
+        + np.sin(a)[None, :, None] * half_d[:, None, None] * nrm[:, None, :]
+    )
     verts = (path[:, None, :] + ring).reshape(-1, 3)
     p = len(path)
     segs = p if closed else p - 1
@@ -167,8 +175,15 @@ def build_glasses(
     eyes = model.eye_centres(vertices)
     inside = skin.mean(axis=0)
     design = DESIGNS[0] if params is None else params["design"]
-    p = params or {"lens_width": 5.0, "lens_height": 3.6, "thickness": 0.2, "depth": 0.3, "bridge": 1.8,
-                   "offset": 0.0, "lenses": False}
+    p = params or {
+        "lens_width": 5.0,
+        "lens_height": 3.6,
+        "thickness": 0.2,
+        "depth": 0.3,
+        "bridge": 1.8,
+        "offset": 0.0,
+        "lenses": False,
+    }
     w, h = p["lens_width"], p["lens_height"]
     ey = float(eyes[:, 1].mean())
     eye_x = float(abs(eyes[0, 0] - eyes[1, 0]) / 2)
@@ -201,7 +216,9 @@ def build_glasses(
         # Lens: a fan over the outline, bulging forward a little.
         centre = np.array([sign * cx, cy, plane_z + 0.12 - 0.06 * (cx - half_bridge) ** 1.2])
         lv = np.concatenate([path, centre[None]])
-        fan = np.stack([np.arange(_RIM_POINTS), np.roll(np.arange(_RIM_POINTS), -1), np.full(_RIM_POINTS, _RIM_POINTS)], -1)
+        fan = np.stack(
+            [np.arange(_RIM_POINTS), np.roll(np.arange(_RIM_POINTS), -1), np.full(_RIM_POINTS, _RIM_POINTS)], -1
+        )
         add(lens_v, lens_f, lv, fan if sign < 0 else fan[:, ::-1])
     # Bridge: an arch between the inner rims at about the top third.
     inner = [r[np.argmin(np.abs(r[:, 0]) - 0.3 * r[:, 1])] for r in rims]
@@ -219,14 +236,16 @@ def build_glasses(
         ear_x = _surface_x(skin, ear_y, 0.0) + 0.25
         mid_x = _surface_x(skin, ear_y, 3.5) + 0.25
         x_out = max(abs(hinge[0]), mid_x)
-        pts = np.array([
-            [sign * abs(hinge[0]), hinge[1], hinge[2]],
-            [sign * x_out, ear_y, hinge[2] - 0.8],
-            [sign * max(mid_x, x_out - 0.1), ear_y, 3.5],
-            [sign * ear_x, ear_y, 0.0],
-            [sign * (ear_x - 0.2), ear_y - 0.4, -1.4],
-            [sign * (ear_x - 0.5), ear_y - 1.8, -2.2],
-        ])
+        pts = np.array(
+            [
+                [sign * abs(hinge[0]), hinge[1], hinge[2]],
+                [sign * x_out, ear_y, hinge[2] - 0.8],
+                [sign * max(mid_x, x_out - 0.1), ear_y, 3.5],
+                [sign * ear_x, ear_y, 0.0],
+                [sign * (ear_x - 0.2), ear_y - 0.4, -1.4],
+                [sign * (ear_x - 0.5), ear_y - 1.8, -2.2],
+            ]
+        )
         s = np.linspace(0, 1, _TEMPLE_POINTS)
         knots = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
         knots /= knots[-1]

@@ -58,8 +58,13 @@ def sample_hair_params(rng: np.random.Generator, sex: str) -> dict[str, Any]:
     style = str(rng.choice(STYLES, p=p / p.sum()))
     colour = str(rng.choice(list(_COLOURS), p=np.array(_COLOUR_P) / sum(_COLOUR_P)))
     (e0, e1), (p0, p1) = _COLOURS[colour]
-    length = {"bald": 0.0, "buzz": rng.uniform(0.3, 0.9), "short": rng.uniform(2.0, 6.0),
-              "medium": rng.uniform(9.0, 16.0), "long": rng.uniform(20.0, 30.0)}[style]
+    length = {
+        "bald": 0.0,
+        "buzz": rng.uniform(0.3, 0.9),
+        "short": rng.uniform(2.0, 6.0),
+        "medium": rng.uniform(9.0, 16.0),
+        "long": rng.uniform(20.0, 30.0),
+    }[style]
     return {
         "style": style,
         "colour": colour,
@@ -73,7 +78,9 @@ def sample_hair_params(rng: np.random.Generator, sex: str) -> dict[str, Any]:
         "parting": str(rng.choice(["back", "side", "centre"], p=[0.45, 0.4, 0.15])),
         "part_side": float(rng.choice([-1.0, 1.0])),
         "fringe": bool(style in ("medium", "long") and rng.random() < 0.25),
-        "hairline": float(rng.uniform(-0.5, 0.8) + (rng.uniform(0.0, 2.0) if sex == "male" and rng.random() < 0.3 else 0.0)),
+        "hairline": float(
+            rng.uniform(-0.5, 0.8) + (rng.uniform(0.0, 2.0) if sex == "male" and rng.random() < 0.3 else 0.0)
+        ),
         "radius": float(rng.uniform(0.022, 0.032)),
         "seed": int(rng.integers(0, 2**31 - 1)),
     }
@@ -120,9 +127,19 @@ class Scalp:
         faces, c, area, eye_y = model.cache["scalp"]
         x, y, z = c[:, 0], c[:, 1], c[:, 2]
         # Hairline height as a function of depth: forehead, temples, behind the ears, nape.
-        line = np.interp(-z, [-9.0, -6.0, -3.5, 0.0, 2.0, 5.0, 9.0],
-                         [eye_y + 5.6 + hairline, eye_y + 5.0 + hairline, eye_y + 2.5 + 0.5 * hairline,
-                          eye_y + 1.0, eye_y - 2.0, eye_y - 6.5, eye_y - 7.5])
+        line = np.interp(
+            -z,
+            [-9.0, -6.0, -3.5, 0.0, 2.0, 5.0, 9.0],
+            [
+                eye_y + 5.6 + hairline,
+                eye_y + 5.0 + hairline,
+                eye_y + 2.5 + 0.5 * hairline,
+                eye_y + 1.0,
+                eye_y - 2.0,
+                eye_y - 6.5,
+                eye_y - 7.5,
+            ],
+        )
         ears = (np.abs(x) > 7.0) & (y < eye_y + 2.2) & (z > -3.0) & (z < 2.5)
         keep = (y > line) & ~ears
         front = (z[keep] > 3.0).astype(np.float64)

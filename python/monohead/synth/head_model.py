@@ -207,9 +207,7 @@ def _check_folder(folder: Any) -> Path:
     return p
 
 
-def read_facexmodel(
-    folder: Any, max_identities: int | None = None, expressions: list[str] | None = None
-) -> FaceXModel:
+def read_facexmodel(folder: Any, max_identities: int | None = None, expressions: list[str] | None = None) -> FaceXModel:
     """Read an ICT-FaceKit ``FaceXModel/`` folder of OBJ files.
 
     Args:
@@ -366,7 +364,11 @@ def build_asset(model: FaceXModel, n_identity: int | None = None, n_expression: 
         has -1), ``license``, ``attribution``, ``format``.
     """
     k = model.identity_deltas.shape[0] if n_identity is None else min(int(n_identity), model.identity_deltas.shape[0])
-    e = model.expression_deltas.shape[0] if n_expression is None else min(int(n_expression), model.expression_deltas.shape[0])
+    e = (
+        model.expression_deltas.shape[0]
+        if n_expression is None
+        else min(int(n_expression), model.expression_deltas.shape[0])
+    )
     offsets = np.concatenate([[0], np.cumsum(model.polygon_sizes)])
     region_names = list(ASSET_REGIONS) + ["cap"]
     tri_v: list[np.ndarray] = []
@@ -519,8 +521,17 @@ class HeadModel:
     """
 
     def __init__(self, arrays: dict[str, Any], source: str = "") -> None:
-        need = ("neutral", "identity_deltas", "expression_deltas", "expression_names", "faces", "face_region",
-                "region_names", "uv", "corner_uv")
+        need = (
+            "neutral",
+            "identity_deltas",
+            "expression_deltas",
+            "expression_names",
+            "faces",
+            "face_region",
+            "region_names",
+            "uv",
+            "corner_uv",
+        )
         missing = [k for k in need if k not in arrays]
         if missing:
             raise ValueError(f"head-model asset {source or ''} lacks {missing}; make it with write_asset()")
@@ -672,8 +683,14 @@ def sample_identity(rng: np.random.Generator, k: int, clip: float = 3.0) -> np.n
 
 # Blendshapes that tend to be active together, by family (L/R pairs move together most often).
 _EXPRESSION_GROUPS: dict[str, float] = {
-    "brow": 1.0, "cheek": 0.6, "eyeBlink": 0.5, "eyeSquint": 0.7, "eyeWide": 0.6, "jaw": 1.0,
-    "mouth": 2.5, "nose": 0.5,
+    "brow": 1.0,
+    "cheek": 0.6,
+    "eyeBlink": 0.5,
+    "eyeSquint": 0.7,
+    "eyeWide": 0.6,
+    "jaw": 1.0,
+    "mouth": 2.5,
+    "nose": 0.5,
 }
 
 
@@ -716,9 +733,12 @@ def sample_expression(
         for side, sign in (("L", 1.0), ("R", -1.0)):
             horiz = yaw / np.radians(25.0)
             out_w, in_w = max(sign * horiz, 0.0), max(-sign * horiz, 0.0)
-            for name, val in ((f"eyeLookOut_{side}", out_w), (f"eyeLookIn_{side}", in_w),
-                              (f"eyeLookUp_{side}", max(pitch, 0) / np.radians(15.0)),
-                              (f"eyeLookDown_{side}", max(-pitch, 0) / np.radians(15.0))):
+            for name, val in (
+                (f"eyeLookOut_{side}", out_w),
+                (f"eyeLookIn_{side}", in_w),
+                (f"eyeLookUp_{side}", max(pitch, 0) / np.radians(15.0)),
+                (f"eyeLookDown_{side}", max(-pitch, 0) / np.radians(15.0)),
+            ):
                 if name in names:
                     w[names.index(name)] = val
     return w, (yaw, pitch)

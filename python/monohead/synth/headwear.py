@@ -49,28 +49,68 @@ def sample_headwear_params(rng: np.random.Generator, probability: float = 0.25) 
         return None
     kind = str(rng.choice(KINDS, p=np.array(_KIND_P) / sum(_KIND_P)))
     fab = sample_fabric(rng, plain=0.6)
-    out: dict[str, Any] = {"kind": kind, "front": 3.2, "side": 1.5, "back": -2.5, "band": 0.0, "offset": 0.5, "crown": 0.0,
-                           "brim": 0.0, "visor_angle": 0.0, "droop": 0.0, "yaw": 0.0, "fabric": fab}
+    out: dict[str, Any] = {
+        "kind": kind,
+        "front": 3.2,
+        "side": 1.5,
+        "back": -2.5,
+        "band": 0.0,
+        "offset": 0.5,
+        "crown": 0.0,
+        "brim": 0.0,
+        "visor_angle": 0.0,
+        "droop": 0.0,
+        "yaw": 0.0,
+        "fabric": fab,
+    }
     if kind == "cap":
-        out.update(front=float(rng.uniform(2.4, 3.6)), side=float(rng.uniform(1.6, 2.6)), back=float(rng.uniform(-0.5, 1.0)),
-                   offset=float(rng.uniform(0.4, 0.8)), crown=float(rng.uniform(0.3, 1.2)), brim=float(rng.uniform(5.5, 8.0)),
-                   visor_angle=float(rng.uniform(55.0, 75.0)), droop=float(rng.uniform(0.3, 1.5)),
-                   yaw=float(0.0 if rng.random() < 0.8 else rng.choice([180.0, rng.uniform(-40, 40)])))
+        out.update(
+            front=float(rng.uniform(2.4, 3.6)),
+            side=float(rng.uniform(1.6, 2.6)),
+            back=float(rng.uniform(-0.5, 1.0)),
+            offset=float(rng.uniform(0.4, 0.8)),
+            crown=float(rng.uniform(0.3, 1.2)),
+            brim=float(rng.uniform(5.5, 8.0)),
+            visor_angle=float(rng.uniform(55.0, 75.0)),
+            droop=float(rng.uniform(0.3, 1.5)),
+            yaw=float(0.0 if rng.random() < 0.8 else rng.choice([180.0, rng.uniform(-40, 40)])),
+        )
     elif kind == "beanie":
         fab["knit"] = float(rng.uniform(0.5, 1.0))
-        out.update(front=float(rng.uniform(1.8, 3.5)), side=float(rng.uniform(-0.5, 1.5)), back=float(rng.uniform(-4.0, -2.0)),
-                   offset=float(rng.uniform(0.5, 1.0)), crown=float(rng.uniform(0.0, 3.0)))
+        out.update(
+            front=float(rng.uniform(1.8, 3.5)),
+            side=float(rng.uniform(-0.5, 1.5)),
+            back=float(rng.uniform(-4.0, -2.0)),
+            offset=float(rng.uniform(0.5, 1.0)),
+            crown=float(rng.uniform(0.0, 3.0)),
+        )
     elif kind == "hat":
-        out.update(front=float(rng.uniform(2.6, 3.8)), side=float(rng.uniform(2.0, 3.0)), back=float(rng.uniform(0.0, 1.5)),
-                   offset=float(rng.uniform(0.5, 0.9)), crown=float(rng.uniform(2.0, 5.0)), brim=float(rng.uniform(3.5, 9.0)),
-                   visor_angle=180.0, droop=float(rng.uniform(-0.5, 2.0)))
+        out.update(
+            front=float(rng.uniform(2.6, 3.8)),
+            side=float(rng.uniform(2.0, 3.0)),
+            back=float(rng.uniform(0.0, 1.5)),
+            offset=float(rng.uniform(0.5, 0.9)),
+            crown=float(rng.uniform(2.0, 5.0)),
+            brim=float(rng.uniform(3.5, 9.0)),
+            visor_angle=180.0,
+            droop=float(rng.uniform(-0.5, 2.0)),
+        )
     elif kind == "headband":
-        out.update(front=float(rng.uniform(3.2, 5.0)), side=float(rng.uniform(2.5, 4.0)), back=float(rng.uniform(1.0, 3.0)),
-                   offset=float(rng.uniform(0.25, 0.6)), band=float(rng.uniform(1.0, 5.0)))
+        out.update(
+            front=float(rng.uniform(3.2, 5.0)),
+            side=float(rng.uniform(2.5, 4.0)),
+            back=float(rng.uniform(1.0, 3.0)),
+            offset=float(rng.uniform(0.25, 0.6)),
+            band=float(rng.uniform(1.0, 5.0)),
+        )
     else:  # bandana: tied over the top, down to the nape
         fab["pattern"] = "print" if rng.random() < 0.6 else fab["pattern"]
-        out.update(front=float(rng.uniform(2.5, 4.0)), side=float(rng.uniform(1.0, 2.5)), back=float(rng.uniform(-3.5, -1.5)),
-                   offset=float(rng.uniform(0.2, 0.5)))
+        out.update(
+            front=float(rng.uniform(2.5, 4.0)),
+            side=float(rng.uniform(1.0, 2.5)),
+            back=float(rng.uniform(-3.5, -1.5)),
+            offset=float(rng.uniform(0.2, 0.5)),
+        )
     return out
 
 
@@ -126,7 +166,7 @@ def _rim_height(params: dict[str, Any], psi: np.ndarray, eye_y: float) -> np.nda
     """Rim height (cm) by azimuth (0 = front): front, sides and back blended smoothly."""
     c = np.cos(psi)
     front, side, back = params["front"], params["side"], params["back"]
-    return eye_y + np.where(c > 0, side + (front - side) * c ** 2, side + (back - side) * c ** 2)
+    return eye_y + np.where(c > 0, side + (front - side) * c**2, side + (back - side) * c**2)
 
 
 def build_headwear(params: dict[str, Any], model: HeadModel, v_model: np.ndarray) -> dict[str, Any]:
@@ -146,11 +186,13 @@ def build_headwear(params: dict[str, Any], model: HeadModel, v_model: np.ndarray
     else:
         theta_top = np.zeros_like(psi)
     s = np.linspace(0.0, 1.0, _ROWS)[:, None]
-    theta = theta_top[None] + (theta_rim - theta_top)[None] * (s ** 0.8 if params["kind"] != "headband" else s)
+    theta = theta_top[None] + (theta_rim - theta_top)[None] * (s**0.8 if params["kind"] != "headband" else s)
     pp = np.broadcast_to(psi[None], theta.shape)
     r = _lookup(ext, theta.ravel(), pp.ravel()).reshape(theta.shape)
     # Extra height at the top, rounded (no cone at the pole).
-    off = params["offset"] + params["crown"] * (1.0 - np.clip(theta / np.maximum(theta_rim[None], 1e-3), 0, 1) ** 2) ** 2
+    off = (
+        params["offset"] + params["crown"] * (1.0 - np.clip(theta / np.maximum(theta_rim[None], 1e-3), 0, 1) ** 2) ** 2
+    )
     if params["kind"] == "beanie":  # the folded cuff stands off a little
         off = off + 0.35 * (s > 0.8)
     r = r + off
@@ -168,10 +210,20 @@ def build_headwear(params: dict[str, Any], model: HeadModel, v_model: np.ndarray
     if params["kind"] == "hat":
         width = np.full_like(psi, params["brim"])
     w = np.linspace(0.0, 1.0, _BRIM_ROWS)[:, None] * width[None]
-    brim = rim[None] + w[..., None] * outward[None] - (params["droop"] * (w / np.maximum(width.max(), 1e-3)) ** 2)[..., None] * [0, 1, 0]
+    brim = (
+        rim[None]
+        + w[..., None] * outward[None]
+        - (params["droop"] * (w / np.maximum(width.max(), 1e-3)) ** 2)[..., None] * [0, 1, 0]
+    )
     verts = np.concatenate([dome, brim]).reshape(-1, 3)
-    return {"vertices": verts, "centre": centre, "extent": ext, "theta_rim": theta_rim, "theta_top": theta_top,
-            "offset": float(params["offset"])}
+    return {
+        "vertices": verts,
+        "centre": centre,
+        "extent": ext,
+        "theta_rim": theta_rim,
+        "theta_top": theta_top,
+        "offset": float(params["offset"]),
+    }
 
 
 def press_hair(strands: np.ndarray, hat: dict[str, Any]) -> np.ndarray:
@@ -223,5 +275,8 @@ def headwear_textures(params: dict[str, Any]) -> dict[str, Any]:
     elif kind == "hat":
         band = dome & (vv > 0.66)
         alb = np.where(band[..., None], np.asarray(params["fabric"]["colour3"]) * np.ones_like(alb), alb)
-    return {"albedo": alb.astype(np.float32), "normalmap": normal_map(hgt, (24.0 / th, 60.0 / tw)),
-            "roughness": float(params["fabric"]["roughness"])}
+    return {
+        "albedo": alb.astype(np.float32),
+        "normalmap": normal_map(hgt, (24.0 / th, 60.0 / tw)),
+        "roughness": float(params["fabric"]["roughness"]),
+    }

@@ -155,8 +155,10 @@ def scan_hdri(folder: Any) -> tuple[list[Path], int]:
             continue
         usable.append(path.resolve())
     if not usable:
-        raise ValueError(f"hdri folder {str(root)!r} holds no usable environment map (.npy (h, 2h, 3) or .hdr); "
-                         f"{bad} unreadable file(s)")
+        raise ValueError(
+            f"hdri folder {str(root)!r} holds no usable environment map (.npy (h, 2h, 3) or .hdr); "
+            f"{bad} unreadable file(s)"
+        )
     if bad:
         log.warning("%d unreadable environment map file(s) in %s skipped", bad, root)
     return usable, bad
@@ -172,9 +174,11 @@ def load_map(path: str, height: int = ENV_SIZE) -> np.ndarray:
         f = h // height
         img = img.reshape(height, f, 2 * height, f, 3).mean(axis=(1, 3))
     elif h != height:
-        from scipy import ndimage  # noqa: PLC0415
+        from scipy import ndimage
 
-        img = np.clip(ndimage.zoom(img, (height / h, height / h, 1), order=1, grid_mode=True, mode="grid-wrap"), 0, None)
+        img = np.clip(
+            ndimage.zoom(img, (height / h, height / h, 1), order=1, grid_mode=True, mode="grid-wrap"), 0, None
+        )
     theta = (np.arange(height) + 0.5) / height * np.pi
     lum = (img @ _LUMA).mean(axis=1)
     mean = float((lum * np.sin(theta)).sum() / np.sin(theta).sum())
@@ -205,7 +209,9 @@ def _rotate(img: np.ndarray, azimuth: float, tilt: float) -> np.ndarray:
     return out
 
 
-def _lamp(rng: np.random.Generator, kind: str, irradiance: float, colour: list[float], front: bool = True) -> dict[str, Any]:
+def _lamp(
+    rng: np.random.Generator, kind: str, irradiance: float, colour: list[float], front: bool = True
+) -> dict[str, Any]:
     d = rng.normal(size=3)
     d /= np.linalg.norm(d)
     if front:
@@ -213,8 +219,13 @@ def _lamp(rng: np.random.Generator, kind: str, irradiance: float, colour: list[f
     if rng.random() < 0.8:  # lamps are mostly above the head
         d[1] = abs(d[1])
     d /= np.linalg.norm(d)
-    light = {"kind": kind, "direction": [float(c) for c in d], "distance": float(rng.uniform(2.0, 6.0)),
-             "irradiance": float(irradiance), "colour": colour}
+    light = {
+        "kind": kind,
+        "direction": [float(c) for c in d],
+        "distance": float(rng.uniform(2.0, 6.0)),
+        "irradiance": float(irradiance),
+        "colour": colour,
+    }
     if kind == "spot":
         cutoff = float(rng.uniform(18.0, 45.0))
         light.update(cutoff=cutoff, beam=float(cutoff * rng.uniform(0.5, 0.9)))
@@ -244,43 +255,84 @@ def sample_lighting(rng: np.random.Generator, maps: list[str]) -> dict[str, Any]
     out: dict[str, Any] = {"setup": setup, "noise_gain": 1.0}
     if setup == "hdri":
         out["environment"] = {
-            "kind": "map", "map": str(maps[int(rng.integers(len(maps)))]),
-            "azimuth": float(rng.uniform(0.0, 360.0)), "tilt": float(rng.normal(0.0, 6.0)),
-            "mirror": bool(rng.random() < 0.5), "scale": float(np.exp(rng.uniform(np.log(0.6), np.log(1.6)))),
+            "kind": "map",
+            "map": str(maps[int(rng.integers(len(maps)))]),
+            "azimuth": float(rng.uniform(0.0, 360.0)),
+            "tilt": float(rng.normal(0.0, 6.0)),
+            "mirror": bool(rng.random() < 0.5),
+            "scale": float(np.exp(rng.uniform(np.log(0.6), np.log(1.6)))),
             "tint": [float(c) for c in np.exp(rng.normal(0.0, 0.06, 3))],
         }
         lamps = int(rng.choice([0, 1, 2], p=[0.55, 0.3, 0.15]))
-        out["lights"] = [_lamp(rng, str(rng.choice(["point", "spot", "directional"])), rng.uniform(0.2, 1.2),
-                               scene_mod.light_colour(rng)) for _ in range(lamps)]
+        out["lights"] = [
+            _lamp(
+                rng,
+                str(rng.choice(["point", "spot", "directional"])),
+                rng.uniform(0.2, 1.2),
+                scene_mod.light_colour(rng),
+            )
+            for _ in range(lamps)
+        ]
     elif setup == "sun":
-        sun = _lamp(rng, "directional", rng.uniform(4.0, 9.0), [1.0, float(rng.uniform(0.85, 0.97)), float(rng.uniform(0.65, 0.9))],
-                    front=rng.random() < 0.8)
+        sun = _lamp(
+            rng,
+            "directional",
+            rng.uniform(4.0, 9.0),
+            [1.0, float(rng.uniform(0.85, 0.97)), float(rng.uniform(0.65, 0.9))],
+            front=rng.random() < 0.8,
+        )
         d = np.asarray(sun["direction"])
         d[1] = abs(d[1]) * rng.uniform(0.5, 1.5)  # the sun is above the horizon
         sun["direction"] = [float(c) for c in d / np.linalg.norm(d)]
         out["lights"] = [sun]
-        out["environment"] = {"kind": "sky", "top": [0.55, 0.7, 1.0], "bottom": [float(c) for c in rng.uniform(0.25, 0.5, 3)],
-                              "intensity": float(rng.uniform(0.25, 0.6)), "patches": 0, "seed": int(rng.integers(2**31 - 1))}
+        out["environment"] = {
+            "kind": "sky",
+            "top": [0.55, 0.7, 1.0],
+            "bottom": [float(c) for c in rng.uniform(0.25, 0.5, 3)],
+            "intensity": float(rng.uniform(0.25, 0.6)),
+            "patches": 0,
+            "seed": int(rng.integers(2**31 - 1)),
+        }
     elif setup == "overcast":
         grey = float(rng.uniform(0.9, 1.0))
         out["lights"] = []
-        out["environment"] = {"kind": "sky", "top": [grey, grey, float(min(1.0, grey * rng.uniform(1.0, 1.08)))],
-                              "bottom": [float(c) for c in rng.uniform(0.25, 0.45, 3)],
-                              "intensity": float(rng.uniform(1.0, 1.6)), "patches": 0, "seed": int(rng.integers(2**31 - 1))}
+        out["environment"] = {
+            "kind": "sky",
+            "top": [grey, grey, float(min(1.0, grey * rng.uniform(1.0, 1.08)))],
+            "bottom": [float(c) for c in rng.uniform(0.25, 0.45, 3)],
+            "intensity": float(rng.uniform(1.0, 1.6)),
+            "patches": 0,
+            "seed": int(rng.integers(2**31 - 1)),
+        }
     elif setup == "indoor":
         n = int(rng.integers(1, 3))
         warm = [1.0, float(rng.uniform(0.6, 0.8)), float(rng.uniform(0.3, 0.5))]
-        out["lights"] = [_lamp(rng, "point", rng.uniform(0.4, 1.2) if i == 0 else rng.uniform(0.1, 0.4), warm) for i in range(n)]
-        out["environment"] = {"kind": "sky", "top": warm, "bottom": [float(c) for c in rng.uniform(0.1, 0.3, 3)],
-                              "intensity": float(rng.uniform(0.05, 0.2)), "patches": int(rng.integers(0, 3)),
-                              "seed": int(rng.integers(2**31 - 1))}
+        out["lights"] = [
+            _lamp(rng, "point", rng.uniform(0.4, 1.2) if i == 0 else rng.uniform(0.1, 0.4), warm) for i in range(n)
+        ]
+        out["environment"] = {
+            "kind": "sky",
+            "top": warm,
+            "bottom": [float(c) for c in rng.uniform(0.1, 0.3, 3)],
+            "intensity": float(rng.uniform(0.05, 0.2)),
+            "patches": int(rng.integers(0, 3)),
+            "seed": int(rng.integers(2**31 - 1)),
+        }
         out["noise_gain"] = float(rng.uniform(2.0, 4.0))
     elif setup == "coloured":
         n = int(rng.integers(2, 4))
-        out["lights"] = [_lamp(rng, str(rng.choice(["point", "spot"])), rng.uniform(0.8, 2.0), _saturated(rng), front=False)
-                         for _ in range(n)]
-        out["environment"] = {"kind": "sky", "top": _saturated(rng), "bottom": _saturated(rng),
-                              "intensity": float(rng.uniform(0.05, 0.3)), "patches": 0, "seed": int(rng.integers(2**31 - 1))}
+        out["lights"] = [
+            _lamp(rng, str(rng.choice(["point", "spot"])), rng.uniform(0.8, 2.0), _saturated(rng), front=False)
+            for _ in range(n)
+        ]
+        out["environment"] = {
+            "kind": "sky",
+            "top": _saturated(rng),
+            "bottom": _saturated(rng),
+            "intensity": float(rng.uniform(0.05, 0.3)),
+            "patches": 0,
+            "seed": int(rng.integers(2**31 - 1)),
+        }
         out["noise_gain"] = float(rng.uniform(1.0, 2.5))
     else:
         out["lights"] = scene_mod.sample_lights(rng)
@@ -337,7 +389,7 @@ def extract_sun(env: np.ndarray, threshold: float = SUN_THRESHOLD) -> tuple[np.n
     clipped = env * scale[..., None]
     excess = (env - clipped) * d_omega[..., None]
     rgb = excess.reshape(-1, 3).sum(axis=0)
-    wgt = (excess @ _LUMA)
+    wgt = excess @ _LUMA
     th, ph = np.meshgrid(theta, phi, indexing="ij")
     dirs = np.stack([np.sin(ph) * np.sin(th), np.cos(th), -np.cos(ph) * np.sin(th)], axis=-1)
     d = (dirs * wgt[..., None]).reshape(-1, 3).sum(axis=0)

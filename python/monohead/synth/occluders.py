@@ -32,12 +32,26 @@ from .body import BAND_TEXTURE, band_slot, fabric, neck_band, normal_map, sample
 from .head_model import HeadModel
 from .render import ExtraSlot
 
-__all__ = ["KINDS", "POSES", "band_slot_scarf", "build_occluder", "hand_mesh", "object_mesh", "occluder_textures",
-           "prop_slot", "sample_occluder_params"]
+__all__ = [
+    "KINDS",
+    "POSES",
+    "band_slot_scarf",
+    "build_occluder",
+    "hand_mesh",
+    "object_mesh",
+    "occluder_textures",
+    "prop_slot",
+    "sample_occluder_params",
+]
 
 KINDS = ("hand", "microphone", "phone", "cup", "raised_collar", "scarf")
 _KIND_P = (0.32, 0.14, 0.16, 0.12, 0.1, 0.16)
-POSES = {"hand": ("mouth", "chin", "cheek", "wave"), "microphone": ("mic",), "phone": ("ear", "below"), "cup": ("lips",)}
+POSES = {
+    "hand": ("mouth", "chin", "cheek", "wave"),
+    "microphone": ("mic",),
+    "phone": ("ear", "below"),
+    "cup": ("lips",),
+}
 
 _SIDES_ARM, _SIDES_FINGER = 10, 8
 _ARM_RINGS = 6  # elbow, forearm, wrist, palm base, mid palm, knuckles
@@ -72,7 +86,10 @@ def sample_occluder_params(rng: np.random.Generator, probability: float = 0.3) -
             "collar_flare": float(rng.uniform(0.3, 1.5) if scarf else rng.uniform(1.0, 3.0)),
             "thickness": float(rng.uniform(0.8, 2.0) if scarf else rng.uniform(0.4, 0.9)),
             "bulge": float(rng.uniform(0.8, 2.5) if scarf else 0.0),
-            "fabric": {**sample_fabric(rng, plain=0.4 if scarf else 0.8), "knit": float(rng.uniform(0.3, 1.0) if scarf else 0.0)},
+            "fabric": {
+                **sample_fabric(rng, plain=0.4 if scarf else 0.8),
+                "knit": float(rng.uniform(0.3, 1.0) if scarf else 0.0),
+            },
         }
     pose = str(rng.choice(POSES[kind]))
     out: dict[str, Any] = {
@@ -88,15 +105,27 @@ def sample_occluder_params(rng: np.random.Generator, probability: float = 0.3) -
         "roughness": float(rng.uniform(0.35, 0.6)),
     }
     if kind == "microphone":
-        out["object"] = {"length": float(rng.uniform(16.0, 22.0)), "radius": float(rng.uniform(1.6, 2.6)),
-                         "colour": [0.02, 0.02, 0.02] if rng.random() < 0.6 else [0.5, 0.5, 0.52],
-                         "head": [float(rng.uniform(0.25, 0.7))] * 3}
+        out["object"] = {
+            "length": float(rng.uniform(16.0, 22.0)),
+            "radius": float(rng.uniform(1.6, 2.6)),
+            "colour": [0.02, 0.02, 0.02] if rng.random() < 0.6 else [0.5, 0.5, 0.52],
+            "head": [float(rng.uniform(0.25, 0.7))] * 3,
+        }
     elif kind == "phone":
-        out["object"] = {"length": float(rng.uniform(13.5, 16.5)), "width": float(rng.uniform(6.5, 7.8)),
-                         "depth": float(rng.uniform(0.75, 1.1)), "colour": sample_fabric(rng)["colour"], "head": [0.01, 0.01, 0.015]}
+        out["object"] = {
+            "length": float(rng.uniform(13.5, 16.5)),
+            "width": float(rng.uniform(6.5, 7.8)),
+            "depth": float(rng.uniform(0.75, 1.1)),
+            "colour": sample_fabric(rng)["colour"],
+            "head": [0.01, 0.01, 0.015],
+        }
     elif kind == "cup":
-        out["object"] = {"length": float(rng.uniform(8.0, 11.0)), "radius": float(rng.uniform(3.6, 4.5)),
-                         "colour": sample_fabric(rng)["colour"], "head": [0.25, 0.15, 0.08]}
+        out["object"] = {
+            "length": float(rng.uniform(8.0, 11.0)),
+            "radius": float(rng.uniform(3.6, 4.5)),
+            "colour": sample_fabric(rng)["colour"],
+            "head": [0.25, 0.15, 0.08],
+        }
     return out
 
 
@@ -144,7 +173,9 @@ def _tube(points: np.ndarray, radii: np.ndarray, sides: int, up: np.ndarray, fla
     u /= np.linalg.norm(u, axis=1, keepdims=True) + 1e-12
     w = np.cross(t, u)
     ang = np.linspace(0.0, 2 * np.pi, sides, endpoint=False)
-    ring = (np.cos(ang)[None, :, None] * w[:, None] + flat * np.sin(ang)[None, :, None] * u[:, None]) * radii[:, None, None]
+    ring = (np.cos(ang)[None, :, None] * w[:, None] + flat * np.sin(ang)[None, :, None] * u[:, None]) * radii[
+        :, None, None
+    ]
     return (points[:, None] + ring).reshape(-1, 3)
 
 
@@ -175,8 +206,9 @@ def hand_mesh(curl: float, spread: float, size: float = 1.0) -> np.ndarray:
     """A right hand's vertices in its own frame (cm): wrist at the origin, fingers along +y,
     the palm facing +z, the thumb toward +x; the forearm runs down -y. ``curl`` (0-1) bends
     every finger joint toward the palm, ``spread`` (degrees) fans the fingers."""
-    arm_pts = np.array([[0.0, -26.0, -0.3], [0.0, -12.0, -0.2], [0.0, -0.5, 0.0], [0.0, 2.0, 0.0], [0.0, 5.5, 0.0],
-                        [0.0, 8.6, 0.0]])
+    arm_pts = np.array(
+        [[0.0, -26.0, -0.3], [0.0, -12.0, -0.2], [0.0, -0.5, 0.0], [0.0, 2.0, 0.0], [0.0, 5.5, 0.0], [0.0, 8.6, 0.0]]
+    )
     arm_r = np.array([3.3, 2.9, 2.6, 3.6, 4.2, 4.1])
     flat = np.array([0.8, 0.7, 0.62, 0.42, 0.33, 0.3])
     tube = _tube(arm_pts, arm_r, _SIDES_ARM, np.array([0.0, 0.0, 1.0]), flat)
@@ -240,7 +272,9 @@ def object_mesh(kind: str, obj: dict[str, Any]) -> np.ndarray:
         a, b, n = r, r, 2.0
     elif kind == "phone":
         y = np.array([0.0, 0.005, 0.03, 0.1, 0.25, 0.4, 0.6, 0.75, 0.9, 0.97, 0.995, 1.0]) * length
-        round_ = np.sqrt(np.clip(1 - (np.minimum(y, length - y) / 0.8 - 1) ** 2 * (np.minimum(y, length - y) < 0.8), 0, 1))
+        round_ = np.sqrt(
+            np.clip(1 - (np.minimum(y, length - y) / 0.8 - 1) ** 2 * (np.minimum(y, length - y) < 0.8), 0, 1)
+        )
         a = 0.5 * float(obj["width"]) * np.maximum(round_, 0.2)
         b = 0.5 * float(obj["depth"]) * np.ones_like(y)
         n = 8.0
@@ -253,7 +287,9 @@ def object_mesh(kind: str, obj: dict[str, Any]) -> np.ndarray:
     b = np.broadcast_to(b, y.shape)
     c, s = np.cos(ang), np.sin(ang)
     k = (np.abs(c) ** n + np.abs(s) ** n) ** (-1.0 / n)
-    ring = np.stack([a[:, None] * c * k, np.broadcast_to(y[:, None], (len(y), _OBJ_SIDES)), b[:, None] * s * k], axis=-1)
+    ring = np.stack(
+        [a[:, None] * c * k, np.broadcast_to(y[:, None], (len(y), _OBJ_SIDES)), b[:, None] * s * k], axis=-1
+    )
     ends = np.array([[0.0, y[0], 0.0], [0.0, y[-1], 0.0]])
     return np.concatenate([ring.reshape(-1, 3), ends])
 
@@ -279,9 +315,13 @@ def _landmarks(model: HeadModel, v: np.ndarray) -> dict[str, np.ndarray]:
     idx = model.region_vertices(("face",))
     face = v[idx]
     nose = face[np.argmax(face[:, 2])]
-    return {"mouth": np.array([mid[0], mid[1] - 7.2, nose[2] - 1.3]), "chin": np.array([mid[0], mid[1] - 12.0, nose[2] - 2.8]),
-            "cheek": np.array([mid[0] + 6.6, mid[1] - 4.5, nose[2] - 6.0]), "ear": np.array([mid[0] + 8.0, mid[1] - 2.5, nose[2] - 12.5]),
-            "nose": nose}
+    return {
+        "mouth": np.array([mid[0], mid[1] - 7.2, nose[2] - 1.3]),
+        "chin": np.array([mid[0], mid[1] - 12.0, nose[2] - 2.8]),
+        "cheek": np.array([mid[0] + 6.6, mid[1] - 4.5, nose[2] - 6.0]),
+        "ear": np.array([mid[0] + 8.0, mid[1] - 2.5, nose[2] - 12.5]),
+        "nose": nose,
+    }
 
 
 def build_occluder(params: dict[str, Any], model: HeadModel, v_model: np.ndarray) -> dict[str, Any]:
@@ -374,8 +414,11 @@ def occluder_textures(params: dict[str, Any], skin_rgb: Any) -> dict[str, Any]:
         yy, xx = np.meshgrid(y, x, indexing="ij")
         alb, hgt = fabric(params["fabric"], xx, yy)
         hgt = hgt + 0.05 * float(params["fabric"]["knit"]) * np.sin(2 * np.pi * xx / 0.5)
-        return {"albedo": alb.astype(np.float32), "normalmap": normal_map(hgt, (y[1] - y[0], x[1] - x[0])),
-                "roughness": float(params["fabric"]["roughness"])}
+        return {
+            "albedo": alb.astype(np.float32),
+            "normalmap": normal_map(hgt, (y[1] - y[0], x[1] - x[0])),
+            "roughness": float(params["fabric"]["roughness"]),
+        }
     th, tw = _TEX
     alb = np.zeros((th, tw, 3))
     alb[:, : tw // 2] = np.clip(np.asarray(skin_rgb, np.float64) * np.asarray(params["skin"]), 0.0, 1.0)
@@ -389,6 +432,10 @@ def occluder_textures(params: dict[str, Any], skin_rgb: Any) -> dict[str, Any]:
             alb[rows > 0.55, tw // 2 :] = np.asarray(o["colour"]) * 0.9  # the inside, a little darker
             alb[rows > 0.8, tw // 2 :] = o["head"]  # coffee
         else:
-            alb[: 2, tw // 2 :] = o["head"]
+            alb[:2, tw // 2 :] = o["head"]
     hgt = np.zeros((th, tw))
-    return {"albedo": alb.astype(np.float32), "normalmap": normal_map(hgt, (1.0, 1.0)), "roughness": float(params["roughness"])}
+    return {
+        "albedo": alb.astype(np.float32),
+        "normalmap": normal_map(hgt, (1.0, 1.0)),
+        "roughness": float(params["roughness"]),
+    }

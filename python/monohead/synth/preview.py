@@ -48,7 +48,7 @@ def preview_sheet(items: list[dict[str, Any]], gap: int = 2) -> np.ndarray:
 
 def write_preview(root: Any, count: int = 8, path: Any = None) -> Path:
     """Write ``preview.png`` (or ``path``) for the first ``count`` samples of a data set."""
-    from .dataset import SyntheticHeads  # noqa: PLC0415
+    from .dataset import SyntheticHeads
 
     ds = SyntheticHeads(root, partial=True)
     n = min(int(count), len(ds))
@@ -79,8 +79,8 @@ def photo_crops(folder: Any, size: int = 128) -> list[np.ndarray]:
     ``folder`` (sorted by name), the largest detected face framed by
     :func:`monohead.framing.head_box` and cut by :func:`monohead.framing.crop_square`; the
     centre square when no face is found. Unreadable files are skipped."""
-    from ..framing import crop_square, head_box  # noqa: PLC0415
-    from ..photo import detect_faces, load_image  # noqa: PLC0415
+    from ..framing import crop_square, head_box
+    from ..photo import detect_faces, load_image
 
     out = []
     for path in sorted(Path(folder).iterdir()):
@@ -100,11 +100,12 @@ def photo_crops(folder: Any, size: int = 128) -> list[np.ndarray]:
     return out
 
 
-def render_look(count: int = 64, seed: int = 0, size: int = 128, spp: int = 9,
-                progress: Any = None) -> list[np.ndarray]:
+def render_look(
+    count: int = 64, seed: int = 0, size: int = 128, spp: int = 9, progress: Any = None
+) -> list[np.ndarray]:
     """Images of samples ``0 .. count-1`` of generator version 2 with ``seed`` (``progress(k)``
     after each)."""
-    from .generator import Generator  # noqa: PLC0415
+    from .generator import Generator
 
     gen = Generator(size, spp=spp)
     out = []

@@ -45,8 +45,17 @@ from .camera import pixel_rays, project
 from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel
 from .textures import TextureSpace
 
-__all__ = ["MIN_NZ", "ExtraSlot", "GroundTruth", "Renderer", "SceneArrays", "cuda_available", "facing_mask", "find_llvm",
-           "select_variant"]
+__all__ = [
+    "MIN_NZ",
+    "ExtraSlot",
+    "GroundTruth",
+    "Renderer",
+    "SceneArrays",
+    "cuda_available",
+    "facing_mask",
+    "find_llvm",
+    "select_variant",
+]
 
 MIN_NZ = 1e-3
 """Pixels whose ground-truth normal has ``Nz <= MIN_NZ`` are outside the mask; under a
@@ -63,6 +72,7 @@ def facing_mask(normals: np.ndarray, camera: dict[str, Any] | None) -> np.ndarra
         _, d = pixel_rays(camera, (h, w), 0.0)
         ok &= -(normals.reshape(-1, 3) * d).sum(axis=1).reshape(h, w) > MIN_NZ
     return ok
+
 
 LIGHT_SLOTS = 4
 """Lights of each kind (point, spot, directional) the scene can hold at once."""
@@ -91,8 +101,14 @@ def find_llvm() -> str | None:
     env = os.environ.get("DRJIT_LIBLLVM_PATH")
     if env:
         return env if os.path.exists(env) else None
-    pats = ["/usr/lib/llvm-*/lib/libLLVM*.so*", "/usr/lib/*-linux-gnu/libLLVM*.so*", "/usr/lib64/libLLVM*.so*",
-            "/usr/local/lib/libLLVM*.so*", "/opt/homebrew/opt/llvm/lib/libLLVM.dylib", "/usr/local/opt/llvm/lib/libLLVM.dylib"]
+    pats = [
+        "/usr/lib/llvm-*/lib/libLLVM*.so*",
+        "/usr/lib/*-linux-gnu/libLLVM*.so*",
+        "/usr/lib64/libLLVM*.so*",
+        "/usr/local/lib/libLLVM*.so*",
+        "/opt/homebrew/opt/llvm/lib/libLLVM.dylib",
+        "/usr/local/opt/llvm/lib/libLLVM.dylib",
+    ]
     best: tuple[int, str] | None = None
     for pat in pats:
         for path in glob.glob(pat):
@@ -371,7 +387,9 @@ class Renderer:
             raise ValueError(f"spp must be a positive integer; got {spp}")
         self.max_depth = int(max_depth)
         if sampler not in ("independent", "multijitter", "stratified", "ldsampler"):
-            raise ValueError(f"sampler must be 'independent', 'multijitter', 'stratified' or 'ldsampler'; got {sampler!r}")
+            raise ValueError(
+                f"sampler must be 'independent', 'multijitter', 'stratified' or 'ldsampler'; got {sampler!r}"
+            )
         self.sampler = sampler
         if projection not in ("orthographic", "perspective"):
             raise ValueError(f"projection must be 'orthographic' or 'perspective'; got {projection!r}")
@@ -413,13 +431,16 @@ class Renderer:
         uv[:, 1] = 1.0 - uv[:, 1]
         return uv.astype(np.float32)
 
-    def _mesh(self, mi: Any, name: str, vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray | None, bsdf: dict) -> Any:
+    def _mesh(
+        self, mi: Any, name: str, vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray | None, bsdf: dict
+    ) -> Any:
         """A Mitsuba mesh with placeholder ``vertices`` (replaced by every :meth:`update`)."""
         n_vertices = len(vertices)
         props = mi.Properties()
         props["bsdf"] = mi.load_dict(bsdf)
-        mesh = mi.Mesh(name, n_vertices, len(faces), props=props, has_vertex_normals=True,
-                       has_vertex_texcoords=uv is not None)
+        mesh = mi.Mesh(
+            name, n_vertices, len(faces), props=props, has_vertex_normals=True, has_vertex_texcoords=uv is not None
+        )
         p = mi.traverse(mesh)
         p["faces"] = _uints(mi, faces)
         p["vertex_positions"] = _floats(mi, vertices)
@@ -439,21 +460,50 @@ class Renderer:
             @ mi.ScalarTransform4f().scale([w / 2, w / 2, 1.0])
             @ mi.ScalarTransform4f().look_at(origin=[0, 0, 0], target=[0, 0, -1], up=[0, 1, 0])
         )
-        skin_bsdf = {"type": "principled", "roughness": 0.5, "specular": 0.5,
-                     "base_color": {"type": "bitmap", "bitmap": mi.Bitmap(np.full((tex.height, tex.width, 3), 0.5, np.float32)),
-                                    "wrap_mode": "clamp"}}
+        skin_bsdf = {
+            "type": "principled",
+            "roughness": 0.5,
+            "specular": 0.5,
+            "base_color": {
+                "type": "bitmap",
+                "bitmap": mi.Bitmap(np.full((tex.height, tex.width, 3), 0.5, np.float32)),
+                "wrap_mode": "clamp",
+            },
+        }
         if self.skin_detail:  # version 2: wrinkles as a normal map, oily zones as a roughness map
-            skin_bsdf["roughness"] = {"type": "bitmap", "raw": True, "wrap_mode": "clamp",
-                                      "bitmap": mi.Bitmap(np.full((tex.height, tex.width, 1), 0.5, np.float32))}
-            flat = np.concatenate([np.full((tex.height, tex.width, 2), 0.5, np.float32),
-                                   np.ones((tex.height, tex.width, 1), np.float32)], axis=-1)
-            skin_bsdf = {"type": "normalmap", "bsdf": skin_bsdf,
-                         "normalmap": {"type": "bitmap", "raw": True, "wrap_mode": "clamp", "bitmap": mi.Bitmap(flat)}}
-        eye_bsdf = {"type": "principled", "roughness": 0.05, "specular": 0.6,
-                    "base_color": {"type": "bitmap", "bitmap": mi.Bitmap(np.full((tex.eye_size, tex.eye_size, 3), 0.8, np.float32)),
-                                   "wrap_mode": "clamp"}}
-        film = {"type": "hdrfilm", "width": w, "height": h, "rfilter": {"type": "box"},
-                "pixel_format": "rgba", "component_format": "float32"}
+            skin_bsdf["roughness"] = {
+                "type": "bitmap",
+                "raw": True,
+                "wrap_mode": "clamp",
+                "bitmap": mi.Bitmap(np.full((tex.height, tex.width, 1), 0.5, np.float32)),
+            }
+            flat = np.concatenate(
+                [np.full((tex.height, tex.width, 2), 0.5, np.float32), np.ones((tex.height, tex.width, 1), np.float32)],
+                axis=-1,
+            )
+            skin_bsdf = {
+                "type": "normalmap",
+                "bsdf": skin_bsdf,
+                "normalmap": {"type": "bitmap", "raw": True, "wrap_mode": "clamp", "bitmap": mi.Bitmap(flat)},
+            }
+        eye_bsdf = {
+            "type": "principled",
+            "roughness": 0.05,
+            "specular": 0.6,
+            "base_color": {
+                "type": "bitmap",
+                "bitmap": mi.Bitmap(np.full((tex.eye_size, tex.eye_size, 3), 0.8, np.float32)),
+                "wrap_mode": "clamp",
+            },
+        }
+        film = {
+            "type": "hdrfilm",
+            "width": w,
+            "height": h,
+            "rfilter": {"type": "box"},
+            "pixel_format": "rgba",
+            "component_format": "float32",
+        }
         if self.projection == "perspective":  # placeholder focal length, set by every update
             to_world = self._perspective_to_world(mi, self.camera_z)
             sensor_type = {"type": "perspective", "fov": 30.0, "fov_axis": "x"}
@@ -472,45 +522,104 @@ class Renderer:
             },
             "skin": self._mesh(mi, "skin", self.model.neutral[self._skin[0]], self._skin[2], self._skin_uv, skin_bsdf),
             "eyes": self._mesh(mi, "eyes", self.model.neutral[self._eyes[0]], self._eyes[2], self._eye_uv, eye_bsdf),
-            "env": {"type": "envmap", "bitmap": mi.Bitmap(np.full((self.environment_size, 2 * self.environment_size, 3), 0.2,
-                                                                  np.float32))},
+            "env": {
+                "type": "envmap",
+                "bitmap": mi.Bitmap(np.full((self.environment_size, 2 * self.environment_size, 3), 0.2, np.float32)),
+            },
         }
         # Placeholder hair (one tiny strand) and glasses (real topology, collapsed).
         from .glasses import build_glasses
 
-        placeholder = {"design": "round", "lens_width": 5.0, "lens_height": 4.5, "thickness": 0.2, "depth": 0.3,
-                       "bridge": 1.8, "offset": 0.0, "lenses": True}
+        placeholder = {
+            "design": "round",
+            "lens_width": 5.0,
+            "lens_height": 4.5,
+            "thickness": 0.2,
+            "depth": 0.3,
+            "bridge": 1.8,
+            "offset": 0.0,
+            "lenses": True,
+        }
         fv, ff, lv, lf = build_glasses(placeholder, self.model, self.model.neutral.astype(np.float64))
         self._frame_faces, self._lens_faces = ff, lf
-        sd["frame"] = self._mesh(mi, "frame", fv, ff, None,
-                                 {"type": "principled", "base_color": {"type": "rgb", "value": [0.05, 0.05, 0.05]},
-                                  "metallic": 0.0, "roughness": 0.3})
-        sd["lens"] = self._mesh(mi, "lens", lv, lf, None,
-                                {"type": "thindielectric", "specular_transmittance": {"type": "rgb", "value": [1.0, 1.0, 1.0]}})
+        sd["frame"] = self._mesh(
+            mi,
+            "frame",
+            fv,
+            ff,
+            None,
+            {
+                "type": "principled",
+                "base_color": {"type": "rgb", "value": [0.05, 0.05, 0.05]},
+                "metallic": 0.0,
+                "roughness": 0.3,
+            },
+        )
+        sd["lens"] = self._mesh(
+            mi,
+            "lens",
+            lv,
+            lf,
+            None,
+            {"type": "thindielectric", "specular_transmittance": {"type": "rgb", "value": [1.0, 1.0, 1.0]}},
+        )
         self._curve_file = self._placeholder_curve()
         sd["hair"] = {"type": "bsplinecurve", "filename": self._curve_file, "bsdf": {"type": "hair"}}
         for i in range(LIGHT_SLOTS):
-            sd[f"point{i}"] = {"type": "point", "position": [0.0, 0.0, 1e3], "intensity": {"type": "rgb", "value": [0.0, 0.0, 0.0]}}
-            sd[f"spot{i}"] = {"type": "spot", "to_world": mi.ScalarTransform4f().look_at(origin=[0, 0, 1e3], target=[0, 0, 0], up=[0, 1, 0]),
-                              "intensity": {"type": "rgb", "value": [0.0, 0.0, 0.0]}, "cutoff_angle": 30.0, "beam_width": 20.0}
-            sd[f"directional{i}"] = {"type": "directional", "direction": [0.0, 0.0, -1.0],
-                                     "irradiance": {"type": "rgb", "value": [0.0, 0.0, 0.0]}}
+            sd[f"point{i}"] = {
+                "type": "point",
+                "position": [0.0, 0.0, 1e3],
+                "intensity": {"type": "rgb", "value": [0.0, 0.0, 0.0]},
+            }
+            sd[f"spot{i}"] = {
+                "type": "spot",
+                "to_world": mi.ScalarTransform4f().look_at(origin=[0, 0, 1e3], target=[0, 0, 0], up=[0, 1, 0]),
+                "intensity": {"type": "rgb", "value": [0.0, 0.0, 0.0]},
+                "cutoff_angle": 30.0,
+                "beam_width": 20.0,
+            }
+            sd[f"directional{i}"] = {
+                "type": "directional",
+                "direction": [0.0, 0.0, -1.0],
+                "irradiance": {"type": "rgb", "value": [0.0, 0.0, 0.0]},
+            }
         for slot in self.extras:
             th, tw = slot.texture
-            bsdf = {"type": "twosided", "bsdf": {
-                "type": "normalmap",
-                "normalmap": {"type": "bitmap", "raw": True, "bitmap": mi.Bitmap(np.full((th, tw, 3), 0.5, np.float32)),
-                              "wrap_mode": "repeat"},
-                "bsdf": {"type": "principled", "roughness": 0.7, "specular": 0.4,
-                         "base_color": {"type": "bitmap", "bitmap": mi.Bitmap(np.full((th, tw, 3), 0.5, np.float32)),
-                                        "wrap_mode": "clamp"}}}}
-            sd[slot.name] = self._mesh(mi, slot.name, np.zeros((len(slot.uv), 3)), np.asarray(slot.faces),
-                                       np.asarray(slot.uv, np.float32), bsdf)
+            bsdf = {
+                "type": "twosided",
+                "bsdf": {
+                    "type": "normalmap",
+                    "normalmap": {
+                        "type": "bitmap",
+                        "raw": True,
+                        "bitmap": mi.Bitmap(np.full((th, tw, 3), 0.5, np.float32)),
+                        "wrap_mode": "repeat",
+                    },
+                    "bsdf": {
+                        "type": "principled",
+                        "roughness": 0.7,
+                        "specular": 0.4,
+                        "base_color": {
+                            "type": "bitmap",
+                            "bitmap": mi.Bitmap(np.full((th, tw, 3), 0.5, np.float32)),
+                            "wrap_mode": "clamp",
+                        },
+                    },
+                },
+            }
+            sd[slot.name] = self._mesh(
+                mi,
+                slot.name,
+                np.zeros((len(slot.uv), 3)),
+                np.asarray(slot.faces),
+                np.asarray(slot.uv, np.float32),
+                bsdf,
+            )
         self.scene = mi.load_dict(sd)
         self.params = mi.traverse(self.scene)
         self._extra_keys = {}
         for slot in self.extras:
-            keys = [k for k in self.params.keys() if k.startswith(slot.name + ".bsdf.")]  # noqa: SIM118 - SceneParameters
+            keys = [k for k in self.params.keys() if k.startswith(slot.name + ".bsdf.")]
             self._extra_keys[slot.name] = {
                 "albedo": next(k for k in keys if k.endswith("base_color.data")),
                 "normalmap": next(k for k in keys if k.endswith("normalmap.data")),
@@ -520,10 +629,12 @@ class Renderer:
             for i in range(LIGHT_SLOTS):
                 self.params[f"{kind}{i}.sampling_weight"] = 0.0
         self.params.update()
-        skin_keys = [k for k in self.params.keys() if k.startswith("skin.bsdf.")]  # noqa: SIM118 - SceneParameters
+        skin_keys = [k for k in self.params.keys() if k.startswith("skin.bsdf.")]
         self._skin_keys = {
             "albedo": next(k for k in skin_keys if k.endswith("base_color.data")),
-            "roughness": next(k for k in skin_keys if k.endswith("roughness.data" if self.skin_detail else "roughness.value")),
+            "roughness": next(
+                k for k in skin_keys if k.endswith("roughness.data" if self.skin_detail else "roughness.value")
+            ),
             "specular": next(k for k in skin_keys if k.endswith(".specular")),
         }
         if self.skin_detail:
@@ -539,15 +650,18 @@ class Renderer:
     def _perspective_to_world(self, mi: Any, distance: float) -> Any:
         h, w = self.size
         cx, cy = (w - 1) / 2, (h - 1) / 2
-        return mi.ScalarTransform4f().look_at(origin=[cx, -cy, float(distance)], target=[cx, -cy, float(distance) - 1.0],
-                                              up=[0, 1, 0])
+        return mi.ScalarTransform4f().look_at(
+            origin=[cx, -cy, float(distance)], target=[cx, -cy, float(distance) - 1.0], up=[0, 1, 0]
+        )
 
     def _set_camera(self, mi: Any, camera: dict[str, Any] | None) -> None:
         """Point the perspective sensor as ``camera`` says (focal length = distance)."""
         if camera is None:
             return
         if camera.get("projection") != self.projection:
-            raise ValueError(f"this renderer has a {self.projection} camera; the sample asks for {camera.get('projection')!r}")
+            raise ValueError(
+                f"this renderer has a {self.projection} camera; the sample asks for {camera.get('projection')!r}"
+            )
         self.camera = camera
         if self.projection == "perspective":
             w = self.size[1]
@@ -603,9 +717,18 @@ class Renderer:
         p[sk["albedo"]] = mi.TensorXf(np.ascontiguousarray(a.skin_albedo, np.float32))
         if self.skin_detail:
             tex = self.space
-            rough = a.skin_roughness if a.skin_roughness is not None else np.full((tex.height, tex.width, 1), m["skin_roughness"])
-            nmap = a.skin_normalmap if a.skin_normalmap is not None else np.concatenate(
-                [np.full((tex.height, tex.width, 2), 0.5), np.ones((tex.height, tex.width, 1))], axis=-1)
+            rough = (
+                a.skin_roughness
+                if a.skin_roughness is not None
+                else np.full((tex.height, tex.width, 1), m["skin_roughness"])
+            )
+            nmap = (
+                a.skin_normalmap
+                if a.skin_normalmap is not None
+                else np.concatenate(
+                    [np.full((tex.height, tex.width, 2), 0.5), np.ones((tex.height, tex.width, 1))], axis=-1
+                )
+            )
             p[sk["roughness"]] = mi.TensorXf(np.ascontiguousarray(rough, np.float32))
             p[sk["normalmap"]] = mi.TensorXf(np.ascontiguousarray(nmap, np.float32))
         else:
@@ -636,15 +759,18 @@ class Renderer:
                 p[f"{name}.intensity.value"] = rgb
             elif kind == "spot":
                 p[f"{name}.to_world"] = mi.ScalarTransform4f().look_at(
-                    origin=[float(c) for c in light["position"]], target=[float(c) for c in light["target"]],
-                    up=_up_for(np.subtract(light["target"], light["position"])))
+                    origin=[float(c) for c in light["position"]],
+                    target=[float(c) for c in light["target"]],
+                    up=_up_for(np.subtract(light["target"], light["position"])),
+                )
                 p[f"{name}.intensity.value"] = rgb
                 p[f"{name}.cutoff_angle"] = float(light["cutoff"])
                 p[f"{name}.beam_width"] = float(light["beam"])
             else:
                 emit = -np.asarray(light["direction"], np.float64)
-                p[f"{name}.to_world"] = mi.ScalarTransform4f().look_at(origin=[0, 0, 0], target=[float(c) for c in emit],
-                                                                       up=_up_for(emit))
+                p[f"{name}.to_world"] = mi.ScalarTransform4f().look_at(
+                    origin=[0, 0, 0], target=[float(c) for c in emit], up=_up_for(emit)
+                )
                 p[f"{name}.irradiance.value"] = rgb
             p[f"{name}.sampling_weight"] = 1.0
         for kind, count in used.items():
@@ -733,8 +859,11 @@ class Renderer:
             # occluder touches it (a hair's root): go back from there to the skin it crossed.
             redo = np.nonzero(inside)[0]
             if redo.size:
-                d = np.broadcast_to(np.array(ray.d, np.float64).reshape(3, -1).T, (h * w, 3))[redo] if not isinstance(
-                    ray, _RayArrays) else ray.d[redo]
+                d = (
+                    np.broadcast_to(np.array(ray.d, np.float64).reshape(3, -1).T, (h * w, 3))[redo]
+                    if not isinstance(ray, _RayArrays)
+                    else ray.d[redo]
+                )
                 p2, n2, k2, _ = self._trace(_RayArrays(pos[redo], -d))
                 pos[redo], nrm[redo], part[redo] = p2, n2, k2
         pos, nrm, part = pos.reshape(h, w, 3), nrm.reshape(h, w, 3), part.reshape(h, w)
@@ -755,8 +884,10 @@ class Renderer:
         x = ((idx % w) + 0.5).astype(np.float32) / w
         y = ((idx // w) + 0.5).astype(np.float32) / h
         if self.variant == "scalar_rgb":
-            rays = [self.sensor.sample_ray(0.0, 0.5, mi.Point2f(float(a), float(b)), mi.Point2f(0.5, 0.5))[0]
-                    for a, b in zip(x, y, strict=True)]
+            rays = [
+                self.sensor.sample_ray(0.0, 0.5, mi.Point2f(float(a), float(b)), mi.Point2f(0.5, 0.5))[0]
+                for a, b in zip(x, y, strict=True)
+            ]
             return _RayArrays(np.array([np.array(r.o) for r in rays]), np.array([np.array(r.d) for r in rays]))
         ray, _ = self.sensor.sample_ray(0.0, 0.5, mi.Point2f(x, y), mi.Point2f(0.5, 0.5))
         return ray
@@ -803,14 +934,26 @@ class Renderer:
             # Step along the ray just past the occluder (not off the surface along its normal).
             return (dr.select(active, o + d * (si.t + _STEP), o), d, part, pos, nrm, back, active, count + 1)
 
-        state = (o0, d0, dr.zeros(mi.UInt32, n), dr.zeros(mi.Point3f, n), dr.zeros(mi.Vector3f, n), dr.zeros(mi.Bool, n),
-                 dr.full(mi.Bool, True, n), dr.zeros(mi.UInt32, n))
+        state = (
+            o0,
+            d0,
+            dr.zeros(mi.UInt32, n),
+            dr.zeros(mi.Point3f, n),
+            dr.zeros(mi.Vector3f, n),
+            dr.zeros(mi.Bool, n),
+            dr.full(mi.Bool, True, n),
+            dr.zeros(mi.UInt32, n),
+        )
         _, _, part, pos, nrm, back, _, _ = dr.while_loop(
             state, lambda o, d, part, pos, nrm, back, active, count: active & (count < 4096), body, label="ground_truth"
         )
         dr.eval(part, pos, nrm, back)
-        return (np.array(pos, np.float64).reshape(3, -1).T[:k], np.array(nrm, np.float64).reshape(3, -1).T[:k],
-                np.array(part, np.uint8).reshape(-1)[:k], np.array(back, bool).reshape(-1)[:k])
+        return (
+            np.array(pos, np.float64).reshape(3, -1).T[:k],
+            np.array(nrm, np.float64).reshape(3, -1).T[:k],
+            np.array(part, np.uint8).reshape(-1)[:k],
+            np.array(back, bool).reshape(-1)[:k],
+        )
 
     def _trace_scalar(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, ...]:
         mi = _mitsuba(self.variant)

@@ -43,9 +43,24 @@ whole head with its hair fits, as in :data:`monohead.framing.FRAMING` (a square 
 face-box widths centred 0.12 widths above the face box's centre)."""
 
 BACKGROUND_PHOTOS = (
-    "brick", "chelsea", "coffee", "coins", "grass", "gravel", "rocket", "hubble_deep_field",
-    "immunohistochemistry", "colorwheel", "page", "text", "moon", "clock", "cell", "retina",
-    "motorcycle", "chessboard",
+    "brick",
+    "chelsea",
+    "coffee",
+    "coins",
+    "grass",
+    "gravel",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "colorwheel",
+    "page",
+    "text",
+    "moon",
+    "clock",
+    "cell",
+    "retina",
+    "motorcycle",
+    "chessboard",
 )
 """Photos bundled with scikit-image used as backgrounds (those showing faces are left out)."""
 
@@ -112,7 +127,7 @@ def light_colour(rng: np.random.Generator) -> list[float]:
     t = rng.uniform(2700.0, 7500.0)
     # A smooth fit of the blackbody's normalised RGB over 2700-7500 K.
     u = (t - 2700.0) / 4800.0
-    rgb = np.array([1.0, 0.62 + 0.36 * u ** 0.6, 0.3 + 0.72 * u ** 0.8])
+    rgb = np.array([1.0, 0.62 + 0.36 * u**0.6, 0.3 + 0.72 * u**0.8])
     if rng.random() < 0.12:
         rgb = rgb * rng.uniform(0.3, 1.0, 3)
     return [float(c) for c in rgb / rgb.max()]
@@ -180,7 +195,9 @@ def environment_image(params: dict[str, Any], height: int = 16) -> np.ndarray:
         s = rng.uniform(1.0, 3.0)
         rr, cc = np.mgrid[0:height, 0:w]
         dc = np.minimum(np.abs(cc - c), w - np.abs(cc - c))
-        img += (rng.uniform(1.0, 4.0) * np.exp(-((rr - r) ** 2 + dc**2) / (2 * s * s)))[..., None] * np.asarray(light_colour(rng))
+        img += (rng.uniform(1.0, 4.0) * np.exp(-((rr - r) ** 2 + dc**2) / (2 * s * s)))[..., None] * np.asarray(
+            light_colour(rng)
+        )
     return (img * params["intensity"]).astype(np.float32)
 
 
@@ -208,7 +225,7 @@ def sample_background(rng: np.random.Generator) -> dict[str, Any]:
 @functools.lru_cache(maxsize=None)
 def _photo(name: str) -> np.ndarray:
     """A bundled scikit-image photo as ``(H, W, 3)`` float32 sRGB in [0, 1]."""
-    import skimage.data  # noqa: PLC0415 - only when backgrounds are made
+    import skimage.data
 
     if name == "motorcycle":
         img = skimage.data.stereo_motorcycle()[0]
@@ -227,7 +244,7 @@ def _photo(name: str) -> np.ndarray:
 
 def background_image(params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
     """``(H, W, 3)`` float32 linear radiance of a background (row 0 at the top)."""
-    from .textures import srgb_to_linear  # noqa: PLC0415
+    from .textures import srgb_to_linear
 
     rng = np.random.default_rng(params["seed"])
     h, w = size
@@ -243,7 +260,9 @@ def background_image(params: dict[str, Any], size: tuple[int, int]) -> np.ndarra
         crop = photo[r0 : r0 + ch, c0 : c0 + cw]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
-        img = ndimage.zoom(crop, (h / crop.shape[0], w / crop.shape[1], 1), order=1, grid_mode=True, mode="nearest")[:h, :w]
+        img = ndimage.zoom(crop, (h / crop.shape[0], w / crop.shape[1], 1), order=1, grid_mode=True, mode="nearest")[
+            :h, :w
+        ]
         if np.allclose(photo[..., 0], photo[..., 1]):  # grey photo: tint it
             img = img * rng.uniform(0.6, 1.0, 3)
     else:
@@ -253,11 +272,13 @@ def background_image(params: dict[str, Any], size: tuple[int, int]) -> np.ndarra
             t = np.zeros((h, w))
         elif kind == "gradient":
             a = rng.uniform(0, 2 * np.pi)
-            t = (np.cos(a) * xx + np.sin(a) * yy)
+            t = np.cos(a) * xx + np.sin(a) * yy
             t = (t - t.min()) / max(np.ptp(t), 1e-6)
         elif kind == "noise":
             grid = rng.uniform(0, 1, (int(rng.integers(3, 12)),) * 2)
-            t = ndimage.zoom(grid, (h / grid.shape[0], w / grid.shape[1]), order=3, grid_mode=True, mode="nearest")[:h, :w]
+            t = ndimage.zoom(grid, (h / grid.shape[0], w / grid.shape[1]), order=3, grid_mode=True, mode="nearest")[
+                :h, :w
+            ]
         elif kind == "stripes":
             a = rng.uniform(0, np.pi)
             f = rng.uniform(3, 15)

@@ -26,16 +26,32 @@ __all__ = ["SKIN_TONES", "TextureSpace", "eye_albedo", "sample_eye_params", "sam
 # sRGB skin tones from very light to very dark (a ten-step scale), for the base albedo.
 SKIN_TONES = np.array(
     [
-        [246, 237, 228], [243, 231, 219], [247, 234, 208], [234, 218, 186], [215, 189, 150],
-        [160, 126, 86], [130, 92, 67], [96, 65, 52], [58, 49, 42], [41, 36, 32],
+        [246, 237, 228],
+        [243, 231, 219],
+        [247, 234, 208],
+        [234, 218, 186],
+        [215, 189, 150],
+        [160, 126, 86],
+        [130, 92, 67],
+        [96, 65, 52],
+        [58, 49, 42],
+        [41, 36, 32],
     ],
     dtype=np.float64,
 )
 
 # Iris base colours (sRGB): brown, dark brown, hazel, amber, green, blue, grey, light blue.
 IRIS_COLOURS = np.array(
-    [[99, 57, 30], [56, 33, 20], [125, 95, 50], [150, 105, 40], [88, 120, 70], [70, 110, 160],
-     [120, 130, 135], [120, 160, 200]],
+    [
+        [99, 57, 30],
+        [56, 33, 20],
+        [125, 95, 50],
+        [150, 105, 40],
+        [88, 120, 70],
+        [70, 110, 160],
+        [120, 130, 135],
+        [120, 160, 200],
+    ],
     dtype=np.float64,
 )
 
@@ -123,7 +139,9 @@ class TextureSpace:
         self._bank: dict[tuple[str, int, int], np.ndarray] = {}
         v = model.neutral.astype(np.float64)
         uv = model.uv
-        skin = model.region_faces(["face", "head_and_neck", "mouth_socket", "eye_socket_left", "eye_socket_right", "cap"])
+        skin = model.region_faces(
+            ["face", "head_and_neck", "mouth_socket", "eye_socket_left", "eye_socket_right", "cap"]
+        )
         eyes = model.region_faces(["eyeball_left", "eyeball_right"])
         self.skin_faces = np.nonzero(skin)[0]
         self.eye_faces = np.nonzero(eyes)[0]
@@ -151,7 +169,11 @@ class TextureSpace:
         self.support: dict[str, tuple[slice, slice]] = {}
         for name, mask in self.masks.items():
             rr, cc = np.nonzero(mask > 0)
-            self.support[name] = (slice(rr.min(), rr.max() + 1), slice(cc.min(), cc.max() + 1)) if rr.size else (slice(0, 0), slice(0, 0))
+            self.support[name] = (
+                (slice(rr.min(), rr.max() + 1), slice(cc.min(), cc.max() + 1))
+                if rr.size
+                else (slice(0, 0), slice(0, 0))
+            )
 
         # Eyes: the angle from each eyeball's optical axis (+z through its centre).
         exy = euv * self.eye_size
@@ -242,14 +264,21 @@ class TextureSpace:
             * _smoothstep(-1.0, 1.0, z)
             * (1.0 - _smoothstep(eye_y - 3.6, eye_y - 2.6, y) * _smoothstep(1.5, 3.0, ax))
         )
-        sideburns = _smoothstep(5.8, 6.6, ax) * (1.0 - _smoothstep(eye_y - 0.5, eye_y + 0.5, y)) * _smoothstep(-1.0, 0.0, z) * (1.0 - _smoothstep(2.5, 4.0, z))
+        sideburns = (
+            _smoothstep(5.8, 6.6, ax)
+            * (1.0 - _smoothstep(eye_y - 0.5, eye_y + 0.5, y))
+            * _smoothstep(-1.0, 0.0, z)
+            * (1.0 - _smoothstep(2.5, 4.0, z))
+        )
         beard = np.maximum(beard, sideburns) * (1.0 - lips) * is_face
         # Cheeks and nose: where skin flushes and freckles gather.
         cheeks = np.zeros_like(x)
         for sx in (-1.0, 1.0):
             d2 = ((x - sx * (eye_x + 0.3)) / 2.2) ** 2 + ((y - (eye_y - 3.0)) / 1.8) ** 2
             cheeks += np.exp(-d2) * front
-        nose = np.exp(-((x / 1.6) ** 2) - ((y - nose_tip[1] - 1.0) / 2.5) ** 2) * _smoothstep(nose_tip[2] - 4, nose_tip[2] - 1.5, z)
+        nose = np.exp(-((x / 1.6) ** 2) - ((y - nose_tip[1] - 1.0) / 2.5) ** 2) * _smoothstep(
+            nose_tip[2] - 4, nose_tip[2] - 1.5, z
+        )
         freckles = np.clip(cheeks + nose + 0.5 * _smoothstep(eye_y + 2, eye_y + 5, y) * front, 0, 1) * is_face
         # Scalp: above the hairline (front), the temples and the back of the head.
         hairline = np.where(z > 4.0, eye_y + 5.2, np.where(z > 0.0, eye_y + 2.0 - 0.0 * z, eye_y - 6.0))
@@ -258,13 +287,13 @@ class TextureSpace:
         scalp = np.where(ears, 0.0, scalp)
         # Lash line: the skin along the eyelid margins (where the face meets the eye sockets),
         # darker on the upper lid.
-        from scipy.spatial import cKDTree  # noqa: PLC0415
+        from scipy.spatial import cKDTree
 
         sock_v = np.unique(model.faces[model.region_faces(["eye_socket_left", "eye_socket_right"])])
         margin = v[np.intersect1d(face_v, sock_v)]
         dist, near = cKDTree(margin).query(pos.reshape(-1, 3))
         dist = dist.reshape(x.shape)
-        upper = (y > margin[near.reshape(x.shape), 1] - 0.05)
+        upper = y > margin[near.reshape(x.shape), 1] - 0.05
         lash = (1.0 - _smoothstep(0.05, 0.16 + 0.08 * upper, dist)) * np.where(upper, 1.0, 0.45) * (region == "face")
         return {
             "lashes": lash.astype(np.float32),
@@ -326,7 +355,9 @@ def sample_eye_params(rng: np.random.Generator) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def skin_albedo(space: TextureSpace, params: dict[str, Any], hair_rgb: Any = None, scalp_hair: float = 0.0) -> np.ndarray:
+def skin_albedo(
+    space: TextureSpace, params: dict[str, Any], hair_rgb: Any = None, scalp_hair: float = 0.0
+) -> np.ndarray:
     """Paint a skin albedo in the atlas.
 
     Args:
@@ -370,7 +401,9 @@ def skin_albedo(space: TextureSpace, params: dict[str, Any], hair_rgb: Any = Non
     albedo = base * (lum[..., None] * (1.0 + red[..., None] * tint))
     # Lips.
     lr = float(params["lip_redness"])
-    lip_rgb = base * np.array([1.0, 0.6, 0.62], np.float32) * (1.0 - 0.2 * lr) + np.array([0.05, 0.0, 0.01], np.float32) * lr
+    lip_rgb = (
+        base * np.array([1.0, 0.6, 0.62], np.float32) * (1.0 - 0.2 * lr) + np.array([0.05, 0.0, 0.01], np.float32) * lr
+    )
     mix(albedo, lip_rgb, "lips", 0.85 + 0.15 * space.noise(rng, "fine"))
     # Freckles: small dark-brown spots where the sun reaches.
     if params["freckles"] > 0:
@@ -411,14 +444,16 @@ def eye_albedo(space: TextureSpace, params: dict[str, Any]) -> np.ndarray:
     sclera = srgb_to_linear(np.asarray(params["sclera_rgb"]))
     out = np.broadcast_to(sclera, (s, s, 3)).copy()
     veins = np.clip(space.noise(rng, "mid", (s, s)) * 1.5, 0, 1) ** 3 * _smoothstep(0.7, 1.6, a)
-    out *= (1.0 - veins[..., None] * np.array([0.0, 0.35, 0.35]))
+    out *= 1.0 - veins[..., None] * np.array([0.0, 0.35, 0.35])
     r_iris, r_pupil = params["iris_radius"], params["pupil_radius"]
     iris = srgb_to_linear(np.asarray(params["iris_rgb"]))
     fib = 1.0 + 0.2 * np.sin(phi * rng.integers(20, 40) + 2.0 * space.noise(rng, "low", (s, s))) * rng.uniform(0.3, 1.0)
     radial = (a - r_pupil) / max(r_iris - r_pupil, 1e-3)
     shade = (0.65 + 0.5 * np.clip(radial, 0, 1)) * fib
     collar = np.exp(-(((radial - 0.3) / 0.12) ** 2)) * rng.uniform(0.0, 0.6)
-    iris_col = iris * shade[..., None] * (1 - collar[..., None]) + collar[..., None] * srgb_to_linear(np.array([0.6, 0.45, 0.2]))
+    iris_col = iris * shade[..., None] * (1 - collar[..., None]) + collar[..., None] * srgb_to_linear(
+        np.array([0.6, 0.45, 0.2])
+    )
     limbal = _smoothstep(r_iris - 0.08, r_iris, a) * 0.7
     iris_col *= (1.0 - limbal)[..., None]
     in_iris = 1.0 - _smoothstep(r_iris - 0.01, r_iris + 0.02, a)
