@@ -1198,7 +1198,7 @@ def _add_experiments_parser(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from . import __version__, integration
 
     ap = argparse.ArgumentParser(prog="monohead", description="Monocular 3D head reconstruction toolkit.")
     ap.add_argument("--version", action="version", version=f"monohead {__version__}")
@@ -1275,7 +1275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="depth.npy", help="depth map to write (.npy; default depth.npy)")
     p.add_argument("--mesh", help="also write the depth as a mesh (.ply or .obj)")
     p.add_argument("--lam", type=float, default=0.1, help="lambda in w = 1/(1 + lambda W) (default 0.1)")
-    p.add_argument("--method", default="mg", choices=["mg", "jacobi", "direct"])
+    p.add_argument("--method", default="mg", choices=integration.METHODS)
     p.add_argument("--tol", type=float, default=1e-6, help="relative residual to reach (default 1e-6)")
     p.add_argument("--no-weights", action="store_true", help="ignore W (unit weights)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

@@ -48,7 +48,6 @@ import json
 import math
 import numbers
 import os
-import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from . import _io
+from ._env import is_torch_module, package_versions
 
 __all__ = [
     "DEFAULT_COUNT",
@@ -344,10 +344,6 @@ def make_test_set(
 # --------------------------------------------------------------------------------------------
 
 
-def _is_torch_module(obj: Any) -> bool:
-    return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module" for c in type(obj).__mro__)
-
-
 def _state_sha256(module: Any) -> str:
     h = hashlib.sha256()
     for name, t in module.state_dict().items():
@@ -380,7 +376,7 @@ def _resolve_model(model: Any, model_key: str | None) -> tuple[Any, str, dict[st
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
         info = {"name": str(model), "source": {k: net.info.get(k) for k in ("source", "kind", "step", "images_seen", "w_scale")},
                 "card": card}  # fmt: skip
-    elif _is_torch_module(model):
+    elif is_torch_module(model):
         net = model
         key = "module:" + _state_sha256(model)
         card = dict(getattr(model, "card", {}) or {})
@@ -412,7 +408,7 @@ def _predict(
     out: dict[str, list[np.ndarray]] = {"normals": [], "W": [], "mask": []}
     for s in range(0, n, batch):
         imgs = ts.images[s : s + batch]
-        if _is_torch_module(net):
+        if is_torch_module(net):
             from .model import predict
 
             N, W, M = predict(net, imgs, batch_size=batch, flip=flip)
@@ -862,7 +858,7 @@ def run_experiments(
     # The predictor first: a missing model must fail before the test set is rendered.
     t_model = time.perf_counter()
     net, mkey, minfo = _resolve_model(model, model_key)
-    flip = bool(flip) and _is_torch_module(net)
+    flip = bool(flip) and is_torch_module(net)
     if flip:
         mkey += ":flip"
     minfo["flip"], minfo["key"] = flip, mkey
@@ -1022,7 +1018,7 @@ def run_experiments(
         "report": str(root / "report.md"),
         "command": command,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
+        "versions": package_versions(),
         "test_set": {
             "count": len(ts),
             "female": n_f,
@@ -1054,18 +1050,6 @@ def run_experiments(
     _io.atomic_write_text(root / "results.json", json.dumps(results, indent=1, default=_json_default) + "\n")
     report("report")(1, 1)
     return json.loads(json.dumps(results, default=_json_default))
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("monohead", "numpy", "scipy", "torch", "mitsuba"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 # --------------------------------------------------------------------------------------------

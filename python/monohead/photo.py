@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from . import _validate as v
+from ._env import is_torch_module
 from .framing import FRAMING, NEUTRAL, Box, crop_square, head_box
 
 __all__ = [
@@ -661,7 +662,7 @@ def reconstruct(
 def _predict(net: Any, crops: np.ndarray, flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(normals, W, mask)`` of a network (through :func:`monohead.model.predict`) or of a
     callable predictor, as float32, float32, bool arrays."""
-    if callable(net) and not _is_torch_module(net):
+    if callable(net) and not is_torch_module(net):
         normals, Wmap, mask = net(crops)
     else:
         from . import model as _m
@@ -806,10 +807,6 @@ def limit_slope(normals: np.ndarray, mask: np.ndarray, min_nz: float = MIN_NZ) -
 _MODEL: Any = None
 
 
-def _is_torch_module(obj: Any) -> bool:
-    return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module" for c in type(obj).__mro__)
-
-
 def load_default_model() -> Any:
     """The shipped network (:func:`monohead.model.load_pretrained`), loaded once and cached."""
     global _MODEL
@@ -926,7 +923,7 @@ def preview_png(result: Reconstruction, title: str = "") -> bytes:
         ]
         for ax in axes[1, 3:]:
             ax.set_axis_off()
-    for ax, (img, name, cmap) in zip(axes.ravel(), panels):
+    for ax, (img, name, cmap) in zip(axes.ravel(), panels, strict=False):
         im = ax.imshow(img, cmap=cmap, vmin=0 if cmap == "gray" else None, vmax=1 if cmap == "gray" else None)
         ax.set_title(name, fontsize=10)
         ax.set_axis_off()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from . import _validate as v
 from .integration import generic as _g
 from .integration import perspective as _persp
+from .integration.common import GENERIC_METHODS, ConvergenceWarning, check_method, default_maxiter, import_cupy
 
 __all__ = ["integrate"]
 
@@ -37,9 +39,7 @@ def _xp_for(device: torch.device) -> Any:
     if device.type == "cpu":
         return np
     if device.type == "cuda":
-        from .integration.api import _cupy
-
-        return _cupy("integrating CUDA tensors")
+        return import_cupy("integrating CUDA tensors")
     raise TypeError(f"normals must be on a CPU or CUDA device; got device {device}")
 
 
@@ -143,16 +143,9 @@ def _check_finite(x: Any, xp: Any, which: str) -> None:
 
 
 def _warn_unconverged(st: Any, tol: float, which: str) -> None:
-    bad = np.flatnonzero(~st.converged)
-    if bad.size:
-        import warnings
-
-        warnings.warn(
-            f"{which} solve stopped after {int(st.iterations.max())} iterations at relative residual "
-            f"{float(st.residual.max()):.3g} > tol={tol:g} (batch item(s) {bad[:5].tolist()}); raise maxiter or tol",
-            _g.ConvergenceWarning,
-            stacklevel=4,
-        )
+    message = st.not_converged(which, tol)
+    if message:
+        warnings.warn(message, ConvergenceWarning, stacklevel=4)
 
 
 def integrate(
@@ -216,8 +209,7 @@ def integrate(
         weights = _check_tensor(weights, "weights", normals)
     if mask is not None:
         mask = _check_tensor(mask, "mask", normals, is_mask=True)
-    if not isinstance(method, str) or method not in _g.GENERIC_METHODS:
-        raise ValueError(f"method must be one of {', '.join(repr(m) for m in _g.GENERIC_METHODS)}; got {method!r}")
+    check_method(method, GENERIC_METHODS)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype; got {dtype!r}")
     tol = v.check_tol(tol)
@@ -248,7 +240,7 @@ def integrate(
         mask_p = _to_torch(grid.mask, device)
     B, H, W = (int(s) for s in m_x.shape)
     if maxiter is None:
-        maxiter = _g._default_maxiter(H, W)
+        maxiter = default_maxiter(H, W)
 
     # Crop to the bounding box and pad (torch ops, so autograd sees them).
     r0, c0, h, w = grid.r0, grid.c0, grid.h, grid.w

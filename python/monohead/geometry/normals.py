@@ -122,6 +122,9 @@ def normals_to_gradients(normals: Any, mask: Any = None) -> tuple[np.ndarray, np
 
     Returns:
         ``(p, q)``, two ``(H, W)`` float64 maps (dimensionless slopes), 0 outside the mask.
+
+    This is the one implementation of ``p = -Nx/Nz``; ``monohead.integration.baselines.gradients_from_normals``
+    is the same function under its former name, kept for compatibility.
     """
     n = v.check_normals(normals)
     m = v.default_mask(n) if mask is None else v.check_mask(mask, n.shape[:2])

@@ -15,7 +15,6 @@ import os
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,18 @@ from .. import _validate as v
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 from . import perspective as persp
+from .common import (
+    BACKENDS,
+    METHODS,
+    ConvergenceWarning,
+    SolveInfo,
+    check_method,
+    default_maxiter,
+    import_cupy,
+    is_cupy,
+    not_converged_message,
+)
+from .generic import check_finite_depth, integrate_xp
 
 __all__ = [
     "BACKENDS",
@@ -45,61 +56,6 @@ __all__ = [
     "integrate",
     "wls_system",
 ]
-
-#: Solvers of the C++ core: multigrid-preconditioned CG, Jacobi-preconditioned CG, sparse Cholesky.
-METHODS = ("mg", "jacobi", "direct")
-
-
-class ConvergenceWarning(RuntimeWarning):
-    """A solve ended with a true relative residual above ``tol``: an iterative method stopped
-    at ``maxiter`` (or stagnated), or a direct factorisation was not accurate enough."""
-
-
-@dataclass(frozen=True)
-class SolveInfo:
-    """What a solve did.
-
-    Attributes:
-        method: ``"mg"``, ``"jacobi"`` or ``"direct"``.
-        backend: ``"cpu"`` (C++ core), ``"cupy"`` (GPU solver) or ``"numpy"`` (the GPU
-            solver's algorithm run with NumPy, :func:`monohead.integration.generic.integrate_xp`).
-        iterations: CG iterations (0 for ``"direct"``).
-        residual: final true relative residual ``||b - L h|| / ||b||`` (0 when ``b = 0``),
-            recomputed from the returned depth, never the recursive CG estimate.
-        converged: whether ``residual <= tol`` (a finite residual; for ``"direct"`` too).
-        assembly_seconds: building the matrix and the right-hand side.
-        setup_seconds: multigrid hierarchy, Jacobi diagonal or Cholesky factorisation.
-        solve_seconds: the solve proper, gauge fixing and writing the depth map.
-        num_unknowns: mask pixels.
-        num_components: 4-connected components of the mask (one constant of gauge each).
-        reweightings: discontinuity-preserving solves (``sharpness``): the reweightings done
-            after the smooth solve (0 otherwise); ``iterations`` then counts every CG iteration,
-            ``residual`` is that of the last reweighted system and ``converged`` says whether
-            the energy criterion was met.
-        energies: with ``sharpness``, the robust energy after the smooth solve and after each
-            reweighting (decreasing); empty otherwise.
-        scale: with ``sharpness``, the residual scale ``sigma`` of the robust energy (0 otherwise).
-    """
-
-    method: str
-    backend: str
-    iterations: int
-    residual: float
-    converged: bool
-    assembly_seconds: float
-    setup_seconds: float
-    solve_seconds: float
-    num_unknowns: int
-    num_components: int
-    reweightings: int = 0
-    energies: tuple[float, ...] = ()
-    scale: float = 0.0
-
-    @property
-    def total_seconds(self) -> float:
-        """Assembly + setup + solve."""
-        return self.assembly_seconds + self.setup_seconds + self.solve_seconds
-
 
 #: Environment variable with the default thread count of the C++ core (a positive integer).
 THREADS_ENV = "MONOHEAD_NUM_THREADS"
@@ -149,12 +105,6 @@ def _core() -> Any:
     from .. import _core as core
 
     return core
-
-
-def _check_method(method: Any) -> str:
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(repr(m) for m in METHODS)}; got {method!r}")
-    return method
 
 
 def _check_sharpness(sharpness: Any) -> float | None:
@@ -208,7 +158,8 @@ def _check_prior(
     arr = v.as_float_array(prior, "prior")
     if arr.shape != mask.shape:
         raise ValueError(
-            f"prior must have shape {v.shape_str(mask.shape)} (a depth map, NaN where unknown); got {v.shape_str(arr.shape)}"
+            f"prior must have shape {v.shape_str(mask.shape)} (a depth map, NaN where unknown); "
+            f"got {v.shape_str(arr.shape)}"
         )
     known = np.isfinite(arr) & mask
     if not bool(known.any()):
@@ -243,10 +194,9 @@ def _check_prior(
     return np.ascontiguousarray(weight), np.ascontiguousarray(target)
 
 
-def _default_maxiter(shape: tuple[int, ...]) -> int:
-    # Far above what any method needs on a well-posed map (mg: tens; Jacobi-PCG: a few
-    # times the image side); it only guards against a hang.
-    return 20 * (shape[0] + shape[1]) + 1000
+def _core_figure(name: str, kind: type, doc: str) -> Any:
+    """A read-only property of :class:`Integrator`: ``kind(self._core.<name>)``, a figure the C++ core keeps."""
+    return property(lambda self: kind(getattr(self._core, name)), doc=doc)
 
 
 class Integrator:
@@ -298,7 +248,7 @@ class Integrator:
         K: Any = None,
         threads: Any = None,
     ) -> None:
-        method = _check_method(method)
+        method = check_method(method)
         nthreads = _check_threads(threads)
         lam = v.check_lam(lam)
         cam = None if K is None else persp.check_K(K)
@@ -381,41 +331,22 @@ class Integrator:
 
     @property
     def method(self) -> str:
+        """``"mg"``, ``"jacobi"`` or ``"direct"``."""
         return self._method
 
     @property
     def lam(self) -> float:
+        """``lam`` of the weights ``w = 1 / (1 + lam * W)``."""
         return self._lam
 
-    @property
-    def num_unknowns(self) -> int:
-        """Number of mask pixels."""
-        return int(self._core.num_unknowns)
-
-    @property
-    def num_components(self) -> int:
-        """4-connected components of the mask."""
-        return int(self._core.num_components)
-
-    @property
-    def num_levels(self) -> int:
-        """Multigrid levels (0 for the other methods)."""
-        return int(self._core.num_levels)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the system and solver, plus one solve's work arrays."""
-        return int(self._core.nbytes)
-
-    @property
-    def assembly_seconds(self) -> float:
-        """Time spent building the matrix."""
-        return float(self._core.assembly_seconds)
-
-    @property
-    def setup_seconds(self) -> float:
-        """Time spent on the solver's setup (hierarchy, diagonal or factorisation)."""
-        return float(self._core.setup_seconds)
+    num_unknowns = _core_figure("num_unknowns", int, "Number of mask pixels.")
+    num_components = _core_figure("num_components", int, "4-connected components of the mask.")
+    num_levels = _core_figure("num_levels", int, "Multigrid levels (0 for the other methods).")
+    nbytes = _core_figure("nbytes", int, "Bytes held by the system and solver, plus one solve's work arrays.")
+    assembly_seconds = _core_figure("assembly_seconds", float, "Time spent building the matrix.")
+    setup_seconds = _core_figure(
+        "setup_seconds", float, "Time spent on the solver's setup (hierarchy, diagonal or factorisation)."
+    )
 
     def solve(
         self,
@@ -438,10 +369,10 @@ class Integrator:
             normals: ``(H, W, 3)`` unit normals in the camera frame (x right, y up, z toward
                 the viewer), any float dtype and layout (float32 and float64 C-contiguous maps
                 are read in place, without a copy; others are converted once to float64);
-                finite inside the mask, ignored outside it, and facing the camera: ``Nz > 0`` (orthographic), or with ``K``
-                ``Nz - Nx (c - cx)/fx + Ny (r - cy)/fy > 0``. Inside the mask that denominator
-                (``Nz`` or ``d``) is in ``[1e-100, 1e100]`` and the slopes it gives are at most
-                1e8 (see :func:`monohead._validate.check_slopes`).
+                finite inside the mask, ignored outside it, and facing the camera: ``Nz > 0``
+                (orthographic), or with ``K`` ``Nz - Nx (c - cx)/fx + Ny (r - cy)/fy > 0``.
+                Inside the mask that denominator (``Nz`` or ``d``) is in ``[1e-100, 1e100]`` and
+                the slopes it gives are at most 1e8 (see :func:`monohead._validate.check_slopes`).
             tol: stop when ``||b - L h|| <= tol * ||b||``, in ``(0, 1)``; ``"direct"`` reports
                 (and warns) when its residual is above it.
             maxiter: iteration cap in ``[1, 2**31 - 1]`` (default: generous, ``20 (H + W) + 1000``).
@@ -509,7 +440,7 @@ class Integrator:
         :func:`monohead._validate.check_slopes`; ``robust``: from :func:`_check_robust`); see
         :meth:`solve`."""
         if maxiter is None:
-            maxiter = _default_maxiter(self.shape)
+            maxiter = default_maxiter(*self.shape)
         # Tiny slopes (|p|, |q| < 2**-40, orthographic): solve for s p, s q (s a power of two,
         # exact) so that squared norms and the float32 hierarchy stay clear of underflow; divide
         # back after. (Perspective slopes are not linear in Nx, Ny; tiny log-depth slopes give
@@ -556,8 +487,6 @@ class Integrator:
         if self._K is not None:
             with np.errstate(over="ignore", under="ignore"):
                 np.exp(depth, out=depth)  # log-depth with mean 0 per component -> geometric mean 1
-            from .generic import check_finite_depth
-
             check_finite_depth(depth, self._mask, self.num_unknowns, self._method, perspective=True)
         inside = int(np.count_nonzero(np.isfinite(depth)))
         if inside != self.num_unknowns:
@@ -574,14 +503,9 @@ class Integrator:
                 stacklevel=stacklevel,
             )
         elif not converged:
-            what = (
-                "direct solve reached"
-                if self._method == "direct"
-                else f"{self._method} solve stopped after {raw['iterations']} iterations at"
-            )
-            hint = "" if self._method == "direct" else "; raise maxiter or tol"
+            iterations = None if self._method == "direct" else int(raw["iterations"])
             warnings.warn(
-                f"{what} relative residual {residual:.3g} > tol={tol:g}{hint}",
+                not_converged_message(self._method, iterations, residual, tol),
                 ConvergenceWarning,
                 stacklevel=stacklevel,
             )
@@ -756,9 +680,10 @@ def integrate(
             one gradient pair) or an ``(H, W)`` map of them (per-pixel confidence).
 
     Returns:
-        ``(H, W)`` float64 depth (float64 for every input dtype), NaN outside the mask; a NumPy array on ``"cpu"``, a CuPy
-        array on ``"cupy"``. Orthographic (no ``K``): height toward the viewer in pixel units,
-        mean 0 over each 4-connected component of the mask, 0 on isolated mask pixels. With
+        ``(H, W)`` float64 depth (float64 for every input dtype), NaN outside the mask; a NumPy
+        array on ``"cpu"``, a CuPy array on ``"cupy"``. Orthographic (no ``K``): height toward
+        the viewer in pixel units, mean 0 over each 4-connected component of the mask, 0 on
+        isolated mask pixels. With
         ``K``: depth ``z`` along the optical axis (positive, away from the camera), defined
         up to one scale per component, fixed so that the geometric mean of ``z`` over each
         component is 1 (1 on isolated pixels). With ``return_info``, ``(depth, info)``.
@@ -772,7 +697,7 @@ def integrate(
             is then false).
     """
     backend = _resolve_backend(backend, normals)
-    method = _check_method(method)
+    method = check_method(method)
     nthreads = _check_threads(threads)
     cam = None if K is None else persp.check_K(K)
     robust = _check_robust(method, sharpness, *ROBUST_DEFAULTS.values())
@@ -783,9 +708,6 @@ def integrate(
             raise ValueError("prior is available on the 'cpu' backend only")
         if method == "direct":
             raise ValueError("method 'direct' is not available on the cupy backend; use 'mg' or 'jacobi'")
-        from .generic import integrate_xp
-
-        xp = _cupy()
         return integrate_xp(
             normals,
             weights,
@@ -796,7 +718,7 @@ def integrate(
             maxiter=maxiter,
             x0=x0,
             return_info=return_info,
-            xp=xp,
+            xp=import_cupy(),
             K=K,
         )
     if np.ndim(normals) >= 4:  # a batch (or too many axes, reported by the batch validator)
@@ -822,31 +744,11 @@ def integrate(
     return depth, _with_setup(info, solver, check_seconds)
 
 
-#: Backends of :func:`integrate`.
-BACKENDS = ("auto", "cpu", "cupy")
-
-
-def _is_cupy(a: Any) -> bool:
-    return type(a).__module__.split(".")[0] == "cupy"
-
-
-def _cupy(what: str = "backend='cupy'") -> Any:
-    """The cupy module, or an ImportError that says who needs it and how to get it."""
-    try:
-        import cupy
-    except ImportError as exc:
-        raise ImportError(
-            f"{what} needs CuPy, which could not be imported; install it with "
-            'pip install "monohead[cuda]" (cupy-cuda12x) on a machine with CUDA'
-        ) from exc
-    return cupy
-
-
 def _resolve_backend(backend: Any, normals: Any) -> str:
     """``"cpu"`` or ``"cupy"`` from the ``backend`` option and the array type of ``normals``."""
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(repr(b) for b in BACKENDS)}; got {backend!r}")
-    on_gpu = _is_cupy(normals)
+    on_gpu = is_cupy(normals)
     if backend == "auto":
         return "cupy" if on_gpu else "cpu"
     if backend == "cpu" and on_gpu:
@@ -855,7 +757,7 @@ def _resolve_backend(backend: Any, normals: Any) -> str:
             "arrays (cupy.asnumpy) or use backend='cupy' (or 'auto')"
         )
     if backend == "cupy":
-        _cupy()
+        import_cupy()
         if not on_gpu:
             raise TypeError(
                 f"backend='cupy' needs CuPy arrays; normals is a {type(normals).__module__}.{type(normals).__name__}: "

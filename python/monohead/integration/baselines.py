@@ -1,7 +1,10 @@
 """Classic Fourier-domain integrators, kept as baselines (NumPy + scipy.fft).
 
 Both work on the full rectangle with unit weights; they are what a user would otherwise call
-and what the benchmarks and experiments compare against.
+and what the benchmarks and experiments compare against. The slopes ``p = -Nx/Nz``,
+``q = -Ny/Nz`` come from :func:`monohead.geometry.normals_to_gradients`, their one home;
+``gradients_from_normals`` here is that same function under its former name, kept for
+compatibility.
 """
 
 from __future__ import annotations
@@ -11,23 +14,18 @@ from typing import Any
 import numpy as np
 
 from .. import _validate as v
+from ..geometry.normals import normals_to_gradients
 
 __all__ = ["dct_poisson", "frankot_chellappa", "gradients_from_normals"]
 
-
-def gradients_from_normals(normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``p = -Nx/Nz`` (d h / d x, x = column) and ``q = -Ny/Nz`` (d h / d y, y up).
-
-    ``normals`` is ``(H, W, 3)`` float64 with ``Nz > 0`` (validated by the caller).
-    """
-    inv = -1.0 / normals[..., 2]
-    return normals[..., 0] * inv, normals[..., 1] * inv
+#: The former name of :func:`monohead.geometry.normals_to_gradients` (the same function object).
+gradients_from_normals = normals_to_gradients
 
 
-def _full_rectangle_normals(normals: Any, name: str = "normals") -> np.ndarray:
-    n = v.check_normals(normals, name)
-    v.check_normals_in_mask(n, np.ones(n.shape[:2], dtype=bool), name)
-    return n
+def _full_rectangle_slopes(normals: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(p, q)`` of ``(H, W, 3)`` normals validated on the full rectangle (``Nz > 0`` everywhere)."""
+    n = v.check_normals(normals)
+    return normals_to_gradients(n, np.ones(n.shape[:2], dtype=bool))
 
 
 def dct_poisson(normals: Any) -> np.ndarray:
@@ -46,8 +44,7 @@ def dct_poisson(normals: Any) -> np.ndarray:
     """
     from scipy.fft import dctn, idctn
 
-    n = _full_rectangle_normals(normals)
-    p, q = gradients_from_normals(n)
+    p, q = _full_rectangle_slopes(normals)
     H, W = p.shape
     b = np.zeros((H, W))
     # Horizontal pair (r, c)-(r, c+1): flux w * (p_c + p_{c+1}) / 2 into c+1, out of c.
@@ -80,8 +77,7 @@ def frankot_chellappa(normals: Any) -> np.ndarray:
     Returns:
         ``(H, W)`` float64 depth in pixel units, mean 0.
     """
-    n = _full_rectangle_normals(normals)
-    p, q = gradients_from_normals(n)
+    p, q = _full_rectangle_slopes(normals)
     H, W = p.shape
     # d/d(row) = -d/dy.
     gx = p

@@ -57,7 +57,7 @@ import numpy as np
 
 from .. import _validate as v
 from . import perspective as persp
-from .api import ConvergenceWarning, SolveInfo
+from .common import GENERIC_METHODS, ConvergenceWarning, SolveInfo, check_method, default_maxiter, not_converged_message
 
 __all__ = [
     "GENERIC_METHODS",
@@ -69,10 +69,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Methods of the generic solver: multigrid-preconditioned CG and Jacobi-preconditioned CG.
-GENERIC_METHODS = ("mg", "jacobi")
-
 
 # --------------------------------------------------------------------------------------------
 # Elementwise kernels.  Pure arithmetic on their arguments, so that the same function runs on
@@ -481,6 +477,13 @@ class _Stats:
     residual: np.ndarray  # (B,) float
     converged: np.ndarray  # (B,) bool
 
+    def not_converged(self, which: str, tol: float) -> str | None:
+        """The :class:`ConvergenceWarning` text when some item ended above ``tol``, else ``None``."""
+        bad = np.flatnonzero(~self.converged)
+        if not bad.size:
+            return None
+        return not_converged_message(which, int(self.iterations.max()), float(self.residual.max()), tol, bad)
+
 
 #: CG iterations without halving the residual after which an item is considered stalled.
 STALL_ITERATIONS = 1000
@@ -515,8 +518,7 @@ class StencilSystem:
         coarsest_max: int = 128,
         fuse: bool = True,
     ) -> None:
-        if method not in GENERIC_METHODS:
-            raise ValueError(f"method must be one of {', '.join(repr(m) for m in GENERIC_METHODS)}; got {method!r}")
+        check_method(method, GENERIC_METHODS)
         if eE.shape != mask.shape or eN.shape != mask.shape or eE.ndim != 3:
             raise ValueError(
                 f"eE, eN and mask must share one (B, Hs + 2, Ws + 2) shape; got "
@@ -731,10 +733,6 @@ def _device_of(a: Any, xp: Any) -> Any:
     return a.device if xp is not np and isinstance(a, xp.ndarray) else contextlib.nullcontext()
 
 
-def _default_maxiter(H: int, W: int) -> int:
-    return 20 * (H + W) + 1000
-
-
 def integrate_xp(
     normals: Any,
     weights: Any = None,
@@ -800,10 +798,7 @@ def integrate_xp(
         ConvergenceWarning: some map hit ``maxiter`` before ``tol``.
     """
     t0 = time.perf_counter()
-    if not isinstance(method, str) or method not in GENERIC_METHODS:
-        raise ValueError(
-            f"method must be one of {', '.join(repr(m) for m in GENERIC_METHODS)} for the generic solver; got {method!r}"
-        )
+    check_method(method, GENERIC_METHODS, " for the generic solver")
     if xp is None:
         xp = v.array_module(normals)
     cam = None if K is None else persp.check_K(K)
@@ -816,7 +811,7 @@ def integrate_xp(
         maxiter = v.check_maxiter(maxiter)
         B, H, W = m.shape
         if maxiter is None:
-            maxiter = _default_maxiter(H, W)
+            maxiter = default_maxiter(H, W)
         x0_arr = None
         if x0 is not None:
             x0_arr = v.as_float_array(x0, "x0", xp)
@@ -881,14 +876,9 @@ def integrate_xp(
         check_finite_depth(depth, m, system.num_unknowns, method, perspective=cam is not None)
         _sync(xp)
         solve_seconds = time.perf_counter() - t0
-        bad = np.flatnonzero(~st.converged)
-        if bad.size:
-            warnings.warn(
-                f"{method} solve stopped after {int(st.iterations.max())} iterations at relative residual "
-                f"{float(st.residual.max()):.3g} > tol={tol:g} (batch item(s) {bad[:5].tolist()}); raise maxiter or tol",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        message = st.not_converged(method, tol)
+        if message:
+            warnings.warn(message, ConvergenceWarning, stacklevel=2)
         if not batched:
             depth = depth[0]
         if not return_info:

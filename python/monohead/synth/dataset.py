@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from .. import _io
+from .._env import package_versions
 
 log = logging.getLogger(__name__)
 
@@ -116,18 +117,6 @@ def _prepare_root(out: Any) -> Path:
     if not os.access(root / "shards", os.W_OK | os.X_OK):
         raise ValueError(f"cannot write to output folder {str(root)!r}: permission denied")
     return root
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("monohead", "mitsuba", "drjit", "numpy", "scipy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
 
 
 def _shard_name(k: int) -> str:
@@ -303,7 +292,7 @@ def _manifest(seed: int, count: int, shard_size: int, settings: dict[str, Any]) 
         "num_shards": -(-count // shard_size),
         "arrays": {k: np.dtype(v).name for k, v in _DTYPES.items()},
         "settings": settings,
-        "versions": _versions(),
+        "versions": package_versions(),
     }
 
 
