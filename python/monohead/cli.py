@@ -93,7 +93,8 @@ def _check_magic(path: Path, magic: bytes, kind: str) -> None:
             else "binary data"
         )
         raise CliError(
-            f"cannot read {path}: not a {kind} file (it holds {what}; write it with numpy.save{'z' if kind == '.npz' else ''})"
+            f"cannot read {path}: not a {kind} file "
+            f"(it holds {what}; write it with numpy.save{'z' if kind == '.npz' else ''})"
         )
 
 
@@ -380,60 +381,28 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
         model = photo.load_default_model()
     except (FileNotFoundError, ImportError) as exc:
         raise CliError(str(exc)) from exc
+    show = None if len(photos) == 1 or args.json else _progress
+    done = photo.reconstruct_photos(photos, lam=args.lam, detect=not args.no_detect, all_faces=args.all_faces,
+                                    model=model, flip=not args.no_flip, detector=args.detector,
+                                    full_head=args.full_head, mesh_format=args.format, units=args.units,
+                                    callback=show)  # fmt: skip
     results, failures = [], []
     files: dict[Path, bytes] = {}
-    for k, (name, image) in enumerate(photos):
-        if len(photos) > 1 and not args.json:
-            _progress(k, len(photos), name)
-        try:
-            recs = photo.reconstruct(
-                image,
-                lam=args.lam,
-                detect=not args.no_detect,
-                all_faces=args.all_faces,
-                model=model,
-                flip=not args.no_flip,
-                detector=args.detector,
-                full_head=args.full_head,
-            )
-        except (ValueError, TypeError, OSError) as exc:
-            failures.append({"photo": name, "error": str(exc)})
+    for o in done:
+        if o.result is None:
+            failures.append({"photo": o.photo, "error": o.error})
             continue
-        recs = recs if isinstance(recs, list) else [recs]
-        for j, rec in enumerate(recs):
-            stem = name if len(recs) == 1 else f"{name}_face{j}"
-            mesh_path = out / f"{stem}.{args.format}"
-            preview_path = out / f"{stem}_preview.png"
-            mesh = rec.mesh_in_photo_units() if args.units == "photo" else rec.mesh
-            full: dict[str, Any] | None = None
-            if rec.full_mesh is not None:
-                full_path = out / f"{stem}_full.{args.format}"
-                fm = rec.mesh_in_photo_units(rec.full_mesh) if args.units == "photo" else rec.full_mesh
-                data_full = fm.export(file_type=args.format)
-                files[full_path] = data_full.encode("utf-8") if isinstance(data_full, str) else data_full
-                full = {"mesh": str(full_path), "vertices": int(len(fm.vertices)), "faces": int(len(fm.faces)),
-                        "watertight": bool(fm.is_watertight), "fit": rec.head_fit.params()}  # fmt: skip
-            data = mesh.export(file_type=args.format)
-            files[mesh_path] = data.encode("utf-8") if isinstance(data, str) else data
-            files[preview_path] = photo.preview_png(rec, title=stem)
-            results.append(
-                {
-                    "full_head": full,
-                    "photo": name,
-                    "mesh": str(mesh_path),
-                    "preview": str(preview_path),
-                    "units": args.units,
-                    "box": [round(t, 1) for t in rec.box.as_tuple()],
-                    "face_box": None if rec.face_box is None else list(rec.face_box),
-                    "vertices": int(len(rec.mesh.vertices)),
-                    "faces": int(len(rec.mesh.faces)),
-                    "face_covered": rec.face_covered,
-                    "cleanup": rec.cleanup,
-                    "seconds": {k2: round(v2, 5) for k2, v2 in rec.seconds.items()},
-                }
-            )
-    if len(photos) > 1 and not args.json:
-        _progress(len(photos), len(photos), "done")
+        mesh_path, preview_path = out / f"{o.stem}.{args.format}", out / f"{o.stem}_preview.png"
+        files[mesh_path], files[preview_path] = o.mesh, o.preview
+        info = o.summary(args.units)
+        full = info.pop("full_head")
+        if full is not None:
+            full_path = out / f"{o.stem}_full.{args.format}"
+            files[full_path] = o.full_mesh
+            full = {"mesh": str(full_path), **full}
+        results.append(
+            {"full_head": full, "photo": o.photo, "mesh": str(mesh_path), "preview": str(preview_path), **info}
+        )
     summary = {"reconstructions": results, "failures": failures}
     if failures and not results:
         raise CliError("; ".join(f"{f['photo']}: {f['error']}" for f in failures))
@@ -457,14 +426,17 @@ def _print_reconstruct(r: dict[str, Any]) -> None:
             fh = rec["full_head"]
             fit = fh["fit"]
             print(
-                f"{rec['photo']}: complete head -> {fh['mesh']} ({fh['vertices']} vertices, watertight {fh['watertight']}; "
+                f"{rec['photo']}: complete head -> {fh['mesh']} ({fh['vertices']} vertices, "
+                f"watertight {fh['watertight']}; "
                 f"fit {'converged' if fit['converged'] else 'NOT converged'} in {fit['iterations']} iterations, "
-                f"depth residual {fit['rms']:.2f} px, yaw/pitch/roll {', '.join(f'{a:.0f}' for a in fit['yaw_pitch_roll'])} deg)",
+                f"depth residual {fit['rms']:.2f} px, "
+                f"yaw/pitch/roll {', '.join(f'{a:.0f}' for a in fit['yaw_pitch_roll'])} deg)",
                 file=sys.stderr,
             )
         if not rec.get("face_covered", True):
             print(
-                f"{rec['photo']}: warning: the network's head mask covers only {100 * rec['cleanup']['face_coverage']:.0f} % "
+                f"{rec['photo']}: warning: the network's head mask covers only "
+                f"{100 * rec['cleanup']['face_coverage']:.0f} % "
                 "of the detected face; the mesh is likely not the face",
                 file=sys.stderr,
             )
@@ -476,7 +448,8 @@ def _print_reconstruct(r: dict[str, Any]) -> None:
 
 _TRAIN_OPTIONS = (
     "width", "depth", "dropout", "critic_width", "batch_size", "lr", "lambda_l2", "n_critic", "seed",
-    "val_count", "steps", "lr_decay_from", "log_every", "val_every", "ckpt_every", "val_max", "device", "amp", "workers", "threads",
+    "val_count", "steps", "lr_decay_from", "log_every", "val_every", "ckpt_every", "val_max", "device", "amp",
+    "workers", "threads",
 )  # fmt: skip
 
 
@@ -556,7 +529,8 @@ class _Progress:
             done = int(width * e["step"] / max(e["steps"], 1))
             line = (f"[{'#' * done}{'.' * (width - done)}] {e['step']}/{e['steps']} "
                     f"L2 {e['loss_l2']:.4f} W-dist {e['wasserstein']:+.3f} {e['images_per_second']:.1f} img/s "
-                    f"(data {e['data_seconds'] * 1e3:.0f} ms, step {e['step_seconds'] * 1e3:.0f} ms){self.val}")  # fmt: skip
+                    f"(data {e['data_seconds'] * 1e3:.0f} ms, step {e['step_seconds'] * 1e3:.0f} ms)"
+                    f"{self.val}")  # fmt: skip
             print(
                 ("\r" + line + "\x1b[K") if self.tty else line,
                 end="" if self.tty else "\n",
@@ -593,54 +567,24 @@ def _parse_card(text: str | None) -> dict[str, Any] | None:
     return card
 
 
-class _Subset:
-    """Items ``indices`` of a data set, in that order (``meta`` says which)."""
-
-    def __init__(self, data: Any, indices: list[int], how: str) -> None:
-        from .model.data import dataset_info
-
-        self.data, self.indices = data, list(indices)
-        self.meta = {"of": dataset_info(data), "indices": self.indices, "selection": how}
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.data[self.indices[i]]
-
-
 def _balanced_subset(data: Any, count: int) -> Any:
-    """The balanced test set of ``monohead experiments``: the first half-female, half-male
-    ``count`` items of ``data`` (by their ``params["skin"]["sex"]``)."""
-    from .experiments import select_balanced
+    """``--balanced``: the first half-female, half-male ``count`` items of ``data``, as ``monohead
+    experiments`` chooses its test set (:func:`monohead.experiments.balanced_subset`)."""
+    from .experiments import balanced_subset
 
-    sexes = []
-    for i in range(len(data)):
-        params = data[i].get("params") or {}
-        sex = (params.get("skin") or {}).get("sex") if isinstance(params, dict) else None
-        sexes.append(sex if sex in ("female", "male") else None)
-    if None in sexes:
-        raise CliError(
-            "--balanced needs data whose items say their sex (params['skin']['sex']), as monohead synth's do"
-        )
-    picked = select_balanced(sexes, count)
-    n_f = sum(sexes[i] == "female" for i in picked)
-    if len(picked) < count or n_f != (count + 1) // 2:
-        raise CliError(
-            f"--balanced: the data holds {sexes.count('female')} female and {sexes.count('male')} male heads; "
-            f"{count} balanced heads need {(count + 1) // 2} and {count // 2}: generate more samples"
-        )
-    return _Subset(data, picked, f"balanced: first {(count + 1) // 2} female and {count // 2} male")
+    try:
+        return balanced_subset(data, count)
+    except ValueError as exc:
+        raise CliError(f"--balanced: {exc}") from exc
 
 
 def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    import importlib.util
     import os
     import signal
 
-    try:
-        import torch
-    except ImportError as exc:
-        raise CliError("monohead train needs PyTorch: pip install torch") from exc
+    if importlib.util.find_spec("torch") is None:
+        raise CliError("monohead train needs PyTorch: pip install torch")
     from . import model
     from ._io import atomic_write_text
     from .model.train import CHECKPOINT, TrainConfig, load_checkpoint
@@ -711,9 +655,10 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 
     parts = data_summary(dataset_info(data))
     if len({r["generator_version"] for r in parts if r.get("generator_version") is not None}) > 1:
-        print("mixing generator versions, as listed with --data: "
-              + "; ".join(f"{r['root']}: version {r['generator_version']}, seed {r['seed']}, {r['count']} samples" for r in parts),
-              file=sys.stderr)  # fmt: skip
+        listed = (
+            f"{r['root']}: version {r['generator_version']}, seed {r['seed']}, {r['count']} samples" for r in parts
+        )
+        print("mixing generator versions, as listed with --data: " + "; ".join(listed), file=sys.stderr)
 
     stop = {"flag": False}
 
@@ -741,14 +686,16 @@ def _print_train(r: dict[str, Any]) -> None:
         a = r["angular"]
         print(f"{r['source']} (step {r['step']}) on {r['count']} images: angular error mean {a['mean']:.2f} deg, "
               f"std {a['std']:.2f}, <10 {a['under_10']:.1f}%, <20 {a['under_20']:.1f}%, <30 {a['under_30']:.1f}%; "
-              f"mask precision {r['mask_precision']:.2f}%, recall {r['mask_recall']:.2f}%", file=sys.stderr)  # fmt: skip
+              f"mask precision {r['mask_precision']:.2f}%, recall {r['mask_recall']:.2f}%",
+              file=sys.stderr)  # fmt: skip
         print(f"metrics -> {r['metrics_file']}", file=sys.stderr)
         return
     if r["action"] == "export":
         m = r["metrics"]
         cmp = ""
         if m:
-            cmp = f"; mean angular error float32 {m['float32']['angular']['mean']:.3f} / float16 {m['float16']['angular']['mean']:.3f} deg"
+            cmp = (f"; mean angular error float32 {m['float32']['angular']['mean']:.3f} / "
+                   f"float16 {m['float16']['angular']['mean']:.3f} deg")  # fmt: skip
         print(f"weights ({r['dtype']}, {r['bytes'] / 2**20:.1f} MiB) -> {r['dest']}{cmp}", file=sys.stderr)
         return
     state = "stopped at" if r["stopped"] else "at"
@@ -757,8 +704,9 @@ def _print_train(r: dict[str, Any]) -> None:
           f"computing {r['step_seconds']:.1f} s)", file=sys.stderr)  # fmt: skip
     if r["last_val"]:
         v = r["last_val"]
-        print(f"validation: angular error mean {v['angular']['mean']:.2f} deg, mask precision {v['mask_precision']:.2f}%, "
-              f"recall {v['mask_recall']:.2f}%", file=sys.stderr)  # fmt: skip
+        print(f"validation: angular error mean {v['angular']['mean']:.2f} deg, "
+              f"mask precision {v['mask_precision']:.2f}%, recall {v['mask_recall']:.2f}%",
+              file=sys.stderr)  # fmt: skip
     if r["stopped"] or r["step"] < r["steps"]:
         print("run the same command again to resume", file=sys.stderr)
 
@@ -776,7 +724,8 @@ def _add_train_parser(sub: Any) -> None:
         "--data",
         nargs="+",
         metavar="DIR",
-        help="data set folder(s) (training, several are read as one; or held-out data with --eval-only / --export-weights)",
+        help="data set folder(s) (training, several are read as one; or held-out data with --eval-only / "
+        "--export-weights)",
     )
     p.add_argument(
         "--partial-data",
@@ -787,7 +736,8 @@ def _add_train_parser(sub: Any) -> None:
     )
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, curves.png, val_predictions.png)")
     p.add_argument("--val-data", help="validation data folder (default: hold out the last --val-count items of --data)")
-    p.add_argument("--init", metavar="WEIGHTS", help="fine-tune: start a new run's generator from these weights (a weights "
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="fine-tune: start a new run's generator from these weights (a weights "
                    "folder such as monohead/model/weights, best.pt, a run folder); the critic starts afresh. The "
                    "architecture is taken from the weights unless given")  # fmt: skip
     g = p.add_argument_group("run definition (fixed for the life of a run)")
@@ -830,7 +780,8 @@ def _add_train_parser(sub: Any) -> None:
     g.add_argument("--metrics", help="metrics JSON to write with --eval-only (default RUN/eval_metrics.json)")
     g.add_argument("--max-items", type=int, default=200, help="items of --data to evaluate (default 200)")
     g.add_argument("--flip", action="store_true", help="--eval-only: average with the mirrored images' outputs")
-    g.add_argument("--balanced", action="store_true", help="--eval-only, --export-weights: the first --max-items heads half "
+    g.add_argument("--balanced", action="store_true",
+                   help="--eval-only, --export-weights: the first --max-items heads half "
                    "female, half male, as monohead experiments chooses its test set")  # fmt: skip
     g.add_argument(
         "--export-weights",
@@ -1150,17 +1101,18 @@ def _print_experiments(r: dict[str, Any]) -> None:
     s = r["sweep"]
     print(f"test set: {r['test_set']['count']} heads; mask precision {t1['mask_precision']:.2f}%, recall "
           f"{t1['mask_recall']:.2f}%; angular error mean {t1['mean']:.2f} deg, std {t1['std']:.2f}, "
-          f"<10 {t1['under_10']:.1f}%, <20 {t1['under_20']:.1f}%, <30 {t1['under_30']:.1f}%", file=sys.stderr)  # fmt: skip
-    print(f"best lambda {s['best_lam']:g} (sigma {s['best_sigma']:.3f} px; true maps: {r['oracle_sweep']['best_lam']:g})",
+          f"<10 {t1['under_10']:.1f}%, <20 {t1['under_20']:.1f}%, <30 {t1['under_30']:.1f}%",
           file=sys.stderr)  # fmt: skip
+    print(f"best lambda {s['best_lam']:g} (sigma {s['best_sigma']:.3f} px; "
+          f"true maps: {r['oracle_sweep']['best_lam']:g})", file=sys.stderr)  # fmt: skip
     for row in r["table2"]["rows"]:
         if row["block"] == "predicted":
             nan = float("nan")
             print(f"  {row['label']}: mean {row.get('mean', nan):.3f} px, median {row.get('median', nan):.3f}, "
                   f"sigma {row.get('sigma', nan):.3f}", file=sys.stderr)  # fmt: skip
     cached = [k for k, v in r["stages"].items() if v["cached"]]
-    print(f"report -> {r['report']} ({r['seconds']:.1f} s" + (f"; from cache: {', '.join(cached)}" if cached else "") + ")",
-          file=sys.stderr)  # fmt: skip
+    from_cache = f"; from cache: {', '.join(cached)}" if cached else ""
+    print(f"report -> {r['report']} ({r['seconds']:.1f} s{from_cache})", file=sys.stderr)
 
 
 def _add_experiments_parser(sub: Any) -> None:

@@ -48,7 +48,10 @@ __all__ = [
     "check_image_file",
     "DETECTORS",
     "MAX_PIXELS",
+    "MESH_FORMATS",
     "MIN_FACE_COVERAGE",
+    "UNITS",
+    "PhotoOutput",
     "WORK_SIDE",
     "clean_mask",
     "detect_faces",
@@ -59,6 +62,7 @@ __all__ = [
     "load_image",
     "preview_png",
     "reconstruct",
+    "reconstruct_photos",
     "shaded_view",
     "surface_points",
 ]
@@ -893,20 +897,14 @@ def preview_png(result: Reconstruction, title: str = "") -> bytes:
     """The paper's Fig. 7 for one reconstruction, as PNG bytes: the crop, N, W and the mesh
     shaded from the front and from the side; with a complete head (``result.full_mesh``), a
     second row shows it from the front, the side and the back."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from . import geometry
+    from . import _figures, geometry
 
     m = result.mask
     n_img = geometry.normals_to_image(result.normals, m)
     verts, vn = surface_points(result.mesh)
     full = getattr(result, "full_mesh", None)
     rows = 1 if full is None else 2
-    fig = Figure(figsize=(12.5, 2.9 * rows), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = _figures.new_figure(12.5, 2.9 * rows)
     axes = np.asarray(fig.subplots(rows, 5)).reshape(rows, 5)
     panels = [
         (result.crop, "photo crop", None),
@@ -932,6 +930,126 @@ def preview_png(result: Reconstruction, title: str = "") -> bytes:
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return _figures.png_bytes(fig)
+
+
+# ------------------------------------------------------------------------------------ files
+@dataclass
+class PhotoOutput:
+    """One face of :func:`reconstruct_photos` with its files' contents, or a photo that failed.
+
+    Attributes:
+        photo: the photo's name, as given.
+        stem: the file stem: ``photo``, or ``photo_face<j>`` when a photo has several faces.
+        result: the :class:`Reconstruction`, or ``None`` when the photo failed.
+        mesh: the mesh file's bytes (the format and units asked for).
+        preview: the preview PNG's bytes (:func:`preview_png`).
+        full_mesh: the complete head's file bytes (``full_head=True``), else ``None``.
+        error: why the photo failed (no face, unreadable file...), else ``None``.
+    """
+
+    photo: str
+    stem: str
+    result: Reconstruction | None = None
+    mesh: bytes = b""
+    preview: bytes = b""
+    full_mesh: bytes | None = None
+    error: str | None = None
+
+    def summary(self, units: str = "crop") -> dict[str, Any]:
+        """The reconstruction's facts as JSON-able values (no file names): ``units``, ``box``,
+        ``face_box``, ``vertices``, ``faces``, ``face_covered``, ``cleanup``, ``seconds`` and,
+        with a complete head, ``full_head`` (``vertices``, ``faces``, ``watertight``, ``fit``)."""
+        rec = self.result
+        if rec is None:
+            raise ValueError(f"{self.photo} has no reconstruction: {self.error}")
+        full = None
+        if rec.full_mesh is not None:
+            full = {"vertices": int(len(rec.full_mesh.vertices)), "faces": int(len(rec.full_mesh.faces)),
+                    "watertight": bool(rec.full_mesh.is_watertight), "fit": rec.head_fit.params()}  # fmt: skip
+        return {
+            "full_head": full,
+            "units": units,
+            "box": [round(t, 1) for t in rec.box.as_tuple()],
+            "face_box": None if rec.face_box is None else list(rec.face_box),
+            "vertices": int(len(rec.mesh.vertices)),
+            "faces": int(len(rec.mesh.faces)),
+            "face_covered": rec.face_covered,
+            "cleanup": rec.cleanup,
+            "seconds": {k: round(s, 5) for k, s in rec.seconds.items()},
+        }
+
+
+MESH_FORMATS = ("ply", "obj", "glb")
+UNITS = ("crop", "photo")
+
+
+def _mesh_bytes(mesh: Any, mesh_format: str) -> bytes:
+    data = mesh.export(file_type=mesh_format)
+    return data.encode("utf-8") if isinstance(data, str) else data
+
+
+def reconstruct_photos(
+    photos: Any,
+    *,
+    lam: float = 0.1,
+    detect: bool = True,
+    all_faces: bool = False,
+    model: Any = None,
+    flip: bool = True,
+    detector: str = "combined",
+    full_head: bool = False,
+    mesh_format: str = "ply",
+    units: str = "crop",
+    title: str = "{stem}",
+    callback: Any = None,
+) -> list[PhotoOutput]:
+    """Photos to meshes and previews: :func:`reconstruct` on each photo, with the files' bytes.
+
+    Nothing is written: the caller decides where the files go (the command line writes them all
+    at once, after the last photo). A photo that fails (no face, unreadable) does not stop the
+    others: its entry carries the ``error``.
+
+    Args:
+        photos: ``(name, image)`` pairs; ``image`` is anything :func:`reconstruct` takes.
+        lam, detect, all_faces, model, flip, detector, full_head: as in :func:`reconstruct`.
+        mesh_format: one of :data:`MESH_FORMATS` (``"ply"``, ``"obj"``, ``"glb"``).
+        units: ``"crop"`` (pixels of the 128 x 128 crop) or ``"photo"``
+            (:meth:`Reconstruction.mesh_in_photo_units`), for the mesh files.
+        title: the previews' title, a format string with the fields ``stem``, ``photo`` and
+            ``lam``.
+        callback: ``callback(done, total, name)`` before each photo and ``(total, total,
+            "done")`` after the last.
+
+    Returns:
+        One :class:`PhotoOutput` per face (per photo without ``all_faces``), or per failed
+        photo, in the order of ``photos``.
+    """
+    if mesh_format not in MESH_FORMATS:
+        raise ValueError(f"mesh_format must be one of {', '.join(MESH_FORMATS)}; got {mesh_format!r}")
+    if units not in UNITS:
+        raise ValueError(f"units must be one of {', '.join(UNITS)}; got {units!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable; got {type(callback).__name__}")
+    photos = list(photos)
+    out: list[PhotoOutput] = []
+    for k, (name, image) in enumerate(photos):
+        if callback is not None:
+            callback(k, len(photos), name)
+        try:
+            recs = reconstruct(image, lam=lam, detect=detect, all_faces=all_faces, model=model, flip=flip,
+                               detector=detector, full_head=full_head)  # fmt: skip
+        except (ValueError, TypeError, OSError) as exc:  # no face found, unreadable photo
+            out.append(PhotoOutput(name, name, error=str(exc)))
+            continue
+        recs = recs if isinstance(recs, list) else [recs]
+        for j, rec in enumerate(recs):
+            stem = name if len(recs) == 1 else f"{name}_face{j}"
+            in_units = rec.mesh_in_photo_units if units == "photo" else (lambda m: m)
+            full = None if rec.full_mesh is None else _mesh_bytes(in_units(rec.full_mesh), mesh_format)
+            out.append(PhotoOutput(name, stem, rec, mesh=_mesh_bytes(in_units(rec.mesh), mesh_format),
+                                   preview=preview_png(rec, title=title.format(stem=stem, photo=name, lam=lam)),
+                                   full_mesh=full))  # fmt: skip
+    if callback is not None:
+        callback(len(photos), len(photos), "done")
+    return out

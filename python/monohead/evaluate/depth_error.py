@@ -15,7 +15,6 @@ are population ones (``ddof = 0``); both windows are closed intervals.
 
 from __future__ import annotations
 
-import io
 import logging
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import _io
+from .. import _figures, _io
 from .. import _validate as v
 
 __all__ = [
@@ -38,8 +37,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The λ values of the sweep by default: 0 to 0.3 in steps of 0.02 (includes the paper's 0.1).
-DEFAULT_LAMS = tuple(round(0.02 * i, 10) for i in range(16))
+#: The λ values of the sweep by default: 0 to 0.3 in steps of 0.025, 13 values (includes the
+#: paper's 0.1); also the default of :func:`monohead.experiments.run_experiments` (Fig. 8).
+DEFAULT_LAMS = tuple(round(0.025 * i, 10) for i in range(13))
 
 
 def _check_theta(theta: Any) -> float:
@@ -154,7 +154,7 @@ def robust_depth_sigma(pred_depths: Any, true_depths: Any, masks: Any = None, th
     if len(mlist) != len(preds):
         raise ValueError(f"masks must hold {len(preds)} maps like pred_depths; got {len(mlist)}")
     variances = []
-    for i, (p, t, m) in enumerate(zip(preds, trues, mlist)):
+    for i, (p, t, m) in enumerate(zip(preds, trues, mlist, strict=True)):
         try:
             variances.append(robust_depth_stats(p, t, m, theta)["variance"])
         except (TypeError, ValueError) as exc:
@@ -187,7 +187,8 @@ def _as_sample(s: Any, i: int) -> DepthSample:
     if isinstance(s, Sequence) and not isinstance(s, (str, bytes)) and len(s) == 4:
         return DepthSample(*s)
     raise TypeError(
-        f"samples[{i}] must be a DepthSample, a (normals, weights, mask, true_depth) tuple or a mapping; got {type(s).__name__}"
+        f"samples[{i}] must be a DepthSample, a (normals, weights, mask, true_depth) tuple or a mapping; "
+        f"got {type(s).__name__}"
     )
 
 
@@ -209,7 +210,7 @@ def lambda_sweep(
 
     Args:
         samples: :class:`DepthSample` items (or 4-tuples, or mappings with those keys).
-        lams: λ values ``>= 0``; default :data:`DEFAULT_LAMS` (0 to 0.3 by 0.02).
+        lams: λ values ``>= 0``; default :data:`DEFAULT_LAMS` (0 to 0.3 by 0.025).
         theta: the first window's half-width (pixel units, default 7).
         method: integrator method passed to :func:`monohead.integrate` (``"mg"``,
             ``"jacobi"``, ``"direct"``).
@@ -264,22 +265,6 @@ def lambda_sweep(
     return table
 
 
-def _new_figure(width: float, height: float) -> Any:
-    """A matplotlib Figure on the Agg canvas: no pyplot, no global state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save_figure(fig: Any, path: str) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    _io.atomic_write_bytes(path, buf.getvalue())
-
-
 def plot_lambda_sweep(table: Mapping[str, Any], path: Any) -> None:
     """Draw σ against λ (the paper's Fig. 8) and write it as PNG, atomically.
 
@@ -294,9 +279,10 @@ def plot_lambda_sweep(table: Mapping[str, Any], path: Any) -> None:
     sigma = v.as_float_array(table["sigma"], "table['sigma']")
     if lam.ndim != 1 or sigma.shape != lam.shape or lam.size == 0:
         raise ValueError(
-            f"table['lam'] and table['sigma'] must be 1-D of one length; got {v.shape_str(lam.shape)} and {v.shape_str(sigma.shape)}"
+            "table['lam'] and table['sigma'] must be 1-D of one length; "
+            f"got {v.shape_str(lam.shape)} and {v.shape_str(sigma.shape)}"
         )
-    fig = _new_figure(5.0, 3.5)
+    fig = _figures.new_figure(5.0, 3.5)
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(lam, sigma, "o-", color="tab:blue")
     if np.isfinite(sigma).any():
@@ -308,7 +294,7 @@ def plot_lambda_sweep(table: Mapping[str, Any], path: Any) -> None:
     ax.set_title("Effect of λ on the reconstruction error")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    _save_figure(fig, p)
+    _figures.save_png(fig, p)
 
 
 def _hillshade(depth: np.ndarray) -> np.ndarray:
@@ -362,7 +348,7 @@ def plot_depth_comparison(
     # Show the bounding box of the two domains only.
     rows, cols = np.nonzero(np.isfinite(true) | np.isfinite(pred))
     box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
-    fig = _new_figure(12.0, 3.4)
+    fig = _figures.new_figure(12.0, 3.4)
     axes = [fig.add_subplot(1, 4, i + 1) for i in range(4)]
     for ax, d, title in ((axes[0], true, "(a) ground truth"), (axes[1], pred, "(b) reconstruction")):
         ax.imshow(_hillshade(d)[box], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -386,5 +372,5 @@ def plot_depth_comparison(
     ax.set_axis_off()
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    _save_figure(fig, p)
+    _figures.save_png(fig, p)
     return stats

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import _figures
 from .._io import atomic_write_bytes, atomic_write_text, file_sha256
 from .critic import Critic
 from .data import Augment, StepBatches, StepDataset, _sample_seed, collate, data_summary, dataset_info
@@ -258,13 +259,9 @@ def _append_log(run_dir: Path, record: dict[str, Any]) -> None:
 def plot_curves(records: list[dict[str, Any]]) -> bytes:
     """PNG bytes: the L2 loss, the critic's Wasserstein estimate, the validation angular error and
     the mask precision/recall, each against the number of training images seen."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     tr = [r for r in records if r["kind"] == "train"]
     va = [r for r in records if r["kind"] == "val"]
-    fig = Figure(figsize=(10, 7), dpi=90)
-    FigureCanvasAgg(fig)
+    fig = _figures.new_figure(10, 7, dpi=90)
     axes = fig.subplots(2, 2)
     x = [r["images_seen"] for r in tr]
     ax = axes[0, 0]
@@ -297,9 +294,7 @@ def plot_curves(records: list[dict[str, Any]]) -> bytes:
     if x and min(r["loss_l2"] for r in tr) > 0:
         axes[0, 0].set_yscale("log")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return _figures.png_bytes(fig)
 
 
 class _Dist:
