@@ -107,6 +107,9 @@ class FitSettings:
         voxel: spacing (cm) of the model vertices used by the fit (one per voxel).
         yaw_candidates: initial yaws (degrees) tried by the pose search.
         tol: convergence: the RMS motion of the fitted vertices in a step below this (pixels).
+        cost_tol: convergence also when a step of the last phase changes its robust cost by
+            less than this fraction (the minimum is flat: what the step moves no longer
+            changes the fit).
     """
 
     n_identity: int = 60
@@ -124,6 +127,7 @@ class FitSettings:
     voxel: float = 1.0
     yaw_candidates: tuple[float, ...] = (-60.0, -30.0, 0.0, 30.0, 60.0)
     tol: float = 0.05
+    cost_tol: float = 1e-4
 
 
 @dataclass
@@ -138,7 +142,8 @@ class HeadFit:
         rotation: ``(3, 3)`` rotation from the model frame to the camera frame.
         translation: ``(3,)`` position of the model's pivot (:data:`PIVOT`) in the camera frame
             (pixels; its z includes the depth map's offset).
-        converged: whether the last step was below ``FitSettings.tol``.
+        converged: whether the last phase ended with a step below ``FitSettings.tol`` (vertices)
+            or ``FitSettings.cost_tol`` (relative change of the cost).
         iterations: Gauss-Newton iterations done (after the pose search).
         cost: robust cost per iteration (data + prior).
         rms: RMS of the inlier depth residuals at the end (pixels along z).
@@ -171,7 +176,7 @@ class HeadFit:
         """The fitted parameters as a JSON-able dict."""
         return {
             "identity": [float(x) for x in self.identity],
-            "expression": {n: float(w) for n, w in zip(self.expression_names, self.expression) if w > 0},
+            "expression": {n: float(w) for n, w in zip(self.expression_names, self.expression, strict=True) if w > 0},
             "scale": float(self.scale),
             "rotation": np.asarray(self.rotation).tolist(),
             "translation": [float(x) for x in self.translation],
@@ -305,7 +310,8 @@ class _Prepared:
             b, e = self.bases(sub, k)
             self._subsets[key] = {  # type: ignore[assignment]
                 "subset": sub, "ring": ring, "pos": pos, "faces": local, "S": S[pos],
-                "x0": self.x0[ring], "B": np.ascontiguousarray(self.B[:k, cols]), "E": np.ascontiguousarray(self.E[:, cols]),
+                "x0": self.x0[ring], "B": np.ascontiguousarray(self.B[:k, cols]),
+                "E": np.ascontiguousarray(self.E[:, cols]),
                 "Bsub": b, "Esub": e,
             }  # fmt: skip
         return self._subsets[key]  # type: ignore[return-value]
@@ -402,6 +408,27 @@ class _Obs:
     border_idx: np.ndarray  # (2, H, W) nearest mask-border pixel
     border_ok: np.ndarray  # (H, W) that border pixel is not on the image frame
     inside: np.ndarray  # (H, W) distance to the mask border, pixels (0 outside)
+    _table: np.ndarray | None = None  # per padded pixel: what _sample_depth gathers (made once)
+
+    def table(self) -> np.ndarray:
+        """``((H + 2) * (W + 2), 8)``: per pixel of the image padded by one pixel (pad and
+        background rows zero), ``m * (1, C, P, Q, nx, ny, nz, w)`` where ``m`` is the mask, ``w``
+        the pixel's weight and
+        the pixel's tangent plane is ``h(col, row) = C + P col + Q row`` (``P = -nx / nz``,
+        ``Q = ny / nz``, ``nz`` at least ``_MIN_NZ``)."""
+        if self._table is None:
+            H, Wd = self.mask.shape
+            m = self.mask
+            nz = np.maximum(self.n[..., 2], _MIN_NZ)
+            P = -self.n[..., 0] / nz
+            Q = self.n[..., 1] / nz
+            rows, cols = np.mgrid[0:H, 0:Wd]
+            C = np.where(m, self.depth, 0.0) - P * cols - Q * rows
+            t = np.zeros((H + 2, Wd + 2, 8))
+            planes = np.stack([np.ones((H, Wd)), C, P, Q, *np.moveaxis(self.n, -1, 0), self.w], axis=-1)
+            t[1:-1, 1:-1] = np.where(m[..., None], planes, 0.0)
+            self._table = t.reshape(-1, 8)
+        return self._table
 
 
 def _check_inputs(depth: Any, normals: Any, mask: Any, W: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -445,7 +472,8 @@ def _observations(d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray) ->
         m = lab == main
     if int(m.sum()) < MIN_MASK_PIXELS:
         raise HeadFitError(
-            f"the mask's largest connected component has {int(m.sum())} pixels; fitting a head needs at least {MIN_MASK_PIXELS}"
+            f"the mask's largest connected component has {int(m.sum())} pixels; "
+            f"fitting a head needs at least {MIN_MASK_PIXELS}"
         )
     nn = np.where(m[..., None], n, 0.0)
     length = np.linalg.norm(nn, axis=-1, keepdims=True)
@@ -469,42 +497,38 @@ def _observations(d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray) ->
 
 def _sample_depth(
     obs: _Obs, x: np.ndarray, y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Observed surface under points ``(x, y)``: (found, depth, unit normal, nearest pixel's
-    flat index, coverage weight).
+    flat index, coverage weight, pixel weight).
 
     Bilinear over the four surrounding pixels that are in the mask, each pixel's depth carried
     to the point along its own normal's plane (``h + p dx + q dy``): continuous in ``(x, y)``
     (so the fit's last steps converge), exact on planes. A point is found when the in-mask
     pixels hold at least a quarter of the bilinear weight; its coverage weight rises from 0
-    there to 1 at three quarters (so that points do not enter or leave the fit abruptly)."""
+    there to 1 at three quarters (so that points do not enter or leave the fit abruptly). The
+    pixel weight (``obs.w``) is interpolated the same way (continuous too)."""
     H, Wd = obs.mask.shape
     col, row = x, -y
-    c0 = np.floor(col).astype(np.int64)
-    r0 = np.floor(row).astype(np.int64)
+    c0 = np.floor(col)
+    r0 = np.floor(row)
     fc, fr = col - c0, row - r0
-    acc_w = np.zeros(x.shape)
-    acc_d = np.zeros(x.shape)
-    acc_n = np.zeros((x.size, 3))
-    for dr, dc in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        r, c = r0 + dr, c0 + dc
-        inb = (c >= 0) & (c < Wd) & (r >= 0) & (r < H)
-        rr, cc = np.where(inb, r, 0), np.where(inb, c, 0)
-        m = inb & obs.mask[rr, cc]
-        w = (fr if dr else 1.0 - fr) * (fc if dc else 1.0 - fc) * m
-        nrm = obs.n[rr, cc]
-        nz = np.maximum(nrm[:, 2], _MIN_NZ)
-        h = np.where(m, obs.depth[rr, cc], 0.0) - nrm[:, 0] / nz * (col - cc) + nrm[:, 1] / nz * (row - rr)
-        acc_w += w
-        acc_d += w * np.where(m, h, 0.0)
-        acc_n += w[:, None] * nrm
+    # The four pixels around each point in the padded table (a point beyond the pad: none).
+    near = (c0 >= -1) & (c0 <= Wd - 1) & (r0 >= -1) & (r0 <= H - 1)
+    base = (np.clip(r0, -1, H - 1).astype(np.int64) + 1) * (Wd + 2) + np.clip(c0, -1, Wd - 1).astype(np.int64) + 1
+    idx = base[:, None] + np.array([0, 1, Wd + 2, Wd + 3])
+    bil = np.stack([(1.0 - fr) * (1.0 - fc), (1.0 - fr) * fc, fr * (1.0 - fc), fr * fc], axis=1) * near[:, None]
+    acc = np.einsum("nk,nkc->nc", bil, obs.table()[idx])
+    acc_w = acc[:, 0]
+    acc_d = acc[:, 1] + acc[:, 2] * col + acc[:, 3] * row
+    acc_n = acc[:, 4:7]
     ok = acc_w >= 0.25
     D = np.where(ok, acc_d / np.maximum(acc_w, 1e-12), 0.0)
     n = acc_n / np.maximum(np.linalg.norm(acc_n, axis=1, keepdims=True), 1e-12)
     n[~ok] = (0.0, 0.0, 1.0)
     cn = np.clip(np.rint(col), 0, Wd - 1).astype(np.int64)
     rn = np.clip(np.rint(row), 0, H - 1).astype(np.int64)
-    return ok, D, n, rn * Wd + cn, np.clip((acc_w - 0.25) * 2.0, 0.0, 1.0)
+    wpix = np.where(ok, acc[:, 7] / np.maximum(acc_w, 1e-12), 0.0)
+    return ok, D, n, rn * Wd + cn, np.clip((acc_w - 0.25) * 2.0, 0.0, 1.0), wpix
 
 
 def _bilinear(img: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
@@ -612,8 +636,11 @@ class _Fitter:
         xw = _pose(x, s, R, t)
         return xw, xw[g["pos"]], n @ R.T
 
-    def residuals(self, y, w, s, R, t, freeze: bool = False):
+    def residuals(self, y, w, s, R, t, freeze: bool = False, pose_only: bool = False):
         """Residuals, Jacobian rows, robust weights at the current parameters.
+
+        With ``pose_only``, the Jacobian has the 7 pose columns only (rotation, translation,
+        log-scale), for the steps that keep the shape.
 
         With ``freeze``, the visible and contour vertices and the contour targets are kept
         from this call on (the last iterations then minimise one smooth function)."""
@@ -638,7 +665,7 @@ class _Fitter:
             bx, by = bc.astype(np.float64), -br.astype(np.float64)
             if freeze:
                 self.frozen = (vis, sil, bx, by)
-        ok, D, nobs, flat, cover = _sample_depth(obs, xw[:, 0], xw[:, 1])
+        ok, D, nobs, flat, cover, wpix = _sample_depth(obs, xw[:, 0], xw[:, 1])
         use = vis & ok
         nz_o = np.maximum(nobs[:, 2], _MIN_NZ)
         r_d = nz_o * (xw[:, 2] - D)
@@ -652,13 +679,16 @@ class _Fitter:
         J_rot = np.cross(q, dirs)
         J_t = dirs
         J_s = np.einsum("ij,ij->i", q, dirs)[:, None]
-        u = dirs @ (s * R)  # (n, 3): (s R)^T d
-        J_y = np.einsum("ic,ick->ik", u, self.Bk[sel])
-        J_w = np.einsum("ic,ick->ik", u, self.Ek[sel])
-        J = np.hstack([J_rot, J_t, J_s, J_y, J_w])
+        if pose_only:
+            J = np.hstack([J_rot, J_t, J_s])
+        else:
+            u = dirs @ (s * R)  # (n, 3): (s R)^T d
+            J_y = np.einsum("ic,ick->ik", u, self.Bk[sel])
+            J_w = np.einsum("ic,ick->ik", u, self.Ek[sel])
+            J = np.hstack([J_rot, J_t, J_s, J_y, J_w])
         nd = int(use.sum())
         sig = np.concatenate([np.full(nd, cfg.sigma), np.full(res.size - nd, cfg.silhouette_sigma)])
-        base = np.concatenate([obs.w.ravel()[flat[use]] * cover[use], np.full(res.size - nd, cfg.silhouette_weight)])
+        base = np.concatenate([wpix[use] * cover[use], np.full(res.size - nd, cfg.silhouette_weight)])
         wr = base / (1.0 + (res / sig) ** 2)
         cost = float(np.sum(base * sig**2 * np.log1p((res / sig) ** 2)))
         return res, J, wr, cost, nd, r_d[use]
@@ -743,18 +773,29 @@ def fit_head(
     saved: Any = None  # (cost, parameters, A, g) of the last accepted point of the frozen phase
     for it in range(1, cfg.iterations + 1):
         rigid = phase == "rigid"
-        res, J, wr, cost, nd, _ = fitter.residuals(y, ew, s, R, t, freeze=phase == "frozen")
+        res, J, wr, cost, nd, _ = fitter.residuals(y, ew, s, R, t, freeze=phase == "frozen", pose_only=rigid)
         if res.size < 10:
             break
         prior = cfg.prior if phase != "frozen" or cfg.final_prior is None else cfg.final_prior
         total = cost + prior * float(y @ y) + cfg.expression_prior * float(ew @ ew)
         costs.append(total)
+        if phase == "frozen" and saved is not None and abs(total - saved[0]) <= cfg.cost_tol * saved[0]:
+            # A flat valley: the last step changed the cost by a negligible amount (the
+            # identity and the pose trade off without changing the fit). The lower of the two
+            # points is kept below.
+            converged = True
+            break
         rejected = phase == "frozen" and saved is not None and total > saved[0]
         if rejected:
             # The frozen phase minimises one function: a step that raised it is taken back
             # and tried again shorter (more damping).
             lm = max(1e-3, 10.0 * lm)
             _, (y, ew, s, R, t), A, g = saved
+        elif rigid:
+            # Pose and scale only (the shape is kept): a 7 x 7 system.
+            A = J.T @ (J * wr[:, None])
+            g = J.T @ (wr * res)
+            A[np.diag_indices(7)] += 1e-6 + 1e-3 * np.maximum(np.diag(A), 1e-9)
         else:
             A = J.T @ (J * wr[:, None])
             g = J.T @ (wr * res)
@@ -771,11 +812,15 @@ def fit_head(
                 lm *= 0.1
         try:
             Ad = A + np.diag(lm * np.diag(A)) if lm > 0 else A
-            delta = _bounded_step(Ad, g, P if not rigid else 7, 7 + k, ew)
+            if rigid:
+                delta = np.zeros(P)
+                delta[:7] = -np.linalg.solve(Ad, g)
+            else:
+                delta = _bounded_step(Ad, g, P, 7 + k, ew)
         except np.linalg.LinAlgError:
             break
         # Trust region: the step may move the residuals by at most max_step pixels (RMS).
-        pred = float(np.sqrt(np.mean((J @ delta) ** 2)))
+        pred = float(np.sqrt(np.mean((J @ delta[: J.shape[1]]) ** 2)))
         if pred > cfg.max_step:
             delta *= cfg.max_step / pred
         before = fitter.points(y, ew, s, R, t)[1] if rejected else fitter.last
@@ -786,8 +831,8 @@ def fit_head(
         ew = np.clip(ew + delta[7 + k :], 0.0, 1.0)  # (already within bounds, up to rounding)
         after = fitter.points(y, ew, s, R, t)[1]
         move = float(np.sqrt(np.mean(np.sum((after - before) ** 2, axis=1))))
-        log.debug("fit_head iteration %d (%s): cost %.6g, RMS move %.4g px, |y| %.3g, %d depth residuals, damping %.3g", it,
-                  phase, total, move, float(np.linalg.norm(y)), nd, lm)  # fmt: skip
+        log.debug("fit_head iteration %d (%s): cost %.6g, RMS move %.4g px, |y| %.3g, %d depth residuals, "
+                  "damping %.3g", it, phase, total, move, float(np.linalg.norm(y)), nd, lm)  # fmt: skip
         phase_steps += 1
         if phase == "frozen" and move < cfg.tol:
             converged = True
@@ -796,12 +841,12 @@ def fit_head(
             phase, phase_steps = "free", 0
         elif phase == "free" and (move < cfg.phase_tol or phase_steps >= cfg.free_iterations):
             phase, phase_steps = "frozen", 0
-    res, J, wr, cost, nd, rd = fitter.residuals(y, ew, s, R, t)
+    res, J, wr, cost, nd, rd = fitter.residuals(y, ew, s, R, t, pose_only=True)
     prior = cfg.prior if fitter.frozen is None or cfg.final_prior is None else cfg.final_prior
     final = cost + prior * float(y @ y) + cfg.expression_prior * float(ew @ ew)
     if saved is not None and final > saved[0]:  # the last step of the frozen phase went uphill
         _, (y, ew, s, R, t), _, _ = saved
-        res, J, wr, cost, nd, rd = fitter.residuals(y, ew, s, R, t)
+        res, J, wr, cost, nd, rd = fitter.residuals(y, ew, s, R, t, pose_only=True)
     inl = np.abs(rd) < 3 * cfg.sigma
     rms = float(np.sqrt(np.mean(rd[inl] ** 2))) if inl.any() else float("nan")
     return HeadFit(
@@ -864,19 +909,19 @@ def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, 
         t = np.array([x_mid - s * 0.5 * (q[upper_m, 0].max() + q[upper_m, 0].min()), -top - 0.5 - s * crown, 0.0])
         # depth offset: match the medians of the visible model and the observed depth
         xw = _pose(xm, s, R, t)
-        ok, D, _, _, _ = _sample_depth(obs, xw[:, 0], xw[:, 1])
+        ok, D, _, _, _, _ = _sample_depth(obs, xw[:, 0], xw[:, 1])
         front = ok & (((xm - PIVOT) @ R.T)[:, 2] > 0)
         if front.any():
             t[2] = float(np.median(D[front] - xw[front, 2]))
         for _ in range(1):
-            res, J, wr, cost, nd, _ = fitter.residuals(zero_y, zero_w, s, R, t)
+            res, J, wr, cost, nd, _ = fitter.residuals(zero_y, zero_w, s, R, t, pose_only=True)
             A = J[:, :7].T @ (J[:, :7] * wr[:, None])
             A[np.diag_indices(7)] += 1e-3 * np.maximum(np.diag(A), 1e-9) + 1e-6
             delta = -np.linalg.solve(A, J[:, :7].T @ (wr * res))
             R = _rodrigues(delta[:3]) @ R
             t = t + delta[3:6]
             s = s * math.exp(float(np.clip(delta[6], -0.5, 0.5)))
-        res, J, wr, cost, nd, _ = fitter.residuals(zero_y, zero_w, s, R, t)
+        res, J, wr, cost, nd, _ = fitter.residuals(zero_y, zero_w, s, R, t, pose_only=True)
         # Visible vertices that found no surface count as misses (cost of a far residual).
         score = cost / max(nd, 1)
         if best is None or score < best[0]:
@@ -967,7 +1012,7 @@ def merge_head(
     # 1. Visible vertices and their displacement onto the integrated surface, with a weight
     #    that fades it out toward the mask's border, grazing views and far-off surfaces.
     vis = _front_visible(x, nw, prep.faces, (H, Wd))
-    ok, D, nob, flat, _ = _sample_depth(obs, x[:, 0], x[:, 1])
+    ok, D, nob, flat, _, _ = _sample_depth(obs, x[:, 0], x[:, 1])
     use = vis & ok
     dz = np.where(use, D - x[:, 2], 0.0)
     inside = obs.inside.ravel()[flat]
@@ -1053,8 +1098,9 @@ def self_intersections(vertices: Any, faces: Any, candidates: Any = None) -> np.
     """Pairs of triangles of a mesh that intersect (sharing no vertex).
 
     Candidate pairs are the triangles whose centroids are close enough for them to touch (a
-    k-d tree), then whose bounding boxes overlap; each pair is tested exactly for non-coplanar triangles: an edge of one crossing the other (segment-
-    triangle test, both ways).
+    k-d tree), then whose bounding boxes overlap; each pair is tested exactly for
+    non-coplanar triangles: an edge of one crossing the other (segment-triangle test, both
+    ways).
 
     Args:
         vertices: ``(V, 3)``.
