@@ -1,9 +1,15 @@
-"""Shared fixtures: a seeded generator and the independent reference of the WLS energy."""
+"""Shared fixtures. Plain helpers that tests import are in ``tests/_helpers.py`` and the
+independent reference of the WLS energy in ``tests/_reference.py``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+from tests._helpers import find_shared_data, perspective_sphere
 
 
 @pytest.fixture
@@ -11,37 +17,63 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20200227)
 
 
-def unit_normals_from_gradients(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Normals (H, W, 3) with p = -Nx/Nz and q = -Ny/Nz."""
-    n = np.stack([-p, -q, np.ones_like(p)], axis=-1)
-    return n / np.linalg.norm(n, axis=-1, keepdims=True)
+@pytest.fixture(scope="session")
+def sphere_k() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(normals, z, mask, K)`` of :func:`tests._helpers.perspective_sphere` (read-only arrays)."""
+    arrays = perspective_sphere()
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
 
 
-def perspective_sphere(H=48, W=56, f=70.0, center=(0.15, -0.1, 4.0), radius=1.0, margin=0.3):
-    """Exact z-depth, normals (monohead frame), mask and K (OpenCV form) of a sphere seen by a pinhole camera."""
-    K = np.array([[f, 0.0, W / 2 - 0.7], [0.0, f * 1.05, H / 2 + 0.4], [0.0, 0.0, 1.0]])
-    v, u = np.mgrid[0:H, 0:W].astype(float)
-    ray = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
-    C = np.asarray(center)
-    rc = ray @ C
-    rr = (ray * ray).sum(-1)
-    disc = rc**2 - rr * (C @ C - radius**2)
-    mask = disc > margin * rr
-    t = (rc - np.sqrt(np.maximum(disc, 0))) / rr
-    P = t[..., None] * ray
-    n_cv = (P - C) / radius
-    normals = np.where(mask[..., None], n_cv * np.array([1.0, -1.0, -1.0]), 0.0)
-    z = np.where(mask, t, np.nan)  # ray has z = 1, so t is the depth along the optical axis
-    return normals, z, mask, K
+@pytest.fixture
+def flat_normals() -> np.ndarray:
+    """A (4, 5, 3) map of normals facing the viewer (zero slopes): the input of the bad-argument tests."""
+    n = np.zeros((4, 5, 3))
+    n[..., 2] = 1.0
+    return n
 
 
-def shared_data(*parts: str):
-    """A path under the shared data folder ($MONOHEAD_SHARED, else <repo>/../shared or /work/shared), or None."""
-    import os
-    from pathlib import Path
+@pytest.fixture
+def shared_data() -> Callable[..., Path]:
+    """``shared_data(*parts)``: the path of ``<shared>/data/<parts...>``; skips the test, with the
+    reason, when it is absent (the shared data are not part of the repository)."""
 
-    roots = [os.environ.get("MONOHEAD_SHARED"), Path(__file__).resolve().parents[1].parent / "shared", "/work/shared"]
-    for root in roots:
-        if root and Path(root, "data", *parts).exists():
-            return Path(root, "data", *parts)
-    return None
+    def find(*parts: str) -> Path:
+        path = find_shared_data(*parts)
+        if path is None:
+            pytest.skip(
+                f"shared data absent: data/{'/'.join(parts)} under $MONOHEAD_SHARED, <repo>/../shared "
+                "or /work/shared (not part of the repository)"
+            )
+        return path
+
+    return find
+
+
+@pytest.fixture
+def torch_one_thread() -> Iterator[None]:
+    """One torch thread for the test: two threads per process crawl when other busy processes
+    share a small machine."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def cli_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Callable[..., str]:
+    """``cli_error(argv)``: run the CLI in an empty working folder, check that it exits with code 2
+    and one line on stderr, and return that line."""
+    from monohead import cli
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(argv: list[str]) -> str:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        return err
+
+    return run

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import monohead
-from conftest import unit_normals_from_gradients
 from monohead.integration import dct_poisson, frankot_chellappa, surfaces
+from tests._helpers import unit_normals_from_gradients
 
 
 def test_dct_solves_the_same_system_as_the_core():

@@ -1,4 +1,7 @@
-"""Batches ``(B, H, W, 3)`` and backend dispatch of :func:`monohead.integrate` on the CPU.
+"""Batches ``(B, H, W, 3)``: their validation, and backend dispatch of :func:`monohead.integrate`.
+
+The results of batches on every backend (per item against the independent reference, shared
+masks and weights, a batch of one, x0, the convergence warning) are checked in test_integrators.py.
 
 CuPy arrays are imitated by a stand-in class whose module is ``cupy``: the dispatch and the
 mixed-device errors look only at the array type, so they are tested without a GPU.
@@ -14,8 +17,8 @@ import numpy as np
 import pytest
 
 import monohead
-from conftest import unit_normals_from_gradients
-from monohead.integration import ConvergenceWarning, SolveInfo, generic, surfaces
+from monohead.integration import generic, surfaces
+from tests._helpers import unit_normals_from_gradients
 
 HAS_CUPY = importlib.util.find_spec("cupy") is not None
 
@@ -48,62 +51,6 @@ class FakeCupyArray:
         self.dtype = np.dtype(np.float64)
 
 
-@pytest.mark.parametrize("method", ["mg", "jacobi", "direct"])
-def test_cpu_batch_equals_per_item(rng, method):
-    n, Wmap, masks = batch(rng)
-    d, infos = monohead.integrate(n, Wmap, 0.1, masks, method=method, tol=1e-11, return_info=True)
-    assert isinstance(d, np.ndarray)
-    assert d.shape == masks.shape
-    assert d.dtype == np.float64
-    assert isinstance(infos, list)
-    assert len(infos) == 3
-    for k in range(3):
-        ref, info = monohead.integrate(n[k], Wmap[k], 0.1, masks[k], method=method, tol=1e-11, return_info=True)
-        np.testing.assert_allclose(d[k], ref, atol=1e-9, equal_nan=True)
-        assert isinstance(infos[k], SolveInfo)
-        assert infos[k].backend == "cpu"
-        assert infos[k].method == method
-        assert infos[k].num_components == info.num_components
-        assert infos[k].num_unknowns == int(masks[k].sum())
-    assert d[2, 0, 0] == 0.0
-    assert np.isnan(d[~masks]).all()
-
-
-def test_cpu_batch_matches_generic_numpy_batch(rng):
-    n, Wmap, masks = batch(rng)
-    a = monohead.integrate(n, Wmap, 0.3, masks, tol=1e-12)
-    b = generic.integrate_xp(n, Wmap, 0.3, masks, tol=1e-12)
-    np.testing.assert_allclose(a, b, atol=1e-9, equal_nan=True)
-
-
-def test_batch_default_mask_shared_mask_weights_and_x0(rng):
-    n, Wmap, masks = batch(rng)
-    d = monohead.integrate(n, Wmap, 0.1, tol=1e-11)  # default mask: non-zero normals
-    np.testing.assert_array_equal(np.isnan(d), ~masks)
-    shared = masks[1]
-    full = unit_normals_from_gradients(rng.normal(size=(3, 20, 24)), rng.normal(size=(3, 20, 24)))
-    nn = np.where(shared[None, ..., None], full, 0.0)
-    a = monohead.integrate(nn, Wmap[0], 0.1, shared, tol=1e-11)
-    b = monohead.integrate(nn, np.stack([Wmap[0]] * 3), 0.1, np.stack([shared] * 3), tol=1e-11)
-    np.testing.assert_allclose(a, b, atol=1e-12, equal_nan=True)
-    exact = monohead.integrate(n, Wmap, 0.1, masks, tol=1e-12)
-    _, infos = monohead.integrate(n, Wmap, 0.1, masks, x0=exact, tol=1e-6, return_info=True)
-    assert [i.iterations for i in infos] == [0, 0, 0]
-
-
-def test_batch_of_one_and_float32(rng):
-    n, Wmap, masks = batch(rng)
-    d = monohead.integrate(n[:1].astype(np.float32), Wmap[:1].astype(np.float32), 0.1, masks[:1])
-    assert d.shape == (1, 20, 24)
-    assert d.dtype == np.float64
-
-
-def test_batch_convergence_warning(rng):
-    n, Wmap, masks = batch(rng)
-    with pytest.warns(ConvergenceWarning):
-        monohead.integrate(n, Wmap, 0.1, masks, method="jacobi", maxiter=1)
-
-
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize(
     ("mutate", "exc", "match"),
@@ -119,7 +66,8 @@ def test_batch_convergence_warning(rng):
         (
             lambda a: a | {"mask": a["mask"][0, :4]},
             ValueError,
-            r"mask must have shape \(B, H, W\) = \(3, 20, 24\) or \(H, W\) = \(20, 24\) shared by the batch; got \(4, 24\)",
+            r"mask must have shape \(B, H, W\) = \(3, 20, 24\) or \(H, W\) = \(20, 24\) shared by the batch; "
+            r"got \(4, 24\)",
         ),
         (
             lambda a: a | {"normals": a["normals"][..., :2]},

@@ -49,12 +49,8 @@ def test_integrate_npz_roundtrip(tmp_path, capsys):
         (["integrate", "--example", "--lam", "-1"], "lam must be a finite number >= 0"),
     ],
 )
-def test_errors_exit_2_with_one_line(argv, message, capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert message in err
-    assert err.count("\n") == 1
+def test_errors_exit_2_with_one_line(argv, message, cli_error, tmp_path):
+    assert message in cli_error(argv)
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
@@ -66,12 +62,12 @@ def test_bad_npz_and_python_m(tmp_path):
     assert "cannot read" in proc.stderr
 
 
-def _bini_folder(path, bits, with_mask=True):
-    """A BiNI-layout folder of the analytic perspective sphere; returns (normals, mask, K in OpenCV form)."""
-    from conftest import perspective_sphere
+def _bini_folder(path, bits, sphere, with_mask=True):
+    """A BiNI-layout folder of the analytic perspective ``sphere`` (the ``sphere_k`` fixture);
+    returns (normals, mask, K in OpenCV form)."""
     from monohead.geometry.normal_maps import encode_png, normals_to_image
 
-    normals, _, mask, K = perspective_sphere()
+    normals, _, mask, K = sphere
     path.mkdir()
     (path / "normal_map.png").write_bytes(encode_png(normals_to_image(normals, mask, bits)))
     if with_mask:
@@ -84,10 +80,10 @@ def _bini_folder(path, bits, with_mask=True):
 
 
 @pytest.mark.parametrize("bits", [8, 16])
-def test_integrate_bini_folder_perspective(tmp_path, capsys, bits):
+def test_integrate_bini_folder_perspective(tmp_path, capsys, bits, sphere_k):
     import monohead
 
-    normals, mask, K = _bini_folder(tmp_path / "obj", bits)
+    normals, mask, K = _bini_folder(tmp_path / "obj", bits, sphere_k)
     out = tmp_path / "z.npy"
     mesh = tmp_path / "m.ply"
     argv = ["integrate", str(tmp_path / "obj"), "-o", str(out), "--mesh", str(mesh), "--json", "--tol", "1e-10"]
@@ -108,11 +104,10 @@ def test_integrate_bini_folder_perspective(tmp_path, capsys, bits):
     assert np.all(m.vertices[:, 2] < 0)
 
 
-def test_integrate_npz_with_K_and_orthographic_override(tmp_path, capsys):
+def test_integrate_npz_with_K_and_orthographic_override(tmp_path, capsys, sphere_k):
     import monohead
-    from conftest import perspective_sphere
 
-    normals, _, mask, K = perspective_sphere()
+    normals, _, mask, K = sphere_k
     src = tmp_path / "in.npz"
     np.savez(src, normal=normals, mask=mask, K=K)
     out = tmp_path / "z.npy"
@@ -131,9 +126,9 @@ def test_integrate_npz_with_K_and_orthographic_override(tmp_path, capsys):
         ("bad_png", "cannot read"),
     ],
 )
-def test_integrate_bini_folder_errors(tmp_path, capsys, setup, message):
+def test_integrate_bini_folder_errors(tmp_path, capsys, setup, message, sphere_k):
     folder = tmp_path / "obj"
-    _bini_folder(folder, 8)
+    _bini_folder(folder, 8, sphere_k)
     if setup == "no_png":
         (folder / "normal_map.png").unlink()
     elif setup == "bad_K":
@@ -146,8 +141,8 @@ def test_integrate_bini_folder_errors(tmp_path, capsys, setup, message):
     assert not out.exists()
 
 
-def test_integrate_sharpness_flag(tmp_path, capsys):
-    normals, mask, K = _bini_folder(tmp_path / "obj", 16)
+def test_integrate_sharpness_flag(tmp_path, capsys, sphere_k):
+    normals, mask, K = _bini_folder(tmp_path / "obj", 16, sphere_k)
     out = tmp_path / "z.npy"
     assert cli.main(["integrate", str(tmp_path / "obj"), "-o", str(out), "--sharpness", "2", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
@@ -157,12 +152,10 @@ def test_integrate_sharpness_flag(tmp_path, capsys):
     assert "sharpness must be None or a finite number >= 0" in capsys.readouterr().err
 
 
-def test_integrate_bini_folder_with_prior(tmp_path, capsys):
-    from conftest import perspective_sphere
-
-    _, z, mask, _ = perspective_sphere()
+def test_integrate_bini_folder_with_prior(tmp_path, capsys, sphere_k):
+    _, z, mask, _ = sphere_k
     folder = tmp_path / "obj"
-    _bini_folder(folder, 16)
+    _bini_folder(folder, 16, sphere_k)
     np.save(folder / "prior_depth.npy", np.where(mask, 1500.0 * z, np.nan))
     out = tmp_path / "z.npy"
     assert cli.main(["integrate", str(folder), "-o", str(out), "--prior-weight", "1", "--json"]) == 0

@@ -32,9 +32,9 @@ def test_wrong_shapes_raise_value_error():
     core = _core.Integrator(_mask())
     with pytest.raises(ValueError, match=r"normals must have shape \(6, 7, 3\); got \(6, 7\)"):
         core.solve(np.zeros((6, 7)))
+    n = np.zeros((6, 7, 3))
+    n[..., 2] = 1
     with pytest.raises(ValueError, match=r"x0 must have shape \(6, 7\); got \(2,\)"):
-        n = np.zeros((6, 7, 3))
-        n[..., 2] = 1
         core.solve(n, np.zeros(2))
 
 

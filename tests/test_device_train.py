@@ -25,8 +25,9 @@ def test_dry_run_makes_every_output(tmp_path):
     torch.set_num_threads(1)
     try:
         out = tmp_path / "out"
-        argv = ["--dry-run", "--out", str(out), "--work", str(tmp_path / "work"), "--init", "none", "--width", "4",
-                "--depth", "4", "--size", "32", "--test-count", "2", "--train-count", "6", "--val-count", "2"]  # fmt: skip
+        argv = ["--dry-run", "--out", str(out), "--work", str(tmp_path / "work"), "--init", "none"]
+        argv += ["--width", "4", "--depth", "4", "--size", "32"]
+        argv += ["--test-count", "2", "--train-count", "6", "--val-count", "2"]
         assert _driver().main(argv) == 0
     finally:
         torch.set_num_threads(n)

@@ -82,7 +82,7 @@ def _angle_maps():
     pred = np.zeros((3, 4, 3))
     mask = np.zeros((3, 4), bool)
     cells = [(r, c) for r in range(3) for c in range(4)][: len(ANGLES)]
-    for (r, c), a in zip(cells, ANGLES):
+    for (r, c), a in zip(cells, ANGLES, strict=True):
         true[r, c] = base
         pred[r, c] = 2.5 * _rotated_about_x(base, a)  # not unit: the length must not matter
         mask[r, c] = True
@@ -97,7 +97,7 @@ def test_angular_error_stats_by_hand():
     # base is rotated about x, and the angle between two vectors is what a rotation of either
     # changes it by only when the axis is perpendicular; compute the true angles directly.
     expected = []
-    for r, c in zip(*np.nonzero(mask)):
+    for r, c in zip(*np.nonzero(mask), strict=True):
         a, b = pred[r, c] / np.linalg.norm(pred[r, c]), true[r, c]
         expected.append(math.degrees(math.acos(max(-1.0, min(1.0, float(a @ b))))))
     e = np.array(expected)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-trimesh = pytest.importorskip("trimesh")
+import trimesh
+from scipy.spatial.transform import Rotation
 
 from monohead import fullhead
 from monohead.fullhead import (
@@ -28,11 +28,9 @@ SIZE = 96
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    y, p, r = np.radians([yaw, pitch, roll])
-    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
-    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    return rz @ rx @ ry
+    """``R = Rz(roll) Rx(pitch) Ry(yaw)`` in degrees (the generator's order), built by SciPy
+    independently of the module: the generator's ``Rx(pitch)`` is SciPy's ``Rx(-pitch)``."""
+    return Rotation.from_euler("yxz", [yaw, -pitch, roll], degrees=True).as_matrix()
 
 
 @pytest.fixture(scope="module")

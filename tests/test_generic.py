@@ -1,9 +1,10 @@
-"""The array-module-generic solver (the GPU algorithm) run with NumPy.
+"""The array-module-generic solver (the GPU algorithm) run with NumPy: what is its own.
 
-References: the C++ core (an independent implementation of the same system), the SciPy
-reference of tests/_reference.py (built from the conventions' text), analytic surfaces, and
-dense linear algebra for the multigrid's properties (Galerkin coarse operators, a symmetric
-positive definite V-cycle).
+Its results on every problem (against the independent SciPy reference, analytic surfaces, the
+gauge, batches, dtypes and layouts, x0, the convergence warning) are checked with every other
+backend in test_integrators.py. Here: the multigrid's quality and properties against dense
+linear algebra (Galerkin coarse operators, a symmetric positive definite V-cycle), batch items
+that stop independently, and its validation.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import monohead
-from _reference import reference_solve
-from conftest import unit_normals_from_gradients
 from monohead import _validate as v
-from monohead.integration import ConvergenceWarning, SolveInfo, generic, surfaces
+from monohead.integration import generic, surfaces
+from tests._helpers import unit_normals_from_gradients
 
 TIGHT = 1e-12
 
@@ -52,106 +51,6 @@ def rel_err(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float(np.abs(a[mask] - b[mask]).max() / max(np.abs(b[mask]).max(), 1e-300))
 
 
-# ------------------------------------------------------------------ agreement with references
-@pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("method", generic.GENERIC_METHODS)
-def test_matches_cpp_core_on_tricky_masks(seed, method):
-    rng = np.random.default_rng(seed)
-    mask = tricky_mask(rng)
-    n, Wmap = random_problem(rng, mask)
-    ref, ref_info = monohead.integrate(n, Wmap, 0.1, mask, tol=TIGHT, return_info=True)
-    d, info = generic.integrate_xp(n, Wmap, 0.1, mask, method=method, tol=TIGHT, return_info=True)
-    assert isinstance(d, np.ndarray)
-    assert d.shape == mask.shape
-    assert d.dtype == np.float64
-    assert rel_err(d, ref, mask) < 1e-7
-    np.testing.assert_array_equal(np.isnan(d), ~mask)
-    assert info.num_components == ref_info.num_components
-    assert info.num_unknowns == int(mask.sum())
-    assert info.converged
-    assert info.residual <= TIGHT
-    assert info.backend == "numpy"
-
-
-def test_matches_independent_scipy_reference(rng):
-    mask = tricky_mask(rng, 24, 30)
-    mask[20:, :] = False
-    n, Wmap = random_problem(rng, mask)
-    ref, _, _ = reference_solve(n, Wmap, 0.3, mask)
-    d = generic.integrate_xp(n, Wmap, 0.3, mask, tol=TIGHT)
-    assert rel_err(d, ref, mask) < 1e-8
-
-
-@pytest.mark.parametrize(
-    "surface",
-    [
-        lambda: surfaces.plane((17, 23), 0.4, -0.7),
-        lambda: surfaces.paraboloid((33, 31), 0.03),
-    ],
-    ids=["plane", "paraboloid"],
-)
-def test_analytic_surfaces_are_exact(surface):
-    # The averaged-gradient discretisation is exact for planes and paraboloids.
-    s = surface()
-    d = generic.integrate_xp(s.normals, None, 0.1, s.mask, tol=TIGHT)
-    truth = s.depth - np.nanmean(s.depth)
-    np.testing.assert_allclose(d[s.mask], truth[s.mask], atol=1e-8)
-
-
-def test_sphere_cap_close_to_truth():
-    s = surfaces.sphere_cap((48, 48), radius=30)
-    d = generic.integrate_xp(s.normals, None, 0.1, s.mask)
-    truth = s.depth - np.nanmean(s.depth)
-    assert np.abs(d - truth)[s.mask].max() < 0.05 * (np.nanmax(truth) - np.nanmin(truth))
-
-
-# ------------------------------------------------------------------ gauge and special shapes
-def test_gauge_mean_zero_per_component_isolated_zero(rng):
-    from scipy import ndimage
-
-    mask = tricky_mask(rng)
-    n, Wmap = random_problem(rng, mask)
-    d = generic.integrate_xp(n, Wmap, 0.1, mask, tol=1e-10)
-    labels, k = ndimage.label(mask)
-    assert k >= 5
-    for c in range(1, k + 1):
-        sel = labels == c
-        assert abs(d[sel].mean()) < 1e-9
-        if sel.sum() == 1:
-            assert d[sel][0] == 0.0
-    assert np.isnan(d[~mask]).all()
-
-
-@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 2), (3, 64)])
-def test_tiny_and_thin_domains(shape, rng):
-    mask = np.ones(shape, bool)
-    n, Wmap = random_problem(rng, mask, 0.3)
-    ref = monohead.integrate(n, Wmap, 0.1, mask, tol=TIGHT)
-    d = generic.integrate_xp(n, Wmap, 0.1, mask, tol=TIGHT)
-    np.testing.assert_allclose(d, ref, atol=1e-10)
-
-
-def test_zero_rhs_and_exact_x0_take_no_iteration(rng):
-    s = surfaces.plane((20, 20), 0.0, 0.0)
-    d, info = generic.integrate_xp(s.normals, None, 0.1, s.mask, return_info=True)
-    assert info.iterations == 0
-    assert info.residual == 0.0
-    assert info.converged
-    np.testing.assert_array_equal(d, 0.0)
-    s = surfaces.paraboloid((20, 24), 0.02)
-    exact = generic.integrate_xp(s.normals, None, 0.1, s.mask, tol=1e-13)
-    _, info = generic.integrate_xp(s.normals, None, 0.1, s.mask, tol=1e-6, x0=exact, return_info=True)
-    assert info.iterations == 0
-
-
-def test_convergence_warning():
-    s = surfaces.head(64)
-    with pytest.warns(ConvergenceWarning, match="relative residual"):
-        _, info = generic.integrate_xp(s.normals, s.W, 0.1, s.mask, maxiter=2, return_info=True)
-    assert info.iterations == 2
-    assert not info.converged
-
-
 # ------------------------------------------------------------------ multigrid quality
 @pytest.mark.parametrize("size", [64, 128, 256, 512])
 def test_iterations_stay_small(size):
@@ -160,7 +59,8 @@ def test_iterations_stay_small(size):
     assert info.converged
     assert info.iterations <= 14, info  # measured 8-10; Jacobi-PCG needs hundreds
     _, info = generic.integrate_xp(s.normals, s.W, 0.1, s.mask, tol=1e-10, return_info=True)
-    assert info.converged and info.iterations <= 25, info
+    assert info.converged, info
+    assert info.iterations <= 25, info
 
 
 def test_jacobi_agrees_but_needs_many_more_iterations():
@@ -186,11 +86,11 @@ def _dense(level) -> np.ndarray:
     eE = level.eE[0].astype(np.float64).ravel()
     eN = level.eN[0].astype(np.float64).ravel()
     idx = np.arange(n).reshape(h, w)
-    for i, j in zip(idx[:, :-1].ravel(), idx[:, 1:].ravel()):
+    for i, j in zip(idx[:, :-1].ravel(), idx[:, 1:].ravel(), strict=True):
         A[i, j] = A[j, i] = -eE[i]
         A[i, i] += eE[i]
         A[j, j] += eE[i]
-    for i, j in zip(idx[1:, :].ravel(), idx[:-1, :].ravel()):
+    for i, j in zip(idx[1:, :].ravel(), idx[:-1, :].ravel(), strict=True):
         A[i, j] = A[j, i] = -eN[i]
         A[i, i] += eN[i]
         A[j, j] += eN[i]
@@ -203,7 +103,7 @@ def test_coarse_operators_are_galerkin(rng):
     _, system, _ = _system(n, Wmap, 0.1, mask, mg_dtype=np.float64, coarsest_max=16, coarse_scale=2.0)
     levels = system.mg.levels
     assert len(levels) >= 3
-    for f, c in zip(levels[:-1], levels[1:]):
+    for f, c in zip(levels[:-1], levels[1:], strict=True):
         Af, Ac = _dense(f), _dense(c)
         # piecewise-constant prolongation from the coarse interior to the fine interior
         P = np.zeros((f.h * f.w, c.h * c.w))
@@ -237,29 +137,6 @@ def test_vcycle_is_symmetric_positive_definite(rng, mg_dtype):
 
 
 # ------------------------------------------------------------------ batches
-def test_batch_matches_per_item_solves(rng):
-    masks, normals, weights = [], [], []
-    for k in range(3):
-        m = tricky_mask(rng, 36, 40)
-        if k == 1:
-            m[:, :20] = False  # a smaller bounding box than the batch's
-        n, Wmap = random_problem(rng, m)
-        masks.append(m)
-        normals.append(n)
-        weights.append(Wmap)
-    N, M, Wb = np.stack(normals), np.stack(masks), np.stack(weights)
-    d, infos = generic.integrate_xp(N, Wb, 0.2, M, tol=TIGHT, return_info=True)
-    assert d.shape == M.shape
-    assert len(infos) == 3
-    assert all(isinstance(i, SolveInfo) for i in infos)
-    for k in range(3):
-        ref, ref_info = monohead.integrate(normals[k], weights[k], 0.2, masks[k], tol=TIGHT, return_info=True)
-        assert rel_err(d[k], ref, masks[k]) < 1e-7
-        assert infos[k].num_components == ref_info.num_components
-        assert infos[k].num_unknowns == ref_info.num_unknowns
-        assert infos[k].converged
-
-
 def test_batch_items_stop_independently():
     # An easy item (zero right-hand side) and a hard one: the easy one reports 0 iterations.
     s = surfaces.head(48)
@@ -274,26 +151,7 @@ def test_batch_items_stop_independently():
     np.testing.assert_allclose(d[0], single, atol=1e-9)
 
 
-def test_batch_shared_mask_and_weights():
-    s = surfaces.head(40)
-    N = np.stack([s.normals, s.normals])
-    a = generic.integrate_xp(N, s.W, 0.1, s.mask, tol=TIGHT)
-    b = generic.integrate_xp(N, np.stack([s.W, s.W]), 0.1, np.stack([s.mask, s.mask]), tol=TIGHT)
-    np.testing.assert_allclose(a, b, atol=1e-12, equal_nan=True)
-
-
 # ------------------------------------------------------------------ inputs
-def test_any_dtype_and_layout(rng):
-    mask = tricky_mask(rng, 20, 24)
-    n, Wmap = random_problem(rng, mask)
-    ref = generic.integrate_xp(n, Wmap, 0.1, mask, tol=TIGHT)
-    nf = np.asfortranarray(n.astype(np.float32))
-    d = generic.integrate_xp(nf, Wmap[:, ::1].T.copy().T, 0.1, mask.astype(np.uint8), tol=TIGHT)
-    ref32 = generic.integrate_xp(n.astype(np.float32).astype(np.float64), Wmap, 0.1, mask, tol=TIGHT)
-    np.testing.assert_allclose(d, ref32, atol=1e-10)
-    assert np.abs(d - ref)[mask].max() < 1e-3
-
-
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [

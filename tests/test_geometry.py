@@ -414,9 +414,14 @@ def test_atomic_write_replaces_or_leaves_untouched(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
-    with pytest.raises(RuntimeError, match="boom"), _io.atomic_open(path) as f:
-        f.write(b"partial")
-        raise RuntimeError("boom")
+
+    def write_then_fail():
+        with _io.atomic_open(path) as f:
+            f.write(b"partial")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        write_then_fail()
     assert path.read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temporary left behind
     _io.atomic_write_text(path, "second")

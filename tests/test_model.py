@@ -13,14 +13,7 @@ from monohead.model import data as mdata
 from monohead.model._toy import ToyHeads
 from monohead.model.unet import UNet, decode_w, encode_w
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # two threads per process crawl when other busy processes share a 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_import_monohead_does_not_import_torch():
@@ -95,7 +88,7 @@ def test_dense_grad_matches_plain_gradients():
     G.zero_grad()
     G.to(memory_format=torch.channels_last)
     G(x.contiguous(memory_format=torch.channels_last)).square().sum().backward()
-    for a, p in zip(g1, G.parameters()):
+    for a, p in zip(g1, G.parameters(), strict=True):
         torch.testing.assert_close(a, p.grad, rtol=1e-3, atol=1e-4)
 
 
@@ -216,7 +209,7 @@ def test_step_batches_are_a_function_of_the_step():
     assert tail == full[4:]
     r0 = list(mdata.StepBatches(10, 4, seed=5, start=0, stop=7, rank=0, world=2))
     r1 = list(mdata.StepBatches(10, 4, seed=5, start=0, stop=7, rank=1, world=2))
-    for g, a, b in zip(full, r0, r1):
+    for g, a, b in zip(full, r0, r1, strict=True):
         assert sorted(a + b) == sorted(g)
     with pytest.raises(ValueError, match="smaller than one batch"):
         mdata.StepBatches(3, 4, 0, 0, 1)
@@ -299,7 +292,8 @@ def test_shipped_weights_state():
         return
     G = model.load_pretrained()
     card = G.card
-    assert card["dtype"] in ("float16", "float32") and card["metrics"], "shipped weights need a model card with metrics"
+    assert card["dtype"] in ("float16", "float32")
+    assert card["metrics"], "shipped weights need a model card with metrics"
     fixture = Path(__file__).parent / "data" / "model_fixture.npz"
     from monohead.evaluate import angular_error_stats, mask_precision_recall
 
@@ -313,11 +307,8 @@ def test_shipped_weights_state():
             stats = angular_error_stats(n, z["normals"], m & z["mask"])
             precision, recall = mask_precision_recall(m, z["mask"])
             assert stats["mean"] <= fx[f"max_mean_deg{sfx}"], (flip, stats["mean"])
-            assert precision >= fx[f"min_precision{sfx}"] and recall >= fx[f"min_recall{sfx}"], (
-                flip,
-                precision,
-                recall,
-            )
+            assert precision >= fx[f"min_precision{sfx}"], (flip, precision)
+            assert recall >= fx[f"min_recall{sfx}"], (flip, recall)
 
 
 def test_export_compares_fp16_with_fp32_and_loads(tmp_path, monkeypatch):
@@ -370,7 +361,10 @@ def test_unflip_output_is_the_mirror_image_in_the_conventions_frame():
 
     yy, xx = np.mgrid[0:16, 0:20].astype(np.float64)
     depth = 0.3 * xx + 0.02 * (xx - 7.0) ** 2 - 0.1 * yy + 0.05 * xx * yy
-    as_out = lambda n: torch.from_numpy(np.concatenate([n, depth[..., None]], axis=-1)).permute(2, 0, 1)[None]
+
+    def as_out(n):
+        return torch.from_numpy(np.concatenate([n, depth[..., None]], axis=-1)).permute(2, 0, 1)[None]
+
     n = normals_from_depth(depth)
     n_mirror = normals_from_depth(depth[:, ::-1].copy())
     assert np.abs(n[..., 0]).max() > 0.1  # the test has a real x slope

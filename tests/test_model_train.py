@@ -22,12 +22,7 @@ from monohead.model.train import CHECKPOINT, load_checkpoint, read_log
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "error"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tiny(**kw) -> model.TrainConfig:
@@ -200,12 +195,8 @@ def test_cli_train_eval_export(tmp_path, capsys):
         ),
     ],
 )
-def test_cli_train_errors_exit_2(argv, message, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert message in err
-    assert err.count("\n") == 1
+def test_cli_train_errors_exit_2(argv, message, cli_error):
+    assert message in cli_error(argv)
 
 
 def test_cli_data_reader_missing_is_a_clear_error(tmp_path, monkeypatch, capsys):
@@ -228,9 +219,9 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path, workers):
     """SIGTERM to the whole process group (as Ctrl-C or ``kill -- -PGID`` do), loader workers
     included, stops the run cleanly with a checkpoint."""
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "monohead", "train", "--toy", "16", "--out", str(run), "--width", "4", "--depth", "5",
-           "--batch-size", "4", "--steps", "100000", "--val-count", "4", "--val-every", "100000", "--ckpt-every", "100000",
-           "--workers", str(workers)]  # fmt: skip
+    cmd = [sys.executable, "-m", "monohead", "train", "--toy", "16", "--out", str(run), "--width", "4", "--depth", "5"]
+    cmd += ["--batch-size", "4", "--steps", "100000", "--val-count", "4", "--val-every", "100000"]
+    cmd += ["--ckpt-every", "100000", "--workers", str(workers)]
     p = subprocess.Popen(
         cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )

@@ -1,5 +1,6 @@
-"""Depth priors fused into the least squares (prior=, prior_weight=): exactness against an
-independent SciPy build, the gauge they fix, perspective, the CLI's folder input and bad input."""
+"""Depth priors fused into the least squares (prior=, prior_weight=): the gauge they fix and bad
+input. Exactness against the independent SciPy build (dense and sparse priors, perspective) is
+checked in test_integrators.py."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import pytest
 from scipy import ndimage
 
 import monohead
-from _reference import reference_perspective_slopes, reference_solve_prior
-from conftest import perspective_sphere
 
 
 def _case(rng, H=22, W=26):
@@ -20,31 +19,8 @@ def _case(rng, H=22, W=26):
     return n, rng.uniform(0.0, 2.0, (H, W)), mask
 
 
-def test_matches_independent_reference_orthographic(rng):
-    for density in (1.0, 0.05):
-        n, Wmap, mask = _case(rng)
-        prior = np.where(rng.random(mask.shape) < density, rng.normal(3.0, 1.0, mask.shape), np.nan)
-        weight = rng.uniform(0.05, 2.0, mask.shape)
-        ref = reference_solve_prior(n, Wmap, 0.1, mask, np.where(np.isfinite(prior), weight, 0.0), np.nan_to_num(prior))
-        out = monohead.integrate(n, Wmap, 0.1, mask, prior=prior, prior_weight=weight, tol=1e-12)
-        np.testing.assert_allclose(out[mask], ref[mask], rtol=1e-8, atol=1e-9)
-        assert np.array_equal(np.isnan(out), ~mask)
-
-
-def test_matches_independent_reference_perspective(rng):
-    n, Wmap, mask = _case(rng)
-    K = np.array([[60.0, 0.0, 12.0], [0.0, 58.0, 10.5], [0.0, 0.0, 1.0]])
-    prior = np.where(rng.random(mask.shape) < 0.3, rng.uniform(800.0, 900.0, mask.shape), np.nan)
-    p, q = reference_perspective_slopes(n, K, mask)
-    fake = np.stack([-p, -q, np.ones_like(p)], axis=-1)
-    known = np.isfinite(prior)
-    ref = reference_solve_prior(fake, Wmap, 0.1, mask, np.where(known, 0.5, 0.0), np.log(np.where(known, prior, 1.0)))
-    out = monohead.integrate(n, Wmap, 0.1, mask, K=K, prior=prior, prior_weight=0.5, tol=1e-12)
-    np.testing.assert_allclose(out[mask], np.exp(ref[mask]), rtol=1e-8)
-
-
-def test_prior_fixes_offset_and_scale():
-    normals, z, mask, K = perspective_sphere()
+def test_prior_fixes_offset_and_scale(sphere_k):
+    normals, z, mask, K = sphere_k
     # perspective: an exact prior at another unit (mm) on 2% of the pixels gives the scale back
     sparse = np.where(np.random.default_rng(1).random(mask.shape) < 0.02, 1000.0 * z, np.nan)
     out = monohead.integrate(normals, mask=mask, K=K, prior=sparse, prior_weight=1.0, tol=1e-12)
@@ -93,8 +69,6 @@ def test_components_without_prior_keep_mean_zero():
         ({"prior": np.ones((4, 5)), "method": "jacobi"}, ValueError, "prior needs method='mg'"),
     ],
 )
-def test_bad_prior(kwargs, exc, match):
-    n = np.zeros((4, 5, 3))
-    n[..., 2] = 1.0
+def test_bad_prior(kwargs, exc, match, flat_normals):
     with pytest.raises(exc, match=match):
-        monohead.integrate(n, **kwargs)
+        monohead.integrate(flat_normals, **kwargs)

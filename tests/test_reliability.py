@@ -66,9 +66,12 @@ def reference_residual(normals, W, lam, mask, depth):
 # 1. What the solver uses is validated, on every backend and in wls_system.
 
 
+def _tensor(a):
+    return None if a is None else torch.from_numpy(np.asarray(a))
+
+
 def _torch_call(normals, weights=None, lam=0.1, mask=None, **kw):
-    t = lambda a: None if a is None else torch.from_numpy(np.asarray(a))
-    return mt.integrate(t(normals), t(weights), lam, t(mask), **kw)
+    return mt.integrate(_tensor(normals), _tensor(weights), lam, _tensor(mask), **kw)
 
 
 BACKENDS = {
@@ -153,9 +156,9 @@ def test_batch_weights_of_the_wrong_shape_or_kind(backend):
 
 
 def test_x0_is_validated():
+    x0 = np.zeros((8, 8))
+    x0[3, 3] = 1e200
     with pytest.raises(ValueError, match=r"x0 must satisfy \|x0\| <= 1e100 inside the mask; got 1 value"):
-        x0 = np.zeros((8, 8))
-        x0[3, 3] = 1e200
         monohead.integrate(flat(), x0=x0)
     with pytest.raises(ValueError, match=r"x0 must be finite inside the mask; got 1 NaN or inf"):
         integrate_xp(flat(), x0=np.where(np.eye(8, dtype=bool)[::-1] & (np.arange(8) == 2), np.inf, 0.0))
@@ -237,7 +240,7 @@ def test_garbage_outside_the_mask_is_ignored_by_every_backend():
     W = rng.uniform(0, 2, size=(9, 10))
     mask = np.ones((9, 10), bool)
     holes = [(3, 3), (5, 7), (0, 0)]
-    for (r, c), (nv, wv) in zip(holes, [(np.nan, np.nan), (np.inf, -5.0), (-1.0, -10.0)]):
+    for (r, c), (nv, wv) in zip(holes, [(np.nan, np.nan), (np.inf, -5.0), (-1.0, -10.0)], strict=True):
         mask[r, c] = False
         n[r, c] = nv
         W[r, c] = wv
@@ -286,7 +289,7 @@ def test_shared_integrator_from_8_threads_is_bit_for_bit_serial(method):
         t.start()
     for t in threads:
         t.join()
-    for (d0, i0), (d1, i1) in zip(serial, out):
+    for (d0, i0), (d1, i1) in zip(serial, out, strict=True):
         np.testing.assert_array_equal(d0, d1)
         assert (i0.iterations, i0.residual) == (i1.iterations, i1.residual)
 
@@ -314,7 +317,7 @@ def test_inputs_are_not_modified(backend):
         monohead.wls_system(n, W, 0.1, mask)
     else:
         BACKENDS[backend](n, W, 0.1, mask, x0=x0) if backend != "direct" else BACKENDS[backend](n, W, 0.1, mask)
-    for (a0, wr, cc), a in zip(before, (n, W, mask, x0)):
+    for (a0, wr, cc), a in zip(before, (n, W, mask, x0), strict=True):
         np.testing.assert_array_equal(a, a0)
         assert (a.flags.writeable, a.flags.c_contiguous) == (wr, cc)
     mask[0, 0] = not mask[0, 0]  # still writeable
@@ -327,7 +330,7 @@ def test_torch_inputs_are_not_modified():
     m = torch.tensor(s.mask)
     copies = [n.detach().clone(), W.clone(), m.clone()]
     mt.integrate(n, W, 0.1, m).nansum().backward()
-    for a, c in zip((n.detach(), W, m), copies):
+    for a, c in zip((n.detach(), W, m), copies, strict=True):
         assert torch.equal(a, c)
     assert n.requires_grad
     assert not W.requires_grad
@@ -383,11 +386,19 @@ def integration_inputs(draw):
     return n, weights, lam, mask, tol
 
 
-def _outcome(fn):
+def _solve_with_info(name, n, weights, lam, mask, tol):
+    """``(depth, info)`` of backend ``name`` (info ``None`` for torch, which returns none)."""
+    if name == "torch":
+        return _torch_call(n, weights, lam, mask, tol=tol), None
+    kw = {} if name == "direct" else {"tol": tol}
+    return BACKENDS[name](n, weights, lam, mask, return_info=True, **kw)
+
+
+def _outcome(fn, *args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            return "ok", fn(), caught
+            return "ok", fn(*args), caught
         except (ValueError, TypeError) as exc:
             return "rejected", exc, caught
 
@@ -398,12 +409,7 @@ def test_property_every_call_is_rejected_clearly_or_answered_honestly(inputs):
     n, weights, lam, mask, tol = inputs
     results = {}
     for name in ("mg", "direct", "numpy", "torch"):
-        kw = {} if name == "direct" else {"tol": tol}
-        if name == "torch":
-            call = lambda: (_torch_call(n, weights, lam, mask, tol=tol), None)
-        else:
-            call = lambda name=name, kw=kw: BACKENDS[name](n, weights, lam, mask, return_info=True, **kw)
-        results[name] = _outcome(call)
+        results[name] = _outcome(_solve_with_info, name, n, weights, lam, mask, tol)
     kinds = {k: r[0] for k, r in results.items()}
     event(kinds["mg"])
     assert len(set(kinds.values())) == 1, kinds  # every backend accepts, or every one rejects
@@ -587,7 +593,7 @@ def test_cli_json_is_alone_on_stdout_even_when_a_library_prints(tmp_path, capfd,
 
     def noisy(*a, **k):
         os.write(1, b"renderer log line written by C code\n")
-        print("a Python print in a library")
+        print("a Python print in a library")  # noqa: T201  # the library that prints is what this test imitates
         return real(*a, **k)
 
     monkeypatch.setattr(monohead, "integrate", noisy)

@@ -1,5 +1,8 @@
 """Discontinuity-preserving integration (sharpness=): the energy, its decrease at every
-reweighting, depth steps, the combination with W and K, and bad input."""
+reweighting, depth steps, the combination with W and K, and bad input.
+
+``sharpness=0`` against the independent reference, and the energy of several problems (with W,
+with K, float32 inputs) against its independent build, are in test_integrators.py."""
 
 from __future__ import annotations
 
@@ -7,9 +10,9 @@ import numpy as np
 import pytest
 
 import monohead
-from _reference import reference_perspective_slopes, reference_system
-from conftest import unit_normals_from_gradients
 from monohead.integration import ConvergenceWarning
+from tests._helpers import unit_normals_from_gradients
+from tests._reference import reference_perspective_slopes, reference_system
 
 
 def _cauchy_energy(depth, normals, W, lam, mask, sigma):
@@ -79,19 +82,8 @@ def test_a_depth_step_is_kept_instead_of_smoothed():
     assert info.reweightings >= 1
 
 
-def test_sharpness_zero_is_the_smooth_solve_and_none_is_unchanged(rng):
-    n, _ = _step_surface(16, 20)
-    a = monohead.integrate(n, tol=1e-10)
-    b, info = monohead.integrate(n, tol=1e-10, sharpness=0.0, return_info=True)
-    np.testing.assert_allclose(a, b, atol=1e-9)
-    assert info.reweightings == 0
-    assert info.energies == ()
-
-
-def test_with_K_and_weights(rng):
-    from conftest import perspective_sphere
-
-    normals, z, mask, K = perspective_sphere()
+def test_with_K_and_weights(rng, sphere_k):
+    normals, z, mask, K = sphere_k
     Wmap = rng.uniform(0.0, 1.0, mask.shape)
     depth, info = monohead.integrate(normals, Wmap, 0.1, mask, K=K, sharpness=2.0, return_info=True)
     assert np.all(np.diff(info.energies) < 0)
@@ -124,21 +116,16 @@ def test_convergence_warning_when_reweightings_run_out(rng):
         ({"sharpness": 2.0, "method": "jacobi"}, ValueError, "sharpness needs method='mg'"),
     ],
 )
-def test_bad_sharpness(kwargs, exc, match):
-    n = np.zeros((4, 5, 3))
-    n[..., 2] = 1.0
+def test_bad_sharpness(kwargs, exc, match, flat_normals):
     with pytest.raises(exc, match=match):
-        monohead.integrate(n, **kwargs)
+        monohead.integrate(flat_normals, **kwargs)
 
 
 @pytest.mark.parametrize("name", ["bear", "harvest"])
-def test_diligent_made_below_one_mm(name):
-    from conftest import shared_data
+def test_diligent_made_below_one_mm(name, shared_data):
     from monohead.integration.perspective import made
 
     path = shared_data("normal-maps", f"diligent_{name}.npz")
-    if path is None:
-        pytest.skip("DiLiGenT data absent (shared/data/normal-maps/diligent_*.npz; not part of the repository)")
     with np.load(path) as z:
         mask, K, gt = z["mask"], z["K"], z["depth_gt"]
         n = np.where(mask[..., None], z["normal"].astype(np.float64), 0.0)

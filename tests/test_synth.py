@@ -81,7 +81,8 @@ def test_normals_agree_with_finite_differences_of_depth():
     for i in range(2):
         s = g.sample(77, i)
         fd = check.finite_difference_agreement(s["normals"], s["depth"], s["mask"])
-        assert fd["pixels"] > 2000 and fd["mean"] < 2.0, fd
+        assert fd["pixels"] > 2000, fd
+        assert fd["mean"] < 2.0, fd
 
 
 def test_frontal_head_reads_the_right_way_round(gen):
@@ -209,7 +210,7 @@ def test_scene_pieces(gen):
     assert len({glasses.sample_glasses_params(rng, 1.0)["design"] for _ in range(60)}) == 6
     lights = [scene.sample_lights(rng) for _ in range(50)]
     assert {len(x) for x in lights} == {1, 2, 3, 4}
-    assert {l["kind"] for x in lights for l in x} == {"point", "spot", "directional"}
+    assert {light["kind"] for x in lights for light in x} == {"point", "spot", "directional"}
     for kind in ("photo", *scene.PATTERNS):
         bp = scene.sample_background(rng)
         bp["kind"] = kind

@@ -142,7 +142,9 @@ def test_body_is_rendered_but_never_in_the_mask(gen):
         s = gen.render(p)
         ref = check.raycast_sample(gen, p)  # the sample's camera (perspective in v2) and border rule
         c = check.compare_ground_truth(s, ref)
-        assert c["mean_angle"] < 0.05 and c["mask_diff_interior"] == 0 and c["depth_max"] < 1.0, c
+        assert c["mean_angle"] < 0.05, c
+        assert c["mask_diff_interior"] == 0, c
+        assert c["depth_max"] < 1.0, c
         body_px = (s["alpha"] > 0.5) & ~s["mask"]
         hits += int(body_px[gen.size[0] // 2 :].sum())
     assert hits > 100  # the torso covers pixels that are not in the mask

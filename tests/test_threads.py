@@ -166,9 +166,12 @@ def test_core_accepts_float32_and_float64_only():
 def test_libgomp_spin_count_default_respects_the_user():
     code = "import os, monohead; print(os.environ.get('GOMP_SPINCOUNT'))"
     base = {k: val for k, val in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    run = lambda env: subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout.strip()
+
+    def run(env):
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     assert run(base) == "10000"
     assert run({**base, "GOMP_SPINCOUNT": "500"}) == "500"
     assert run({**base, "OMP_WAIT_POLICY": "active"}) == "None"

@@ -25,12 +25,7 @@ TINY = ["--width", "4", "--depth", "4", "--batch-size", "4", "--val-count", "4",
         "--threads", "1", "--log-every", "1"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def fake_set(root, count=12, seed=5, version=2, shard_size=4):
@@ -230,8 +225,8 @@ def test_fine_tune_from_weights(tmp_path, capsys):
     capsys.readouterr()
     run = tmp_path / "ft"
     # the architecture comes from the weights; a tiny learning rate keeps the generator at the init
-    argv = ["train", "--data", str(data), "--out", str(run), "--init", str(weights), "--batch-size", "4", "--val-count", "4",
-            "--val-every", "100", "--threads", "1", "--lr", "1e-12", "--steps", "1", "--json"]  # fmt: skip
+    argv = ["train", "--data", str(data), "--out", str(run), "--init", str(weights), "--batch-size", "4"]
+    argv += ["--val-count", "4", "--val-every", "100", "--threads", "1", "--lr", "1e-12", "--steps", "1", "--json"]
     assert cli.main(argv) == 0
     capsys.readouterr()
     init = json.loads((run / "config.json").read_text())["init"]

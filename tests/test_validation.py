@@ -60,9 +60,9 @@ def test_mask_checks():
         monohead.integrate(n, mask=np.zeros_like(m))
     with pytest.raises(TypeError, match=r"mask must be a boolean \(or 0/1 integer\) array; got dtype float64"):
         monohead.integrate(n, mask=m.astype(float))
+    bad = m.astype(np.int32)
+    bad[0, 0] = 2
     with pytest.raises(ValueError, match=r"mask must hold only 0 and 1; got 1 other value"):
-        bad = m.astype(np.int32)
-        bad[0, 0] = 2
         monohead.integrate(n, mask=bad)
     with pytest.raises(ValueError, match=r"default mask \(non-zero normals\) is empty"):
         monohead.integrate(np.zeros((4, 4, 3)))

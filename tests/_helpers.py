@@ -1,0 +1,54 @@
+"""Plain helpers that test modules import (``from tests._helpers import ...``): input builders
+written from the conventions' text, independent of monohead's code. Fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def unit_normals_from_gradients(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Unit normals ``(..., 3)`` with ``p = -Nx/Nz`` and ``q = -Ny/Nz`` (x right, y up, z toward the viewer)."""
+    n = np.stack([-p, -q, np.ones_like(p)], axis=-1)
+    return n / np.linalg.norm(n, axis=-1, keepdims=True)
+
+
+def perspective_sphere(H=48, W=56, f=70.0, center=(0.15, -0.1, 4.0), radius=1.0, margin=0.3):
+    """Exact z-depth ``(H, W)`` (NaN outside), normals ``(H, W, 3)`` (monohead frame), mask and K
+    (OpenCV form) of a sphere seen by a pinhole camera."""
+    K = np.array([[f, 0.0, W / 2 - 0.7], [0.0, f * 1.05, H / 2 + 0.4], [0.0, 0.0, 1.0]])
+    v, u = np.mgrid[0:H, 0:W].astype(float)
+    ray = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    C = np.asarray(center)
+    rc = ray @ C
+    rr = (ray * ray).sum(-1)
+    disc = rc**2 - rr * (C @ C - radius**2)
+    mask = disc > margin * rr
+    t = (rc - np.sqrt(np.maximum(disc, 0))) / rr
+    P = t[..., None] * ray
+    n_cv = (P - C) / radius
+    normals = np.where(mask[..., None], n_cv * np.array([1.0, -1.0, -1.0]), 0.0)
+    z = np.where(mask, t, np.nan)  # ray has z = 1, so t is the depth along the optical axis
+    return normals, z, mask, K
+
+
+def shared_data_roots() -> list[Path]:
+    """Candidate shared folders, in order: ``$MONOHEAD_SHARED``, ``<repo>/../shared``, ``/work/shared``.
+
+    (A worktree under /work/wt has no ``<repo>/../shared``: the last fallback finds the
+    project's shared folder there.)"""
+    roots = [os.environ.get("MONOHEAD_SHARED"), REPO.parent / "shared", "/work/shared"]
+    return [Path(r) for r in roots if r]
+
+
+def find_shared_data(*parts: str) -> Path | None:
+    """``<shared>/data/<parts...>`` in the first root that has it, or ``None``."""
+    for root in shared_data_roots():
+        path = root.joinpath("data", *parts)
+        if path.exists():
+            return path
+    return None
