@@ -48,7 +48,7 @@ def test_sample_arrays_follow_the_conventions(samples):
         assert 300 < m.sum() < 64 * 64
         n = s["normals"]
         np.testing.assert_allclose(np.linalg.norm(n[m], axis=1), 1.0, atol=1e-5)
-        assert (n[m][:, 2] > render.MIN_NZ).all()
+        assert (n[m][:, 2] > render.FACING_MIN_NZ).all()
         assert (n[~m] == 0).all()
         assert np.isnan(s["depth"][~m]).all()
         assert np.isfinite(s["depth"][m]).all()

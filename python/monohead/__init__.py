@@ -14,19 +14,13 @@ Importing monohead is light: torch, CuPy and the renderer are imported only by t
 that need them.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 # ``monohead.reconstruct`` is the pipeline's function. The module monohead/reconstruct.py (the
 # pipeline's former home, kept for ``from monohead.reconstruct import ...``) is imported first,
 # which binds the package attribute to the module; the next line rebinds it to the function, and
 # later imports of the module find it in sys.modules and leave the attribute alone.
-from . import reconstruct as _reconstruct_module
+from . import reconstruct as _reconstruct_module  # noqa: F401  # imported for the binding order above
+from ._env import __version__
 from .integration import ConvergenceWarning, Integrator, SolveInfo, integrate, wls_system
 from .photo import reconstruct
-
-try:
-    __version__ = version("monohead")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
 
 __all__ = ["ConvergenceWarning", "Integrator", "SolveInfo", "__version__", "integrate", "reconstruct", "wls_system"]

@@ -1,8 +1,9 @@
 """The running environment, asked without importing anything heavy.
 
-:func:`package_versions` records what produced a data set or a table (provenance written into
-``meta.json`` and ``results.json``); :func:`is_torch_module` tells a network from a plain
-callable without importing torch.
+:data:`__version__` is monohead's own version (``monohead.__version__``; ``0+unknown`` when run
+from a source tree that was not installed); :func:`package_versions` records what produced a
+data set or a table (provenance written into ``meta.json`` and ``results.json``);
+:func:`is_torch_module` tells a network from a plain callable without importing torch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__all__ = ["RECORDED_PACKAGES", "is_torch_module", "package_versions"]
+__all__ = ["RECORDED_PACKAGES", "__version__", "is_torch_module", "package_versions"]
+
+try:
+    __version__ = version("monohead")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
 
 #: Packages whose versions :func:`package_versions` records (those installed).
 RECORDED_PACKAGES = ("monohead", "numpy", "scipy", "torch", "mitsuba", "drjit")

@@ -28,6 +28,7 @@ __all__ = [
     "check_depth",
     "check_depth_in_mask",
     "check_faces",
+    "check_fraction",
     "check_lam",
     "check_mask",
     "check_maxiter",
@@ -39,6 +40,7 @@ __all__ = [
     "check_x0_in_mask",
     "default_mask",
     "check_positive_int",
+    "check_positive_real",
     "check_real",
     "check_tol",
     "check_vertices",
@@ -420,6 +422,32 @@ def check_tol(tol: Any, name: str = "tol") -> float:
     if not (np.isfinite(tol) and 0 < tol < 1):
         raise ValueError(f"{name} must be in (0, 1); got {tol}")
     return tol
+
+
+def _real_or_none(value: Any, name: str, want: str, allow_none: bool) -> float | None:
+    """``None`` (when allowed) or ``value`` as a float (see :func:`check_real`)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number{' or None' if allow_none else ''}; got {type(value).__name__}")
+    return check_real(value, name, want)
+
+
+def check_positive_real(value: Any, name: str, allow_none: bool = False) -> float | None:
+    """A finite real number ``> 0`` as a float; ``None`` passes through when ``allow_none``."""
+    want = "a finite number > 0"
+    x = _real_or_none(value, name, want, allow_none)
+    if x is not None and not (np.isfinite(x) and x > 0):
+        raise ValueError(f"{name} must be {want}; got {x}")
+    return x
+
+
+def check_fraction(value: Any, name: str, allow_none: bool = True) -> float | None:
+    """A real number in ``[0, 1)`` as a float; ``None`` passes through when ``allow_none``."""
+    x = _real_or_none(value, name, "in [0, 1)", allow_none)
+    if x is not None and not 0.0 <= x < 1.0:
+        raise ValueError(f"{name} must be in [0, 1); got {x}")
+    return x
 
 
 def check_positive_int(value: Any, name: str, allow_none: bool = True, maximum: int | None = None) -> int | None:

@@ -42,15 +42,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_LAMS = tuple(round(0.025 * i, 10) for i in range(13))
 
 
-def _check_theta(theta: Any) -> float:
-    if isinstance(theta, bool) or not isinstance(theta, numbers.Real):
-        raise TypeError(f"theta must be a real number; got {type(theta).__name__}")
-    t = float(theta)
-    if not (np.isfinite(t) and t > 0):
-        raise ValueError(f"theta must be a finite number > 0; got {t}")
-    return t
-
-
 def depth_error_map(pred_depth: Any, true_depth: Any, mask: Any = None) -> np.ndarray:
     """``Err = true_depth - pred_depth`` on the intersection of the domains (§4.2, step 1).
 
@@ -108,7 +99,7 @@ def robust_depth_stats(pred_depth: Any, true_depth: Any, mask: Any = None, theta
         ``θ`` of the median (possible only for an even count with a gap), ``sigma_m`` and
         ``variance`` are NaN.
     """
-    theta = _check_theta(theta)
+    theta = v.check_positive_real(theta, "theta")
     err = depth_error_map(pred_depth, true_depth, mask)
     return _robust(err[np.isfinite(err)], theta)
 
@@ -143,7 +134,7 @@ def robust_depth_sigma(pred_depths: Any, true_depths: Any, masks: Any = None, th
     Returns:
         σ as a float (NaN if a sample's variance is NaN, see :func:`robust_depth_stats`).
     """
-    theta = _check_theta(theta)
+    theta = v.check_positive_real(theta, "theta")
     preds = _as_list(pred_depths, "pred_depths")
     trues = _as_list(true_depths, "true_depths")
     if not preds:
@@ -226,7 +217,7 @@ def lambda_sweep(
     """
     from ..integration import integrate
 
-    theta = _check_theta(theta)
+    theta = v.check_positive_real(theta, "theta")
     if isinstance(samples, (str, bytes)) or not isinstance(samples, Iterable):
         raise TypeError(f"samples must be an iterable of DepthSample; got {type(samples).__name__}")
     items = [_as_sample(s, i) for i, s in enumerate(samples)]
@@ -335,7 +326,7 @@ def plot_depth_comparison(
         The :func:`robust_depth_stats` of the sample (what the figure shows).
     """
     p = _io.check_path(path)
-    theta = _check_theta(theta)
+    theta = v.check_positive_real(theta, "theta")
     if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
         raise ValueError(f"bins must be a positive integer; got {bins!r}")
     err = depth_error_map(pred_depth, true_depth, mask)

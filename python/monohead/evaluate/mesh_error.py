@@ -7,7 +7,6 @@ the alignment is rigid (rotation + translation, no scaling).
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -122,28 +121,6 @@ class ICPResult:
     inliers: int
 
 
-def _check_fraction(x: Any, name: str) -> float | None:
-    if x is None:
-        return None
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{name} must be a real number or None; got {type(x).__name__}")
-    x = float(x)
-    if not 0.0 <= x < 1.0:
-        raise ValueError(f"{name} must be in [0, 1); got {x}")
-    return x
-
-
-def _check_positive(x: Any, name: str, allow_none: bool = True) -> float | None:
-    if x is None and allow_none:
-        return None
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{name} must be a real number{' or None' if allow_none else ''}; got {type(x).__name__}")
-    x = float(x)
-    if not (np.isfinite(x) and x > 0):
-        raise ValueError(f"{name} must be a finite number > 0; got {x}")
-    return x
-
-
 def _select(dist: np.ndarray, trim: float | None, max_distance: float | None) -> np.ndarray:
     keep = np.ones(dist.shape, bool)
     if max_distance is not None:
@@ -203,10 +180,10 @@ def icp(
     src = v.check_vertices(source_vertices, "source_vertices", min_count=3)
     surface = target_mesh if isinstance(target_mesh, MeshSurface) else MeshSurface(target_mesh, "target_mesh")
     max_iterations = int(v.check_positive_int(max_iterations, "max_iterations", allow_none=False))
-    tol = _check_positive(tol, "tol", allow_none=False)
-    rms_tol = _check_fraction(rms_tol, "rms_tol") or 0.0
-    trim = _check_fraction(trim, "trim")
-    max_distance = _check_positive(max_distance, "max_distance")
+    tol = v.check_positive_real(tol, "tol")
+    rms_tol = v.check_fraction(rms_tol, "rms_tol") or 0.0
+    trim = v.check_fraction(trim, "trim")
+    max_distance = v.check_positive_real(max_distance, "max_distance", allow_none=True)
 
     if init is None:
         init = "centroid" if landmarks is None else "landmarks"
@@ -232,7 +209,8 @@ def icp(
             ):
                 if pairs[:, col].min() < 0 or pairs[:, col].max() >= n:
                     raise ValueError(
-                        f"landmarks[:, {col}] must index {what} in [0, {n}); got {pairs[:, col].min()} to {pairs[:, col].max()}"
+                        f"landmarks[:, {col}] must index {what} in [0, {n}); "
+                        f"got {pairs[:, col].min()} to {pairs[:, col].max()}"
                     )
             T = kabsch(src[pairs[:, 0]], surface.vertices[pairs[:, 1]])
     else:
@@ -253,12 +231,13 @@ def icp(
     it = 0
     rms, P, c, f, keep = evaluate(T)
     best = (rms, T, int(np.count_nonzero(keep)))
-    for it in range(1, max_iterations + 1):
+    for it in range(1, max_iterations + 1):  # noqa: B007  # the count is returned after the loop
         n = surface.face_normals[f]
         use = keep & (np.abs(n).sum(axis=1) > 0)
         if np.count_nonzero(use) < 6:
             raise ValueError(
-                f"icp kept only {int(np.count_nonzero(use))} correspondence(s) (need 6); loosen trim/max_distance or improve init"
+                f"icp kept only {int(np.count_nonzero(use))} correspondence(s) (need 6); "
+                "loosen trim/max_distance or improve init"
             )
         Pk, ck, nk = P[use], c[use], n[use]
         m = Pk.mean(axis=0)

@@ -38,6 +38,7 @@ __all__ = [
     "gaussian_blur",
     "images_to_tensor",
     "item_targets",
+    "sample_seed",
 ]
 
 
@@ -130,7 +131,9 @@ def item_targets(item: dict[str, Any], w_scale: float = W_SCALE) -> tuple[np.nda
     return np.ascontiguousarray(target, dtype=np.float32), m
 
 
-def _sample_seed(seed: int, step: int, j: int) -> int:
+def sample_seed(seed: int, step: int, j: int) -> int:
+    """A 63-bit seed for stream ``j`` of training step ``step`` of a run seeded ``seed``: the
+    same triple always gives the same seed, different triples independent ones."""
     return int(np.random.SeedSequence([seed, step, j]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
@@ -152,7 +155,7 @@ def collate(samples: Sequence[Any], augment: Augment | None = None, seed: int = 
             j, item = pos, s
         keyed.append((j, item))
     images = images_to_tensor(np.stack([np.asarray(it["image"]) for _, it in keyed]))
-    targets, masks = zip(*(item_targets(it, w_scale) for _, it in keyed))
+    targets, masks = zip(*(item_targets(it, w_scale) for _, it in keyed), strict=True)
     target = torch.from_numpy(np.stack(targets))
     mask = torch.from_numpy(np.stack(masks))
     if augment is not None:
@@ -167,7 +170,7 @@ def _augment(images: torch.Tensor, aug: Augment, seed: int, step: int, js: list[
     noise_std = torch.zeros(B)
     noise = torch.zeros(B, C, H, W)
     for b, j in enumerate(js):
-        g = torch.Generator().manual_seed(_sample_seed(seed, step, j))
+        g = torch.Generator().manual_seed(sample_seed(seed, step, j))
         u = torch.rand(4, generator=g)
         if u[0] < aug.blur_p:
             sigma[b] = u[1] * aug.blur_sigma

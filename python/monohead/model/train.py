@@ -55,7 +55,8 @@ import torch
 from .. import _figures
 from .._io import atomic_write_bytes, atomic_write_text, file_sha256
 from .critic import Critic
-from .data import Augment, StepBatches, StepDataset, _sample_seed, collate, data_summary, dataset_info
+from .data import Augment, StepBatches, StepDataset, collate, data_summary, dataset_info, sample_seed
+from .files import BEST, CHECKPOINT, CHECKPOINT_FORMAT, GENERATOR_FORMAT, load_checkpoint, load_generator
 from .losses import LAMBDA_L2, critic_loss, generator_loss
 from .predict import evaluate_model, prediction_figure
 from .unet import W_SCALE, UNet
@@ -64,11 +65,7 @@ __all__ = ["CHECKPOINT", "TrainConfig", "load_checkpoint", "plot_curves", "read_
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
-BEST = "best.pt"
 LOG = "log.jsonl"
-CHECKPOINT_FORMAT = "monohead-train-checkpoint/1"
-GENERATOR_FORMAT = "monohead-generator/1"
 
 
 @dataclasses.dataclass
@@ -219,14 +216,6 @@ def _to_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint or generator file written by :func:`train` (``weights_only`` unpickling)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no checkpoint at {p}")
-    return torch.load(p, map_location="cpu", weights_only=True)
-
-
 def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of ``RUN/log.jsonl`` (empty list if there is none)."""
     p = Path(run_dir) / LOG
@@ -349,8 +338,6 @@ def _check_resume(saved: dict[str, Any], cfg: TrainConfig) -> None:
 
 
 def _init_file(init: str | os.PathLike) -> str:
-    from .weights import load_generator
-
     try:
         return load_generator(init).info["source"]
     except FileNotFoundError as exc:
@@ -390,8 +377,6 @@ def _split(n: int, cfg: TrainConfig, has_val: bool) -> tuple[np.ndarray, np.ndar
 def _load_init(init: str | os.PathLike, G: UNet, cfg: TrainConfig) -> dict[str, Any]:
     """Copy the generator of ``init`` into ``G`` (same architecture and W encoding); returns
     what the run records of it."""
-    from .weights import load_generator
-
     try:
         src = load_generator(init)
     except FileNotFoundError as exc:
@@ -656,7 +641,7 @@ def _train(
             raise
         t_got = time.perf_counter()
         data_s += t_got - t_prev
-        torch.manual_seed(_sample_seed(cfg.seed, step, 1_000_003 + dist.rank))  # dropout stream
+        torch.manual_seed(sample_seed(cfg.seed, step, 1_000_003 + dist.rank))  # dropout stream
         x = batch["image"].to(device, non_blocking=True)
         y = batch["target"].to(device, non_blocking=True)
         if cfg.channels_last:

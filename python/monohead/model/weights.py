@@ -20,73 +20,19 @@ from typing import Any
 
 import torch
 
+from .._env import __version__
 from .._io import atomic_write_bytes, atomic_write_text
 from .data import data_summary
+from .files import WEIGHTS_FILE, WEIGHTS_FORMAT, build_generator, load_generator, read_generator
 from .predict import MASK_THRESHOLD, evaluate_model
-from .train import BEST, CHECKPOINT, CHECKPOINT_FORMAT, GENERATOR_FORMAT, jsonable, load_checkpoint
+from .train import jsonable
 from .unet import UNet
 
 __all__ = ["WEIGHTS_DIR", "evaluate_checkpoint", "export_weights", "load_generator", "load_pretrained"]
 
 #: Folder of the shipped weights inside the package.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_FILE = "unet.pt"
 CARD_FILE = "model_card.json"
-WEIGHTS_FORMAT = "monohead-weights/1"
-
-
-def _resolve(path: str | os.PathLike) -> Path:
-    """A run folder (best.pt, else checkpoint.pt), a weights folder (unet.pt), or a file."""
-    p = Path(path)
-    if p.is_dir():
-        for name in (WEIGHTS_FILE, BEST, CHECKPOINT):
-            if (p / name).is_file():
-                return p / name
-        raise FileNotFoundError(f"{p} holds no {WEIGHTS_FILE}, {BEST} or {CHECKPOINT}")
-    if not p.is_file():
-        raise FileNotFoundError(f"no generator weights at {p}")
-    return p
-
-
-def _read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """``(model config, state dict, info)`` of any generator file."""
-    p = _resolve(path)
-    ck = load_checkpoint(p)
-    fmt = ck.get("format") if isinstance(ck, dict) else None
-    if fmt == CHECKPOINT_FORMAT:
-        cfg = ck["config"]
-        model = {"width": cfg["width"], "depth": cfg["depth"], "dropout": cfg["dropout"]}
-        info = {"source": str(p), "kind": "checkpoint", "step": ck["step"], "images_seen": ck["images_seen"],
-                "wall_seconds": ck["wall_seconds"], "w_scale": cfg["w_scale"], "train_config": cfg, "data": ck.get("data"),
-                "data_history": ck.get("data_history"), "init": ck.get("init")}  # fmt: skip
-        return model, ck["generator"], info
-    if fmt == GENERATOR_FORMAT:
-        info = {"source": str(p), "kind": "best", "step": ck["step"], "images_seen": ck["images_seen"],
-                "wall_seconds": ck.get("wall_seconds"), "w_scale": ck["w_scale"], "train_config": ck.get("train_config"),
-                "data": ck.get("data"), "metrics": ck.get("metrics"), "data_history": ck.get("data_history"),
-                "init": ck.get("init")}  # fmt: skip
-        return ck["model"], ck["state_dict"], info
-    if fmt == WEIGHTS_FORMAT:
-        info = {"source": str(p), "kind": "weights", "w_scale": ck["w_scale"], "dtype": ck["dtype"]}
-        return ck["model"], ck["state_dict"], info
-    raise ValueError(f"{p} is not a monohead generator file (format {fmt!r})")
-
-
-def _build(model_cfg: dict[str, Any], state: dict[str, torch.Tensor], w_scale: float, device: Any) -> UNet:
-    G = UNet(**model_cfg)
-    G.load_state_dict(state)  # copy_ converts float16 tensors to the module's float32
-    G.w_scale = float(w_scale)
-    return G.to(device).eval()
-
-
-def load_generator(path: str | os.PathLike, device: Any = "cpu") -> UNet:
-    """A float32 :class:`UNet` in eval mode from a run folder, ``checkpoint.pt``, ``best.pt`` or a
-    weights folder/file written by :func:`export_weights`. ``model.w_scale`` and ``model.info``
-    (step, images seen, source ...) are set."""
-    model_cfg, state, info = _read(path)
-    G = _build(model_cfg, state, info["w_scale"], device)
-    G.info = info
-    return G
 
 
 def load_pretrained(device: Any = "cpu") -> UNet:
@@ -186,7 +132,7 @@ def export_weights(
         and ``metrics`` ``{"float32": ..., "float16": ..., "flip": ...}`` when evaluated
         (``flip``: the written weights with mirror test-time averaging, ``predict(flip=True)``).
     """
-    model_cfg, state, info = _read(run)
+    model_cfg, state, info = read_generator(run)
     w_scale = info["w_scale"]
     state32 = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     state16 = _half_state(state32)
@@ -196,7 +142,7 @@ def export_weights(
         n = min(max_items, len(eval_dataset))
         built = {}
         for name, st in (("float32", state32), ("float16", state16)):
-            built[name] = _build(model_cfg, st, w_scale, "cpu")
+            built[name] = build_generator(model_cfg, st, w_scale, "cpu")
             metrics[name], _ = evaluate_model(built[name], eval_dataset, indices=range(n))
         a, b = metrics["float32"], metrics["float16"]
         close = (
@@ -219,8 +165,6 @@ def export_weights(
     data = buf.getvalue()
     out = WEIGHTS_DIR if dest is None else Path(dest)
     out.mkdir(parents=True, exist_ok=True)
-    from .. import __version__
-
     model_card: dict[str, Any] = {
         "format": WEIGHTS_FORMAT,
         "file": WEIGHTS_FILE,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from scipy import ndimage
 
 from . import camera as camera_mod
 from . import scene as scene_mod
+from .folders import scan_folder
 from .textures import srgb_to_linear
 
 __all__ = ["background", "load_photo", "sample_background", "scan_backgrounds"]
@@ -49,31 +49,22 @@ def scan_backgrounds(folder: Any) -> tuple[list[Path], int]:
     """
     from PIL import Image
 
-    root = Path(os.fspath(folder))
-    if not root.is_dir():
-        raise ValueError(f"backgrounds folder {str(root)!r} does not exist or is not a folder")
-    usable, bad = [], 0
-    for path in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
-        if path.suffix.lower() not in _IMAGE_SUFFIXES:
-            continue
-        try:
-            with Image.open(path) as im:
-                im.load()
-                if min(im.size) < 16:
-                    raise ValueError(f"too small ({im.size[0]}x{im.size[1]})")
-        except Exception as exc:
-            log.warning("skipping background %s: %s", path, exc)
-            bad += 1
-            continue
-        usable.append(path.resolve())
-    if not usable:
-        raise ValueError(
-            f"backgrounds folder {str(root)!r} holds no readable photo ({', '.join(_IMAGE_SUFFIXES)}); "
-            f"{bad} unreadable file(s)"
-        )
-    if bad:
-        log.warning("%d unreadable background file(s) in %s skipped", bad, root)
-    return usable, bad
+    def read(path: Path) -> None:
+        with Image.open(path) as im:
+            im.load()
+            if min(im.size) < 16:
+                raise ValueError(f"too small ({im.size[0]}x{im.size[1]})")
+
+    return scan_folder(
+        folder,
+        read,
+        suffixes=_IMAGE_SUFFIXES,
+        label="backgrounds",
+        item="background",
+        wanted=f"readable photo ({', '.join(_IMAGE_SUFFIXES)})",
+        errors=(Exception,),  # Pillow raises many kinds of error on a broken file
+        log=log,
+    )
 
 
 @functools.lru_cache(maxsize=32)
@@ -172,18 +163,7 @@ def _env_background(env: np.ndarray, cam: dict[str, Any] | None, size: tuple[int
 
 def _user(params: dict[str, Any], photos: list[str], size: tuple[int, int]) -> np.ndarray:
     rng = np.random.default_rng(params["seed"])
-    photo = load_photo(photos[params["photo"]])
-    h, w = size
-    ph, pw = photo.shape[:2]
-    frac = rng.uniform(0.4, 1.0)
-    ch = max(2, int(min(ph, pw * h / w) * frac))
-    cw = max(2, min(pw, int(ch * w / h)))
-    r0 = int(rng.integers(0, ph - ch + 1))
-    c0 = int(rng.integers(0, pw - cw + 1))
-    crop = photo[r0 : r0 + ch, c0 : c0 + cw]
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    img = ndimage.zoom(crop, (h / crop.shape[0], w / crop.shape[1], 1), order=1, grid_mode=True, mode="nearest")[:h, :w]
+    img = scene_mod.random_photo_crop(load_photo(photos[params["photo"]]), size, rng, 0.4)
     return srgb_to_linear(np.clip(img, 0, 1)) * params["brightness"]
 
 

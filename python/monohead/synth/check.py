@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from .. import geometry
 from . import camera as camera_mod
-from .render import MIN_NZ
+from .render import FACING_MIN_NZ
 
 __all__ = [
     "compare_ground_truth",
@@ -51,7 +51,7 @@ def raycast_ground_truth(
     Returns:
         ``normals (H, W, 3)``, ``depth (H, W)`` (NaN outside the mask) and ``mask (H, W)``,
         with the renderer's rule: a pixel is in the mask if its ray hits the mesh and the
-        interpolated normal has ``Nz > MIN_NZ`` (perspective: and ``N . (-ray) > MIN_NZ``).
+        interpolated normal has ``Nz > FACING_MIN_NZ`` (perspective: and ``N . (-ray) > FACING_MIN_NZ``).
     """
     import trimesh
 
@@ -75,9 +75,9 @@ def raycast_ground_truth(
         normals[ray] = n
         depth[ray] = loc[:, 2]
     normals = normals.reshape(h, w, 3)
-    facing = normals[..., 2] > MIN_NZ
+    facing = normals[..., 2] > FACING_MIN_NZ
     if camera is not None and camera.get("projection") == "perspective":  # the renderer's rule, restated
-        facing &= -(normals.reshape(-1, 3) * dirs).sum(axis=1).reshape(h, w) > MIN_NZ
+        facing &= -(normals.reshape(-1, 3) * dirs).sum(axis=1).reshape(h, w) > FACING_MIN_NZ
     mask = np.isfinite(depth.reshape(h, w)) & facing
     normals[~mask] = 0.0
     return {"normals": normals, "depth": np.where(mask, depth.reshape(h, w), np.nan), "mask": mask}

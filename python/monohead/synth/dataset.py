@@ -59,7 +59,7 @@ from .._env import package_versions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FORMAT", "SyntheticHeads", "check_shard", "generate", "regenerate"]
+__all__ = ["FORMAT", "SyntheticHeads", "check_shard", "generate", "regenerate", "write_preview"]
 
 FORMAT = "monohead-synth"
 FORMAT_VERSION = 1
@@ -479,8 +479,6 @@ def generate(
     skipped = total - generated  # whole shards and samples a killed run had finished
     pv = None
     if preview and (root / "shards" / _shard_name(0)).is_dir():
-        from .preview import write_preview
-
         pv = str(write_preview(root))
     return {
         "out": str(root),
@@ -863,3 +861,19 @@ class SyntheticHeads:
         out["params"] = [it["params"] for it in items]
         out["index"] = [it["index"] for it in items]
         return out
+
+
+def write_preview(root: Any, count: int = 8, path: Any = None) -> Path:
+    """Write ``preview.png`` (or ``path``) for the first ``count`` samples of a data set: the
+    sheet of :func:`monohead.synth.preview.preview_sheet` (images, N and W maps, like the
+    paper's Fig. 2). Returns the path written."""
+    from ..geometry import encode_png
+    from .preview import preview_sheet
+
+    ds = SyntheticHeads(root, partial=True)
+    n = min(int(count), len(ds))
+    if n == 0:
+        raise ValueError(f"data set {str(root)!r} has no sample to preview")
+    target = Path(root) / "preview.png" if path is None else Path(path)
+    _io.atomic_write_bytes(target, encode_png(preview_sheet([ds[i] for i in range(n)])))
+    return target

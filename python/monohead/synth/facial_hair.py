@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .hair import bend_and_advance, curl_side, root_directions, sample_roots
 from .head_model import HeadModel
 
 __all__ = ["STYLES", "grow_facial_hair", "sample_facial_hair_params"]
@@ -108,25 +109,14 @@ def grow_facial_hair(
     n = int(min(max_strands, area.sum() * _DENSITY[style] * params["density"]))
     if n <= 0:
         return np.zeros((0, k, 4))
-    tri = rng.choice(len(faces), size=n, p=area / area.sum())
-    r1, r2 = rng.random(n), rng.random(n)
-    s = np.sqrt(r1)
-    bary = np.column_stack([1 - s, s * (1 - r2), s * r2])
-    f = faces[tri]
-    root = np.einsum("nk,nkc->nc", bary, vertices[f])
-    nrm = np.einsum("nk,nkc->nc", bary, normals[f])
-    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True) + 1e-12
+    _, root, nrm = sample_roots(rng, faces, area / area.sum(), n, vertices, normals, eps=1e-12)
     # Combing: down, out from the midline; a moustache sideways and down.
     side = np.sign(root[:, 0] + 1e-6)
     flow = np.column_stack([0.35 * side, -1.0 + 0 * side, 0.15 + 0 * side])
     if zone == "moustache":
         flow = np.column_stack([0.9 * side, -0.7 + 0 * side, 0.1 + 0 * side])
     flow += rng.normal(0.0, 0.25, flow.shape)
-    tangent = flow - (flow * nrm).sum(axis=1, keepdims=True) * nrm
-    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True) + 1e-12
-    lift = 0.5 if style == "stubble" else 0.3
-    d = tangent + lift * nrm
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    d = root_directions(flow, nrm, 0.5 if style == "stubble" else 0.3)
     length = float(params["length"]) * rng.uniform(0.6, 1.15, n)
     step = length / (k - 2)
     tree = cKDTree(vertices[np.unique(faces)])
@@ -138,15 +128,10 @@ def grow_facial_hair(
     gravity = 0.0 if style == "stubble" else (0.6 if style == "full_beard" else 0.3)
     curl = float(params["curl"])
     phase = rng.uniform(0, 2 * np.pi, n)
-    down = np.array([0.0, -1.0, 0.0])
     for j in range(2, k):
-        d = d + gravity * down * (step[:, None] / 2.0)
-        d /= np.linalg.norm(d, axis=1, keepdims=True)
-        p = p + d * step[:, None]
+        p, d = bend_and_advance(p, d, step, gravity, 2.0)
         if curl > 0:
-            u = np.cross(d, nrm)
-            u /= np.linalg.norm(u, axis=1, keepdims=True) + 1e-12
-            p = p + curl * 0.25 * np.cos(phase + 1.9 * j)[:, None] * u
+            p = p + curl * 0.25 * np.cos(phase + 1.9 * j)[:, None] * curl_side(d, nrm)
         # Out of the face: at least a margin above the nearest vertex's tangent plane.
         _, near = tree.query(p)
         q = vertices[ids[near]]

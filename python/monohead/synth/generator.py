@@ -63,7 +63,7 @@ from . import occluders as occluders_mod
 from . import scene as scene_mod
 from . import textures as tex_mod
 from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel, sample_expression, sample_identity
-from .render import _LOCK, HAIR_BUCKETS, Renderer, SceneArrays
+from .render import HAIR_BUCKETS, RENDER_LOCK, Renderer, SceneArrays
 
 __all__ = ["GENERATOR_VERSION", "VERSIONS", "Generator", "sample_params"]
 
@@ -525,7 +525,7 @@ class Generator:
         (hair, glasses) in the image."""
         timings = dict(timings or {})
         arrays = self.scene_arrays(params, timings)
-        with _LOCK:  # one scene: update, render and trace together
+        with RENDER_LOCK:  # one scene: update, render and trace together
             t1 = time.perf_counter()
             self.renderer.update(arrays)
             t2 = time.perf_counter()

@@ -25,7 +25,19 @@ import numpy as np
 
 from .head_model import HeadModel
 
-__all__ = ["STYLES", "STYLE_POINTS", "Scalp", "grow_hair", "hair_colour_params", "hair_rgb", "sample_hair_params"]
+__all__ = [
+    "STYLES",
+    "STYLE_POINTS",
+    "Scalp",
+    "bend_and_advance",
+    "curl_side",
+    "grow_hair",
+    "hair_colour_params",
+    "hair_rgb",
+    "root_directions",
+    "sample_hair_params",
+    "sample_roots",
+]
 
 STYLES = ("bald", "buzz", "short", "medium", "long")
 STYLE_POINTS = {"bald": 4, "buzz": 4, "short": 8, "medium": 16, "long": 16}
@@ -146,6 +158,73 @@ class Scalp:
         return cls(faces=faces[keep], weights=area[keep] / area[keep].sum(), front=front)
 
 
+def sample_roots(
+    rng: np.random.Generator,
+    faces: np.ndarray,
+    p: np.ndarray,
+    n: int,
+    vertices: np.ndarray,
+    normals: np.ndarray,
+    eps: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` strand roots uniform on triangles drawn with probabilities ``p``.
+
+    Args:
+        rng: the random generator (draws: the triangles, then two uniforms per root).
+        faces: ``(F, 3)`` vertex indices of the triangles roots may grow on.
+        p: ``(F,)`` probabilities of the triangles (their share of the area).
+        n: number of roots.
+        vertices, normals: ``(V, 3)`` the head's vertices and unit normals (cm, model frame).
+        eps: added to the length of the interpolated normal before it is normalised.
+
+    Returns:
+        ``(tri (n,), roots (n, 3), unit normals (n, 3))``: the triangle of each root (an index
+        into ``faces``), its position and the interpolated normal there.
+    """
+    tri = rng.choice(len(faces), size=n, p=p)
+    r1, r2 = rng.random(n), rng.random(n)
+    s = np.sqrt(r1)
+    bary = np.column_stack([1 - s, s * (1 - r2), s * r2])
+    f = faces[tri]
+    root = np.einsum("nk,nkc->nc", bary, vertices[f])
+    nrm = np.einsum("nk,nkc->nc", bary, normals[f])
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True) + eps
+    return tri, root, nrm
+
+
+def root_directions(flow: np.ndarray, nrm: np.ndarray, lift: float) -> np.ndarray:
+    """``(n, 3)`` unit directions in which strands leave their roots: the combing ``flow``
+    ``(n, 3)`` projected onto the skin's tangent plane (unit normals ``nrm`` ``(n, 3)``), then
+    tilted out of the skin by ``lift`` times the normal."""
+    tangent = flow - (flow * nrm).sum(axis=1, keepdims=True) * nrm
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True) + 1e-12
+    d = tangent + lift * nrm
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    return d
+
+
+_DOWN = np.array([0.0, -1.0, 0.0])
+
+
+def bend_and_advance(
+    p: np.ndarray, d: np.ndarray, step: np.ndarray, gravity: float, sag: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One segment of strands: directions ``d`` ``(n, 3)`` bent down by ``gravity`` times
+    ``step / sag`` and renormalised, then points ``p`` ``(n, 3)`` moved by ``step`` ``(n,)``
+    (cm) along them. Returns the new ``(p, d)``."""
+    d = d + gravity * _DOWN * (step[:, None] / sag)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    return p + d * step[:, None], d
+
+
+def curl_side(d: np.ndarray, nrm: np.ndarray) -> np.ndarray:
+    """``(n, 3)`` unit vectors across strands going along ``d``, parallel to the skin (unit
+    normals ``nrm``): the axis curls swing about."""
+    u = np.cross(d, nrm)
+    u /= np.linalg.norm(u, axis=1, keepdims=True) + 1e-12
+    return u
+
+
 def _ellipsoid_push(p: np.ndarray, centre: np.ndarray, radii: np.ndarray, margin: np.ndarray) -> np.ndarray:
     """Move points that lie inside the ellipsoid (grown by ``margin``) onto its surface."""
     q = (p - centre) / (radii + margin[..., None])
@@ -188,14 +267,7 @@ def grow_hair(
     n = min(int(_STYLE_STRANDS[style] * params["density"]), max_strands)
     length = float(params["length"])
 
-    tri = rng.choice(len(scalp.faces), size=n, p=scalp.weights)
-    r1, r2 = rng.random(n), rng.random(n)
-    s = np.sqrt(r1)
-    bary = np.column_stack([1 - s, s * (1 - r2), s * r2])
-    f = scalp.faces[tri]
-    root = np.einsum("nk,nkc->nc", bary, vertices[f])
-    nrm = np.einsum("nk,nkc->nc", bary, normals[f])
-    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    tri, root, nrm = sample_roots(rng, scalp.faces, scalp.weights, n, vertices, normals)
 
     # Proxies: the skull (the skin above the eyes, as an ellipsoid centred at eye level) and
     # the shoulders.
@@ -220,11 +292,7 @@ def grow_hair(
         fr = (scalp.front[tri] > 0) & (rng.random(n) < 0.6)
         flow[fr] = np.column_stack([0.3 * side[fr], -1.0 + 0 * side[fr], 0.35 + 0 * side[fr]])
     flow += rng.normal(0.0, 0.15, flow.shape)
-    tangent = flow - (flow * nrm).sum(axis=1, keepdims=True) * nrm
-    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True) + 1e-12
-    lift = {"buzz": 0.5, "short": 0.2, "medium": 0.12, "long": 0.1}[style]
-    d = tangent + lift * nrm
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    d = root_directions(flow, nrm, {"buzz": 0.5, "short": 0.2, "medium": 0.12, "long": 0.1}[style])
 
     strand_len = length * rng.uniform(0.75, 1.1, n)
     if params["fringe"]:
@@ -237,14 +305,10 @@ def grow_hair(
     pts[:, 1] = root + 0.05 * nrm
     p = pts[:, 1].copy()
     phase = rng.uniform(0, 2 * np.pi, n)
-    down = np.array([0.0, -1.0, 0.0])
     for j in range(2, k):
-        d = d + gravity * down * (step[:, None] / 3.0)
-        d /= np.linalg.norm(d, axis=1, keepdims=True)
-        p = p + d * step[:, None]
+        p, d = bend_and_advance(p, d, step, gravity, 3.0)
         if curl > 0:
-            u = np.cross(d, nrm)
-            u /= np.linalg.norm(u, axis=1, keepdims=True) + 1e-12
+            u = curl_side(d, nrm)
             w = np.cross(d, u)
             ang = phase + j * 1.7
             p = p + curl * 0.6 * (np.cos(ang)[:, None] * u + np.sin(ang)[:, None] * w)

@@ -295,27 +295,6 @@ def read_facexmodel(folder: Any, max_identities: int | None = None, expressions:
     )
 
 
-def _read_packed(path: Any) -> FaceXModel:
-    """A :class:`FaceXModel` from a packed copy of every OBJ of FaceXModel/ (development aid).
-
-    The packed ``.npz`` (``neutral``, ``identity_deltas``, ``expression_deltas``, ``polygons_flat``,
-    ``polygon_sizes``, ``uv``, ``polygon_uv_flat`` ...) holds the same numbers as the OBJ files;
-    it is how the shipped asset was made on a machine with the packed copy only.
-    """
-    with np.load(path, allow_pickle=False) as z:
-        return FaceXModel(
-            neutral=z["neutral"].astype(np.float64),
-            identity_deltas=z["identity_deltas"].astype(np.float64),
-            identity_names=[str(s) for s in z["identity_names"]],
-            expression_deltas=z["expression_deltas"].astype(np.float64),
-            expression_names=[str(s) for s in z["expression_names"]],
-            polygon_sizes=z["polygon_sizes"].astype(np.int64),
-            polygons=z["polygons_flat"].astype(np.int64),
-            polygon_uv=z["polygon_uv_flat"].astype(np.int64),
-            uv=z["uv"].astype(np.float64),
-        )
-
-
 # --------------------------------------------------------------------------------------------
 # The compact asset
 # --------------------------------------------------------------------------------------------

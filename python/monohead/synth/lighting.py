@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import scene as scene_mod
+from .folders import scan_folder
 
 __all__ = [
     "ENV_SIZE",
@@ -140,28 +140,15 @@ def scan_hdri(folder: Any) -> tuple[list[Path], int]:
     Raises:
         ValueError: the folder does not exist, is not a folder, or holds no usable map.
     """
-    root = Path(os.fspath(folder))
-    if not root.is_dir():
-        raise ValueError(f"hdri folder {str(root)!r} does not exist or is not a folder")
-    usable, bad = [], 0
-    for path in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")):
-        if path.suffix.lower() not in (".npy", ".hdr"):
-            continue
-        try:
-            _read_any(path)
-        except (OSError, ValueError) as exc:
-            log.warning("skipping environment map %s: %s", path, exc)
-            bad += 1
-            continue
-        usable.append(path.resolve())
-    if not usable:
-        raise ValueError(
-            f"hdri folder {str(root)!r} holds no usable environment map (.npy (h, 2h, 3) or .hdr); "
-            f"{bad} unreadable file(s)"
-        )
-    if bad:
-        log.warning("%d unreadable environment map file(s) in %s skipped", bad, root)
-    return usable, bad
+    return scan_folder(
+        folder,
+        _read_any,
+        suffixes=(".npy", ".hdr"),
+        label="hdri",
+        item="environment map",
+        wanted="usable environment map (.npy (h, 2h, 3) or .hdr)",
+        log=log,
+    )
 
 
 @functools.lru_cache(maxsize=64)

@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import _io
-from ..geometry import encode_png, normals_to_image
+from ..geometry import normals_to_image
 
-__all__ = ["image_grid", "photo_crops", "preview_sheet", "render_look", "w_to_image", "write_preview"]
+__all__ = ["image_grid", "photo_crops", "preview_sheet", "render_look", "w_to_image"]
 
 
 def w_to_image(W: Any, mask: Any) -> np.ndarray:
@@ -44,19 +43,6 @@ def preview_sheet(items: list[dict[str, Any]], gap: int = 2) -> np.ndarray:
             y, x = gap + r * (h + gap), gap + c * (w + gap)
             sheet[y : y + h, x : x + w] = tile
     return sheet
-
-
-def write_preview(root: Any, count: int = 8, path: Any = None) -> Path:
-    """Write ``preview.png`` (or ``path``) for the first ``count`` samples of a data set."""
-    from .dataset import SyntheticHeads
-
-    ds = SyntheticHeads(root, partial=True)
-    n = min(int(count), len(ds))
-    if n == 0:
-        raise ValueError(f"data set {str(root)!r} has no sample to preview")
-    target = Path(root) / "preview.png" if path is None else Path(path)
-    _io.atomic_write_bytes(target, encode_png(preview_sheet([ds[i] for i in range(n)])))
-    return target
 
 
 def image_grid(images: list[Any], cols: int = 8, gap: int = 2, fill: int = 255) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Rendering with Mitsuba 3: the image, and the ground-truth maps in the same scene.
 
-One :class:`Renderer` keeps one Mitsuba scene of fixed structure (skin, eyes, hair, glasses frame and lenses, an environment map and four slots for each kind of light)
-and updates it in place for every sample (:meth:`Renderer.update`): vertex positions and
-normals, hair curves, textures, materials and lights. Changing values, never the structure,
+One :class:`Renderer` keeps one Mitsuba scene of fixed structure (skin, eyes, hair, glasses
+frame and lenses, an environment map and four slots for each kind of light) and updates it in
+place for every sample (:meth:`Renderer.update`): vertex positions and normals, hair curves,
+textures, materials and lights. Changing values, never the structure,
 keeps Dr.Jit's compiled kernels valid from one sample to the next.
 
 - The **image** (:meth:`Renderer.render_image`) is path traced (``path`` integrator,
@@ -16,7 +17,7 @@ keeps Dr.Jit's compiled kernels valid from one sample to the next.
   and records the first hit on the head or the eyes: its position (x, y and the depth, in
   pixels) and its shading normal, the barycentric interpolation of the angle-weighted vertex
   normals (paper eq. 2) that :meth:`Renderer.update` gave the meshes. Pixels whose normal
-  faces away from the camera (``Nz <= MIN_NZ``, at silhouettes where interpolated normals
+  faces away from the camera (``Nz <= FACING_MIN_NZ``, at silhouettes where interpolated normals
   tilt past 90°) are left out of the mask, as the integrator requires ``Nz > 0`` in it.
 
 Variants: ``llvm_ad_rgb`` (vectorised, fast) needs an LLVM shared library of version 16 or
@@ -46,7 +47,8 @@ from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel
 from .textures import TextureSpace
 
 __all__ = [
-    "MIN_NZ",
+    "FACING_MIN_NZ",
+    "RENDER_LOCK",
     "ExtraSlot",
     "GroundTruth",
     "Renderer",
@@ -57,20 +59,20 @@ __all__ = [
     "select_variant",
 ]
 
-MIN_NZ = 1e-3
-"""Pixels whose ground-truth normal has ``Nz <= MIN_NZ`` are outside the mask; under a
-perspective camera also those whose normal has ``N . (-ray) <= MIN_NZ`` (:func:`facing_mask`)."""
+FACING_MIN_NZ = 1e-3
+"""Pixels whose ground-truth normal has ``Nz <= FACING_MIN_NZ`` are outside the mask; under a
+perspective camera also those whose normal has ``N . (-ray) <= FACING_MIN_NZ`` (:func:`facing_mask`)."""
 
 
 def facing_mask(normals: np.ndarray, camera: dict[str, Any] | None) -> np.ndarray:
-    """``(H, W)`` bool: unit normals ``(H, W, 3)`` that face the camera: ``Nz > MIN_NZ`` and,
-    for a perspective camera, ``N . (-d) > MIN_NZ`` with ``d`` the pixel's unit ray (what the
+    """``(H, W)`` bool: unit normals ``(H, W, 3)`` that face the camera: ``Nz > FACING_MIN_NZ`` and,
+    for a perspective camera, ``N . (-d) > FACING_MIN_NZ`` with ``d`` the pixel's unit ray (what the
     orthographic and the perspective integrators both need in their mask)."""
     h, w = normals.shape[:2]
-    ok = normals[..., 2] > MIN_NZ
+    ok = normals[..., 2] > FACING_MIN_NZ
     if camera is not None and camera.get("projection") == "perspective":
         _, d = pixel_rays(camera, (h, w), 0.0)
-        ok &= -(normals.reshape(-1, 3) * d).sum(axis=1).reshape(h, w) > MIN_NZ
+        ok &= -(normals.reshape(-1, 3) * d).sum(axis=1).reshape(h, w) > FACING_MIN_NZ
     return ok
 
 
@@ -86,7 +88,9 @@ facial hair adds strands to the scalp's)."""
 
 _REDO_BLOCK = 64  # rays traced again from inside the skin are padded to a multiple of this
 _STEP = 1e-3  # pixels: how far past an occluder's surface the ground-truth ray goes on
-_LOCK = threading.RLock()  # Mitsuba's variant is process-wide: one renderer at a time
+#: Mitsuba's variant is process-wide: one renderer at a time. Re-entrant; hold it around a
+#: renderer's update, render and trace to keep one scene's steps together.
+RENDER_LOCK = threading.RLock()
 _LLVM_MIN = 16
 
 
@@ -417,7 +421,7 @@ class Renderer:
         self._eyes = _split(model.faces[eyes], model.corner_uv[eyes])
         self._skin_uv = self._atlas_uv(self._skin[1], "skin")
         self._eye_uv = self._atlas_uv(self._eyes[1], "eye")
-        with _LOCK:
+        with RENDER_LOCK:
             self._build()
 
     # -- scene construction ----------------------------------------------------------------
@@ -691,7 +695,7 @@ class Renderer:
 
     def update(self, arrays: SceneArrays) -> None:
         """Put a sample's geometry, textures, materials and lights into the scene."""
-        with _LOCK:
+        with RENDER_LOCK:
             self._update(arrays)
 
     def _update(self, a: SceneArrays) -> None:
@@ -843,7 +847,7 @@ class Renderer:
             ``(rgb (H, W, 3), alpha (H, W))`` float32, linear: the head and its occluders
             (premultiplied by their coverage ``alpha``), background not included.
         """
-        with _LOCK:
+        with RENDER_LOCK:
             mi = _mitsuba(self.variant)
             img = np.array(mi.render(self.scene, seed=int(seed) & 0x7FFFFFFF, spp=self.spp), dtype=np.float32)
         return img[..., :3], img[..., 3]
@@ -851,7 +855,7 @@ class Renderer:
     def ground_truth(self) -> GroundTruth:
         """Ground-truth maps of the current scene (see the module docstring)."""
         h, w = self.size
-        with _LOCK:
+        with RENDER_LOCK:
             mi = _mitsuba(self.variant)
             ray = self._pixel_rays(mi)
             pos, nrm, part, inside = self._trace(ray)

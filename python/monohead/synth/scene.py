@@ -28,6 +28,7 @@ __all__ = [
     "environment_image",
     "light_colour",
     "pose_matrix",
+    "random_photo_crop",
     "sample_background",
     "sample_environment",
     "sample_lights",
@@ -242,6 +243,31 @@ def _photo(name: str) -> np.ndarray:
     return img / 255.0 if img.max() > 1.0 else img
 
 
+def random_photo_crop(
+    photo: np.ndarray, size: tuple[int, int], rng: np.random.Generator, min_fraction: float
+) -> np.ndarray:
+    """A random crop of ``photo`` ``(H, W, 3)`` with the aspect of ``size = (h, w)``, resized to
+    ``(h, w, 3)`` (bilinear), mirrored left-right half the time.
+
+    The crop's height is a fraction, uniform in ``[min_fraction, 1)``, of the tallest crop of
+    that aspect the photo holds; its place is uniform. ``rng`` draws, in order: the fraction,
+    the row, the column, the mirroring.
+    """
+    h, w = size
+    ph, pw = photo.shape[:2]
+    frac = rng.uniform(min_fraction, 1.0)
+    ch = max(2, int(min(ph, pw * h / w) * frac))
+    cw = max(2, min(pw, int(ch * w / h)))
+    r0 = int(rng.integers(0, ph - ch + 1))
+    c0 = int(rng.integers(0, pw - cw + 1))
+    crop = photo[r0 : r0 + ch, c0 : c0 + cw]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return ndimage.zoom(crop, (h / crop.shape[0], w / crop.shape[1], 1), order=1, grid_mode=True, mode="nearest")[
+        :h, :w
+    ]
+
+
 def background_image(params: dict[str, Any], size: tuple[int, int]) -> np.ndarray:
     """``(H, W, 3)`` float32 linear radiance of a background (row 0 at the top)."""
     from .textures import srgb_to_linear
@@ -251,18 +277,7 @@ def background_image(params: dict[str, Any], size: tuple[int, int]) -> np.ndarra
     kind = params["kind"]
     if kind == "photo":
         photo = _photo(params["photo"])
-        ph, pw = photo.shape[:2]
-        frac = rng.uniform(0.35, 1.0)
-        ch, cw = max(2, int(min(ph, pw * h / w) * frac)), 0
-        cw = max(2, int(ch * w / h))
-        r0 = int(rng.integers(0, ph - ch + 1))
-        c0 = int(rng.integers(0, pw - cw + 1))
-        crop = photo[r0 : r0 + ch, c0 : c0 + cw]
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        img = ndimage.zoom(crop, (h / crop.shape[0], w / crop.shape[1], 1), order=1, grid_mode=True, mode="nearest")[
-            :h, :w
-        ]
+        img = random_photo_crop(photo, size, rng, 0.35)
         if np.allclose(photo[..., 0], photo[..., 1]):  # grey photo: tint it
             img = img * rng.uniform(0.6, 1.0, 3)
     else:

@@ -111,6 +111,28 @@ def rasterize_triangles(tri_xy: np.ndarray, height: int, width: int) -> tuple[np
     return index, bary
 
 
+def _texel_positions(
+    tri_xy: np.ndarray, face_ids: np.ndarray, faces: np.ndarray, vertices: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each texel of a ``(height, width)`` atlas lies on the mesh.
+
+    The triangles ``tri_xy`` ``(F, 3, 2)`` (texel units) are rasterised
+    (:func:`rasterize_triangles`); texels outside every triangle (the gutter between UV islands)
+    take the nearest covered texel's triangle and barycentrics, so textures have no dark seams.
+
+    Returns:
+        ``(index (H, W) int, position (H, W, 3) float64, covered (H, W) bool)``: the triangle
+        (an index into ``tri_xy`` and ``face_ids``), the point of the mesh (``vertices`` of
+        ``faces[face_ids[index]]``) and whether a triangle covered the texel itself.
+    """
+    index, bary = rasterize_triangles(tri_xy, height, width)
+    covered = index >= 0
+    _, (ir, ic) = ndimage.distance_transform_edt(~covered, return_indices=True)
+    index, bary = index[ir, ic], bary[ir, ic]
+    position = np.einsum("hwk,hwkc->hwc", bary, vertices[faces[face_ids[index]]])
+    return index, position, covered
+
+
 def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
     t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
@@ -156,13 +178,7 @@ class TextureSpace:
 
         # Skin: texel -> triangle -> neutral position and region.
         tri_xy = suv * np.array([self.width, self.height])
-        index, bary = rasterize_triangles(tri_xy, self.height, self.width)
-        valid = index >= 0
-        # Fill the gutter between UV islands with the nearest painted texel (no dark seams).
-        _, (ir, ic) = ndimage.distance_transform_edt(~valid, return_indices=True)
-        index, bary = index[ir, ic], bary[ir, ic]
-        faces = model.faces[self.skin_faces[index]]
-        pos = np.einsum("hwk,hwkc->hwc", bary, v[faces])
+        index, pos, valid = _texel_positions(tri_xy, self.skin_faces, model.faces, v, self.height, self.width)
         region = np.array(model.region_names)[model.face_region[self.skin_faces[index]]]
         self.position = pos.astype(np.float32)
         self.masks = self._skin_masks(model, v, pos, region, valid)
@@ -176,13 +192,7 @@ class TextureSpace:
             )
 
         # Eyes: the angle from each eyeball's optical axis (+z through its centre).
-        exy = euv * self.eye_size
-        eindex, ebary = rasterize_triangles(exy, self.eye_size, self.eye_size)
-        evalid = eindex >= 0
-        _, (jr, jc) = ndimage.distance_transform_edt(~evalid, return_indices=True)
-        eindex, ebary = eindex[jr, jc], ebary[jr, jc]
-        efaces = model.faces[self.eye_faces[eindex]]
-        epos = np.einsum("hwk,hwkc->hwc", ebary, v[efaces])
+        _, epos, _ = _texel_positions(euv * self.eye_size, self.eye_faces, model.faces, v, self.eye_size, self.eye_size)
         centres = model.eye_centres(v)
         side = (epos[..., 0] < 0).astype(np.int64)  # 0: left eye (x > 0), 1: right eye
         rel = epos - centres[side]
