@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import monohead
+from monohead import _validate as v
 
 
 def _good(H=8, W=9):
@@ -120,3 +121,39 @@ def test_wls_system_validates_too():
     n, m, _ = _good()
     with pytest.raises(ValueError, match=r"mask must have shape \(8, 9\)"):
         monohead.wls_system(n, None, 0.1, m[:4])
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda: v.check_positive_real(0, "theta"), ValueError, r"theta must be a finite number > 0; got 0.0"),
+        (
+            lambda: v.check_positive_real(float("inf"), "theta"),
+            ValueError,
+            r"theta must be a finite number > 0; got inf",
+        ),
+        (lambda: v.check_positive_real(10**400, "theta"), ValueError, r"theta must be a finite number > 0; got 1000"),
+        (lambda: v.check_positive_real(True, "theta"), TypeError, r"theta must be a real number; got bool"),
+        (lambda: v.check_positive_real(None, "theta"), TypeError, r"theta must be a real number; got NoneType"),
+        (lambda: v.check_positive_real("1", "tol", allow_none=True), TypeError, r"tol must be a real number or None"),
+        (lambda: v.check_fraction(1.0, "trim"), ValueError, r"trim must be in \[0, 1\); got 1.0"),
+        (lambda: v.check_fraction(-0.0001, "trim"), ValueError, r"trim must be in \[0, 1\); got -0.0001"),
+        (lambda: v.check_fraction(float("nan"), "trim"), ValueError, r"trim must be in \[0, 1\); got nan"),
+        (
+            lambda: v.check_fraction(None, "trim", allow_none=False),
+            TypeError,
+            r"trim must be a real number; got NoneType",
+        ),
+    ],
+)
+def test_positive_real_and_fraction_checks(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_positive_real_and_fraction_pass_good_values():
+    assert v.check_positive_real(np.float32(0.5), "theta") == 0.5
+    assert type(v.check_positive_real(3, "theta")) is float
+    assert v.check_positive_real(None, "max_distance", allow_none=True) is None
+    assert v.check_fraction(0, "trim") == 0.0
+    assert v.check_fraction(None, "trim") is None
