@@ -9,7 +9,7 @@
 #   env.txt             machine, cores, GPU, Python packages
 #   threads.md/.json    thread scaling: mg and AMGCL at 1, 2, 4, 8, 16 threads (capped at the
 #                       cores available) on head+neck 2048^2 and 4096^2 (benchmarks/compare.py)
-#   test_gpu.log        python -m pytest tests/test_gpu.py (skips cleanly without CuPy/CUDA)
+#   test_gpu.log        python -m pytest -m gpu tests/test_gpu.py tests/test_integrators.py (skips cleanly without CuPy/CUDA)
 #   compare_gpu.md/.json  benchmarks/compare_gpu.py: cupy-mg vs a CuPy CSR Jacobi-PCG vs the C++
 #                       core; prints the 2048^2 targets (<= 15 ms, >= 20x the Jacobi-PCG)
 #   summary.txt         exit status of each step
@@ -67,7 +67,7 @@ step threads 420 "$PY" benchmarks/compare.py --threads $SETTINGS --sizes $SIZES 
 cp "$OUT/threads.log" "$OUT/threads.md"
 
 # 2. The GPU tests (skip cleanly without CuPy or a device).
-step test_gpu 300 "$PY" -m pytest tests/test_gpu.py -q -rs -p no:cacheprovider
+step test_gpu 300 "$PY" -m pytest -m gpu tests/test_gpu.py tests/test_integrators.py -q -rs -p no:cacheprovider
 
 # 3. GPU side-by-side table and the 2048^2 targets.
 GPU_SIZES="${GPU_SIZES:-512 1024 2048 4096}"

@@ -3,8 +3,8 @@
 With a pinhole camera ``K`` (OpenCV form) the integrators solve for the **log-depth**
 ``l = log z``, ``z`` the depth along the optical axis (positive, away from the camera), on the
 same staggered grid and with the same weights as the orthographic system; only the slopes
-change. The rule, pinned by ``tests/test_perspective.py`` and ``docs/conventions.md``
-(section "Perspective"):
+change. The rule, pinned by ``tests/test_perspective.py``, ``tests/test_integrators.py`` and
+``docs/conventions.md`` (section "Perspective"):
 
 * ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``; pixel ``(r, c)`` (row, column) has image
   coordinates ``u = c``, ``v = r`` and the ray ``((u - cx) / fx, (v - cy) / fy, 1)`` in the
