@@ -17,6 +17,24 @@ def unit_normals_from_gradients(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return n / np.linalg.norm(n, axis=-1, keepdims=True)
 
 
+def tricky_mask(rng: np.random.Generator, H: int = 40, W: int = 52) -> np.ndarray:
+    """Several components, holes, one-pixel bridges, isolated pixels and thin strips.
+
+    Drawn on a 40 x 52 canvas and cropped to ``(H, W)``.
+    """
+    m = np.zeros((40, 52), bool)
+    m[2:18, 2:20] = True
+    m[8:11, 8:12] = False  # hole
+    m[2:18, 24:40] = True
+    m[9, 20:24] = True  # one-pixel-wide bridge joining the first two blocks
+    m[22:38, 4:30] = rng.random((16, 26)) > 0.25  # ragged blob (splits into pieces)
+    m[24:36, 34:50] = True
+    m[30, 34:50] = False  # a full cut: two components
+    m[20, 45] = m[0, 0] = m[39, 51] = m[19, 22] = True  # isolated pixels
+    m[1, 44:51] = True  # one-pixel-thick strip
+    return m[:H, :W].copy()
+
+
 def perspective_sphere(H=48, W=56, f=70.0, center=(0.15, -0.1, 4.0), radius=1.0, margin=0.3):
     """Exact z-depth ``(H, W)`` (NaN outside), normals ``(H, W, 3)`` (monohead frame), mask and K
     (OpenCV form) of a sphere seen by a pinhole camera."""

@@ -14,27 +14,9 @@ import pytest
 
 from monohead import _validate as v
 from monohead.integration import generic, surfaces
-from tests._helpers import unit_normals_from_gradients
+from tests._helpers import tricky_mask, unit_normals_from_gradients
 
 TIGHT = 1e-12
-
-
-def tricky_mask(rng: np.random.Generator, H: int = 40, W: int = 52) -> np.ndarray:
-    """Several components, holes, one-pixel bridges, isolated pixels and thin strips.
-
-    Drawn on a 40 x 52 canvas and cropped to ``(H, W)``.
-    """
-    m = np.zeros((40, 52), bool)
-    m[2:18, 2:20] = True
-    m[8:11, 8:12] = False  # hole
-    m[2:18, 24:40] = True
-    m[9, 20:24] = True  # one-pixel-wide bridge joining the first two blocks
-    m[22:38, 4:30] = rng.random((16, 26)) > 0.25  # ragged blob (splits into pieces)
-    m[24:36, 34:50] = True
-    m[30, 34:50] = False  # a full cut: two components
-    m[20, 45] = m[0, 0] = m[39, 51] = m[19, 22] = True  # isolated pixels
-    m[1, 44:51] = True  # one-pixel-thick strip
-    return m[:H, :W].copy()
 
 
 def random_problem(rng: np.random.Generator, mask: np.ndarray, scale: float = 0.5):

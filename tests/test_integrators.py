@@ -33,7 +33,7 @@ from scipy import ndimage
 
 import monohead
 from monohead.integration import ConvergenceWarning, SolveInfo, generic, surfaces
-from tests._helpers import perspective_sphere, unit_normals_from_gradients
+from tests._helpers import perspective_sphere, tricky_mask, unit_normals_from_gradients
 from tests._reference import (
     reference_perspective_slopes,
     reference_solve,
@@ -222,21 +222,6 @@ def _holes_mask() -> np.ndarray:
     return m
 
 
-def _tricky_mask(rng) -> np.ndarray:
-    """Several components, a hole, a bridge, a ragged blob, a full cut, isolated pixels, a strip."""
-    m = np.zeros((40, 52), bool)
-    m[2:18, 2:20] = True
-    m[8:11, 8:12] = False  # hole
-    m[2:18, 24:40] = True
-    m[9, 20:24] = True  # one-pixel-wide bridge joining the first two blocks
-    m[22:38, 4:30] = rng.random((16, 26)) > 0.25  # ragged blob (splits into pieces)
-    m[24:36, 34:50] = True
-    m[30, 34:50] = False  # a full cut: two components
-    m[20, 45] = m[0, 0] = m[39, 51] = m[19, 22] = True  # isolated pixels
-    m[1, 44:51] = True  # one-pixel-thick strip
-    return m
-
-
 def _plane() -> Problem:
     # h = 0.3 x - 0.2 y with x = column (right) and y = up (decreasing row): written by hand.
     H, W = 9, 11
@@ -310,7 +295,7 @@ def _salt() -> Problem:
 
 def _tricky() -> Problem:
     rng = np.random.default_rng(16)
-    mask = _tricky_mask(rng)
+    mask = tricky_mask(rng)
     return Problem(_random_normals(rng, mask), mask, rng.uniform(0.0, 5.0, mask.shape), 0.1)
 
 
