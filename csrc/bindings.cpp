@@ -61,6 +61,12 @@ monohead::Pinhole pinhole(const std::tuple<double, double, double, double>& k) {
     return cam;
 }
 
+// The camera of an optional k = (fx, fy, cx, cy): none for an orthographic solve.
+std::optional<monohead::Pinhole> camera(const std::optional<std::tuple<double, double, double, double>>& k) {
+    if (!k) return std::nullopt;
+    return pinhole(*k);
+}
+
 template <class T>
 py::array_t<T> to_array(const std::vector<T>& v) {
     py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
@@ -121,32 +127,25 @@ PYBIND11_MODULE(_core, m) {
                            "WLS normal integrator on a fixed mask; builds the system and the solver "
                            "(multigrid hierarchy, Jacobi diagonal or Cholesky factor) once.")
         .def(py::init([](CArray<std::uint8_t> mask, std::optional<py::array> weights, double lam,
-                         const std::string& method, double coarse_scale, int coarsest_max, bool kcycle,
-                         int threads, double kcycle_reduction) {
+                         const std::string& method, int threads) {
                  if (mask.ndim() != 2)
                      throw py::value_error("mask must be 2-D (H, W); got ndim " + std::to_string(mask.ndim()));
                  const int H = static_cast<int>(mask.shape(0)), W = static_cast<int>(mask.shape(1));
                  if (threads < 1) throw py::value_error("threads must be >= 1; got " + std::to_string(threads));
                  const auto meth = monohead::parse_method(method);
-                 monohead::MgOptions opt;
-                 opt.coarse_scale = static_cast<float>(coarse_scale);
-                 opt.coarsest_max = coarsest_max;
-                 opt.kcycle = kcycle;
-                 opt.kcycle_reduction = static_cast<float>(kcycle_reduction);
                  if (!weights) {
                      py::gil_scoped_release release;
-                     return new Integrator(H, W, mask.data(), static_cast<const double*>(nullptr), lam, meth, opt,
+                     return new Integrator(H, W, mask.data(), static_cast<const double*>(nullptr), lam, meth, {},
                                            threads);
                  }
                  require_shape(*weights, "weights", {H, W});
                  return with_float_data(*weights, "weights", [&](auto wp) {
                      py::gil_scoped_release release;
-                     return new Integrator(H, W, mask.data(), wp, lam, meth, opt, threads);
+                     return new Integrator(H, W, mask.data(), wp, lam, meth, {}, threads);
                  });
              }),
              py::arg("mask").noconvert(), py::arg("weights").noconvert() = py::none(), py::arg("lam") = 0.1,
-             py::arg("method") = "mg", py::arg("coarse_scale") = 2.0, py::arg("coarsest_max") = 128, py::arg("kcycle") = true,
-             py::arg("threads") = 1, py::arg("kcycle_reduction") = 0.15,
+             py::arg("method") = "mg", py::arg("threads") = 1,
              "mask: (H, W) uint8, C order, not empty; weights: (H, W) float32 or float64 gradient magnitudes W "
              "(w = 1/(1 + lam W), computed in float64) or None for w = 1; method: 'mg', 'jacobi' or 'direct'; "
              "threads >= 1 (results do not depend on it).")
@@ -179,25 +178,6 @@ PYBIND11_MODULE(_core, m) {
             py::arg("normals").noconvert(),
             "The system over the mask pixels in raster order: (indptr int64, indices int32, data "
             "float64, rhs float64).")
-        .def_static(
-            "from_edge_weights",
-            [](CArray<std::uint8_t> mask, CArray<double> eE, CArray<double> eN, const std::string& method,
-               int threads) {
-                if (mask.ndim() != 2)
-                    throw py::value_error("mask must be 2-D (H, W); got ndim " + std::to_string(mask.ndim()));
-                const int H = static_cast<int>(mask.shape(0)), W = static_cast<int>(mask.shape(1));
-                require_shape(eE, "eE", {H, W});
-                require_shape(eN, "eN", {H, W});
-                const auto meth = monohead::parse_method(method);
-                if (threads < 1) throw py::value_error("threads must be >= 1; got " + std::to_string(threads));
-                py::gil_scoped_release release;
-                return new Integrator(H, W, mask.data(), Integrator::EdgeMaps{eE.data(), eN.data()}, meth, {},
-                                      threads);
-            },
-            py::arg("mask").noconvert(), py::arg("eE").noconvert(), py::arg("eN").noconvert(), py::arg("method") = "mg",
-            py::arg("threads") = 1,
-            "An integrator with explicit edge weights: eE[r, c] weighs the pair (r, c)-(r, c+1), eN[r, c] the "
-            "pair (r, c)-(r-1, c); (H, W) float64, > 0 on pairs of mask pixels (others ignored).")
         .def(
             "solve_perspective",
             [](Integrator& self, CArray<double> normals, std::tuple<double, double, double, double> k,
@@ -213,50 +193,21 @@ PYBIND11_MODULE(_core, m) {
             "Perspective solve; k = (fx, fy, cx, cy) in OpenCV form.  Returns (log-depth (H, W) with mean 0 per "
             "component, NaN outside the mask; info dict).")
         .def(
-            "solve_slopes",
-            [](Integrator& self, CArray<double> p, CArray<double> q, std::optional<CArray<double>> x0, double tol,
-               int maxiter) {
-                require_shape(p, "p", {self.height(), self.width()});
-                require_shape(q, "q", {self.height(), self.width()});
-                return run_solve(self, x0, [&](const double* x0p, double* outp) {
-                    return self.solve_slopes(p.data(), q.data(), x0p, tol, maxiter, outp);
-                });
-            },
-            py::arg("p").noconvert(), py::arg("q").noconvert(), py::arg("x0").noconvert() = py::none(),
-            py::arg("tol") = 1e-6, py::arg("maxiter") = -1,
-            "Solve from slope maps p (rightwards) and q (one row up), (H, W) float64.  Returns (h, info).")
-        .def(
             "solve_robust",
-            [](Integrator& self, std::optional<CArray<double>> normals, std::optional<std::tuple<double, double, double, double>> k,
-               std::optional<CArray<double>> p, std::optional<CArray<double>> q, double sharpness, int max_reweightings,
-               double energy_tol, int inner_iterations, std::optional<CArray<double>> x0, double tol, int maxiter,
-               int rebuild_every) {
-                const int H = self.height(), W = self.width();
-                int mode;
-                const double *np_ = nullptr, *pp = nullptr, *qp = nullptr;
-                monohead::Pinhole cam;
-                if (normals) {
-                    require_shape(*normals, "normals", {H, W, 3});
-                    np_ = normals->data();
-                    mode = k ? 1 : 0;
-                    if (k) cam = pinhole(*k);
-                } else {
-                    if (!p || !q) throw py::value_error("give normals, or both p and q");
-                    require_shape(*p, "p", {H, W});
-                    require_shape(*q, "q", {H, W});
-                    pp = p->data();
-                    qp = q->data();
-                    mode = 2;
-                }
+            [](Integrator& self, CArray<double> normals, std::optional<std::tuple<double, double, double, double>> k,
+               double sharpness, int max_reweightings, double energy_tol, int inner_iterations,
+               std::optional<CArray<double>> x0, double tol, int maxiter) {
+                require_shape(normals, "normals", {self.height(), self.width(), 3});
+                const auto cam = camera(k);
                 monohead::RobustOptions opt;
                 opt.sharpness = sharpness;
                 opt.max_reweightings = max_reweightings;
                 opt.energy_tol = energy_tol;
                 opt.inner_iterations = inner_iterations;
-                opt.rebuild_every = rebuild_every;
                 monohead::RobustReport rrep;
                 py::tuple res = run_solve(self, x0, [&](const double* x0p, double* outp) {
-                    return self.solve_robust(mode, np_, cam, pp, qp, opt, x0p, tol, maxiter, outp, rrep);
+                    return self.solve_robust(normals.data(), cam ? &*cam : nullptr, opt, x0p, tol, maxiter, outp,
+                                             rrep);
                 });
                 py::dict info = res[1];
                 info["reweightings"] = rrep.reweightings;
@@ -264,14 +215,13 @@ PYBIND11_MODULE(_core, m) {
                 info["energies"] = rrep.energies;
                 return res;
             },
-            py::arg("normals").noconvert() = py::none(), py::arg("k") = py::none(), py::arg("p").noconvert() = py::none(),
-            py::arg("q").noconvert() = py::none(), py::arg("sharpness") = 2.0, py::arg("max_reweightings") = 100,
-            py::arg("energy_tol") = 1e-2, py::arg("inner_iterations") = 3, py::arg("x0").noconvert() = py::none(),
-            py::arg("tol") = 1e-6, py::arg("maxiter") = -1, py::arg("rebuild_every") = 1,
+            py::arg("normals").noconvert(), py::arg("k") = py::none(), py::arg("sharpness") = 2.0,
+            py::arg("max_reweightings") = 100, py::arg("energy_tol") = 1e-2, py::arg("inner_iterations") = 3,
+            py::arg("x0").noconvert() = py::none(), py::arg("tol") = 1e-6, py::arg("maxiter") = -1,
             "Discontinuity-preserving solve (Cauchy IRLS, robust.hpp) from normals (orthographic, or perspective "
-            "with k = (fx, fy, cx, cy)) or slope maps p, q.  Returns (h, info) with info['energies'] (after the "
-            "smooth solve, then after each reweighting), 'reweightings', 'scale' (sigma); 'iterations' counts "
-            "every CG iteration and 'converged' says whether the energy criterion was met.")
+            "with k = (fx, fy, cx, cy)).  Returns (h, info) with info['energies'] (after the smooth solve, then "
+            "after each reweighting), 'reweightings', 'scale' (sigma); 'iterations' counts every CG iteration and "
+            "'converged' says whether the energy criterion was met.")
         .def(
             "solve_prior",
             [](Integrator& self, CArray<double> normals, std::optional<std::tuple<double, double, double, double>> k,
@@ -280,11 +230,9 @@ PYBIND11_MODULE(_core, m) {
                 require_shape(normals, "normals", {H, W, 3});
                 require_shape(weight, "prior_weight", {H, W});
                 require_shape(target, "prior", {H, W});
-                monohead::Pinhole cam;
-                if (k) cam = pinhole(*k);
-                const int mode = k ? 1 : 0;
+                const auto cam = camera(k);
                 return run_solve(self, x0, [&](const double* x0p, double* outp) {
-                    return self.solve_prior(mode, normals.data(), cam, nullptr, nullptr, weight.data(), target.data(), x0p,
+                    return self.solve_prior(normals.data(), cam ? &*cam : nullptr, weight.data(), target.data(), x0p,
                                             tol, maxiter, outp);
                 });
             },
@@ -305,19 +253,6 @@ PYBIND11_MODULE(_core, m) {
                 return csr_tuple(s);
             },
             py::arg("normals").noconvert(), py::arg("k"), "The perspective system (unknown: log-depth) in CSR.")
-        .def(
-            "csr_slopes",
-            [](const Integrator& self, CArray<double> p, CArray<double> q) {
-                require_shape(p, "p", {self.height(), self.width()});
-                require_shape(q, "q", {self.height(), self.width()});
-                monohead::CsrSystem s;
-                {
-                    py::gil_scoped_release release;
-                    s = self.csr_slopes(p.data(), q.data());
-                }
-                return csr_tuple(s);
-            },
-            py::arg("p").noconvert(), py::arg("q").noconvert(), "The system of explicit slope maps in CSR.")
         .def_property_readonly("shape", [](const Integrator& s) { return py::make_tuple(s.height(), s.width()); })
         .def_property_readonly("num_unknowns", &Integrator::num_unknowns)
         .def_property_readonly("num_components", &Integrator::num_components)

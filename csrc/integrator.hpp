@@ -25,7 +25,6 @@
 #include "multigrid.hpp"
 #include "parallel.hpp"
 #include "pcg.hpp"
-#include "prior.hpp"
 #include "robust.hpp"
 #include "wls_system.hpp"
 
@@ -77,23 +76,6 @@ class Integrator {
         mask_.resize(static_cast<std::size_t>(H) * W);
         for (std::size_t i = 0; i < mask_.size(); ++i) mask_[i] = mask[i] ? 1 : 0;
         ew_ = build_edge_weights(grid_, mask_.data(), Wmap, lam, threads_);
-        setup(t0, mg_options);
-    }
-
-    // Explicit per-pixel edge weights instead of w = 1 / (1 + lam W): see edge_weights_from_maps
-    // (weights must be > 0 on every pair of mask pixels).
-    struct EdgeMaps {
-        const double* eE;  // H x W: weight of (r, c)-(r, c+1)
-        const double* eN;  // H x W: weight of (r, c)-(r-1, c)
-    };
-    Integrator(int H, int W, const std::uint8_t* mask, EdgeMaps maps, Method method, const MgOptions& mg_options = {},
-               int threads = 1)
-        : method_(method), threads_(std::max(1, threads)) {
-        auto t0 = std::chrono::steady_clock::now();
-        grid_ = make_padded_grid(mask, H, W);
-        mask_.resize(static_cast<std::size_t>(H) * W);
-        for (std::size_t i = 0; i < mask_.size(); ++i) mask_[i] = mask[i] ? 1 : 0;
-        ew_ = edge_weights_from_maps(grid_, mask_.data(), maps.eE, maps.eN);
         setup(t0, mg_options);
     }
 
@@ -175,30 +157,17 @@ class Integrator {
         return solve_with([&](double* b) { build_rhs_perspective(normals, cam, b); }, x0, tol, maxiter, out);
     }
 
-    // Explicit slope maps (H x W each): p rightwards (+column), q upwards (-row).
-    SolveReport solve_slopes(const double* p, const double* q, const double* x0, double tol, int maxiter, double* out) {
-        return solve_with([&](double* b) { build_rhs_slopes(p, q, b); }, x0, tol, maxiter, out);
-    }
-
     // The general solve: fill(b) writes the right-hand side on the padded grid.
     template <class FillRhs>
     SolveReport solve_with(FillRhs&& fill, const double* x0, double tol, int maxiter, double* out) {
         SolveReport rep;
         auto t0 = std::chrono::steady_clock::now();
-        const std::int64_t n = grid_.size;
         const auto bbuf = grid_array(grid_, threads_), xbuf = grid_array(grid_, threads_);
         double* b = bbuf.get();
         double* x = xbuf.get();
         fill(b);
         project_mean_zero(b);
-        if (x0) {
-            for (int r = 0; r < grid_.h; ++r) {
-                const std::int64_t src0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
-                const std::int64_t i0 = grid_.index(r, 0);
-                for (int c = 0; c < grid_.w; ++c)
-                    if (mask_[src0 + c]) x[i0 + c] = x0[src0 + c];
-            }
-        }
+        if (x0) gather_mask(grid_, mask_.data(), x0, x);
         rep.assembly_seconds = seconds_since(t0);
 
         t0 = std::chrono::steady_clock::now();
@@ -270,9 +239,6 @@ class Integrator {
     CsrSystem csr_perspective(const double* normals, const Pinhole& cam) const {
         return csr_with([&](double* b) { build_rhs_perspective(normals, cam, b); });
     }
-    CsrSystem csr_slopes(const double* p, const double* q) const {
-        return csr_with([&](double* b) { build_rhs_slopes(p, q, b); });
-    }
 
     template <class FillRhs>
     CsrSystem csr_with(FillRhs&& fill) const {
@@ -309,35 +275,29 @@ class Integrator {
         return out;
     }
 
-    // Discontinuity-preserving solve (robust.hpp): the smooth WLS solve (or x0), then
-    // majorize-minimize reweightings of the Cauchy energy, each a warm-started multigrid-PCG of
-    // opt.inner_iterations iterations on the reweighted system.  Needs method "mg".  The energy
-    // decreases at every reweighting (rep.energies).  mode: 0 orthographic normals, 1
-    // perspective normals (cam), 2 explicit slope maps (p, q).
-    // The slopes (p, q) of pixel (r, c), cell k, from the source `mode` selects: 0 orthographic
-    // normals (p = -Nx/Nz, q = -Ny/Nz), 1 perspective normals (perspective_slopes), 2 the slope
-    // maps pm, qm given directly.
-    static void slopes_at(int mode, const double* normals, const Pinhole& cam, const double* pm, const double* qm,
-                          int r, int c, std::int64_t k, double& p, double& q) {
-        if (mode == 0) {
+    // The slopes (p, q) of pixel (r, c), raster index k, of the robust and prior solves: from
+    // orthographic normals (cam null: p = -Nx/Nz, q = -Ny/Nz) or perspective ones
+    // (perspective_slopes).
+    static void slopes_at(const double* normals, const Pinhole* cam, int r, int c, std::int64_t k, double& p,
+                          double& q) {
+        if (cam) {
+            perspective_slopes(normals + 3 * k, *cam, r, c, p, q);
+        } else {
             const double* n3 = normals + 3 * k;
             p = -n3[0] / n3[2];
             q = -n3[1] / n3[2];
-        } else if (mode == 1) {
-            perspective_slopes(normals + 3 * k, cam, r, c, p, q);
-        } else {
-            p = pm[k];
-            q = qm[k];
         }
     }
 
-    SolveReport solve_robust(int mode, const double* normals, const Pinhole& cam, const double* pm, const double* qm,
-                             const RobustOptions& opt, const double* x0, double tol, int maxiter, double* out,
-                             RobustReport& rrep) {
+    // Discontinuity-preserving solve (robust.hpp): the smooth WLS solve (or x0), then
+    // majorize-minimize reweightings of the Cauchy energy, each a warm-started multigrid-PCG of
+    // opt.inner_iterations iterations on the reweighted system, whose hierarchy is rebuilt from
+    // the new weights.  Needs method "mg".  The energy decreases at every reweighting
+    // (rep.energies).  normals: H x W x 3, orthographic (cam null) or perspective.
+    SolveReport solve_robust(const double* normals, const Pinhole* cam, const RobustOptions& opt, const double* x0,
+                             double tol, int maxiter, double* out, RobustReport& rrep) {
         if (method_ != Method::Multigrid) throw std::invalid_argument("the robust solve needs method 'mg'");
-        auto slopes = [&](int r, int c, std::int64_t k, double& p, double& q) {
-            slopes_at(mode, normals, cam, pm, qm, r, c, k, p, q);
-        };
+        auto slopes = [&](int r, int c, std::int64_t k, double& p, double& q) { slopes_at(normals, cam, r, c, k, p, q); };
         const EdgeSlopes es = edge_slopes(grid_, ew_, mask_.data(), slopes);
         // The smooth solve (also the answer when the residuals are all zero).
         std::vector<double> h(static_cast<std::size_t>(grid_.size), 0.0);
@@ -361,12 +321,7 @@ class Integrator {
         rrep = RobustReport{};
         rrep.cg_iterations = rep.iterations;
         auto t0 = std::chrono::steady_clock::now();
-        for (int r = 0; r < grid_.h; ++r) {
-            const std::int64_t src0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
-            const std::int64_t i0 = grid_.index(r, 0);
-            for (int c = 0; c < grid_.w; ++c)
-                if (mask_[src0 + c]) h[i0 + c] = out[src0 + c];
-        }
+        gather_mask(grid_, mask_.data(), out, h.data());
         std::vector<double> rE, rN, b(static_cast<std::size_t>(grid_.size));
         edge_residuals(grid_, ew_, es, h.data(), rE, rN);
         const double sigma = opt.sharpness > 0.0 ? robust_scale(grid_, ew_, rE, rN) / opt.sharpness : 0.0;
@@ -377,18 +332,15 @@ class Integrator {
         }
         rrep.energies.push_back(cauchy_energy(grid_, ew_, rE, rN, sigma));
         EdgeWeights ew;
-        std::unique_ptr<Multigrid> mg;
         MgOptions robust_mg = mg_options_;
         robust_mg.kcycle_reduction = kRobustKcycle;
         for (int it = 0; it < opt.max_reweightings; ++it) {
             cauchy_weights(grid_, ew_, rE, rN, sigma, ew);
-            if (!mg || (opt.rebuild_every > 0 && it % opt.rebuild_every == 0))
-                mg = std::make_unique<Multigrid>(grid_, ew.eE.data(), ew.eN.data(), robust_mg, threads_);
+            Multigrid mg(grid_, ew.eE.data(), ew.eN.data(), robust_mg, threads_);
             rhs_from_edge_slopes(grid_, ew, es, b.data());
             project_mean_zero(b.data());
-            Multigrid* mgp = mg.get();
             const SolveStats st = pcg(grid_, ew, b.data(), h.data(), 1e-15, opt.inner_iterations,
-                                      [mgp](const double* r, double* z, double* zAp) { return mgp->apply(r, z, zAp); },
+                                      [&mg](const double* r, double* z, double* zAp) { return mg.apply(r, z, zAp); },
                                       threads_);
             project_mean_zero(h.data());
             rrep.cg_iterations += st.iterations;
@@ -402,25 +354,24 @@ class Integrator {
                 break;
             }
         }
-        for (int r = 0; r < grid_.h; ++r) {
-            const std::int64_t dst0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
-            const std::int64_t i0 = grid_.index(r, 0);
-            for (int c = 0; c < grid_.w; ++c)
-                if (mask_[dst0 + c]) out[dst0 + c] = h[i0 + c];
-        }
+        scatter_mask(grid_, mask_.data(), h.data(), out);
         rep.iterations = rrep.cg_iterations;
         rep.converged = rrep.converged;
         rep.solve_seconds += seconds_since(t0);
         return rep;
     }
 
-    // Smooth solve fused with a depth prior (prior.hpp): wprior (H x W, >= 0; 0 = no prior at
-    // that pixel) and tprior (H x W, the prior's value of the unknown: height, or log-depth in
-    // perspective; read where wprior > 0).  mode as in solve_robust.  Needs method "mg".
-    // Components without any prior pixel keep mean 0.
-    SolveReport solve_prior(int mode, const double* normals, const Pinhole& cam, const double* pm, const double* qm,
-                            const double* wprior, const double* tprior, const double* x0, double tol, int maxiter,
-                            double* out) {
+    // Smooth solve fused with a depth prior: minimise
+    //   sum_e w_e (h_j - h_i - g_e)^2 + sum_i lambda_i (h_i - t_i)^2,
+    // whose normal equations are (L + D) h = b + D t with D = diag(lambda).  wprior (H x W, >= 0;
+    // 0 = no prior at that pixel) is lambda, tprior (H x W, read where wprior > 0) the prior's
+    // value t of the unknown: height, or log-depth in perspective.  normals as in solve_robust.
+    // Needs method "mg".  Solved by flexible CG on L + D (pcg.hpp) preconditioned by the
+    // multigrid of L + D, the diagonal coarsened with the edges.  Components of the mask without
+    // any prior pixel keep the orthographic gauge (right-hand side projected to zero sum, result
+    // shifted to mean 0 there).
+    SolveReport solve_prior(const double* normals, const Pinhole* cam, const double* wprior, const double* tprior,
+                            const double* x0, double tol, int maxiter, double* out) {
         if (method_ != Method::Multigrid) throw std::invalid_argument("the prior solve needs method 'mg'");
         SolveReport rep;
         auto t0 = std::chrono::steady_clock::now();
@@ -428,23 +379,16 @@ class Integrator {
         std::vector<double> b(static_cast<std::size_t>(n)), x(static_cast<std::size_t>(n), 0.0),
             D(static_cast<std::size_t>(n), 0.0), T(static_cast<std::size_t>(n), 0.0);
         build_rhs_with(grid_, ew_, mask_.data(),
-                       [&](int r, int c, std::int64_t k, double& p, double& q) {
-                           slopes_at(mode, normals, cam, pm, qm, r, c, k, p, q);
-                       },
+                       [&](int r, int c, std::int64_t k, double& p, double& q) { slopes_at(normals, cam, r, c, k, p, q); },
                        b.data());
-        for (int r = 0; r < grid_.h; ++r) {
-            const std::int64_t src0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
-            const std::int64_t i0 = grid_.index(r, 0);
-            for (int c = 0; c < grid_.w; ++c) {
-                if (!mask_[src0 + c]) continue;
-                if (wprior[src0 + c] > 0.0) {
-                    D[i0 + c] = wprior[src0 + c];
-                    T[i0 + c] = tprior[src0 + c];
-                    b[i0 + c] += D[i0 + c] * T[i0 + c];
-                }
-                if (x0) x[i0 + c] = x0[src0 + c];
+        for_box_pixels(grid_, [&](int, int, std::int64_t src, std::int64_t i) {
+            if (mask_[src] && wprior[src] > 0.0) {
+                D[i] = wprior[src];
+                T[i] = tprior[src];
+                b[i] += D[i] * T[i];
             }
-        }
+        });
+        if (x0) gather_mask(grid_, mask_.data(), x0, x.data());
         // Components without prior pixels: consistent singular blocks, gauge mean 0.
         std::vector<std::int32_t> labels;
         int ncomp = 1;
@@ -472,39 +416,27 @@ class Integrator {
         rep.assembly_seconds = seconds_since(t0);
         t0 = std::chrono::steady_clock::now();
         if (maxiter < 0) maxiter = std::numeric_limits<int>::max();
-        // The multigrid of L + D (the diagonal coarsened with the edges).
         Multigrid mgd(grid_, ew_.eE.data(), ew_.eN.data(), mg_options_, threads_, D.data());
-        const SolveStats st = pcg_with_diagonal(grid_, ew_, D, b.data(), x.data(), tol, maxiter,
-                                                [&mgd](const double* r, double* z, double* zAp) { return mgd.apply(r, z, zAp); });
+        const SolveStats st = pcg(
+            grid_, ew_, b.data(), x.data(), tol, maxiter,
+            [&mgd](const double* r, double* z, double* zAp) { return mgd.apply(r, z, zAp); }, threads_, false,
+            D.data());
         project_free(x.data());
         rep.iterations = st.iterations;
         rep.residual = st.residual;
         rep.converged = st.converged;
         const double nan = std::numeric_limits<double>::quiet_NaN();
         std::fill(out, out + static_cast<std::int64_t>(grid_.H) * grid_.W, nan);
-        for (int r = 0; r < grid_.h; ++r) {
-            const std::int64_t dst0 = static_cast<std::int64_t>(r + grid_.r0) * grid_.W + grid_.c0;
-            const std::int64_t i0 = grid_.index(r, 0);
-            for (int c = 0; c < grid_.w; ++c)
-                if (mask_[dst0 + c]) out[dst0 + c] = x[i0 + c];
-        }
+        scatter_mask(grid_, mask_.data(), x.data(), out);
         rep.solve_seconds = seconds_since(t0);
         return rep;
     }
 
-    // Right-hand sides of the perspective and explicit-slope systems (padded b).
+    // Right-hand side of the perspective system (padded b).
     void build_rhs_perspective(const double* normals, const Pinhole& cam, double* b) const {
         build_rhs_with(grid_, ew_, mask_.data(),
                        [&](int r, int c, std::int64_t k, double& p, double& q) {
                            perspective_slopes(normals + 3 * k, cam, r, c, p, q);
-                       },
-                       b, threads_);
-    }
-    void build_rhs_slopes(const double* pm, const double* qm, double* b) const {
-        build_rhs_with(grid_, ew_, mask_.data(),
-                       [&](int, int, std::int64_t k, double& p, double& q) {
-                           p = pm[k];
-                           q = qm[k];
                        },
                        b, threads_);
     }

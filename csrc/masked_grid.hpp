@@ -69,6 +69,34 @@ void scatter_to_padded(const PaddedGrid& g, const In* img, Out* padded) {
     }
 }
 
+// f(ir, ic, src, i) for every pixel of the bounding box, row by row: image row ir and column ic,
+// raster index src = ir * W + ic in the H x W image, and padded cell i.
+template <class F>
+void for_box_pixels(const PaddedGrid& g, F&& f) {
+    for (int r = 0; r < g.h; ++r) {
+        const int ir = r + g.r0;
+        const std::int64_t src0 = static_cast<std::int64_t>(ir) * g.W + g.c0;
+        const std::int64_t i0 = g.index(r, 0);
+        for (int c = 0; c < g.w; ++c) f(ir, c + g.c0, src0 + c, i0 + c);
+    }
+}
+
+// The mask pixels of an H x W image into their padded cells (other cells untouched).
+template <class T>
+void gather_mask(const PaddedGrid& g, const std::uint8_t* mask, const T* img, T* cells) {
+    for_box_pixels(g, [&](int, int, std::int64_t src, std::int64_t i) {
+        if (mask[src]) cells[i] = img[src];
+    });
+}
+
+// The padded cells of the mask pixels into an H x W image (other pixels untouched).
+template <class T>
+void scatter_mask(const PaddedGrid& g, const std::uint8_t* mask, const T* cells, T* img) {
+    for_box_pixels(g, [&](int, int, std::int64_t src, std::int64_t i) {
+        if (mask[src]) img[src] = cells[i];
+    });
+}
+
 // Label the 4-connected components of the cells where `active` is non-zero.  Labels are
 // 0..n-1 in raster order of first appearance; inactive cells get -1.  Returns n.
 // `active` and `labels` are padded arrays of g.size cells (border inactive).

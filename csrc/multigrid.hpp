@@ -43,7 +43,6 @@ namespace monohead {
 struct MgOptions {
     float coarse_scale = 2.0f;   // over-correction: coarse operator = P^T L P / coarse_scale
     int coarsest_max = 128;      // stop coarsening at this many active cells
-    bool kcycle = true;          // coarse levels solved by two flexible-CG steps (K-cycle)
     float kcycle_reduction = 0.15f;  // K-cycle: one step only when it cut the residual norm below this fraction
 };
 
@@ -99,13 +98,12 @@ class Multigrid {
         }
         build_coarsest();
         work_.resize(levels_.size());
-        if (opt_.kcycle)
-            for (std::size_t l = 1; l + 1 < levels_.size(); ++l) {
-                const auto n = static_cast<std::size_t>(levels_[l].size);
-                work_[l].c.assign(n, 0.0f);
-                work_[l].v.assign(n, 0.0f);
-                work_[l].r.assign(n, 0.0f);
-            }
+        for (std::size_t l = 1; l + 1 < levels_.size(); ++l) {
+            const auto n = static_cast<std::size_t>(levels_[l].size);
+            work_[l].c.assign(n, 0.0f);
+            work_[l].v.assign(n, 0.0f);
+            work_[l].r.assign(n, 0.0f);
+        }
     }
 
     int num_levels() const { return static_cast<int>(levels_.size()); }
@@ -321,15 +319,12 @@ class Multigrid {
     }
 
     // Approximate solve on coarse level l of L_l x = Level::b (the restricted residual), into
-    // Level::x: exact on the coarsest level, else a K-cycle or a V-cycle.
+    // Level::x: exact on the coarsest level, else a K-cycle.
     void coarse(int l) {
-        Level& L = levels_[static_cast<std::size_t>(l)];
         if (l == num_levels() - 1) {
-            solve_coarsest(L.b.data());
-        } else if (opt_.kcycle) {
-            kcycle(l);
+            solve_coarsest(levels_[static_cast<std::size_t>(l)].b.data());
         } else {
-            vstep(l, L.b.data());
+            kcycle(l);
         }
     }
 
@@ -431,6 +426,45 @@ class Multigrid {
                    invD[i];
     }
 
+    // The banded wavefront of pre_pass and post_pass on level L.  Each band [a, e) first runs
+    // start(a, e), then streams its rows: lead(r) on row r, black(r - 1) one row behind and
+    // last(k, r - 2) two rows behind (k: the band), on the rows whose stencils stay inside the
+    // band.  After a barrier, black() on the rows at the band's two edges; after another,
+    // last() on the rows next to them.  Every row is visited in the same order for any thread
+    // count.
+    template <class Start, class Lead, class Black, class Last>
+    void wavefront(const Level& L, Start&& start, Lead&& lead, Black&& black, Last&& last) {
+        const Bands& B = L.bands;
+        const int nb = B.count, nt = threads_;
+        (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (L.par && nt > 1 && nb > 1)
+#endif
+        {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int k = 0; k < nb; ++k) {
+                const int a = B.begin(k), e = B.end(k);
+                start(a, e);
+                for (int r = a; r <= e + 1; ++r) {
+                    if (r < e) lead(r);
+                    if (r - 1 >= a + 1 && r - 1 <= e - 2) black(r - 1);
+                    if (r - 2 >= a + 2 && r - 2 <= e - 3) last(k, r - 2);
+                }
+            }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int k = 0; k < nb; ++k) rows_outside(B.begin(k), B.end(k), B.begin(k) + 1, B.end(k) - 2, black);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int k = 0; k < nb; ++k)
+                rows_outside(B.begin(k), B.end(k), B.begin(k) + 2, B.end(k) - 3, [&](int r) { last(k, r); });
+        }
+    }
+
     // Pre-smoothing from x = 0 (red, then black) fused with the residual and its restriction
     // into the right-hand side of level l + 1.  Each band streams its rows in one wavefront
     // (red row r, black row r-1, residual of row r-2); the rows whose stencil reaches into a
@@ -441,7 +475,6 @@ class Multigrid {
     void pre_pass(int l, const BT* b) {
         Level& L = levels_[static_cast<std::size_t>(l)];
         Level& C = levels_[static_cast<std::size_t>(l + 1)];
-        const Bands& B = L.bands;
         const std::int64_t S = L.S, CS = C.S;
         const int w = L.w;
         float* x = L.x.data();
@@ -463,36 +496,13 @@ class Multigrid {
                 cb[(c + 1) / 2] += static_cast<float>(b[i]) - stencil(eE, eN, dgp, x, i, S);
             }
         };
-        const int nb = B.count, nt = threads_;
-        (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (L.par && nt > 1 && nb > 1)
-#endif
-        {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int k = 0; k < nb; ++k) {
-                const int a = B.begin(k), e = B.end(k);
+        wavefront(
+            L,
+            [&](int a, int e) {  // the coarse rows this band restricts into start from 0
                 std::fill(cbase + static_cast<std::int64_t>((a + 1) / 2) * CS,
                           cbase + static_cast<std::int64_t>(e / 2 + 1) * CS, 0.0f);
-                for (int r = a; r <= e + 1; ++r) {
-                    if (r < e) red_from_zero(r);
-                    if (r - 1 >= a + 1 && r - 1 <= e - 2) gs_row(L, b, r - 1, 1);
-                    if (r - 2 >= a + 2 && r - 2 <= e - 3) residual_row(r - 2);
-                }
-            }
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int k = 0; k < nb; ++k)
-                rows_outside(B.begin(k), B.end(k), B.begin(k) + 1, B.end(k) - 2, [&](int r) { gs_row(L, b, r, 1); });
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int k = 0; k < nb; ++k)
-                rows_outside(B.begin(k), B.end(k), B.begin(k) + 2, B.end(k) - 3, residual_row);
-        }
+            },
+            red_from_zero, [&](int r) { gs_row(L, b, r, 1); }, [&](int, int r) { residual_row(r); });
     }
 
     // Prolongation of the coarse correction fused with post-smoothing (black, then red), in
@@ -502,7 +512,6 @@ class Multigrid {
     std::array<double, 2> post_pass(int l, const BT* b, double* z) {
         Level& L = levels_[static_cast<std::size_t>(l)];
         const Level& C = levels_[static_cast<std::size_t>(l + 1)];
-        const Bands& B = L.bands;
         const std::int64_t S = L.S, CS = C.S;
         const int w = L.w;
         float* x = L.x.data();
@@ -515,40 +524,14 @@ class Multigrid {
             for (int c = 1; c <= w; ++c)
                 if (id[c] > 0.0f) xf[c] += xc[(c + 1) / 2];
         };
-        const int nb = B.count, nt = threads_;
-        (void)nt;
+        const int nb = L.bands.count;
         if (z) part_.assign(static_cast<std::size_t>(nb) * 2, 0.0);
         double* part = part_.data();
         auto red_out = [&](int k, int r) {
             gs_row(L, b, r, 0);
             if (z) output_row(r, b, z, part + 2 * k);
         };
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (L.par && nt > 1 && nb > 1)
-#endif
-        {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int k = 0; k < nb; ++k) {
-                const int a = B.begin(k), e = B.end(k);
-                for (int r = a; r <= e + 1; ++r) {
-                    if (r < e) prolong(r);
-                    if (r - 1 >= a + 1 && r - 1 <= e - 2) gs_row(L, b, r - 1, 1);
-                    if (r - 2 >= a + 2 && r - 2 <= e - 3) red_out(k, r - 2);
-                }
-            }
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int k = 0; k < nb; ++k)
-                rows_outside(B.begin(k), B.end(k), B.begin(k) + 1, B.end(k) - 2, [&](int r) { gs_row(L, b, r, 1); });
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int k = 0; k < nb; ++k)
-                rows_outside(B.begin(k), B.end(k), B.begin(k) + 2, B.end(k) - 3, [&](int r) { red_out(k, r); });
-        }
+        wavefront(L, [](int, int) {}, prolong, [&](int r) { gs_row(L, b, r, 1); }, red_out);
         std::array<double, 2> d{0.0, 0.0};
         if (z) {
             for (int k = 0; k < nb; ++k) {

@@ -37,24 +37,29 @@ inline std::unique_ptr<double[]> grid_array(const PaddedGrid& g, int threads, do
     return a;
 }
 
-// (L x)[i] of the double-precision system.
-inline double laplacian_at(const double* eE, const double* eN, const double* x, std::int64_t i, std::int64_t S) {
-    const double d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
+// ((L + diag(dg)) x)[i] of the double-precision system; kDiag false: L x (dg unused).
+template <bool kDiag>
+inline double laplacian_at(const double* eE, const double* eN, const double* dg, const double* x, std::int64_t i,
+                           std::int64_t S) {
+    double d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
+    if constexpr (kDiag) d += dg[i];
     return d * x[i] - eE[i] * x[i + 1] - eE[i - 1] * x[i - 1] - eN[i] * x[i - S] - eN[i + S] * x[i + S];
 }
 
-// Solve L x = b (L from the edge weights) by PCG on up to `threads` threads.  `x` holds the
-// initial guess on entry (`zero_guess`: it is 0, so the first residual is b, no product).  `precond(r, z, &zAp)` applies z = M^{-1} r on padded arrays,
-// returns r . z and sets zAp to z . (the previous contents of z's buffer, which is L p).  The
+// Solve A x = b by PCG on up to `threads` threads, with A = L (L from the edge weights) or, given
+// `diag` (padded, >= 0), A = L + diag(diag) (a depth prior, Integrator::solve_prior).  `x` holds
+// the initial guess on entry (`zero_guess`: it is 0, so the first residual is b, no product).
+// `precond(r, z, &zAp)` applies z = M^{-1} r on padded arrays,
+// returns r . z and sets zAp to z . (the previous contents of z's buffer, which is A p).  The
 // direction update is the flexible one, beta = -(z . L p) / (p . L p) (FCG(1), Notay), which
 // equals the classical PCG beta for a fixed SPD preconditioner and stays robust when the
 // preconditioner (a K-cycle) varies slightly between iterations.  Work arrays are allocated
-// here and freed on return; z shares its storage with L p.  A true residual is recomputed
+// here and freed on return; z shares its storage with A p.  A true residual is recomputed
 // whenever the recursive one meets the tolerance, and iteration continues (restarted) if the
 // true one does not.
-template <class Precond>
-SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, double* x, double tol,
-               int maxiter, Precond&& precond, int threads = 1, bool zero_guess = false) {
+template <bool kDiag, class Precond>
+SolveStats pcg_impl(const PaddedGrid& g, const EdgeWeights& ew, const double* dg, const double* b, double* x,
+                    double tol, int maxiter, Precond& precond, int threads, bool zero_guess) {
     const std::int64_t n = g.size, S = g.S;
     const double* eE = ew.eE.data();
     const double* eN = ew.eN.data();
@@ -84,7 +89,7 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
         const double s = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
             double s = 0.0;
             for (std::int64_t i = a * S; i < e * S; ++i) {
-                const double ri = b[i] - laplacian_at(eE, eN, x, i, S);
+                const double ri = b[i] - laplacian_at<kDiag>(eE, eN, dg, x, i, S);
                 rp[i] = ri;
                 s += ri * ri;
             }
@@ -119,7 +124,7 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
             const double pAp = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
                 double s = 0.0;
                 for (std::int64_t i = a * S; i < e * S; ++i) {
-                    const double v = laplacian_at(eE, eN, pp, i, S);
+                    const double v = laplacian_at<kDiag>(eE, eN, dg, pp, i, S);
                     app[i] = v;
                     s += pp[i] * v;
                 }
@@ -157,6 +162,13 @@ SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, doub
     st.residual = rnorm / bnorm;
     st.converged = rnorm <= target;
     return st;
+}
+
+template <class Precond>
+SolveStats pcg(const PaddedGrid& g, const EdgeWeights& ew, const double* b, double* x, double tol, int maxiter,
+               Precond&& precond, int threads = 1, bool zero_guess = false, const double* diag = nullptr) {
+    if (diag) return pcg_impl<true>(g, ew, diag, b, x, tol, maxiter, precond, threads, zero_guess);
+    return pcg_impl<false>(g, ew, nullptr, b, x, tol, maxiter, precond, threads, zero_guess);
 }
 
 }  // namespace monohead

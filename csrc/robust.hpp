@@ -41,12 +41,9 @@ template <class Slopes>
 EdgeSlopes edge_slopes(const PaddedGrid& g, const EdgeWeights& ew, const std::uint8_t* mask, Slopes&& slopes) {
     const std::int64_t n = g.size, S = g.S;
     std::vector<double> p(static_cast<std::size_t>(n), 0.0), q(static_cast<std::size_t>(n), 0.0);
-    for (int r = 0; r < g.h; ++r) {
-        const std::int64_t src0 = static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
-        const std::int64_t i0 = g.index(r, 0);
-        for (int c = 0; c < g.w; ++c)
-            if (mask[src0 + c]) slopes(r + g.r0, c + g.c0, src0 + c, p[i0 + c], q[i0 + c]);
-    }
+    for_box_pixels(g, [&](int ir, int ic, std::int64_t src, std::int64_t i) {
+        if (mask[src]) slopes(ir, ic, src, p[i], q[i]);
+    });
     EdgeSlopes es;
     es.gE.assign(static_cast<std::size_t>(n), 0.0);
     es.gN.assign(static_cast<std::size_t>(n), 0.0);
@@ -126,7 +123,6 @@ struct RobustOptions {
     int max_reweightings = 100;   // outer iterations
     double energy_tol = 1e-2;     // stop when a reweighting lowers E by less than energy_tol * E
     int inner_iterations = 3;     // CG iterations per reweighting (warm started)
-    int rebuild_every = 1;        // rebuild the multigrid hierarchy from the new weights every k reweightings (0: only once)
 };
 
 struct RobustReport {

@@ -64,30 +64,6 @@ inline EdgeWeights build_edge_weights(const PaddedGrid& g, const std::uint8_t* m
     return ew;
 }
 
-// Edge weights given explicitly per pixel (H x W maps): eEmap[r, c] is the weight of the pair
-// (r, c)-(r, c+1), eNmap[r, c] that of the pair (r, c)-(r-1, c).  Pairs with an end outside the
-// mask get weight 0 whatever the maps hold; the caller guarantees weights > 0 elsewhere.
-inline EdgeWeights edge_weights_from_maps(const PaddedGrid& g, const std::uint8_t* mask, const double* eEmap,
-                                          const double* eNmap) {
-    const std::int64_t n = g.size, S = g.S;
-    std::vector<std::uint8_t> m(static_cast<std::size_t>(n));
-    scatter_to_padded(g, mask, m.data());
-    EdgeWeights ew;
-    ew.eE.assign(static_cast<std::size_t>(n), 0.0);
-    ew.eN.assign(static_cast<std::size_t>(n), 0.0);
-    for (int r = 0; r < g.h; ++r) {
-        const std::int64_t i0 = g.index(r, 0);
-        const std::int64_t src0 = static_cast<std::int64_t>(r + g.r0) * g.W + g.c0;
-        for (int c = 0; c < g.w; ++c) {
-            const std::int64_t i = i0 + c;
-            if (!m[i]) continue;
-            if (m[i + 1]) ew.eE[i] = eEmap[src0 + c];
-            if (m[i - S]) ew.eN[i] = eNmap[src0 + c];
-        }
-    }
-    return ew;
-}
-
 // Pinhole camera in OpenCV form: pixel (r, c) has image coordinates u = c, v = r and the ray
 // ((u - cx) / fx, (v - cy) / fy, 1) in the OpenCV camera frame (x right, y down, z forward).
 struct Pinhole {

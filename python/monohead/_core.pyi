@@ -16,6 +16,13 @@ class _SolveInfo(TypedDict):
 openmp: bool
 
 _Float = np.float32 | np.float64
+_F64 = npt.NDArray[np.float64]
+#: (fx, fy, cx, cy) of a pinhole camera.
+_K = tuple[float, float, float, float]
+#: (indptr int64, indices int32, data float64, rhs float64) of a CSR system.
+_Csr = tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], _F64, _F64]
+#: (depth or log-depth (H, W), info).
+_Solved = tuple[_F64, _SolveInfo]
 
 class Integrator:
     """WLS normal integrator on a fixed mask (system and solver built once)."""
@@ -26,73 +33,38 @@ class Integrator:
         weights: npt.NDArray[_Float] | None = None,
         lam: float = 0.1,
         method: str = "mg",
-        coarse_scale: float = 2.0,
-        coarsest_max: int = 128,
-        kcycle: bool = True,
         threads: int = 1,
-        kcycle_reduction: float = 0.15,
     ) -> None: ...
     def solve(
-        self,
-        normals: npt.NDArray[_Float],
-        x0: npt.NDArray[np.float64] | None = None,
-        tol: float = 1e-6,
-        maxiter: int = -1,
-    ) -> tuple[npt.NDArray[np.float64], _SolveInfo]: ...
-    def csr(
-        self, normals: npt.NDArray[_Float]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
-    @staticmethod
-    def from_edge_weights(
-        mask: npt.NDArray[np.uint8], eE: npt.NDArray[np.float64], eN: npt.NDArray[np.float64], method: str = "mg"
-    ) -> Integrator: ...
+        self, normals: npt.NDArray[_Float], x0: _F64 | None = None, tol: float = 1e-6, maxiter: int = -1
+    ) -> _Solved: ...
+    def csr(self, normals: npt.NDArray[_Float]) -> _Csr: ...
     def solve_perspective(
-        self,
-        normals: npt.NDArray[np.float64],
-        k: tuple[float, float, float, float],
-        x0: npt.NDArray[np.float64] | None = None,
-        tol: float = 1e-6,
-        maxiter: int = -1,
-    ) -> tuple[npt.NDArray[np.float64], _SolveInfo]: ...
-    def solve_slopes(
-        self,
-        p: npt.NDArray[np.float64],
-        q: npt.NDArray[np.float64],
-        x0: npt.NDArray[np.float64] | None = None,
-        tol: float = 1e-6,
-        maxiter: int = -1,
-    ) -> tuple[npt.NDArray[np.float64], _SolveInfo]: ...
+        self, normals: _F64, k: _K, x0: _F64 | None = None, tol: float = 1e-6, maxiter: int = -1
+    ) -> _Solved: ...
     def solve_robust(
         self,
-        normals: npt.NDArray[np.float64] | None = None,
-        k: tuple[float, float, float, float] | None = None,
-        p: npt.NDArray[np.float64] | None = None,
-        q: npt.NDArray[np.float64] | None = None,
+        normals: _F64,
+        k: _K | None = None,
         sharpness: float = 2.0,
         max_reweightings: int = 100,
         energy_tol: float = 1e-2,
         inner_iterations: int = 3,
-        x0: npt.NDArray[np.float64] | None = None,
+        x0: _F64 | None = None,
         tol: float = 1e-6,
         maxiter: int = -1,
-        rebuild_every: int = 1,
-    ) -> tuple[npt.NDArray[np.float64], dict[str, object]]: ...
+    ) -> tuple[_F64, dict[str, object]]: ...
     def solve_prior(
         self,
-        normals: npt.NDArray[np.float64],
-        k: tuple[float, float, float, float] | None,
-        weight: npt.NDArray[np.float64],
-        target: npt.NDArray[np.float64],
-        x0: npt.NDArray[np.float64] | None = None,
+        normals: _F64,
+        k: _K | None,
+        weight: _F64,
+        target: _F64,
+        x0: _F64 | None = None,
         tol: float = 1e-6,
         maxiter: int = -1,
-    ) -> tuple[npt.NDArray[np.float64], _SolveInfo]: ...
-    def csr_perspective(
-        self, normals: npt.NDArray[np.float64], k: tuple[float, float, float, float]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
-    def csr_slopes(
-        self, p: npt.NDArray[np.float64], q: npt.NDArray[np.float64]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+    ) -> _Solved: ...
+    def csr_perspective(self, normals: _F64, k: _K) -> _Csr: ...
     @property
     def shape(self) -> tuple[int, int]: ...
     @property

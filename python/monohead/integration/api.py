@@ -460,9 +460,7 @@ class Integrator:
                 if robust is not None:
                     sharpness, max_rw, energy_tol, inner = robust
                     n64 = np.ascontiguousarray(n, dtype=np.float64)
-                    return self._core.solve_robust(
-                        n64, self._K, None, None, sharpness, max_rw, energy_tol, inner, x0, tol, maxiter
-                    )
+                    return self._core.solve_robust(n64, self._K, sharpness, max_rw, energy_tol, inner, x0, tol, maxiter)
                 if prior is not None:
                     n64 = np.ascontiguousarray(n, dtype=np.float64)
                     return self._core.solve_prior(n64, self._K, prior[0], prior[1], x0, tol, maxiter)
@@ -713,13 +711,13 @@ def integrate(
             weights,
             lam,
             mask,
+            xp=import_cupy(),
+            K=K,
             method=method,
             tol=tol,
             maxiter=maxiter,
             x0=x0,
             return_info=return_info,
-            xp=import_cupy(),
-            K=K,
         )
     if np.ndim(normals) >= 4:  # a batch (or too many axes, reported by the batch validator)
         if prior is not None:

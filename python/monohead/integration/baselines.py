@@ -37,10 +37,12 @@ def dct_poisson(normals: Any) -> np.ndarray:
     ``(2 - 2 cos(pi k / H)) + (2 - 2 cos(pi l / W))``.
 
     Args:
-        normals: ``(H, W, 3)`` unit normals (conventions' frame), ``Nz > 0`` everywhere.
+        normals: ``(H, W, 3)`` unit normals (conventions' frame), ``Nz > 0`` at every pixel
+            (the domain is the whole rectangle, with free (Neumann) borders).
 
     Returns:
-        ``(H, W)`` float64 depth in pixel units, mean 0.
+        ``(H, W)`` float64 depth in pixel units, mean 0: the least-squares solution, equal to
+        ``monohead.integrate(normals, lam=0)`` up to the solver's tolerance.
     """
     from scipy.fft import dctn, idctn
 
@@ -72,10 +74,12 @@ def frankot_chellappa(normals: Any) -> np.ndarray:
     baseline. Derivatives are taken along the conventions' axes (x = column, y up).
 
     Args:
-        normals: ``(H, W, 3)`` unit normals (conventions' frame), ``Nz > 0`` everywhere.
+        normals: ``(H, W, 3)`` unit normals (conventions' frame), ``Nz > 0`` at every pixel;
+            the surface is taken as periodic (its opposite borders meet).
 
     Returns:
-        ``(H, W)`` float64 depth in pixel units, mean 0.
+        ``(H, W)`` float64 depth in pixel units, mean 0: exact for a periodic surface, with
+        errors along the borders otherwise.
     """
     p, q = _full_rectangle_slopes(normals)
     H, W = p.shape

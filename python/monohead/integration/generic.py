@@ -739,17 +739,17 @@ def integrate_xp(
     lam: float = 0.1,
     mask: Any = None,
     *,
+    xp: Any = None,
+    K: Any = None,
     method: str = "mg",
     tol: float = 1e-6,
     maxiter: int | None = None,
     x0: Any = None,
     return_info: bool = False,
-    xp: Any = None,
     mg_dtype: Any = np.float32,
     coarse_scale: float = 2.0,
     coarsest_max: int = 128,
     fuse: bool = True,
-    K: Any = None,
 ) -> Any:
     """Integrate normal maps with the array-module-generic solver (NumPy or CuPy).
 
@@ -769,6 +769,9 @@ def integrate_xp(
         lam: finite ``lam >= 0`` in ``w = 1 / (1 + lam W)`` (default 0.1); ``lam * W <= 1e12``
             inside the mask.
         mask: bool integration domain, shaped like ``weights``; default: non-zero normals.
+        xp: array module; default: that of ``normals``.
+        K: optional ``(3, 3)`` pinhole intrinsics in OpenCV form, shared by a batch: the
+            perspective system of :func:`monohead.integrate` (unknown: log-depth).
         method: ``"mg"`` (default) or ``"jacobi"`` (Jacobi-PCG, the usual public recipe).
         tol: stop when ``||b - L h|| <= tol ||b||`` (per map, true residual), in ``(0, 1)``.
         maxiter: CG iteration cap per map in ``[1, 2**31 - 1]`` (default ``20 (H + W) + 1000``).
@@ -776,13 +779,10 @@ def integrate_xp(
             is fine).
         return_info: also return a :class:`~monohead.SolveInfo` (a list of them for a batch;
             timings are those of the whole batch).
-        xp: array module; default: that of ``normals``.
         mg_dtype: float dtype of the multigrid hierarchy (float32 default; CG is float64).
         coarse_scale: over-correction factor of the coarse operators (default 2.0).
         coarsest_max: cells per map of the coarsest multigrid level (dense solve).
         fuse: on CuPy, fuse elementwise steps with :func:`cupy.fuse`.
-        K: optional ``(3, 3)`` pinhole intrinsics in OpenCV form, shared by a batch: the
-            perspective system of :func:`monohead.integrate` (unknown: log-depth).
 
     Returns:
         ``(H, W)`` or ``(B, H, W)`` float64 depth on the device of the input, NaN outside the
