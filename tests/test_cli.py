@@ -165,3 +165,66 @@ def test_integrate_bini_folder_with_prior(tmp_path, capsys, sphere_k):
     assert np.nanmedian(depth / z) == pytest.approx(1500.0, rel=1e-2)  # the prior's scale (mm)
     assert cli.main(["integrate", str(folder), "-o", str(out), "--prior-weight", "-1"]) == 2
     assert "prior_weight must be a finite number >= 0" in capsys.readouterr().err
+
+
+class _Clock:
+    def __init__(self, *times):
+        self.times = iter(times)
+
+    def __call__(self):
+        return next(self.times)
+
+
+def test_progress_redraws_in_place_on_a_terminal_and_writes_lines_to_a_log(capsys):
+    # A log (not a terminal): the first update, every 50 % step and the last one.
+    p = cli._Progress(log_every=None, log_percent=50, label="synth ")
+    for done in range(5):
+        p(done, 4, "samples")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "synth [........................] 0/4 samples",
+        "synth [############............] 2/4 samples",
+        "synth [########################] 4/4 samples",
+    ]
+    # A terminal: redrawn in place at most every 0.5 s, a new topic and the last update always
+    # shown, the last one ends the line; a note first ends a line left open.
+    p = cli._Progress(tty_every=0.5)
+    p.tty = True
+    p.clock = _Clock(0.0, 0.1, 0.7, 0.8, 0.9, 1.0)
+    p(0, 2, "sweep", topic="sweep")  # shown
+    p(1, 2, "sweep", topic="sweep")  # 0.1 s later: skipped
+    p(1, 2, "sweep", topic="sweep")  # 0.7 s: shown
+    p(0, 3, "table2", topic="table2")  # a new topic: shown at once
+    p.note("a message")
+    p(3, 3, "table2", topic="table2")  # the last: shown, line ended
+    p.close()  # nothing open: nothing written
+    err = capsys.readouterr().err
+    bar = "\r[{}] {}/{} {}\x1b[K"
+    assert err == (
+        bar.format("." * 24, 0, 2, "sweep")
+        + bar.format("#" * 12 + "." * 12, 1, 2, "sweep")
+        + bar.format("." * 24, 0, 3, "table2")
+        + "\na message\n"
+        + bar.format("#" * 24, 3, 3, "table2")
+        + "\n"
+    )
+
+
+def test_train_progress_in_a_log(capsys):
+    show = cli._train_progress()
+    show({"event": "start", "device": "cpu", "world": 1, "amp": False, "step": 0, "steps": 3})
+    step = {"event": "step", "steps": 3, "loss_l2": 0.5, "wasserstein": 0.25, "images_per_second": 10.0,
+            "data_seconds": 0.001, "step_seconds": 0.002}  # fmt: skip
+    show({**step, "step": 1})
+    show({**step, "step": 2})  # within the minute: no line
+    metrics = {"angular": {"mean": 12.5}, "mask_precision": 90.0, "mask_recall": 95.0}
+    show({"event": "val", "step": 3, "metrics": metrics})
+    show({**step, "step": 3})  # the last step: always
+    show({"event": "done"})
+    assert capsys.readouterr().err.splitlines() == [
+        "training on cpu (1 process(es), bf16 autocast off), from step 0 to 3",
+        "[########................] 1/3 L2 0.5000 W-dist +0.250 10.0 img/s (data 1 ms, step 2 ms)",
+        "step 3 | val 12.50 deg mean, mask P 90.0% R 95.0%",
+        "[########################] 3/3 L2 0.5000 W-dist +0.250 10.0 img/s (data 1 ms, step 2 ms)"
+        " | val 12.50 deg mean, mask P 90.0% R 95.0%",
+    ]

@@ -300,3 +300,24 @@ def test_learning_rate_decays_linearly_to_zero(tmp_path):
         assert lr == pytest.approx(learning_rate(cfg, step - 1))
     with pytest.raises(ValueError, match="lr_decay_from must be None or an integer >= 0; got -1"):
         tiny(lr_decay_from=-1)
+
+
+def test_run_config_resumes_fine_tunes_or_starts_afresh(tmp_path):
+    run_config = model.run_config
+    # a new run: the options over the defaults (None means not given)
+    assert run_config(tmp_path / "new", {"width": 8, "steps": None}) == model.TrainConfig(width=8)
+    # a resume: the options over the run's saved configuration
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"config": model.TrainConfig(width=4, depth=4, lr=3e-4).to_dict()}, run / CHECKPOINT)
+    cfg = run_config(run, {"steps": 7}, init=tmp_path / "ignored on a resume")
+    assert (cfg.width, cfg.depth, cfg.lr, cfg.steps) == (4, 4, 3e-4, 7)
+    # fine-tuning: the architecture of the init weights, unless given
+    src = model.load_generator(model.WEIGHTS_DIR)
+    cfg = run_config(tmp_path / "ft", {"dropout": 0.25}, init=model.WEIGHTS_DIR)
+    assert (cfg.width, cfg.depth, cfg.dropout) == (src.config["width"], src.config["depth"], 0.25)
+    assert cfg.w_scale == pytest.approx(src.w_scale)
+    with pytest.raises(FileNotFoundError, match="init: no weights, checkpoint or run at"):
+        run_config(tmp_path / "ft", {}, init=tmp_path / "missing")
+    with pytest.raises(ValueError, match="unknown training option"):
+        run_config(run, {"widht": 3})

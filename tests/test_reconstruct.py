@@ -190,3 +190,38 @@ def test_network_predicts_mirror_averaged_unless_no_flip(argv, flip, tmp_path, m
     assert cli.main(["reconstruct", "--example", "-o", str(tmp_path), "--json", "--detector", "frontal", *argv]) == 0
     assert json.loads(capsys.readouterr().out)["reconstructions"]
     assert seen == [flip]
+
+
+def test_reconstruct_photos_gives_each_face_its_files_and_each_failure_its_error(astronaut):
+    import trimesh
+
+    calls = []
+    outs = R.reconstruct_photos(
+        [("a", astronaut), ("blank", np.full((200, 200, 3), 128, np.uint8))],
+        model=oracle,
+        detector="cascades",
+        mesh_format="ply",
+        units="photo",
+        title="{photo} at {lam:g}",
+        callback=lambda *c: calls.append(c),
+    )
+    assert calls == [(0, 2, "a"), (1, 2, "blank"), (2, 2, "done")]
+    assert [(o.photo, o.stem) for o in outs] == [("a", "a"), ("blank", "blank")]
+    a, blank = outs
+    assert blank.result is None
+    assert "no face" in blank.error
+    assert not blank.mesh
+    assert a.error is None
+    assert a.preview.startswith(b"\x89PNG")
+    mesh = trimesh.load(trimesh.util.wrap_as_stream(a.mesh), file_type="ply", process=False)
+    np.testing.assert_allclose(mesh.vertices, a.result.mesh_in_photo_units().vertices, rtol=1e-6)
+    info = a.summary("photo")
+    assert info["vertices"] == len(a.result.mesh.vertices)
+    assert info["units"] == "photo"
+    assert info["full_head"] is None
+    with pytest.raises(ValueError, match="has no reconstruction"):
+        blank.summary()
+    with pytest.raises(ValueError, match="mesh_format must be one of ply, obj, glb; got 'stl'"):
+        R.reconstruct_photos([], mesh_format="stl")
+    with pytest.raises(ValueError, match="units must be one of crop, photo; got 'mm'"):
+        R.reconstruct_photos([], units="mm")

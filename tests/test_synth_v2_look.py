@@ -442,3 +442,19 @@ def test_synth_look_command(tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_beside_tiles_the_photos_to_the_right_of_the_renders():
+    from monohead.synth.preview import beside
+
+    sheet = np.zeros((36, 70, 3), np.uint8)
+    crops = [np.full((32, 32, 3), 100, np.uint8)] * 3
+    both = beside(sheet, crops)  # one row of 32 + 2 fits the sheet's height: 3 columns
+    assert both.shape == (36, 70 + 12 + 3 * 32 + 4 * 2, 3)
+    assert both[:, :70].max() == 0
+    assert both[:, 70:82].min() == 255  # the gap, 3/8 of a tile
+    assert both[2:34, 84:116].min() == 100
+    low = beside(np.zeros((20, 10, 3), np.uint8), crops[:1])  # the photos are taller: the sheet is padded
+    assert low.shape == (36, 10 + 12 + 36, 3)
+    assert low[20:, :10].min() == 255
+    np.testing.assert_array_equal(beside(sheet, []), sheet)

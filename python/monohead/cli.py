@@ -305,14 +305,69 @@ def _print_integrate(r: dict[str, Any]) -> None:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _progress(done: int, total: int, label: str) -> None:
-    """A one-line progress bar on stderr."""
-    width = 24
-    fill = int(width * done / max(total, 1))
-    end = "\n" if done == total else ""
-    print(
-        f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} {label[:40]:40s}", end=end, file=sys.stderr, flush=True
-    )
+class _Progress:
+    """The commands' progress display on stderr (the one progress helper of the CLI).
+
+    ``progress(done, total, text)`` shows ``[####....] done/total text``. On a terminal the line
+    is redrawn in place, at most every ``tty_every`` seconds; elsewhere (a log file, a pipe) a new
+    line is printed when ``log_every`` seconds have passed or ``done / total`` entered a new step
+    of ``log_percent`` percent. The first update of a new ``topic`` and the last one
+    (``done == total``, which ends the line) are always shown. ``note(text)`` prints a message on
+    a line of its own.
+
+    Args:
+        tty_every: seconds between redraws on a terminal.
+        log_every: seconds between lines elsewhere (``None``: not by time).
+        log_percent: elsewhere, a line per step of this many percent (``None``: not by steps).
+        label: text before the bar.
+    """
+
+    WIDTH = 24
+
+    def __init__(
+        self, tty_every: float = 0.0, log_every: float | None = 0.0, log_percent: int | None = None, label: str = ""
+    ) -> None:
+        import time
+
+        self.clock = time.monotonic
+        self.tty = sys.stderr.isatty()
+        self.tty_every, self.log_every, self.log_percent, self.label = tty_every, log_every, log_percent, label
+        self.topic: str | None = None
+        self.last = -float("inf")
+        self.last_step = -1
+        self.open = False  # a line drawn in place and not ended yet
+
+    def _due(self, now: float, step: int) -> bool:
+        if self.tty:
+            return now - self.last >= self.tty_every
+        by_time = self.log_every is not None and now - self.last >= self.log_every
+        return by_time or (self.log_percent is not None and step != self.last_step)
+
+    def __call__(self, done: int, total: int, text: str = "", topic: str = "") -> None:
+        final = done >= total
+        now = self.clock()
+        step = int(100 * done / total) // self.log_percent if self.log_percent and total else -1
+        if not final and topic == self.topic and not self._due(now, step):
+            return
+        self.topic, self.last, self.last_step = topic, now, step
+        fill = int(self.WIDTH * done / max(total, 1))
+        line = f"{self.label}[{'#' * fill}{'.' * (self.WIDTH - fill)}] {done}/{total} {text}".rstrip()
+        if self.tty:
+            print("\r" + line + "\x1b[K", end="\n" if final else "", file=sys.stderr, flush=True)
+            self.open = not final
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        """A message on a line of its own (after ending a line drawn in place)."""
+        self.close()
+        print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """End a line drawn in place, if one is open."""
+        if self.open:
+            print(file=sys.stderr, flush=True)
+            self.open = False
 
 
 def _photos(args: argparse.Namespace) -> list[tuple[str, Any]]:
@@ -381,7 +436,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
         model = photo.load_default_model()
     except (FileNotFoundError, ImportError) as exc:
         raise CliError(str(exc)) from exc
-    show = None if len(photos) == 1 or args.json else _progress
+    progress = _Progress()
+    show = None if len(photos) == 1 or args.json else (lambda done, total, name: progress(done, total, name[:40]))
     done = photo.reconstruct_photos(photos, lam=args.lam, detect=not args.no_detect, all_faces=args.all_faces,
                                     model=model, flip=not args.no_flip, detector=args.detector,
                                     full_head=args.full_head, mesh_format=args.format, units=args.units,
@@ -462,7 +518,7 @@ def _load_dataset(
     ``partial``: accept a data set whose generation is unfinished (only its complete shards).
     """
     if toy is not None:
-        from .model._toy import ToyHeads
+        from .model import ToyHeads
 
         return ToyHeads(toy, toy_size, seed=seed)
     if isinstance(path, list):
@@ -494,51 +550,35 @@ def _load_dataset(
     return ds
 
 
-class _Progress:
-    """A progress line on stderr: redrawn in place on a terminal, one line a minute otherwise."""
+def _train_progress() -> Any:
+    """``monohead train``'s event callback: messages, and the step bar (redrawn twice a second on
+    a terminal, a line a minute otherwise) with the last validation's figures."""
+    progress = _Progress(tty_every=0.5, log_every=60.0)
+    val = ""
 
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-        self.val = ""
-
-    def __call__(self, e: dict[str, Any]) -> None:
-        import time
-
+    def on_event(e: dict[str, Any]) -> None:
+        nonlocal val
         kind = e["event"]
         if kind == "data":
-            if self.tty:
-                print(file=sys.stderr)
-            print(f"the data changed at step {e['step']} (recorded in the run's config.json and log): "
-                  f"{_describe_parts(e['before'])} -> {_describe_parts(e['parts'])}", file=sys.stderr)  # fmt: skip
+            progress.note(f"the data changed at step {e['step']} (recorded in the run's config.json and log): "
+                          f"{_describe_parts(e['before'])} -> {_describe_parts(e['parts'])}")  # fmt: skip
         elif kind == "start":
-            print(f"training on {e['device']} ({e['world']} process(es), bf16 autocast {'on' if e['amp'] else 'off'}), "
-                  f"from step {e['step']} to {e['steps']}", file=sys.stderr)  # fmt: skip
+            progress.note(f"training on {e['device']} ({e['world']} process(es), bf16 autocast "
+                          f"{'on' if e['amp'] else 'off'}), from step {e['step']} to {e['steps']}")  # fmt: skip
         elif kind == "val":
             m = e["metrics"]
-            self.val = (f" | val {m['angular']['mean']:.2f} deg mean, mask P {m['mask_precision']:.1f}% "
-                        f"R {m['mask_recall']:.1f}%")  # fmt: skip
-            if not self.tty:
-                print(f"step {e['step']}{self.val}", file=sys.stderr)
+            val = (f" | val {m['angular']['mean']:.2f} deg mean, mask P {m['mask_precision']:.1f}% "
+                   f"R {m['mask_recall']:.1f}%")  # fmt: skip
+            if not progress.tty:
+                progress.note(f"step {e['step']}{val}")
         elif kind == "step":
-            now = time.monotonic()
-            if now - self.last < (0.5 if self.tty else 60.0) and e["step"] != e["steps"]:
-                return
-            self.last = now
-            width = 24
-            done = int(width * e["step"] / max(e["steps"], 1))
-            line = (f"[{'#' * done}{'.' * (width - done)}] {e['step']}/{e['steps']} "
-                    f"L2 {e['loss_l2']:.4f} W-dist {e['wasserstein']:+.3f} {e['images_per_second']:.1f} img/s "
-                    f"(data {e['data_seconds'] * 1e3:.0f} ms, step {e['step_seconds'] * 1e3:.0f} ms)"
-                    f"{self.val}")  # fmt: skip
-            print(
-                ("\r" + line + "\x1b[K") if self.tty else line,
-                end="" if self.tty else "\n",
-                file=sys.stderr,
-                flush=True,
-            )
-        elif kind == "done" and self.tty:
-            print(file=sys.stderr)
+            text = (f"L2 {e['loss_l2']:.4f} W-dist {e['wasserstein']:+.3f} {e['images_per_second']:.1f} img/s "
+                    f"(data {e['data_seconds'] * 1e3:.0f} ms, step {e['step_seconds'] * 1e3:.0f} ms){val}")  # fmt: skip
+            progress(e["step"], e["steps"], text)
+        elif kind == "done":
+            progress.close()
+
+    return on_event
 
 
 def _describe_parts(parts: list[dict[str, Any]]) -> str:
@@ -587,7 +627,6 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("monohead train needs PyTorch: pip install torch")
     from . import model
     from ._io import atomic_write_text
-    from .model.train import CHECKPOINT, TrainConfig, load_checkpoint
 
     run = Path(args.out)
     if run.exists() and not run.is_dir():
@@ -625,22 +664,10 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         )
         return {"action": "export", "dest": str(args.export_weights), **card}
 
-    given = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in _TRAIN_OPTIONS}
     if args.no_channels_last:
         given["channels_last"] = False
-    ckpt = run / CHECKPOINT
-    base: dict[str, Any] = {}
-    if ckpt.exists():
-        saved = load_checkpoint(ckpt)
-        base = dict(saved.get("config", {}))
-    elif args.init is not None:  # fine-tuning: the architecture of the weights, unless given
-        from .model import load_generator
-
-        if not Path(args.init).exists():
-            raise CliError(f"--init: no weights, checkpoint or run at {args.init}")
-        src = load_generator(args.init)
-        base = {**{k: src.config[k] for k in ("width", "depth", "dropout")}, "w_scale": float(src.w_scale)}
-    cfg = TrainConfig.from_dict({**base, **given})
+    cfg = model.run_config(run, given, init=args.init)  # a resume keeps the run's options not given
     toy_size = max(64, 2 ** (cfg.depth - 1))
     data = _load_dataset(
         args.data,
@@ -668,7 +695,13 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         summary = model.train(
-            data, run, cfg, val_dataset=val, callback=_Progress(), should_stop=lambda: stop["flag"], init=args.init
+            data,
+            run,
+            cfg,
+            val_dataset=val,
+            callback=_train_progress(),
+            should_stop=lambda: stop["flag"],
+            init=args.init,
         )
     finally:
         for s, h in old.items():
@@ -795,28 +828,12 @@ def _add_train_parser(sub: Any) -> None:
 
 
 def _synth_progress() -> Any:
-    """A progress bar on stderr for ``monohead synth`` (a line per 5 % when not a terminal)."""
+    """``monohead synth``'s progress: a bar per sample on a terminal, a line per 5 % otherwise."""
     import time
 
-    tty = sys.stderr.isatty()
-    state = {"t0": time.perf_counter(), "last": -1}
-
-    def show(done: int, total: int) -> None:
-        pct = int(100 * done / total) if total else 100
-        if not tty and pct // 5 == state["last"] // 5 and done != total:
-            return
-        state["last"] = pct
-        elapsed = time.perf_counter() - state["t0"]
-        bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
-        line = f"synth [{bar}] {done}/{total} samples, {elapsed:.0f} s"
-        print(
-            ("\r" + line + "\x1b[K") if tty else line,
-            end="" if tty and done < total else "\n",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    return show
+    progress = _Progress(log_every=None, log_percent=5, label="synth ")
+    t0 = time.perf_counter()
+    return lambda done, total: progress(done, total, f"samples, {time.perf_counter() - t0:.0f} s")
 
 
 def _cmd_synth(args: argparse.Namespace) -> dict[str, Any]:
@@ -886,7 +903,7 @@ def _shared_data(name: str) -> Path | None:
 def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
     from ._io import atomic_write_bytes
     from .geometry import encode_png
-    from .synth.preview import image_grid, photo_crops, render_look
+    from .synth.preview import beside, image_grid, photo_crops, render_look
 
     if args.count < 1:
         raise CliError(f"--count must be at least 1; got {args.count}")
@@ -906,20 +923,7 @@ def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"out": str(out), "renders": len(renders), "photos": 0, "side_by_side": None}
     if args.side_by_side:
         crops = photo_crops(photos_dir, args.size) if photos_dir is not None and photos_dir.is_dir() else []
-        left = image_grid(renders, cols=args.cols)
-        if crops:
-            right = image_grid(crops, cols=max(1, -(-len(crops) // (left.shape[0] // (args.size + 2)))))
-            pad = np.full((max(left.shape[0], right.shape[0]) - right.shape[0], right.shape[1], 3), 255, np.uint8)
-            right = np.concatenate([right, pad])[: left.shape[0]] if right.shape[0] < left.shape[0] else right
-            lpad = (
-                np.full((right.shape[0] - left.shape[0], left.shape[1], 3), 255, np.uint8)
-                if right.shape[0] > left.shape[0]
-                else None
-            )
-            left = np.concatenate([left, lpad]) if lpad is not None else left
-            gap = np.full((left.shape[0], 3 * args.size // 8, 3), 255, np.uint8)
-            left = np.concatenate([left, gap, right], axis=1)
-        atomic_write_bytes(Path(args.side_by_side), encode_png(left))
+        atomic_write_bytes(Path(args.side_by_side), encode_png(beside(image_grid(renders, cols=args.cols), crops)))
         result.update(photos=len(crops), side_by_side=args.side_by_side)
     return result
 
@@ -1033,27 +1037,11 @@ def _parse_lams(text: str) -> list[float]:
     return lams
 
 
-class _StageProgress:
-    """Progress of the experiments on stderr: one bar per stage (redrawn on a terminal)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.stage = ""
-        self.last = 0.0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        import time
-
-        now = time.monotonic()
-        if stage == self.stage and done < total and now - self.last < (0.5 if self.tty else 30.0):
-            return
-        self.stage, self.last = stage, now
-        if self.tty:
-            _progress(done, total, stage)
-        elif done == total or done == 0:
-            print(f"{stage}: {done}/{total}", file=sys.stderr, flush=True)
-        else:
-            print(f"{stage}: {done}/{total} ...", file=sys.stderr, flush=True)
+def _stage_progress() -> Any:
+    """``monohead experiments``' progress: a bar per stage (redrawn twice a second on a terminal,
+    a line every 30 s otherwise)."""
+    progress = _Progress(tty_every=0.5, log_every=30.0)
+    return lambda stage, done, total: progress(done, total, stage, topic=stage)
 
 
 def _cmd_experiments(args: argparse.Namespace) -> dict[str, Any]:
@@ -1063,7 +1051,7 @@ def _cmd_experiments(args: argparse.Namespace) -> dict[str, Any]:
     lams = _parse_lams(args.lams) if args.lams else list(experiments.DEFAULT_LAMS)
     data: Any = None
     if args.toy is not None:
-        from .model._toy import ToyHeads
+        from .model import ToyHeads
 
         data = ToyHeads(args.toy, args.size, seed=args.seed)
     elif args.data is not None:
@@ -1090,7 +1078,7 @@ def _cmd_experiments(args: argparse.Namespace) -> dict[str, Any]:
         return experiments.run_experiments(
             out, count=args.count, seed=args.seed, size=args.size, spp=args.spp, data=data, model=args.model,
             lams=lams, photos=not args.no_photos, workers=args.workers, command=" ".join(parts),
-            callback=None if args.json else _StageProgress(), flip=not args.no_flip,
+            callback=None if args.json else _stage_progress(), flip=not args.no_flip,
         )  # fmt: skip
     except (FileNotFoundError, ImportError) as exc:
         raise CliError(str(exc)) from exc

@@ -61,7 +61,7 @@ from .losses import LAMBDA_L2, critic_loss, generator_loss
 from .predict import evaluate_model, prediction_figure
 from .unet import W_SCALE, UNet
 
-__all__ = ["CHECKPOINT", "TrainConfig", "load_checkpoint", "plot_curves", "read_log", "train"]
+__all__ = ["CHECKPOINT", "TrainConfig", "load_checkpoint", "plot_curves", "read_log", "run_config", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,39 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training option(s): {unknown}")
         return cls(**d)
+
+
+def run_config(
+    run_dir: str | os.PathLike, options: dict[str, Any] | None = None, init: str | os.PathLike | None = None
+) -> TrainConfig:
+    """The :class:`TrainConfig` of a run: the ``options`` given over what the run already has.
+
+    - ``run_dir`` holds a checkpoint (a resume): the options over the run's saved configuration,
+      so that an option not given keeps the run's value;
+    - else, with ``init`` (fine-tuning a new run): the options over the architecture of the
+      ``init`` generator (``width``, ``depth``, ``dropout``, ``w_scale``);
+    - else: the options over the defaults.
+
+    Args:
+        run_dir: the run folder (it need not exist).
+        options: :class:`TrainConfig` fields (``None`` values count as not given).
+        init: the generator a new run starts from (what :func:`monohead.model.load_generator` reads).
+
+    Raises:
+        FileNotFoundError: ``init`` names no weights, checkpoint or run.
+        ValueError: an unknown option or an invalid value.
+    """
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    ckpt = Path(run_dir) / CHECKPOINT
+    base: dict[str, Any] = {}
+    if ckpt.exists():
+        base = dict(load_checkpoint(ckpt).get("config", {}))
+    elif init is not None:
+        if not Path(init).exists():
+            raise FileNotFoundError(f"init: no weights, checkpoint or run at {init}")
+        src = load_generator(init)
+        base = {**{k: src.config[k] for k in ("width", "depth", "dropout")}, "w_scale": float(src.w_scale)}
+    return TrainConfig.from_dict({**base, **given})
 
 
 def _worker_ignores_stop_signals(worker_id: int) -> None:

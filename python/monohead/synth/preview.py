@@ -9,7 +9,7 @@ import numpy as np
 
 from ..geometry import normals_to_image
 
-__all__ = ["image_grid", "photo_crops", "preview_sheet", "render_look", "w_to_image"]
+__all__ = ["beside", "image_grid", "photo_crops", "preview_sheet", "render_look", "w_to_image"]
 
 
 def w_to_image(W: Any, mask: Any) -> np.ndarray:
@@ -100,3 +100,24 @@ def render_look(
         if progress is not None:
             progress(i + 1)
     return out
+
+
+def beside(sheet: np.ndarray, images: list[Any], fill: int = 255) -> np.ndarray:
+    """``sheet`` (e.g. an :func:`image_grid` of renders) with ``images`` tiled to its right.
+
+    The images (``(s, s, 3)`` uint8, one size) are laid out by :func:`image_grid` in as many
+    columns as it takes to fit the sheet's height, ``3 s / 8`` pixels of ``fill`` away from it; the
+    shorter of the two sides is padded with ``fill`` at the bottom. No images: ``sheet`` as it is.
+    """
+    sheet = np.asarray(sheet, np.uint8)
+    if not images:
+        return sheet
+    size = np.asarray(images[0]).shape[0]
+    right = image_grid(images, cols=max(1, -(-len(images) // max(1, sheet.shape[0] // (size + 2)))), fill=fill)
+    height = max(sheet.shape[0], right.shape[0])
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, np.full((height - a.shape[0], a.shape[1], 3), fill, np.uint8)])
+
+    gap = np.full((height, 3 * size // 8, 3), fill, np.uint8)
+    return np.concatenate([pad(sheet), gap, pad(right)], axis=1)
