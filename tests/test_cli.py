@@ -141,6 +141,25 @@ def test_integrate_bini_folder_errors(tmp_path, capsys, setup, message, sphere_k
     assert not out.exists()
 
 
+def test_read_bini_folder_decodes_the_layout(tmp_path, sphere_k):
+    from monohead.geometry.normal_maps import normals_to_image
+    from monohead.integration.perspective import read_bini_folder
+
+    normals, mask, K = _bini_folder(tmp_path / "obj", 16, sphere_k)
+    got = read_bini_folder(tmp_path / "obj")
+    assert sorted(got) == ["K", "format", "mask", "normals"]
+    assert got["format"] == "BiNI folder (16-bit normal_map.png)"
+    np.testing.assert_array_equal(got["mask"], mask)
+    np.testing.assert_allclose(got["K"], K, rtol=1e-12)
+    decoded = normals_to_image(normals, mask, 16) * (2.0 / 65535.0) - 1.0
+    np.testing.assert_array_equal(got["normals"][mask], decoded[mask])
+    assert not got["normals"][~mask].any()
+    (tmp_path / "obj" / "mask.png").unlink()  # default mask: the non-black normal pixels
+    np.testing.assert_array_equal(read_bini_folder(tmp_path / "obj")["mask"], mask)
+    with pytest.raises(FileNotFoundError, match="has no normal_map.png"):
+        read_bini_folder(tmp_path)
+
+
 def test_integrate_sharpness_flag(tmp_path, capsys, sphere_k):
     normals, mask, K = _bini_folder(tmp_path / "obj", 16, sphere_k)
     out = tmp_path / "z.npy"

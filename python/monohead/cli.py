@@ -132,56 +132,14 @@ def _load_normal_input(path: Path) -> dict[str, Any]:
     raise CliError(f"input must be a .npy or .npz file or a folder; got {path.name!r}")
 
 
-def _read_png(path: Path) -> np.ndarray:
-    from .geometry.normal_maps import decode_png
+def _load_bini_folder(folder: Path) -> dict[str, Any]:
+    """A folder in BiNI's layout (:func:`monohead.integration.perspective.read_bini_folder`)."""
+    from .integration.perspective import read_bini_folder
 
     try:
-        return decode_png(path.read_bytes())
+        return read_bini_folder(folder)
     except (OSError, ValueError) as exc:
-        raise CliError(f"cannot read {path}: {exc}") from exc
-
-
-def _load_bini_folder(folder: Path) -> dict[str, Any]:
-    """BiNI's folder layout: normal_map.png, optional mask.png, K.txt and prior_depth.npy.
-
-    ``normal_map.png`` (8 or 16 bit) stores ``N = RGB / M * 2 - 1`` with R = x right, G = y up,
-    B = z toward the viewer (BiNI reads it with OpenCV and converts BGR to RGB; monohead's
-    frame). ``mask.png``: non-zero pixels (default: the non-black normal pixels). ``K.txt``:
-    BiNI's 3 x 3 matrix in BiNI's pixel frame, converted by
-    :func:`monohead.integration.perspective.K_from_bini`.
-    """
-    from .integration.perspective import K_from_bini
-
-    src = folder / "normal_map.png"
-    if not src.is_file():
-        raise CliError(f"{folder} has no normal_map.png (BiNI folder layout: normal_map.png, mask.png, K.txt)")
-    img = _read_png(src)
-    if img.shape[2] < 3:
-        raise CliError(f"{src} must be an RGB image; got {img.shape[2]} channel(s)")
-    rgb = img[..., :3]
-    top = float(np.iinfo(rgb.dtype).max)
-    normals = rgb.astype(np.float64) * (2.0 / top) - 1.0
-    out: dict[str, Any] = {"normals": normals, "format": f"BiNI folder ({8 * rgb.dtype.itemsize}-bit normal_map.png)"}
-    mpath = folder / "mask.png"
-    mask = _read_png(mpath).any(axis=-1) if mpath.is_file() else rgb.any(axis=-1)
-    if mask.shape != normals.shape[:2]:
-        raise CliError(f"{mpath} must have the size of normal_map.png {normals.shape[:2]}; got {mask.shape}")
-    normals[~mask] = 0.0
-    out["mask"] = mask
-    kpath = folder / "K.txt"
-    if kpath.is_file():
-        try:
-            kb = np.loadtxt(kpath)
-        except ValueError as exc:
-            raise CliError(f"cannot read {kpath}: {exc}") from exc
-        try:
-            out["K"] = K_from_bini(kb, normals.shape[0])
-        except ValueError as exc:
-            raise CliError(f"{kpath} (BiNI's intrinsics): {exc}") from exc
-    ppath = folder / "prior_depth.npy"
-    if ppath.is_file():
-        out["prior"] = np.load(ppath, allow_pickle=False)
-    return out
+        raise CliError(str(exc)) from exc
 
 
 def _example() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

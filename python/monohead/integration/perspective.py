@@ -19,7 +19,8 @@ change. The rule, pinned by ``tests/test_perspective.py``, ``tests/test_integrat
   depth of each component is 1 (isolated pixels get depth 1), unless a depth prior fixes it.
 
 BiNI's ``K.txt`` files use BiNI's own pixel frame (first axis: rows counted upwards from the
-bottom, second axis: columns); :func:`K_from_bini` converts them.
+bottom, second axis: columns); :func:`K_from_bini` converts them, and :func:`read_bini_folder`
+reads a whole folder in BiNI's layout.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "check_normals_facing_camera",
     "facing_denominator",
     "perspective_slopes",
+    "read_bini_folder",
 ]
 
 
@@ -106,6 +108,67 @@ def K_from_bini(K_bini: Any, height: int) -> np.ndarray:
     K = np.array([[kb[1, 1], 0.0, kb[1, 2]], [0.0, kb[0, 0], height - 1 - kb[0, 2]], [0.0, 0.0, 1.0]])
     check_K(K, "K_bini")
     return K
+
+
+def read_bini_folder(folder: Any) -> dict[str, Any]:
+    """The inputs of a folder in BiNI's layout: ``normal_map.png``, optional ``mask.png``,
+    ``K.txt`` and ``prior_depth.npy``.
+
+    ``normal_map.png`` (8 or 16 bit) stores ``N = RGB / M * 2 - 1`` (``M`` = 255 or 65535) with
+    R = x right, G = y up, B = z toward the viewer (BiNI reads it with OpenCV and converts BGR to
+    RGB: monohead's frame). ``mask.png``: its non-zero pixels (default: the non-black normal
+    pixels). ``K.txt``: BiNI's 3 x 3 matrix in BiNI's pixel frame, converted by :func:`K_from_bini`.
+
+    Returns:
+        ``normals`` ``(H, W, 3)`` float64 (0 outside the mask), ``mask`` ``(H, W)`` bool,
+        ``format`` (a description), and ``K`` (OpenCV form) and ``prior`` (the depth prior) when
+        the folder has them.
+
+    Raises:
+        FileNotFoundError: no ``normal_map.png``. ValueError: an unreadable or unsuitable file
+        (named in the message).
+    """
+    from pathlib import Path
+
+    from ..geometry.normal_maps import decode_png
+
+    folder = Path(folder)
+
+    def read_png(path: Path) -> np.ndarray:
+        try:
+            return decode_png(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read {path}: {exc}") from exc
+
+    src = folder / "normal_map.png"
+    if not src.is_file():
+        raise FileNotFoundError(f"{folder} has no normal_map.png (BiNI folder layout: normal_map.png, mask.png, K.txt)")
+    img = read_png(src)
+    if img.shape[2] < 3:
+        raise ValueError(f"{src} must be an RGB image; got {img.shape[2]} channel(s)")
+    rgb = img[..., :3]
+    normals = rgb.astype(np.float64) * (2.0 / float(np.iinfo(rgb.dtype).max)) - 1.0
+    out: dict[str, Any] = {"normals": normals, "format": f"BiNI folder ({8 * rgb.dtype.itemsize}-bit normal_map.png)"}
+    mpath = folder / "mask.png"
+    mask = read_png(mpath).any(axis=-1) if mpath.is_file() else rgb.any(axis=-1)
+    if mask.shape != normals.shape[:2]:
+        raise ValueError(f"{mpath} must have the size of normal_map.png {normals.shape[:2]}; got {mask.shape}")
+    normals[~mask] = 0.0
+    out["mask"] = mask
+    kpath = folder / "K.txt"
+    if kpath.is_file():
+        try:
+            kb = np.loadtxt(kpath)
+        except ValueError as exc:
+            raise ValueError(f"cannot read {kpath}: {exc}") from exc
+        try:
+            out["K"] = K_from_bini(kb, normals.shape[0])
+        except ValueError as exc:
+            raise ValueError(f"{kpath} (BiNI's intrinsics): {exc}") from exc
+    ppath = folder / "prior_depth.npy"
+    if ppath.is_file():
+        out["prior"] = np.load(ppath, allow_pickle=False)
+    return out
 
 
 def _pixel_grid(shape: tuple[int, ...], origin: tuple[int, int], xp: Any, like: Any = None) -> tuple[Any, Any]:
