@@ -19,6 +19,7 @@ import trimesh
 import monohead
 from monohead import _io
 from monohead import geometry as g
+from monohead.integration import baselines
 
 # --------------------------------------------------------------------------------------------
 # Analytic surfaces (pixel units; x = column - cx, y = cy - row).
@@ -190,6 +191,8 @@ def test_gradients_normals_conventions_and_round_trip():
     np.testing.assert_array_equal(nn[~mask], 0.0)
     np.testing.assert_allclose(np.linalg.norm(nn[mask], axis=-1), 1.0)
     p2, q2 = g.normals_to_gradients(nn)
+    # One implementation: the baselines' former name is the same function.
+    assert baselines.gradients_from_normals is g.normals_to_gradients
     np.testing.assert_allclose(p2[mask], pa[mask], atol=1e-14)
     np.testing.assert_allclose(q2[mask], qa[mask], atol=1e-14)
     np.testing.assert_array_equal(p2[~mask], 0.0)
