@@ -392,3 +392,56 @@ def test_flip_averaging_is_mirror_equivariant():
     assert n0.shape == n1.shape
     assert m0.any()
     assert not np.allclose(n0, n1)
+
+
+def _net_with_bn_stats():
+    torch.manual_seed(3)
+    G = UNet(width=4, depth=4)
+    G.train()
+    with torch.no_grad():  # give the batch norms non-trivial running statistics
+        for _ in range(3):
+            G(torch.rand(4, 3, 32, 32) * 2 - 1)
+        G.head[1].bias.copy_(torch.tensor([0.0, 0.0, 3.0, 0.0]))
+    return G.eval()
+
+
+def test_inference_model_folds_batch_norms_and_follows_weight_updates():
+    G = _net_with_bn_stats()
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    fast = model.inference_model(G)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in G.modules())  # the model itself is untouched
+    assert model.inference_model(G) is fast  # cached
+    with torch.no_grad():
+        ref = G(x)
+        np.testing.assert_allclose(fast(x.contiguous(memory_format=torch.channels_last)), ref, atol=1e-5)
+        G.head[1].bias.add_(0.5)  # an in-place update, as an optimiser step makes
+        changed = G(x)
+    assert not torch.allclose(changed, ref, atol=1e-3)
+    again = model.inference_model(G)
+    assert again is not fast
+    with torch.no_grad():
+        np.testing.assert_allclose(again(x), changed, atol=1e-5)
+
+
+def test_predict_fused_matches_the_plain_network_and_flips_per_image():
+    from monohead.model.predict import predict_tensor
+
+    G = _net_with_bn_stats()
+    imgs = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    plain = model.predict(G, imgs, fused=False, channels_last=False, flip=True)
+    fast = model.predict(G, imgs, flip=True)
+    np.testing.assert_allclose(fast[0], plain[0], atol=1e-5)
+    np.testing.assert_allclose(fast[1], plain[1], atol=1e-4)
+    np.testing.assert_array_equal(fast[2], plain[2])
+    # one bool per image: the same as flipping those images alone
+    mixed = model.predict(G, imgs, flip=[True, False, True])
+    one = model.predict(G, imgs[1:2], flip=False)
+    np.testing.assert_allclose(mixed[0][[0, 2]], fast[0][[0, 2]], atol=1e-5)
+    np.testing.assert_allclose(mixed[0][1:2], one[0], atol=1e-5)
+    assert not np.allclose(mixed[0][1], fast[0][1], atol=1e-3)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with pytest.raises(ValueError, match="one bool per image"):
+        predict_tensor(G, x, flip=[True])
+    with pytest.raises(ValueError, match="one bool per image"):
+        model.predict(G, imgs, flip=[True, False])

@@ -368,3 +368,37 @@ def test_cli_bad_inputs_exit_2_with_one_line_and_no_file(tmp_path, monkeypatch, 
         assert name in err
         assert problem in err
     assert not out.exists()  # no output, not even an empty folder
+
+
+def test_the_largest_frontal_face_goes_through_the_network_with_the_coarse_pass():
+    from skimage import data
+
+    photo = data.astronaut()
+    batches = []
+
+    def counting(crops):
+        batches.append(len(crops))
+        return _oracle(crops)
+
+    rec = R.reconstruct(photo, model=counting)
+    # one call: the coarse pass over the photo and the face's head crop in one batch, whose
+    # prediction the pipeline keeps
+    assert batches == [2]
+    assert rec.face_box == R.detect_faces(photo, model=_oracle)[0]
+    ref = R.reconstruct(photo, model=_oracle, detector="frontal")  # the same face, predicted on its own
+    assert rec.box == ref.box
+    np.testing.assert_array_equal(rec.crop, ref.crop)
+    np.testing.assert_allclose(rec.depth, ref.depth, equal_nan=True)
+    # all faces: the first face's prediction is kept, the others predicted together
+    batches.clear()
+    recs = R.reconstruct(photo, model=counting, all_faces=True)
+    assert batches[0] == 2
+    assert sum(batches) == 1 + len(recs)
+
+
+def test_big_jpegs_are_decoded_at_a_reduced_size(tmp_path):
+    path = _save(Image.new("RGB", (4000, 3000), (90, 120, 150)), tmp_path / "12mp.jpg", quality=80)
+    arr, scale = R._read(path, "image", R.WORK_SIDE)
+    assert arr.shape == (1500, 2000, 3)  # the JPEG's DCT scaling by 2: no resampling after it
+    assert scale == 0.5
+    assert np.abs(arr.astype(int) - (90, 120, 150)).max() <= 3

@@ -6,7 +6,9 @@ the paper on one photo:
 1. **Detection** (:func:`detect_faces`, :data:`DETECTORS`): by default a coarse pass of the
    network over the whole photo, scikit-image's LBP frontal-face cascade on a copy whose long
    side is :data:`DETECT_SIZE` pixels (twice that when nothing is found), and OpenCV's LBP
-   profile-face cascade when no frontal face lies on the network's head mask.
+   profile-face cascade when no frontal face lies on the network's head mask. The coarse pass
+   runs in one batch with the head crop of the largest frontal face (and its mirror image):
+   when that face comes first, step 3 keeps that prediction.
 2. **Framing**: the face box is expanded to the framing the network was trained on (the whole
    head with a margin, :data:`monohead.framing.FRAMING`), cropped and resized to 128 x 128 by
    :func:`monohead.framing.crop_square`, which fills the part of the square outside the photo
@@ -207,8 +209,12 @@ def _read(image: Any, name: str, max_side: int | None) -> tuple[np.ndarray, floa
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(path) as im:
                     full = im.size
-                    if max_side is not None and im.format == "JPEG" and max(im.size) > 2 * max_side:
-                        im.draft("RGB", (max_side, max_side))  # DCT-domain downscale: fast
+                    if max_side is not None and im.format == "JPEG" and max(im.size) > max_side:
+                        # DCT-domain downscale (by 2, 4 or 8; fast: a 12 MP photo decodes about 4x
+                        # faster at half size): the largest reduction that keeps the long side >=
+                        # max_side / 2; the result is then at most max_side, so no resampling follows
+                        r = max_side / (2.0 * max(im.size))
+                        im.draft("RGB", (int(np.ceil(im.size[0] * r)), int(np.ceil(im.size[1] * r))))
                     im.load()
                     return _from_pil(im, f"{name}: {path}", max_side, full)
         except Image.DecompressionBombError as exc:
@@ -287,7 +293,8 @@ def _from_pil(im: Any, what: str, max_side: int | None, full: tuple[int, int]) -
 
     if min(im.size) == 0:
         raise ValueError(f"{what} is empty: {im.size[0]}x{im.size[1]} pixels")
-    im = ImageOps.exif_transpose(im)
+    if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation (exif_transpose copies even when upright)
+        im = ImageOps.exif_transpose(im)
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         a = np.asarray(im).astype(np.float64)
@@ -297,7 +304,7 @@ def _from_pil(im: Any, what: str, max_side: int | None, full: tuple[int, int]) -
     elif "A" in mode or "a" in mode or (mode == "P" and "transparency" in im.info):
         arr = _from_array(np.asarray(im.convert("RGBA")), what)
     else:
-        arr = np.asarray(im.convert("RGB"))
+        arr = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
     _check_side(arr, what)
     arr, _ = _shrink(arr, max_side)
     # ``full``: the size before any draft decoding; the long side does not change with rotation
@@ -455,20 +462,33 @@ FACE_OFFSET = (-0.045, 0.245)
 NET_MIN_AREA = 0.01
 
 
-def _network_heads(photo: np.ndarray, model: Any) -> tuple[list[tuple[float, float, float, float, int]], Any]:
+def _network_heads(
+    photo: np.ndarray, model: Any, extra: np.ndarray | None = None, flip: bool = True
+) -> tuple[list[tuple[float, float, float, float, int]], Any, tuple | None, float]:
     """Heads found by a coarse pass of the network over the whole photo (letterboxed to a square
-    with :func:`monohead.framing.crop_square`'s fill): ``(heads, head_at)``. ``heads``: one
-    ``(x, y, w, h, label)`` per mask component (largest first; those under 30 % of the largest
-    or :data:`NET_MIN_AREA` left out): a face box related to the component's bounding box as
-    the frontal cascade's boxes are to the heads of synthetic renders, and the component's label;
-    ``head_at(x, y)``: the label under photo pixel ``(x, y)``, 0 off the mask."""
+    with :func:`monohead.framing.crop_square`'s fill): ``(heads, head_at, extra_prediction,
+    extra_seconds)``. ``heads``: one ``(x, y, w, h, label)`` per mask component (largest first;
+    those under 30 % of the largest or :data:`NET_MIN_AREA` left out): a face box related to the
+    component's bounding box as the frontal cascade's boxes are to the heads of synthetic renders,
+    and the component's label; ``head_at(x, y)``: the label under photo pixel ``(x, y)``, 0 off
+    the mask. ``extra``: a ``(128, 128, 3)`` crop predicted in the same forward pass (mirror
+    averaged with ``flip``): its ``(normals, W, mask)`` (each with a batch axis of 1) and its
+    share of the pass's time (by images in the batch); ``None`` and 0 without."""
     from scipy import ndimage
 
     H, W = photo.shape[:2]
     side = float(max(H, W))
     box = Box((W - side) / 2.0, (H - side) / 2.0, side)
     crop = crop_square(photo, box, INPUT_SIZE)
-    _, _, mask = _predict(model, crop[None], flip=False)
+    t0 = time.perf_counter()
+    if extra is None:
+        _, _, mask = _predict(model, crop[None], flip=False)
+        extra_pred, extra_seconds = None, 0.0
+    else:
+        normals, Wmap, mask = _predict(model, np.stack([crop, extra]), flip=[False, flip])
+        extra_pred = (normals[1:], Wmap[1:], mask[1:])
+        n_extra = 2.0 if flip and is_torch_module(model) else 1.0  # the crop and its mirror image
+        extra_seconds = (time.perf_counter() - t0) * n_extra / (1.0 + n_extra)
     labels, n = ndimage.label(mask[0])
     px = side / INPUT_SIZE
 
@@ -478,7 +498,7 @@ def _network_heads(photo: np.ndarray, model: Any) -> tuple[list[tuple[float, flo
         return int(labels[r, c]) if 0 <= r < INPUT_SIZE and 0 <= c < INPUT_SIZE else 0
 
     if n == 0:
-        return [], head_at
+        return [], head_at, extra_pred, extra_seconds
     sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
     heads = []
     for k in np.argsort(-sizes):
@@ -494,7 +514,7 @@ def _network_heads(photo: np.ndarray, model: Any) -> tuple[list[tuple[float, flo
         cx = bx + bw / 2 - FACE_OFFSET[0] * fw
         cy = by + bh / 2 - FACE_OFFSET[1] * fw
         heads.append((cx - fw / 2, cy - fw / 2, fw, fw, k + 1))
-    return heads, head_at
+    return heads, head_at, extra_pred, extra_seconds
 
 
 def detect_faces(
@@ -512,39 +532,72 @@ def detect_faces(
             shipped one), or a callable predictor as in :func:`reconstruct`.
 
     Profile faces are reported as the frontal box of the same head (:data:`PROFILE_SIDE`), so
-    that :func:`monohead.framing.head_box` frames every face the same way.
+    that :func:`monohead.framing.head_box` frames every face the same way. Photos larger than
+    :data:`WORK_SIDE` are scanned on the downscaled copy that :func:`reconstruct` uses (boxes in
+    pixels of the photo as given), so the first face is the one :func:`reconstruct` takes.
     """
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {', '.join(DETECTORS)}; got {detector!r}")
-    arr = load_image(image)
-    return _detect(arr, detect_size, detector, model)
+    arr, scale = _read(image, "image", WORK_SIDE)
+    faces, _ = _detect(arr, detect_size, detector, model)
+    if scale == 1.0:
+        return faces
+    return _rounded([[t / scale for t in f] for f in faces])
 
 
-def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any) -> list[Face]:
+def _rounded(boxes: list) -> list[Face]:
+    return [tuple(int(round(t)) for t in b) for b in boxes]  # type: ignore[misc]
+
+
+@dataclass
+class _Checked:
+    """A face whose head crop the network already predicted (with the coarse pass of :func:`_detect`)."""
+
+    face: Face
+    crop: np.ndarray
+    prediction: tuple[np.ndarray, np.ndarray, np.ndarray]
+    seconds: float
+
+
+def _detect(
+    arr: np.ndarray, detect_size: int, detector: str, model: Any, *, flip: bool = True, speculate: bool = False
+) -> tuple[list[Face], _Checked | None]:
+    """Faces, in the order of :data:`DETECTORS`, and (``speculate``, ``"combined"`` only) the
+    prediction of the largest frontal face's head crop.
+
+    With ``speculate``, that crop (and its mirror image with ``flip``) goes through the network in
+    one forward pass with the coarse pass over the photo: the largest frontal face is the first
+    face whenever it lies on the network's head mask, and :func:`reconstruct` then keeps its
+    prediction instead of running the network again.
+    """
     if detector in ("frontal", "cascades"):
         boxes = sorted(_cascade_faces(arr, detect_size, profile=detector == "cascades"), key=lambda b: -b[2] * b[3])
-        return [tuple(int(round(t)) for t in b) for b in boxes]  # type: ignore[misc]
+        return _rounded(boxes), None
     net = load_default_model() if model is None else model
-    heads, head_at = _network_heads(arr, net)
     if detector == "network":
-        boxes = [h[:4] for h in heads]
-    else:
-        # combined: the frontal cascade's faces on the network's head mask (the face's centre on
-        # a head component) first; the profile cascade runs only when no frontal face is on
-        # the mask; then the heads the network sees without a cascade face on them, then the
-        # faces only the cascades see
-        def on_mask(faces: list) -> tuple[list, list]:
-            by_size = sorted(faces, key=lambda b: -b[2] * b[3])
-            labels = [head_at(b[0] + b[2] / 2, b[1] + b[3] / 2) for b in by_size]
-            return by_size, labels
+        heads, _, _, _ = _network_heads(arr, net)
+        return _rounded([h[:4] for h in heads]), None
+    # combined: the frontal cascade's faces on the network's head mask (the face's centre on a
+    # head component) first; the profile cascade runs only when no frontal face is on the mask;
+    # then the heads the network sees without a cascade face on them, then the faces only the
+    # cascades see
+    frontal = sorted(_cascade_faces(arr, detect_size, profile=False), key=lambda b: -b[2] * b[3])
+    guess = _rounded(frontal[:1])[0] if speculate and frontal else None
+    extra = None if guess is None else crop_square(arr, head_box(guess), INPUT_SIZE)
+    heads, head_at, pred, seconds = _network_heads(arr, net, extra, flip)
+    checked = None if guess is None else _Checked(guess, extra, pred, seconds)  # type: ignore[arg-type]
 
-        faces, labels = on_mask(_cascade_faces(arr, detect_size, profile=False))
-        if not any(labels):
-            faces, labels = on_mask(_cascade_faces(arr, detect_size, profile=True))
-        confirmed = [b for b, k in zip(faces, labels, strict=True) if k]
-        alone = [h[:4] for h in heads if h[4] not in labels]
-        boxes = confirmed + alone + [b for b, k in zip(faces, labels, strict=True) if not k]
-    return [tuple(int(round(t)) for t in b) for b in boxes]  # type: ignore[misc]
+    def on_mask(faces: list) -> tuple[list, list]:
+        by_size = sorted(faces, key=lambda b: -b[2] * b[3])
+        labels = [head_at(b[0] + b[2] / 2, b[1] + b[3] / 2) for b in by_size]
+        return by_size, labels
+
+    faces, labels = on_mask(frontal)
+    if not any(labels):
+        faces, labels = on_mask(_cascade_faces(arr, detect_size, profile=True))
+    confirmed = [b for b, k in zip(faces, labels, strict=True) if k]
+    alone = [h[:4] for h in heads if h[4] not in labels]
+    return _rounded(confirmed + alone + [b for b, k in zip(faces, labels, strict=True) if not k]), checked
 
 
 # ------------------------------------------------------------------------------------ pipeline
@@ -602,8 +655,9 @@ def reconstruct(
     photo, scale = _read(image, "image", WORK_SIDE)
     net = load_default_model() if model is None else model
     t0 = time.perf_counter()
+    checked = None
     if detect:
-        faces = _detect(photo, DETECT_SIZE, detector, net)
+        faces, checked = _detect(photo, DETECT_SIZE, detector, net, flip=flip, speculate=True)
         if not faces:
             raise NoFaceError(
                 "no face found in the photo; if it is already cropped to the head, use detect=False (CLI: --no-detect)"
@@ -613,12 +667,21 @@ def reconstruct(
         H, W = photo.shape[:2]
         side = float(max(H, W))
         targets = [(Box((W - side) / 2.0, (H - side) / 2.0, side), None)]
-    t_detect = (time.perf_counter() - t0) / len(targets)
-    crops = np.stack([crop_square(photo, b, INPUT_SIZE) for b, _ in targets])
+    # the detector already predicted the largest frontal face's crop with its coarse pass: reuse
+    # it when that face is the first (its share of the pass counts as the network's time)
+    reuse = checked is not None and checked.face == targets[0][1]
+    t_detect = (time.perf_counter() - t0 - (checked.seconds if reuse else 0.0)) / len(targets)
 
     t0 = time.perf_counter()
-    normals, Wmap, raw = _predict(net, crops, flip=flip)
-    t_net = (time.perf_counter() - t0) / len(targets)
+    first = 1 if reuse else 0
+    crops = np.stack(
+        ([checked.crop] if reuse else []) + [crop_square(photo, b, INPUT_SIZE) for b, _ in targets[first:]]
+    )
+    parts = [checked.prediction] if reuse else []
+    if len(targets) > first:
+        parts.append(_predict(net, crops[first:], flip=flip))
+    normals, Wmap, raw = (np.concatenate(a) for a in zip(*parts, strict=True))
+    t_net = (time.perf_counter() - t0 + (checked.seconds if reuse else 0.0)) / len(targets)
 
     results = []
     for k, (box, face) in enumerate(targets):
@@ -663,7 +726,7 @@ def reconstruct(
     return results if all_faces else results[0]
 
 
-def _predict(net: Any, crops: np.ndarray, flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _predict(net: Any, crops: np.ndarray, flip: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(normals, W, mask)`` of a network (through :func:`monohead.model.predict`) or of a
     callable predictor, as float32, float32, bool arrays."""
     if callable(net) and not is_torch_module(net):

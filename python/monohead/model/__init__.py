@@ -19,7 +19,7 @@ from ._toy import ToyHeads
 from .critic import Critic
 from .data import Augment, collate
 from .losses import LAMBDA_L2, critic_loss, generator_loss, l2_loss
-from .predict import MASK_THRESHOLD, evaluate_model, postprocess, predict, prediction_figure
+from .predict import MASK_THRESHOLD, evaluate_model, inference_model, postprocess, predict, prediction_figure
 from .train import TrainConfig, read_log, run_config, train
 from .unet import W_SCALE, UNet, decode_w, encode_w
 from .weights import WEIGHTS_DIR, evaluate_checkpoint, export_weights, load_generator, load_pretrained
@@ -42,6 +42,7 @@ __all__ = [
     "evaluate_model",
     "export_weights",
     "generator_loss",
+    "inference_model",
     "l2_loss",
     "load_generator",
     "load_pretrained",
