@@ -31,6 +31,45 @@ __all__ = ["KINDS", "build_headwear", "headwear_slot", "headwear_textures", "pre
 KINDS = ("cap", "beanie", "hat", "headband", "bandana")
 _KIND_P = (0.3, 0.25, 0.15, 0.15, 0.15)
 
+# The shape of each kind: each value uniform in its range, drawn in this order (cm; degrees for
+# visor_angle). Keys left out keep the defaults of sample_headwear_params.
+_RANGES = {
+    "cap": {
+        "front": (2.4, 3.6),
+        "side": (1.6, 2.6),
+        "back": (-0.5, 1.0),
+        "offset": (0.4, 0.8),
+        "crown": (0.3, 1.2),
+        "brim": (5.5, 8.0),
+        "visor_angle": (55.0, 75.0),
+        "droop": (0.3, 1.5),
+    },
+    "beanie": {
+        "front": (1.8, 3.5),
+        "side": (-0.5, 1.5),
+        "back": (-4.0, -2.0),
+        "offset": (0.5, 1.0),
+        "crown": (0.0, 3.0),
+    },
+    "hat": {
+        "front": (2.6, 3.8),
+        "side": (2.0, 3.0),
+        "back": (0.0, 1.5),
+        "offset": (0.5, 0.9),
+        "crown": (2.0, 5.0),
+        "brim": (3.5, 9.0),
+        "droop": (-0.5, 2.0),
+    },
+    "headband": {
+        "front": (3.2, 5.0),
+        "side": (2.5, 4.0),
+        "back": (1.0, 3.0),
+        "offset": (0.25, 0.6),
+        "band": (1.0, 5.0),
+    },
+    "bandana": {"front": (2.5, 4.0), "side": (1.0, 2.5), "back": (-3.5, -1.5), "offset": (0.2, 0.5)},
+}
+
 _ROWS, _COLS, _BRIM_ROWS = 14, 49, 5
 _TEX = (64, 128)
 _BINS_T, _BINS_P = 24, 48
@@ -63,54 +102,15 @@ def sample_headwear_params(rng: np.random.Generator, probability: float = 0.25) 
         "yaw": 0.0,
         "fabric": fab,
     }
-    if kind == "cap":
-        out.update(
-            front=float(rng.uniform(2.4, 3.6)),
-            side=float(rng.uniform(1.6, 2.6)),
-            back=float(rng.uniform(-0.5, 1.0)),
-            offset=float(rng.uniform(0.4, 0.8)),
-            crown=float(rng.uniform(0.3, 1.2)),
-            brim=float(rng.uniform(5.5, 8.0)),
-            visor_angle=float(rng.uniform(55.0, 75.0)),
-            droop=float(rng.uniform(0.3, 1.5)),
-            yaw=float(0.0 if rng.random() < 0.8 else rng.choice([180.0, rng.uniform(-40, 40)])),
-        )
-    elif kind == "beanie":
+    if kind == "beanie":
         fab["knit"] = float(rng.uniform(0.5, 1.0))
-        out.update(
-            front=float(rng.uniform(1.8, 3.5)),
-            side=float(rng.uniform(-0.5, 1.5)),
-            back=float(rng.uniform(-4.0, -2.0)),
-            offset=float(rng.uniform(0.5, 1.0)),
-            crown=float(rng.uniform(0.0, 3.0)),
-        )
-    elif kind == "hat":
-        out.update(
-            front=float(rng.uniform(2.6, 3.8)),
-            side=float(rng.uniform(2.0, 3.0)),
-            back=float(rng.uniform(0.0, 1.5)),
-            offset=float(rng.uniform(0.5, 0.9)),
-            crown=float(rng.uniform(2.0, 5.0)),
-            brim=float(rng.uniform(3.5, 9.0)),
-            visor_angle=180.0,
-            droop=float(rng.uniform(-0.5, 2.0)),
-        )
-    elif kind == "headband":
-        out.update(
-            front=float(rng.uniform(3.2, 5.0)),
-            side=float(rng.uniform(2.5, 4.0)),
-            back=float(rng.uniform(1.0, 3.0)),
-            offset=float(rng.uniform(0.25, 0.6)),
-            band=float(rng.uniform(1.0, 5.0)),
-        )
-    else:  # bandana: tied over the top, down to the nape
+    elif kind == "bandana":
         fab["pattern"] = "print" if rng.random() < 0.6 else fab["pattern"]
-        out.update(
-            front=float(rng.uniform(2.5, 4.0)),
-            side=float(rng.uniform(1.0, 2.5)),
-            back=float(rng.uniform(-3.5, -1.5)),
-            offset=float(rng.uniform(0.2, 0.5)),
-        )
+    out.update({key: float(rng.uniform(lo, hi)) for key, (lo, hi) in _RANGES[kind].items()})
+    if kind == "cap":
+        out["yaw"] = float(0.0 if rng.random() < 0.8 else rng.choice([180.0, rng.uniform(-40, 40)]))
+    elif kind == "hat":
+        out["visor_angle"] = 180.0  # a brim all round
     return out
 
 

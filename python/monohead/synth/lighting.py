@@ -226,6 +226,26 @@ def _saturated(rng: np.random.Generator) -> list[float]:
     return [float(c) for c in rgb / rgb.max()]
 
 
+def _floats(a: np.ndarray) -> list[float]:
+    return [float(c) for c in a]
+
+
+def _sky(
+    rng: np.random.Generator,
+    top: list[float],
+    bottom: list[float],
+    intensity: tuple[float, float],
+    max_patches: int = 0,
+) -> dict[str, Any]:
+    """The parameters of a gradient sky (:func:`monohead.synth.scene.environment_image`) from
+    ``top`` to ``bottom`` (linear RGB): ``rng`` draws the intensity (uniform in ``intensity``),
+    then the number of bright patches (0 to ``max_patches``; none drawn when 0), then the seed."""
+    out: dict[str, Any] = {"kind": "sky", "top": top, "bottom": bottom, "intensity": float(rng.uniform(*intensity))}
+    out["patches"] = int(rng.integers(0, max_patches + 1)) if max_patches else 0
+    out["seed"] = int(rng.integers(2**31 - 1))
+    return out
+
+
 def sample_lighting(rng: np.random.Generator, maps: list[str]) -> dict[str, Any]:
     """Random lighting of a sample (JSON-able): ``setup`` (one of :data:`SETUPS`), ``lights``
     (version 1's light dicts, :func:`monohead.synth.scene.sample_lights`), ``environment`` (a
@@ -272,39 +292,19 @@ def sample_lighting(rng: np.random.Generator, maps: list[str]) -> dict[str, Any]
         d[1] = abs(d[1]) * rng.uniform(0.5, 1.5)  # the sun is above the horizon
         sun["direction"] = [float(c) for c in d / np.linalg.norm(d)]
         out["lights"] = [sun]
-        out["environment"] = {
-            "kind": "sky",
-            "top": [0.55, 0.7, 1.0],
-            "bottom": [float(c) for c in rng.uniform(0.25, 0.5, 3)],
-            "intensity": float(rng.uniform(0.25, 0.6)),
-            "patches": 0,
-            "seed": int(rng.integers(2**31 - 1)),
-        }
+        out["environment"] = _sky(rng, [0.55, 0.7, 1.0], _floats(rng.uniform(0.25, 0.5, 3)), (0.25, 0.6))
     elif setup == "overcast":
         grey = float(rng.uniform(0.9, 1.0))
         out["lights"] = []
-        out["environment"] = {
-            "kind": "sky",
-            "top": [grey, grey, float(min(1.0, grey * rng.uniform(1.0, 1.08)))],
-            "bottom": [float(c) for c in rng.uniform(0.25, 0.45, 3)],
-            "intensity": float(rng.uniform(1.0, 1.6)),
-            "patches": 0,
-            "seed": int(rng.integers(2**31 - 1)),
-        }
+        top = [grey, grey, float(min(1.0, grey * rng.uniform(1.0, 1.08)))]
+        out["environment"] = _sky(rng, top, _floats(rng.uniform(0.25, 0.45, 3)), (1.0, 1.6))
     elif setup == "indoor":
         n = int(rng.integers(1, 3))
         warm = [1.0, float(rng.uniform(0.6, 0.8)), float(rng.uniform(0.3, 0.5))]
         out["lights"] = [
             _lamp(rng, "point", rng.uniform(0.4, 1.2) if i == 0 else rng.uniform(0.1, 0.4), warm) for i in range(n)
         ]
-        out["environment"] = {
-            "kind": "sky",
-            "top": warm,
-            "bottom": [float(c) for c in rng.uniform(0.1, 0.3, 3)],
-            "intensity": float(rng.uniform(0.05, 0.2)),
-            "patches": int(rng.integers(0, 3)),
-            "seed": int(rng.integers(2**31 - 1)),
-        }
+        out["environment"] = _sky(rng, warm, _floats(rng.uniform(0.1, 0.3, 3)), (0.05, 0.2), max_patches=2)
         out["noise_gain"] = float(rng.uniform(2.0, 4.0))
     elif setup == "coloured":
         n = int(rng.integers(2, 4))
@@ -312,14 +312,7 @@ def sample_lighting(rng: np.random.Generator, maps: list[str]) -> dict[str, Any]
             _lamp(rng, str(rng.choice(["point", "spot"])), rng.uniform(0.8, 2.0), _saturated(rng), front=False)
             for _ in range(n)
         ]
-        out["environment"] = {
-            "kind": "sky",
-            "top": _saturated(rng),
-            "bottom": _saturated(rng),
-            "intensity": float(rng.uniform(0.05, 0.3)),
-            "patches": 0,
-            "seed": int(rng.integers(2**31 - 1)),
-        }
+        out["environment"] = _sky(rng, _saturated(rng), _saturated(rng), (0.05, 0.3))
         out["noise_gain"] = float(rng.uniform(1.0, 2.5))
     else:
         out["lights"] = scene_mod.sample_lights(rng)
