@@ -893,6 +893,8 @@ def _print_synth_look(r: dict[str, Any]) -> None:
 
 
 def _add_synth_parser(sub: Any) -> None:
+    from .synth.camera import PROJECTIONS
+
     p = sub.add_parser(
         "synth-look",
         help="a sheet of generator version 2 renders (and, apart, beside real photos) to judge their look",
@@ -953,7 +955,7 @@ def _add_synth_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--camera",
-        choices=["perspective", "orthographic"],
+        choices=PROJECTIONS,
         default=None,
         help="camera of version 2 (default perspective, random 24-135 mm equivalent)",
     )
@@ -1096,7 +1098,7 @@ def _add_experiments_parser(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__, integration
+    from . import __version__, integration, photo
 
     ap = argparse.ArgumentParser(prog="monohead", description="Monocular 3D head reconstruction toolkit.")
     ap.add_argument("--version", action="version", version=f"monohead {__version__}")
@@ -1115,18 +1117,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--example", action="store_true", help="reconstruct the astronaut photo bundled with scikit-image")
     p.add_argument("-o", "--output", default=".", help="output folder (created if its parent exists; default .)")
     p.add_argument(
-        "--format", choices=["ply", "obj", "glb"], default="ply", help="mesh format (default ply; glb: binary glTF)"
+        "--format", choices=photo.MESH_FORMATS, default="ply", help="mesh format (default ply; glb: binary glTF)"
     )
     p.add_argument(
         "--units",
-        choices=["crop", "photo"],
+        choices=photo.UNITS,
         default="crop",
         help="mesh coordinates: pixels of the 128 x 128 crop (default), or of the photo (x = column, y = -row, "
         "depth scaled alike), so that the mesh overlays the photo",
     )
     p.add_argument(
         "--detector",
-        choices=["frontal", "cascades", "network", "combined"],
+        choices=photo.DETECTORS,
         default="combined",
         help="face detector (default combined: frontal and profile cascades plus the network's coarse pass)",
     )
