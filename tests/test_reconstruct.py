@@ -192,25 +192,26 @@ def test_network_predicts_mirror_averaged_unless_no_flip(argv, flip, tmp_path, m
     assert seen == [flip]
 
 
-def test_reconstruct_photos_gives_each_face_its_files_and_each_failure_its_error(astronaut):
+def test_reconstruct_photos_gives_each_face_its_files_and_each_failure_its_error(astronaut, tmp_path):
     import trimesh
 
     calls = []
+    (tmp_path / "notes.txt").write_text("not a photo")
     outs = R.reconstruct_photos(
-        [("a", astronaut), ("blank", np.full((200, 200, 3), 128, np.uint8))],
+        [("a", astronaut), ("notes", tmp_path / "notes.txt")],
         model=oracle,
-        detector="cascades",
+        detect=False,
         mesh_format="ply",
         units="photo",
         title="{photo} at {lam:g}",
         callback=lambda *c: calls.append(c),
     )
-    assert calls == [(0, 2, "a"), (1, 2, "blank"), (2, 2, "done")]
-    assert [(o.photo, o.stem) for o in outs] == [("a", "a"), ("blank", "blank")]
-    a, blank = outs
-    assert blank.result is None
-    assert "no face" in blank.error
-    assert not blank.mesh
+    assert calls == [(0, 2, "a"), (1, 2, "notes"), (2, 2, "done")]
+    assert [(o.photo, o.stem) for o in outs] == [("a", "a"), ("notes", "notes")]
+    a, bad = outs
+    assert bad.result is None
+    assert "notes.txt" in bad.error
+    assert not bad.mesh
     assert a.error is None
     assert a.preview.startswith(b"\x89PNG")
     mesh = trimesh.load(trimesh.util.wrap_as_stream(a.mesh), file_type="ply", process=False)
@@ -220,7 +221,7 @@ def test_reconstruct_photos_gives_each_face_its_files_and_each_failure_its_error
     assert info["units"] == "photo"
     assert info["full_head"] is None
     with pytest.raises(ValueError, match="has no reconstruction"):
-        blank.summary()
+        bad.summary()
     with pytest.raises(ValueError, match="mesh_format must be one of ply, obj, glb; got 'stl'"):
         R.reconstruct_photos([], mesh_format="stl")
     with pytest.raises(ValueError, match="units must be one of crop, photo; got 'mm'"):
