@@ -262,7 +262,8 @@ def _threads_label(r):
 
 def table(rows):
     out = [
-        "| problem | size | unknowns | threads | method | assembly s | setup s | solve s | total s | iters | rel. residual | RMSE px | peak B/unknown |",
+        "| problem | size | unknowns | threads | method | assembly s | setup s | solve s | total s | iters "
+        "| rel. residual | RMSE px | peak B/unknown |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -306,7 +307,8 @@ def targets(rows):
                 if mg and p:
                     ratio = p["total"] / mg["total"]
                     out.append(
-                        f"- head+neck {size}², threads={_threads_label(mg)}: {peer} {p['total']:.3f} s / mg {mg['total']:.3f} s = "
+                        f"- head+neck {size}², threads={_threads_label(mg)}: "
+                        f"{peer} {p['total']:.3f} s / mg {mg['total']:.3f} s = "
                         f"{ratio:.1f}x (target >= {need}x: {verdict(ratio >= need)}; residuals "
                         f"{mg['residual']:.1e} vs {p['residual']:.1e})"
                     )
@@ -324,19 +326,22 @@ def targets(rows):
         ch = get("head", 128, "cholmod", threads)
         if mg:
             out.append(
-                f"- head 128², threads={threads}: mg total {mg['total'] * 1e3:.2f} ms (target <= 2 ms: {verdict(mg['total'] <= 2e-3)})"
+                f"- head 128², threads={threads}: mg total {mg['total'] * 1e3:.2f} ms "
+                f"(target <= 2 ms: {verdict(mg['total'] <= 2e-3)})"
             )
         if mg and ch:
             ratio = ch["total"] / mg["total"]
             out.append(
-                f"- head 128²: CHOLMOD {ch['total'] * 1e3:.2f} ms / mg = {ratio:.1f}x (target >= 8x: {verdict(ratio >= 8)})"
+                f"- head 128²: CHOLMOD {ch['total'] * 1e3:.2f} ms / mg = {ratio:.1f}x "
+                f"(target >= 8x: {verdict(ratio >= 8)})"
             )
         mg = get("rect", 1024, "mg", threads)
         dct = get("rect", 1024, "dct", threads)
         if mg and dct:
             ratio = mg["total"] / dct["total"]
             out.append(
-                f"- rect 1024², threads=1: mg {mg['total']:.3f} s / DCT {dct['total']:.3f} s = {ratio:.2f}x (target <= 2.5x: {verdict(ratio <= 2.5)})"
+                f"- rect 1024², threads=1: mg {mg['total']:.3f} s / DCT {dct['total']:.3f} s = {ratio:.2f}x "
+                f"(target <= 2.5x: {verdict(ratio <= 2.5)})"
             )
         its = [
             r
@@ -356,7 +361,8 @@ def targets(rows):
         if a and b:
             k = math.log(b["total"] / a["total"]) / math.log(b["unknowns"] / a["unknowns"])
             out.append(
-                f"- head+neck 256² -> 2048², threads=1: time grows as N^{k:.2f} (target <= N^1.1: {verdict(k <= 1.1)}; iterations {a['iterations']} -> {b['iterations']})"
+                f"- head+neck 256² -> 2048², threads=1: time grows as N^{k:.2f} (target <= N^1.1: {verdict(k <= 1.1)}; "
+                f"iterations {a['iterations']} -> {b['iterations']})"
             )
     mgs = [r for r in rows if r.get("method") == "mg" and not r.get("missing") and r["size"] >= 512]
     if mgs:

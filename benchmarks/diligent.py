@@ -19,6 +19,7 @@ orthographic solve, the same normals with a pinhole K (fx = fy = 4 size, centred
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -66,7 +67,8 @@ def diligent(objects: list[str], repeats: int) -> list[dict]:
             normals = np.where(mask[..., None], z["normal"].astype(np.float64), 0.0)
         for sharpness in (None, 2.0):
             t, (depth, info) = best_of(
-                repeats, lambda s=sharpness: monohead.integrate(normals, mask=mask, K=K, sharpness=s, return_info=True)
+                repeats,
+                functools.partial(monohead.integrate, normals, mask=mask, K=K, sharpness=sharpness, return_info=True),
             )
             rows.append(
                 {
@@ -146,7 +148,8 @@ def main() -> None:
         print()
     sp = speed(args.size, args.repeats)
     print(
-        f"| head+neck {sp['size']}² ({sp['unknowns']} unknowns) | time s | × orthographic | CG iterations | reweightings |"
+        f"| head+neck {sp['size']}² ({sp['unknowns']} unknowns) "
+        "| time s | × orthographic | CG iterations | reweightings |"
     )
     print("|---|---|---|---|---|")
     for r in sp["rows"]:

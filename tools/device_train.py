@@ -134,7 +134,8 @@ def table1_markdown(rows: list[tuple[str, dict[str, Any]]], summary: dict[str, A
     t, d, f = summary["test"], summary["train_data"], summary["fine_tune"]
     lines += [
         "",
-        f"- machine: {summary['machine']}; Mitsuba variant {summary['variant']}; {summary['procs']} rendering processes",
+        f"- machine: {summary['machine']}; Mitsuba variant {summary['variant']}; "
+        f"{summary['procs']} rendering processes",
         f"- test set: {t['count']} balanced heads (of {t['asked']} asked) among {t['rendered']} rendered samples, "
         f"{t['seconds']:.0f} s",
         f"- training data: seed {d['seed']}, {d['samples']} whole samples ({d['skipped_shards']} shards not finished), "
@@ -205,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     dry = args.dry_run
-    pick = lambda value, device, dry_value: value if value is not None else (dry_value if dry else device)
+
+    def pick(value, device, dry_value):
+        return value if value is not None else (dry_value if dry else device)
+
     args.procs = pick(args.procs, max(1, (os.cpu_count() or 4) - 2), 0)
     args.variant = pick(args.variant, "cuda_ad_rgb", "auto")
     args.device = pick(args.device, "cuda", "cpu")
@@ -320,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     res = train(data, run, cfg, init=init, should_stop=lambda: time.monotonic() > stop_at)
     best = res["best"] or {}
     summary["fine_tune"] = {
-        "init": init or "a new network", "steps": res["step"], "batch_size": cfg.batch_size, "images_seen": res["images_seen"],
+        "init": init or "a new network", "steps": res["step"], "batch_size": cfg.batch_size,
+        "images_seen": res["images_seen"],
         "seconds": res["wall_seconds"], "images_per_second": res["images_per_second"], "best_step": best.get("step"),
         "best_val_mean": None if best.get("mean") is None else round(best["mean"], 2), "val_count": cfg.val_count,
         "lr": cfg.lr,

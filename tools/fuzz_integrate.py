@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 
 #: Names an error message may start with (the arguments of the fuzzed functions).
-ARG_NAMES = ("normals", "weights", "mask", "lam", "tol", "maxiter", "x0", "K", "method", "backend", "dtype", "sharpness",
-             "threads", "max_reweightings", "energy_tol", "inner_iterations")  # fmt: skip
+ARG_NAMES = ("normals", "weights", "mask", "lam", "tol", "maxiter", "x0", "K", "method", "backend", "dtype",
+             "sharpness", "threads", "max_reweightings", "energy_tol", "inner_iterations")  # fmt: skip
 BAD = ("crash", "hang", "unclear", "nonfinite", "dishonest", "wrong")
 EXTREMES = [0.0, -0.0, 1.0, -1.0, 5e-324, 1e-310, 1e-300, 1e-200, 1e-160, 1e-100, 1e-20, 1e-9, 1e8, 1e20,
             1e100, 1e160, 1e300, 1.7e308, np.inf, -np.inf, np.nan]  # fmt: skip
@@ -384,7 +384,8 @@ def check_result(case, res, warned):
         if not res_ref <= limit:
             return (
                 "wrong",
-                f"independent relative residual {res_ref:.3g} > {limit:.3g} (reported {getattr(inf, 'residual', None)})",
+                f"independent relative residual {res_ref:.3g} > {limit:.3g} "
+                f"(reported {getattr(inf, 'residual', None)})",
             )
     return None
 
@@ -503,8 +504,9 @@ def main(argv: list[str] | None = None) -> int:
             if w.current is not None and now - w.since > args.hang_seconds:
                 w.proc.kill()
                 w.proc.wait()
-                record({"i": w.current, "api": make_case(w.current)["api"], "outcome": "hang",
-                        "error": f"no answer in {args.hang_seconds:g} s", "case": describe(make_case(w.current))})  # fmt: skip
+                case = make_case(w.current)
+                record({"i": w.current, "api": case["api"], "outcome": "hang",
+                        "error": f"no answer in {args.hang_seconds:g} s", "case": describe(case)})  # fmt: skip
                 if w.current + 1 < w.stop:
                     workers.append(_Worker(w.current + 1, w.stop))
                 workers.remove(w)
