@@ -402,3 +402,15 @@ def test_big_jpegs_are_decoded_at_a_reduced_size(tmp_path):
     assert arr.shape == (1500, 2000, 3)  # the JPEG's DCT scaling by 2: no resampling after it
     assert scale == 0.5
     assert np.abs(arr.astype(int) - (90, 120, 150)).max() <= 3
+
+
+def test_second_detections_of_one_head_are_dropped():
+    face = (100.0, 100.0, 100.0, 100.0)  # its head box: 280 px square around (150, 138)
+    chin = (130.0, 190.0, 50.0, 50.0)  # on the same head, half as wide
+    hair = (60.0, 40.0, 80.0, 80.0)  # a cascade face off the network's mask, on the same head
+    neighbour = (230.0, 110.0, 90.0, 90.0)  # a second person beside: as wide, on the mask
+    far = (600.0, 100.0, 40.0, 40.0)  # a small face elsewhere, seen by a cascade only
+    boxes = [face, chin, hair, neighbour, far]
+    assert R._drop_duplicates(boxes, [True, True, False, True, False]) == [face, neighbour, far]
+    assert R._drop_duplicates([hair, face], [False, True]) == [hair, face]  # the first is always kept
+    assert R._drop_duplicates([], []) == []

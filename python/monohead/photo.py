@@ -362,7 +362,8 @@ def _shrink(arr: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
 #: components) and ``"combined"`` (the default, chosen by measurement: README, "Detection by
 #: head pose"): the network's pass and the frontal cascade, the profile cascade only when no
 #: frontal face lies on the network's head mask; cascade faces on the mask first, then heads
-#: only the network sees, then the other cascade faces).
+#: only the network sees, then the other cascade faces; a face on the head of an earlier one is
+#: dropped when it is off the mask or much smaller, :func:`_drop_duplicates`).
 DETECTORS = ("frontal", "cascades", "network", "combined")
 #: Profile face boxes (the cascade's 20 x 34 window) as equivalent frontal face boxes: the side
 #: is ``PROFILE_SIDE * h`` and the centre moves ``PROFILE_SHIFT * h`` toward the back of the
@@ -597,7 +598,34 @@ def _detect(
         faces, labels = on_mask(_cascade_faces(arr, detect_size, profile=True))
     confirmed = [b for b, k in zip(faces, labels, strict=True) if k]
     alone = [h[:4] for h in heads if h[4] not in labels]
-    return _rounded(confirmed + alone + [b for b, k in zip(faces, labels, strict=True) if not k]), checked
+    others = [b for b, k in zip(faces, labels, strict=True) if not k]
+    on_mask = [True] * (len(confirmed) + len(alone)) + [False] * len(others)
+    return _rounded(_drop_duplicates(confirmed + alone + others, on_mask)), checked
+
+
+#: A face on the head of an earlier face (its centre inside that face's :func:`head_box`) and
+#: narrower than this fraction of it is a second detection of the same head.
+DUPLICATE_WIDTH = 0.6
+
+
+def _drop_duplicates(boxes: list, on_mask: list[bool]) -> list:
+    """``boxes`` (in order) without the later ones that sit on the head of an earlier kept one:
+    the centre inside its :func:`head_box`, and either off the network's head mask or narrower
+    than :data:`DUPLICATE_WIDTH` times it (a false face on the hair, the chin or the ear of a
+    head already found). The first box is always kept."""
+    kept: list = []
+    for b, on in zip(boxes, on_mask, strict=True):
+        cx, cy = b[0] + b[2] / 2, b[1] + b[3] / 2
+        duplicate = False
+        for k in kept:
+            hb = head_box(k)
+            inside = hb.x <= cx <= hb.x + hb.side and hb.y <= cy <= hb.y + hb.side
+            if inside and (not on or b[2] < DUPLICATE_WIDTH * k[2]):
+                duplicate = True
+                break
+        if not duplicate:
+            kept.append(b)
+    return kept
 
 
 # ------------------------------------------------------------------------------------ pipeline
