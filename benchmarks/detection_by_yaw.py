@@ -59,10 +59,9 @@ def render(out: Path, count: int, size: int, seed: int = 2020) -> None:
         if len(rows) == 0:
             continue
         Image.fromarray(s["image"]).save(out / name)
-        truth[name] = {
-            "yaw": yaw, "pitch": pitch, "roll": roll,
-            "head_box": [int(cols.min()), int(rows.min()), int(cols.max() - cols.min() + 1), int(rows.max() - rows.min() + 1)],
-        }  # fmt: skip
+        x0, y0 = int(cols.min()), int(rows.min())
+        head_box = [x0, y0, int(cols.max()) - x0 + 1, int(rows.max()) - y0 + 1]
+        truth[name] = {"yaw": yaw, "pitch": pitch, "roll": roll, "head_box": head_box}
         truth_path.write_text(json.dumps(truth, indent=1))
         print(f"{name} yaw {yaw:+.0f} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
 
