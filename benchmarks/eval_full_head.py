@@ -1,7 +1,7 @@
 """Complete heads on a synthetic test set: visible and hidden side errors (README table).
 
 Run: ``python benchmarks/eval_full_head.py --data TEST [--predictions pred.npz] [--shard i/n]
-[--out DIR]`` then ``--summarise`` over the shards' files. ``TEST`` is a ``monohead synth``
+[--count N] [--out DIR]`` then ``--summarise`` over the shards' files. ``TEST`` is a ``monohead synth``
 folder (its samples' parameters give the whole true heads); the predictions (``normals``,
 ``W``, ``mask`` for every sample, the shipped network mirror-averaged) are computed when not
 given. Per head: :func:`monohead.evaluate.full_head.evaluate_full_head` (the same function as
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("full_head_eval"))
     ap.add_argument("--summarise", action="store_true")
     ap.add_argument("--lam", type=float, default=0.1)
+    ap.add_argument("--count", type=int, help="only the first COUNT samples (default all)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.summarise:
@@ -69,7 +70,7 @@ def main() -> None:
     ds = SyntheticHeads(args.data)
     version = int((ds.manifest.get("settings") or {}).get("generator_version", 1))
     i, n = (int(x) for x in args.shard.split("/"))
-    ids = list(range(i, len(ds), n))
+    ids = list(range(i, len(ds) if args.count is None else min(args.count, len(ds)), n))
     if args.predictions:
         pr = np.load(args.predictions)
         N, W, M = pr["normals"], pr["W"], pr["mask"]
