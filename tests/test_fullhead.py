@@ -177,6 +177,41 @@ def test_bad_inputs(scene: dict, model: HeadModel) -> None:
         merge_head("fit", d, m)
 
 
+def test_observed_surface_is_exact_on_a_plane_and_continuous() -> None:
+    """The fit samples the observed surface bilinearly, each pixel carried along its tangent
+    plane: exact on a plane, and depth, normal and pixel weight continuous in the position
+    (the last phase minimises one smooth function)."""
+    H = W = 24
+    rows, cols = np.mgrid[0:H, 0:W]
+    p, q = 0.5, -0.25  # dh/dx, dh/dy (y up: row -> -y)
+    depth = 2.0 + p * cols - q * rows
+    n = np.array([-p, -q, 1.0]) / np.linalg.norm([-p, -q, 1.0])
+    normals = np.broadcast_to(n, (H, W, 3)).copy()
+    mask = np.zeros((H, W), bool)
+    mask[3:20, 4:21] = True
+    Wmap = rows * 0.5  # depth-gradient magnitude: the pixel weight 1 / (1 + 0.1 W) varies by row
+    obs, _ = fullhead._observations(depth, normals, mask, Wmap)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(4.0, 20.0, 200)
+    y = -rng.uniform(3.0, 19.0, 200)
+    ok, D, nrm, _, cover, wpix = fullhead._sample_depth(obs, x, y)
+    assert ok.all()
+    np.testing.assert_allclose(D, 2.0 + p * x + q * y, atol=1e-9)
+    np.testing.assert_allclose(nrm, np.broadcast_to(n, (200, 3)), atol=1e-12)
+    r0, fr = np.floor(-y), -y - np.floor(-y)
+    np.testing.assert_allclose(
+        wpix, (1 - fr) / (1 + 0.05 * r0) + fr / (1 + 0.05 * (r0 + 1)), rtol=1e-9
+    )  # linear in row
+    # Across a pixel boundary and the mask's border: no jump.
+    for x0, y0 in ((10.5, -7.0), (20.0, -10.3), (12.2, -19.0)):
+        a = fullhead._sample_depth(obs, np.array([x0 - 1e-7]), np.array([y0 - 1e-7]))
+        b = fullhead._sample_depth(obs, np.array([x0 + 1e-7]), np.array([y0 + 1e-7]))
+        for i in (1, 4, 5):
+            np.testing.assert_allclose(a[i], b[i], atol=1e-5)
+    # Far outside the image: nothing found.
+    assert not fullhead._sample_depth(obs, np.array([-50.0, 300.0]), np.array([5.0, -300.0]))[0].any()
+
+
 def test_merge_is_watertight_keeps_the_surface_and_has_no_seam_intersections(fitted: HeadFit, scene: dict) -> None:
     d, n, m = scene["depth"], scene["normals"], scene["mask"]
     rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
