@@ -116,7 +116,7 @@ class FitSettings:
     prior: float = 16.0
     final_prior: float | None = None
     expression_prior: float = 0.5
-    silhouette_weight: float = 1.0
+    silhouette_weight: float = 4.0
     iterations: int = 20
     rigid_iterations: int = 3
     free_iterations: int = 8
@@ -408,6 +408,7 @@ class _Obs:
     border_idx: np.ndarray  # (2, H, W) nearest mask-border pixel
     border_ok: np.ndarray  # (H, W) that border pixel is not on the image frame
     inside: np.ndarray  # (H, W) distance to the mask border, pixels (0 outside)
+    border_n: np.ndarray | None = None  # (H, W, 2) outward unit normal (x, y) of the mask's outline
     _table: np.ndarray | None = None  # per padded pixel: what _sample_depth gathers (made once)
 
     def table(self) -> np.ndarray:
@@ -489,9 +490,14 @@ def _observations(d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray) ->
     _, idx = ndimage.distance_transform_edt(~border, return_indices=True)
     border_ok = ~frame[idx[0], idx[1]]
     inside = ndimage.distance_transform_edt(m)
+    # The outline's outward normal: the gradient of the (smoothed) signed distance to it.
+    sdf = ndimage.gaussian_filter(ndimage.distance_transform_edt(~m) - inside, 1.5)
+    g_row, g_col = np.gradient(sdf)
+    bn = np.stack([g_col, -g_row], axis=-1)
+    bn /= np.maximum(np.linalg.norm(bn, axis=-1, keepdims=True), 1e-12)
     dd = np.where(m, d, np.nan)
     obs = _Obs(depth=dd, mask=m, n=nn, w=np.where(m, 1.0 / (1.0 + 0.1 * np.maximum(w, 0.0)), 0.0),
-               border_idx=idx, border_ok=border_ok, inside=inside)  # fmt: skip
+               border_idx=idx, border_ok=border_ok, inside=inside, border_n=bn)  # fmt: skip
     return obs, ignored
 
 
@@ -663,6 +669,10 @@ class _Fitter:
             sil = inb_s & vis & self._contour(xw_ring, rr, cc) & (nw[:, 2] < 0.5) & (l2 > 0.5) & obs.border_ok[rr, cc]
             br, bc = obs.border_idx[0][rr, cc], obs.border_idx[1][rr, cc]
             bx, by = bc.astype(np.float64), -br.astype(np.float64)
+            # A contour vertex and its border pixel must face the same way (within 60 degrees):
+            # the nearest border pixel of the wrong side (the face's profile against the back
+            # of the head, a gap between chin and neck) is no correspondence.
+            sil &= np.einsum("ij,ij->i", m2, obs.border_n[br, bc]) > 0.5
             if freeze:
                 self.frozen = (vis, sil, bx, by)
         ok, D, nobs, flat, cover, wpix = _sample_depth(obs, xw[:, 0], xw[:, 1])
