@@ -1,8 +1,8 @@
 """Complete heads on a synthetic test set: visible and hidden side errors (README table).
 
 Run: ``python benchmarks/eval_full_head.py --data TEST [--predictions pred.npz] [--shard i/n]
-[--count N] [--out DIR]`` then ``--summarise`` over the shards' files. ``TEST`` is a ``monohead synth``
-folder (its samples' parameters give the whole true heads); the predictions (``normals``,
+[--count N] [--settings JSON] [--out DIR]`` then ``--summarise`` over the shards' files. ``TEST``
+is a ``monohead synth`` folder (its samples' parameters give the whole true heads); the predictions (``normals``,
 ``W``, ``mask`` for every sample, the shipped network mirror-averaged) are computed when not
 given. Per head: :func:`monohead.evaluate.full_head.evaluate_full_head` (the same function as
 the ``monohead experiments`` stage); the per-point errors of all heads are pooled.
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--summarise", action="store_true")
     ap.add_argument("--lam", type=float, default=0.1)
     ap.add_argument("--count", type=int, help="only the first COUNT samples (default all)")
+    ap.add_argument("--settings", default="{}", help="FitSettings overrides as JSON, e.g. '{\"prior\": 8}'")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.summarise:
@@ -67,6 +68,7 @@ def main() -> None:
         print(json.dumps(out, indent=1))
         print(fh.markdown({"summary": s}))
         return
+    settings = fullhead.FitSettings(**json.loads(args.settings))
     ds = SyntheticHeads(args.data)
     version = int((ds.manifest.get("settings") or {}).get("generator_version", 1))
     i, n = (int(x) for x in args.shard.split("/"))
@@ -87,7 +89,7 @@ def main() -> None:
             nl = limit_slope(N[j], m)
             depth = integrate(nl, W[j], args.lam, m)
             t0 = time.perf_counter()
-            fit = fullhead.fit_head(depth, nl, m, W[j])
+            fit = fullhead.fit_head(depth, nl, m, W[j], settings=settings)
             t1 = time.perf_counter()
             full = fullhead.merge_head(fit, depth, m, nl)
             t2 = time.perf_counter()
