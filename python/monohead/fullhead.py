@@ -116,7 +116,7 @@ class FitSettings:
     prior: float = 16.0
     final_prior: float | None = None
     expression_prior: float = 0.5
-    silhouette_weight: float = 4.0
+    silhouette_weight: float = 2.0
     iterations: int = 20
     rigid_iterations: int = 3
     free_iterations: int = 8
