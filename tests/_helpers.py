@@ -3,6 +3,7 @@ written from the conventions' text, independent of monohead's code. Fixtures liv
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -70,3 +71,26 @@ def find_shared_data(*parts: str) -> Path | None:
         if path.exists():
             return path
     return None
+
+
+def fake_set(root, count=12, seed=5, version=2, shard_size=4, size=32):
+    """A data set folder in monohead.synth's layout (``size`` x ``size`` items of ``ToyHeads``), written
+    without rendering; item ``i`` is male-looking when ``i % 3 == 0``."""
+    from monohead.model import ToyHeads
+    from monohead.synth import dataset
+
+    toy = ToyHeads(count, size, seed=seed)
+    settings = {"size": [size, size], "spp": 1, "variant": "none", "max_depth": 1, "sampler": "independent",
+                "generator_version": version}  # fmt: skip
+    manifest = dataset._manifest(seed, count, shard_size, settings)
+    (root / "shards").mkdir(parents=True)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    for k in range(manifest["num_shards"]):
+        start = k * shard_size
+        samples = []
+        for i in range(start, min(start + shard_size, count)):
+            it = toy[i]
+            it["params"] = {"seed": seed, "index": i, "skin": {"sex": "female" if i % 3 else "male"}}
+            samples.append(it)
+        dataset._write_shard(root, k, samples, start, 0.0, dataset._stamp(manifest))
+    return root

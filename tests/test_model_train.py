@@ -16,6 +16,7 @@ import torch
 from monohead import cli, model
 from monohead.model._toy import ToyHeads
 from monohead.model.train import CHECKPOINT, load_checkpoint, read_log
+from tests._helpers import fake_set
 
 # One thread: on a small machine shared with other busy processes, two threads per process
 # wait on each other at every parallel region.
@@ -214,20 +215,23 @@ def test_cli_data_reader_missing_is_a_clear_error(tmp_path, monkeypatch, capsys)
     assert "needs monohead.synth.SyntheticHeads, which could not be imported" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path, workers):
+@pytest.mark.parametrize(("workers", "val_every", "data"), [(0, 100000, "toy"), (1, 100000, "toy"), (1, 2, "shards")])
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path, workers, val_every, data):
     """SIGTERM to the whole process group (as Ctrl-C or ``kill -- -PGID`` do), loader workers
-    included, stops the run cleanly with a checkpoint."""
+    included, stops the run cleanly with a checkpoint, and the process exits (after a validation
+    too: the workers ignore SIGTERM, so one left to the interpreter's exit hung it for ever)."""
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "monohead", "train", "--toy", "16", "--out", str(run), "--width", "4", "--depth", "5"]
-    cmd += ["--batch-size", "4", "--steps", "100000", "--val-count", "4", "--val-every", "100000"]
+    source = ["--toy", "16"] if data == "toy" else ["--data", str(fake_set(tmp_path / "data", count=16))]
+    cmd = [sys.executable, "-m", "monohead", "train", *source, "--out", str(run), "--width", "4", "--depth", "5"]
+    cmd += ["--batch-size", "4", "--steps", "100000", "--val-count", "4", "--val-every", str(val_every)]
     cmd += ["--ckpt-every", "100000", "--workers", str(workers)]
     p = subprocess.Popen(
         cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(r["kind"] == "train" for r in read_log(run)):
+        kind = "val" if val_every < 100000 else "train"
+        while time.monotonic() < deadline and not any(r["kind"] == kind for r in read_log(run)):
             time.sleep(0.2)
         os.killpg(p.pid, signal.SIGTERM)
         out, err = p.communicate(timeout=60)
@@ -240,8 +244,14 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path, workers):
     assert "run the same command again to resume" in err
     step = load_checkpoint(run / CHECKPOINT)["step"]
     assert step >= 1
+    if data == "toy":
+        resumed_on = ToyHeads(16, 64)
+    else:
+        from monohead.synth import SyntheticHeads
+
+        resumed_on = SyntheticHeads(tmp_path / "data")
     r = model.train(
-        ToyHeads(16, 64),
+        resumed_on,
         run,
         model.TrainConfig.from_dict({**load_checkpoint(run / CHECKPOINT)["config"], "steps": step + 1}),
     )

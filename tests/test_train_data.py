@@ -19,6 +19,7 @@ from monohead.model._toy import ToyHeads
 from monohead.model.data import ConcatData, data_summary, dataset_info
 from monohead.model.train import CHECKPOINT, load_checkpoint, read_log
 from monohead.synth import SyntheticHeads, dataset
+from tests._helpers import fake_set
 
 SIZE = 32
 TINY = ["--width", "4", "--depth", "4", "--batch-size", "4", "--val-count", "4", "--val-every", "100",
@@ -26,25 +27,6 @@ TINY = ["--width", "4", "--depth", "4", "--batch-size", "4", "--val-count", "4",
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-def fake_set(root, count=12, seed=5, version=2, shard_size=4):
-    """A data set folder in monohead.synth's layout, written without rendering."""
-    toy = ToyHeads(count, SIZE, seed=seed)
-    settings = {"size": [SIZE, SIZE], "spp": 1, "variant": "none", "max_depth": 1, "sampler": "independent",
-                "generator_version": version}  # fmt: skip
-    manifest = dataset._manifest(seed, count, shard_size, settings)
-    (root / "shards").mkdir(parents=True)
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    for k in range(manifest["num_shards"]):
-        start = k * shard_size
-        samples = []
-        for i in range(start, min(start + shard_size, count)):
-            it = toy[i]
-            it["params"] = {"seed": seed, "index": i, "skin": {"sex": "female" if i % 3 else "male"}}
-            samples.append(it)
-        dataset._write_shard(root, k, samples, start, 0.0, dataset._stamp(manifest))
-    return root
 
 
 def shard(root, k):

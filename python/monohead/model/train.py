@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import io
 import json
 import logging
@@ -661,92 +662,100 @@ def _train(
     Dm.train()
     t_prev = time.perf_counter()
     batches = iter(loader)
-    while True:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            break
-        except Exception:
-            # A data error (damaged shard, corrupt item): keep the last finished step, then stop.
-            if main and step > 0:
-                save(ckpt_path, full=True)
-                emit({"event": "checkpoint", "step": step, "path": str(ckpt_path)})
-            raise
-        t_got = time.perf_counter()
-        data_s += t_got - t_prev
-        torch.manual_seed(sample_seed(cfg.seed, step, 1_000_003 + dist.rank))  # dropout stream
-        x = batch["image"].to(device, non_blocking=True)
-        y = batch["target"].to(device, non_blocking=True)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = y.contiguous(memory_format=torch.channels_last)
-        b = x.shape[0]
-        lr = learning_rate(cfg, step)
-        for opt in (opt_g, opt_d):
-            for group in opt.param_groups:
-                group["lr"] = lr
-        xx = torch.cat([x, x])
-        with autocast():
-            fake = G(x)
-        for p in Dm.parameters():
-            p.requires_grad_(True)
-        for _ in range(cfg.n_critic):
-            opt_d.zero_grad(set_to_none=True)
+    try:
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except Exception:
+                # A data error (damaged shard, corrupt item): keep the last finished step, then stop.
+                if main and step > 0:
+                    save(ckpt_path, full=True)
+                    emit({"event": "checkpoint", "step": step, "path": str(ckpt_path)})
+                raise
+            t_got = time.perf_counter()
+            data_s += t_got - t_prev
+            torch.manual_seed(sample_seed(cfg.seed, step, 1_000_003 + dist.rank))  # dropout stream
+            x = batch["image"].to(device, non_blocking=True)
+            y = batch["target"].to(device, non_blocking=True)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+                y = y.contiguous(memory_format=torch.channels_last)
+            b = x.shape[0]
+            lr = learning_rate(cfg, step)
+            for opt in (opt_g, opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = lr
+            xx = torch.cat([x, x])
             with autocast():
-                s = D(xx, torch.cat([y, fake.detach().to(y.dtype)]))
-            loss_d = critic_loss(s[:b], s[b:])
-            loss_d.backward()
-            opt_d.step()
-        for p in Dm.parameters():
-            p.requires_grad_(False)
-        opt_g.zero_grad(set_to_none=True)
-        with autocast():
-            s2 = Dm(xx, torch.cat([y, fake.to(y.dtype)]))
-        loss_g, adv, l2 = generator_loss(s2[b:], fake, y, cfg.lambda_l2)
-        loss_g.backward()
-        opt_g.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        step += 1
-        images_seen += cfg.batch_size
-        images_this_call += cfg.batch_size
-        acc["loss_critic"] += loss_d.item()
-        acc["loss_adv"] += adv.item()
-        acc["loss_l2"] += l2.item()
-        acc["wasserstein"] += -loss_d.item()
-        acc["n"] += 1
-        t_prev = time.perf_counter()
-        step_s += t_prev - t_got
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            n = acc.pop("n")
-            rec = {
-                "kind": "train",
-                "step": step,
-                "images_seen": images_seen,
-                "lr": lr,
-                **{k: v / n for k, v in acc.items()},
-                "images_per_second": n * cfg.batch_size / max(data_s + step_s, 1e-9),
-                "data_seconds": data_s / n,
-                "step_seconds": step_s / n,
-            }
-            data_total += data_s
-            step_total += step_s
-            if main:
-                _append_log(run, rec)
-            emit({"event": "step", **rec, "steps": cfg.steps})
-            acc = {k: 0.0 for k in ("loss_critic", "loss_adv", "loss_l2", "wasserstein")} | {"n": 0}
-            data_s = step_s = 0.0
-        if main and (step % cfg.val_every == 0 or step == cfg.steps):
-            validate()
-        stop_now = dist.any(bool(should_stop and should_stop()), device)
-        if step % cfg.ckpt_every == 0 or step == cfg.steps or stop_now:
-            if main:
-                save(ckpt_path, full=True)
-                emit({"event": "checkpoint", "step": step, "path": str(ckpt_path)})
-        if stop_now:
-            stopped = True
-            break
-        t_prev = time.perf_counter()
+                fake = G(x)
+            for p in Dm.parameters():
+                p.requires_grad_(True)
+            for _ in range(cfg.n_critic):
+                opt_d.zero_grad(set_to_none=True)
+                with autocast():
+                    s = D(xx, torch.cat([y, fake.detach().to(y.dtype)]))
+                loss_d = critic_loss(s[:b], s[b:])
+                loss_d.backward()
+                opt_d.step()
+            for p in Dm.parameters():
+                p.requires_grad_(False)
+            opt_g.zero_grad(set_to_none=True)
+            with autocast():
+                s2 = Dm(xx, torch.cat([y, fake.to(y.dtype)]))
+            loss_g, adv, l2 = generator_loss(s2[b:], fake, y, cfg.lambda_l2)
+            loss_g.backward()
+            opt_g.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            step += 1
+            images_seen += cfg.batch_size
+            images_this_call += cfg.batch_size
+            acc["loss_critic"] += loss_d.item()
+            acc["loss_adv"] += adv.item()
+            acc["loss_l2"] += l2.item()
+            acc["wasserstein"] += -loss_d.item()
+            acc["n"] += 1
+            t_prev = time.perf_counter()
+            step_s += t_prev - t_got
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                n = acc.pop("n")
+                rec = {
+                    "kind": "train",
+                    "step": step,
+                    "images_seen": images_seen,
+                    "lr": lr,
+                    **{k: v / n for k, v in acc.items()},
+                    "images_per_second": n * cfg.batch_size / max(data_s + step_s, 1e-9),
+                    "data_seconds": data_s / n,
+                    "step_seconds": step_s / n,
+                }
+                data_total += data_s
+                step_total += step_s
+                if main:
+                    _append_log(run, rec)
+                emit({"event": "step", **rec, "steps": cfg.steps})
+                acc = {k: 0.0 for k in ("loss_critic", "loss_adv", "loss_l2", "wasserstein")} | {"n": 0}
+                data_s = step_s = 0.0
+            if main and (step % cfg.val_every == 0 or step == cfg.steps):
+                validate()
+            stop_now = dist.any(bool(should_stop and should_stop()), device)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps or stop_now:
+                if main:
+                    save(ckpt_path, full=True)
+                    emit({"event": "checkpoint", "step": step, "path": str(ckpt_path)})
+            if stop_now:
+                stopped = True
+                break
+            t_prev = time.perf_counter()
+    finally:
+        # Shut the loader's workers down here, not at interpreter exit: they ignore SIGTERM (see
+        # _worker_ignores_stop_signals), and multiprocessing's exit handler would send them SIGTERM
+        # and wait for them forever if something (a reference cycle through this frame, say)
+        # still held the iterator then.
+        del batches
+        gc.collect()
     data_total += data_s
     step_total += step_s
     wall = time.perf_counter() - t_call
