@@ -50,7 +50,10 @@ def main() -> None:
         fullhead.merge_head(fit, rec.depth, rec.mask, n, rec.crop)
         fit_t.append(t1 - t0)
         merge_t.append(time.perf_counter() - t1)
-    ms = lambda a: (float(np.mean(a)) * 1e3, float(np.median(a)) * 1e3, float(np.min(a)) * 1e3)
+
+    def ms(a):
+        return float(np.mean(a)) * 1e3, float(np.median(a)) * 1e3, float(np.min(a)) * 1e3
+
     print(f"astronaut 512x512, {args.runs} runs each after warm-up (ms): mean / median / best")
     for name, a in (
         ("photo -> mesh", base),
