@@ -4,7 +4,7 @@ preserving solves. Prints Markdown tables (the README's); ``--json PATH`` keeps 
     python benchmarks/diligent.py [--objects bear harvest] [--size 1024] [--repeats 3] [--json out.json]
 
 Part 1, DiLiGenT: the objects found in the shared data folder (``$MONOHEAD_SHARED/data``, else
-``<repo>/../shared/data``, else ``/work/shared/data``: ``normal-maps/diligent_<name>.npz``, never
+``<repo>/../shared/data``: ``normal-maps/diligent_<name>.npz``, never
 part of the repository; objects that are absent are skipped with a message). Each is integrated
 with its K (perspective) by the smooth solve (``sharpness=None``) and by ``sharpness=2``; MADE as
 BiNI computes it (``scale = median(depth_gt / depth)``, ``MADE = mean |scale depth - depth_gt|``,
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,11 +34,9 @@ from problems import LAM, make
 
 
 def shared_data() -> Path | None:
-    roots = [os.environ.get("MONOHEAD_SHARED"), Path(__file__).resolve().parents[1].parent / "shared", "/work/shared"]
-    for root in roots:
-        if root and Path(root, "data", "normal-maps").is_dir():
-            return Path(root, "data", "normal-maps")
-    return None
+    from monohead._env import shared_data as find
+
+    return find("normal-maps")
 
 
 def best_of(repeats: int, fn):

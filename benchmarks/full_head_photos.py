@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/full_head_photos.py [--photos DIR] [--out docs/full_head_photos.png]``.
 The photos are read at run time from ``$MONOHEAD_SHARED/data/real-photos`` (else
-``<repo>/../shared`` or ``/work/shared``); they are not part of the project, and the sheet
+``<repo>/../shared``; ``monohead._env.shared_data``); they are not part of the project, and the sheet
 shows no pixel of them: each row is the photo's name, the 2.5D mesh from the front (grey
 shading) and the complete head (``reconstruct(..., full_head=True)``) from the front, the side
 and the back.
@@ -22,11 +22,9 @@ import numpy as np
 
 
 def _photos_dir() -> Path | None:
-    repo = Path(__file__).resolve().parents[1]
-    for root in (os.environ.get("MONOHEAD_SHARED"), repo.parent / "shared", "/work/shared"):
-        if root and (Path(root) / "data" / "real-photos").is_dir():
-            return Path(root) / "data" / "real-photos"
-    return None
+    from monohead._env import shared_data
+
+    return shared_data("real-photos")
 
 
 def main() -> None:

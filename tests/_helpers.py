@@ -4,7 +4,6 @@ written from the conventions' text, independent of monohead's code. Fixtures liv
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -55,22 +54,12 @@ def perspective_sphere(H=48, W=56, f=70.0, center=(0.15, -0.1, 4.0), radius=1.0,
     return normals, z, mask, K
 
 
-def shared_data_roots() -> list[Path]:
-    """Candidate shared folders, in order: ``$MONOHEAD_SHARED``, ``<repo>/../shared``, ``/work/shared``.
-
-    (A worktree under /work/wt has no ``<repo>/../shared``: the last fallback finds the
-    project's shared folder there.)"""
-    roots = [os.environ.get("MONOHEAD_SHARED"), REPO.parent / "shared", "/work/shared"]
-    return [Path(r) for r in roots if r]
-
-
 def find_shared_data(*parts: str) -> Path | None:
-    """``<shared>/data/<parts...>`` in the first root that has it, or ``None``."""
-    for root in shared_data_roots():
-        path = root.joinpath("data", *parts)
-        if path.exists():
-            return path
-    return None
+    """``<shared>/data/<parts...>`` (``$MONOHEAD_SHARED``, else ``<repo>/../shared``), or ``None``:
+    the package's own lookup, so that the tests read what the CLI and the benchmarks read."""
+    from monohead._env import shared_data
+
+    return shared_data(*parts)
 
 
 def fake_set(root, count=12, seed=5, version=2, shard_size=4, size=32):

@@ -43,8 +43,8 @@ def shared_data() -> Callable[..., Path]:
         path = find_shared_data(*parts)
         if path is None:
             pytest.skip(
-                f"shared data absent: data/{'/'.join(parts)} under $MONOHEAD_SHARED, <repo>/../shared "
-                "or /work/shared (not part of the repository)"
+                f"shared data absent: data/{'/'.join(parts)} under $MONOHEAD_SHARED or <repo>/../shared "
+                "(not part of the repository)"
             )
         return path
 

@@ -10,9 +10,8 @@
    underscore are public to the package. Dunders (``__version__``) are not private.
 3. No ``print(`` in the package outside ``cli.py`` (library code logs or calls back).
 4. No machine paths (``/work/...``, ``/home/...``, ``/tmp/...``) in string literals of the package
-   or the tests (docstrings aside); the one exception is the documented fallback root of the
-   shared data folder, ``/work/shared`` itself (after ``$MONOHEAD_SHARED`` and
-   ``<repo>/../shared``), never a path under it.
+   or the tests (docstrings aside), none excepted: the shared data folder is found through
+   ``$MONOHEAD_SHARED`` or beside the repository (``monohead._env.shared_data``).
 
 The checker is tested on a small planted package, so each rule is shown able to fail.
 """
@@ -34,7 +33,7 @@ PRINT_ALLOWED = {"monohead.cli"}
 # Built from parts so that this file does not contain the paths it looks for.
 _ROOTS = ("work", "home", "Users", "root", "tmp", "mnt", "scratch")
 MACHINE_PATH = re.compile("(?<![\\w.~])/(?:" + "|".join(_ROOTS) + ")/[^\\s'\"),;:]*")
-ALLOWED_PATHS = {"/" + "work/shared"}
+ALLOWED_PATHS: set[str] = set()  # none: a machine path is a machine path
 
 
 @dataclass(frozen=True)
@@ -323,8 +322,7 @@ PLANTED = {
         "from .b import shown\n"
         "class D:\n"
         '    """Data from /' + 'home/someone/."""\n'  # a docstring: not flagged
-        "ROOT = '/" + "work/shared'\n"  # the documented fallback root: not flagged
-        "WHY = 'absent: set $MONOHEAD_SHARED or use /" + "work/shared.'\n"  # nor in a message
+        "ROOT = '/" + "work/shared'\n"  # a root folder alone: flagged too
         "BAD = 'see /" + "home/me/notes.txt'\n"  # flagged
     ),
 }
@@ -357,8 +355,9 @@ def test_checker_finds_planted_prints_and_paths(tmp_path):
     assert prints(tmp_path, "pkg", {"pkg.cli"}) == ["pkg.a:5"]
     assert prints(tmp_path, "pkg", set()) == ["pkg.a:5", "pkg.cli:1"]
     files = sorted((tmp_path / "pkg").glob("*.py"))
-    # c.py's literal and d.py's BAD are flagged; d.py's docstring and the shared root are not.
+    # c.py's literal, d.py's ROOT and BAD are flagged; d.py's docstring is not.
     assert machine_paths(files, tmp_path) == [
         "pkg/c.py:2: '/" + "work/shared/data/x.npz'",
-        "pkg/d.py:7: 'see /" + "home/me/notes.txt'",
+        "pkg/d.py:5: '/" + "work/shared'",
+        "pkg/d.py:6: 'see /" + "home/me/notes.txt'",
     ]

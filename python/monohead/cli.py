@@ -846,18 +846,6 @@ def _print_synth_asset(r: dict[str, Any]) -> None:
         print(f"licence -> {r['license']}", file=sys.stderr)
 
 
-def _shared_data(name: str) -> Path | None:
-    """``<shared>/data/<name>`` (``MONOHEAD_SHARED``, else ``../shared`` beside the repository,
-    else ``/work/shared``), or ``None`` when absent."""
-    import os
-
-    roots = [os.environ.get("MONOHEAD_SHARED"), str(Path(__file__).resolve().parents[3] / "shared"), "/work/shared"]
-    for root in roots:
-        if root and (Path(root) / "data" / name).is_dir():
-            return Path(root) / "data" / name
-    return None
-
-
 def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
     from ._io import atomic_write_bytes
     from .geometry import encode_png
@@ -865,7 +853,9 @@ def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.count < 1:
         raise CliError(f"--count must be at least 1; got {args.count}")
-    photos_dir = Path(args.photos) if args.photos else _shared_data("real-photos")
+    from ._env import shared_data
+
+    photos_dir = Path(args.photos) if args.photos else shared_data("real-photos")
     if args.photos and not photos_dir.is_dir():
         raise CliError(f"photos folder does not exist: {photos_dir}")
     out = Path(args.out)
