@@ -124,3 +124,23 @@ def test_normals_facing_away_from_the_camera():
 def test_x0_must_be_positive_under_K(flat_normals):
     with pytest.raises(ValueError, match="x0 must be a positive depth"):
         monohead.integrate(flat_normals, K=_K(), x0=np.zeros((4, 5)))
+
+
+def test_depth_mesh_back_projects_with_K_and_keeps_pixels_without():
+    """The mesh the CLI writes for `monohead integrate --mesh`: a plane at depth 5 seen through K
+    lies at Z = -5 with X = 5 (c - cx) / fx and Y = -5 (r - cy) / fy; without K the vertices are
+    (c, -r, h) in pixels; NaN pixels are left out of both."""
+    K = np.array([[40.0, 0.0, 3.5], [0.0, 50.0, 2.0], [0.0, 0.0, 1.0]])
+    depth = np.full((5, 8), 5.0)
+    depth[0, 0] = np.nan
+    rows, cols = np.nonzero(np.isfinite(depth))
+    mesh = perspective.depth_mesh(depth, K)
+    assert len(mesh.vertices) == depth.size - 1
+    np.testing.assert_allclose(mesh.vertices[:, 2], -5.0)
+    np.testing.assert_allclose(mesh.vertices[:, 0], 5.0 * (cols - 3.5) / 40.0)
+    np.testing.assert_allclose(mesh.vertices[:, 1], -5.0 * (rows - 2.0) / 50.0)
+    flat = perspective.depth_mesh(depth)
+    np.testing.assert_allclose(flat.vertices, np.column_stack([cols, -rows, np.full(rows.size, 5.0)]))
+    np.testing.assert_array_equal(flat.faces, mesh.faces)
+    # counter-clockwise seen from the camera: face normals point back toward it (+z in both frames)
+    assert (mesh.face_normals[:, 2] > 0).all()

@@ -205,14 +205,9 @@ def _cmd_integrate(args: argparse.Namespace) -> dict[str, Any]:
     files: dict[Path, bytes] = {}
     mesh = None
     if mesh_path is not None:
-        from . import geometry
+        from .integration.perspective import depth_mesh
 
-        m = np.isfinite(depth)
-        mesh = geometry.depth_to_mesh(depth, m)
-        if K is not None:
-            from .integration.perspective import backproject
-
-            mesh.vertices = backproject(depth, m, K)
+        mesh = depth_mesh(depth, K)
         data_mesh = mesh.export(file_type=mesh_path.suffix.lower()[1:])
         files[mesh_path] = data_mesh.encode("utf-8") if isinstance(data_mesh, str) else data_mesh
     buf = io.BytesIO()

@@ -35,6 +35,7 @@ __all__ = [
     "K_from_bini",
     "backproject",
     "check_K",
+    "depth_mesh",
     "made",
     "check_normals_facing_camera",
     "facing_denominator",
@@ -262,6 +263,30 @@ def backproject(depth: Any, mask: Any, K: Any) -> np.ndarray:
     rows, cols = np.nonzero(m)
     zz = z[rows, cols]
     return np.column_stack([zz * (cols - cx) / fx, -zz * (rows - cy) / fy, -zz])
+
+
+def depth_mesh(depth: Any, K: Any = None) -> Any:
+    """Triangle mesh (``trimesh.Trimesh``) of an integrated depth map, over its finite pixels.
+
+    Args:
+        depth: ``(H, W)`` result of :func:`monohead.integrate`, NaN outside its domain: height
+            toward the viewer in pixels (orthographic), or depth along the optical axis when
+            ``K`` is given.
+        K: ``None`` (orthographic) or the ``(3, 3)`` OpenCV intrinsics the depth was integrated with.
+
+    Returns:
+        The mesh of :func:`monohead.geometry.depth_to_mesh` (one vertex per finite pixel in
+        row-major order, two counter-clockwise triangles per full 2x2 block); with ``K`` its
+        vertices are moved to the camera-frame points of :func:`backproject`.
+    """
+    from ..geometry import depth_to_mesh
+
+    z = np.asarray(depth, dtype=np.float64)
+    mask = np.isfinite(z)
+    mesh = depth_to_mesh(z, mask)
+    if K is not None:
+        mesh.vertices = backproject(z, mask, K)
+    return mesh
 
 
 def made(depth: Any, depth_gt: Any) -> float:
