@@ -50,49 +50,11 @@ defaults), :mod:`~monohead.experiments.testset` (test set assembly),
 
 from __future__ import annotations
 
-from .report import render_report, sweep_markdown, table1_markdown, table2_markdown
-from .run import run_experiments
-from .settings import (
-    DEFAULT_COUNT,
-    DEFAULT_LAMS,
-    DEFAULT_SEED,
-    DEFAULT_SIZE,
-    ICP_STRIDE,
-    MIN_PIXELS,
-    PAPER_LAMBDA,
-    PAPER_TABLE1,
-    PAPER_TABLE2,
-    PHOTOS,
-    STAGES,
-    THETA,
-    Callback,
-)
-from .testset import Subset, TestSet, balanced_indices, balanced_subset, load_test_set, make_test_set, select_balanced
+# The package's names are its modules' __all__, re-exported as one namespace.
+from . import report, run, settings, testset
+from .report import *  # noqa: F403  # re-export: report.__all__ is the list
+from .run import *  # noqa: F403  # re-export: run.__all__ is the list
+from .settings import *  # noqa: F403  # re-export: settings.__all__ is the list
+from .testset import *  # noqa: F403  # re-export: testset.__all__ is the list
 
-__all__ = [
-    "DEFAULT_COUNT",
-    "DEFAULT_LAMS",
-    "DEFAULT_SEED",
-    "DEFAULT_SIZE",
-    "ICP_STRIDE",
-    "MIN_PIXELS",
-    "PAPER_LAMBDA",
-    "PAPER_TABLE1",
-    "PAPER_TABLE2",
-    "PHOTOS",
-    "STAGES",
-    "THETA",
-    "Callback",
-    "Subset",
-    "TestSet",
-    "balanced_indices",
-    "balanced_subset",
-    "load_test_set",
-    "make_test_set",
-    "render_report",
-    "run_experiments",
-    "select_balanced",
-    "sweep_markdown",
-    "table1_markdown",
-    "table2_markdown",
-]
+__all__ = sorted({*settings.__all__, *testset.__all__, *report.__all__, *run.__all__})

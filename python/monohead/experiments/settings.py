@@ -23,9 +23,7 @@ __all__ = [
     "STAGES",
     "THETA",
     "Callback",
-    "check_count",
-    "check_lams",
-]
+]  # check_count and check_lams are the package's own argument checks (imported by name in run.py)
 
 #: Seed of the test set: the training data sets use small seeds (0, 1, ...); sample ``i`` of seed
 #: ``s`` draws from ``SeedSequence(s, spawn_key=(i,))``, so other seeds give independent samples.
