@@ -312,7 +312,8 @@ def plot_curves(records: list[dict[str, Any]]) -> bytes:
         a.set_xlabel("training images seen")
         a.grid(alpha=0.3)
     for a in axes[1]:
-        if len(xv) > 1:
+        # log x only over a decade or more (below that matplotlib labels the minor ticks, which overlap)
+        if len(xv) > 1 and min(xv) > 0 and max(xv) >= 10 * min(xv):
             a.set_xscale("log")
     if x and min(r["loss_l2"] for r in tr) > 0:
         axes[0, 0].set_yscale("log")
