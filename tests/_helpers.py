@@ -83,3 +83,36 @@ def fake_set(root, count=12, seed=5, version=2, shard_size=4, size=32):
             samples.append(it)
         dataset._write_shard(root, k, samples, start, 0.0, dataset._stamp(manifest))
     return root
+
+
+def cuda_devices(cupy) -> tuple[int, str]:
+    """``(count, why)``: the CUDA devices CuPy sees, and why none when the count is 0 (CuPy raises
+    its own runtime error types when there is no driver)."""
+    try:
+        count = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as exc:  # no driver, no device
+        return 0, str(exc)
+    return count, "no device"
+
+
+def require_cupy():
+    """CuPy with a CUDA device, or the test is skipped with the reason (GPU tests run where there is one)."""
+    import pytest
+
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install monohead[cuda])")
+    count, why = cuda_devices(cupy)
+    if count < 1:
+        pytest.skip(f"CuPy sees no CUDA device: {why}")
+    return cupy
+
+
+def require_torch_cuda():
+    """torch with a CUDA device and CuPy (the CUDA path of monohead.torch runs the CuPy solver),
+    or the test is skipped with the reason."""
+    import pytest
+
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install monohead[torch])")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    require_cupy()
+    return torch

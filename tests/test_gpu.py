@@ -14,29 +14,19 @@ import pytest
 
 import monohead
 from monohead.integration import ConvergenceWarning, generic, surfaces
+from tests._helpers import require_cupy, require_torch_cuda
 
 pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture(scope="module")
 def cp():
-    cupy = pytest.importorskip("cupy")
-    try:
-        ndev = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # no driver, no device
-        pytest.skip(f"no CUDA device: {exc}")
-    if ndev < 1:
-        pytest.skip("no CUDA device")
-    return cupy
+    return require_cupy()
 
 
 @pytest.fixture(scope="module")
 def torch_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch has no CUDA device")
-    pytest.importorskip("cupy")
-    return torch
+    return require_torch_cuda()
 
 
 def head_problem(size=64, B=None):

@@ -33,7 +33,13 @@ from scipy import ndimage
 
 import monohead
 from monohead.integration import ConvergenceWarning, SolveInfo, generic, surfaces
-from tests._helpers import perspective_sphere, tricky_mask, unit_normals_from_gradients
+from tests._helpers import (
+    perspective_sphere,
+    require_cupy,
+    require_torch_cuda,
+    tricky_mask,
+    unit_normals_from_gradients,
+)
 from tests._reference import (
     reference_perspective_slopes,
     reference_solve,
@@ -48,23 +54,13 @@ DTYPES = [np.float32, np.float64]
 
 # ============================================================================ backends
 def _cupy():
-    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install monohead[cuda])")
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # no driver: CuPy raises its own runtime error types
-        pytest.skip(f"CuPy has no CUDA device: {exc}")
-    if count < 1:
-        pytest.skip("CuPy sees no CUDA device")
-    return cupy
+    return require_cupy()
 
 
 def _torch(device: str):
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install monohead[torch])")
     if device == "cuda":
-        if not torch.cuda.is_available():
-            pytest.skip("torch has no CUDA device")
-        _cupy()  # the CUDA path of monohead.torch runs the CuPy solver
-    return torch
+        return require_torch_cuda()
+    return pytest.importorskip("torch", reason="torch is not installed (pip install monohead[torch])")
 
 
 @dataclass(frozen=True)
