@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from monohead.synth import body, check, facial_hair, hair, headwear, occluders
+from monohead.synth import body, check, facial_hair, hair, headwear, occluders, render
 from monohead.synth.generator import VERSIONS, Generator, sample_params
 
 
@@ -287,3 +287,32 @@ def test_occluders_build(gen, kind):
     assert np.ptp(hand[:, 1]) > 40.0  # forearm to fingertips, cm
     open_, fist = occluders.hand_mesh(0.0, 0.0), occluders.hand_mesh(1.0, 0.0)
     assert fist[:, 1].max() < open_[:, 1].max() - 3.0  # curling shortens the reach of the fingers
+
+
+def test_hair_buffer_always_ends_with_a_hidden_strand(gen):
+    """Seed 22, sample 593: its goatee filled the last hair bucket exactly, the visible strand
+    was the last of the curve buffer and Mitsuba (llvm_ad_rgb) crashed with a segmentation
+    fault. The buffer now always ends with a hidden strand; other counts keep their buffer."""
+    p = gen.params(22, 593)
+    assert p["beard"]["style"] == "goatee"
+    strands = np.asarray(gen.scene_arrays(p).hair, np.float32)
+    assert strands.shape == (8192, 8, 4)  # exactly HAIR_BUCKETS[-1] control points
+    inside = np.array([1.0, 2.0, 3.0])
+    buf = render.pad_hair(strands, inside)
+    assert buf.shape[0] * buf.shape[1] == render.HAIR_SPILL
+    np.testing.assert_array_equal(buf[: len(strands)], strands)
+    pad = buf[len(strands) :]
+    assert len(pad) >= 1
+    np.testing.assert_allclose(pad[:, 0, :3], np.broadcast_to(inside, (len(pad), 3)), atol=1e-6)
+    assert (pad[..., 3] == np.float32(1e-3)).all()
+    # Every other count keeps the bucket it always had; a bucket filled exactly moves on.
+    for k in (4, 8, 16):
+        for b in render.HAIR_BUCKETS[1:]:
+            below = render.pad_hair(np.zeros((b // k - 1, k, 4)), inside)
+            assert below.shape == (b // k, k, 4)
+            filled = render.pad_hair(np.zeros((b // k, k, 4)), inside)
+            assert filled.shape[0] > b // k
+            assert (filled[b // k :, :, 3] == np.float32(1e-3)).all()
+        with pytest.raises(ValueError, match="at most 65536 hair control points"):
+            render.pad_hair(np.zeros((render.HAIR_BUCKETS[-1] // k + 1, k, 4)), inside)
+    assert render.pad_hair(np.zeros((0, 4, 4)), inside).shape == (1, 4, 4)

@@ -56,6 +56,7 @@ __all__ = [
     "cuda_available",
     "facing_mask",
     "find_llvm",
+    "pad_hair",
     "select_variant",
 ]
 
@@ -84,7 +85,12 @@ HAIR_BUCKETS = (4, 16384, 32768, 65536)
 number of curve control points and segments into its kernels, so these counts, with the
 styles' points per strand (:data:`monohead.synth.hair.STYLE_POINTS`), make four kernels in
 all instead of one per hairstyle (the last bucket is only reached by version-2 scenes whose
-facial hair adds strands to the scalp's)."""
+facial hair adds strands to the scalp's). A scene holds at most ``HAIR_BUCKETS[-1]`` control
+points of hair; the buffer always ends with at least one hidden strand (:func:`pad_hair`), so
+strands that fill a bucket exactly go into the next one (:data:`HAIR_SPILL` after the last)."""
+
+HAIR_SPILL = HAIR_BUCKETS[-1] + 1024
+"""The curve buffer of a scene whose strands fill ``HAIR_BUCKETS[-1]`` exactly (one more kernel)."""
 
 _REDO_BLOCK = 64  # rays traced again from inside the skin are padded to a multiple of this
 _STEP = 1e-3  # pixels: how far past an occluder's surface the ground-truth ray goes on
@@ -334,6 +340,37 @@ def _split(faces: np.ndarray, corner_uv: np.ndarray) -> tuple[np.ndarray, np.nda
     key = faces.astype(np.int64) * (1 << 32) + corner_uv
     uniq, inv = np.unique(key.ravel(), return_inverse=True)
     return (uniq >> 32).astype(np.int64), (uniq & 0xFFFFFFFF).astype(np.int64), inv.reshape(-1, 3)
+
+
+def pad_hair(strands: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The hair curve buffer of a scene: ``strands (N, K, 4)`` (x, y, z, radius per control
+    point, world frame, pixels; ``K >= 4``, or ``N = 0``) followed by tiny hidden strands at
+    ``inside`` (a point inside the head: never seen, never in the way), ``(n, max(K, 4), 4)``
+    float32 with ``n * K`` a :data:`HAIR_BUCKETS` count (or :data:`HAIR_SPILL`).
+
+    The buffer always ends with at least one hidden strand: a visible strand must never be the
+    last of the curve. With ``llvm_ad_rgb``, Mitsuba 3.9.1 crashes (segmentation fault in the
+    compiled path-tracing kernel) when a path hits the final segment of the curve buffer in
+    some scenes (seed 22, sample 593 of generator version 2: a goatee that filled the last
+    bucket exactly), most likely through the out-of-range segment index that Mitsuba later
+    clamps in the B-spline curve's partial derivatives. So strands that fill a bucket exactly go
+    into the next bucket; any other strand count keeps the bucket, and the buffer, it always had.
+
+    Raises:
+        ValueError: more than ``HAIR_BUCKETS[-1]`` control points.
+    """
+    hair = np.asarray(strands, np.float32)
+    k = max(hair.shape[1], 4) if hair.ndim == 3 else 4
+    used = hair.shape[0] * k
+    if used > HAIR_BUCKETS[-1]:
+        raise ValueError(f"at most {HAIR_BUCKETS[-1]} hair control points; got {used}")
+    total = next(b for b in (*HAIR_BUCKETS, HAIR_SPILL) if b >= used + k and b % k == 0)
+    n = total // k
+    pad = np.zeros((n - hair.shape[0], k, 4), np.float32)
+    pad[..., :3] = np.asarray(inside, np.float32)
+    pad[..., 2] += np.linspace(0.0, 1e-2, k, dtype=np.float32)
+    pad[..., 3] = 1e-3
+    return np.concatenate([hair.reshape(-1, k, 4), pad]) if len(hair) else pad
 
 
 def _bspline_segments(n: int, k: int) -> np.ndarray:
@@ -815,20 +852,9 @@ class Renderer:
 
     @staticmethod
     def _hair(mi: Any, strands: np.ndarray, inside: np.ndarray) -> tuple[Any, Any, int]:
-        """Curve buffers of ``strands (N, K, 4)``, padded to a :data:`HAIR_BUCKETS` count of
-        control points with tiny strands at ``inside`` (a point inside the head): never seen,
-        never in the way."""
-        hair = np.asarray(strands, np.float32)
-        k = max(hair.shape[1], 4)
-        total = next((b for b in HAIR_BUCKETS if b >= hair.shape[0] * k and b % k == 0), None)
-        if total is None:
-            raise ValueError(f"at most {HAIR_BUCKETS[-1]} hair control points; got {hair.shape[0] * k}")
-        n = total // k
-        pad = np.zeros((n - hair.shape[0], k, 4), np.float32)
-        pad[..., :3] = np.asarray(inside, np.float32)
-        pad[..., 2] += np.linspace(0.0, 1e-2, k, dtype=np.float32)
-        pad[..., 3] = 1e-3
-        full = np.concatenate([hair.reshape(-1, k, 4), pad]) if len(hair) else pad
+        """Curve buffers of ``strands (N, K, 4)`` padded by :func:`pad_hair`."""
+        full = pad_hair(strands, inside)
+        n, k = full.shape[:2]
         return _floats(mi, full), _uints(mi, _bspline_segments(n, k)), int(n * k)
 
     def _set_mesh(self, name: str, vertices: np.ndarray, faces: np.ndarray) -> None:
