@@ -49,7 +49,7 @@ def main() -> None:
                     per.append(
                         {
                             side: {m: z[f"{side}_{m}_{k}"] for m in fh.METHODS if f"{side}_{m}_{k}" in z.files}
-                            for side in ("visible", "hidden")
+                            for side in fh.SIDES
                         }
                     )
                 times += meta["times"]
@@ -57,8 +57,14 @@ def main() -> None:
                 failed += meta["failed"]
         s = fh.summarise(per)
         t = np.array(times)
+        ratios = {
+            side: s[side]["full"]["mean"] / s[side]["mean"]["mean"]
+            for side in ("hidden", "hidden_head")
+            if "full" in s.get(side, {}) and "mean" in s[side]
+        }
         out = {
             "summary": s,
+            "hidden_ratio_to_mean_head": ratios,
             "heads": len(per),
             "converged": conv,
             "failed": failed,
@@ -100,7 +106,7 @@ def main() -> None:
             print(f"{j}: {exc}", file=sys.stderr)
             continue
         k = meta["heads"]
-        for side in ("visible", "hidden"):
+        for side in fh.SIDES:
             for name, err in e[side].items():
                 arrays[f"{side}_{name}_{k}"] = err.astype(np.float32)
         meta["heads"] += 1

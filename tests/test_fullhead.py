@@ -281,6 +281,145 @@ def test_self_intersections_finds_crossing_triangles() -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# A perspective camera: fit_head(..., K=K)
+
+#: A short focal length (the pivot 110 px from the pinhole, the head about 55 px wide: a
+#: selfie): the nose is about a third nearer than the head's centre.
+FOCAL = 110.0
+
+
+def _render_perspective(vertices: np.ndarray, faces: np.ndarray, f: float, size: int = SIZE):
+    """Pinhole ray casting (the frame of the synthetic v2 camera: the pinhole at
+    ``(cx, -cy, f)``, pixel ``(r, c)`` looking at ``(c, -r, 0)``): depth along the optical axis
+    (NaN off the head), normals, mask (surface facing the pinhole)."""
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    cx = cy = (size - 1) / 2
+    r, c = np.mgrid[0:size, 0:size]
+    eye = np.array([cx, -cy, f])
+    dirs = np.column_stack([c.ravel() - cx, -r.ravel() + cy, np.full(r.size, -f)])
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    origins = np.tile(eye, (r.size, 1))
+    loc, ray, tri = mesh.ray.intersects_location(origins, dirs, multiple_hits=False)
+    Z = np.full(r.size, np.nan)
+    normals = np.zeros((r.size, 3))
+    fn = mesh.face_normals[tri]
+    ok = np.einsum("ij,ij->i", fn, eye - loc) > 0.05 * np.linalg.norm(eye - loc, axis=1)
+    Z[ray[ok]] = f - loc[ok, 2]
+    normals[ray[ok]] = fn[ok]
+    K = np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
+    return Z.reshape(size, size), normals.reshape(size, size, 3), np.isfinite(Z).reshape(size, size), K
+
+
+@pytest.fixture(scope="module")
+def persp_scene(model: HeadModel) -> dict:
+    rng = np.random.default_rng(11)
+    y = rng.standard_normal(model.num_identities) * 0.8
+    w = np.zeros(model.num_expressions)
+    R = _rotation(-30.0, 6.0, 4.0)
+    s = 0.6 * SIZE / 18.5
+    t = np.array([SIZE / 2 - 0.5, -SIZE / 2 + 3.0, 0.0])  # the pivot on the reference plane
+    verts = (model.shape(y, w) - fullhead.PIVOT) @ (s * R).T + t
+    faces = model.faces[model.region_faces(list(SKIN_REGIONS) + list(EYE_REGIONS))]
+    Z, normals, mask, K = _render_perspective(verts, faces, FOCAL)
+    return {"y": y, "R": R, "s": s, "t": t, "verts": verts, "skin": model.faces[model.region_faces(list(SKIN_REGIONS))],
+            "Z": Z, "normals": normals, "mask": mask, "K": K, "offset": 0.0}  # fmt: skip
+
+
+def test_perspective_fit_recovers_the_head_where_the_orthographic_one_is_biased(
+    persp_scene: dict, model: HeadModel
+) -> None:
+    sc = persp_scene
+    scale = 0.01  # the integrator's gauge: the depth along the axis is known up to a factor
+    fit = fit_head(sc["Z"] * scale, sc["normals"], sc["mask"], K=sc["K"], model=model, settings=EXACT)
+    ypr = np.array(fullhead.yaw_pitch_roll(fit.rotation))
+    assert np.abs(ypr - [-30.0, 6.0, 4.0]).max() < 3.0, ypr
+    assert abs(fit.scale / sc["s"] - 1.0) < 0.05, fit.scale / sc["s"]
+    assert np.abs(fit.translation - sc["t"]).max() < 2.0, fit.translation
+    assert abs(fit.depth_scale * scale - 1.0) < 0.05, fit.depth_scale
+    assert fit.params()["camera"] == sc["K"].tolist()
+    persp_err = _hidden_error(sc, fit.model_mesh())
+    # The same maps read orthographically (height fx - Z at each pixel, as if the rays were
+    # parallel): the shape is the perspective-distorted head, the fit is biased.
+    ortho = fit_head(FOCAL - sc["Z"], sc["normals"], sc["mask"], model=model, settings=EXACT)
+    ortho_err = _hidden_error(sc, ortho.model_mesh())
+    assert persp_err < 0.6, persp_err  # 0.31 px
+    assert persp_err < 0.4 * ortho_err, (persp_err, ortho_err)  # 2.1 px
+    # The merge puts the visible region on the observed surface along the rays, watertight.
+    mesh = merge_head(fit, sc["Z"] * scale, sc["mask"], sc["normals"])
+    assert mesh.is_watertight
+    a = mesh.metadata["visible_weight"]
+    v = np.asarray(mesh.vertices)[a == 1.0]
+    assert len(v) > 300
+    # On the observed surface: its depth along the axis is depth_scale times the map's at
+    # its pixel (bilinear).
+    Zv = FOCAL - v[:, 2]
+    c = (FOCAL * (v[:, 0] - sc["K"][0, 2])) / Zv + sc["K"][0, 2]
+    r = sc["K"][1, 2] - FOCAL * (v[:, 1] + sc["K"][1, 2]) / Zv
+    c0, r0 = np.floor(c).astype(int), np.floor(r).astype(int)
+    fc, fr = c - c0, r - r0
+    Zm = sc["Z"] * scale * fit.depth_scale
+    interp = (Zm[r0, c0] * (1 - fc) * (1 - fr) + Zm[r0, c0 + 1] * fc * (1 - fr) + Zm[r0 + 1, c0] * (1 - fc) * fr
+              + Zm[r0 + 1, c0 + 1] * fc * fr)  # fmt: skip
+    good = np.isfinite(interp)
+    assert good.mean() > 0.95
+    assert np.median(np.abs(Zv[good] - interp[good])) < 0.1
+    # And near the true surface (up to the fitted depth scale's error).
+    true_vis = MeshSurface(trimesh.Trimesh(sc["verts"], sc["skin"], process=False))
+    assert np.median(true_vis.closest(v)[1]) < 0.6
+    with pytest.raises(ValueError, match="normals must be given"):
+        merge_head(fit, sc["Z"] * scale, sc["mask"])
+    with pytest.raises(ValueError, match="K must have shape"):
+        fit_head(sc["Z"], sc["normals"], sc["mask"], K=np.eye(2), model=model)
+    with pytest.raises(ValueError, match="depth must be positive inside the mask"):
+        fit_head(-sc["Z"], sc["normals"], sc["mask"], K=sc["K"], model=model)
+
+
+def test_camera_warp_round_trip_and_normals() -> None:
+    """The perspective warp: inverse of itself, its normals the inverse transpose (a tangent
+    vector stays orthogonal to the normal), facing the pinhole exactly when z > 0."""
+    cam = fullhead._Camera([[90.0, 0.0, 40.0], [0.0, 95.0, 30.0], [0.0, 0.0, 1.0]])
+    rng = np.random.default_rng(3)
+    x = rng.uniform([-20, -80, -40], [100, 20, 40], (200, 3))
+    np.testing.assert_allclose(cam.unwarp(cam.warp(x)), x, atol=1e-9)
+    # Projection: column cx + fx X / Z and row cy + fy Y / Z of the OpenCV frame.
+    X, Y, Z = x[:, 0] - 40.0, -x[:, 1] - 30.0, 90.0 - x[:, 2]
+    w = cam.warp(x)
+    np.testing.assert_allclose(w[:, 0], 40.0 + 90.0 * X / Z)
+    np.testing.assert_allclose(-w[:, 1], 30.0 + 95.0 * Y / Z)
+    n = rng.standard_normal((200, 3))
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    tangent = np.cross(n, rng.standard_normal((200, 3)))
+    eps = 1e-6
+    dw = (cam.warp(x + eps * tangent) - cam.warp(x - eps * tangent)) / (2 * eps)
+    nw = cam.warp_normals(x, n)
+    np.testing.assert_allclose(np.einsum("ij,ij->i", nw, dw), 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.einsum("nij,nj->ni", cam.jacobian(x), tangent), dw, atol=1e-5)
+    eye = np.array([40.0, -30.0, 90.0])
+    np.testing.assert_array_equal(nw[:, 2] > 0, np.einsum("ij,ij->i", n, eye - x) > 0)
+
+
+def test_accepted_steps_never_raise_the_cost(scene: dict, model: HeadModel) -> None:
+    """Levenberg-Marquardt acceptance: every accepted step lowers (or keeps) the robust cost
+    it was computed for, rejected ones are retried with more damping. The fit is started
+    from a wrong pose (yaw -60 instead of 25: the mirror side) with a long trust region
+    (40 px), where undamped Gauss-Newton steps overshoot: without the acceptance the fit went
+    on to a yaw of -107 degrees (hidden error 5.1 px); with it, it stays near its start
+    (-80 degrees, 3.2 px)."""
+    wild = FitSettings(yaw_candidates=(-60.0,), max_step=40.0)
+    fit = fit_head(scene["depth"], scene["normals"], scene["mask"], model=model, settings=wild)
+    assert fit.steps
+    before = np.array([b for b, _, _ in fit.steps])
+    after = np.array([a for _, a, _ in fit.steps])
+    ok = np.array([acc for _, _, acc in fit.steps])
+    assert (after[ok] <= before[ok]).all()
+    assert (after[~ok] > before[~ok]).all()
+    assert (~ok).any()  # the acceptance was needed
+    assert ok.sum() <= fit.iterations
+    assert _hidden_error(scene, fit.model_mesh()) < 4.0
+    assert abs(fullhead.yaw_pitch_roll(fit.rotation)[0]) < 95.0
+
+
+# --------------------------------------------------------------------------------------------
 # The pipeline: monohead.reconstruct(..., full_head=True) and `monohead reconstruct --full-head`
 
 

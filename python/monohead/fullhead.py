@@ -100,6 +100,8 @@ class FitSettings:
             contour vertices chosen anew each step); the third phase keeps them (no new
             z-buffer), so that the last steps minimise one smooth function and converge.
         phase_tol: a phase ends when a step moves the vertices by less than this (RMS, px).
+        max_rejections: steps rejected (raising the robust cost) and solved again with ten
+            times the damping, per iteration, before the phase is taken as converged.
         max_step: largest RMS change of the residuals in one step (pixels; longer steps are
             shortened: a trust region).
         sigma: residual scale (pixels) of the Cauchy weights of the depth residuals.
@@ -121,6 +123,7 @@ class FitSettings:
     rigid_iterations: int = 3
     free_iterations: int = 8
     phase_tol: float = 0.3
+    max_rejections: int = 4
     max_step: float = 1.5
     sigma: float = 2.0
     silhouette_sigma: float = 3.0
@@ -141,11 +144,17 @@ class HeadFit:
         scale: pixels per centimetre.
         rotation: ``(3, 3)`` rotation from the model frame to the camera frame.
         translation: ``(3,)`` position of the model's pivot (:data:`PIVOT`) in the camera frame
-            (pixels; its z includes the depth map's offset).
+            (pixels; its z includes the depth map's offset; 0 for a perspective fit).
         converged: whether the last phase ended with a step below ``FitSettings.tol`` (vertices)
             or ``FitSettings.cost_tol`` (relative change of the cost).
         iterations: Gauss-Newton iterations done (after the pose search).
-        cost: robust cost per iteration (data + prior).
+        cost: robust cost per iteration (data + prior) at the start of the iteration, with the
+            visible and contour vertices chosen there.
+        steps: every step tried, ``(cost before, cost after, accepted)``, both costs with
+            the visible and contour vertices of the point the step starts from: a step is
+            accepted only if it does not raise that cost (damped and tried again otherwise).
+        restarted: the fit ended with a higher robust cost per depth residual than the pose
+            search's start point and was taken back to it (``converged`` is then False).
         rms: RMS of the inlier depth residuals at the end (pixels along z).
         inliers: share of the visible fitted vertices with a depth residual under 3 sigma.
         mask_pixels: pixels of the mask used (its largest connected component).
@@ -153,6 +162,10 @@ class HeadFit:
         shape: ``(H, W)`` of the reconstruction.
         seconds: time of the fit.
         model: the :class:`~monohead.synth.head_model.HeadModel` fitted.
+        camera: ``None`` (orthographic) or the ``(3, 3)`` intrinsics of a perspective fit
+            (``fit_head(..., K=K)``; its frame: the pinhole at ``(cx, -cy, fx)``).
+        depth_scale: perspective: the factor from the depth map given to the fit to the
+            depth along the optical axis in this frame (``fx - z`` of the surface); 1 otherwise.
     """
 
     identity: np.ndarray
@@ -164,6 +177,8 @@ class HeadFit:
     converged: bool
     iterations: int
     cost: list[float]
+    steps: list[tuple[float, float, bool]]
+    restarted: bool
     rms: float
     inliers: float
     mask_pixels: int
@@ -171,6 +186,8 @@ class HeadFit:
     shape: tuple[int, int]
     seconds: float
     model: Any = field(repr=False, default=None)
+    camera: np.ndarray | None = None
+    depth_scale: float = 1.0
 
     def params(self) -> dict[str, Any]:
         """The fitted parameters as a JSON-able dict."""
@@ -183,11 +200,14 @@ class HeadFit:
             "yaw_pitch_roll": [float(a) for a in yaw_pitch_roll(self.rotation)],
             "converged": bool(self.converged),
             "iterations": int(self.iterations),
+            "restarted": bool(self.restarted),
             "rms": float(self.rms),
             "inliers": float(self.inliers),
             "mask_pixels": int(self.mask_pixels),
             "ignored_pixels": int(self.ignored_pixels),
             "seconds": float(self.seconds),
+            "camera": None if self.camera is None else np.asarray(self.camera).tolist(),
+            "depth_scale": float(self.depth_scale),
         }
 
     def vertices(self, identity: Any = None) -> np.ndarray:
@@ -399,6 +419,87 @@ def model_faces(model: Any = None) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+class _Camera:
+    """A perspective camera as a warp of space (``K`` given to :func:`fit_head`).
+
+    The frame (``conventions``, "Synthetic data under a perspective camera"): pixel units of
+    the reference plane ``z = 0`` through the head's pivot, the pinhole at ``(cx, -cy, fx)``
+    looking down -z; a point ``(x, y, z)`` projects to column ``c = cx + fx (x - cx) / Z`` and
+    row ``r = cy - fy (y + cy) / Z``, ``Z = fx - z`` its depth along the optical axis (so a
+    point of the reference plane lies on pixel ``(-y, x)`` when ``fx = fy``). The warp
+    ``(x, y, z) -> (c, -r, z)`` maps each pixel's ray to a line along z, keeping the order along
+    it: in the warped space the camera is orthographic, and the fit and the merge run there
+    unchanged."""
+
+    def __init__(self, K: Any) -> None:
+        from .integration.perspective import check_K
+
+        self.fx, self.fy, self.cx, self.cy = check_K(K, "K")
+        self.K = np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def warp(self, x: np.ndarray) -> np.ndarray:
+        Z = np.maximum(self.fx - x[:, 2], 1e-6 * self.fx)
+        return np.column_stack(
+            [self.cx + self.fx * (x[:, 0] - self.cx) / Z, -self.cy + self.fy * (x[:, 1] + self.cy) / Z, x[:, 2]]
+        )
+
+    def unwarp(self, w: np.ndarray) -> np.ndarray:
+        Z = self.fx - w[:, 2]
+        return np.column_stack(
+            [self.cx + (w[:, 0] - self.cx) * Z / self.fx, -self.cy + (w[:, 1] + self.cy) * Z / self.fy, w[:, 2]]
+        )
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """``(n, 3, 3)``: the warp's derivative at points ``x``."""
+        Z = np.maximum(self.fx - x[:, 2], 1e-6 * self.fx)
+        J = np.zeros((x.shape[0], 3, 3))
+        J[:, 0, 0] = self.fx / Z
+        J[:, 0, 2] = self.fx * (x[:, 0] - self.cx) / Z**2
+        J[:, 1, 1] = self.fy / Z
+        J[:, 1, 2] = self.fy * (x[:, 1] + self.cy) / Z**2
+        J[:, 2, 2] = 1.0
+        return J
+
+    def warp_normals(self, x: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Unit normals in the warped space of the surface with normals ``n`` at ``x``
+        (the inverse transpose of :meth:`jacobian`); ``z > 0`` exactly when it faces the pinhole."""
+        Z = np.maximum(self.fx - x[:, 2], 1e-6 * self.fx)
+        out = np.column_stack([
+            n[:, 0] * Z / self.fx,
+            n[:, 1] * Z / self.fy,
+            n[:, 2] - n[:, 0] * (x[:, 0] - self.cx) / Z - n[:, 1] * (x[:, 1] + self.cy) / Z,
+        ])  # fmt: skip
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-30)
+
+    def warp_maps(self, zhat: np.ndarray, n: np.ndarray, mask: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
+        """The warped height ``fx - k zhat`` and its unit normals (from the log-depth slopes
+        ``Nx / (fx d)``, ``-Ny / (fy d)`` per column and row, ``d`` the facing denominator,
+        at least 0.05) of a depth map ``zhat`` along the optical axis, inside ``mask``."""
+        H, W = mask.shape
+        rows, cols = np.mgrid[0:H, 0:W]
+        d = n[..., 2] - n[..., 0] * (cols - self.cx) / self.fx + n[..., 1] * (rows - self.cy) / self.fy
+        d = np.maximum(np.where(mask, d, 1.0), 0.05)
+        z = np.where(mask, k * zhat, 0.0)
+        # Height h = fx - z: dh/dc = -z dl/dc, dh/drow = -z dl/drow; normal (-dh/dc, dh/drow, 1).
+        nw = np.stack([z * n[..., 0] / (self.fx * d), z * n[..., 1] / (self.fy * d), np.ones((H, W))], axis=-1)
+        nw /= np.linalg.norm(nw, axis=-1, keepdims=True)
+        return np.where(mask, self.fx - z, np.nan), np.where(mask[..., None], nw, 0.0)
+
+
+def _clamp_normals(n: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Unit normals inside ``m`` (zero outside) with ``nz`` at least ``_MIN_NZ`` (the grazing
+    ones tilted up, their direction in the image plane kept)."""
+    nn = np.where(m[..., None], n, 0.0)
+    length = np.linalg.norm(nn, axis=-1, keepdims=True)
+    nn = np.divide(nn, length, out=np.zeros_like(nn), where=length > 1e-12)
+    low = m & (nn[..., 2] < _MIN_NZ)
+    if low.any():
+        xy = nn[low][:, :2]
+        ln = np.maximum(np.linalg.norm(xy, axis=1, keepdims=True), 1e-12)
+        nn[low] = np.column_stack([xy / ln * math.sqrt(1 - _MIN_NZ**2), np.full(len(xy), _MIN_NZ)])
+    return nn
+
+
 @dataclass
 class _Obs:
     depth: np.ndarray  # (H, W) float64, NaN outside
@@ -410,6 +511,24 @@ class _Obs:
     inside: np.ndarray  # (H, W) distance to the mask border, pixels (0 outside)
     border_n: np.ndarray | None = None  # (H, W, 2) outward unit normal (x, y) of the mask's outline
     _table: np.ndarray | None = None  # per padded pixel: what _sample_depth gathers (made once)
+    # Perspective (K given): the depth along the optical axis (any scale) and the normals as
+    # given; ``depth`` and ``n`` then hold the warped height and normals for the scale ``k``.
+    cam: _Camera | None = None
+    zhat: np.ndarray | None = None
+    n_cam: np.ndarray | None = None
+    k: float = 1.0
+
+    def rescale(self, k: float) -> None:
+        """Perspective: the warped height and normals for the depth scale ``k`` (the table is
+        made again when ``k`` changed)."""
+        if self.cam is None or self.zhat is None or self.n_cam is None:
+            raise RuntimeError("rescale needs the perspective observations (an orthographic fit has none)")
+        if self._table is not None and k == self.k:
+            return
+        self.k = float(k)
+        d, n = self.cam.warp_maps(self.zhat, self.n_cam, self.mask, self.k)
+        self.depth, self.n = np.where(self.mask, d, np.nan), _clamp_normals(n, self.mask)
+        self._table = None
 
     def table(self) -> np.ndarray:
         """``((H + 2) * (W + 2), 8)``: per pixel of the image padded by one pixel (pad and
@@ -461,7 +580,9 @@ def _check_inputs(depth: Any, normals: Any, mask: Any, W: Any) -> tuple[np.ndarr
     return d, n, m, w
 
 
-def _observations(d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray) -> tuple[_Obs, int]:
+def _observations(
+    d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray, cam: _Camera | None = None
+) -> tuple[_Obs, int]:
     from scipy import ndimage
 
     lab, k = ndimage.label(m)
@@ -476,14 +597,7 @@ def _observations(d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray) ->
             f"the mask's largest connected component has {int(m.sum())} pixels; "
             f"fitting a head needs at least {MIN_MASK_PIXELS}"
         )
-    nn = np.where(m[..., None], n, 0.0)
-    length = np.linalg.norm(nn, axis=-1, keepdims=True)
-    nn = np.divide(nn, length, out=np.zeros_like(nn), where=length > 1e-12)
-    low = m & (nn[..., 2] < _MIN_NZ)
-    if low.any():
-        xy = nn[low][:, :2]
-        ln = np.maximum(np.linalg.norm(xy, axis=1, keepdims=True), 1e-12)
-        nn[low] = np.column_stack([xy / ln * math.sqrt(1 - _MIN_NZ**2), np.full(len(xy), _MIN_NZ)])
+    nn = _clamp_normals(n, m)
     border = m & ~ndimage.binary_erosion(m, border_value=1)
     frame = np.zeros_like(m)
     frame[0, :] = frame[-1, :] = frame[:, 0] = frame[:, -1] = True
@@ -498,6 +612,17 @@ def _observations(d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray) ->
     dd = np.where(m, d, np.nan)
     obs = _Obs(depth=dd, mask=m, n=nn, w=np.where(m, 1.0 / (1.0 + 0.1 * np.maximum(w, 0.0)), 0.0),
                border_idx=idx, border_ok=border_ok, inside=inside, border_n=bn)  # fmt: skip
+    if cam is not None:
+        if bool((d[m] <= 0).any()):
+            bad = int((d[m] <= 0).sum())
+            raise ValueError(
+                f"depth must be positive inside the mask with K (depth along the optical axis); got {bad} pixel(s) <= 0"
+            )
+        obs.cam, obs.zhat = cam, np.where(m, d, 0.0)
+        nu = np.where(m[..., None], n, 0.0)
+        obs.n_cam = nu / np.maximum(np.linalg.norm(nu, axis=-1, keepdims=True), 1e-12)
+        # A first depth scale: the median surface at the pivot's distance (refined by the fit).
+        obs.rescale(cam.fx / float(np.median(d[m])))
     return obs, ignored
 
 
@@ -618,7 +743,16 @@ class _Fitter:
         self._cache_key: Any = None
         self._cache: Any = None
         self.frozen: Any = None
+        self.sets: Any = None
         self.last: Any = None
+        self.cam = obs.cam
+        self.world_sub: Any = None  # perspective: the subset's posed (unwarped) vertices
+        self.jphi: Any = None  # perspective: the warp's derivative there
+
+    def world_t(self, t: np.ndarray) -> np.ndarray:
+        """The translation of the pose: ``t`` itself, or with a camera ``(t[0], t[1], 0)``
+        (``t[2]`` holds the log of the depth scale there: the pivot stays on the reference plane)."""
+        return t if self.cam is None else np.array([t[0], t[1], 0.0])
 
     def points(
         self, y: np.ndarray, w: np.ndarray, s: float, R: np.ndarray, t: np.ndarray
@@ -639,17 +773,29 @@ class _Fitter:
             n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
             self._cache_key, self._cache = key, (x, n)
         x, n = self._cache
-        xw = _pose(x, s, R, t)
-        return xw, xw[g["pos"]], n @ R.T
+        xw = _pose(x, s, R, self.world_t(t))
+        if self.cam is None:
+            return xw, xw[g["pos"]], n @ R.T
+        # Perspective: the fit runs in the warped space (orthographic there), the depth map's
+        # scale exp(t[2]) sets the observed surface.
+        self.obs.rescale(math.exp(float(t[2])))
+        sub = xw[g["pos"]]
+        self.world_sub, self.jphi = sub, self.cam.jacobian(sub)
+        return self.cam.warp(xw), self.cam.warp(sub), self.cam.warp_normals(sub, n @ R.T)
 
-    def residuals(self, y, w, s, R, t, freeze: bool = False, pose_only: bool = False):
+    def residuals(self, y, w, s, R, t, freeze: bool = False, pose_only: bool = False, sets=None, jacobian=True):
         """Residuals, Jacobian rows, robust weights at the current parameters.
 
         With ``pose_only``, the Jacobian has the 7 pose columns only (rotation, translation,
         log-scale), for the steps that keep the shape.
 
         With ``freeze``, the visible and contour vertices and the contour targets are kept
-        from this call on (the last iterations then minimise one smooth function)."""
+        from this call on (the last iterations then minimise one smooth function).
+
+        ``sets``: the visible and contour vertices and the contour targets to use (those of
+        another call, :attr:`sets` after it), so that two parameter sets are compared on the
+        same robust cost (the step acceptance). With ``jacobian=False`` only the cost is
+        computed (``J`` is ``None``)."""
         obs, cfg = self.obs, self.cfg
         xw_ring, xw, nw = self.points(y, w, s, R, t)
         self.last = xw
@@ -661,8 +807,8 @@ class _Fitter:
         n2 = nw[:, :2]
         l2 = np.linalg.norm(n2, axis=1)
         m2 = n2 / np.maximum(l2, 1e-12)[:, None]
-        if self.frozen is not None:
-            vis, sil, bx, by = self.frozen
+        if sets is not None or self.frozen is not None:
+            vis, sil, bx, by = sets if sets is not None else self.frozen
             sil = sil & inb_s
         else:
             vis = _zbuffer_visible(xw, nw, self.shape_hw, xw_ring)
@@ -675,17 +821,30 @@ class _Fitter:
             sil &= np.einsum("ij,ij->i", m2, obs.border_n[br, bc]) > 0.5
             if freeze:
                 self.frozen = (vis, sil, bx, by)
+        self.sets = (vis, sil, bx, by)
         ok, D, nobs, flat, cover, wpix = _sample_depth(obs, xw[:, 0], xw[:, 1])
         use = vis & ok
         nz_o = np.maximum(nobs[:, 2], _MIN_NZ)
         r_d = nz_o * (xw[:, 2] - D)
         r_s = m2[:, 0] * (xw[:, 0] - bx) + m2[:, 1] * (xw[:, 1] - by)
+        if not jacobian:
+            res = np.concatenate([r_d[use], r_s[sil]])
+            nd = int(use.sum())
+            sig = np.concatenate([np.full(nd, cfg.sigma), np.full(res.size - nd, cfg.silhouette_sigma)])
+            base = np.concatenate([wpix[use] * cover[use], np.full(res.size - nd, cfg.silhouette_weight)])
+            cost = float(np.sum(base * sig**2 * np.log1p((res / sig) ** 2)))
+            return res, None, None, cost, nd, r_d[use]
 
         # Jacobians. Direction of each residual in 3D: depth -> n_obs; silhouette -> (m2, 0).
         dirs = np.concatenate([nobs[use], np.column_stack([m2[sil], np.zeros(int(sil.sum()))])])
         sel = np.concatenate([np.nonzero(use)[0], np.nonzero(sil)[0]])
         res = np.concatenate([r_d[use], r_s[sil]])
-        q = xw[sel] - t
+        if self.cam is None:
+            q = xw[sel] - t
+        else:
+            # Perspective: the residuals' directions pulled back through the warp.
+            dirs = np.einsum("nij,ni->nj", self.jphi[sel], dirs)
+            q = self.world_sub[sel] - self.world_t(t)
         J_rot = np.cross(q, dirs)
         J_t = dirs
         J_s = np.einsum("ij,ij->i", q, dirs)[:, None]
@@ -697,6 +856,10 @@ class _Fitter:
             J_w = np.einsum("ic,ick->ik", u, self.Ek[sel])
             J = np.hstack([J_rot, J_t, J_s, J_y, J_w])
         nd = int(use.sum())
+        if self.cam is not None:
+            # t[2] is the log of the depth scale k: the observed height is fx - k zhat.
+            J[:, 5] = 0.0
+            J[:nd, 5] = nz_o[use] * (self.cam.fx - D[use])
         sig = np.concatenate([np.full(nd, cfg.sigma), np.full(res.size - nd, cfg.silhouette_sigma)])
         base = np.concatenate([wpix[use] * cover[use], np.full(res.size - nd, cfg.silhouette_weight)])
         wr = base / (1.0 + (res / sig) ** 2)
@@ -726,6 +889,7 @@ def fit_head(
     mask: Any,
     W: Any = None,
     *,
+    K: Any = None,
     model: Any = None,
     settings: FitSettings | None = None,
     seed: int = 0,
@@ -737,11 +901,20 @@ def fit_head(
     ``settings.voxel`` centimetres).
 
     Args:
-        depth: ``(H, W)`` integrated depth, pixels, NaN outside the mask (any offset).
-        normals: ``(H, W, 3)`` unit normals of the reconstruction (camera frame, Nz > 0).
+        depth: ``(H, W)`` integrated depth, NaN outside the mask: orthographic, the height
+            toward the viewer in pixels (any offset); with ``K``, the depth along the optical
+            axis (positive, any scale: e.g. ``monohead.integrate(normals, W, K=K)``).
+        normals: ``(H, W, 3)`` unit normals of the reconstruction (camera frame, facing the
+            camera: Nz > 0 orthographic).
         mask: ``(H, W)`` bool; only its largest 4-connected component is used.
         W: optional ``(H, W)`` depth-gradient magnitude; pixels with large W (depth steps)
             count less (``1 / (1 + 0.1 W)``).
+        K: ``None`` (orthographic camera) or the ``(3, 3)`` intrinsics in OpenCV form
+            (``docs/conventions.md``) of a perspective camera. The fit then runs in the frame
+            of the synthetic data's perspective camera: pixel units of the reference plane
+            through the head's pivot (``translation[2] = 0``), the pinhole at
+            ``(cx, -cy, fx)``; the depth map's unknown scale is fitted
+            (:attr:`HeadFit.depth_scale`: the depth along the axis is ``depth_scale * depth``).
         model: a :class:`~monohead.synth.head_model.HeadModel` or a path to one (default the
             shipped ICT-FaceKit asset).
         settings: :class:`FitSettings` (default tuned values).
@@ -760,7 +933,8 @@ def fit_head(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     d, n, m, w = _check_inputs(depth, normals, mask, W)
-    obs, ignored = _observations(d, n, m, w)
+    cam = None if K is None else _Camera(K)
+    obs, ignored = _observations(d, n, m, w, cam)
     hm = _model(model)
     prep = _prepared(hm)
     fitter = _Fitter(prep, obs, cfg, int(seed))
@@ -771,37 +945,46 @@ def fit_head(
     # --- initial pose: scale and position from the mask, yaw by search.
     s, R, t = _initial_pose(fitter, obs, cfg)
     costs: list[float] = []
+    steps: list[tuple[float, float, bool]] = []
     converged = False
     it = 0
     P = 7 + k + ne
+
+    def priors(y_: np.ndarray, ew_: np.ndarray, frozen: bool) -> float:
+        prior_ = cfg.prior if not frozen or cfg.final_prior is None else cfg.final_prior
+        return prior_ * float(y_ @ y_) + cfg.expression_prior * float(ew_ @ ew_)
+
+    def score(params: tuple) -> float:
+        """The robust cost per depth residual with the visible and contour vertices chosen
+        at ``params`` (the pose search's score, the prior included): comparable between
+        parameter sets whose visible vertices differ."""
+        _, _, _, c_, nd_, _ = fitter.residuals(*params, pose_only=True, sets=None, jacobian=False)
+        return (c_ + priors(params[0], params[1], fitter.frozen is not None)) / max(nd_, 1)
+
+    start = (y, ew, s, R, t)
+    saved_frozen, fitter.frozen = fitter.frozen, None
+    start_score = score(start)
+    fitter.frozen = saved_frozen
     # Phases: "rigid" (pose and scale) until its steps are small, then "free" (everything)
     # until they are small again, then "frozen" (visible and contour vertices kept) until
-    # converged; at most cfg.iterations steps in all.
+    # converged; at most cfg.iterations Gauss-Newton steps in all. Every step is accepted
+    # only if it lowers the robust cost (data + prior) computed with the visible and
+    # contour vertices of the point it starts from (Levenberg-Marquardt: a rejected step is
+    # solved again with more damping, an accepted one lowers the damping).
     phase = "rigid"
     phase_steps = 0
-    lm = 0.0  # Levenberg-Marquardt damping of the frozen phase
-    saved: Any = None  # (cost, parameters, A, g) of the last accepted point of the frozen phase
+    lm = 0.0
     for it in range(1, cfg.iterations + 1):
         rigid = phase == "rigid"
-        res, J, wr, cost, nd, _ = fitter.residuals(y, ew, s, R, t, freeze=phase == "frozen", pose_only=rigid)
+        frozen = phase == "frozen"
+        res, J, wr, cost, nd, _ = fitter.residuals(y, ew, s, R, t, freeze=frozen, pose_only=rigid)
         if res.size < 10:
             break
-        prior = cfg.prior if phase != "frozen" or cfg.final_prior is None else cfg.final_prior
-        total = cost + prior * float(y @ y) + cfg.expression_prior * float(ew @ ew)
+        sets = fitter.sets
+        prior = cfg.prior if not frozen or cfg.final_prior is None else cfg.final_prior
+        total = cost + priors(y, ew, frozen)
         costs.append(total)
-        if phase == "frozen" and saved is not None and abs(total - saved[0]) <= cfg.cost_tol * saved[0]:
-            # A flat valley: the last step changed the cost by a negligible amount (the
-            # identity and the pose trade off without changing the fit). The lower of the two
-            # points is kept below.
-            converged = True
-            break
-        rejected = phase == "frozen" and saved is not None and total > saved[0]
-        if rejected:
-            # The frozen phase minimises one function: a step that raised it is taken back
-            # and tried again shorter (more damping).
-            lm = max(1e-3, 10.0 * lm)
-            _, (y, ew, s, R, t), A, g = saved
-        elif rigid:
+        if rigid:
             # Pose and scale only (the shape is kept): a 7 x 7 system.
             A = J.T @ (J * wr[:, None])
             g = J.T @ (wr * res)
@@ -821,53 +1004,80 @@ def fit_head(
             g[7 + k :] += cfg.expression_prior * ew
             # Light damping of the pose keeps the first steps sane.
             A[np.diag_indices(7)] += 1e-3 * np.maximum(np.diag(A)[:7], 1e-9)
-            if phase == "frozen":
-                saved = (total, (y, ew, s, R, t), A, g)
-                lm *= 0.1
-        try:
-            Ad = A + np.diag(lm * np.diag(A)) if lm > 0 else A
-            if rigid:
-                delta = np.zeros(P)
-                delta[:7] = -np.linalg.solve(Ad, g)
-            else:
-                delta = _bounded_step(Ad, g, P, 7 + k, ew)
-        except np.linalg.LinAlgError:
-            break
-        # Trust region: the step may move the residuals by at most max_step pixels (RMS).
-        pred = float(np.sqrt(np.mean((J @ delta[: J.shape[1]]) ** 2)))
-        if pred > cfg.max_step:
-            delta *= cfg.max_step / pred
-        before = fitter.points(y, ew, s, R, t)[1] if rejected else fitter.last
-        R = _rodrigues(delta[:3]) @ R
-        t = t + delta[3:6]
-        s = s * math.exp(float(np.clip(delta[6], -0.5, 0.5)))
-        y = y + delta[7 : 7 + k]
-        ew = np.clip(ew + delta[7 + k :], 0.0, 1.0)  # (already within bounds, up to rounding)
+        accepted = False
+        cand: Any = None
+        new_total = total
+        for _ in range(cfg.max_rejections + 1):
+            try:
+                Ad = A + np.diag(lm * np.diag(A)) if lm > 0 else A
+                if rigid:
+                    delta = np.zeros(P)
+                    delta[:7] = -np.linalg.solve(Ad, g)
+                else:
+                    delta = _bounded_step(Ad, g, P, 7 + k, ew)
+            except np.linalg.LinAlgError:
+                break
+            # Trust region: the step may move the residuals by at most max_step pixels (RMS).
+            pred = float(np.sqrt(np.mean((J @ delta[: J.shape[1]]) ** 2)))
+            if pred > cfg.max_step:
+                delta *= cfg.max_step / pred
+            cand = (
+                y + delta[7 : 7 + k],
+                np.clip(ew + delta[7 + k :], 0.0, 1.0),  # (already within bounds, up to rounding)
+                s * math.exp(float(np.clip(delta[6], -0.5, 0.5))),
+                _rodrigues(delta[:3]) @ R,
+                t + delta[3:6],
+            )
+            new_total = fitter.residuals(*cand, sets=sets, jacobian=False)[3] + priors(cand[0], cand[1], frozen)
+            accepted = new_total <= total
+            steps.append((total, new_total, accepted))
+            if accepted:
+                lm = 0.0 if lm < 1e-4 else lm * 0.1
+                break
+            lm = max(1e-3, 10.0 * lm)
+        if not accepted:
+            # No step lowers the cost of this point's correspondences: a minimum of them.
+            log.debug("fit_head iteration %d (%s): cost %.6g, no descent step (damping %.3g)", it, phase, total, lm)
+            if frozen:
+                converged = True
+                break
+            phase, phase_steps, lm = ("free" if rigid else "frozen"), 0, 0.0
+            continue
+        before = fitter.points(y, ew, s, R, t)[1]
+        y, ew, s, R, t = cand
         after = fitter.points(y, ew, s, R, t)[1]
         move = float(np.sqrt(np.mean(np.sum((after - before) ** 2, axis=1))))
-        log.debug("fit_head iteration %d (%s): cost %.6g, RMS move %.4g px, |y| %.3g, %d depth residuals, "
-                  "damping %.3g", it, phase, total, move, float(np.linalg.norm(y)), nd, lm)  # fmt: skip
+        log.debug("fit_head iteration %d (%s): cost %.6g -> %.6g, RMS move %.4g px, |y| %.3g, %d depth residuals, "
+                  "damping %.3g", it, phase, total, new_total, move, float(np.linalg.norm(y)), nd, lm)  # fmt: skip
         phase_steps += 1
-        if phase == "frozen" and move < cfg.tol:
+        if frozen and (move < cfg.tol or total - new_total <= cfg.cost_tol * total):
+            # Small steps, or a flat valley (the identity and the pose trade off without
+            # changing the fit).
             converged = True
             break
         if phase == "rigid" and (move < cfg.phase_tol or phase_steps >= cfg.rigid_iterations):
             phase, phase_steps = "free", 0
         elif phase == "free" and (move < cfg.phase_tol or phase_steps >= cfg.free_iterations):
             phase, phase_steps = "frozen", 0
-    res, J, wr, cost, nd, rd = fitter.residuals(y, ew, s, R, t, pose_only=True)
-    prior = cfg.prior if fitter.frozen is None or cfg.final_prior is None else cfg.final_prior
-    final = cost + prior * float(y @ y) + cfg.expression_prior * float(ew @ ew)
-    if saved is not None and final > saved[0]:  # the last step of the frozen phase went uphill
-        _, (y, ew, s, R, t), _, _ = saved
-        res, J, wr, cost, nd, rd = fitter.residuals(y, ew, s, R, t, pose_only=True)
+    # No fit ends worse than it started: the end point is compared with the start (the pose
+    # search's) on the robust cost per depth residual with the correspondences of each.
+    fitter.frozen = None
+    end_score = score((y, ew, s, R, t))
+    restarted = end_score > start_score
+    if restarted:
+        log.debug("fit_head: end score %.6g above the start's %.6g: back to the start", end_score, start_score)
+        y, ew, s, R, t = start
+        converged = False
+    res, J, wr, cost, nd, rd = fitter.residuals(y, ew, s, R, t, pose_only=True, jacobian=False)
     inl = np.abs(rd) < 3 * cfg.sigma
     rms = float(np.sqrt(np.mean(rd[inl] ** 2))) if inl.any() else float("nan")
     return HeadFit(
         identity=y, expression=ew, expression_names=list(prep.expression_names), scale=float(s), rotation=R,
-        translation=t, converged=converged, iterations=it, cost=costs, rms=rms,
+        translation=fitter.world_t(t), converged=converged, iterations=it, cost=costs, steps=steps,
+        restarted=restarted, rms=rms,
         inliers=float(inl.mean()) if rd.size else 0.0, mask_pixels=int(obs.mask.sum()), ignored_pixels=ignored,
         shape=obs.mask.shape, seconds=time.perf_counter() - t_start, model=hm,
+        camera=None if cam is None else cam.K.copy(), depth_scale=1.0 if cam is None else math.exp(float(t[2])),
     )  # fmt: skip
 
 
@@ -923,10 +1133,23 @@ def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, 
         t = np.array([x_mid - s * 0.5 * (q[upper_m, 0].max() + q[upper_m, 0].min()), -top - 0.5 - s * crown, 0.0])
         # depth offset: match the medians of the visible model and the observed depth
         xw = _pose(xm, s, R, t)
-        ok, D, _, _, _, _ = _sample_depth(obs, xw[:, 0], xw[:, 1])
-        front = ok & (((xm - PIVOT) @ R.T)[:, 2] > 0)
-        if front.any():
-            t[2] = float(np.median(D[front] - xw[front, 2]))
+        if fitter.cam is None:
+            ok, D, _, _, _, _ = _sample_depth(obs, xw[:, 0], xw[:, 1])
+            front = ok & (((xm - PIVOT) @ R.T)[:, 2] > 0)
+            if front.any():
+                t[2] = float(np.median(D[front] - xw[front, 2]))
+        else:
+            # Perspective: the depth scale k that puts the observed surface (depth k zhat
+            # along the axis) at the model's median depth (t[2] = log k).
+            k0 = obs.k
+            wv = fitter.cam.warp(xw)
+            ok, D, _, _, _, _ = _sample_depth(obs, wv[:, 0], wv[:, 1])
+            front = ok & (((xm - PIVOT) @ R.T)[:, 2] > 0)
+            zhat = (fitter.cam.fx - D) / k0
+            t[2] = math.log(k0)
+            if front.any():
+                ratio = (fitter.cam.fx - xw[front, 2]) / np.maximum(zhat[front], 1e-12)
+                t[2] = math.log(max(float(np.median(ratio)), 1e-12))
         for _ in range(1):
             res, J, wr, cost, nd, _ = fitter.residuals(zero_y, zero_w, s, R, t, pose_only=True)
             A = J[:, :7].T @ (J[:, :7] * wr[:, None])
@@ -976,9 +1199,13 @@ def merge_head(
     monotone, so the merge adds no self-intersection; the topology is the model's, so the
     result is watertight (``metadata["visible_weight"]`` holds ``a``).
 
+    With a perspective fit (``fit.camera``), the displacement is along each pixel's ray
+    (the merge runs in the camera's warped space, :class:`_Camera`) and ``normals`` are needed.
+
     Args:
         fit: from :func:`fit_head` on the same reconstruction.
-        depth: ``(H, W)`` integrated depth (pixels, NaN outside the mask).
+        depth: ``(H, W)`` integrated depth (pixels, NaN outside the mask); for a perspective
+            fit the depth along the optical axis given to :func:`fit_head`.
         mask: ``(H, W)`` bool.
         normals: optional ``(H, W, 3)`` normals (default: the model's own for the grazing test).
         colors: optional ``(H, W, 3)`` uint8 image (the crop): vertex colours for the visible
@@ -1012,9 +1239,17 @@ def merge_head(
             raise ValueError(f"{name} must be a finite number > 0; got {val!r}")
     prep = _prepared(fit.model)
     x = fit.vertices()
-    nw = prep.normals(x)
     H, Wd = d.shape
     mm = m & np.isfinite(d)
+    cam = None if fit.camera is None else _Camera(fit.camera)
+    if cam is not None:
+        # Perspective: the merge runs in the warped space (the camera orthographic there).
+        if n is None:
+            raise ValueError("normals must be given to merge a perspective fit (fit.camera is set); got None")
+        mm &= d > 0
+        d, n = cam.warp_maps(np.where(mm, d, 0.0), n, mm, fit.depth_scale)
+        x = cam.warp(x)
+    nw = prep.normals(x)
     nobs = np.zeros((H, Wd, 3))
     if n is not None:
         nobs = np.where(mm[..., None], n, 0.0)
@@ -1068,6 +1303,8 @@ def merge_head(
     delta = _bilinear(field, x[:, 0], -x[:, 1]) * g
     out = x.copy()
     out[:, 2] += delta
+    if cam is not None:
+        out = cam.unwarp(out)
     mesh = trimesh.Trimesh(out, prep.faces, process=False)
     if colors is not None:
         img = np.asarray(colors)
@@ -1094,12 +1331,13 @@ def full_head(
     W: Any = None,
     colors: Any = None,
     *,
+    K: Any = None,
     model: Any = None,
     settings: FitSettings | None = None,
     seed: int = 0,
 ) -> tuple[Any, HeadFit]:
-    """:func:`fit_head` then :func:`merge_head`: ``(mesh, fit)``."""
-    fit = fit_head(depth, normals, mask, W, model=model, settings=settings, seed=seed)
+    """:func:`fit_head` then :func:`merge_head`: ``(mesh, fit)`` (``K``: a perspective camera)."""
+    fit = fit_head(depth, normals, mask, W, K=K, model=model, settings=settings, seed=seed)
     return merge_head(fit, depth, mask, normals, colors), fit
 
 

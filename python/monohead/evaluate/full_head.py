@@ -15,7 +15,11 @@ on two sets of points of the true surface:
   the true depth at that pixel (the surface the camera saw);
 - **hidden side**: points spread uniformly over the area of the true skin (seeded), keeping
   those the camera did not see (back-facing, occluded or outside the image: not within
-  ``VISIBLE_TOL`` pixels of the true depth map at their pixel).
+  ``VISIBLE_TOL`` pixels of the true depth map at their pixel);
+- **hidden side, head only** (``hidden_head``): the hidden points above the neck's base
+  (where generator version 2 cuts the ICT mesh, :func:`monohead.synth.body.neck_cut`): the
+  ICT mesh of version 1 goes on into a capped torso, whose points the hidden side counts too.
+  On version 2 data both are the same.
 
 Each error is the distance from a true point to the reconstruction's surface (exact closest
 point), in pixels of the image. Alignment: the 2.5D mesh is aligned to the true visible
@@ -30,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HIDDEN_POINTS", "VISIBLE_TOL", "evaluate_full_head", "summarise", "true_head_mesh"]
+__all__ = ["HIDDEN_POINTS", "METHODS", "SIDES", "VISIBLE_TOL", "evaluate_full_head", "summarise", "true_head_mesh"]
 
 #: Points sampled on the true skin for the hidden side (before keeping the hidden ones).
 HIDDEN_POINTS = 8000
@@ -38,6 +42,7 @@ HIDDEN_POINTS = 8000
 VISIBLE_TOL = 1.0
 ICP_STRIDE = 4
 METHODS = ("mesh25d", "full", "model", "mean")
+SIDES = ("visible", "hidden", "hidden_head")
 
 
 def true_head_mesh(params: dict[str, Any], size: tuple[int, int], model: Any = None, version: int = 1) -> Any:
@@ -63,23 +68,28 @@ def true_head_mesh(params: dict[str, Any], size: tuple[int, int], model: Any = N
     vw = vm @ M[:3, :3].T + M[:3, 3]
     skin_sel = hm.region_faces(list(SKIN_REGIONS))
     keep = skin_sel | hm.region_faces(list(EYE_REGIONS))
-    if int(version) >= 2:
-        from ..synth import body
+    from ..synth import body
 
-        keep &= ~body.neck_cut(hm)["drop"]
+    drop = body.neck_cut(hm)["drop"]
+    if int(version) >= 2:
+        keep &= ~drop
     faces = hm.faces[keep]
     skin = hm.faces[keep & skin_sel]
     mesh = trimesh.Trimesh(vw, faces, process=False)
     mesh.metadata["skin_faces"] = skin
+    mesh.metadata["head_skin"] = ~drop[keep & skin_sel]  # per skin face: above the neck's base
     return mesh
 
 
-def _hidden_points(true_mesh: Any, true_depth: np.ndarray, true_mask: np.ndarray, count: int, seed: int) -> np.ndarray:
+def _hidden_points(
+    true_mesh: Any, true_depth: np.ndarray, true_mask: np.ndarray, count: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The hidden points and whether each lies on the head (above the neck's base)."""
     import trimesh
 
-    skin = trimesh.Trimesh(
-        np.asarray(true_mesh.vertices), true_mesh.metadata.get("skin_faces", true_mesh.faces), process=False
-    )
+    skin_faces = true_mesh.metadata.get("skin_faces", true_mesh.faces)
+    skin = trimesh.Trimesh(np.asarray(true_mesh.vertices), skin_faces, process=False)
+    head = np.asarray(true_mesh.metadata.get("head_skin", np.ones(len(skin_faces), bool)), bool)
     pts, fidx = trimesh.sample.sample_surface(skin, count, seed=seed)
     H, W = true_mask.shape
     c = np.rint(pts[:, 0]).astype(np.int64)
@@ -88,7 +98,7 @@ def _hidden_points(true_mesh: Any, true_depth: np.ndarray, true_mask: np.ndarray
     rr, cc = np.where(inb, r, 0), np.where(inb, c, 0)
     seen = inb & true_mask[rr, cc] & (skin.face_normals[fidx][:, 2] > 0)
     seen &= np.abs(pts[:, 2] - np.where(seen, true_depth[rr, cc], np.inf)) < VISIBLE_TOL
-    return pts[~seen]
+    return pts[~seen], head[fidx][~seen]
 
 
 def evaluate_full_head(
@@ -115,7 +125,8 @@ def evaluate_full_head(
 
     Returns:
         ``{"visible": {method: (n,) distances}, "hidden": {method: (m,) distances},
-        "icp_rms": float}``; the 2.5D mesh has no hidden side.
+        "hidden_head": {method: (m',) distances}, "icp_rms": float}`` (``hidden_head``: the
+        hidden points above the neck's base); the 2.5D mesh has no hidden side.
     """
     from ..geometry import MeshSurface, depth_to_mesh
     from .mesh_error import apply_transform, icp
@@ -136,7 +147,7 @@ def evaluate_full_head(
     Tinv = np.linalg.inv(T)  # move the true points instead of the meshes (same distances)
     rows, cols = np.nonzero(dom)
     vis_pts = np.column_stack([cols, -rows, td[rows, cols]]).astype(np.float64)
-    hid_pts = _hidden_points(true_mesh, td, tm, hidden_points, seed)
+    hid_pts, hid_head = _hidden_points(true_mesh, td, tm, hidden_points, seed)
     vis_local = apply_transform(Tinv, vis_pts)
     hid_local = apply_transform(Tinv, hid_pts) if len(hid_pts) else hid_pts
     recon = {
@@ -145,12 +156,14 @@ def evaluate_full_head(
         "model": fit.model_mesh(),
         "mean": fit.model_mesh(identity=np.zeros_like(fit.identity)),
     }
-    out: dict[str, Any] = {"visible": {}, "hidden": {}, "icp_rms": float(res.rms)}
+    out: dict[str, Any] = {"visible": {}, "hidden": {}, "hidden_head": {}, "icp_rms": float(res.rms)}
     for name, mesh in recon.items():
         surf = MeshSurface(mesh, name)
         out["visible"][name] = surf.closest(vis_local)[1]
         if name != "mesh25d" and len(hid_local):
             out["hidden"][name] = surf.closest(hid_local)[1]
+            if hid_head.any():
+                out["hidden_head"][name] = out["hidden"][name][hid_head]
     return out
 
 
@@ -159,10 +172,10 @@ def summarise(per_sample: list[dict[str, Any]]) -> dict[str, Any]:
     method, ``mean``, ``median``, ``p90``, ``count``, and ``mean_of_heads`` (mean of the
     per-head means)."""
     out: dict[str, Any] = {}
-    for side in ("visible", "hidden"):
+    for side in SIDES:
         out[side] = {}
         for name in METHODS:
-            arrs = [s[side][name] for s in per_sample if name in s[side]]
+            arrs = [s[side][name] for s in per_sample if name in s.get(side, {})]
             if not arrs:
                 continue
             e = np.concatenate(arrs)
@@ -263,6 +276,7 @@ def evaluate_test_set(
     return out
 
 
+_SIDE_LABELS = {"visible": "visible", "hidden": "hidden", "hidden_head": "hidden, head only (above the neck's base)"}
 _LABELS = {
     "mesh25d": "2.5D mesh (integrated depth)",
     "full": "complete head (`fullhead`)",
@@ -275,12 +289,13 @@ def markdown(result: dict[str, Any]) -> str:
     """The evaluation of :func:`evaluate_test_set` as a Markdown table (pixels)."""
     s = result.get("summary") or {}
     lines = ["| side | reconstruction | heads | mean | median | 90 % |", "|---|---|---:|---:|---:|---:|"]
-    for side in ("visible", "hidden"):
+    for side in SIDES:
         for name in METHODS:
             r = (s.get(side) or {}).get(name)
             if r is None:
                 continue
             lines.append(
-                f"| {side} | {_LABELS[name]} | {r['heads']} | {r['mean']:.3f} | {r['median']:.3f} | {r['p90']:.3f} |"
+                f"| {_SIDE_LABELS[side]} | {_LABELS[name]} | {r['heads']} | {r['mean']:.3f} | {r['median']:.3f} "
+                f"| {r['p90']:.3f} |"
             )
     return "\n".join(lines)
