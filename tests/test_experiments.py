@@ -133,6 +133,8 @@ def test_end_to_end_rendered_oracle_and_rerun(tmp_path):
         assert {"mesh25d", "full", "model", "mean"} <= set(fh["summary"]["visible"])
         assert "## Complete heads" in report
         assert "| hidden | complete head" in report
+        if fh["summary"]["hidden_head"]:
+            assert "| hidden, head only (above the neck's base) | complete head" in report
     first = {k: v["cached"] for k, v in r["stages"].items()}
     assert not any(first.values())
 

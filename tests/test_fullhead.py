@@ -478,3 +478,26 @@ def test_cli_full_head(tmp_path, monkeypatch, capsys) -> None:
     assert cli.main(["reconstruct", str(tmp_path / "a.png"), "-o", str(out)]) == 0
     assert "complete head" not in capsys.readouterr().err  # the plain run makes none
     assert not (out / "a_full.ply").exists()
+
+
+def test_true_head_mesh_marks_the_head_above_the_neck_base(model: HeadModel) -> None:
+    """The evaluation's head-only region: version 1's true skin goes on into the capped
+    torso, whose faces are not "head"; version 2's true mesh is already cut there."""
+    from monohead.evaluate import full_head as fh
+
+    params = {"identity": np.zeros(model.num_identities), "expression": {}, "gaze": [0.0, 0.0],
+              "pose": {"yaw": 0.0, "pitch": 0.0, "roll": 0.0, "scale": 3.0, "offset": [0.0, 0.0]}}  # fmt: skip
+    v1 = fh.true_head_mesh(params, (96, 96), model, version=1)
+    head = v1.metadata["head_skin"]
+    skin = v1.metadata["skin_faces"]
+    assert head.shape == (len(skin),)
+    # In the model frame (the pose is frontal, scale 3 px/cm): the torso below the neck is
+    # not head, the cranium is.
+    y_cm = np.asarray(v1.vertices)[skin].mean(axis=1)[:, 1] / 3.0
+    top = y_cm.max()
+    assert head[y_cm > top - 20].all()
+    assert not head[y_cm < top - 40].any()
+    assert 100 < int((~head).sum()) < len(head) // 2
+    v2 = fh.true_head_mesh(params, (96, 96), model, version=2)
+    assert v2.metadata["head_skin"].all()
+    assert len(v2.metadata["skin_faces"]) == int(head.sum())
