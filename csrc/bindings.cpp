@@ -8,6 +8,7 @@
 #include <tuple>
 #include <string>
 
+#include "checks.hpp"
 #include "integrator.hpp"
 
 namespace py = pybind11;
@@ -122,6 +123,53 @@ auto with_float_data(const py::array& a, const char* name, F&& f) {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "monohead's compiled core: the staggered-grid WLS normal integrator (C++17 + Eigen).";
     m.attr("openmp") = monohead::have_openmp();
+    m.def(
+        "scan_normals",
+        [](const py::array& normals, CArray<std::uint8_t> mask, double nz_lo, double nz_hi, double slope_limit,
+           int threads) {
+            if (mask.ndim() != 2) throw py::value_error("mask must be 2-D (H, W); got ndim " + std::to_string(mask.ndim()));
+            const int H = static_cast<int>(mask.shape(0)), W = static_cast<int>(mask.shape(1));
+            require_shape(normals, "normals", {H, W, 3});
+            if (threads < 1) throw py::value_error("threads must be >= 1; got " + std::to_string(threads));
+            const std::uint8_t* mp = mask.data();
+            monohead::NormalScan s;
+            with_float_data(normals, "normals", [&](const auto* n) {
+                py::gil_scoped_release release;
+                s = monohead::scan_normals(n, mp, H, W, nz_lo, nz_hi, slope_limit, threads);
+            });
+            return py::make_tuple(s.nonfinite, s.facing, s.nz_range, s.grazing, s.pmax, s.qmax);
+        },
+        py::arg("normals"), py::arg("mask"), py::arg("nz_lo"), py::arg("nz_hi"), py::arg("slope_limit"),
+        py::arg("threads"),
+        "Counts (non-finite, Nz <= 0, Nz out of [nz_lo, nz_hi], |p| or |q| > slope_limit) of the mask "
+        "pixels of float32/float64 (H, W, 3) normals, and the largest |p|, |q| (p = -Nx/Nz, q = -Ny/Nz) of "
+        "the others; one pass, GIL released.");
+    m.def(
+        "scan_nonnegative",
+        [](const py::array& a, int threads) -> py::tuple {
+            if (threads < 1) throw py::value_error("threads must be >= 1; got " + std::to_string(threads));
+            const auto n = static_cast<std::int64_t>(a.size());
+            if (n == 0) return py::make_tuple(true, 0.0);
+            monohead::ValueScan s;
+            with_float_data(a, "array", [&](const auto* p) {
+                py::gil_scoped_release release;
+                s = monohead::scan_nonnegative(p, n, threads);
+            });
+            return py::make_tuple(s.finite_nonnegative, s.max);
+        },
+        py::arg("a"), py::arg("threads"),
+        "(all values finite and >= 0, their maximum) of a float32/float64 C-contiguous array; one pass, "
+        "GIL released.");
+    m.def(
+        "work_cache",
+        [](std::optional<std::size_t> limit) {
+            auto& pool = monohead::BlockPool::instance();
+            const std::size_t old = limit ? pool.set_limit(*limit) : pool.limit();
+            return std::make_tuple(old, pool.cached());
+        },
+        py::arg("limit") = py::none(),
+        "(limit before the call, bytes cached after it) of the core's cache of freed work blocks "
+        "(pool.hpp); a limit sets the most bytes kept (0: none; the excess is freed).");
 
     py::class_<Integrator>(m, "Integrator",
                            "WLS normal integrator on a fixed mask; builds the system and the solver "

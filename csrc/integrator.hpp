@@ -83,7 +83,7 @@ class Integrator {
     // The rest of construction once the edge weights are known: components and solver setup.
     void setup(std::chrono::steady_clock::time_point t0, const MgOptions& mg_options) {
         mg_options_ = mg_options;
-        std::vector<std::uint8_t> pm(static_cast<std::size_t>(grid_.size));
+        pvector<std::uint8_t> pm(static_cast<std::size_t>(grid_.size));
         scatter_to_padded(grid_, mask_.data(), pm.data());
         ncomp_ = label_components(grid_, pm.data(), labels_, threads_);
         comp_size_.assign(static_cast<std::size_t>(ncomp_), 0);
@@ -106,7 +106,7 @@ class Integrator {
         } else {
             factorize_direct();
         }
-        if (single_) std::vector<std::int32_t>().swap(labels_);
+        if (single_) pvector<std::int32_t>().swap(labels_);
         setup_seconds_ = seconds_since(t0);
     }
 
@@ -390,7 +390,7 @@ class Integrator {
         });
         if (x0) gather_mask(grid_, mask_.data(), x0, x.data());
         // Components without prior pixels: consistent singular blocks, gauge mean 0.
-        std::vector<std::int32_t> labels;
+        pvector<std::int32_t> labels;
         int ncomp = 1;
         {
             std::vector<std::uint8_t> pm8(static_cast<std::size_t>(n));
@@ -446,9 +446,9 @@ class Integrator {
     Method method_;
     int threads_ = 1;
     PaddedGrid grid_;
-    std::vector<std::uint8_t> mask_;  // H x W, 0/1
+    pvector<std::uint8_t> mask_;  // H x W, 0/1
     EdgeWeights ew_;
-    std::vector<std::int32_t> labels_;  // padded: component of each mask cell, -1 elsewhere
+    pvector<std::int32_t> labels_;  // padded: component of each mask cell, -1 elsewhere
     std::vector<std::int64_t> comp_size_;
     int ncomp_ = 0;
     bool single_ = false;  // one component: labels_ dropped after setup

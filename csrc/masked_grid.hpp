@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "parallel.hpp"
+#include "pool.hpp"
 
 namespace monohead {
 
@@ -106,11 +107,11 @@ void scatter_mask(const PaddedGrid& g, const std::uint8_t* mask, const T* cells,
 // `threads` threads: each band links its own cells, the links across band edges follow on one
 // thread, then every cell finds its root and the roots are numbered band by band.  The labels
 // do not depend on the thread count.
-inline int label_components(const PaddedGrid& g, const std::uint8_t* active, std::vector<std::int32_t>& labels,
+inline int label_components(const PaddedGrid& g, const std::uint8_t* active, pvector<std::int32_t>& labels,
                             int threads = 1) {
     const std::int64_t S = g.S, n = g.size;
     labels.assign(static_cast<std::size_t>(n), -1);
-    std::vector<std::int32_t> parent(static_cast<std::size_t>(n), -1);
+    pvector<std::int32_t> parent(static_cast<std::size_t>(n), -1);
     auto find = [&](std::int64_t i) -> std::int64_t {
         while (parent[i] != i) {
             parent[i] = parent[parent[i]];
@@ -142,7 +143,7 @@ inline int label_components(const PaddedGrid& g, const std::uint8_t* active, std
             if (active[i] && active[i - S]) unite(i, i - S);
     }
     // 3. Every cell's root (read-only finds), and the roots of each band.
-    std::vector<std::int32_t> root(static_cast<std::size_t>(n), -1);
+    pvector<std::int32_t> root(static_cast<std::size_t>(n), -1);
     std::vector<std::int64_t> nroots(static_cast<std::size_t>(B.count), 0);
     for_bands(B, threads, par, [&](int k, int r0, int r1) {
         std::int64_t count = 0;

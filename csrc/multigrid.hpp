@@ -37,6 +37,7 @@
 
 #include "masked_grid.hpp"
 #include "parallel.hpp"
+#include "pool.hpp"
 
 namespace monohead {
 
@@ -51,8 +52,8 @@ class Multigrid {
     struct Level {
         int h = 0, w = 0, S = 0;
         std::int64_t size = 0;
-        std::vector<float> eE, eN, invD, x, b;  // b is unused on level 0 (the CG residual is read)
-        std::vector<float> dg;  // optional diagonal term (a depth prior, prior.hpp); empty: none
+        pvector<float> eE, eN, invD, x, b;  // b is unused on level 0 (the CG residual is read)
+        pvector<float> dg;  // optional diagonal term (a depth prior, prior.hpp); empty: none
         const float* diag() const { return dg.empty() ? nullptr : dg.data(); }
         Bands bands;        // row bands of this level (parallel.hpp)
         bool par = false;   // large enough to be worth several threads
@@ -146,7 +147,7 @@ class Multigrid {
     int threads_ = 1;
     std::vector<Level> levels_;
     struct Work {
-        std::vector<float> c, v, r;  // K-cycle vectors of one coarse level
+        pvector<float> c, v, r;  // K-cycle vectors of one coarse level
     };
     std::vector<Work> work_;
     std::vector<double> part_;                // per-band partial sums of a reduction

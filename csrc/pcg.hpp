@@ -14,6 +14,7 @@
 
 #include "masked_grid.hpp"
 #include "parallel.hpp"
+#include "pool.hpp"
 #include "wls_system.hpp"
 
 namespace monohead {
@@ -26,8 +27,8 @@ struct SolveStats {
 
 // A padded-grid array of doubles, all `v`, filled band by band on up to `threads` threads (no
 // serial zeroing pass, and each band's pages are first touched by a thread that works on it).
-inline std::unique_ptr<double[]> grid_array(const PaddedGrid& g, int threads, double v = 0.0) {
-    std::unique_ptr<double[]> a(new double[static_cast<std::size_t>(g.size)]);
+inline PoolArray<double> grid_array(const PaddedGrid& g, int threads, double v = 0.0) {
+    PoolArray<double> a(static_cast<std::size_t>(g.size));
     const std::int64_t S = g.S;
     double* p = a.get();
     std::fill(p, p + S, v);

@@ -21,11 +21,12 @@
 
 #include "masked_grid.hpp"
 #include "parallel.hpp"
+#include "pool.hpp"
 
 namespace monohead {
 
 struct EdgeWeights {
-    std::vector<double> eE, eN;
+    pvector<double> eE, eN;  // large: from the block pool (pool.hpp)
 };
 
 // Edge weights from the mask (H x W, non-zero = inside) and the optional gradient-magnitude
@@ -36,9 +37,9 @@ template <class T>
 inline EdgeWeights build_edge_weights(const PaddedGrid& g, const std::uint8_t* mask, const T* Wmap, double lam,
                                       int threads = 1) {
     const std::int64_t n = g.size, S = g.S;
-    std::vector<std::uint8_t> m(static_cast<std::size_t>(n));
+    pvector<std::uint8_t> m(static_cast<std::size_t>(n));
     scatter_to_padded(g, mask, m.data());
-    std::vector<double> w(static_cast<std::size_t>(n), 0.0);
+    pvector<double> w(static_cast<std::size_t>(n), 0.0);
     const Bands B = make_bands(g.h);
     const bool par = n >= kParallelMinCells;
     for_bands(B, threads, par, [&](int, int a, int e) {

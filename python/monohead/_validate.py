@@ -25,6 +25,7 @@ __all__ = [
     "as_float_array",
     "check_batch_inputs",
     "check_gradient_magnitude",
+    "check_weights",
     "check_depth",
     "check_depth_in_mask",
     "check_faces",
@@ -373,6 +374,34 @@ def check_gradient_magnitude(
     if bad:
         raise ValueError(f"{name} (the gradient magnitude W) must be >= 0; got {bad} negative value(s)")
     return xp.where(mask, arr, arr.dtype.type(0))
+
+
+def check_weights(
+    weights: Any,
+    shape: tuple[int, ...],
+    mask: Any,
+    lam: float,
+    name: str = "weights",
+    keep_float32: bool = False,
+    scan: Any = None,
+) -> Any:
+    """:func:`check_gradient_magnitude` then :func:`check_weight_range` (NumPy arrays).
+
+    ``scan``: optional ``scan(arr) -> (finite_and_nonnegative, max)`` over the whole array, one
+    pass (the C++ core's ``scan_nonnegative``): when it finds every value finite and ``>= 0``
+    and ``lam * max`` in range, the array is returned without the NumPy passes; otherwise the
+    NumPy checks run and word the error (or clean values outside the mask) as without it.
+    """
+    arr = as_float_array(weights, name, dtype=_kept_dtype(weights, keep_float32))
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {shape_str(tuple(shape))}; got {shape_str(tuple(arr.shape))}")
+    if scan is not None and arr.size:
+        ok, wmax = scan(arr)
+        if ok and (lam == 0.0 or lam * float(wmax) <= LAM_W_LIMIT):
+            return arr
+    arr = check_gradient_magnitude(arr, shape, mask, name, keep_float32=keep_float32)
+    check_weight_range(arr, lam, name)
+    return arr
 
 
 def check_real(value: Any, name: str, want: str) -> float:

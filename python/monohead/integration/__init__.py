@@ -7,7 +7,7 @@ shares (:class:`SolveInfo`, :class:`ConvergenceWarning`, :data:`METHODS`) live i
 :mod:`monohead.integration.common`.
 """
 
-from .api import THREADS_ENV, Integrator, default_threads, integrate, wls_system
+from .api import THREADS_ENV, Integrator, default_threads, integrate, wls_system, work_cache
 from .baselines import dct_poisson, frankot_chellappa
 from .common import METHODS, ConvergenceWarning, SolveInfo
 
@@ -22,4 +22,5 @@ __all__ = [
     "frankot_chellappa",
     "integrate",
     "wls_system",
+    "work_cache",
 ]
