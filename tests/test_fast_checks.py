@@ -85,7 +85,8 @@ def test_work_cache_is_bounded_and_reused():
         np.testing.assert_array_equal(monohead.integrate(s.normals, s.W, 0.1, s.mask), ref)
         assert work_cache()[1] == kept  # the same blocks served the second call
         limit, cached = work_cache(kept // 2)
-        assert limit == 1 << 30 and cached <= kept // 2
+        assert limit == 1 << 30
+        assert cached <= kept // 2
     finally:
         work_cache(old)
 
