@@ -85,13 +85,13 @@ class Integrator {
         mg_options_ = mg_options;
         pvector<std::uint8_t> pm(static_cast<std::size_t>(grid_.size));
         scatter_to_padded(grid_, mask_.data(), pm.data());
-        ncomp_ = label_components(grid_, pm.data(), labels_, threads_);
-        comp_size_.assign(static_cast<std::size_t>(ncomp_), 0);
-        for (std::int64_t i = grid_.first(); i < grid_.last(); ++i)
-            if (labels_[i] >= 0) ++comp_size_[labels_[i]];
+        const Components comp = find_components(grid_, pm.data(), threads_);
+        ncomp_ = comp.count;
+        comp_size_ = comp.size;
         // One component of more than one pixel (the usual case): every mask cell has a
         // neighbour, so "diagonal > 0" marks the mask and the label array is not needed.
         single_ = ncomp_ == 1 && comp_size_[0] > 1 && method_ != Method::Direct;
+        if (!single_) fill_labels(grid_, comp, labels_, threads_);
         assembly_seconds_ = seconds_since(t0);
 
         t0 = std::chrono::steady_clock::now();
@@ -106,7 +106,6 @@ class Integrator {
         } else {
             factorize_direct();
         }
-        if (single_) pvector<std::int32_t>().swap(labels_);
         setup_seconds_ = seconds_since(t0);
     }
 

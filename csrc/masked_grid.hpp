@@ -98,78 +98,118 @@ void scatter_mask(const PaddedGrid& g, const std::uint8_t* mask, const T* cells,
     });
 }
 
-// Label the 4-connected components of the cells where `active` is non-zero.  Labels are
-// 0..n-1 in raster order of first appearance; inactive cells get -1.  Returns n.
+// The 4-connected components of the cells where `active` is non-zero, found on the runs of
+// consecutive active cells of each row (a head or rectangle mask has one to three runs per
+// row, so the union-find works on thousands of runs instead of millions of cells).
+// Components are numbered 0..n-1 in raster order of their first cell.
+struct Components {
+    int count = 0;
+    std::vector<std::int64_t> size;        // cells of each component
+    std::vector<std::int64_t> run_begin;   // runs in raster order: padded cells [begin, end)
+    std::vector<std::int64_t> run_end;
+    std::vector<std::int32_t> run_label;   // component of each run
+    std::vector<std::int64_t> row_first;   // first run of padded row r (rows 1..h+1; h+2 entries)
+};
+
+// Rows run in bands on up to `threads` threads (each band collects its rows' runs, joined in
+// band order); the union-find over runs is serial.  The result does not depend on the thread
+// count.  `active`: a padded array of g.size cells (border inactive).
+inline Components find_components(const PaddedGrid& g, const std::uint8_t* active, int threads = 1) {
+    const std::int64_t S = g.S;
+    const Bands B = make_bands(g.h);
+    std::vector<std::vector<std::int64_t>> band_runs(static_cast<std::size_t>(B.count));
+    std::vector<std::int64_t> row_count(static_cast<std::size_t>(g.h) + 2, 0);
+    for_bands(B, threads, g.size >= kParallelMinCells, [&](int k, int a, int e) {
+        auto& runs = band_runs[static_cast<std::size_t>(k)];
+        for (int r = a; r < e; ++r) {
+            const std::int64_t row = static_cast<std::int64_t>(r) * S;
+            std::int64_t n = 0;
+            for (std::int64_t i = row + 1; i <= row + g.w; ++i) {
+                if (!active[i]) continue;
+                std::int64_t j = i;
+                while (active[j]) ++j;  // the border column is inactive
+                runs.push_back(i);
+                runs.push_back(j);
+                ++n;
+                i = j;
+            }
+            row_count[static_cast<std::size_t>(r)] = n;
+        }
+    });
+    Components c;
+    c.row_first.assign(static_cast<std::size_t>(g.h) + 2, 0);
+    for (int r = 1; r <= g.h; ++r) c.row_first[r + 1] = c.row_first[r] + row_count[r];
+    const std::int64_t nruns = c.row_first[static_cast<std::size_t>(g.h) + 1];
+    c.run_begin.reserve(static_cast<std::size_t>(nruns));
+    c.run_end.reserve(static_cast<std::size_t>(nruns));
+    for (const auto& runs : band_runs)
+        for (std::size_t t = 0; t < runs.size(); t += 2) {
+            c.run_begin.push_back(runs[t]);
+            c.run_end.push_back(runs[t + 1]);
+        }
+    // Union-find over runs; the root of a set is its smallest run index (its first run in
+    // raster order), so numbering the roots in order numbers the components in raster order.
+    std::vector<std::int64_t> parent(static_cast<std::size_t>(nruns));
+    for (std::int64_t t = 0; t < nruns; ++t) parent[t] = t;
+    auto find = [&](std::int64_t t) {
+        while (parent[t] != t) {
+            parent[t] = parent[parent[t]];
+            t = parent[t];
+        }
+        return t;
+    };
+    for (int r = 2; r <= g.h; ++r) {  // runs of row r against those of row r - 1 (overlap in columns)
+        std::int64_t u = c.row_first[r - 1], d = c.row_first[r];
+        const std::int64_t u1 = c.row_first[r], d1 = c.row_first[r + 1];
+        while (u < u1 && d < d1) {
+            const std::int64_t ub = c.run_begin[u] + S, ue = c.run_end[u] + S;  // shifted to row r
+            const std::int64_t db = c.run_begin[d], de = c.run_end[d];
+            if (ub < de && db < ue) {
+                std::int64_t a = find(u), b = find(d);
+                if (a != b) {
+                    if (a < b) parent[b] = a; else parent[a] = b;
+                }
+            }
+            if (ue < de) ++u; else ++d;
+        }
+    }
+    c.run_label.assign(static_cast<std::size_t>(nruns), -1);
+    for (std::int64_t t = 0; t < nruns; ++t) {
+        const std::int64_t root = find(t);
+        if (root == t) {
+            c.run_label[t] = c.count++;
+            c.size.push_back(0);
+        } else {
+            c.run_label[t] = c.run_label[root];  // root < t: already numbered
+        }
+        c.size[static_cast<std::size_t>(c.run_label[t])] += c.run_end[t] - c.run_begin[t];
+    }
+    return c;
+}
+
+// The component of every cell of `c` into the padded array `labels` (g.size cells), -1 on
+// inactive cells; rows in bands on up to `threads` threads.
+inline void fill_labels(const PaddedGrid& g, const Components& c, pvector<std::int32_t>& labels, int threads = 1) {
+    labels.resize(static_cast<std::size_t>(g.size));
+    std::int32_t* lab = labels.data();
+    const std::int64_t S = g.S;
+    std::fill(lab, lab + S, -1);
+    std::fill(lab + static_cast<std::int64_t>(g.h + 1) * S, lab + g.size, -1);
+    for_bands(make_bands(g.h), threads, g.size >= kParallelMinCells, [&](int, int a, int e) {
+        std::fill(lab + a * S, lab + e * S, -1);
+        for (std::int64_t t = c.row_first[a]; t < c.row_first[e]; ++t)
+            std::fill(lab + c.run_begin[t], lab + c.run_end[t], c.run_label[t]);
+    });
+}
+
+// Label the 4-connected components of the cells where `active` is non-zero (find_components):
+// labels 0..n-1 in raster order of first appearance, -1 on inactive cells.  Returns n.
 // `active` and `labels` are padded arrays of g.size cells (border inactive).
-//
-// Union-find in which the root of a set is always its smallest cell index, i.e. the set's first
-// cell in raster order; so the labels are the ranks of the roots.  Rows run in bands on up to
-// `threads` threads: each band links its own cells, the links across band edges follow on one
-// thread, then every cell finds its root and the roots are numbered band by band.  The labels
-// do not depend on the thread count.
 inline int label_components(const PaddedGrid& g, const std::uint8_t* active, pvector<std::int32_t>& labels,
                             int threads = 1) {
-    const std::int64_t S = g.S, n = g.size;
-    labels.assign(static_cast<std::size_t>(n), -1);
-    pvector<std::int32_t> parent(static_cast<std::size_t>(n), -1);
-    auto find = [&](std::int64_t i) -> std::int64_t {
-        while (parent[i] != i) {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        return i;
-    };
-    auto unite = [&](std::int64_t a, std::int64_t b) {
-        a = find(a);
-        b = find(b);
-        if (a == b) return;
-        if (a < b) parent[b] = static_cast<std::int32_t>(a); else parent[a] = static_cast<std::int32_t>(b);
-    };
-    const Bands B = make_bands(g.h);
-    const bool par = n >= kParallelMinCells;
-    // 1. Links inside each band (path compression touches only the band's own cells).
-    for_bands(B, threads, par, [&](int, int r0, int r1) {
-        for (std::int64_t i = r0 * S; i < r1 * S; ++i) {
-            if (!active[i]) continue;
-            parent[i] = static_cast<std::int32_t>(i);
-            if (active[i - 1]) unite(i, i - 1);
-            if (i - S >= r0 * S && active[i - S]) unite(i, i - S);
-        }
-    });
-    // 2. Links across the band edges, on one thread.
-    for (int k = 1; k < B.count; ++k) {
-        const std::int64_t row = static_cast<std::int64_t>(B.begin(k)) * S;
-        for (std::int64_t i = row; i < row + S; ++i)
-            if (active[i] && active[i - S]) unite(i, i - S);
-    }
-    // 3. Every cell's root (read-only finds), and the roots of each band.
-    pvector<std::int32_t> root(static_cast<std::size_t>(n), -1);
-    std::vector<std::int64_t> nroots(static_cast<std::size_t>(B.count), 0);
-    for_bands(B, threads, par, [&](int k, int r0, int r1) {
-        std::int64_t count = 0;
-        for (std::int64_t i = r0 * S; i < r1 * S; ++i) {
-            if (!active[i]) continue;
-            std::int64_t j = i;
-            while (parent[j] != j) j = parent[j];
-            root[i] = static_cast<std::int32_t>(j);
-            count += j == i;
-        }
-        nroots[k] = count;
-    });
-    // 4. Roots numbered in raster order: band offsets, then the roots of each band in order.
-    std::vector<std::int64_t> offset(static_cast<std::size_t>(B.count) + 1, 0);
-    for (int k = 0; k < B.count; ++k) offset[k + 1] = offset[k] + nroots[k];
-    for_bands(B, threads, par, [&](int k, int r0, int r1) {
-        std::int64_t next = offset[k];
-        for (std::int64_t i = r0 * S; i < r1 * S; ++i)
-            if (active[i] && root[i] == i) labels[i] = static_cast<std::int32_t>(next++);
-    });
-    // 5. Every other cell takes its root's label.
-    for_bands(B, threads, par, [&](int, int r0, int r1) {
-        for (std::int64_t i = r0 * S; i < r1 * S; ++i)
-            if (active[i] && root[i] != i) labels[i] = labels[root[i]];
-    });
-    return static_cast<int>(offset[B.count]);
+    const Components c = find_components(g, active, threads);
+    fill_labels(g, c, labels, threads);
+    return c.count;
 }
 
 }  // namespace monohead
