@@ -1,9 +1,9 @@
 """The ground-truth checks of the synthetic generator over many samples, with figures.
 
-Run: ``python benchmarks/check_synth.py [--count 32] [--size 128] [--version 2] [--seed 7]``.
+Run: ``python benchmarks/check_synth.py [--count 32] [--size 128] [--version 3] [--seed 7]``.
 
 For each sample: the Embree ray-cast oracle (:func:`monohead.synth.check.raycast_ground_truth`,
-with the sample's camera, so perspective for version 2) against the rendered N, depth and mask
+with the sample's camera, so perspective from version 2 on) against the rendered N, depth and mask
 (pixels framed past the simulated photo's border are outside the mask by design, so the
 oracle's mask is cut the same way); N against the finite differences of the depth on interior
 pixels; the sample rendered a second time, bit for bit. Prints one line per sample and the
@@ -23,7 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--count", type=int, default=32)
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--version", type=int, default=2)
+    ap.add_argument("--version", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--spp", type=int, default=4)
     args = ap.parse_args()

@@ -34,10 +34,10 @@ def _with(gen: Generator, seed: int, index: int, **edits) -> dict:
 
 def test_version_is_checked_and_version_1_has_no_additions(gen):
     with pytest.raises(ValueError, match="version must be one of"):
-        Generator(16, version=3, head_model=gen.model)
+        Generator(16, version=4, head_model=gen.model)
     with pytest.raises(ValueError, match="version must be one of"):
         sample_params(0, 0, gen.model, (16, 16), version=0)
-    assert VERSIONS == (1, 2)
+    assert VERSIONS == (1, 2, 3)
     assert gen.settings()["generator_version"] == 2
     p1 = sample_params(5, 3, gen.model, (48, 48), version=1)
     p2 = sample_params(5, 3, gen.model, (48, 48), version=2)

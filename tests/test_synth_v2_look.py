@@ -25,10 +25,10 @@ def samples(gen) -> list[dict]:
     return [gen.sample(31, i) for i in range(3)]
 
 
-def test_version_2_is_the_default_and_keeps_the_version_1_head(gen, samples):
-    assert GENERATOR_VERSION == 2
-    assert gen.version == 2
-    assert gen.settings()["generator_version"] == 2
+def test_version_3_is_the_default_and_keeps_the_version_1_head(gen, samples):
+    assert GENERATOR_VERSION == 3
+    assert gen.version == 3
+    assert gen.settings()["generator_version"] == 3
     p1 = Generator(64, spp=2, version=1, head_model=gen.model).params(31, 1)
     p2 = samples[1]["params"]
     for key in ("identity", "skin", "hair", "glasses"):
@@ -120,7 +120,7 @@ def test_orthographic_option_and_version_1_stay(gen):
     with pytest.raises(ValueError, match="version 1"):
         Generator(64, version=1, projection="perspective", head_model=gen.model)
     with pytest.raises(ValueError, match="version"):
-        Generator(64, version=3, head_model=gen.model)
+        Generator(64, version=4, head_model=gen.model)
 
 
 def test_sun_extraction_keeps_the_power():

@@ -4,7 +4,7 @@ Commands:
     reconstruct photo(s) -> head mesh(es) and preview figures (the paper's pipeline)
     integrate   integrate a normal map (.npy / .npz, or a BiNI folder) into a depth map (and a mesh)
     synth       render a synthetic training data set (synth-asset: convert ICT-FaceKit; synth-look:
-                a sheet of version 2 renders, beside real photos)
+                a sheet of renders, beside real photos)
     train       train the network (resumable; torchrun for DDP), evaluate a checkpoint, export weights
     experiments the paper's experiments (Table 1, lambda sweep, Table 2, photos) as a Markdown report
 
@@ -861,7 +861,9 @@ def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
         if not args.quiet and not args.json:
             print(f"synth-look: {k}/{args.count} renders", file=sys.stderr)
 
-    renders = render_look(args.count, seed=args.seed, size=args.size, spp=args.spp, progress=tick)
+    renders = render_look(
+        args.count, seed=args.seed, size=args.size, spp=args.spp, progress=tick, version=args.generator_version
+    )
     atomic_write_bytes(out, encode_png(image_grid(renders, cols=args.cols)))
     result: dict[str, Any] = {"out": str(out), "renders": len(renders), "photos": 0, "side_by_side": None}
     if args.side_by_side:
@@ -882,8 +884,9 @@ def _add_synth_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         "synth-look",
-        help="a sheet of generator version 2 renders (and, apart, beside real photos) to judge their look",
-        description="Render samples 0..N-1 of generator version 2 into a grid PNG (--out). With --side-by-side, "
+        help="a sheet of synthetic renders (and, apart, beside real photos) to judge their look",
+        description="Render samples 0..N-1 of a generator version (default the newest) into a grid PNG (--out). "
+        "With --side-by-side, "
         "also write a second PNG with the head crops of real photos (--photos, default the shared real-photos "
         "folder when present) beside the renders, framed as monohead.reconstruct frames them; keep that one out "
         "of the repository when the photos are not yours to publish.",
@@ -894,6 +897,9 @@ def _add_synth_parser(sub: Any) -> None:
     p.add_argument("--size", type=int, default=128, help="image size (default 128)")
     p.add_argument("--spp", type=int, default=9, help="samples per pixel (default 9)")
     p.add_argument("--cols", type=int, default=8, help="renders per row (default 8)")
+    p.add_argument(
+        "--generator-version", type=int, choices=[2, 3], default=None, help="generator version (default the newest)"
+    )
     p.add_argument("--photos", metavar="DIR", help="real photos to show beside the renders")
     p.add_argument("--side-by-side", metavar="PNG", help="write renders and real photos side by side here")
     p.add_argument("--quiet", action="store_true", help="no progress")
@@ -934,9 +940,9 @@ def _add_synth_parser(sub: Any) -> None:
     p.add_argument(
         "--generator-version",
         type=int,
-        choices=[1, 2],
+        choices=[1, 2, 3],
         default=None,
-        help="generator version (default: the newest, 2; 1 extends or remakes a version 1 set)",
+        help="generator version (default: the newest, 3; 1 or 2 extends or remakes a set of that version)",
     )
     p.add_argument(
         "--camera",

@@ -24,7 +24,16 @@ from scipy import ndimage
 
 from .textures import TextureSpace, srgb_to_linear
 
-__all__ = ["EXPRESSIONS", "age_warp", "apply_makeup", "expression_weights", "landmarks", "sample_face", "skin_detail"]
+__all__ = [
+    "EXPRESSIONS",
+    "age_warp",
+    "apply_makeup",
+    "expression_weights",
+    "landmarks",
+    "sample_face",
+    "sample_mouth",
+    "skin_detail",
+]
 
 EXPRESSIONS = ("ordinary", "wink", "grimace", "open_mouth", "broad_smile")
 """Expression presets of :func:`sample_face` (``ordinary``: the version 1 sampler's)."""
@@ -63,6 +72,17 @@ def sample_face(rng: np.random.Generator, sex: str) -> dict[str, Any]:
         "oily": float(rng.uniform(0.0, 1.0) ** 2),
         "seed": int(rng.integers(0, 2**31 - 1)),
     }
+
+
+def sample_mouth(rng: np.random.Generator, age: float) -> dict[str, Any]:
+    """Colours of the teeth and of the gums and tongue (generator version 3), linear RGB
+    albedo: ``teeth_rgb`` from bluish white to yellowed ivory (more yellow with ``age`` in
+    years), ``tongue_rgb`` pink to deep red."""
+    yellow = float(np.clip(age / 80.0, 0.0, 1.0) * rng.uniform(0.2, 1.0))
+    white, ivory = np.array([0.78, 0.77, 0.74]), np.array([0.66, 0.55, 0.36])
+    teeth = ((1.0 - yellow) * white + yellow * ivory) * rng.uniform(0.6, 1.0)
+    tongue = np.array([0.56, 0.15, 0.16]) * rng.uniform(0.7, 1.15) * rng.uniform(0.9, 1.1, 3)
+    return {"teeth_rgb": [float(c) for c in teeth], "tongue_rgb": [float(c) for c in np.clip(tongue, 0.0, 1.0)]}
 
 
 def expression_weights(face: dict[str, Any], names: list[str]) -> dict[str, float] | None:

@@ -9,6 +9,11 @@ B-splines like scalp hair (:mod:`monohead.synth.hair`) with as many control poin
 scalp's strands, so the renderer puts them in the same curve shape, with the hair BSDF and
 the hair's colour. The ground truth under them is the head surface.
 
+Generator version 3 grows them with ``soft=True``: a zone's edge is no longer a hard line
+(roots thin out over the last :data:`EDGE_FADE` centimetres and their strands get shorter
+there), each strand tapers from root to tip, and a moustache is combed down over the lip
+rather than sideways. Version 2 (``soft=False``) grows exactly the strands it always grew.
+
 Units: centimetres, head model frame (x to the subject's left, y up, z out of the face).
 """
 
@@ -36,6 +41,9 @@ _LENGTH = {
 _DENSITY = {"stubble": 900.0, "moustache": 260.0, "goatee": 200.0, "short_beard": 160.0, "full_beard": 130.0}
 """Strands per cm² of skin (fewer than real, thicker: the render is 128 pixels wide)."""
 
+EDGE_FADE = {"stubble": 0.8, "moustache": 0.6, "goatee": 1.3, "short_beard": 1.0, "full_beard": 1.1}
+"""Centimetres over which a zone's roots thin out toward its edge (``soft=True``)."""
+
 
 def sample_facial_hair_params(rng: np.random.Generator, sex: str) -> dict[str, Any] | None:
     """Random facial hair (JSON-able), or ``None``: about half of the men have some, women
@@ -53,6 +61,20 @@ def sample_facial_hair_params(rng: np.random.Generator, sex: str) -> dict[str, A
         "radius": float(rng.uniform(0.012, 0.02) if style == "stubble" else rng.uniform(0.018, 0.03)),
         "seed": int(rng.integers(0, 2**31 - 1)),
     }
+
+
+def _edge_distance(model: HeadModel, zone: str) -> np.ndarray:
+    """Per triangle of a zone (the zone's order in :func:`_zones`), the distance (cm, neutral
+    head) from its centroid to the nearest centroid of a face or neck triangle outside the
+    zone (cached)."""
+    key = ("facial_hair_edge", zone)
+    if key not in model.cache:
+        zones = _zones(model)
+        c = model.neutral.astype(np.float64)[zones["faces"]].mean(axis=1)
+        sel = zones[zone]
+        dist, _ = cKDTree(c[~sel]).query(c[sel])
+        model.cache[key] = dist
+    return model.cache[key]
 
 
 def _zones(model: HeadModel) -> dict[str, Any]:
@@ -77,7 +99,13 @@ def _zones(model: HeadModel) -> dict[str, Any]:
 
 
 def grow_facial_hair(
-    params: dict[str, Any] | None, model: HeadModel, vertices: np.ndarray, normals: np.ndarray, k: int, max_strands: int
+    params: dict[str, Any] | None,
+    model: HeadModel,
+    vertices: np.ndarray,
+    normals: np.ndarray,
+    k: int,
+    max_strands: int,
+    soft: bool = False,
 ) -> np.ndarray:
     """Grow the strands of a facial-hair style on a head.
 
@@ -87,6 +115,8 @@ def grow_facial_hair(
         vertices, normals: ``(V, 3)`` the head's vertices and unit normals (cm, model frame).
         k: control points per strand (the scalp hair's, at least 4).
         max_strands: cap on the number of strands.
+        soft: version 3's strands (soft zone edges, tapered strands, a moustache combed
+            down; see the module docstring); ``False``: version 2's.
 
     Returns:
         ``(N, k, 4)`` float64 control points ``(x, y, z, radius)`` (cm); N may be 0.
@@ -109,15 +139,27 @@ def grow_facial_hair(
     n = int(min(max_strands, area.sum() * _DENSITY[style] * params["density"]))
     if n <= 0:
         return np.zeros((0, k, 4))
-    _, root, nrm = sample_roots(rng, faces, area / area.sum(), n, vertices, normals, eps=1e-12)
-    # Combing: down, out from the midline; a moustache sideways and down.
+    weight = area
+    if soft:  # fewer roots toward the zone's edge: smoothstep of the distance to it
+        t = np.clip(_edge_distance(model, zone) / EDGE_FADE[style], 0.0, 1.0)
+        weight = area * t * t * (3.0 - 2.0 * t) + 1e-9 * area
+    tri, root, nrm = sample_roots(rng, faces, weight / weight.sum(), n, vertices, normals, eps=1e-12)
+    # Combing: down, out from the midline; a moustache sideways and down (version 3: down
+    # over the lip, a little outward).
     side = np.sign(root[:, 0] + 1e-6)
     flow = np.column_stack([0.35 * side, -1.0 + 0 * side, 0.15 + 0 * side])
     if zone == "moustache":
-        flow = np.column_stack([0.9 * side, -0.7 + 0 * side, 0.1 + 0 * side])
+        flow = (
+            np.column_stack([0.35 * side, -1.0 + 0 * side, 0.3 + 0 * side])
+            if soft
+            else np.column_stack([0.9 * side, -0.7 + 0 * side, 0.1 + 0 * side])
+        )
     flow += rng.normal(0.0, 0.25, flow.shape)
     d = root_directions(flow, nrm, 0.5 if style == "stubble" else 0.3)
     length = float(params["length"]) * rng.uniform(0.6, 1.15, n)
+    if soft:  # shorter toward the edge
+        edge = np.clip(_edge_distance(model, zone)[tri] / EDGE_FADE[style], 0.0, 1.0)
+        length = length * (0.35 + 0.65 * edge)
     step = length / (k - 2)
     tree = cKDTree(vertices[np.unique(faces)])
     ids = np.unique(faces)
@@ -141,5 +183,8 @@ def grow_facial_hair(
         p = p + np.clip(margin - h, 0.0, None)[:, None] * nq
         pts[:, j] = p
     radius = np.full((n, k, 1), float(params["radius"]))
-    radius[:, -1, 0] *= 0.5
+    if soft:  # tapered from the root to a fine tip
+        radius[:, :, 0] *= np.linspace(1.0, 0.3, k)[None, :]
+    else:
+        radius[:, -1, 0] *= 0.5
     return np.concatenate([pts, radius], axis=-1)

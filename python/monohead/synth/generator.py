@@ -67,14 +67,15 @@ from .render import HAIR_BUCKETS, RENDER_LOCK, Renderer, SceneArrays
 
 __all__ = ["GENERATOR_VERSION", "VERSIONS", "Generator", "sample_params"]
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bumped whenever the same (seed, index) would give a different sample. The default version
 of :class:`Generator`; older versions stay available (:data:`VERSIONS`) and give the samples
 they always gave."""
 
-VERSIONS = (1, 2)
-"""Generator versions that can be made: 1 (a head and neck alone) and 2 (with an upper body,
-clothes, headwear, facial hair and occluders in front of the face)."""
+VERSIONS = (1, 2, 3)
+"""Generator versions that can be made: 1 (a head and neck alone), 2 (with an upper body,
+clothes, headwear, facial hair and occluders in front of the face) and 3 (version 2 with ICT's
+teeth, gums and tongue in the mouth, :meth:`.HeadModel.mouth_shape`)."""
 
 # New streams are only ever appended: SeedSequence children do not depend on how many are
 # spawned, so the streams of version 1 stay the same.
@@ -98,7 +99,7 @@ _STREAMS = (
 )
 
 
-_V2_STREAMS = {"lighting": 1, "camera": 2, "background": 3, "artefacts": 4, "face": 5, "framing": 6}
+_V2_STREAMS = {"lighting": 1, "camera": 2, "background": 3, "artefacts": 4, "face": 5, "framing": 6, "mouth": 7}
 """Streams of version 2's look: ``SeedSequence(seed, spawn_key=(index, 1000 + k))``, apart
 from the streams of :data:`_STREAMS` (``(index, k)``, k < 1000)."""
 
@@ -239,6 +240,7 @@ class Generator:
                 projection=projection,
                 environment_size=light_mod.ENV_SIZE,
                 skin_detail=True,
+                mouth=self.version >= 3,
             )
             self._landmarks = faces_mod.landmarks(self.model)
         else:
@@ -298,6 +300,10 @@ class Generator:
             preset = faces_mod.expression_weights(p["face"], self.model.expression_names)
             if preset is not None:  # an extreme expression replaces all but the gaze's lid shapes
                 p["expression"] = {**{n: w for n, w in p["expression"].items() if n.startswith("eyeLook")}, **preset}
+        if self.version >= 3:
+            p["mouth"] = faces_mod.sample_mouth(_v2_stream(seed, index, "mouth"), p["face"]["age"])
+            if p["face"]["age"] < 16:  # version 2 gave some boys a beard
+                p["beard"] = None
         return p
 
     def _extra_slots(self) -> tuple:
@@ -323,7 +329,9 @@ class Generator:
         if hat is not None:
             strands = headwear_mod.press_hair(strands, hat)
         room = (HAIR_BUCKETS[-1] - len(strands) * k) // k
-        beard = facial_mod.grow_facial_hair(params.get("beard"), self.model, v_model, n_model, k, room)
+        beard = facial_mod.grow_facial_hair(
+            params.get("beard"), self.model, v_model, n_model, k, room, soft=self.version >= 3
+        )
         if len(beard):
             strands = np.concatenate([strands.reshape(-1, beard.shape[1], 4), beard]) if len(strands) else beard
         return strands
@@ -385,9 +393,24 @@ class Generator:
 
     def head_mesh(self, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """The posed head and eyes of a sample: ``(vertices (V, 3) world pixels, faces (F, 3))``,
-        the mesh whose ground truth is rendered (the hair and glasses left out)."""
+        the mesh whose ground truth is rendered (the hair and glasses left out; from version 3
+        on, the teeth, gums and tongue follow the head's vertices and faces)."""
         v_model = self._shape(params)
-        return _transform(scene_mod.pose_matrix(params["pose"], self.size), v_model), self._gt_faces
+        m = scene_mod.pose_matrix(params["pose"], self.size)
+        v = _transform(m, v_model)
+        if self.version < 3:
+            return v, self._gt_faces
+        mv = _transform(m, self._mouth_shape(params))
+        return np.concatenate([v, mv]), np.concatenate([self._gt_faces, self.model.mouth_faces + len(v)])
+
+    def _mouth_shape(self, params: dict[str, Any]) -> np.ndarray:
+        """Teeth, gums and tongue of a sample (model frame, cm): the head's identity and
+        expression, and a child's proportions as :meth:`_shape` gives the head."""
+        v = self.model.mouth_shape(params["identity"], params["expression"])
+        face = params.get("face")
+        if face is not None:
+            v = faces_mod.age_warp(v, face, self._landmarks["eye_y"], self._landmarks["chin_y"])
+        return v
 
     def _shape(self, params: dict[str, Any]) -> np.ndarray:
         """The head model's vertices (model frame, cm) of a sample: identity, expression,
@@ -505,6 +528,12 @@ class Generator:
         )
         if self.version >= 2:
             arrays.extras = self._extras(params, v_model, m, skin_albedo, timings, hat)
+        if self.version >= 3:
+            mv = _transform(m, self._mouth_shape(params))
+            arrays.mouth_vertices = mv
+            arrays.mouth_normals = geometry.vertex_normals(mv, self.model.mouth_faces)
+            materials["teeth_rgb"] = params["mouth"]["teeth_rgb"]
+            materials["tongue_rgb"] = params["mouth"]["tongue_rgb"]
         if timings is not None:
             t3 = time.perf_counter()
             timings["sampling"] = timings.get("sampling", 0.0) + (t1 - t0) + (t3 - t2)

@@ -39,6 +39,7 @@ __all__ = [
     "ASSET_PATH",
     "ASSET_REGIONS",
     "FaceXModel",
+    "MOUTH_REGIONS",
     "HeadModel",
     "build_asset",
     "read_facexmodel",
@@ -90,6 +91,17 @@ ASSET_REGIONS = (
 bottom, which :func:`build_asset` caps); the eyeballs are separate. ICT's eyelashes are cards
 that need an opacity texture, its teeth and tongue are rarely seen; they are left out (the
 skin texture paints a lash line, and the mouth socket fills the lip gap)."""
+
+MOUTH_REGIONS = ("gums_and_tongue", "teeth")
+"""ICT's teeth, gums and tongue: kept in the asset apart from the head (``mouth_*`` arrays, their
+own vertices), so that the head's arrays, and the samples of generator versions 1 and 2, stay
+as they were. Generator version 3 renders them (:meth:`HeadModel.mouth_shape`)."""
+
+MOUTH_MODE_MIN = 0.01
+"""Centimetres: an identity mode or blendshape is kept for the mouth when it moves some mouth
+vertex by more than this (52 of the 100 identity modes and 26 of the 53 blendshapes are kept).
+With the float16 storage, the teeth of a random identity lie within 0.5 mm of ICT's (0.2 mm
+on average): 0.15 pixels of a 128² sample at most."""
 
 SKIN_REGIONS = ("face", "head_and_neck", "mouth_socket", "eye_socket_left", "eye_socket_right", "cap")
 EYE_REGIONS = ("eyeball_left", "eyeball_right")
@@ -414,7 +426,9 @@ def build_asset(model: FaceXModel, n_identity: int | None = None, n_expression: 
     tt = tt.reshape(-1, 3)
     uv = uv[used_uv]
     attribution = ATTRIBUTION.format(regions=", ".join(ASSET_REGIONS), n_id=k, n_ex=e)
+    mouth = _mouth_arrays(model, offsets, k, e)
     return {
+        **mouth,
         "format": np.int32(ASSET_FORMAT),
         "neutral": neutral.astype(np.float32),
         "identity_deltas": ident.astype(np.float16),
@@ -429,6 +443,42 @@ def build_asset(model: FaceXModel, n_identity: int | None = None, n_expression: 
         "source_vertex": source.astype(np.int32),
         "license": np.array(model.license),
         "attribution": np.array(attribution),
+    }
+
+
+def _mouth_arrays(model: FaceXModel, offsets: np.ndarray, k: int, e: int) -> dict[str, np.ndarray]:
+    """The ``mouth_*`` arrays of the asset: ICT's gums, tongue and teeth (:data:`MOUTH_REGIONS`)
+    as a mesh of their own, with the identity modes and blendshapes that move them (by more
+    than :data:`MOUTH_MODE_MIN`) as float16 deltas."""
+    faces, region = [], []
+    for name, _v0, _v1, p0, p1 in ICT_REGIONS:
+        if name not in MOUTH_REGIONS:
+            continue
+        sizes = model.polygon_sizes[p0:p1]
+        first = offsets[p0:p1]
+        for n in np.unique(sizes):
+            sel = first[sizes == n]
+            for j in range(1, n - 1):  # fan (0, j, j + 1)
+                faces.append(model.polygons[np.stack([sel, sel + j, sel + j + 1], axis=1)])
+                region.append(np.full(len(sel), MOUTH_REGIONS.index(name), np.uint8))
+    tv = np.concatenate(faces)
+    used = np.unique(tv)
+    remap = np.full(model.neutral.shape[0], -1, np.int64)
+    remap[used] = np.arange(used.size)
+    ident = model.identity_deltas[:k, used]
+    expr = model.expression_deltas[:e, used]
+    id_modes = np.nonzero(np.abs(ident).max(axis=(1, 2)) > MOUTH_MODE_MIN)[0] if k else np.zeros(0, np.int64)
+    ex_modes = np.nonzero(np.abs(expr).max(axis=(1, 2)) > MOUTH_MODE_MIN)[0] if e else np.zeros(0, np.int64)
+    return {
+        "mouth_neutral": model.neutral[used].astype(np.float32),
+        "mouth_faces": remap[tv].astype(np.int32),
+        "mouth_face_region": np.concatenate(region),
+        "mouth_region_names": np.array(MOUTH_REGIONS, dtype=str),
+        "mouth_identity_modes": id_modes.astype(np.int32),
+        "mouth_identity_deltas": ident[id_modes].astype(np.float16),
+        "mouth_expression_modes": ex_modes.astype(np.int32),
+        "mouth_expression_deltas": expr[ex_modes].astype(np.float16),
+        "mouth_source_vertex": used.astype(np.int32),
     }
 
 
@@ -530,6 +580,24 @@ class HeadModel:
         self._flat_id = self.identity_basis.reshape(self.identity_basis.shape[0], v * 3)
         self._flat_ex = self.expression_basis.reshape(self.expression_basis.shape[0], v * 3)
         self._eyes = [np.unique(self.faces[self.face_region == self.region_names.index(r)]) for r in EYE_REGIONS]
+        self.has_mouth = "mouth_neutral" in arrays
+        if self.has_mouth:
+            self.mouth_neutral = np.asarray(arrays["mouth_neutral"], np.float32)
+            self.mouth_faces = np.asarray(arrays["mouth_faces"], np.int64)
+            self.mouth_face_region = np.asarray(arrays["mouth_face_region"], np.int64)
+            self.mouth_region_names = [str(r) for r in arrays["mouth_region_names"]]
+            self._mouth_id = (
+                np.asarray(arrays["mouth_identity_modes"], np.int64),
+                np.asarray(arrays["mouth_identity_deltas"], np.float32).reshape(
+                    len(arrays["mouth_identity_modes"]), -1
+                ),
+            )
+            self._mouth_ex = (
+                np.asarray(arrays["mouth_expression_modes"], np.int64),
+                np.asarray(arrays["mouth_expression_deltas"], np.float32).reshape(
+                    len(arrays["mouth_expression_modes"]), -1
+                ),
+            )
         self.cache: dict[Any, Any] = {}  # derived data of this model, kept by the modules that use it
 
     # -- loading ---------------------------------------------------------------------------
@@ -622,6 +690,41 @@ class HeadModel:
                 c = _sphere_centre(v[idx])
                 v[idx] = (v[idx] - c) @ rot.T + c
         return v
+
+    def mouth_shape(self, identity: Any = None, expression: Any = None) -> np.ndarray:
+        """Vertices of the teeth, gums and tongue (:data:`MOUTH_REGIONS`; triangles
+        ``mouth_faces``, region of each ``mouth_face_region``) of the head that
+        :meth:`shape` makes with the same ``identity`` and ``expression``.
+
+        Returns:
+            ``(M, 3)`` float64 vertices in centimetres (model frame).
+
+        Raises:
+            ValueError: the asset has no mouth (made before monohead kept it; rebuild it with
+                :func:`write_asset`), or bad coefficients (as :meth:`shape`).
+        """
+        if not self.has_mouth:
+            raise ValueError(
+                f"head model {self.source!r} has no teeth and tongue (an asset made before they were kept); "
+                "rebuild it with monohead synth-asset"
+            )
+        x = self.mouth_neutral.reshape(-1).astype(np.float64)
+        if identity is not None:
+            y = np.asarray(identity, np.float32).reshape(-1)
+            if y.size > self.num_identities:
+                raise ValueError(f"identity must have at most {self.num_identities} coefficients; got {y.size}")
+            modes, deltas = self._mouth_id
+            keep = modes < y.size
+            if keep.any():
+                x = x + y[modes[keep]] @ deltas[keep]
+        if expression is not None:
+            w = self.expression_weights(expression)
+            modes, deltas = self._mouth_ex
+            ww = w[modes]
+            nz = np.nonzero(ww)[0]
+            if nz.size:
+                x = x + ww[nz] @ deltas[nz]
+        return x.reshape(-1, 3)
 
     def expression_weights(self, expression: Any) -> np.ndarray:
         """``(E,)`` float32 weights from an array or a ``{name: weight}`` dict."""

@@ -87,13 +87,13 @@ def photo_crops(folder: Any, size: int = 128) -> list[np.ndarray]:
 
 
 def render_look(
-    count: int = 64, seed: int = 0, size: int = 128, spp: int = 9, progress: Any = None
+    count: int = 64, seed: int = 0, size: int = 128, spp: int = 9, progress: Any = None, version: int | None = None
 ) -> list[np.ndarray]:
-    """Images of samples ``0 .. count-1`` of generator version 2 with ``seed`` (``progress(k)``
-    after each)."""
-    from .generator import Generator
+    """Images of samples ``0 .. count-1`` of a generator version (default the newest) with
+    ``seed`` (``progress(k)`` after each)."""
+    from .generator import GENERATOR_VERSION, Generator
 
-    gen = Generator(size, spp=spp)
+    gen = Generator(size, spp=spp, version=GENERATOR_VERSION if version is None else version)
     out = []
     for i in range(count):
         out.append(gen.sample(seed, i)["image"])

@@ -215,6 +215,10 @@ class SceneArrays:
             "normalmap": (h, w, 3) tangent-space normals encoded as ``(n + 1) / 2``,
             "roughness": float}}`` for the renderer's :class:`ExtraSlot` meshes (generator
             version 2: body, clothes, headwear, hands and props); slots left out are hidden.
+        mouth_vertices, mouth_normals: ``(M, 3)`` teeth, gums and tongue vertices (pixels) and
+            their angle-weighted unit normals, for a renderer with ``mouth`` (generator version
+            3; :meth:`~monohead.synth.head_model.HeadModel.mouth_shape`). Their colours are
+            ``materials["teeth_rgb"]`` and ``materials["tongue_rgb"]`` (linear RGB).
     """
 
     vertices: np.ndarray
@@ -235,6 +239,8 @@ class SceneArrays:
     background_scene_referred: bool = False
     skin_normalmap: np.ndarray | None = None
     skin_roughness: np.ndarray | None = None
+    mouth_vertices: np.ndarray | None = None
+    mouth_normals: np.ndarray | None = None
 
 
 @dataclass
@@ -402,6 +408,10 @@ class Renderer:
         skin_detail: give the skin a normal map (wrinkles) and a roughness map (oily zones),
             set by every update from ``SceneArrays.skin_normalmap`` and ``skin_roughness``
             (version 2). The ground truth keeps the mesh's own normals.
+        mouth: hold ICT's teeth, gums and tongue (generator version 3; the model's asset must
+            have them): two meshes ``teeth`` and ``tongue`` set by every update from
+            ``SceneArrays.mouth_vertices``. They are part of the head for the ground truth
+            (its rays stop on them, as on the skin and the eyes).
     """
 
     def __init__(
@@ -418,6 +428,7 @@ class Renderer:
         projection: str = "orthographic",
         environment_size: int = 16,
         skin_detail: bool = False,
+        mouth: bool = False,
     ) -> None:
         h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
         if int(h) < 8 or int(w) < 8:
@@ -458,6 +469,14 @@ class Renderer:
         self._eyes = _split(model.faces[eyes], model.corner_uv[eyes])
         self._skin_uv = self._atlas_uv(self._skin[1], "skin")
         self._eye_uv = self._atlas_uv(self._eyes[1], "eye")
+        self._mouth: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if mouth:
+            if not model.has_mouth:
+                raise ValueError(f"mouth=True needs a head model with teeth and tongue; {model.source!r} has none")
+            for name, region in (("teeth", "teeth"), ("tongue", "gums_and_tongue")):
+                f = model.mouth_faces[model.mouth_face_region == model.mouth_region_names.index(region)]
+                used, local = np.unique(f, return_inverse=True)
+                self._mouth[name] = (used, local.reshape(-1, 3))
         with RENDER_LOCK:
             self._build()
 
@@ -604,6 +623,20 @@ class Renderer:
             None,
             {"type": "thindielectric", "specular_transmittance": {"type": "rgb", "value": [1.0, 1.0, 1.0]}},
         )
+        for name, (used, faces) in self._mouth.items():
+            sd[name] = self._mesh(
+                mi,
+                name,
+                self.model.mouth_neutral[used],
+                faces,
+                None,
+                {
+                    "type": "principled",
+                    "base_color": {"type": "rgb", "value": [0.5, 0.5, 0.5]},
+                    "roughness": 0.3,
+                    "specular": 0.5,
+                },
+            )
         self._curve_file = self._placeholder_curve()
         sd["hair"] = {"type": "bsplinecurve", "filename": self._curve_file, "bsdf": {"type": "hair"}}
         for i in range(LIGHT_SLOTS):
@@ -686,6 +719,7 @@ class Renderer:
         if self.variant != "scalar_rgb":
             self._skin_ptr = mi.ShapePtr(shapes["skin"])
             self._eye_ptr = mi.ShapePtr(shapes["eyes"])
+            self._mouth_ptrs = [mi.ShapePtr(shapes[name]) for name in self._mouth]
         self._shapes = shapes
 
     def _perspective_to_world(self, mi: Any, distance: float) -> Any:
@@ -819,6 +853,17 @@ class Renderer:
                 p[f"{kind}{i}.sampling_weight"] = 0.0
                 key = "irradiance" if kind == "directional" else "intensity"
                 p[f"{kind}{i}.{key}.value"] = [0.0, 0.0, 0.0]
+        if self._mouth:
+            if a.mouth_vertices is None or a.mouth_normals is None:
+                raise ValueError(
+                    "this renderer holds teeth and tongue: the scene arrays need mouth_vertices and mouth_normals"
+                )
+            mv = np.asarray(a.mouth_vertices, np.float32)
+            mn = np.asarray(a.mouth_normals, np.float32)
+            for name, (used, _) in self._mouth.items():
+                p[f"{name}.vertex_positions"] = _floats(mi, mv[used])
+                p[f"{name}.vertex_normals"] = _floats(mi, mn[used])
+                p[f"{name}.bsdf.base_color.value"] = [float(c) for c in m[f"{name}_rgb"]]
         self._update_extras(mi, a)
         p.update()
         self._background = np.asarray(a.background, np.float32)
@@ -948,7 +993,7 @@ class Renderer:
             o0, d0 = mi.Point3f(ray.o), mi.Vector3f(ray.d)
             n = dr.width(ray.o)
             k = n
-        scene, skin_ptr, eye_ptr = self.scene, self._skin_ptr, self._eye_ptr
+        scene, skin_ptr, eye_ptr, mouth_ptrs = self.scene, self._skin_ptr, self._eye_ptr, self._mouth_ptrs
 
         def body(o: Any, d: Any, part: Any, pos: Any, nrm: Any, back: Any, active: Any, count: Any) -> tuple:
             si = scene.ray_intersect(mi.Ray3f(o, d), active)
@@ -956,10 +1001,16 @@ class Renderer:
             skin = valid & (si.shape == skin_ptr)
             eyes = valid & (si.shape == eye_ptr)
             head = skin | eyes
-            part = dr.select(skin, 1, dr.select(eyes, 2, part))
+            if mouth_ptrs:  # teeth and tongue: head, counted as skin; never a hit from inside the skin
+                mouth = valid & ((si.shape == mouth_ptrs[0]) | (si.shape == mouth_ptrs[1]))
+                part = dr.select(skin | mouth, 1, dr.select(eyes, 2, part))
+                back = dr.select(head | mouth, ~mouth & (dr.dot(si.n, d) > 0), back)
+                head = head | mouth
+            else:
+                part = dr.select(skin, 1, dr.select(eyes, 2, part))
+                back = dr.select(head, dr.dot(si.n, d) > 0, back)
             pos = dr.select(head, si.p, pos)
             nrm = dr.select(head, si.sh_frame.n, nrm)
-            back = dr.select(head, dr.dot(si.n, d) > 0, back)
             active = valid & ~head
             # Step along the ray just past the occluder (not off the surface along its normal).
             return (dr.select(active, o + d * (si.t + _STEP), o), d, part, pos, nrm, back, active, count + 1)
@@ -990,7 +1041,7 @@ class Renderer:
         n = len(o)
         pos, nrm = np.zeros((n, 3)), np.zeros((n, 3))
         part, back = np.zeros(n, np.uint8), np.zeros(n, bool)
-        ids = {"skin": 1, "eyes": 2}
+        ids = {"skin": 1, "eyes": 2, **dict.fromkeys(self._mouth, 1)}
         for i in range(n):
             ray = mi.Ray3f(mi.Point3f(*o[i]), mi.Vector3f(*d[i]))
             for _ in range(4096):
@@ -1002,7 +1053,7 @@ class Renderer:
                     part[i] = k
                     pos[i] = np.array(si.p)
                     nrm[i] = np.array(si.sh_frame.n)
-                    back[i] = float(np.dot(np.array(si.n), d[i])) > 0
+                    back[i] = si.shape.id() not in self._mouth and float(np.dot(np.array(si.n), d[i])) > 0
                     break
                 ray = mi.Ray3f(ray.o + ray.d * (si.t + _STEP), ray.d)
         return pos, nrm, part, back

@@ -1,0 +1,146 @@
+"""Generator version 3: ICT's teeth, gums and tongue in the mouth, facial hair with soft edges.
+
+Version 3 is version 2 plus the mouth (rendered, and part of the head for the ground truth)
+and version 3's facial hair; versions 1 and 2 give the samples they always gave.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from monohead.synth import check, faces, facial_hair
+from monohead.synth.generator import Generator
+from monohead.synth.head_model import MOUTH_REGIONS
+
+
+@pytest.fixture(scope="module")
+def gen3() -> Generator:
+    return Generator(64, spp=2, version=3)
+
+
+@pytest.fixture(scope="module")
+def gen2(gen3) -> Generator:
+    return Generator(64, spp=2, version=2, head_model=gen3.model)
+
+
+def _open_mouth(gen: Generator, seed: int) -> dict:
+    """The first sample of ``seed`` with a wide-open mouth, no occluder and a frontal pose."""
+    for i in range(200):
+        p = gen.params(seed, i)
+        if p["face"]["expression"] == "open_mouth" and p["occluder"] is None and abs(p["pose"]["yaw"]) < 30:
+            return p
+    raise AssertionError("no open mouth in 200 samples")
+
+
+def test_the_asset_holds_the_mouth_and_it_follows_the_jaw(gen3):
+    m = gen3.model
+    assert m.has_mouth
+    assert m.mouth_region_names == list(MOUTH_REGIONS)
+    assert set(np.unique(m.mouth_face_region)) == {0, 1}
+    assert m.mouth_faces.max() == len(m.mouth_neutral) - 1
+    closed = m.mouth_shape(None, None)
+    open_ = m.mouth_shape(None, {"jawOpen": 1.0})
+    assert open_[:, 1].min() < closed[:, 1].min() - 2.0  # the lower teeth and tongue drop (cm)
+    ident = np.random.default_rng(3).normal(size=m.num_identities)
+    moved = m.mouth_shape(ident, None) - closed
+    assert 0.05 < np.abs(moved).max() < 2.0
+    with pytest.raises(ValueError, match="at most 100 coefficients"):
+        m.mouth_shape(np.zeros(101))
+
+
+def test_mouth_matches_ict_facekit(gen3, shared_data):
+    pack = np.load(shared_data("ict-facekit", "ict_facekit.npz"))
+    import monohead.synth.head_model as hm
+
+    with np.load(hm.ASSET_PATH) as z:
+        src = z["mouth_source_vertex"]
+    m = gen3.model
+    y = np.random.default_rng(0).normal(size=m.num_identities)
+    w = m.expression_weights({"jawOpen": 0.8, "mouthSmile_L": 0.5})
+    ref = (
+        pack["neutral"][src]
+        + np.einsum("k,kvc->vc", y, pack["identity_deltas"][:, src])
+        + np.einsum("k,kvc->vc", w, pack["expression_deltas"][:, src])
+    )
+    err = np.linalg.norm(m.mouth_shape(y, w) - ref, axis=1)
+    assert err.max() < 0.06, err.max()  # cm: float16 and the modes left out
+    assert err.mean() < 0.03, err.mean()
+
+
+def test_open_mouth_shows_teeth_in_image_and_ground_truth(gen2, gen3):
+    p3 = _open_mouth(gen3, 5)
+    p2 = copy.deepcopy(p3)
+    del p2["mouth"]
+    s3, s2 = gen3.render(p3), gen2.render(p2)
+    m = s3["mask"] & s2["mask"]
+    nearer = m & (s3["depth"] > s2["depth"] + 0.3)  # teeth and tongue in front of the mouth socket
+    assert nearer.sum() >= 3, nearer.sum()
+    assert not (m & (s3["depth"] < s2["depth"] - 1e-3)).any()  # nothing behind the old surface
+    assert (s3["image"] != s2["image"]).any()
+    # The ray-cast oracle on the head mesh with the mouth agrees with the rendered maps.
+    c = check.compare_ground_truth(s3, check.raycast_sample(gen3, p3))
+    assert c["mean_angle"] < 0.05, c
+    assert c["mask_diff_interior"] == 0, c
+    assert c["depth_max"] < 1.0, c
+    # ... and the version-2 mesh (no mouth) does not.
+    assert check.compare_ground_truth(s3, check.raycast_sample(gen2, p2))["depth_max"] > 0.3
+    v, f = gen3.head_mesh(p3)
+    v2, f2 = gen2.head_mesh(p2)
+    assert len(v) == len(v2) + len(gen3.model.mouth_neutral)
+    assert len(f) == len(f2) + len(gen3.model.mouth_faces)
+
+
+def test_version_3_params_add_the_mouth_and_no_beard_on_children(gen2, gen3):
+    boys = 0
+    for i in range(300):
+        p3, p2 = gen3.params(9, i), gen2.params(9, i)
+        assert "mouth" in p3
+        assert "mouth" not in p2
+        assert {k: v for k, v in p3.items() if k not in ("mouth", "beard")} == {
+            k: v for k, v in p2.items() if k != "beard"
+        }
+        if p3["face"]["age"] < 16:
+            assert p3["beard"] is None
+            boys += p2["beard"] is not None
+        else:
+            assert p3["beard"] == p2["beard"]
+    assert boys >= 1  # version 2 gave some boys a beard
+    rgb = faces.sample_mouth(np.random.default_rng(1), 70.0)
+    assert all(0.0 < c < 1.0 for c in rgb["teeth_rgb"] + rgb["tongue_rgb"])
+
+
+@pytest.mark.parametrize("style", ["moustache", "goatee", "full_beard"])
+def test_soft_facial_hair_thins_out_at_the_edges_and_tapers(gen3, style):
+    m = gen3.model
+    v = m.neutral.astype(np.float64)
+    from monohead.geometry import vertex_normals
+
+    n = vertex_normals(v, m.faces)
+    rng = np.random.default_rng(4)
+    while True:
+        fp = facial_hair.sample_facial_hair_params(rng, "male")
+        if fp is not None and fp["style"] == style:
+            break
+    hard = facial_hair.grow_facial_hair(fp, m, v, n, k=8, max_strands=20000)
+    soft = facial_hair.grow_facial_hair(fp, m, v, n, k=8, max_strands=20000, soft=True)
+    assert len(soft) == len(hard)
+    # Roots near the zone's edge: fewer with soft edges.
+    zone = {"moustache": "moustache", "goatee": "chin", "full_beard": "beard"}[style]
+    zones = facial_hair._zones(m)
+    centres = v[zones["faces"]].mean(axis=1)
+    from scipy.spatial import cKDTree
+
+    outside = cKDTree(centres[~zones[zone]])
+    near = facial_hair.EDGE_FADE[style] / 3
+
+    def share_near_edge(strands):
+        d, _ = outside.query(strands[:, 1, :3])
+        return float((d < near).mean())
+
+    assert share_near_edge(soft) < 0.6 * share_near_edge(hard)
+    # Tapered strands: the tip is thinner than the root; version 2's keep their radius.
+    assert (soft[:, -1, 3] < 0.5 * soft[:, 0, 3]).all()
+    assert (hard[:, -2, 3] == hard[:, 0, 3]).all()
