@@ -83,9 +83,9 @@ class Integrator {
     // The rest of construction once the edge weights are known: components and solver setup.
     void setup(std::chrono::steady_clock::time_point t0, const MgOptions& mg_options) {
         mg_options_ = mg_options;
-        pvector<std::uint8_t> pm(static_cast<std::size_t>(grid_.size));
-        scatter_to_padded(grid_, mask_.data(), pm.data());
-        const Components comp = find_components(grid_, pm.data(), threads_);
+        pmask_.resize(static_cast<std::size_t>(grid_.size));
+        scatter_to_padded(grid_, mask_.data(), pmask_.data());
+        const Components comp = find_components(grid_, pmask_.data(), threads_);
         ncomp_ = comp.count;
         comp_size_ = comp.size;
         // One component of more than one pixel (the usual case): every mask cell has a
@@ -131,7 +131,7 @@ class Integrator {
     // one solve.
     std::size_t bytes() const {
         const std::size_t n = static_cast<std::size_t>(grid_.size);
-        std::size_t b = mask_.size() + sizeof(double) * 2 * n + sizeof(std::int32_t) * labels_.size();
+        std::size_t b = mask_.size() + pmask_.size() + sizeof(double) * 2 * n + sizeof(std::int32_t) * labels_.size();
         if (mg_) b += mg_->bytes();
         b += sizeof(double) * invdiag_.size();
         if (llt_) b += static_cast<std::size_t>(llt_nnz_) * (sizeof(double) + sizeof(int));
@@ -204,7 +204,12 @@ class Integrator {
         } else {
             st = solve_direct(b, x);
         }
-        project_mean_zero(x);
+        // Gauge: mean 0 per component.  One component: the mean is subtracted while writing out.
+        double shift = 0.0;
+        if (single_)
+            shift = mask_mean(x);
+        else
+            project_mean_zero(x);
         rep.iterations = st.iterations;
         rep.residual = st.residual;
         rep.converged = st.converged;
@@ -222,7 +227,7 @@ class Integrator {
                           const std::int64_t i0 = grid_.index(r, 0);
                           const std::uint8_t* mrow = mask_.data() + static_cast<std::int64_t>(ir) * grid_.W + grid_.c0;
                           for (int c = 0; c < grid_.w; ++c)
-                              if (mrow[c]) orow[grid_.c0 + c] = x[i0 + c];
+                              if (mrow[c]) orow[grid_.c0 + c] = x[i0 + c] - shift;
                       }
                   });
         rep.solve_seconds = seconds_since(t0);
@@ -447,6 +452,7 @@ class Integrator {
     PaddedGrid grid_;
     pvector<std::uint8_t> mask_;  // H x W, 0/1
     EdgeWeights ew_;
+    pvector<std::uint8_t> pmask_;   // padded: 1 on mask cells
     pvector<std::int32_t> labels_;  // padded: component of each mask cell, -1 elsewhere
     std::vector<std::int64_t> comp_size_;
     int ncomp_ = 0;
@@ -459,22 +465,27 @@ class Integrator {
     std::vector<std::int32_t> direct_id_;  // padded cell -> unknown of the pinned system, or -1
     std::int64_t llt_nnz_ = 0;
 
+    // Mean of v over the mask when it is one component (single_; v is 0 outside the mask).
+    double mask_mean(const double* v) const {
+        const std::int64_t S = grid_.S;
+        std::vector<double> part;
+        const double sum = reduce_bands<1>(make_bands(grid_.h), threads_, grid_.size >= kParallelMinCells, part,
+                                           [&](int, int a, int e, double* acc) {
+                                               double t = 0.0;  // a local sum: acc may alias v
+                                               for (std::int64_t i = a * S; i < e * S; ++i) t += v[i];
+                                               acc[0] += t;
+                                           })[0];
+        return sum / double(comp_size_[0]);
+    }
+
     void project_mean_zero(double* v) const {
         if (single_) {
             const std::int64_t S = grid_.S;
-            const double* eE = ew_.eE.data();
-            const double* eN = ew_.eN.data();
-            const Bands B = make_bands(grid_.h);
-            const bool par = grid_.size >= kParallelMinCells;
-            std::vector<double> part;
-            // Cells outside the mask hold 0.
-            const double sum = reduce_bands<1>(B, threads_, par, part, [&](int, int a, int e, double* acc) {
-                for (std::int64_t i = a * S; i < e * S; ++i) acc[0] += v[i];
-            })[0];
-            const double mean = sum / double(comp_size_[0]);
-            for_bands(B, threads_, par, [&](int, int a, int e) {
+            const std::uint8_t* pm = pmask_.data();
+            const double mean = mask_mean(v);
+            for_bands(make_bands(grid_.h), threads_, grid_.size >= kParallelMinCells, [&](int, int a, int e) {
                 for (std::int64_t i = a * S; i < e * S; ++i)
-                    if (laplacian_diag(eE, eN, i, S) > 0.0) v[i] -= mean;
+                    if (pm[i]) v[i] -= mean;
             });
             return;
         }
