@@ -471,9 +471,9 @@ class Integrator {
         std::vector<double> part;
         const double sum = reduce_bands<1>(make_bands(grid_.h), threads_, grid_.size >= kParallelMinCells, part,
                                            [&](int, int a, int e, double* acc) {
-                                               double t = 0.0;  // a local sum: acc may alias v
-                                               for (std::int64_t i = a * S; i < e * S; ++i) t += v[i];
-                                               acc[0] += t;
+                                               acc[0] += sum_range<1>(a * S, e * S, [&](std::int64_t i) {
+                                                   return std::array<double, 1>{v[i]};
+                                               })[0];
                                            })[0];
         return sum / double(comp_size_[0]);
     }

@@ -362,23 +362,22 @@ class Multigrid {
         vstep(l, b);
         // c = x (the V-step's result), v = L c; rho1 = c.v, alpha1 = c.b, bb = b.b.
         const auto s1 = reduce_bands<3>(L.bands, threads_, L.par, part_, [&](int, int a, int e, double* acc) {
-            for (std::int64_t i = a * S; i < e * S; ++i) {
+            const auto s = sum_range<3>(a * S, e * S, [&](std::int64_t i) {
                 const float vi = stencil(eE, eN, dgp, x, i, S);
                 c[i] = x[i];
                 v[i] = vi;
-                acc[0] += double(x[i]) * vi;
-                acc[1] += double(x[i]) * b[i];
-                acc[2] += double(b[i]) * b[i];
-            }
+                return std::array<double, 3>{double(x[i]) * vi, double(x[i]) * b[i], double(b[i]) * b[i]};
+            });
+            for (int m = 0; m < 3; ++m) acc[m] += s[m];
         });
         const double rho1 = s1[0], alpha1 = s1[1], bb = s1[2];
         if (!(rho1 > 0.0)) return;  // L.x holds the V-step's result
         const float t = static_cast<float>(alpha1 / rho1);
         const auto s2 = reduce_bands<1>(L.bands, threads_, L.par, part_, [&](int, int a, int e, double* acc) {
-            for (std::int64_t i = a * S; i < e * S; ++i) {
+            acc[0] += sum_range<1>(a * S, e * S, [&](std::int64_t i) {
                 rv[i] = b[i] - t * v[i];
-                acc[0] += double(rv[i]) * rv[i];
-            }
+                return std::array<double, 1>{double(rv[i]) * rv[i]};
+            })[0];
         });
         auto scaled_c = [&]() {
             for_bands(L.bands, threads_, L.par, [&](int, int a, int e) {
@@ -392,12 +391,11 @@ class Multigrid {
         }
         vstep(l, rv);  // c2 in L.x
         const auto s3 = reduce_bands<3>(L.bands, threads_, L.par, part_, [&](int, int a, int e, double* acc) {
-            for (std::int64_t i = a * S; i < e * S; ++i) {
+            const auto s = sum_range<3>(a * S, e * S, [&](std::int64_t i) {
                 const float v2 = stencil(eE, eN, dgp, x, i, S);
-                acc[0] += double(x[i]) * v[i];
-                acc[1] += double(x[i]) * v2;
-                acc[2] += double(x[i]) * rv[i];
-            }
+                return std::array<double, 3>{double(x[i]) * v[i], double(x[i]) * v2, double(x[i]) * rv[i]};
+            });
+            for (int m = 0; m < 3; ++m) acc[m] += s[m];
         });
         const double gamma = s3[0], beta = s3[1], alpha2 = s3[2];
         const double rho2 = beta - gamma * gamma / rho1;
@@ -518,12 +516,17 @@ class Multigrid {
         float* x = L.x.data();
         const float* invD = L.invD.data();
         const float* xcbase = C.x.data();
-        auto prolong = [&](int r) {
+        auto prolong = [&](int r) {  // fine cells 2C - 1, 2C take coarse cell C (mask cells only)
             float* xf = x + static_cast<std::int64_t>(r) * S;
             const float* xc = xcbase + static_cast<std::int64_t>((r + 1) / 2) * CS;
             const float* id = invD + static_cast<std::int64_t>(r) * S;
-            for (int c = 1; c <= w; ++c)
-                if (id[c] > 0.0f) xf[c] += xc[(c + 1) / 2];
+            const int half = w / 2;
+            for (int C = 1; C <= half; ++C) {  // branch-free, so that it vectorises
+                const float v = xc[C];
+                xf[2 * C - 1] += id[2 * C - 1] > 0.0f ? v : 0.0f;
+                xf[2 * C] += id[2 * C] > 0.0f ? v : 0.0f;
+            }
+            if (w & 1) xf[w] += id[w] > 0.0f ? xc[(w + 1) / 2] : 0.0f;
         };
         const int nb = L.bands.count;
         if (z) part_.assign(static_cast<std::size_t>(nb) * 2, 0.0);
@@ -551,17 +554,16 @@ class Multigrid {
         const Level& L = levels_[0];
         const std::int64_t row = static_cast<std::int64_t>(r) * L.S;
         const float* x = L.x.data();
-        double dot = 0.0, dold = 0.0;
         z[row] = 0.0;
         z[row + L.w + 1] = 0.0;
-        for (std::int64_t i = row + 1; i <= row + L.w; ++i) {
+        const auto s = sum_range<2>(row + 1, row + L.w + 1, [&](std::int64_t i) {
             const double zi = static_cast<double>(x[i]);
-            dold += zi * z[i];
+            const double old = z[i];
             z[i] = zi;
-            dot += static_cast<double>(rvec[i]) * zi;
-        }
-        acc[0] += dot;
-        acc[1] += dold;
+            return std::array<double, 2>{static_cast<double>(rvec[i]) * zi, zi * old};
+        });
+        acc[0] += s[0];
+        acc[1] += s[1];
     }
 
     void zero_border_rows(double* z) const {

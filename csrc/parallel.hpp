@@ -78,6 +78,37 @@ inline void for_bands(const Bands& B, int threads, bool parallel, F&& f) {
     (void)parallel;
 }
 
+// Sums g(i) (a std::array<double, M> per index, g called for i0, i0 + 1, ... in order) over
+// [i0, i1) in four interleaved partial sums per component, added as (s0 + s1) + (s2 + s3).
+// One running sum would make every loop that carries a dot product wait on the latency of
+// its additions (a chain of dependent adds, about 4 cycles each: as slow as streaming the
+// vectors from memory); four chains let the loads run at full speed.  The order depends only
+// on [i0, i1), i.e. on the band, never on the thread count.
+template <int M, class G>
+inline std::array<double, M> sum_range(std::int64_t i0, std::int64_t i1, G&& g) {
+    std::array<double, M> s0{}, s1{}, s2{}, s3{};
+    std::int64_t i = i0;
+    for (; i + 4 <= i1; i += 4) {
+        const std::array<double, M> a = g(i);
+        const std::array<double, M> b = g(i + 1);
+        const std::array<double, M> c = g(i + 2);
+        const std::array<double, M> d = g(i + 3);
+        for (int m = 0; m < M; ++m) {
+            s0[m] += a[m];
+            s1[m] += b[m];
+            s2[m] += c[m];
+            s3[m] += d[m];
+        }
+    }
+    for (; i < i1; ++i) {
+        const std::array<double, M> a = g(i);
+        for (int m = 0; m < M; ++m) s0[m] += a[m];
+    }
+    std::array<double, M> out;
+    for (int m = 0; m < M; ++m) out[m] = (s0[m] + s1[m]) + (s2[m] + s3[m]);
+    return out;
+}
+
 // Runs f(k, row_begin, row_end, acc) for every band, acc pointing to the band's M partial sums
 // (zeroed), and returns the M sums, each added over the bands in band order.  `scratch` is
 // any vector (resized here).

@@ -69,9 +69,7 @@ SolveStats pcg_impl(const PaddedGrid& g, const EdgeWeights& ew, const double* dg
     std::vector<double> part;
     SolveStats st;
     const double bnorm2 = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
-        double s = 0.0;  // a local sum (acc may alias the arrays: kept in a register)
-        for (std::int64_t i = a * S; i < e * S; ++i) s += b[i] * b[i];
-        acc[0] += s;
+        acc[0] += sum_range<1>(a * S, e * S, [&](std::int64_t i) { return std::array<double, 1>{b[i] * b[i]}; })[0];
     })[0];
     const double bnorm = std::sqrt(bnorm2);
     if (bnorm == 0.0) {
@@ -88,13 +86,11 @@ SolveStats pcg_impl(const PaddedGrid& g, const EdgeWeights& ew, const double* dg
 
     auto true_residual = [&]() {
         const double s = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
-            double s = 0.0;
-            for (std::int64_t i = a * S; i < e * S; ++i) {
+            acc[0] += sum_range<1>(a * S, e * S, [&](std::int64_t i) {
                 const double ri = b[i] - laplacian_at<kDiag>(eE, eN, dg, x, i, S);
                 rp[i] = ri;
-                s += ri * ri;
-            }
-            acc[0] += s;
+                return std::array<double, 1>{ri * ri};
+            })[0];
         })[0];
         return std::sqrt(s);
     };
@@ -106,56 +102,89 @@ SolveStats pcg_impl(const PaddedGrid& g, const EdgeWeights& ew, const double* dg
     } else {
         rnorm = true_residual();
     }
+    // p = z + beta p (first: p = z) fused with A p, in one banded wavefront: each band updates
+    // p row by row and applies A one row behind; the two rows at its edges, whose stencils
+    // reach the neighbouring bands' p, follow after a barrier.  z shares its buffer with A p:
+    // row r of A p is written only after row r of z was read.  Returns {p . r, p . A p}, each
+    // summed per band (rows in a fixed order) then over the bands in order.
+    const int nb = B.count;
+    auto update_p = [&](double beta, bool first) {
+        part.assign(static_cast<std::size_t>(nb) * 2, 0.0);
+        double* pt = part.data();
+        auto p_row = [&](int r) {
+            return sum_range<1>(static_cast<std::int64_t>(r) * S, static_cast<std::int64_t>(r + 1) * S,
+                                [&](std::int64_t i) {
+                                    const double pi = first ? z[i] : z[i] + beta * pp[i];
+                                    pp[i] = pi;
+                                    return std::array<double, 1>{pi * rp[i]};
+                                })[0];
+        };
+        auto ap_row = [&](int r) {
+            return sum_range<1>(static_cast<std::int64_t>(r) * S, static_cast<std::int64_t>(r + 1) * S,
+                                [&](std::int64_t i) {
+                                    const double v = laplacian_at<kDiag>(eE, eN, dg, pp, i, S);
+                                    app[i] = v;
+                                    return std::array<double, 1>{pp[i] * v};
+                                })[0];
+        };
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) if (par && threads > 1 && nb > 1)
+#endif
+        {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int k = 0; k < nb; ++k) {
+                const int a = B.begin(k), e = B.end(k);
+                double spr = 0.0, spap = 0.0;
+                for (int r = a; r < e; ++r) {
+                    spr += p_row(r);
+                    if (r - 1 >= a + 1) spap += ap_row(r - 1);
+                }
+                pt[2 * k] = spr;
+                pt[2 * k + 1] = spap;
+            }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int k = 0; k < nb; ++k) {
+                const int a = B.begin(k), e = B.end(k);
+                double spap = pt[2 * k + 1] + ap_row(a);
+                if (e - 1 > a) spap += ap_row(e - 1);
+                pt[2 * k + 1] = spap;
+            }
+        }
+        std::array<double, 2> out{0.0, 0.0};
+        for (int k = 0; k < nb; ++k) {
+            out[0] += pt[2 * k];
+            out[1] += pt[2 * k + 1];
+        }
+        return out;
+    };
+
     int restarts = 0;
     while (true) {
         if (rnorm <= target) break;
         if (st.iterations >= maxiter) break;
         double zAp = 0.0;
         precond(rp, z, &zAp);
-        double pr = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
-            double s = 0.0;
-            for (std::int64_t i = a * S; i < e * S; ++i) {
-                const double pi = z[i];
-                pp[i] = pi;
-                s += pi * rp[i];
-            }
-            acc[0] += s;
-        })[0];
+        auto pq = update_p(0.0, true);
         while (st.iterations < maxiter) {
-            const double pAp = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
-                double s = 0.0;
-                for (std::int64_t i = a * S; i < e * S; ++i) {
-                    const double v = laplacian_at<kDiag>(eE, eN, dg, pp, i, S);
-                    app[i] = v;
-                    s += pp[i] * v;
-                }
-                acc[0] += s;
-            })[0];
+            const double pr = pq[0], pAp = pq[1];
             if (!(pAp > 0.0)) break;  // breakdown (p in the null space): restart from true residual
             const double alpha = pr / pAp;
             const double rr = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
-                double s = 0.0;
-                for (std::int64_t i = a * S; i < e * S; ++i) {
+                acc[0] += sum_range<1>(a * S, e * S, [&](std::int64_t i) {
                     x[i] += alpha * pp[i];
                     const double ri = rp[i] - alpha * app[i];
                     rp[i] = ri;
-                    s += ri * ri;
-                }
-                acc[0] += s;
+                    return std::array<double, 1>{ri * ri};
+                })[0];
             })[0];
             ++st.iterations;
-            if (std::sqrt(rr) <= target) break;
+            if (std::sqrt(rr) <= target || st.iterations >= maxiter) break;
             precond(rp, z, &zAp);
-            const double beta = -zAp / pAp;
-            pr = reduce_bands<1>(B, threads, par, part, [&](int, int a, int e, double* acc) {
-                double s = 0.0;
-                for (std::int64_t i = a * S; i < e * S; ++i) {
-                    const double pi = z[i] + beta * pp[i];
-                    pp[i] = pi;
-                    s += pi * rp[i];
-                }
-                acc[0] += s;
-            })[0];
+            pq = update_p(-zAp / pAp, false);  // beta = -(z . A p) / (p . A p), the former p
         }
         rnorm = true_residual();
         if (rnorm <= target || st.iterations >= maxiter || ++restarts > 5) break;
