@@ -35,16 +35,17 @@ struct PaddedGrid {
 // Throws std::invalid_argument for an empty mask.
 inline PaddedGrid make_padded_grid(const std::uint8_t* mask, int H, int W) {
     int rmin = H, rmax = -1, cmin = W, cmax = -1;
-    for (int r = 0; r < H; ++r) {
+    for (int r = 0; r < H; ++r) {  // per row: its first and last non-zero byte only
         const std::uint8_t* row = mask + static_cast<std::int64_t>(r) * W;
-        for (int c = 0; c < W; ++c) {
-            if (row[c]) {
-                if (r < rmin) rmin = r;
-                if (r > rmax) rmax = r;
-                if (c < cmin) cmin = c;
-                if (c > cmax) cmax = c;
-            }
-        }
+        const std::uint8_t* first = std::find_if(row, row + W, [](std::uint8_t v) { return v != 0; });
+        if (first == row + W) continue;
+        int last = W - 1;
+        while (!row[last]) --last;
+        const int c0 = static_cast<int>(first - row);
+        if (rmax < 0) rmin = r;
+        rmax = r;
+        cmin = std::min(cmin, c0);
+        cmax = std::max(cmax, last);
     }
     if (rmax < 0) throw std::invalid_argument("mask is empty");
     PaddedGrid g;

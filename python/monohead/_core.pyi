@@ -83,3 +83,19 @@ class Integrator:
     def setup_seconds(self) -> float: ...
     @property
     def nbytes(self) -> int: ...
+
+def scan_normals(
+    normals: npt.NDArray[_Float],
+    mask: npt.NDArray[np.uint8],
+    nz_lo: float,
+    nz_hi: float,
+    slope_limit: float,
+    threads: int,
+) -> tuple[int, int, int, int, float, float]:
+    """(non-finite, Nz <= 0, Nz out of range, too grazing) counts over the mask, then max |p|, max |q|."""
+
+def scan_nonnegative(a: npt.NDArray[_Float], threads: int) -> tuple[bool, float]:
+    """(every value finite and >= 0, the largest value)."""
+
+def work_cache(limit: int | None = None) -> tuple[int, int]:
+    """(limit before the call, bytes cached after it) of the cache of freed work blocks."""
