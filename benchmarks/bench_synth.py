@@ -2,7 +2,7 @@
 
 Run: ``python -m pytest benchmarks/bench_synth.py --benchmark-enable -p no:cacheprovider``
 (pytest-benchmark), or ``python benchmarks/bench_synth.py [--sizes 128 256] [--count 20]
-[--versions 1 2] [--threads 1]`` for the table of the split per stage: sampling (random
+[--versions 1 2 3] [--threads 1]`` for the table of the split per stage: sampling (random
 parameters, head shape, hair, glasses, textures, background; version 2 also the body, clothes,
 headwear and occluders, the environment map and the background, shown apart as ``body``,
 ``lighting`` and ``background``), normals (eq. 2 on the posed head), scene update (Mitsuba
@@ -92,7 +92,7 @@ def measure(size: int, count: int, spp: int = 9, version: int | None = None) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
-    ap.add_argument("--versions", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--versions", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--count", type=int, default=20)
     ap.add_argument("--spp", type=int, default=9)
     ap.add_argument("--threads", type=int, default=None, help="Dr.Jit threads (default: all cores)")

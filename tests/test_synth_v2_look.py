@@ -413,6 +413,8 @@ def test_synth_look_command(tmp_path, capsys):
                 "1",
                 "--cols",
                 "2",
+                "--generator-version",
+                "2",
                 "--photos",
                 str(photos),
                 "--side-by-side",
@@ -424,6 +426,7 @@ def test_synth_look_command(tmp_path, capsys):
     )
     r = json.loads(capsys.readouterr().out)
     assert r["renders"] == 2
+    assert r["generator_version"] == 2
     assert r["photos"] == 1
     sheet, both = np.asarray(Image.open(out)), np.asarray(Image.open(side))
     assert sheet.shape == (32 + 4, 2 * 32 + 6, 3)

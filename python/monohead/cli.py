@@ -865,7 +865,16 @@ def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
         args.count, seed=args.seed, size=args.size, spp=args.spp, progress=tick, version=args.generator_version
     )
     atomic_write_bytes(out, encode_png(image_grid(renders, cols=args.cols)))
-    result: dict[str, Any] = {"out": str(out), "renders": len(renders), "photos": 0, "side_by_side": None}
+    from .synth.generator import GENERATOR_VERSION
+
+    version = GENERATOR_VERSION if args.generator_version is None else args.generator_version
+    result: dict[str, Any] = {
+        "out": str(out),
+        "renders": len(renders),
+        "generator_version": version,
+        "photos": 0,
+        "side_by_side": None,
+    }
     if args.side_by_side:
         crops = photo_crops(photos_dir, args.size) if photos_dir is not None and photos_dir.is_dir() else []
         atomic_write_bytes(Path(args.side_by_side), encode_png(beside(image_grid(renders, cols=args.cols), crops)))

@@ -27,6 +27,8 @@ collars and scarves, headwear, hands and held objects are occluders: the ground-
 steps through them to the head behind, so they are never in the mask and never change N,
 depth or W. Version 2 cuts the ICT neck at its base (:func:`.body.neck_cut`): the mask ends
 there, and the torso below is never in it.
+From version 3 on, ICT's teeth, gums and tongue are part of the head: rays through an open
+mouth stop on them, as on the skin (:meth:`Generator.head_mesh` includes them).
 
 Version 2's look (besides the body, clothes, headwear and occluders of :mod:`.body`): a
 perspective camera with a random focal length (:mod:`.camera`; ``projection="orthographic"``
