@@ -245,3 +245,31 @@ def test_resume_a_set_made_before_the_sampler_setting(tmp_path, reference, capsy
     assert r["generated"] == 1
     assert r["skipped"] == 4
     assert len(SyntheticHeads(root)) == 5
+
+
+def test_resume_compares_only_the_packages_that_render(tmp_path, reference):
+    """A data set whose manifest records fewer or other non-rendering packages (one made before
+    Python and torch were recorded) resumes; a different version of a rendering package refuses."""
+    import shutil
+
+    from monohead.synth.dataset import RENDER_PACKAGES
+
+    assert {"monohead", "mitsuba", "drjit", "numpy"} <= set(RENDER_PACKAGES)
+    root = tmp_path / "older"
+    shutil.copytree(reference, root)
+    mpath = root / "manifest.json"
+    man = json.loads(mpath.read_text())
+    man["versions"] = {k: v for k, v in man["versions"].items() if k in RENDER_PACKAGES}
+    man["versions"]["an-unrelated-package"] = "0.0.1"
+    mpath.write_text(json.dumps(man))
+    last = sorted(p.name for p in (root / "shards").iterdir())[-1]
+    shutil.rmtree(root / "shards" / last)
+    r = generate(root, 5, **SETTINGS)
+    assert r["generated"] == 1
+    assert r["skipped"] == 4
+    _assert_same(root, reference)
+
+    man["versions"]["mitsuba"] = "0.0.0"
+    mpath.write_text(json.dumps(man))
+    with pytest.raises(ValueError, match=r"other package versions \(mitsuba 0\.0\.0 there"):
+        generate(root, 5, **SETTINGS)

@@ -296,6 +296,12 @@ def _manifest(seed: int, count: int, shard_size: int, settings: dict[str, Any]) 
     }
 
 
+#: The packages whose versions decide a sample's pixels and ground truth: resuming a data set
+#: requires the same version of each (a manifest also records others, such as Python and torch,
+#: which do not enter rendering and are not compared).
+RENDER_PACKAGES = ("monohead", "numpy", "scipy", "mitsuba", "drjit")
+
+
 def _check_manifest(existing: dict[str, Any], new: dict[str, Any], root: Path) -> None:
     if isinstance(existing.get("settings"), dict):
         existing = {**existing, "settings": _with_legacy_defaults(existing["settings"])}
@@ -305,10 +311,13 @@ def _check_manifest(existing: dict[str, Any], new: dict[str, Any], root: Path) -
                 f"{str(root)!r} holds a different data set ({key}: {existing.get(key)!r} there, "
                 f"{new.get(key)!r} asked); resume with the same settings or use another folder"
             )
-    if existing.get("versions") != new.get("versions"):
+    there, here = existing.get("versions") or {}, new.get("versions") or {}
+    differ = {k: (there.get(k), here.get(k)) for k in RENDER_PACKAGES if there.get(k) != here.get(k)}
+    if differ:
+        listed = ", ".join(f"{k} {a} there, {b} here" for k, (a, b) in differ.items())
         raise ValueError(
-            f"{str(root)!r} was made with other package versions ({existing.get('versions')} there, "
-            f"{new.get('versions')} here); samples would not match: use another folder"
+            f"{str(root)!r} was made with other package versions ({listed}); "
+            "samples would not match: use another folder"
         )
 
 
