@@ -4,11 +4,10 @@ Run: ``python -m pytest benchmarks/bench_reconstruct.py --benchmark-enable -p no
 (pytest-benchmark, whole pipeline), or ``python benchmarks/bench_reconstruct.py [--runs 20]``
 for the table of the split (median and best over the runs, after warm-up, and the median CPU
 time), with the default mirror averaging (two network passes) and with ``--no-flip`` (one pass),
-for the default detector (``combined``: cascades plus the network's coarse pass, which runs in
-one batch with the face's crop; the detection stage counts the coarse pass's share of that
-batch) and the old one (``frontal``). Photos: the astronaut bundled with scikit-image (512 x 512,
-an array), and the same photo enlarged to a 4000 x 3000 (12 MP) JPEG file read from disk
-(decoding included). Needs the shipped weights.
+for the default detector (``combined``: the frontal cascade, and the network's coarse pass when
+the cascade's largest face is not strong) and the old one (``frontal``). Photos: the astronaut
+bundled with scikit-image (512 x 512, an array), and the same photo enlarged to a 4000 x 3000
+(12 MP) JPEG file read from disk (decoding included). Needs the shipped weights.
 """
 
 from __future__ import annotations

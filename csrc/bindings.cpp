@@ -4,12 +4,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <optional>
 #include <tuple>
 #include <string>
 
 #include "checks.hpp"
 #include "integrator.hpp"
+#include "lbp_cascade.hpp"
 
 namespace py = pybind11;
 using monohead::Integrator;
@@ -170,6 +172,87 @@ PYBIND11_MODULE(_core, m) {
         py::arg("limit") = py::none(),
         "(limit before the call, bytes cached after it) of the core's cache of freed work blocks "
         "(pool.hpp); a limit sets the most bytes kept (0: none; the excess is freed).");
+
+    py::class_<monohead::LbpCascade>(m, "LbpCascade",
+                                     "A multi-block LBP cascade (the OpenCV LBP format, evaluated as scikit-image "
+                                     "does); built by monohead.photo from the XML file.")
+        .def(py::init([](int window_h, int window_w, float eps, CArray<std::int32_t> features,
+                         CArray<std::int32_t> stump_feature, CArray<std::uint32_t> stump_lut,
+                         CArray<float> stump_leaves, CArray<std::int32_t> stages, CArray<float> stage_threshold) {
+                 const auto nf = features.ndim() == 2 ? features.shape(0) : -1;
+                 require_shape(features, "features", {nf, 4});
+                 const auto ns = stump_feature.ndim() == 1 ? stump_feature.shape(0) : -1;
+                 require_shape(stump_feature, "stump_feature", {ns});
+                 require_shape(stump_lut, "stump_lut", {ns, 8});
+                 require_shape(stump_leaves, "stump_leaves", {ns, 2});
+                 const auto ng = stages.ndim() == 2 ? stages.shape(0) : -1;
+                 require_shape(stages, "stages", {ng, 2});
+                 require_shape(stage_threshold, "stage_threshold", {ng});
+                 auto cas = std::make_unique<monohead::LbpCascade>();
+                 cas->window_h = window_h;
+                 cas->window_w = window_w;
+                 cas->eps = eps;
+                 for (py::ssize_t i = 0; i < nf; ++i)
+                     cas->features.push_back({features.at(i, 0), features.at(i, 1), features.at(i, 2), features.at(i, 3)});
+                 for (py::ssize_t i = 0; i < ns; ++i) {
+                     const auto f = stump_feature.at(i);
+                     if (f < 0 || f >= nf)
+                         throw py::value_error("stump_feature holds " + std::to_string(f) + ", not a feature index");
+                     cas->stump_feature.push_back(f);
+                     std::array<std::uint32_t, 8> lut{};
+                     for (int j = 0; j < 8; ++j) lut[static_cast<std::size_t>(j)] = stump_lut.at(i, j);
+                     cas->stump_lut.push_back(lut);
+                     cas->stump_left.push_back(stump_leaves.at(i, 0));
+                     cas->stump_right.push_back(stump_leaves.at(i, 1));
+                 }
+                 for (py::ssize_t i = 0; i < ng; ++i) {
+                     if (stages.at(i, 0) < 0 || stages.at(i, 1) < 0 || stages.at(i, 0) + stages.at(i, 1) > ns)
+                         throw py::value_error("stages row " + std::to_string(i) + " is not a range of stumps");
+                     cas->stage_first.push_back(stages.at(i, 0));
+                     cas->stage_count.push_back(stages.at(i, 1));
+                     cas->stage_threshold.push_back(stage_threshold.at(i));
+                 }
+                 return cas;
+             }),
+             py::arg("window_h"), py::arg("window_w"), py::arg("eps"), py::arg("features").noconvert(),
+             py::arg("stump_feature").noconvert(), py::arg("stump_lut").noconvert(),
+             py::arg("stump_leaves").noconvert(), py::arg("stages").noconvert(),
+             py::arg("stage_threshold").noconvert(),
+             "features: (F, 4) int32 r, c, w, h; stump_feature: (S,) int32; stump_lut: (S, 8) uint32; "
+             "stump_leaves: (S, 2) float32 left, right; stages: (G, 2) int32 first stump, count; "
+             "stage_threshold: (G,) float32.")
+        .def(
+            "detect",
+            [](const monohead::LbpCascade& cas, CArray<std::uint8_t> image, CArray<float> scales, float step_ratio,
+               int min_neighbours, float threshold, int threads) {
+                if (image.ndim() != 2)
+                    throw py::value_error("image must be 2-D (H, W) uint8; got ndim " + std::to_string(image.ndim()));
+                require_shape(scales, "scales", {scales.ndim() == 1 ? scales.shape(0) : -1});
+                if (threads < 1) throw py::value_error("threads must be >= 1; got " + std::to_string(threads));
+                const int H = static_cast<int>(image.shape(0)), W = static_cast<int>(image.shape(1));
+                std::vector<float> sc(scales.data(), scales.data() + scales.shape(0));
+                std::vector<monohead::LbpWindow> found;
+                {
+                    py::gil_scoped_release release;
+                    found = monohead::lbp_group(monohead::lbp_scan(cas, image.data(), H, W, sc, step_ratio, threads),
+                                                threshold, min_neighbours);
+                }
+                py::array_t<std::int32_t> out({static_cast<py::ssize_t>(found.size()), static_cast<py::ssize_t>(5)});
+                auto o = out.mutable_unchecked<2>();
+                for (std::size_t i = 0; i < found.size(); ++i) {
+                    const auto k = static_cast<py::ssize_t>(i);
+                    o(k, 0) = found[i].r;
+                    o(k, 1) = found[i].c;
+                    o(k, 2) = found[i].w;
+                    o(k, 3) = found[i].h;
+                    o(k, 4) = found[i].count;
+                }
+                return out;
+            },
+            py::arg("image").noconvert(), py::arg("scales").noconvert(), py::arg("step_ratio"),
+            py::arg("min_neighbours"), py::arg("threshold"), py::arg("threads") = 1,
+            "Grouped detections on an (H, W) uint8 image at the window scales given (float32): (N, 5) int32 rows "
+            "r, c, width, height, members; the order and values do not depend on threads.");
 
     py::class_<Integrator>(m, "Integrator",
                            "WLS normal integrator on a fixed mask; builds the system and the solver "

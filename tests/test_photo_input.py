@@ -197,32 +197,49 @@ def test_detectors_combine_the_cascades_and_the_network():
     )
 
 
-def test_profile_faces_are_found_by_the_profile_cascade_on_both_sides():
+def test_profile_faces_are_found_by_the_profile_cascade_on_both_sides(monkeypatch):
     # a real profile is not bundled with the test dependencies; the synthetic renders of
     # benchmarks/detection_by_yaw.py measure it. Here: the mirror logic. A face found in the
     # mirrored photo is reported mirrored back.
     small = np.zeros((100, 160), np.uint8)
-    calls = []
-
-    class Fake:
-        def detect_multi_scale(self, img, **kw):
-            calls.append(img[0, 0])
-            return [{"r": 10, "c": 20, "width": 20, "height": 34}]
-
-    R._CASCADES["profile"], saved = Fake(), R._CASCADES.get("profile")
-    try:
-        direct = R._run_cascade("profile", small)[0]
-        mirrored = R._run_cascade("profile", small, mirror=True)[0]
-    finally:
-        if saved is None:
-            del R._CASCADES["profile"]
-        else:
-            R._CASCADES["profile"] = saved
+    monkeypatch.setattr(R, "_detect_windows", lambda kind, img, *a: np.array([[10, 20, 20, 34, 2]], np.int32))
+    direct = R._run_cascade("profile", small)[0]
+    mirrored = R._run_cascade("profile", small, mirror=True)[0]
     side = R.PROFILE_SIDE * 34
     assert direct[2] == pytest.approx(side)
     assert direct[3] == pytest.approx(side)
     assert direct[0] + side / 2 == pytest.approx(30 + R.PROFILE_SHIFT * 34)  # toward the back of the head
     assert mirrored[0] + side / 2 == pytest.approx(160 - (30 + R.PROFILE_SHIFT * 34))  # mirrored back
+
+
+@pytest.mark.parametrize("kind", ["frontal", "profile"])
+def test_the_compiled_cascade_finds_what_scikit_image_finds(kind):
+    # monohead's C++ cascade evaluates the same windows with the same rounding and groups them
+    # the same way: the same detections as skimage.feature.Cascade, for any thread count
+    from skimage import data, feature
+
+    ref = feature.Cascade(R._cascade_file(kind))
+    photo = data.astronaut()
+    noise = np.random.default_rng(1).integers(0, 256, (90, 140), dtype=np.uint8)
+    images = [noise] + [
+        np.asarray(Image.fromarray(photo).resize((n, n), Image.BILINEAR).convert("L")) for n in (160, 250)
+    ]
+    found = 0
+    for img in images:
+        for min_size, neighbours in ((20, 2), (30, 1), (20, 1)):
+            want = ref.detect_multi_scale(
+                img=img, scale_factor=1.15, step_ratio=1, min_size=(min_size, min_size),
+                max_size=img.shape, min_neighbor_number=neighbours,
+            )  # fmt: skip
+            want = sorted((d["r"], d["c"], d["width"], d["height"]) for d in want)
+            for threads in (1, 3):
+                got = R._cascade(kind)[0].detect(
+                    img, R._window_scales(R._cascade(kind)[1], min_size, img.shape), 1.0, neighbours, 0.5, threads
+                )
+                assert sorted(tuple(int(t) for t in d[:4]) for d in got) == want
+                assert (got[:, 4] >= neighbours).all()
+            found += len(want)
+    assert found > 0  # not only empty results compared
 
 
 # -------------------------------------------------------------------- mask clean-up
@@ -370,7 +387,7 @@ def test_cli_bad_inputs_exit_2_with_one_line_and_no_file(tmp_path, monkeypatch, 
     assert not out.exists()  # no output, not even an empty folder
 
 
-def test_the_largest_frontal_face_goes_through_the_network_with_the_coarse_pass():
+def test_a_strong_frontal_face_needs_no_coarse_pass(monkeypatch):
     from skimage import data
 
     photo = data.astronaut()
@@ -380,20 +397,60 @@ def test_the_largest_frontal_face_goes_through_the_network_with_the_coarse_pass(
         batches.append(len(crops))
         return _oracle(crops)
 
+    her = R.detect_faces(photo, detector="frontal")[0]
     rec = R.reconstruct(photo, model=counting)
-    # one call: the coarse pass over the photo and the face's head crop in one batch, whose
-    # prediction the pipeline keeps
-    assert batches == [2]
-    assert rec.face_box == R.detect_faces(photo, model=_oracle)[0]
-    ref = R.reconstruct(photo, model=_oracle, detector="frontal")  # the same face, predicted on its own
-    assert rec.box == ref.box
-    np.testing.assert_array_equal(rec.crop, ref.crop)
-    np.testing.assert_allclose(rec.depth, ref.depth, equal_nan=True)
-    # all faces: the first face's prediction is kept, the others predicted together
+    assert batches == [1]  # her face is strong: only its head crop goes through the network
+    assert rec.face_box == her == R.detect_faces(photo, model=counting)[0]
+    # all faces: the coarse pass looks for the others, then their crops go in one batch
     batches.clear()
     recs = R.reconstruct(photo, model=counting, all_faces=True)
-    assert batches[0] == 2
-    assert sum(batches) == 1 + len(recs)
+    assert batches == [1, len(recs)]
+    assert recs[0].face_box == her
+    # a weak largest face: the coarse pass decides (her face lies on the oracle's head)
+    monkeypatch.setattr(R, "_is_strong", lambda *a: False)
+    batches.clear()
+    rec = R.reconstruct(photo, model=counting)
+    assert batches == [1, 1]
+    assert rec.face_box == her
+
+
+def test_small_faces_in_big_photos_are_found_by_the_finer_scans():
+    from skimage import data
+
+    # her face (96 px in the 512 photo) at 42 px in a 1600 x 1200 photo: under the 20/320 of the
+    # long side that the 160- and 320-pixel copies see
+    s = 42 / 96
+    small = np.asarray(Image.fromarray(data.astronaut()).resize((round(512 * s), round(512 * s)), Image.LANCZOS))
+    rng = np.random.default_rng(3)
+    photo = np.clip(rng.normal(120, 12, (1200, 1600, 3)), 0, 255).astype(np.uint8)
+    photo[700 : 700 + small.shape[0], 1100 : 1100 + small.shape[1]] = small
+    face = (1100 + 176 * s, 700 + 70 * s, 96 * s)
+    assert R.detect_faces(photo, detector="frontal") == []  # the 160/320 copies alone: nothing
+    found = R.detect_faces(photo, model=_oracle)[0]
+    assert found[0] <= face[0] + face[2] / 2 <= found[0] + found[2]
+    assert found[1] <= face[1] + face[2] / 2 <= found[1] + found[3]
+    assert 0.7 * face[2] <= found[2] <= 1.4 * face[2]
+    assert R._small_faces(photo[:300, :300], R.DETECT_SIZE) == []  # photos up to 320 px: no finer scan
+
+
+def test_strong_faces_on_the_mask_come_first_and_weak_ones_give_way(monkeypatch):
+    from skimage import data
+
+    photo = data.astronaut()
+    her = R.detect_faces(photo, detector="frontal")[0]
+    assert R._is_strong(photo, her, R.DETECT_SIZE)  # her face, found again by many windows
+    assert not R._is_strong(photo, (0.0, 0.0, 150.0, 150.0), R.DETECT_SIZE)  # the flag
+    noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
+    assert not R._is_strong(noise, (100.0, 100.0, 150.0, 150.0), R.DETECT_SIZE)
+    # two cascade faces on the oracle's head mask: a larger weak one and her (strong) face
+    weak = (230.0, 200.0, 110.0, 110.0)
+    monkeypatch.setattr(R, "_cascade_faces", lambda *a, **k: [weak, her])
+    net = R.detect_faces(photo, detector="network", model=_oracle)
+    assert R.detect_faces(photo, model=_oracle) == [her]  # the weak one and its head are dropped
+    strength = {weak: False, her: False}
+    monkeypatch.setattr(R, "_is_strong", lambda photo, face, *a: strength.get(face, False))
+    assert R.detect_faces(photo, model=_oracle)[0] == weak  # none strong: the larger first, as before
+    assert net  # the oracle's head, not repeated: both faces lie on it
 
 
 def test_big_jpegs_are_decoded_at_a_reduced_size(tmp_path):

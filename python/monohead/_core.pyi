@@ -99,3 +99,28 @@ def scan_nonnegative(a: npt.NDArray[_Float], threads: int) -> tuple[bool, float]
 
 def work_cache(limit: int | None = None) -> tuple[int, int]:
     """(limit before the call, bytes cached after it) of the cache of freed work blocks."""
+
+class LbpCascade:
+    """A multi-block LBP cascade (the OpenCV LBP format, evaluated as scikit-image does)."""
+
+    def __init__(
+        self,
+        window_h: int,
+        window_w: int,
+        eps: float,
+        features: npt.NDArray[np.int32],
+        stump_feature: npt.NDArray[np.int32],
+        stump_lut: npt.NDArray[np.uint32],
+        stump_leaves: npt.NDArray[np.float32],
+        stages: npt.NDArray[np.int32],
+        stage_threshold: npt.NDArray[np.float32],
+    ) -> None: ...
+    def detect(
+        self,
+        image: npt.NDArray[np.uint8],
+        scales: npt.NDArray[np.float32],
+        step_ratio: float,
+        min_neighbours: int,
+        threshold: float,
+        threads: int = 1,
+    ) -> npt.NDArray[np.int32]: ...

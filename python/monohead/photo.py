@@ -3,12 +3,13 @@
 ``monohead.reconstruct(image)`` (this module's :func:`reconstruct`) runs the whole pipeline of
 the paper on one photo:
 
-1. **Detection** (:func:`detect_faces`, :data:`DETECTORS`): by default a coarse pass of the
-   network over the whole photo, scikit-image's LBP frontal-face cascade on a copy whose long
-   side is :data:`DETECT_SIZE` pixels (twice that when nothing is found), and OpenCV's LBP
-   profile-face cascade when no frontal face lies on the network's head mask. The coarse pass
-   runs in one batch with the head crop of the largest frontal face (and its mirror image):
-   when that face comes first, step 3 keeps that prediction.
+1. **Detection** (:func:`detect_faces`, :data:`DETECTORS`): by default scikit-image's LBP
+   frontal-face cascade on a copy whose long side is :data:`DETECT_SIZE` pixels (twice that
+   when nothing is found); when its largest face is strong (:data:`STRONG_NEIGHBOURS`), that is
+   the face. Otherwise a coarse pass of the network over the whole photo decides, with OpenCV's
+   LBP profile-face cascade when no frontal face lies on the network's head mask. Both cascades
+   run in monohead's compiled evaluator (``csrc/lbp_cascade.hpp``: scikit-image's detections,
+   faster).
 2. **Framing**: the face box is expanded to the framing the network was trained on (the whole
    head with a margin, :data:`monohead.framing.FRAMING`), cropped and resized to 128 x 128 by
    :func:`monohead.framing.crop_square`, which fills the part of the square outside the photo
@@ -360,30 +361,108 @@ def _shrink(arr: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
 #: in ``monohead/data``, on the photo and its mirror image), ``"network"`` (a coarse pass of the
 #: shipped network over the whole photo, letterboxed to 128 x 128: the head mask's largest
 #: components) and ``"combined"`` (the default, chosen by measurement: README, "Detection by
-#: head pose"): the network's pass and the frontal cascade, the profile cascade only when no
-#: frontal face lies on the network's head mask; cascade faces on the mask first, then heads
-#: only the network sees, then the other cascade faces; a face on the head of an earlier one is
-#: dropped when it is off the mask or much smaller, :func:`_drop_duplicates`).
+#: head pose"): the frontal cascade; its largest face first when it is strong
+#: (:data:`STRONG_NEIGHBOURS`), and then (or else) the network's pass decides: frontal faces on
+#: the network's head mask first (weak ones dropped when a strong one is there), the profile
+#: cascade only when no frontal face lies on the mask, then heads only the network sees, then
+#: the other cascade faces; a face on the head of an earlier one is dropped when it is off the
+#: mask or much smaller, :func:`_drop_duplicates`).
 DETECTORS = ("frontal", "cascades", "network", "combined")
 #: Profile face boxes (the cascade's 20 x 34 window) as equivalent frontal face boxes: the side
 #: is ``PROFILE_SIDE * h`` and the centre moves ``PROFILE_SHIFT * h`` toward the back of the
 #: head (measured on synthetic renders with known pose).
 PROFILE_SIDE = 0.83
 PROFILE_SHIFT = 0.29
-_CASCADES: dict[str, Any] = {}
+_CASCADES: dict[str, tuple[Any, tuple[int, int]]] = {}
+#: Scale step of the cascades' windows (each window 1.15 times the previous one).
+SCALE_STEP = 1.15
+
+
+def _cascade_file(kind: str) -> str:
+    from importlib.resources import files
+
+    if kind == "frontal":
+        from skimage import data
+
+        return str(data.lbp_frontal_face_cascade_filename())
+    return str(files("monohead") / "data" / "lbpcascade_profileface.xml")
 
 
 def _cascade(kind: str) -> Any:
+    """The compiled cascade (``monohead._core.LbpCascade``) of ``kind`` (``"frontal"``:
+    scikit-image's LBP frontal-face cascade; ``"profile"``: OpenCV's LBP profile-face cascade,
+    shipped in ``monohead/data``), read from its OpenCV XML file once, and its window
+    ``(height, width)``."""
     if kind not in _CASCADES:
-        from importlib.resources import files
+        import xml.etree.ElementTree as ET
 
-        from skimage import data, feature
+        from . import integration  # noqa: F401  # sets the OpenMP spin policy before _core loads
+        from ._core import LbpCascade
 
-        if kind == "frontal":
-            _CASCADES[kind] = feature.Cascade(data.lbp_frontal_face_cascade_filename())
-        else:
-            _CASCADES[kind] = feature.Cascade(str(files("monohead") / "data" / "lbpcascade_profileface.xml"))
+        tree = ET.parse(_cascade_file(kind))
+        # each feature: <rect>x y w h</rect> of its top-left block -> (r, c, w, h)
+        rects = [[int(t) for t in f[0].text.split()] for f in tree.find(".//features")]  # type: ignore[union-attr]
+        features = np.array([[y, x, w, h] for x, y, w, h in rects], np.int32)
+        stump_feature, luts, leaves, stages, thresholds = [], [], [], [], []
+        for stage in tree.find(".//stages"):  # type: ignore[union-attr]
+            weak = list(stage.find("weakClassifiers"))  # type: ignore[arg-type]
+            stages.append([len(stump_feature), len(weak)])
+            thresholds.append(float(stage.find("stageThreshold").text))  # type: ignore[union-attr, arg-type]
+            for w in weak:
+                nodes = [int(t) for t in w.find("internalNodes").text.split()[2:]]  # type: ignore[union-attr]
+                stump_feature.append(nodes[0])
+                luts.append(nodes[1:9])
+                leaves.append([float(t) for t in w.find("leafValues").text.split()])  # type: ignore[union-attr]
+        window = (int(tree.find(".//height").text), int(tree.find(".//width").text))  # type: ignore[union-attr, arg-type]
+        core = LbpCascade(
+            *window,
+            1e-5,
+            features,
+            np.array(stump_feature, np.int32),
+            np.array(luts, np.int64).astype(np.uint32),  # the tables are written as signed 32-bit
+            np.array(leaves, np.float32),
+            np.array(stages, np.int32),
+            np.array(thresholds, np.float32),
+        )
+        _CASCADES[kind] = (core, window)
     return _CASCADES[kind]
+
+
+def _window_scales(window: tuple[int, int], min_size: float, max_size: tuple[float, float]) -> np.ndarray:
+    """The window scales (float32, :data:`SCALE_STEP` apart) of a cascade whose window is
+    ``window`` ``(height, width)``: from the first whose window is at least ``min_size`` pixels
+    (and scale 1) to the last under ``max_size`` ``(rows, columns)``, as scikit-image's
+    ``Cascade.detect_multi_scale`` chooses them."""
+    import math
+
+    win = window
+    step = float(np.float32(SCALE_STEP))
+    lo = max(
+        math.log(float(np.float32(min_size)) / win[0], step), math.log(float(np.float32(min_size)) / win[1], step), 0
+    )
+    hi = min(
+        math.log(float(np.float32(max_size[0])) / win[0], step), math.log(float(np.float32(max_size[1])) / win[1], step)
+    )
+    return np.power(step, np.arange(lo, hi), dtype=np.float32)
+
+
+def _detect_windows(
+    kind: str, img: np.ndarray, min_size: float, max_size: tuple[float, float], min_neighbours: int
+) -> np.ndarray:
+    """Grouped cascade detections on a grayscale uint8 image: ``(N, 5)`` int32 rows
+    ``r, c, width, height, members``."""
+    from .integration import default_threads
+
+    core, window = _cascade(kind)
+    scales = _window_scales(window, min_size, max_size)
+    return core.detect(
+        np.ascontiguousarray(img, dtype=np.uint8),
+        scales,
+        1.0,
+        min_neighbours,
+        0.5,
+        min(default_threads(), len(scales) or 1),
+    )
 
 
 Face = tuple[int, int, int, int]
@@ -409,19 +488,14 @@ def _nms(
 
 
 def _run_cascade(kind: str, small: np.ndarray, mirror: bool = False) -> list[tuple[float, float, float, float]]:
+    """Faces found by cascade ``kind`` on the grayscale ``small`` (``mirror``: on its mirror
+    image, mapped back), ``(x, y, w, h)`` in its pixels; profile windows as frontal boxes."""
     img = small[:, ::-1] if mirror else small
-    found = _cascade(kind).detect_multi_scale(
-        img=np.ascontiguousarray(img),
-        scale_factor=1.15,
-        step_ratio=1,
-        min_size=(20, 20),
-        max_size=img.shape[:2],
-        min_neighbor_number=2,
-    )
+    found = _detect_windows(kind, img, 20, img.shape[:2], 2)
     W = img.shape[1]
     out = []
-    for d in found:
-        x, y, w, h = float(d["c"]), float(d["r"]), float(d["width"]), float(d["height"])
+    for r, c, width, height, _ in found.tolist():
+        x, y, w, h = float(c), float(r), float(width), float(height)
         if kind == "profile":  # the window covers the face seen from the side: as a frontal box
             side = PROFILE_SIDE * h
             cx = x + w / 2 + PROFILE_SHIFT * h  # the cascade finds faces looking left: the head is to the right
@@ -432,26 +506,67 @@ def _run_cascade(kind: str, small: np.ndarray, mirror: bool = False) -> list[tup
     return out
 
 
-def _cascade_faces(photo: np.ndarray, detect_size: int, profile: bool) -> list[tuple[float, float, float, float]]:
+def _cascade_faces(
+    photo: np.ndarray, detect_size: int, profile: bool, cache: dict | None = None
+) -> list[tuple[float, float, float, float]]:
     """Cascade faces on a grayscale copy of the ``(H, W, 3)`` photo whose long side is
-    ``detect_size`` (then twice that when nothing was found), in photo pixels."""
+    ``detect_size`` (then twice that when nothing was found), in photo pixels. ``cache``: a dict
+    that keeps each cascade's faces per copy, so that a second call on the same photo (adding
+    the profile cascade) does not scan with the frontal one again."""
     from PIL import Image
 
     H, W = photo.shape[:2]
-    im = Image.fromarray(photo)
+    cache = {} if cache is None else cache
     for size in (detect_size, 2 * detect_size):
         s = min(1.0, size / max(H, W))
         dims = (max(24, round(W * s)), max(24, round(H * s)))
-        small = np.asarray(im.resize(dims, Image.BILINEAR, reducing_gap=2.0).convert("L"))
         sx, sy = dims[0] / W, dims[1] / H
-        boxes = _run_cascade("frontal", small)
-        if profile:
-            boxes += _run_cascade("profile", small) + _run_cascade("profile", small, mirror=True)
+        kinds = [("frontal", False)] + ([("profile", False), ("profile", True)] if profile else [])
+        boxes = []
+        for kind in kinds:
+            if (size, kind) not in cache:
+                if size not in cache:
+                    im = Image.fromarray(photo)
+                    cache[size] = np.asarray(im.resize(dims, Image.BILINEAR, reducing_gap=2.0).convert("L"))
+                cache[size, kind] = _run_cascade(kind[0], cache[size], mirror=kind[1])
+            boxes += cache[size, kind]
         if boxes:
             return [(x / sx, y / sy, w / sx, h / sy) for x, y, w, h in _nms(boxes)]
         if s == 1.0:
             break
     return []
+
+
+#: A frontal cascade face counts as strong when a rescan of its surroundings (the face box
+#: widened by half its side each way, windows of 0.7-1.5 times it, at least 28 pixels wide)
+#: finds it with at least this many overlapping windows. Measured: the frontal faces of the 9
+#: real photos that have one gather 9-36 windows, the false faces (hair, snow, a temple) 0-3;
+#: on the 250 synthetic renders every largest frontal face with 5 or more lies on the head
+#: (README, "Detection by head pose").
+STRONG_NEIGHBOURS = 8
+
+
+def _is_strong(
+    photo: np.ndarray, face: tuple[float, float, float, float], detect_size: int, neighbours: int = STRONG_NEIGHBOURS
+) -> bool:
+    """Whether the frontal cascade finds ``face`` (photo pixels) again with ``neighbours``
+    overlapping windows, on the copy whose long side is ``detect_size``
+    (the face at least the cascade's 24-pixel window there, else on a larger copy)."""
+    from PIL import Image
+
+    H, W = photo.shape[:2]
+    x, y, w, h = face
+    s = min(1.0, detect_size / max(H, W))
+    s = min(1.0, max(s, 28.0 / w))  # the face at least 28 px (the window's 24 and a margin)
+    x0, y0 = max(0, int(x - 0.5 * w)), max(0, int(y - 0.5 * h))
+    x1, y1 = min(W, int(np.ceil(x + 1.5 * w))), min(H, int(np.ceil(y + 1.5 * h)))
+    dims = (max(24, round((x1 - x0) * s)), max(24, round((y1 - y0) * s)))
+    small = np.asarray(Image.fromarray(photo[y0:y1, x0:x1]).resize(dims, Image.BILINEAR, reducing_gap=2.0).convert("L"))
+    ws = w * s
+    big = max(24, int(np.ceil(1.5 * ws)))
+    found = _detect_windows("frontal", small, max(20, int(0.7 * ws)), (big, big), neighbours)
+    cx, cy = (x + w / 2 - x0) * s, (y + h / 2 - y0) * s
+    return any(c <= cx <= c + width and r <= cy <= r + height for r, c, width, height, _ in found.tolist())
 
 
 #: Width of the head mask's bounding box in frontal face boxes, and the offset of its centre
@@ -463,33 +578,20 @@ FACE_OFFSET = (-0.045, 0.245)
 NET_MIN_AREA = 0.01
 
 
-def _network_heads(
-    photo: np.ndarray, model: Any, extra: np.ndarray | None = None, flip: bool = True
-) -> tuple[list[tuple[float, float, float, float, int]], Any, tuple | None, float]:
+def _network_heads(photo: np.ndarray, model: Any) -> tuple[list[tuple[float, float, float, float, int]], Any]:
     """Heads found by a coarse pass of the network over the whole photo (letterboxed to a square
-    with :func:`monohead.framing.crop_square`'s fill): ``(heads, head_at, extra_prediction,
-    extra_seconds)``. ``heads``: one ``(x, y, w, h, label)`` per mask component (largest first;
-    those under 30 % of the largest or :data:`NET_MIN_AREA` left out): a face box related to the
-    component's bounding box as the frontal cascade's boxes are to the heads of synthetic renders,
-    and the component's label; ``head_at(x, y)``: the label under photo pixel ``(x, y)``, 0 off
-    the mask. ``extra``: a ``(128, 128, 3)`` crop predicted in the same forward pass (mirror
-    averaged with ``flip``): its ``(normals, W, mask)`` (each with a batch axis of 1) and its
-    share of the pass's time (by images in the batch); ``None`` and 0 without."""
+    with :func:`monohead.framing.crop_square`'s fill): ``(heads, head_at)``. ``heads``:
+    one ``(x, y, w, h, label)`` per mask component (largest first; those under 30 % of the
+    largest or :data:`NET_MIN_AREA` left out): a face box related to the component's bounding box
+    as the frontal cascade's boxes are to the heads of synthetic renders, and the component's
+    label; ``head_at(x, y)``: the label under photo pixel ``(x, y)``, 0 off the mask."""
     from scipy import ndimage
 
     H, W = photo.shape[:2]
     side = float(max(H, W))
     box = Box((W - side) / 2.0, (H - side) / 2.0, side)
     crop = crop_square(photo, box, INPUT_SIZE)
-    t0 = time.perf_counter()
-    if extra is None:
-        _, _, mask = _predict(model, crop[None], flip=False)
-        extra_pred, extra_seconds = None, 0.0
-    else:
-        normals, Wmap, mask = _predict(model, np.stack([crop, extra]), flip=[False, flip])
-        extra_pred = (normals[1:], Wmap[1:], mask[1:])
-        n_extra = 2.0 if flip and is_torch_module(model) else 1.0  # the crop and its mirror image
-        extra_seconds = (time.perf_counter() - t0) * n_extra / (1.0 + n_extra)
+    _, _, mask = _predict(model, crop[None], flip=False)
     labels, n = ndimage.label(mask[0])
     px = side / INPUT_SIZE
 
@@ -499,23 +601,24 @@ def _network_heads(
         return int(labels[r, c]) if 0 <= r < INPUT_SIZE and 0 <= c < INPUT_SIZE else 0
 
     if n == 0:
-        return [], head_at, extra_pred, extra_seconds
+        return [], head_at
     sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
+    slices = ndimage.find_objects(labels)
     heads = []
     for k in np.argsort(-sizes):
         if sizes[k] < max(NET_MIN_AREA * INPUT_SIZE**2, 0.3 * sizes.max()):
             break
-        rows, cols = np.nonzero(labels == k + 1)
+        rs, cs = slices[k]
         # the component's bounding box related to the face box as for the frontal cascade's
         # faces on synthetic renders (head mask width = HEAD_PER_FACE face boxes, its centre
         # FACE_OFFSET face boxes from the face's)
-        bx, by = box.x + cols.min() * px, box.y + rows.min() * px
-        bw, bh = (cols.max() - cols.min() + 1) * px, (rows.max() - rows.min() + 1) * px
+        bx, by = box.x + cs.start * px, box.y + rs.start * px
+        bw, bh = (cs.stop - cs.start) * px, (rs.stop - rs.start) * px
         fw = bw / HEAD_PER_FACE
         cx = bx + bw / 2 - FACE_OFFSET[0] * fw
         cy = by + bh / 2 - FACE_OFFSET[1] * fw
         heads.append((cx - fw / 2, cy - fw / 2, fw, fw, k + 1))
-    return heads, head_at, extra_pred, extra_seconds
+    return heads, head_at
 
 
 def detect_faces(
@@ -540,7 +643,7 @@ def detect_faces(
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {', '.join(DETECTORS)}; got {detector!r}")
     arr, scale = _read(image, "image", WORK_SIDE)
-    faces, _ = _detect(arr, detect_size, detector, model)
+    faces = _detect(arr, detect_size, detector, model)
     if scale == 1.0:
         return faces
     return _rounded([[t / scale for t in f] for f in faces])
@@ -550,43 +653,71 @@ def _rounded(boxes: list) -> list[Face]:
     return [tuple(int(round(t)) for t in b) for b in boxes]  # type: ignore[misc]
 
 
-@dataclass
-class _Checked:
-    """A face whose head crop the network already predicted (with the coarse pass of :func:`_detect`)."""
+#: Widest window (pixels) of the finer scans for small faces (:func:`_small_faces`): larger
+#: faces fill at least the cascade's window on the copy half that size, scanned before.
+SMALL_FACE_WINDOW = 44
+#: Most candidates of a finer scan checked by :func:`_is_strong` (largest first).
+SMALL_FACE_CANDIDATES = 5
+#: :data:`STRONG_NEIGHBOURS` for the small faces of the finer scans, which see many more
+#: windows: measured on 20 photos of 1600 x 1200 with one 40- or 48-pixel face (real photos
+#: pasted on scikit-image's scenes) and on 25 synthetic renders enlarged to 1280 x 1280, the
+#: true faces gather 10-38 windows, the false ones (textures, fur, the renders' backgrounds) 0-8.
+SMALL_FACE_NEIGHBOURS = 10
 
-    face: Face
-    crop: np.ndarray
-    prediction: tuple[np.ndarray, np.ndarray, np.ndarray]
-    seconds: float
+
+def _small_faces(arr: np.ndarray, detect_size: int) -> list[tuple[float, float, float, float]]:
+    """Strong frontal faces too small for the copies of long side ``detect_size`` and twice
+    that (under 20 / (2 ``detect_size``) of the photo's long side, e.g. 40-pixel faces in a
+    1000-pixel photo), largest first, in photo pixels: the frontal cascade on copies of 4, 8...
+    times ``detect_size`` (up to the photo's own size) with windows of 20 to
+    :data:`SMALL_FACE_WINDOW` pixels, until one holds a strong face (:func:`_is_strong`). Empty
+    for photos whose long side is at most ``2 * detect_size``."""
+    from PIL import Image
+
+    H, W = arr.shape[:2]
+    im = None
+    size = 4 * detect_size
+    while size // 2 < max(H, W):
+        s = min(1.0, size / max(H, W))
+        dims = (max(24, round(W * s)), max(24, round(H * s)))
+        im = Image.fromarray(arr) if im is None else im
+        gray = np.asarray(im.resize(dims, Image.BILINEAR, reducing_gap=2.0).convert("L"))
+        found = _detect_windows("frontal", gray, 20, (SMALL_FACE_WINDOW, SMALL_FACE_WINDOW), 2)
+        boxes = sorted(((c / s, r / s, w / s, h / s) for r, c, w, h, _ in found.tolist()), key=lambda b: -b[2] * b[3])
+        strong = [b for b in boxes[:SMALL_FACE_CANDIDATES] if _is_strong(arr, b, detect_size, SMALL_FACE_NEIGHBOURS)]
+        if strong:
+            return strong
+        size *= 2
+    return []
 
 
-def _detect(
-    arr: np.ndarray, detect_size: int, detector: str, model: Any, *, flip: bool = True, speculate: bool = False
-) -> tuple[list[Face], _Checked | None]:
-    """Faces, in the order of :data:`DETECTORS`, and (``speculate``, ``"combined"`` only) the
-    prediction of the largest frontal face's head crop.
+def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any, *, everywhere: bool = True) -> list[Face]:
+    """Faces, in the order of :data:`DETECTORS`.
 
-    With ``speculate``, that crop (and its mirror image with ``flip``) goes through the network in
-    one forward pass with the coarse pass over the photo: the largest frontal face is the first
-    face whenever it lies on the network's head mask, and :func:`reconstruct` then keeps its
-    prediction instead of running the network again.
+    ``"combined"``: the frontal cascade first; when its largest face is strong
+    (:func:`_is_strong`), that face comes first without the network, and without
+    ``everywhere`` (only the first face wanted) the search ends there. Otherwise, or for the
+    other faces, the network's coarse pass decides (see the comments inside).
     """
     if detector in ("frontal", "cascades"):
         boxes = sorted(_cascade_faces(arr, detect_size, profile=detector == "cascades"), key=lambda b: -b[2] * b[3])
-        return _rounded(boxes), None
+        return _rounded(boxes)
     net = load_default_model() if model is None else model
     if detector == "network":
-        heads, _, _, _ = _network_heads(arr, net)
-        return _rounded([h[:4] for h in heads]), None
-    # combined: the frontal cascade's faces on the network's head mask (the face's centre on a
-    # head component) first; the profile cascade runs only when no frontal face is on the mask;
-    # then the heads the network sees without a cascade face on them, then the faces only the
-    # cascades see
-    frontal = sorted(_cascade_faces(arr, detect_size, profile=False), key=lambda b: -b[2] * b[3])
-    guess = _rounded(frontal[:1])[0] if speculate and frontal else None
-    extra = None if guess is None else crop_square(arr, head_box(guess), INPUT_SIZE)
-    heads, head_at, pred, seconds = _network_heads(arr, net, extra, flip)
-    checked = None if guess is None else _Checked(guess, extra, pred, seconds)  # type: ignore[arg-type]
+        return _rounded([h[:4] for h in _network_heads(arr, net)[0]])
+    cache: dict = {}
+    frontal = sorted(_cascade_faces(arr, detect_size, False, cache), key=lambda b: -b[2] * b[3])
+    first = frontal[:1] if frontal and _is_strong(arr, frontal[0], detect_size) else []
+    if first and not everywhere:
+        return _rounded(first)
+    # faces too small for those copies (big photos only): finer copies, strong faces only
+    small = [] if first else _small_faces(arr, detect_size)
+    # the frontal cascade's faces on the network's head mask (the face's centre on a head
+    # component) first; when there are several and some are strong, the weak ones are dropped
+    # (a false face on the background that the network painted as a head, as in real photo
+    # 07); the profile cascade runs only when no frontal face is on the mask; then the heads the
+    # network sees without any cascade face on them, then the faces only the cascades see
+    heads, head_at = _network_heads(arr, net)
 
     def on_mask(faces: list) -> tuple[list, list]:
         by_size = sorted(faces, key=lambda b: -b[2] * b[3])
@@ -595,12 +726,23 @@ def _detect(
 
     faces, labels = on_mask(frontal)
     if not any(labels):
-        faces, labels = on_mask(_cascade_faces(arr, detect_size, profile=True))
+        faces, labels = on_mask(_cascade_faces(arr, detect_size, True, cache))
     confirmed = [b for b, k in zip(faces, labels, strict=True) if k]
-    alone = [h[:4] for h in heads if h[4] not in labels]
-    others = [b for b, k in zip(faces, labels, strict=True) if not k]
-    on_mask = [True] * (len(confirmed) + len(alone)) + [False] * len(others)
-    return _rounded(_drop_duplicates(confirmed + alone + others, on_mask)), checked
+    if small and not (frontal and confirmed):  # a small face, unless a frontal face is on a head
+        first = small[:1]
+    looked = set(labels)  # heads with a cascade face on them, weak ones included
+    strong = [b in first or _is_strong(arr, b, detect_size) for b in confirmed] if len(confirmed) > 1 else []
+    if any(strong):
+        weak = {b for b, ok in zip(confirmed, strong, strict=True) if not ok}
+        labels = [k for b, k in zip(faces, labels, strict=True) if b not in weak]
+        faces = [b for b in faces if b not in weak]
+        confirmed = [b for b in confirmed if b not in weak]
+    alone = [h[:4] for h in heads if h[4] not in looked]
+    others = [b for b, k in zip(faces, labels, strict=True) if not k and b not in first]
+    others += [b for b in small if b not in first]
+    on = [True] * (len(first) + len(confirmed) + len(alone)) + [False] * len(others)
+    boxes = first + [b for b in confirmed if b not in first] + alone + others
+    return _rounded(_drop_duplicates(boxes, on[: len(boxes)]))
 
 
 #: A face on the head of an earlier face (its centre inside that face's :func:`head_box`) and
@@ -683,9 +825,8 @@ def reconstruct(
     photo, scale = _read(image, "image", WORK_SIDE)
     net = load_default_model() if model is None else model
     t0 = time.perf_counter()
-    checked = None
     if detect:
-        faces, checked = _detect(photo, DETECT_SIZE, detector, net, flip=flip, speculate=True)
+        faces = _detect(photo, DETECT_SIZE, detector, net, everywhere=all_faces)
         if not faces:
             raise NoFaceError(
                 "no face found in the photo; if it is already cropped to the head, use detect=False (CLI: --no-detect)"
@@ -695,21 +836,12 @@ def reconstruct(
         H, W = photo.shape[:2]
         side = float(max(H, W))
         targets = [(Box((W - side) / 2.0, (H - side) / 2.0, side), None)]
-    # the detector already predicted the largest frontal face's crop with its coarse pass: reuse
-    # it when that face is the first (its share of the pass counts as the network's time)
-    reuse = checked is not None and checked.face == targets[0][1]
-    t_detect = (time.perf_counter() - t0 - (checked.seconds if reuse else 0.0)) / len(targets)
+    t_detect = (time.perf_counter() - t0) / len(targets)
 
     t0 = time.perf_counter()
-    first = 1 if reuse else 0
-    crops = np.stack(
-        ([checked.crop] if reuse else []) + [crop_square(photo, b, INPUT_SIZE) for b, _ in targets[first:]]
-    )
-    parts = [checked.prediction] if reuse else []
-    if len(targets) > first:
-        parts.append(_predict(net, crops[first:], flip=flip))
-    normals, Wmap, raw = (np.concatenate(a) for a in zip(*parts, strict=True))
-    t_net = (time.perf_counter() - t0 + (checked.seconds if reuse else 0.0)) / len(targets)
+    crops = np.stack([crop_square(photo, b, INPUT_SIZE) for b, _ in targets])
+    normals, Wmap, raw = _predict(net, crops, flip=flip)
+    t_net = (time.perf_counter() - t0) / len(targets)
 
     results = []
     for k, (box, face) in enumerate(targets):
