@@ -1,7 +1,9 @@
 """Complete heads on a synthetic test set: visible and hidden side errors (README table).
 
 Run: ``python benchmarks/eval_full_head.py --data TEST [--predictions pred.npz] [--shard i/n]
-[--count N] [--settings JSON] [--out DIR]`` then ``--summarise`` over the shards' files. ``TEST``
+[--count N] [--settings JSON] [--true-maps] [--camera] [--out DIR]`` then ``--summarise`` over the
+shards' files. On perspective data (generator version 2) the errors are measured in its camera's
+world frame; ``--camera`` integrates and fits with each sample's ``K`` (else orthographically). ``TEST``
 is a ``monohead synth`` folder (its samples' parameters give the whole true heads); the predictions (``normals``,
 ``W``, ``mask`` for every sample, the shipped network mirror-averaged) are computed when not
 given. Per head: :func:`monohead.evaluate.full_head.evaluate_full_head` (the same function as
@@ -38,10 +40,17 @@ def main() -> None:
     ap.add_argument("--lam", type=float, default=0.1)
     ap.add_argument("--count", type=int, help="only the first COUNT samples (default all)")
     ap.add_argument("--settings", default="{}", help="FitSettings overrides as JSON, e.g. '{\"prior\": 8}'")
+    ap.add_argument("--true-maps", action="store_true", help="the rendered normals, W and mask instead of predictions")
+    ap.add_argument(
+        "--camera",
+        action="store_true",
+        help="perspective samples (version 2): integrate and fit with their K (default: orthographically, as the "
+        "photo pipeline does)",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.summarise:
-        per, times, conv, failed = [], [], 0, []
+        per, times, conv, failed, restarted, steps, rejected = [], [], 0, [], [], 0, 0
         for f in sorted(args.out.glob("shard-*.npz")):
             with np.load(f, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
@@ -55,6 +64,9 @@ def main() -> None:
                 times += meta["times"]
                 conv += meta["converged"]
                 failed += meta["failed"]
+                restarted += meta.get("restarted", [])
+                steps += meta.get("steps", 0)
+                rejected += meta.get("rejected_steps", 0)
         s = fh.summarise(per)
         t = np.array(times)
         ratios = {
@@ -68,6 +80,9 @@ def main() -> None:
             "heads": len(per),
             "converged": conv,
             "failed": failed,
+            "restarted": restarted,
+            "steps_tried": steps,
+            "steps_rejected": rejected,
             "fit_ms": {"mean": float(t[:, 0].mean() * 1e3), "median": float(np.median(t[:, 0]) * 1e3)},
             "merge_ms": {"mean": float(t[:, 1].mean() * 1e3), "median": float(np.median(t[:, 1]) * 1e3)},
         }
@@ -79,7 +94,9 @@ def main() -> None:
     version = int((ds.manifest.get("settings") or {}).get("generator_version", 1))
     i, n = (int(x) for x in args.shard.split("/"))
     ids = list(range(i, len(ds) if args.count is None else min(args.count, len(ds)), n))
-    if args.predictions:
+    if args.true_maps:
+        N = W = M = None
+    elif args.predictions:
         pr = np.load(args.predictions)
         N, W, M = pr["normals"], pr["W"], pr["mask"]
     else:
@@ -87,20 +104,28 @@ def main() -> None:
 
         N, W, M = predict(load_pretrained(), np.stack([ds[j]["image"] for j in range(len(ds))]), flip=True)
     arrays: dict[str, np.ndarray] = {}
-    meta = {"ids": [], "times": [], "converged": 0, "failed": [], "heads": 0, "generator_version": version}
+    meta = {"ids": [], "times": [], "converged": 0, "failed": [], "heads": 0, "generator_version": version,
+            "restarted": [], "rejected_steps": 0, "steps": 0}  # fmt: skip
     for j in ids:
         item = ds[j]
-        m = np.asarray(M[j], bool)
+        cam = item["params"].get("camera") or {}
+        K_true = cam.get("K") if cam.get("projection") == "perspective" else None
+        K_fit = K_true if args.camera else None
+        if args.true_maps:
+            m = np.asarray(item["mask"], bool)
+            nl, wj = np.asarray(item["normals"], np.float64), np.asarray(item["W"], np.float64)
+        else:
+            m = np.asarray(M[j], bool)
+            nl, wj = limit_slope(N[j], m), W[j]
         try:
-            nl = limit_slope(N[j], m)
-            depth = integrate(nl, W[j], args.lam, m)
+            depth = integrate(nl, wj, args.lam, m, K=K_fit)
             t0 = time.perf_counter()
-            fit = fullhead.fit_head(depth, nl, m, W[j], settings=settings)
+            fit = fullhead.fit_head(depth, nl, m, wj, K=K_fit, settings=settings)
             t1 = time.perf_counter()
             full = fullhead.merge_head(fit, depth, m, nl)
             t2 = time.perf_counter()
             truth = fh.true_head_mesh(item["params"], m.shape, fit.model, version)
-            e = fh.evaluate_full_head(truth, item["depth"], item["mask"], depth, m, full, fit, seed=j)
+            e = fh.evaluate_full_head(truth, item["depth"], item["mask"], depth, m, full, fit, seed=j, K=K_true)
         except ValueError as exc:
             meta["failed"].append([j, str(exc)])
             print(f"{j}: {exc}", file=sys.stderr)
@@ -113,6 +138,9 @@ def main() -> None:
         meta["ids"].append(j)
         meta["times"].append([t1 - t0, t2 - t1])
         meta["converged"] += int(fit.converged)
+        meta["restarted"] += [j] if fit.restarted else []
+        meta["steps"] += len(fit.steps)
+        meta["rejected_steps"] += sum(1 for step in fit.steps if not step[2])
         print(
             j,
             f"fit {1e3 * (t1 - t0):.0f} ms",

@@ -377,7 +377,7 @@ def test_perspective_fit_recovers_the_head_where_the_orthographic_one_is_biased(
 def test_camera_warp_round_trip_and_normals() -> None:
     """The perspective warp: inverse of itself, its normals the inverse transpose (a tangent
     vector stays orthogonal to the normal), facing the pinhole exactly when z > 0."""
-    cam = fullhead._Camera([[90.0, 0.0, 40.0], [0.0, 95.0, 30.0], [0.0, 0.0, 1.0]])
+    cam = fullhead.PinholeWarp([[90.0, 0.0, 40.0], [0.0, 95.0, 30.0], [0.0, 0.0, 1.0]])
     rng = np.random.default_rng(3)
     x = rng.uniform([-20, -80, -40], [100, 20, 40], (200, 3))
     np.testing.assert_allclose(cam.unwarp(cam.warp(x)), x, atol=1e-9)

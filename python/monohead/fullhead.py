@@ -54,6 +54,7 @@ __all__ = [
     "FitSettings",
     "HeadFit",
     "HeadFitError",
+    "PinholeWarp",
     "fit_head",
     "full_head",
     "merge_head",
@@ -419,7 +420,7 @@ def model_faces(model: Any = None) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-class _Camera:
+class PinholeWarp:
     """A perspective camera as a warp of space (``K`` given to :func:`fit_head`).
 
     The frame (``conventions``, "Synthetic data under a perspective camera"): pixel units of
@@ -513,7 +514,7 @@ class _Obs:
     _table: np.ndarray | None = None  # per padded pixel: what _sample_depth gathers (made once)
     # Perspective (K given): the depth along the optical axis (any scale) and the normals as
     # given; ``depth`` and ``n`` then hold the warped height and normals for the scale ``k``.
-    cam: _Camera | None = None
+    cam: PinholeWarp | None = None
     zhat: np.ndarray | None = None
     n_cam: np.ndarray | None = None
     k: float = 1.0
@@ -581,7 +582,7 @@ def _check_inputs(depth: Any, normals: Any, mask: Any, W: Any) -> tuple[np.ndarr
 
 
 def _observations(
-    d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray, cam: _Camera | None = None
+    d: np.ndarray, n: np.ndarray, m: np.ndarray, w: np.ndarray, cam: PinholeWarp | None = None
 ) -> tuple[_Obs, int]:
     from scipy import ndimage
 
@@ -933,7 +934,7 @@ def fit_head(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     d, n, m, w = _check_inputs(depth, normals, mask, W)
-    cam = None if K is None else _Camera(K)
+    cam = None if K is None else PinholeWarp(K)
     obs, ignored = _observations(d, n, m, w, cam)
     hm = _model(model)
     prep = _prepared(hm)
@@ -1200,7 +1201,7 @@ def merge_head(
     result is watertight (``metadata["visible_weight"]`` holds ``a``).
 
     With a perspective fit (``fit.camera``), the displacement is along each pixel's ray
-    (the merge runs in the camera's warped space, :class:`_Camera`) and ``normals`` are needed.
+    (the merge runs in the camera's warped space, :class:`PinholeWarp`) and ``normals`` are needed.
 
     Args:
         fit: from :func:`fit_head` on the same reconstruction.
@@ -1241,7 +1242,7 @@ def merge_head(
     x = fit.vertices()
     H, Wd = d.shape
     mm = m & np.isfinite(d)
-    cam = None if fit.camera is None else _Camera(fit.camera)
+    cam = None if fit.camera is None else PinholeWarp(fit.camera)
     if cam is not None:
         # Perspective: the merge runs in the warped space (the camera orthographic there).
         if n is None:

@@ -82,9 +82,10 @@ def true_head_mesh(params: dict[str, Any], size: tuple[int, int], model: Any = N
 
 
 def _hidden_points(
-    true_mesh: Any, true_depth: np.ndarray, true_mask: np.ndarray, count: int, seed: int
+    true_mesh: Any, true_depth: np.ndarray, true_mask: np.ndarray, count: int, seed: int, warp: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The hidden points and whether each lies on the head (above the neck's base)."""
+    """The hidden points and whether each lies on the head (above the neck's base); ``warp``:
+    the true maps' perspective camera (:class:`monohead.fullhead.PinholeWarp`)."""
     import trimesh
 
     skin_faces = true_mesh.metadata.get("skin_faces", true_mesh.faces)
@@ -92,12 +93,16 @@ def _hidden_points(
     head = np.asarray(true_mesh.metadata.get("head_skin", np.ones(len(skin_faces), bool)), bool)
     pts, fidx = trimesh.sample.sample_surface(skin, count, seed=seed)
     H, W = true_mask.shape
-    c = np.rint(pts[:, 0]).astype(np.int64)
-    r = np.rint(-pts[:, 1]).astype(np.int64)
+    # Where each point is seen: orthographic, at (x, -y); perspective, at its projection
+    # (the warped space: the rays along z, the depth maps' heights unchanged).
+    wp = pts if warp is None else warp.warp(pts)
+    nz = skin.face_normals[fidx][:, 2] if warp is None else warp.warp_normals(pts, skin.face_normals[fidx])[:, 2]
+    c = np.rint(wp[:, 0]).astype(np.int64)
+    r = np.rint(-wp[:, 1]).astype(np.int64)
     inb = (c >= 0) & (c < W) & (r >= 0) & (r < H)
     rr, cc = np.where(inb, r, 0), np.where(inb, c, 0)
-    seen = inb & true_mask[rr, cc] & (skin.face_normals[fidx][:, 2] > 0)
-    seen &= np.abs(pts[:, 2] - np.where(seen, true_depth[rr, cc], np.inf)) < VISIBLE_TOL
+    seen = inb & true_mask[rr, cc] & (nz > 0)
+    seen &= np.abs(wp[:, 2] - np.where(seen, true_depth[rr, cc], np.inf)) < VISIBLE_TOL
     return pts[~seen], head[fidx][~seen]
 
 
@@ -112,8 +117,16 @@ def evaluate_full_head(
     *,
     seed: int = 0,
     hidden_points: int = HIDDEN_POINTS,
+    K: Any = None,
 ) -> dict[str, Any]:
     """Per-point errors (pixels) of the four reconstructions of one sample (module docstring).
+
+    Perspective data (synthetic version 2, ``K`` its camera): the true maps are read through
+    the camera (a pixel's true point is on its ray at the true depth map's height) and the
+    errors are measured in the camera's world frame (``docs/conventions.md``: pixel units of
+    the reference plane). A perspective fit (``fit.camera``) puts its 2.5D mesh there too
+    (the depth along the axis times ``fit.depth_scale``); an orthographic one is compared as
+    it is (its pixel frame read as that world frame, as a user who ignores the camera would).
 
     Args:
         true_mesh: :func:`true_head_mesh` of the sample.
@@ -122,14 +135,25 @@ def evaluate_full_head(
         full_mesh: :func:`monohead.fullhead.merge_head`'s mesh.
         fit: the :class:`monohead.fullhead.HeadFit`.
         seed: seed of the hidden-side sample.
+        K: ``None`` (orthographic truth) or the true maps' ``(3, 3)`` intrinsics.
 
     Returns:
         ``{"visible": {method: (n,) distances}, "hidden": {method: (m,) distances},
         "hidden_head": {method: (m',) distances}, "icp_rms": float}`` (``hidden_head``: the
         hidden points above the neck's base); the 2.5D mesh has no hidden side.
     """
+    from ..fullhead import PinholeWarp
     from ..geometry import MeshSurface, depth_to_mesh
     from .mesh_error import apply_transform, icp
+
+    warp = None if K is None else PinholeWarp(K)
+    fit_cam = None if getattr(fit, "camera", None) is None else PinholeWarp(fit.camera)
+
+    def depth_mesh(h: np.ndarray, where: np.ndarray, cam: Any) -> Any:
+        mesh = depth_to_mesh(np.where(where, h, np.nan), where)
+        if cam is not None:
+            mesh.vertices = cam.unwarp(np.asarray(mesh.vertices))
+        return mesh
 
     td = np.asarray(true_depth, np.float64)
     tm = np.asarray(true_mask, bool)
@@ -138,16 +162,20 @@ def evaluate_full_head(
     dom = m & tm
     if dom.sum() < 16:
         raise ValueError(f"the predicted and true masks share {int(dom.sum())} pixels; need at least 16")
-    true_vis = MeshSurface(depth_to_mesh(td, tm), "true visible surface")
-    mesh25 = depth_to_mesh(np.where(m, d, np.nan), m)
-    P = np.asarray(depth_to_mesh(np.where(dom, d, np.nan), dom).vertices)
+    true_vis = MeshSurface(depth_mesh(td, tm, warp), "true visible surface")
+    # The 2.5D mesh: heights (orthographic), or the warped heights fx - k z of a perspective fit.
+    h = d if fit_cam is None else fit_cam.fx - fit.depth_scale * d
+    mesh25 = depth_mesh(h, m, fit_cam)
+    P = np.asarray(depth_mesh(h, dom, fit_cam).vertices)
     stride = max(1, min(ICP_STRIDE, P.shape[0] // 64))
     res = icp(P[::stride], true_vis)
     T = res.transform
     Tinv = np.linalg.inv(T)  # move the true points instead of the meshes (same distances)
     rows, cols = np.nonzero(dom)
     vis_pts = np.column_stack([cols, -rows, td[rows, cols]]).astype(np.float64)
-    hid_pts, hid_head = _hidden_points(true_mesh, td, tm, hidden_points, seed)
+    if warp is not None:
+        vis_pts = warp.unwarp(vis_pts)
+    hid_pts, hid_head = _hidden_points(true_mesh, td, tm, hidden_points, seed, warp)
     vis_local = apply_transform(Tinv, vis_pts)
     hid_local = apply_transform(Tinv, hid_pts) if len(hid_pts) else hid_pts
     recon = {
