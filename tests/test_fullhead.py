@@ -374,6 +374,27 @@ def test_perspective_fit_recovers_the_head_where_the_orthographic_one_is_biased(
         fit_head(-sc["Z"], sc["normals"], sc["mask"], K=sc["K"], model=model)
 
 
+def test_evaluation_reads_perspective_truth_through_the_camera(persp_scene: dict, model: HeadModel) -> None:
+    """monohead.evaluate.full_head with K: the true maps' pixels are points on their rays, and
+    a perspective fit's 2.5D mesh is put in the same world frame: on exact maps every error is
+    small, and reading the same truth orthographically is not."""
+    from monohead.evaluate import full_head as fh
+
+    sc = persp_scene
+    depth = sc["Z"] * 0.01
+    mesh, fit = fullhead.full_head(depth, sc["normals"], sc["mask"], K=sc["K"], model=model, settings=EXACT)
+    truth = trimesh.Trimesh(sc["verts"], sc["skin"], process=False)
+    truth.metadata["skin_faces"] = sc["skin"]
+    height = FOCAL - sc["Z"]  # the true depth map: the height of each pixel's hit
+    e = fh.evaluate_full_head(truth, height, sc["mask"], depth, sc["mask"], mesh, fit, K=sc["K"], hidden_points=3000)
+    assert np.median(e["visible"]["mesh25d"]) < 0.1  # 0.03 px
+    assert np.median(e["visible"]["full"]) < 0.1  # 0.04 px
+    assert np.mean(e["hidden"]["model"]) < 0.6  # 0.38 px
+    assert np.mean(e["hidden"]["model"]) < 0.7 * np.mean(e["hidden"]["mean"])  # 0.82 px
+    wrong = fh.evaluate_full_head(truth, height, sc["mask"], depth, sc["mask"], mesh, fit, hidden_points=3000)
+    assert np.median(wrong["visible"]["full"]) > 10 * np.median(e["visible"]["full"])  # 1.3 px
+
+
 def test_camera_warp_round_trip_and_normals() -> None:
     """The perspective warp: inverse of itself, its normals the inverse transpose (a tangent
     vector stays orthogonal to the normal), facing the pinhole exactly when z > 0."""
