@@ -1113,8 +1113,10 @@ def _bounded_step(A: np.ndarray, g: np.ndarray, active: int, first_w: int, w: np
 
 
 def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, np.ndarray, np.ndarray]:
-    """Scale and position from the mask's width and top; the yaw with the lowest cost after
-    two rigid steps."""
+    """Scale and position from the mask's width and top; per candidate yaw one rigid step,
+    then the candidate with the lowest sum of its robust cost per depth residual and its mean
+    angle between the model's and the observed normals, each relative to the best of the
+    candidates."""
     rows_m, cols_m = np.nonzero(obs.mask)
     top = rows_m.min()
     height = rows_m.max() - top + 1
@@ -1122,7 +1124,7 @@ def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, 
     x_mid = 0.5 * (cols_m[upper].min() + cols_m[upper].max())
     width_px = float(cols_m[upper].max() - cols_m[upper].min() + 1)
     xm = fitter.ring["x0"][fitter.ring["pos"]]
-    best = None
+    candidates: list[tuple[float, float, float, np.ndarray, np.ndarray]] = []
     zero_y, zero_w = np.zeros(fitter.k), np.zeros(fitter.ne)
     for yaw in cfg.yaw_candidates:
         R = _rotation(float(yaw), 0.0, 0.0)
@@ -1159,13 +1161,20 @@ def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, 
             R = _rodrigues(delta[:3]) @ R
             t = t + delta[3:6]
             s = s * math.exp(float(np.clip(delta[6], -0.5, 0.5)))
-        res, J, wr, cost, nd, _ = fitter.residuals(zero_y, zero_w, s, R, t, pose_only=True)
-        # Visible vertices that found no surface count as misses (cost of a far residual).
-        score = cost / max(nd, 1)
-        if best is None or score < best[0]:
-            best = (score, s, R, t)
-    assert best is not None
-    return best[1], best[2], best[3]
+        _, _, _, cost, nd, _ = fitter.residuals(zero_y, zero_w, s, R, t, pose_only=True, jacobian=False)
+        # How well the visible model's normals agree with the observed ones (mean angle): a
+        # head turned the wrong way (a profile's mirror image, whose outline is alike) does
+        # not agree.
+        _, sub, nws = fitter.points(zero_y, zero_w, s, R, t)
+        ok, _, nobs, _, _, _ = _sample_depth(obs, sub[:, 0], sub[:, 1])
+        u = fitter.sets[0] & ok
+        ang = float(np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", nws[u], nobs[u]), -1.0, 1.0))).mean())
+        candidates.append((cost / max(nd, 1), ang if u.any() else 180.0, s, R, t))
+    # The robust cost per depth residual and the normals' angle, each relative to its best.
+    c = np.array([[a, b] for a, b, *_ in candidates])
+    score = (c / np.maximum(c.min(axis=0), 1e-12)).sum(axis=1)
+    best = candidates[int(np.argmin(score))]
+    return best[2], best[3], best[4]
 
 
 # --------------------------------------------------------------------------------------------
