@@ -325,12 +325,23 @@ def persp_scene(model: HeadModel) -> dict:
             "Z": Z, "normals": normals, "mask": mask, "K": K, "offset": 0.0}  # fmt: skip
 
 
+#: The depth given to the perspective fits: the integrator's gauge, the depth along the axis
+#: known up to a factor.
+PERSP_SCALE = 0.01
+
+
+@pytest.fixture(scope="module")
+def persp_fit(persp_scene: dict, model: HeadModel) -> HeadFit:
+    sc = persp_scene
+    return fit_head(sc["Z"] * PERSP_SCALE, sc["normals"], sc["mask"], K=sc["K"], model=model, settings=EXACT)
+
+
 def test_perspective_fit_recovers_the_head_where_the_orthographic_one_is_biased(
-    persp_scene: dict, model: HeadModel
+    persp_scene: dict, persp_fit: HeadFit, model: HeadModel
 ) -> None:
     sc = persp_scene
-    scale = 0.01  # the integrator's gauge: the depth along the axis is known up to a factor
-    fit = fit_head(sc["Z"] * scale, sc["normals"], sc["mask"], K=sc["K"], model=model, settings=EXACT)
+    scale = PERSP_SCALE
+    fit = persp_fit
     ypr = np.array(fullhead.yaw_pitch_roll(fit.rotation))
     assert np.abs(ypr - [-30.0, 6.0, 4.0]).max() < 3.0, ypr
     assert abs(fit.scale / sc["s"] - 1.0) < 0.05, fit.scale / sc["s"]
@@ -374,24 +385,25 @@ def test_perspective_fit_recovers_the_head_where_the_orthographic_one_is_biased(
         fit_head(-sc["Z"], sc["normals"], sc["mask"], K=sc["K"], model=model)
 
 
-def test_evaluation_reads_perspective_truth_through_the_camera(persp_scene: dict, model: HeadModel) -> None:
+def test_evaluation_reads_perspective_truth_through_the_camera(persp_scene: dict, persp_fit: HeadFit) -> None:
     """monohead.evaluate.full_head with K: the true maps' pixels are points on their rays, and
     a perspective fit's 2.5D mesh is put in the same world frame: on exact maps every error is
     small, and reading the same truth orthographically is not."""
     from monohead.evaluate import full_head as fh
 
     sc = persp_scene
-    depth = sc["Z"] * 0.01
-    mesh, fit = fullhead.full_head(depth, sc["normals"], sc["mask"], K=sc["K"], model=model, settings=EXACT)
+    depth = sc["Z"] * PERSP_SCALE
+    fit = persp_fit
+    mesh = merge_head(fit, depth, sc["mask"], sc["normals"])
     truth = trimesh.Trimesh(sc["verts"], sc["skin"], process=False)
     truth.metadata["skin_faces"] = sc["skin"]
     height = FOCAL - sc["Z"]  # the true depth map: the height of each pixel's hit
-    e = fh.evaluate_full_head(truth, height, sc["mask"], depth, sc["mask"], mesh, fit, K=sc["K"], hidden_points=3000)
+    e = fh.evaluate_full_head(truth, height, sc["mask"], depth, sc["mask"], mesh, fit, K=sc["K"], hidden_points=2000)
     assert np.median(e["visible"]["mesh25d"]) < 0.1  # 0.03 px
     assert np.median(e["visible"]["full"]) < 0.1  # 0.04 px
     assert np.mean(e["hidden"]["model"]) < 0.6  # 0.38 px
     assert np.mean(e["hidden"]["model"]) < 0.7 * np.mean(e["hidden"]["mean"])  # 0.82 px
-    wrong = fh.evaluate_full_head(truth, height, sc["mask"], depth, sc["mask"], mesh, fit, hidden_points=3000)
+    wrong = fh.evaluate_full_head(truth, height, sc["mask"], depth, sc["mask"], mesh, fit, hidden_points=2000)
     assert np.median(wrong["visible"]["full"]) > 10 * np.median(e["visible"]["full"])  # 1.3 px
 
 
