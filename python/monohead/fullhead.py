@@ -944,7 +944,7 @@ def fit_head(
     ew = np.zeros(ne)
 
     # --- initial pose: scale and position from the mask, yaw by search.
-    s, R, t = _initial_pose(fitter, obs, cfg)
+    s, R, t, start_score = _initial_pose(fitter, obs, cfg)
     costs: list[float] = []
     steps: list[tuple[float, float, bool]] = []
     converged = False
@@ -963,9 +963,6 @@ def fit_head(
         return (c_ + priors(params[0], params[1], fitter.frozen is not None)) / max(nd_, 1)
 
     start = (y, ew, s, R, t)
-    saved_frozen, fitter.frozen = fitter.frozen, None
-    start_score = score(start)
-    fitter.frozen = saved_frozen
     # Phases: "rigid" (pose and scale) until its steps are small, then "free" (everything)
     # until they are small again, then "frozen" (visible and contour vertices kept) until
     # converged; at most cfg.iterations Gauss-Newton steps in all. Every step is accepted
@@ -975,13 +972,21 @@ def fit_head(
     phase = "rigid"
     phase_steps = 0
     lm = 0.0
+    pending: Any = None  # frozen phase: the accepted candidate's residuals and Jacobian
+    pending_last: Any = None
     for it in range(1, cfg.iterations + 1):
         rigid = phase == "rigid"
         frozen = phase == "frozen"
-        res, J, wr, cost, nd, _ = fitter.residuals(y, ew, s, R, t, freeze=frozen, pose_only=rigid)
+        if frozen and pending is not None:
+            res, J, wr, cost, nd, _ = pending  # the accepted step's point, evaluated with the same sets
+            fitter.last, fitter.sets = pending_last, fitter.frozen
+        else:
+            res, J, wr, cost, nd, _ = fitter.residuals(y, ew, s, R, t, freeze=frozen, pose_only=rigid)
+        pending = None
         if res.size < 10:
             break
         sets = fitter.sets
+        before = fitter.last  # the fitted vertices (posed; warped with a camera) at this point
         prior = cfg.prior if not frozen or cfg.final_prior is None else cfg.final_prior
         total = cost + priors(y, ew, frozen)
         costs.append(total)
@@ -1029,11 +1034,20 @@ def fit_head(
                 _rodrigues(delta[:3]) @ R,
                 t + delta[3:6],
             )
-            new_total = fitter.residuals(*cand, sets=sets, jacobian=False)[3] + priors(cand[0], cand[1], frozen)
+            if frozen:
+                # The frozen phase keeps its sets: this evaluation, Jacobian included, is the
+                # next iteration's if the step is accepted.
+                out = fitter.residuals(*cand, sets=fitter.frozen, jacobian=True)
+            else:
+                out = fitter.residuals(*cand, sets=sets, jacobian=False)
+            new_total = out[3] + priors(cand[0], cand[1], frozen)
+            after = fitter.last
             accepted = new_total <= total
             steps.append((total, new_total, accepted))
             if accepted:
                 lm = 0.0 if lm < 1e-4 else lm * 0.1
+                if frozen:
+                    pending, pending_last = out, after
                 break
             lm = max(1e-3, 10.0 * lm)
         if not accepted:
@@ -1044,9 +1058,7 @@ def fit_head(
                 break
             phase, phase_steps, lm = ("free" if rigid else "frozen"), 0, 0.0
             continue
-        before = fitter.points(y, ew, s, R, t)[1]
         y, ew, s, R, t = cand
-        after = fitter.points(y, ew, s, R, t)[1]
         move = float(np.sqrt(np.mean(np.sum((after - before) ** 2, axis=1))))
         log.debug("fit_head iteration %d (%s): cost %.6g -> %.6g, RMS move %.4g px, |y| %.3g, %d depth residuals, "
                   "damping %.3g", it, phase, total, new_total, move, float(np.linalg.norm(y)), nd, lm)  # fmt: skip
@@ -1056,10 +1068,11 @@ def fit_head(
             # changing the fit).
             converged = True
             break
+        # A new phase minimises another function: its damping starts afresh.
         if phase == "rigid" and (move < cfg.phase_tol or phase_steps >= cfg.rigid_iterations):
-            phase, phase_steps = "free", 0
+            phase, phase_steps, lm = "free", 0, 0.0
         elif phase == "free" and (move < cfg.phase_tol or phase_steps >= cfg.free_iterations):
-            phase, phase_steps = "frozen", 0
+            phase, phase_steps, lm = "frozen", 0, 0.0
     # No fit ends worse than it started: the end point is compared with the start (the pose
     # search's) on the robust cost per depth residual with the correspondences of each.
     fitter.frozen = None
@@ -1112,11 +1125,12 @@ def _bounded_step(A: np.ndarray, g: np.ndarray, active: int, first_w: int, w: np
     return delta
 
 
-def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, np.ndarray, np.ndarray]:
+def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, np.ndarray, np.ndarray, float]:
     """Scale and position from the mask's width and top; per candidate yaw one rigid step,
     then the candidate with the lowest sum of its robust cost per depth residual and its mean
     angle between the model's and the observed normals, each relative to the best of the
-    candidates."""
+    candidates. Returns the scale, rotation, translation and that candidate's robust cost per
+    depth residual (the mean head's: the start of the fit's "no worse than its start")."""
     rows_m, cols_m = np.nonzero(obs.mask)
     top = rows_m.min()
     height = rows_m.max() - top + 1
@@ -1174,7 +1188,7 @@ def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, 
     c = np.array([[a, b] for a, b, *_ in candidates])
     score = (c / np.maximum(c.min(axis=0), 1e-12)).sum(axis=1)
     best = candidates[int(np.argmin(score))]
-    return best[2], best[3], best[4]
+    return best[2], best[3], best[4], best[0]
 
 
 # --------------------------------------------------------------------------------------------
