@@ -1068,11 +1068,10 @@ def fit_head(
             # changing the fit).
             converged = True
             break
-        # A new phase minimises another function: its damping starts afresh.
         if phase == "rigid" and (move < cfg.phase_tol or phase_steps >= cfg.rigid_iterations):
-            phase, phase_steps, lm = "free", 0, 0.0
+            phase, phase_steps = "free", 0
         elif phase == "free" and (move < cfg.phase_tol or phase_steps >= cfg.free_iterations):
-            phase, phase_steps, lm = "frozen", 0, 0.0
+            phase, phase_steps = "frozen", 0
     # No fit ends worse than it started: the end point is compared with the start (the pose
     # search's) on the robust cost per depth residual with the correspondences of each.
     fitter.frozen = None
