@@ -23,6 +23,11 @@ Two steps:
     scene; prints how many of the 20 faces each detector finds (the first detection's centre
     on the face, its width 0.5-2 times the face's) and its median time.
 
+``python benchmarks/detection_by_yaw.py enlarged DIR [--every 2]``
+    the renders of DIR (every ``every``-th) enlarged 4x (bicubic; big photos with no small
+    face in them): how often ``combined``'s first face is on the head with and without the
+    finer scans for small faces (``monohead.photo._small_faces``), and on how many they ran.
+
 Rendering runs on the CPU (about 1 s per render on a loaded 2-vCPU machine); run it with ``nice``.
 """
 
@@ -161,6 +166,33 @@ def small_faces(photos: Path, detectors: tuple[str, ...] | None = None) -> None:
         print(f"| {det} | {hits} / {len(cases)} | {1e3 * np.median(t):.0f} |")
 
 
+def enlarged(folder: Path, every: int) -> None:
+    from PIL import Image
+
+    from monohead import photo as P
+
+    truth = json.loads((folder / "truth.json").read_text())
+    names = sorted(truth)[::every]
+    net = P.load_default_model()
+    scan = P._small_faces
+    hits = {"with": 0, "without": 0}
+    ran = 0
+    try:
+        for n in names:
+            big = np.asarray(Image.open(folder / n).convert("RGB").resize((1280, 1280), Image.BICUBIC))
+            box = [4 * v for v in truth[n]["head_box"]]
+            calls: list[int] = []
+            P._small_faces = lambda a, d, calls=calls: calls.append(1) or scan(a, d)
+            hits["with"] += found(P._detect(big, P.DETECT_SIZE, "combined", net, everywhere=False), box)
+            P._small_faces = lambda a, d: []
+            hits["without"] += found(P._detect(big, P.DETECT_SIZE, "combined", net, everywhere=False), box)
+            ran += bool(calls)
+    finally:
+        P._small_faces = scan
+    print(f"{len(names)} renders enlarged to 1280 x 1280: first face on the head {hits['with']} with the finer")
+    print(f"scans, {hits['without']} without; the finer scans ran on {ran}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -177,8 +209,13 @@ def main() -> None:
     sm.add_argument(
         "--detectors", help="comma-separated subset of monohead.photo.DETECTORS (default: frontal,combined)"
     )
+    en = sub.add_parser("enlarged")
+    en.add_argument("folder", type=Path)
+    en.add_argument("--every", type=int, default=2)
     args = ap.parse_args()
-    if args.cmd == "render":
+    if args.cmd == "enlarged":
+        enlarged(args.folder, args.every)
+    elif args.cmd == "render":
         render(args.out, args.count, args.size)
     elif args.cmd == "small":
         small_faces(args.photos, tuple(args.detectors.split(",")) if args.detectors else None)

@@ -431,6 +431,17 @@ def test_small_faces_in_big_photos_are_found_by_the_finer_scans():
     assert found[1] <= face[1] + face[2] / 2 <= found[1] + found[3]
     assert 0.7 * face[2] <= found[2] <= 1.4 * face[2]
     assert R._small_faces(photo[:300, :300], R.DETECT_SIZE) == []  # photos up to 320 px: no finer scan
+    # a cascade face on the (oracle's) network head: it wins when it fits the head, not when
+    # it is much smaller than the face the head implies (a false face on a painted head)
+    heads, _ = R._network_heads(photo, _oracle)
+    x, y, w, _, _ = heads[0]
+    fitting = (x, y, w, w)
+    tiny = (x + 0.4 * w, y + 0.4 * w, 0.2 * w, 0.2 * w)
+    for coarse, first_is_small in ((fitting, False), (tiny, True)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(R, "_cascade_faces", lambda *a, coarse=coarse: [coarse])
+            first = R.detect_faces(photo, model=_oracle)[0]
+        assert (abs(first[2] - face[2]) < 0.3 * face[2]) == first_is_small
 
 
 def test_strong_faces_on_the_mask_come_first_and_weak_ones_give_way(monkeypatch):

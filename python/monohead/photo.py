@@ -629,8 +629,9 @@ def detect_faces(
     Args:
         image: anything :func:`load_image` takes.
         detect_size: long side (pixels) of the grayscale copy the cascades scan (faces smaller
-            than about ``20 / detect_size`` of the long side are missed); they scan twice that
-            size when nothing was found.
+            than about ``20 / detect_size`` of the long side are missed there); they scan twice
+            that size when nothing was found. ``"combined"`` also scans finer copies for strong
+            small faces when it finds no strong face (:func:`_small_faces`).
         detector: one of :data:`DETECTORS`.
         model: the network of the ``"network"`` and ``"combined"`` detectors (default: the
             shipped one), or a callable predictor as in :func:`reconstruct`.
@@ -663,6 +664,11 @@ SMALL_FACE_CANDIDATES = 5
 #: pasted on scikit-image's scenes) and on 25 synthetic renders enlarged to 1280 x 1280, the
 #: true faces gather 10-38 windows, the false ones (textures, fur, the renders' backgrounds) 0-8.
 SMALL_FACE_NEIGHBOURS = 10
+#: A small face comes first unless a cascade face of the coarser copies lies on a network head
+#: and is at least this fraction of the face box that the head implies (:data:`HEAD_PER_FACE`),
+#: or is strong. Measured: true faces on the heads of enlarged renders 0.78-0.80, false faces
+#: on heads the network painted into scenes (coffee, fur) 0.21-0.52.
+SMALL_FACE_HEAD_FIT = 0.6
 
 
 def _small_faces(arr: np.ndarray, detect_size: int) -> list[tuple[float, float, float, float]]:
@@ -696,8 +702,9 @@ def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any, *, eve
 
     ``"combined"``: the frontal cascade first; when its largest face is strong
     (:func:`_is_strong`), that face comes first without the network, and without
-    ``everywhere`` (only the first face wanted) the search ends there. Otherwise, or for the
-    other faces, the network's coarse pass decides (see the comments inside).
+    ``everywhere`` (only the first face wanted) the search ends there. Otherwise the finer scans
+    look for small faces (:func:`_small_faces`, big photos only), and the network's coarse pass
+    decides (see the comments inside); with ``everywhere`` it also orders the other faces.
     """
     if detector in ("frontal", "cascades"):
         boxes = sorted(_cascade_faces(arr, detect_size, profile=detector == "cascades"), key=lambda b: -b[2] * b[3])
@@ -728,8 +735,15 @@ def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any, *, eve
     if not any(labels):
         faces, labels = on_mask(_cascade_faces(arr, detect_size, True, cache))
     confirmed = [b for b, k in zip(faces, labels, strict=True) if k]
-    if small and not (frontal and confirmed):  # a small face, unless a frontal face is on a head
-        first = small[:1]
+    if small:  # a small face, unless a cascade face fits a network head (or is strong)
+        head_width = {h[4]: h[2] for h in heads}
+        fits = [
+            b[2] >= SMALL_FACE_HEAD_FIT * head_width.get(k, np.inf) or _is_strong(arr, b, detect_size)
+            for b, k in zip(faces, labels, strict=True)
+            if k
+        ]
+        if not any(fits):
+            first = small[:1]
     looked = set(labels)  # heads with a cascade face on them, weak ones included
     strong = [b in first or _is_strong(arr, b, detect_size) for b in confirmed] if len(confirmed) > 1 else []
     if any(strong):
