@@ -19,8 +19,12 @@ predicted normals. This module completes it into a whole, closed head:
    - **robust loss**: Cauchy weights (iteratively reweighted), and only the largest connected
      component of the mask is used, so that a stray blob of the mask does not drag the head.
 
-   The pose starts from a search over yaw (the mask gives the scale and position), then the
-   rigid pose, then everything. The result (:class:`HeadFit`) says whether it converged.
+   The pose starts from a search over yaw (the mask gives the scale and position; the robust
+   cost and the agreement of the model's and the observed normals choose), then the rigid
+   pose, then everything. Every step is accepted only if it does not raise the robust cost
+   (Levenberg-Marquardt: a rejected step is solved again with more damping), and a fit that
+   ends worse than its start is taken back to it. The result (:class:`HeadFit`) says whether
+   it converged.
 2. :func:`merge_head` builds the watertight mesh: the fitted model everywhere, its visible
    region moved onto the integrated surface. The displacement toward the integrated surface
    (along z) is kept where the surface is reliable (inside the mask, away from its border,
@@ -33,7 +37,9 @@ predicted normals. This module completes it into a whole, closed head:
 Frame and units are those of the reconstruction (``conventions.md``): orthographic camera
 looking down -z, pixel ``(row, col)`` at ``x = col``, ``y = -row``, z toward the viewer, all
 in pixels of the reconstruction's grid (the 128 x 128 crop of :func:`monohead.reconstruct`);
-the depth's unknown offset (the integrator's gauge) is absorbed by the translation.
+the depth's unknown offset (the integrator's gauge) is absorbed by the translation. With a
+perspective camera (``K``), the fit and the merge run in the warped space of
+:class:`PinholeWarp`, where the rays are parallel, and the depth map's unknown scale is fitted.
 """
 
 from __future__ import annotations
