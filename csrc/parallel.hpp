@@ -58,13 +58,16 @@ inline Bands make_bands(int rows) {
     return b;
 }
 
-// Grids below this many cells (128^2) run on one thread: a pass over them takes a few
-// microseconds, little more than waking the other threads.  Not higher: the K-cycle visits a
-// level up to 2^l times per iteration, so levels left serial bound the speedup (at 65536, the
-// serial levels of a 1024^2 head held about a quarter of a cycle's cell visits, which caps the
-// speedup near 1.6x on any number of cores).  On a busy machine (threads descheduled at a barrier) every parallel pass
-// costs more: use threads=1 there (README, "Threads of the core").
-constexpr std::int64_t kParallelMinCells = 16384;
+// Grids below this many cells (about 180^2) run on one thread: a pass over them takes a few
+// microseconds, little more than waking the other threads, and small images stay as robust
+// on a busy machine as a serial solve.  Not higher: the K-cycle visits a level up to 2^l
+// times per iteration, so levels left serial bound the speedup (at 65536, the serial levels
+// of a 1024^2 head held about a quarter of a cycle's cell visits, which caps the speedup near
+// 1.6x on any number of cores; at 32768 levels 0-2 of a 1024^2 head run in parallel, the
+// fourth (11685 cells) and below serially).
+// On a busy machine (threads descheduled at a barrier) every parallel pass costs more: use
+// threads=1 there (README, "Threads of the core").
+constexpr std::int64_t kParallelMinCells = 32768;
 
 // f(k, row_begin, row_end) for every band, on up to `threads` threads when `parallel`.
 template <class F>

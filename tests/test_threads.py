@@ -22,7 +22,7 @@ from monohead.integration import THREADS_ENV, ConvergenceWarning, default_thread
 @pytest.fixture(scope="module")
 def head_neck():
     # 384^2 head + neck (a padded box of 1e5 cells): the finest level and the CG vectors run on
-    # several threads (csrc/parallel.hpp: grids of >= 16384 cells), the coarsest ones on one.
+    # several threads (csrc/parallel.hpp: grids of >= 32768 cells), the coarsest ones on one.
     return surfaces.head(384, neck=True)
 
 
