@@ -442,6 +442,11 @@ def test_small_faces_in_big_photos_are_found_by_the_finer_scans():
             mp.setattr(R, "_cascade_faces", lambda *a, coarse=coarse: [coarse])
             first = R.detect_faces(photo, model=_oracle)[0]
         assert (abs(first[2] - face[2]) < 0.3 * face[2]) == first_is_small
+    # a small face inside a coarser cascade face is a part of it (an eye): not taken
+    around = (1050.0, 650.0, 300.0, 300.0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(R, "_cascade_faces", lambda *a: [around])
+        assert abs(R.detect_faces(photo, model=_oracle)[0][2] - face[2]) > 0.3 * face[2]
 
 
 def test_strong_faces_on_the_mask_come_first_and_weak_ones_give_way(monkeypatch):

@@ -735,6 +735,8 @@ def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any, *, eve
     if not any(labels):
         faces, labels = on_mask(_cascade_faces(arr, detect_size, True, cache))
     confirmed = [b for b, k in zip(faces, labels, strict=True) if k]
+    # a small face inside a coarser cascade face is a part of it (an eye, the mouth)
+    small = [b for b in small if not any(_contains(f, b) for f in frontal + faces)]
     if small:  # a small face, unless a cascade face fits a network head (or is strong)
         head_width = {h[4]: h[2] for h in heads}
         fits = [
@@ -757,6 +759,12 @@ def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any, *, eve
     on = [True] * (len(first) + len(confirmed) + len(alone)) + [False] * len(others)
     boxes = first + [b for b in confirmed if b not in first] + alone + others
     return _rounded(_drop_duplicates(boxes, on[: len(boxes)]))
+
+
+def _contains(outer: tuple, inner: tuple) -> bool:
+    """Whether the centre of box ``inner`` lies inside box ``outer`` (``(x, y, w, h)``)."""
+    cx, cy = inner[0] + inner[2] / 2, inner[1] + inner[3] / 2
+    return outer[0] <= cx <= outer[0] + outer[2] and outer[1] <= cy <= outer[1] + outer[3]
 
 
 #: A face on the head of an earlier face (its centre inside that face's :func:`head_box`) and
