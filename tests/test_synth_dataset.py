@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -145,6 +146,44 @@ def test_dask_local_cluster(tmp_path, reference, caplog):
         )
     assert r["generated"] == 5
     assert seen[-1] == 5
+    _assert_same(tmp_path / "dask", reference)
+
+
+def test_threads_of_one_process_render_one_at_a_time(tmp_path, reference, monkeypatch, caplog):
+    """Two in-process Dask worker threads share the cached generator: its ``sample`` (Mitsuba
+    scenes built, rendered and freed) must never run in both at once (dataset._RENDER_LOCK)."""
+    import logging
+    import threading
+
+    import distributed
+
+    from monohead.synth.generator import Generator
+
+    original = Generator.sample
+    state = {"active": 0, "most": 0, "calls": 0}
+    guard = threading.Lock()
+
+    def watched(self, *args, **kwargs):
+        with guard:
+            state["active"] += 1
+            state["calls"] += 1
+            state["most"] = max(state["most"], state["active"])
+        try:
+            time.sleep(0.05)  # widen the window in which a second thread could enter
+            return original(self, *args, **kwargs)
+        finally:
+            with guard:
+                state["active"] -= 1
+
+    monkeypatch.setattr(Generator, "sample", watched)
+    caplog.set_level(logging.WARNING, logger="distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        r = generate(tmp_path / "dask", 5, scheduler=cluster.scheduler_address, preview=False, **SETTINGS)
+    assert r["generated"] == 5
+    assert state["calls"] == 5
+    assert state["most"] == 1
     _assert_same(tmp_path / "dask", reference)
 
 

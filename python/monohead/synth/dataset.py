@@ -129,6 +129,12 @@ def _shard_name(k: int) -> str:
 
 _GENERATORS: collections.OrderedDict[str, Any] = collections.OrderedDict()
 _GEN_LOCK = threading.Lock()
+#: Held while a sample is rendered (and while a cached generator is made or evicted): the cached
+#: generators are shared by the threads of a process, and Dr.Jit's LLVM backend is not safe for
+#: one thread's scene being freed while another renders (a two-thread in-process Dask run spun
+#: forever in ``jit_var_dec_ref``). Threads of one process therefore render one at a time;
+#: parallel rendering comes from processes (``--shard i/n`` in each, or Dask's process workers).
+_RENDER_LOCK = threading.RLock()
 
 
 def _with_legacy_defaults(settings: dict[str, Any]) -> dict[str, Any]:
@@ -265,8 +271,9 @@ def _make_shard(root: str, manifest: dict[str, Any], k: int, progress: Callable[
     for i in range(start, stop):
         sample = _load_partial(partial, i)
         if sample is None:
-            gen = gen or _generator(settings)
-            sample = gen.sample(manifest["seed"], i)
+            with _RENDER_LOCK:
+                gen = gen or _generator(settings)
+                sample = gen.sample(manifest["seed"], i)
             _save_partial(partial, i, sample)
             made += 1
         samples.append(sample)
@@ -542,7 +549,8 @@ def regenerate(root: Any, index: int) -> dict[str, Any]:
     index = _positive_int(index, "index", 0)
     if index >= manifest["count"]:
         raise ValueError(f"index must be < {manifest['count']}; got {index}")
-    return _generator(manifest["settings"]).sample(manifest["seed"], index)
+    with _RENDER_LOCK:
+        return _generator(manifest["settings"]).sample(manifest["seed"], index)
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:
