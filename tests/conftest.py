@@ -55,7 +55,8 @@ def shared_data() -> Callable[..., Path]:
 def torch_one_thread() -> Iterator[None]:
     """One torch thread for the test: two threads per process crawl when other busy processes
     share a small machine."""
-    torch = pytest.importorskip("torch")
+    import torch
+
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -63,7 +63,8 @@ def test_integrator_with_K_and_x0_at_another_scale(rng):
 
 
 def test_torch_gradcheck_perspective(rng):
-    torch = pytest.importorskip("torch")
+    import torch
+
     import monohead.torch as mt
 
     n, _, mask = _random_case(rng, 6, 7, holes=False)

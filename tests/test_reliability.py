@@ -11,16 +11,15 @@ import warnings
 
 import numpy as np
 import pytest
+import torch  # a test dependency ([test] extra): a missing torch fails here instead of skipping
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import monohead
+import monohead.torch as mt
 from monohead import _validate as v
 from monohead.integration import ConvergenceWarning, surfaces
 from monohead.integration.generic import integrate_xp
-
-torch = pytest.importorskip("torch")
-mt = pytest.importorskip("monohead.torch")
 
 
 def flat(H=8, W=8):
