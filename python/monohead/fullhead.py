@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from . import _validate as v
+from .geometry import limit_slope
 
 __all__ = [
     "MIN_MASK_PIXELS",
@@ -499,12 +500,7 @@ def _clamp_normals(n: np.ndarray, m: np.ndarray) -> np.ndarray:
     nn = np.where(m[..., None], n, 0.0)
     length = np.linalg.norm(nn, axis=-1, keepdims=True)
     nn = np.divide(nn, length, out=np.zeros_like(nn), where=length > 1e-12)
-    low = m & (nn[..., 2] < _MIN_NZ)
-    if low.any():
-        xy = nn[low][:, :2]
-        ln = np.maximum(np.linalg.norm(xy, axis=1, keepdims=True), 1e-12)
-        nn[low] = np.column_stack([xy / ln * math.sqrt(1 - _MIN_NZ**2), np.full(len(xy), _MIN_NZ)])
-    return nn
+    return limit_slope(nn, m, _MIN_NZ).astype(nn.dtype, copy=False)
 
 
 @dataclass

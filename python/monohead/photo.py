@@ -39,6 +39,7 @@ import numpy as np
 from . import _validate as v
 from ._env import is_torch_module
 from .framing import FRAMING, NEUTRAL, Box, crop_square, head_box
+from .geometry import limit_slope
 
 __all__ = [
     "DETECT_SIZE",
@@ -873,7 +874,7 @@ def reconstruct(
         if not mask.any():
             raise NoFaceError("the network found no head in the crop; check the framing or use detect=False")
         n_k, w_k = fill_holes(normals[k], Wmap[k], raw[k], mask)
-        depth = integrate(limit_slope(n_k, mask), w_k, lam, mask, method=method)
+        depth = integrate(limit_slope(n_k, mask, MIN_NZ), w_k, lam, mask, method=method)
         t_int = time.perf_counter() - t0
         t0 = time.perf_counter()
         mesh = geometry.depth_to_mesh(depth, mask)
@@ -886,7 +887,7 @@ def reconstruct(
             from . import fullhead
 
             t0 = time.perf_counter()
-            full_mesh, head_fit = fullhead.full_head(depth, limit_slope(n_k, mask), mask, w_k, colors=crops[k])
+            full_mesh, head_fit = fullhead.full_head(depth, limit_slope(n_k, mask, MIN_NZ), mask, w_k, colors=crops[k])
             seconds["full_head"] = time.perf_counter() - t0
         results.append(
             Reconstruction(
@@ -1039,18 +1040,6 @@ def fill_holes(
         known |= ring
         todo &= ~ring
     return n, w
-
-
-def limit_slope(normals: np.ndarray, mask: np.ndarray, min_nz: float = MIN_NZ) -> np.ndarray:
-    """Unit normals with ``Nz >= min_nz`` inside ``mask``: the ones closer to grazing keep their
-    direction in the image plane and are tilted up to ``Nz = min_nz`` (float64 copy)."""
-    n = np.array(normals, dtype=np.float64)
-    low = mask & (n[..., 2] < min_nz)
-    if low.any():
-        xy = n[low][:, :2]
-        length = np.maximum(np.linalg.norm(xy, axis=1, keepdims=True), 1e-12)
-        n[low] = np.column_stack([xy / length * np.sqrt(1.0 - min_nz**2), np.full(len(xy), min_nz)])
-    return n
 
 
 _MODEL: Any = None

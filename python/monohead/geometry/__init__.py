@@ -26,7 +26,7 @@ from .depth import (
     save_mesh,
 )
 from .normal_maps import decode_png, encode_png, image_to_normals, load_normal_map, normals_to_image, save_normal_map
-from .normals import face_normals, gradients_to_normals, normals_to_gradients, vertex_normals
+from .normals import face_normals, gradients_to_normals, limit_slope, normals_to_gradients, vertex_normals
 from .proximity import MeshSurface, closest_points, closest_points_on_triangles
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "gradient_magnitude",
     "gradients_to_normals",
     "image_to_normals",
+    "limit_slope",
     "load_mesh",
     "load_normal_map",
     "mesh_to_depth",

@@ -157,3 +157,17 @@ def gradients_to_normals(p: Any, q: Any, mask: Any = None) -> np.ndarray:
     out /= np.sqrt(1.0 + pa * pa + qa * qa)[..., None]
     out[~m] = 0.0
     return out
+
+
+def limit_slope(normals: Any, mask: np.ndarray, min_nz: float = 0.1) -> np.ndarray:
+    """Unit normals with ``Nz >= min_nz`` inside ``mask``: the ones closer to grazing keep their
+    direction in the image plane and are tilted up to ``Nz = min_nz`` (a float64 copy; shape
+    ``(H, W, 3)`` as given, ``mask (H, W)`` bool). The integrators' slopes ``-Nx/Nz``, ``-Ny/Nz``
+    are then at most ``sqrt(1 - min_nz^2) / min_nz`` (9.95 for 0.1)."""
+    n = np.array(normals, dtype=np.float64)
+    low = mask & (n[..., 2] < min_nz)
+    if low.any():
+        xy = n[low][:, :2]
+        length = np.maximum(np.linalg.norm(xy, axis=1, keepdims=True), 1e-12)
+        n[low] = np.column_stack([xy / length * np.sqrt(1.0 - min_nz**2), np.full(len(xy), min_nz)])
+    return n

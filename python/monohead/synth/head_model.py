@@ -362,24 +362,9 @@ def build_asset(model: FaceXModel, n_identity: int | None = None, n_expression: 
     )
     offsets = np.concatenate([[0], np.cumsum(model.polygon_sizes)])
     region_names = list(ASSET_REGIONS) + ["cap"]
-    tri_v: list[np.ndarray] = []
-    tri_t: list[np.ndarray] = []
-    tri_r: list[np.ndarray] = []
-    for name, _v0, _v1, p0, p1 in ICT_REGIONS:
-        if name not in ASSET_REGIONS:
-            continue
-        sizes = model.polygon_sizes[p0:p1]
-        first = offsets[p0:p1]
-        for n in np.unique(sizes):
-            sel = first[sizes == n]
-            for j in range(1, n - 1):  # fan (0, j, j + 1)
-                idx = np.stack([sel, sel + j, sel + j + 1], axis=1)
-                tri_v.append(model.polygons[idx])
-                tri_t.append(model.polygon_uv[idx])
-                tri_r.append(np.full(len(sel), region_names.index(name), np.uint8))
-    tv = np.concatenate(tri_v)
-    tt = np.concatenate(tri_t)
-    tr = np.concatenate(tri_r)
+    corners, tr = _fan_corners(model, offsets, ASSET_REGIONS)  # ASSET_REGIONS lead region_names
+    tv = model.polygons[corners]
+    tt = model.polygon_uv[corners]
     used = np.unique(tv)
     remap = np.full(model.neutral.shape[0], -1, np.int64)
     remap[used] = np.arange(used.size)
@@ -446,22 +431,31 @@ def build_asset(model: FaceXModel, n_identity: int | None = None, n_expression: 
     }
 
 
-def _mouth_arrays(model: FaceXModel, offsets: np.ndarray, k: int, e: int) -> dict[str, np.ndarray]:
-    """The ``mouth_*`` arrays of the asset: ICT's gums, tongue and teeth (:data:`MOUTH_REGIONS`)
-    as a mesh of their own, with the identity modes and blendshapes that move them (by more
-    than :data:`MOUTH_MODE_MIN`) as float16 deltas."""
-    faces, region = [], []
+def _fan_corners(model: FaceXModel, offsets: np.ndarray, keep: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The fan triangulation (0, j, j + 1) of every polygon of the ICT regions named in ``keep``:
+    (T, 3) int indices into the polygon-corner arrays (``model.polygons``, ``model.polygon_uv``;
+    ``offsets[p]`` is polygon p's first corner) and each triangle's region as its (T,) uint8
+    position in ``keep``, in ICT's region order."""
+    corners, region = [], []
     for name, _v0, _v1, p0, p1 in ICT_REGIONS:
-        if name not in MOUTH_REGIONS:
+        if name not in keep:
             continue
         sizes = model.polygon_sizes[p0:p1]
         first = offsets[p0:p1]
         for n in np.unique(sizes):
             sel = first[sizes == n]
-            for j in range(1, n - 1):  # fan (0, j, j + 1)
-                faces.append(model.polygons[np.stack([sel, sel + j, sel + j + 1], axis=1)])
-                region.append(np.full(len(sel), MOUTH_REGIONS.index(name), np.uint8))
-    tv = np.concatenate(faces)
+            for j in range(1, n - 1):
+                corners.append(np.stack([sel, sel + j, sel + j + 1], axis=1))
+                region.append(np.full(len(sel), keep.index(name), np.uint8))
+    return np.concatenate(corners), np.concatenate(region)
+
+
+def _mouth_arrays(model: FaceXModel, offsets: np.ndarray, k: int, e: int) -> dict[str, np.ndarray]:
+    """The ``mouth_*`` arrays of the asset: ICT's gums, tongue and teeth (:data:`MOUTH_REGIONS`)
+    as a mesh of their own, with the identity modes and blendshapes that move them (by more
+    than :data:`MOUTH_MODE_MIN`) as float16 deltas."""
+    corners, region = _fan_corners(model, offsets, MOUTH_REGIONS)
+    tv = model.polygons[corners]
     used = np.unique(tv)
     remap = np.full(model.neutral.shape[0], -1, np.int64)
     remap[used] = np.arange(used.size)
@@ -472,7 +466,7 @@ def _mouth_arrays(model: FaceXModel, offsets: np.ndarray, k: int, e: int) -> dic
     return {
         "mouth_neutral": model.neutral[used].astype(np.float32),
         "mouth_faces": remap[tv].astype(np.int32),
-        "mouth_face_region": np.concatenate(region),
+        "mouth_face_region": region,
         "mouth_region_names": np.array(MOUTH_REGIONS, dtype=str),
         "mouth_identity_modes": id_modes.astype(np.int32),
         "mouth_identity_deltas": ident[id_modes].astype(np.float16),
