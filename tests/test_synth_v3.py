@@ -11,7 +11,7 @@ import copy
 import numpy as np
 import pytest
 
-from monohead.synth import check, faces, facial_hair
+from monohead.synth import backgrounds, check, denoise, faces, facial_hair
 from monohead.synth.generator import Generator
 from monohead.synth.head_model import MOUTH_REGIONS
 
@@ -98,8 +98,10 @@ def test_version_3_params_add_the_mouth_and_no_beard_on_children(gen2, gen3):
     for i in range(300):
         p3, p2 = gen3.params(9, i), gen2.params(9, i)
         assert "mouth" in p3
+        assert "look" in p3
         assert "mouth" not in p2
-        assert {k: v for k, v in p3.items() if k not in ("mouth", "beard")} == {
+        assert "look" not in p2
+        assert {k: v for k, v in p3.items() if k not in ("mouth", "beard", "look")} == {
             k: v for k, v in p2.items() if k != "beard"
         }
         if p3["face"]["age"] < 16:
@@ -144,3 +146,78 @@ def test_soft_facial_hair_thins_out_at_the_edges_and_tapers(gen3, style):
     # Tapered strands: the tip is thinner than the root; version 2's keep their radius.
     assert (soft[:, -1, 3] < 0.5 * soft[:, 0, 3]).all()
     assert (hard[:, -2, 3] == hard[:, 0, 3]).all()
+
+
+def test_denoise_removes_strand_noise_and_keeps_edges():
+    """Salt-and-pepper coverage noise (a dark strand in 30 % of a bright area's pixels) on a
+    head layer with a colour step and a silhouette: most of it goes, the edges stay."""
+    h = w = 128
+    yy, xx = np.mgrid[0:h, 0:w]
+    alpha = ((yy - 64) ** 2 + (xx - 64) ** 2 < 50**2).astype(np.float32)
+    clean = np.where((xx < 64)[..., None], 0.15, 0.8) * np.ones(3, np.float32) * alpha[..., None]
+    rng = np.random.default_rng(0)
+    strand = rng.random((h, w)) < 0.3
+    noisy = np.where(strand[..., None], 0.3 * clean, clean).astype(np.float32)
+    truth = 0.79 * clean  # the coverage-weighted mean of 30 % strands at 0.3 and 70 % skin
+    out, a = denoise.denoise(noisy, alpha)
+    inner = alpha > 0
+    inner &= np.abs(xx - 64) > 3
+    err_before = np.sqrt(np.mean((noisy - truth)[inner] ** 2))
+    err_after = np.sqrt(np.mean((out - truth)[inner] ** 2))
+    assert err_after < 0.5 * err_before  # what is left is mostly the square-root domain's darkening bias
+    # The colour step stays a step, and the silhouette stays where it was.
+    left, right = out[40:90, 58:62].mean(), out[40:90, 66:70].mean()
+    assert right - left > 0.7 * (truth[40:90, 66:70].mean() - truth[40:90, 58:62].mean())
+    assert np.abs(a - alpha).max() < 0.5
+    assert a.min() >= 0.0
+    assert a.max() <= 1.0
+    assert (out[~inner & (alpha == 0)] < 0.2).all()
+    # Exposure does not change what it does.
+    out2, _ = denoise.denoise(noisy * 7.0, alpha)
+    np.testing.assert_allclose(out2, 7.0 * out, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="rgb must be"):
+        denoise.denoise(noisy[..., :2], alpha)
+    with pytest.raises(ValueError, match="sigmas must be positive"):
+        denoise.denoise(noisy, alpha, range_sigma=0.0)
+
+
+def test_mute_lowers_saturation_and_contrast_whatever_the_exposure():
+    rng = np.random.default_rng(3)
+    img = rng.random((32, 32, 3)).astype(np.float32) ** 2
+    look = {"saturation": 0.4, "contrast": 0.7}
+    out = backgrounds.mute(img, look)
+
+    def sat(x):
+        return float(np.mean(x.max(axis=-1) - x.min(axis=-1)) / np.mean(x))
+
+    lum = np.array([0.2126, 0.7152, 0.0722])
+    assert sat(out) < 0.6 * sat(img)
+    assert np.std(np.log(out @ lum)) < 0.8 * np.std(np.log(img @ lum))
+    np.testing.assert_allclose(backgrounds.mute(5.0 * img, look), 5.0 * out, rtol=1e-5)
+    same = backgrounds.mute(img, {"saturation": 1.0, "contrast": 1.0})
+    np.testing.assert_allclose(same, img, rtol=1e-5, atol=1e-7)
+    draws = [backgrounds.sample_look(np.random.default_rng(i)) for i in range(50)]
+    assert all(0.2 <= d["saturation"] <= 0.75 and 0.6 <= d["contrast"] <= 1.0 for d in draws)
+
+
+def test_version_3_denoises_and_mutes_and_version_2_does_not(gen2, gen3, monkeypatch):
+    calls = {"denoise": 0, "mute": 0}
+    real_denoise, real_mute = denoise.denoise, backgrounds.mute
+
+    def counting(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+
+        return wrapped
+
+    monkeypatch.setattr(denoise, "denoise", counting("denoise", real_denoise))
+    monkeypatch.setattr(backgrounds, "mute", counting("mute", real_mute))
+    s2 = gen2.sample(5, 0)
+    assert calls == {"denoise": 0, "mute": 0}
+    assert "denoise" not in s2["timings"]
+    for i in range(3):
+        gen3.sample(5, i)
+    assert calls["denoise"] == 3
+    users = sum(gen3.params(5, i)["background"]["kind"] == "user" for i in range(3))
+    assert calls["mute"] == 3 - users

@@ -18,8 +18,8 @@ A sample (:meth:`Generator.sample`) is a dict:
 - ``params``: every random parameter (JSON-able);
 - ``timings``: seconds spent in sampling, normals, scene update, image and ground truth
   (version 2 also gives parts of them: ``body``, ``lighting`` and ``background`` of sampling,
-  ``artefacts`` of image; ``body`` is the body, clothes, headwear and occluder meshes and
-  their textures).
+  ``artefacts`` of image, and version 3 ``denoise`` of image; ``body`` is the body, clothes,
+  headwear and occluder meshes and their textures).
 
 The ground-truth rule: N, depth, W and mask describe the head and eyes along each pixel's
 ray, whatever lies in front. Scalp and facial hair, glasses, the torso and its clothes,
@@ -28,7 +28,11 @@ steps through them to the head behind, so they are never in the mask and never c
 depth or W. Version 2 cuts the ICT neck at its base (:func:`.body.neck_cut`): the mask ends
 there, and the torso below is never in it.
 From version 3 on, ICT's teeth, gums and tongue are part of the head: rays through an open
-mouth stop on them, as on the skin (:meth:`Generator.head_mesh` includes them).
+mouth stop on them, as on the skin (:meth:`Generator.head_mesh` includes them). Version 3's
+image is also denoised before the photo artefacts (:func:`.denoise.denoise`: the 9-sample noise
+of strands, glints and bright environment maps) and its background muted toward real photos'
+saturation and contrast (``params["look"]``, :func:`.backgrounds.mute`; never a user's photo);
+the ground truth is untouched by either.
 
 Version 2's look (besides the body, clothes, headwear and occluders of :mod:`.body`): a
 perspective camera with a random focal length (:mod:`.camera`; ``projection="orthographic"``
@@ -55,6 +59,7 @@ from . import artefacts as art_mod
 from . import backgrounds as bg_mod
 from . import body as body_mod
 from . import camera as camera_mod
+from . import denoise as denoise_mod
 from . import faces as faces_mod
 from . import facial_hair as facial_mod
 from . import glasses as glasses_mod
@@ -101,7 +106,16 @@ _STREAMS = (
 )
 
 
-_V2_STREAMS = {"lighting": 1, "camera": 2, "background": 3, "artefacts": 4, "face": 5, "framing": 6, "mouth": 7}
+_V2_STREAMS = {
+    "lighting": 1,
+    "camera": 2,
+    "background": 3,
+    "artefacts": 4,
+    "face": 5,
+    "framing": 6,
+    "mouth": 7,
+    "look": 8,
+}
 """Streams of version 2's look: ``SeedSequence(seed, spawn_key=(index, 1000 + k))``, apart
 from the streams of :data:`_STREAMS` (``(index, k)``, k < 1000)."""
 
@@ -284,7 +298,8 @@ class Generator:
     def params(self, seed: int, index: int) -> dict[str, Any]:
         """The random parameters of sample ``index`` (see :func:`sample_params`; version 2
         also draws ``lighting`` and ``artefacts`` and redraws ``lights``, ``environment``,
-        ``background`` and ``camera``)."""
+        ``background`` and ``camera``; version 3 adds ``mouth`` and ``look``, the background's
+        grading of :func:`.backgrounds.sample_look`)."""
         p = sample_params(seed, index, self.model, self.size, self.version)
         if self.version >= 2:
             light = light_mod.sample_lighting(_v2_stream(seed, index, "lighting"), sorted(self.hdri_pool))
@@ -306,6 +321,7 @@ class Generator:
             p["mouth"] = faces_mod.sample_mouth(_v2_stream(seed, index, "mouth"), p["face"]["age"])
             if p["face"]["age"] < 16:  # version 2 gave some boys a beard
                 p["beard"] = None
+            p["look"] = bg_mod.sample_look(_v2_stream(seed, index, "look"))
         return p
 
     def _extra_slots(self) -> tuple:
@@ -503,6 +519,8 @@ class Generator:
             background, referred = bg_mod.background(
                 params["background"], self.size, self.background_photos, env_bg, params["camera"]
             )
+            if params.get("look") is not None and params["background"]["kind"] != "user":
+                background = bg_mod.mute(background, params["look"])  # version 3: as in real photos
             if timings is not None:  # parts of "sampling"
                 timings["lighting"] = timings.get("lighting", 0.0) + tb - tl
                 timings["background"] = timings.get("background", 0.0) + time.perf_counter() - tb
@@ -564,6 +582,10 @@ class Generator:
             t3 = time.perf_counter()
             gt = self.renderer.ground_truth()
         t4 = time.perf_counter()
+        if self.version >= 3:  # the 9-sample noise of strands, glints and bright maps
+            rgb, alpha = denoise_mod.denoise(rgb, alpha)
+            timings["denoise"] = time.perf_counter() - t4  # part of "image"
+
         normals, depth, mask = gt.normals, gt.depth, gt.mask
         if self.version >= 2:
             image, inside = art_mod.develop(
@@ -584,7 +606,7 @@ class Generator:
         t6 = time.perf_counter()
         timings.update(update=t2 - t1, image=(t3 - t2) + (t5 - t4), ground_truth=(t4 - t3) + (t6 - t5))
         if self.version >= 2:
-            timings["artefacts"] = t5 - t4  # part of "image"
+            timings["artefacts"] = t5 - t4 - timings.get("denoise", 0.0)  # part of "image"
         return {
             "image": image,
             "normals": normals,
