@@ -221,3 +221,14 @@ def test_version_3_denoises_and_mutes_and_version_2_does_not(gen2, gen3, monkeyp
     assert calls["denoise"] == 3
     users = sum(gen3.params(5, i)["background"]["kind"] == "user" for i in range(3))
     assert calls["mute"] == 3 - users
+
+
+def test_version_3_hair_is_rougher_and_version_2_hair_is_not(gen2, gen3):
+    from monohead.synth.generator import HAIR_ROUGHNESS_V3
+
+    p3, p2 = gen3.params(6, 2), gen2.params(6, 2)
+    h3 = gen3.scene_arrays(p3).materials["hair"]
+    h2 = gen2.scene_arrays(p2).materials["hair"]
+    for key in ("longitudinal_roughness", "azimuthal_roughness"):
+        assert h2[key] == p2["hair"][key]
+        assert h3[key] == pytest.approx(min(p3["hair"][key] + HAIR_ROUGHNESS_V3, 0.9))

@@ -106,6 +106,9 @@ _STREAMS = (
 )
 
 
+HAIR_ROUGHNESS_V3 = 0.3
+"""Added by version 3 to the hair BSDF's sampled longitudinal and azimuthal roughness."""
+
 _V2_STREAMS = {
     "lighting": 1,
     "camera": 2,
@@ -549,6 +552,11 @@ class Generator:
         if self.version >= 2:
             arrays.extras = self._extras(params, v_model, m, skin_albedo, timings, hat)
         if self.version >= 3:
+            # Rougher strands: each strand stands for a lock of hairs, whose highlight is a soft
+            # sheen, not the glints of one fibre that sprinkled version 2's hair with sparkles.
+            hair = materials["hair"]
+            for key in ("longitudinal_roughness", "azimuthal_roughness"):
+                hair[key] = min(hair[key] + HAIR_ROUGHNESS_V3, 0.9)
             mv = _transform(m, self._mouth_shape(params))
             arrays.mouth_vertices = mv
             arrays.mouth_normals = geometry.vertex_normals(mv, self.model.mouth_faces)
