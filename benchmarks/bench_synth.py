@@ -20,8 +20,8 @@ Python thread that builds the scene, Dr.Jit's and Embree's threads) to one CPU c
 
 **Kernel compilation.** Dr.Jit compiles a path-tracing kernel for every combination of hair
 curve bucket, points per strand and a few other scene features it has not met yet in this
-process (0.7 s each on one core). Its disk cache does not help across processes here (the same
-sample's kernel hashes differently after a different history of scenes). A long run meets
+process (0.7 s each on one core). Its disk cache does not always help across processes (the
+same sample's kernel can hash differently after another history of scenes). A long run meets
 fewer and fewer new ones (150 samples: 8 compilations, 0.035 s per sample), a short benchmark
 many: the table shows ``compile`` (Dr.Jit's code generation and LLVM back-end time, from its
 kernel history, counted inside ``image`` and ``ground truth``) and ``wall - compile``, the
