@@ -232,3 +232,41 @@ def test_version_3_hair_is_rougher_and_version_2_hair_is_not(gen2, gen3):
     for key in ("longitudinal_roughness", "azimuthal_roughness"):
         assert h2[key] == p2["hair"][key]
         assert h3[key] == pytest.approx(min(p3["hair"][key] + HAIR_ROUGHNESS_V3, 0.9))
+
+
+def test_warm_skin_tone_moves_hue_toward_photos_and_keeps_value():
+    import colorsys
+
+    from monohead.synth import textures
+
+    tones = textures.SKIN_TONES / 255.0
+    warm = textures.warm_skin_tone(tones)
+    for a, b in zip(tones, warm, strict=True):
+        ha, sa, va = colorsys.rgb_to_hsv(*a)
+        hb, sb, vb = colorsys.rgb_to_hsv(*b)
+        assert vb == pytest.approx(va, abs=1e-9)
+        assert sb == pytest.approx(sa + 0.12 * (1 - sa), abs=1e-9)
+        assert abs(hb * 360 - textures.WARM_HUE) == pytest.approx(0.4 * abs(ha * 360 - textures.WARM_HUE), abs=1e-6)
+    assert not np.allclose(warm, tones)
+
+
+def test_version_3_skin_is_warmer_than_version_2(gen2, gen3):
+    p3, p2 = gen3.params(8, 0), gen2.params(8, 0)
+    assert p3["skin"] == p2["skin"]
+    a3 = gen3.scene_arrays(p3).skin_albedo
+    a2 = gen2.scene_arrays(p2).skin_albedo
+    face = gen3.renderer.space.masks["cheeks"] > 0.5
+    r3, g3 = a3[face, 0].mean(), a3[face, 1].mean()
+    r2, g2 = a2[face, 0].mean(), a2[face, 1].mean()
+    assert r3 / g3 > r2 / g2 * 1.05
+
+
+def test_version_2_params_stay_pinned(gen2):
+    """Version 2's random parameters (what a version-2 data set regenerated from its seeds
+    draws) stay those of the version-2 data sets already made, whatever version 3 adds: pinned
+    by hash (JSON, sorted keys) for samples 0-3 of seed 22 at 64²."""
+    import hashlib
+    import json
+
+    got = [hashlib.sha256(json.dumps(gen2.params(22, i), sort_keys=True).encode()).hexdigest()[:16] for i in range(4)]
+    assert got == ["22a394afe9245fc7", "ccd58e45a744cbf9", "f9edf1140d5135d3", "2807dc5054f8ac0d"]

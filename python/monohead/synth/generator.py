@@ -475,7 +475,9 @@ class Generator:
         hrgb = hair_mod.hair_rgb(hp)
         scalp_hair = {"bald": 0.0, "buzz": 0.85, "short": 0.85, "medium": 0.9, "long": 0.9}[hp["style"]]
         space = self.renderer.space
-        skin_albedo = tex_mod.skin_albedo(space, params["skin"], hair_rgb=hrgb, scalp_hair=scalp_hair)
+        skin_albedo = tex_mod.skin_albedo(
+            space, params["skin"], hair_rgb=hrgb, scalp_hair=scalp_hair, warm=self.version >= 3
+        )
         face = params.get("face")
         skin_nmap = skin_rough = None
         if face is not None:  # version 2: make-up, wrinkles, oily zones

@@ -21,7 +21,15 @@ from scipy import ndimage
 
 from .head_model import HeadModel
 
-__all__ = ["SKIN_TONES", "TextureSpace", "eye_albedo", "sample_eye_params", "sample_skin_params", "skin_albedo"]
+__all__ = [
+    "SKIN_TONES",
+    "TextureSpace",
+    "eye_albedo",
+    "sample_eye_params",
+    "sample_skin_params",
+    "skin_albedo",
+    "warm_skin_tone",
+]
 
 # sRGB skin tones from very light to very dark (a ten-step scale), for the base albedo.
 SKIN_TONES = np.array(
@@ -365,8 +373,56 @@ def sample_eye_params(rng: np.random.Generator) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+WARM_HUE = 18.0
+"""Hue (degrees) that :func:`warm_skin_tone` draws skin toward: the median hue of skin-coloured
+pixels in the centres of the real photos of ``shared/data/real-photos`` is 17°."""
+
+
+def warm_skin_tone(srgb: Any) -> np.ndarray:
+    """Generator version 3's skin base colour from a :data:`SKIN_TONES` colour (sRGB in [0, 1]):
+    hue 60 % of the way to :data:`WARM_HUE`, saturation ``s + 0.12 (1 - s)``, value kept.
+
+    The tones are a scale of skin as it appears in photos, and the lightest are nearly white
+    (``(246, 237, 228)``: saturation 7 %, hue 30°); used as an albedo under the renderer's
+    exposure they gave grey-white or yellow, clay-like faces (median hue 32° and saturation
+    0.32 of skin-coloured pixels in the preview's centres, against 17° and 0.38 in the photos).
+    """
+    c = np.asarray(srgb, np.float64)
+    mx, mn = c.max(axis=-1), c.min(axis=-1)
+    v = mx
+    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-12), 0.0)
+    d = np.maximum(mx - mn, 1e-12)
+    r, g, b = c[..., 0], c[..., 1], c[..., 2]
+    h = np.where(mx == r, (g - b) / d % 6.0, np.where(mx == g, (b - r) / d + 2.0, (r - g) / d + 4.0)) * 60.0
+    h = np.where(mx - mn > 1e-12, h, WARM_HUE)
+    h = np.where(h > 180.0, h - 360.0, h)
+    h = WARM_HUE + 0.4 * (h - WARM_HUE)
+    sat = sat + 0.12 * (1.0 - sat)
+    # HSV back to RGB.
+    hp = (h % 360.0) / 60.0
+    chroma = v * sat
+    x = chroma * (1.0 - np.abs(hp % 2.0 - 1.0))
+    zero = np.zeros_like(chroma)
+    sector = np.floor(hp).astype(int) % 6
+    table = [
+        (chroma, x, zero),
+        (x, chroma, zero),
+        (zero, chroma, x),
+        (zero, x, chroma),
+        (x, zero, chroma),
+        (chroma, zero, x),
+    ]
+    out = np.zeros(c.shape, np.float64)
+    for k, (rr, gg, bb) in enumerate(table):
+        sel = sector == k
+        out[..., 0] = np.where(sel, rr, out[..., 0])
+        out[..., 1] = np.where(sel, gg, out[..., 1])
+        out[..., 2] = np.where(sel, bb, out[..., 2])
+    return out + (v - chroma)[..., None]
+
+
 def skin_albedo(
-    space: TextureSpace, params: dict[str, Any], hair_rgb: Any = None, scalp_hair: float = 0.0
+    space: TextureSpace, params: dict[str, Any], hair_rgb: Any = None, scalp_hair: float = 0.0, warm: bool = False
 ) -> np.ndarray:
     """Paint a skin albedo in the atlas.
 
@@ -376,6 +432,7 @@ def skin_albedo(
         hair_rgb: linear RGB of the hair (tints brows, lashes, stubble and the scalp), default
             dark brown.
         scalp_hair: 0..1, how much the scalp shows hair roots (a buzz cut is about 0.8).
+        warm: the base colour through :func:`warm_skin_tone` (generator version 3).
 
     Returns:
         ``(h, 2h, 3)`` float32 linear albedo in [0, 1].
@@ -387,6 +444,8 @@ def skin_albedo(
     i0 = int(np.floor(pos))
     i1 = min(i0 + 1, len(SKIN_TONES) - 1)
     srgb = (SKIN_TONES[i0] * (1 - (pos - i0)) + SKIN_TONES[i1] * (pos - i0)) / 255.0
+    if warm:
+        srgb = warm_skin_tone(srgb)
     base = srgb_to_linear(np.clip(srgb + np.asarray(params["tint"]), 0, 1)).astype(np.float32)
     hair = np.array([0.03, 0.02, 0.012] if hair_rgb is None else hair_rgb, np.float32)
 
