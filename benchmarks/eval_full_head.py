@@ -7,7 +7,9 @@ world frame; ``--camera`` integrates and fits with each sample's ``K`` (else ort
 is a ``monohead synth`` folder (its samples' parameters give the whole true heads); the predictions (``normals``,
 ``W``, ``mask`` for every sample, the shipped network mirror-averaged) are computed when not
 given. Per head: :func:`monohead.evaluate.full_head.evaluate_full_head` (the same function as
-the ``monohead experiments`` stage); the per-point errors of all heads are pooled.
+the ``monohead experiments`` stage), with both mean-head baselines (the fit's pose with ``y = 0``,
+and the mean head's own fit, :func:`monohead.evaluate.full_head.mean_head_fit`); the per-point
+errors of all heads are pooled.
 """
 
 from __future__ import annotations
@@ -69,11 +71,7 @@ def main() -> None:
                 rejected += meta.get("rejected_steps", 0)
         s = fh.summarise(per)
         t = np.array(times)
-        ratios = {
-            side: s[side]["full"]["mean"] / s[side]["mean"]["mean"]
-            for side in ("hidden", "hidden_head")
-            if "full" in s.get(side, {}) and "mean" in s[side]
-        }
+        ratios = fh.hidden_ratios(s)
         out = {
             "summary": s,
             "hidden_ratio_to_mean_head": ratios,
@@ -124,8 +122,11 @@ def main() -> None:
             t1 = time.perf_counter()
             full = fullhead.merge_head(fit, depth, m, nl)
             t2 = time.perf_counter()
+            fit0 = fh.mean_head_fit(depth, nl, m, wj, K=K_fit, settings=settings)
             truth = fh.true_head_mesh(item["params"], m.shape, fit.model, version)
-            e = fh.evaluate_full_head(truth, item["depth"], item["mask"], depth, m, full, fit, seed=j, K=K_true)
+            e = fh.evaluate_full_head(
+                truth, item["depth"], item["mask"], depth, m, full, fit, seed=j, K=K_true, mean_fit=fit0
+            )
         except ValueError as exc:
             meta["failed"].append([j, str(exc)])
             print(f"{j}: {exc}", file=sys.stderr)

@@ -8,6 +8,11 @@ gaze, pose) give the posed ICT-FaceKit mesh that was rendered. For one sample,
 - the **complete head** (:func:`monohead.fullhead.merge_head`);
 - the **fitted model** alone (no detail from the photo);
 - the **mean head**: the model with ``y = 0``, in the pose and expression of the same fit;
+- the **mean head, own fit** (``mean_fit``, when given): the model with ``y = 0`` whose pose
+  and expression are fitted with the identity held at 0 (:func:`mean_head_fit`): the mean
+  head as well placed as the fit can place it. The same pose as the identity's fit is not the
+  mean head's best pose (the scale and the pose trade off against the identity), so this is
+  the stricter baseline: the identity's gain over not fitting it at all;
 
 on two sets of points of the true surface:
 
@@ -34,14 +39,24 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HIDDEN_POINTS", "METHODS", "SIDES", "VISIBLE_TOL", "evaluate_full_head", "summarise", "true_head_mesh"]
+__all__ = [
+    "HIDDEN_POINTS",
+    "METHODS",
+    "SIDES",
+    "VISIBLE_TOL",
+    "evaluate_full_head",
+    "hidden_ratios",
+    "mean_head_fit",
+    "summarise",
+    "true_head_mesh",
+]
 
 #: Points sampled on the true skin for the hidden side (before keeping the hidden ones).
 HIDDEN_POINTS = 8000
 #: A true surface point is visible when within this many pixels of the true depth map.
 VISIBLE_TOL = 1.0
 ICP_STRIDE = 4
-METHODS = ("mesh25d", "full", "model", "mean")
+METHODS = ("mesh25d", "full", "model", "mean", "mean_fit")
 SIDES = ("visible", "hidden", "hidden_head")
 
 
@@ -81,6 +96,30 @@ def true_head_mesh(params: dict[str, Any], size: tuple[int, int], model: Any = N
     return mesh
 
 
+def mean_head_fit(depth: Any, normals: Any, mask: Any, W: Any = None, *, settings: Any = None, **kw: Any) -> Any:
+    """The ``mean_fit`` baseline: :func:`monohead.fullhead.fit_head` of the same maps with the
+    identity held at 0 (``n_identity=0``, the other settings as given): the pose and the
+    expression fitted for the mean head itself."""
+    from dataclasses import replace
+
+    from .. import fullhead
+
+    cfg = replace(settings or fullhead.FitSettings(), n_identity=0)
+    return fullhead.fit_head(depth, normals, mask, W, settings=cfg, **kw)
+
+
+def hidden_ratios(summary: dict[str, Any]) -> dict[str, float]:
+    """The issue's figure of merit: the complete head's mean hidden error over each mean-head
+    baseline's (``"<side>/<baseline>"``, e.g. ``"hidden/mean"``, ``"hidden/mean_fit"``)."""
+    out: dict[str, float] = {}
+    for side in ("hidden", "hidden_head"):
+        s = summary.get(side) or {}
+        for base in ("mean", "mean_fit"):
+            if "full" in s and base in s:
+                out[f"{side}/{base}"] = s["full"]["mean"] / s[base]["mean"]
+    return out
+
+
 def _hidden_points(
     true_mesh: Any, true_depth: np.ndarray, true_mask: np.ndarray, count: int, seed: int, warp: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -118,8 +157,9 @@ def evaluate_full_head(
     seed: int = 0,
     hidden_points: int = HIDDEN_POINTS,
     K: Any = None,
+    mean_fit: Any = None,
 ) -> dict[str, Any]:
-    """Per-point errors (pixels) of the four reconstructions of one sample (module docstring).
+    """Per-point errors (pixels) of the reconstructions of one sample (module docstring).
 
     Perspective data (synthetic version 2, ``K`` its camera): the true maps are read through
     the camera (a pixel's true point is on its ray at the true depth map's height) and the
@@ -136,6 +176,8 @@ def evaluate_full_head(
         fit: the :class:`monohead.fullhead.HeadFit`.
         seed: seed of the hidden-side sample.
         K: ``None`` (orthographic truth) or the true maps' ``(3, 3)`` intrinsics.
+        mean_fit: optional :class:`~monohead.fullhead.HeadFit` of the same maps with the
+            identity held at 0 (:func:`mean_head_fit`): the ``mean_fit`` baseline.
 
     Returns:
         ``{"visible": {method: (n,) distances}, "hidden": {method: (m,) distances},
@@ -184,6 +226,8 @@ def evaluate_full_head(
         "model": fit.model_mesh(),
         "mean": fit.model_mesh(identity=np.zeros_like(fit.identity)),
     }
+    if mean_fit is not None:
+        recon["mean_fit"] = mean_fit.model_mesh()
     out: dict[str, Any] = {"visible": {}, "hidden": {}, "hidden_head": {}, "icp_rms": float(res.rms)}
     for name, mesh in recon.items():
         surf = MeshSurface(mesh, name)
@@ -233,7 +277,7 @@ def evaluate_test_set(
 
     Each sample's predicted maps are integrated as the photo pipeline does (slopes limited,
     WLS with ``lam``), the head is fitted (:func:`monohead.fullhead.fit_head`) and merged
-    (:func:`monohead.fullhead.merge_head`), and the four reconstructions are compared with
+    (:func:`monohead.fullhead.merge_head`), and the five reconstructions are compared with
     the true head.
 
     Args:
@@ -246,7 +290,8 @@ def evaluate_test_set(
         callback: ``callback(done, total)`` after each head.
 
     Returns:
-        JSON-able dict: ``summary`` (:func:`summarise`), ``heads`` (evaluated), ``failed``
+        JSON-able dict: ``summary`` (:func:`summarise`), ``hidden_ratios``
+        (:func:`hidden_ratios`), ``heads`` (evaluated), ``failed``
         (``[(id, message)]``: fits refused, e.g. a mask under 200 pixels), ``converged``
         (fits that converged), ``seconds`` (per head: ``fit``, ``merge``; mean and median),
         ``generator_version``.
@@ -278,8 +323,13 @@ def evaluate_test_set(
             t1 = time.perf_counter()
             full = fullhead.merge_head(fit, depth, m, n)
             t2 = time.perf_counter()
+            fit0 = mean_head_fit(depth, n, m, W[k], seed=seed)
             truth = true_head_mesh(item["params"], size, fit.model, version)
-            per.append(evaluate_full_head(truth, item["depth"], item["mask"], depth, m, full, fit, seed=seed + idx))
+            per.append(
+                evaluate_full_head(
+                    truth, item["depth"], item["mask"], depth, m, full, fit, seed=seed + idx, mean_fit=fit0
+                )
+            )
         except ValueError as exc:
             failed.append((idx, str(exc)))
         else:
@@ -288,8 +338,10 @@ def evaluate_test_set(
             converged += int(fit.converged)
         if callback is not None:
             callback(k + 1, len(ids))
+    summary = summarise(per) if per else {}
     out: dict[str, Any] = {
-        "summary": summarise(per) if per else {},
+        "summary": summary,
+        "hidden_ratios": hidden_ratios(summary),
         "heads": len(per),
         "failed": failed,
         "converged": converged,
@@ -310,6 +362,7 @@ _LABELS = {
     "full": "complete head (`fullhead`)",
     "model": "fitted model alone",
     "mean": "mean head (y = 0), same pose and expression",
+    "mean_fit": "mean head (y = 0), its own fit (identity held at 0)",
 }
 
 

@@ -208,6 +208,14 @@ def render_report(results: dict[str, Any]) -> str:
               f"{fhr['seconds']['fit_median'] * 1e3:.0f} ms and merge {fhr['seconds']['merge_median'] * 1e3:.0f} ms "
               "per head (median).", ""]  # fmt: skip
         L += [full_head_markdown(fhr), ""]
+        ratios = fhr.get("hidden_ratios") or {}
+        if ratios:
+            L += [
+                "Hidden side, the complete head's mean error over the mean head's: "
+                + "; ".join(f"{k.replace('/', ' / ')} {v:.3f}" for k, v in sorted(ratios.items()))
+                + " (`mean`: in the same pose as the fit; `mean_fit`: the mean head's own fit).",
+                "",
+            ]
     L += ["## Real photos (§4.3, Fig. 7)", ""]
     if results["photos_note"]:
         L += [f"Photos: {results['photos_note']}.", ""]
