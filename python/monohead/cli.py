@@ -384,6 +384,12 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     from ._io import atomic_write_files
 
     out = _output_folder(args.output, create=False)
+    if args.focal_mm is not None and not args.full_head:
+        raise CliError("--focal-mm is used by the complete head only; add --full-head")
+    try:
+        focal_mm = photo.check_focal_mm(args.focal_mm, args.full_head)
+    except ValueError as exc:
+        raise CliError(f"--focal-mm: {exc}") from exc
     photos = _photos(args)
     try:
         model = photo.load_default_model()
@@ -393,7 +399,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     show = None if len(photos) == 1 or args.json else (lambda done, total, name: progress(done, total, name[:40]))
     done = photo.reconstruct_photos(photos, lam=args.lam, detect=not args.no_detect, all_faces=args.all_faces,
                                     model=model, flip=not args.no_flip, detector=args.detector,
-                                    full_head=args.full_head, mesh_format=args.format, units=args.units,
+                                    full_head=args.full_head, focal_mm=focal_mm, mesh_format=args.format,
+                                    units=args.units,
                                     callback=show)  # fmt: skip
     results, failures = [], []
     files: dict[Path, bytes] = {}
@@ -1146,6 +1153,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write NAME_full.FORMAT: the complete, watertight head (the ICT-FaceKit head model fitted behind "
         "the surface, its visible region on it; monohead.fullhead), and show it from the front, side and back in "
         "the preview",
+    )
+    p.add_argument(
+        "--focal-mm",
+        type=float,
+        default=None,
+        help="with --full-head: the photos' focal length, 35 mm equivalent (a phone's EXIF FocalLengthIn35mmFilm, "
+        "e.g. 26); the complete head is then fitted with that perspective camera (default: orthographically)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(run=_cmd_reconstruct, show=_print_reconstruct)

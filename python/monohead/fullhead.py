@@ -19,8 +19,8 @@ predicted normals. This module completes it into a whole, closed head:
    - **robust loss**: Cauchy weights (iteratively reweighted), and only the largest connected
      component of the mask is used, so that a stray blob of the mask does not drag the head.
 
-   The pose starts from a search over yaw (the mask gives the scale and position; the robust
-   cost and the agreement of the model's and the observed normals choose), then the rigid
+   The pose starts from a search over yaw and pitch (the mask gives the scale and position;
+   the robust cost and the agreement of the model's and the observed normals choose), then the rigid
    pose, then everything. Every step is accepted only if it does not raise the robust cost
    (Levenberg-Marquardt: a rejected step is solved again with more damping), and a fit that
    ends worse than its start is taken back to it. The result (:class:`HeadFit`) says whether
@@ -115,14 +115,19 @@ class FitSettings:
         sigma: residual scale (pixels) of the Cauchy weights of the depth residuals.
         silhouette_sigma: residual scale (pixels) of the silhouette residuals.
         voxel: spacing (cm) of the model vertices used by the fit (one per voxel).
-        yaw_candidates: initial yaws (degrees) tried by the pose search.
+        yaw_candidates: initial yaws (degrees) tried by the pose search (at pitch 0).
+        pitch_candidates: initial pitches (degrees) then tried at each of the ``pitch_yaws``
+            best yaws (a head looking up or down steeply: the rigid step from pitch 0 stops
+            short of it); such a tilted start is taken only if it beats the level start of its
+            yaw on both the robust cost and the normals' angle; ``()``: none.
+        pitch_yaws: how many of the best yaws get the ``pitch_candidates``.
         tol: convergence: the RMS motion of the fitted vertices in a step below this (pixels).
         cost_tol: convergence also when a step of the last phase changes its robust cost by
             less than this fraction (the minimum is flat: what the step moves no longer
             changes the fit).
     """
 
-    n_identity: int = 60
+    n_identity: int = 100
     prior: float = 16.0
     final_prior: float | None = None
     expression_prior: float = 0.5
@@ -137,6 +142,8 @@ class FitSettings:
     silhouette_sigma: float = 3.0
     voxel: float = 1.0
     yaw_candidates: tuple[float, ...] = (-60.0, -30.0, 0.0, 30.0, 60.0)
+    pitch_candidates: tuple[float, ...] = (-20.0, 20.0)
+    pitch_yaws: int = 2
     tol: float = 0.05
     cost_tol: float = 1e-4
 
@@ -748,6 +755,7 @@ class _Fitter:
         self.frozen: Any = None
         self.sets: Any = None
         self.last: Any = None
+        self.last_normals: Any = None  # (found, observed normals, model normals) of the last residuals
         self.cam = obs.cam
         self.world_sub: Any = None  # perspective: the subset's posed (unwarped) vertices
         self.jphi: Any = None  # perspective: the warp's derivative there
@@ -826,6 +834,7 @@ class _Fitter:
                 self.frozen = (vis, sil, bx, by)
         self.sets = (vis, sil, bx, by)
         ok, D, nobs, flat, cover, wpix = _sample_depth(obs, xw[:, 0], xw[:, 1])
+        self.last_normals = (ok, nobs, nw)
         use = vis & ok
         nz_o = np.maximum(nobs[:, 2], _MIN_NZ)
         r_d = nz_o * (xw[:, 2] - D)
@@ -1127,11 +1136,13 @@ def _bounded_step(A: np.ndarray, g: np.ndarray, active: int, first_w: int, w: np
 
 
 def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, np.ndarray, np.ndarray, float]:
-    """Scale and position from the mask's width and top; per candidate yaw one rigid step,
-    then the candidate with the lowest sum of its robust cost per depth residual and its mean
-    angle between the model's and the observed normals, each relative to the best of the
-    candidates. Returns the scale, rotation, translation and that candidate's robust cost per
-    depth residual (the mean head's: the start of the fit's "no worse than its start")."""
+    """Scale and position from the mask's width and top; per candidate yaw (pitch 0), then
+    per candidate pitch at the two best of those yaws, one rigid step; then the candidate with
+    the lowest sum of its robust cost per depth residual and its mean angle between the
+    model's and the observed normals, each relative to the best of the candidates (a tilted
+    candidate only if it beats its yaw's level one on both). Returns
+    the scale, rotation, translation and that candidate's robust cost per depth residual (the
+    mean head's: the start of the fit's "no worse than its start")."""
     rows_m, cols_m = np.nonzero(obs.mask)
     top = rows_m.min()
     height = rows_m.max() - top + 1
@@ -1141,8 +1152,9 @@ def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, 
     xm = fitter.ring["x0"][fitter.ring["pos"]]
     candidates: list[tuple[float, float, float, np.ndarray, np.ndarray]] = []
     zero_y, zero_w = np.zeros(fitter.k), np.zeros(fitter.ne)
-    for yaw in cfg.yaw_candidates:
-        R = _rotation(float(yaw), 0.0, 0.0)
+
+    def candidate(yaw: float, pitch: float) -> None:
+        R = _rotation(float(yaw), float(pitch), 0.0)
         q = (xm - PIVOT) @ R.T
         crown = q[:, 1].max()
         upper_m = q[:, 1] > crown - 0.55 * (crown - q[:, 1].min()) * 0.6
@@ -1180,15 +1192,39 @@ def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, 
         # How well the visible model's normals agree with the observed ones (mean angle): a
         # head turned the wrong way (a profile's mirror image, whose outline is alike) does
         # not agree.
-        _, sub, nws = fitter.points(zero_y, zero_w, s, R, t)
-        ok, _, nobs, _, _, _ = _sample_depth(obs, sub[:, 0], sub[:, 1])
+        ok, nobs, nws = fitter.last_normals  # those of the evaluation just made
         u = fitter.sets[0] & ok
         ang = float(np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", nws[u], nobs[u]), -1.0, 1.0))).mean())
         candidates.append((cost / max(nd, 1), ang if u.any() else 180.0, s, R, t))
-    # The robust cost per depth residual and the normals' angle, each relative to its best.
+        log.debug("fit_head pose candidate yaw %g pitch %g: cost per residual %.4g, normals %.2f deg", yaw, pitch,
+                  candidates[-1][0], candidates[-1][1])  # fmt: skip
+
+    for yaw in cfg.yaw_candidates:
+        candidate(float(yaw), 0.0)
+    tilted: list[int] = []  # per tilted candidate, the level candidate of its yaw
+    if cfg.pitch_candidates:
+        # Then the pitches at the two best yaws so far (a head looking up or down steeply:
+        # the rigid step from pitch 0 stops short of it).
+        c = np.array([[a, b] for a, b, *_ in candidates])
+        order = np.argsort((c / np.maximum(c.min(axis=0), 1e-12)).sum(axis=1), kind="stable")
+        for i in order[: cfg.pitch_yaws]:
+            for pitch in cfg.pitch_candidates:
+                candidate(float(cfg.yaw_candidates[int(i)]), float(pitch))
+                tilted.append(int(i))
+    # The robust cost per depth residual and the normals' angle, each relative to its best. A
+    # tilted start may win only if it agrees better than the level one (pitch 0) of its yaw on
+    # both (a tilt that lowers the cost and not the normals' angle, or the reverse, is an
+    # outlier's pull: a microphone or a hand in the mask).
     c = np.array([[a, b] for a, b, *_ in candidates])
     score = (c / np.maximum(c.min(axis=0), 1e-12)).sum(axis=1)
-    best = candidates[int(np.argmin(score))]
+    n0 = len(cfg.yaw_candidates)
+    eligible = np.ones(len(candidates), bool)
+    for k, lv in enumerate(tilted):
+        eligible[n0 + k] = bool((c[n0 + k] < c[lv]).all())
+    pick = int(np.argmin(np.where(eligible, score, np.inf)))
+    best = candidates[pick]
+    log.debug("fit_head pose search: candidate %d of %d (scores %s, eligible %s)", pick, len(candidates),
+              np.round(score, 3).tolist(), eligible.astype(int).tolist())  # fmt: skip
     return best[2], best[3], best[4], best[0]
 
 

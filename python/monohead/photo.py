@@ -28,6 +28,8 @@ conventions' frame (x right, y up, z toward the viewer);
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -51,13 +53,17 @@ __all__ = [
     "crop_square",
     "check_image_file",
     "DETECTORS",
+    "FOCAL_MM_RANGE",
+    "FRAME_35MM_DIAGONAL",
     "MAX_PIXELS",
     "MESH_FORMATS",
     "MIN_FACE_COVERAGE",
     "UNITS",
     "PhotoOutput",
     "WORK_SIDE",
+    "check_focal_mm",
     "clean_mask",
+    "crop_intrinsics",
     "detect_faces",
     "fill_holes",
     "head_box",
@@ -125,7 +131,10 @@ class Reconstruction:
             ``full_head`` with ``full_head=True``).
         full_mesh: with ``full_head=True``, the complete head (:func:`monohead.fullhead.merge_head`:
             the fitted head model with its visible region on :attr:`depth`; watertight; crop
-            pixels, same frame as :attr:`mesh`), else ``None``.
+            pixels, same frame as :attr:`mesh`), else ``None``. With ``focal_mm`` it is in the
+            perspective fit's frame instead (``docs/conventions.md``: crop pixels on the plane
+            through the head's pivot, which is at ``z = 0``; the pinhole at ``(cx, -cy, fx)`` of
+            ``head_fit.camera``).
         head_fit: with ``full_head=True``, the :class:`monohead.fullhead.HeadFit` (identity,
             expression, pose; ``head_fit.params()`` as JSON), else ``None``.
     """
@@ -805,6 +814,7 @@ def reconstruct(
     flip: bool = True,
     detector: str = "combined",
     full_head: bool = False,
+    focal_mm: float | None = None,
 ) -> Any:
     """Reconstruct the head in a photo as a mesh (the paper's pipeline).
 
@@ -829,6 +839,11 @@ def reconstruct(
         full_head: also fit the ICT-FaceKit head model behind the surface and merge them into
             a complete, watertight head (:mod:`monohead.fullhead`): :attr:`Reconstruction.full_mesh`
             and :attr:`Reconstruction.head_fit`.
+        focal_mm: with ``full_head``, the photo's focal length as a 35 mm equivalent (the
+            diagonal of the photo against the 43.3 mm of a 36 x 24 mm frame; a phone's EXIF
+            ``FocalLengthIn35mmFilm``): the complete head is then integrated and fitted with that
+            perspective camera (:func:`crop_intrinsics`; ``fit_head(..., K=K)``) instead of
+            orthographically. The 2.5D mesh is unchanged. ``None``: orthographic.
 
     Returns:
         A :class:`Reconstruction`, or a list of them with ``all_faces``.
@@ -843,6 +858,7 @@ def reconstruct(
     from .integration import integrate
 
     lam = v.check_lam(lam)
+    focal_mm = check_focal_mm(focal_mm, full_head)
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {', '.join(DETECTORS)}; got {detector!r}")
     photo, scale = _read(image, "image", WORK_SIDE)
@@ -887,7 +903,13 @@ def reconstruct(
             from . import fullhead
 
             t0 = time.perf_counter()
-            full_mesh, head_fit = fullhead.full_head(depth, limit_slope(n_k, mask, MIN_NZ), mask, w_k, colors=crops[k])
+            n_fit = limit_slope(n_k, mask, MIN_NZ)
+            if focal_mm is None:
+                full_mesh, head_fit = fullhead.full_head(depth, n_fit, mask, w_k, colors=crops[k])
+            else:
+                K = crop_intrinsics(focal_mm, photo.shape[:2], box, INPUT_SIZE)
+                z = integrate(n_fit, w_k, lam, mask, method=method, K=K)
+                full_mesh, head_fit = fullhead.full_head(z, n_fit, mask, w_k, colors=crops[k], K=K)
             seconds["full_head"] = time.perf_counter() - t0
         results.append(
             Reconstruction(
@@ -1214,6 +1236,45 @@ class PhotoOutput:
         }
 
 
+#: The diagonal of a 36 x 24 mm frame: a "35 mm equivalent" focal length is relative to it.
+FRAME_35MM_DIAGONAL = math.hypot(36.0, 24.0)
+#: The focal lengths (35 mm equivalent, mm) that ``focal_mm`` accepts: a fisheye to a long telephoto.
+FOCAL_MM_RANGE = (8.0, 1200.0)
+
+
+def check_focal_mm(focal_mm: Any, full_head: bool = True) -> float | None:
+    """``focal_mm`` as a float (or ``None``): a finite number in :data:`FOCAL_MM_RANGE`, given
+    only with ``full_head`` (only the complete head uses it)."""
+    if focal_mm is None:
+        return None
+    if isinstance(focal_mm, bool) or not isinstance(focal_mm, numbers.Real):
+        raise TypeError(f"focal_mm must be a number (mm, 35 mm equivalent) or None; got {type(focal_mm).__name__}")
+    f = float(focal_mm)
+    lo, hi = FOCAL_MM_RANGE
+    if not (math.isfinite(f) and lo <= f <= hi):
+        raise ValueError(f"focal_mm must be between {lo:g} and {hi:g} mm (35 mm equivalent); got {focal_mm!r}")
+    if not full_head:
+        raise ValueError("focal_mm is used by the complete head only; pass full_head=True (CLI: --full-head)")
+    return f
+
+
+def crop_intrinsics(focal_mm: float, photo_shape: tuple[int, int], box: Any, size: int = 128) -> np.ndarray:
+    """The ``(3, 3)`` intrinsics (OpenCV form, ``docs/conventions.md``) of the ``size x size``
+    crop of ``box`` (:class:`~monohead.framing.Box`, photo pixels) out of a photo of
+    ``photo_shape = (H, W)`` taken at ``focal_mm`` (35 mm equivalent: the photo's diagonal is
+    the 43.3 mm one of a 36 x 24 mm frame), its principal point at the photo's centre.
+
+    Crop pixel ``(c, r)`` covers the photo around ``box.x + (c + 0.5) s``, ``box.y + (r + 0.5) s``
+    with ``s = box.side / size`` (:meth:`Reconstruction.mesh_in_photo_units`).
+    """
+    H, W = (int(t) for t in photo_shape)
+    f_photo = float(focal_mm) * math.hypot(W, H) / FRAME_35MM_DIAGONAL
+    s = float(box.side) / int(size)
+    cx = (0.5 * W - float(box.x)) / s - 0.5
+    cy = (0.5 * H - float(box.y)) / s - 0.5
+    return np.array([[f_photo / s, 0.0, cx], [0.0, f_photo / s, cy], [0.0, 0.0, 1.0]])
+
+
 MESH_FORMATS = ("ply", "obj", "glb")
 UNITS = ("crop", "photo")
 
@@ -1233,6 +1294,7 @@ def reconstruct_photos(
     flip: bool = True,
     detector: str = "combined",
     full_head: bool = False,
+    focal_mm: float | None = None,
     mesh_format: str = "ply",
     units: str = "crop",
     title: str = "{stem}",
@@ -1246,7 +1308,7 @@ def reconstruct_photos(
 
     Args:
         photos: ``(name, image)`` pairs; ``image`` is anything :func:`reconstruct` takes.
-        lam, detect, all_faces, model, flip, detector, full_head: as in :func:`reconstruct`.
+        lam, detect, all_faces, model, flip, detector, full_head, focal_mm: as in :func:`reconstruct`.
         mesh_format: one of :data:`MESH_FORMATS` (``"ply"``, ``"obj"``, ``"glb"``).
         units: ``"crop"`` (pixels of the 128 x 128 crop) or ``"photo"``
             (:meth:`Reconstruction.mesh_in_photo_units`), for the mesh files.
@@ -1265,6 +1327,7 @@ def reconstruct_photos(
         raise ValueError(f"units must be one of {', '.join(UNITS)}; got {units!r}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable; got {type(callback).__name__}")
+    focal_mm = check_focal_mm(focal_mm, full_head)
     photos = list(photos)
     out: list[PhotoOutput] = []
     for k, (name, image) in enumerate(photos):
@@ -1272,7 +1335,7 @@ def reconstruct_photos(
             callback(k, len(photos), name)
         try:
             recs = reconstruct(image, lam=lam, detect=detect, all_faces=all_faces, model=model, flip=flip,
-                               detector=detector, full_head=full_head)  # fmt: skip
+                               detector=detector, full_head=full_head, focal_mm=focal_mm)  # fmt: skip
         except (ValueError, TypeError, OSError) as exc:  # no face found, unreadable photo
             out.append(PhotoOutput(name, name, error=str(exc)))
             continue
