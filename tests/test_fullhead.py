@@ -617,6 +617,11 @@ def test_reconstruct_full_head_with_a_focal_length(tmp_path, monkeypatch, capsys
     np.testing.assert_array_equal(rec.mesh.vertices, ortho.mesh.vertices)  # the 2.5D mesh as before
     with pytest.raises(ValueError, match="complete head only"):
         photo.reconstruct(img, model=_oracle, focal_mm=24.0)
+    # The shortest focal length: the grazing normals at the crop's sides would face away from
+    # the rays (the perspective integrator refuses those); photo.face_rays turns them.
+    wide = photo.reconstruct(img, model=_oracle, full_head=True, focal_mm=8.0)
+    assert wide.full_mesh.is_watertight
+    assert wide.head_fit.camera[0, 0] < 0.5 * K[0, 0]
 
     monkeypatch.setattr(photo, "_MODEL", _oracle)
     Image.fromarray(img).save(tmp_path / "a.png")
@@ -629,3 +634,40 @@ def test_reconstruct_full_head_with_a_focal_length(tmp_path, monkeypatch, capsys
     assert "--focal-mm is used by the complete head only" in capsys.readouterr().err
     assert cli.main([*args[:-2], "0", "--json"]) == 2
     assert "--focal-mm: focal_mm must be between" in capsys.readouterr().err
+
+
+def test_face_rays_turns_normals_toward_the_camera() -> None:
+    """The perspective slope limit: inside the mask every normal's cosine with its pixel's ray
+    toward the camera is at least min_cos, those already facing it are unchanged, and the ones
+    tilted keep their direction across the ray; the perspective integrator accepts them."""
+    from monohead import integrate, photo
+    from monohead.integration.perspective import check_K, facing_denominator
+
+    H = W = 32
+    K = np.array([[20.0, 0.0, 15.5], [0.0, 20.0, 15.5], [0.0, 0.0, 1.0]])  # a very short focal length
+    rng = np.random.default_rng(1)
+    n = rng.standard_normal((H, W, 3))
+    n[..., 2] = np.abs(n[..., 2]) * 0.3
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    mask = np.zeros((H, W), bool)
+    mask[4:28, 4:28] = True
+    rows, cols = np.mgrid[0:H, 0:W]
+    ray = np.stack([-(cols - 15.5) / 20.0, (rows - 15.5) / 20.0, np.ones((H, W))], axis=-1)
+    ray /= np.linalg.norm(ray, axis=-1, keepdims=True)
+    cos0 = np.einsum("hwc,hwc->hw", n, ray)
+    assert (mask & (cos0 < 0)).sum() > 50  # many face away
+    out = photo.face_rays(n, mask, K, 0.1)
+    cos1 = np.einsum("hwc,hwc->hw", out, ray)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=-1)[mask], 1.0, atol=1e-12)
+    assert (cos1[mask] >= 0.1 - 1e-12).all()
+    keep = mask & (cos0 >= 0.1)
+    np.testing.assert_allclose(out[keep], n[keep], atol=1e-12)
+    np.testing.assert_allclose(out[~mask], n[~mask], atol=1e-12)
+    low = mask & (cos0 < 0.1)
+    a0 = n[low] - cos0[low][:, None] * ray[low]
+    a1 = out[low] - cos1[low][:, None] * ray[low]
+    np.testing.assert_allclose(np.einsum("ij,ij->i", a0, a1), np.linalg.norm(a0, axis=1) * np.linalg.norm(a1, axis=1))
+    assert (facing_denominator(out, check_K(K))[mask] > 0).all()
+    with pytest.raises(ValueError, match="facing away"):
+        integrate(n, np.zeros((H, W)), 0.1, mask, K=K)
+    assert np.isfinite(integrate(out, np.zeros((H, W)), 0.1, mask, K=K)[mask]).all()

@@ -65,6 +65,7 @@ __all__ = [
     "clean_mask",
     "crop_intrinsics",
     "detect_faces",
+    "face_rays",
     "fill_holes",
     "head_box",
     "limit_slope",
@@ -908,6 +909,7 @@ def reconstruct(
                 full_mesh, head_fit = fullhead.full_head(depth, n_fit, mask, w_k, colors=crops[k])
             else:
                 K = crop_intrinsics(focal_mm, photo.shape[:2], box, INPUT_SIZE)
+                n_fit = face_rays(n_k, mask, K, MIN_NZ)
                 z = integrate(n_fit, w_k, lam, mask, method=method, K=K)
                 full_mesh, head_fit = fullhead.full_head(z, n_fit, mask, w_k, colors=crops[k], K=K)
             seconds["full_head"] = time.perf_counter() - t0
@@ -1256,6 +1258,35 @@ def check_focal_mm(focal_mm: Any, full_head: bool = True) -> float | None:
     if not full_head:
         raise ValueError("focal_mm is used by the complete head only; pass full_head=True (CLI: --full-head)")
     return f
+
+
+def face_rays(normals: Any, mask: np.ndarray, K: Any, min_cos: float = 0.1) -> np.ndarray:
+    """:func:`limit_slope` for a perspective camera: unit normals inside ``mask`` whose cosine
+    with their pixel's ray toward the camera ``K`` is at least ``min_cos`` (the network's
+    grazing normals at a short focal length can face away from the ray, which the perspective
+    integrator refuses); the ones closer to grazing keep their direction across the ray and are
+    tilted up to ``min_cos``. ``(H, W, 3)`` float64 copy, monohead's frame (``docs/conventions.md``)."""
+    from .integration.perspective import check_K
+
+    fx, fy, cx, cy = check_K(K)
+    n = np.array(normals, dtype=np.float64)
+    H, W = mask.shape
+    rows, cols = np.mgrid[0:H, 0:W]
+    ray = np.stack([-(cols - cx) / fx, (rows - cy) / fy, np.ones((H, W))], axis=-1)
+    ray /= np.linalg.norm(ray, axis=-1, keepdims=True)
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    n = np.divide(n, length, out=np.zeros_like(n), where=length > 1e-12)
+    cos = np.einsum("hwc,hwc->hw", n, ray)
+    low = mask & (cos < min_cos)
+    if low.any():
+        u, c = ray[low], cos[low][:, None]
+        across = n[low] - c * u
+        a_len = np.linalg.norm(across, axis=1, keepdims=True)
+        # a normal along the ray's opposite has no direction across it: any will do (u has z > 0)
+        across = np.where(a_len > 1e-9, across / np.maximum(a_len, 1e-12), np.cross(u, [0.0, 1.0, 0.0]))
+        across /= np.linalg.norm(across, axis=1, keepdims=True)
+        n[low] = min_cos * u + np.sqrt(1.0 - min_cos**2) * across
+    return n
 
 
 def crop_intrinsics(focal_mm: float, photo_shape: tuple[int, int], box: Any, size: int = 128) -> np.ndarray:
