@@ -122,7 +122,12 @@ auto with_float_data(const py::array& a, const char* name, F&& f) {
 
 }  // namespace
 
-PYBIND11_MODULE(_core, m) {
+// One source, two modules on x86-64 (CMakeLists.txt): _core and _core_avx2.
+#ifndef MONOHEAD_CORE_NAME
+#define MONOHEAD_CORE_NAME _core
+#endif
+
+PYBIND11_MODULE(MONOHEAD_CORE_NAME, m) {
     m.doc() = "monohead's compiled core: the staggered-grid WLS normal integrator (C++17 + Eigen).";
     m.attr("openmp") = monohead::have_openmp();
     m.def(
@@ -173,7 +178,9 @@ PYBIND11_MODULE(_core, m) {
         "(limit before the call, bytes cached after it) of the core's cache of freed work blocks "
         "(pool.hpp); a limit sets the most bytes kept (0: none; the excess is freed).");
 
-    py::class_<monohead::LbpCascade>(m, "LbpCascade",
+    // module_local: the two builds of the core (CMakeLists.txt) bind the same C++ types, and
+    // pybind11 refuses to register a type twice in one process unless each module keeps its own.
+    py::class_<monohead::LbpCascade>(m, "LbpCascade", py::module_local(),
                                      "A multi-block LBP cascade (the OpenCV LBP format, evaluated as scikit-image "
                                      "does); built by monohead.photo from the XML file.")
         .def(py::init([](int window_h, int window_w, float eps, CArray<std::int32_t> features,
@@ -254,7 +261,7 @@ PYBIND11_MODULE(_core, m) {
             "Grouped detections on an (H, W) uint8 image at the window scales given (float32): (N, 5) int32 rows "
             "r, c, width, height, members; the order and values do not depend on threads.");
 
-    py::class_<Integrator>(m, "Integrator",
+    py::class_<Integrator>(m, "Integrator", py::module_local(),
                            "WLS normal integrator on a fixed mask; builds the system and the solver "
                            "(multigrid hierarchy, Jacobi diagonal or Cholesky factor) once.")
         .def(py::init([](CArray<std::uint8_t> mask, std::optional<py::array> weights, double lam,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import numbers
 import os
 import threading
@@ -128,10 +129,59 @@ def _check_threads(threads: Any) -> int:
     return int(v.check_positive_int(threads, "threads", allow_none=False, maximum=v.THREADS_LIMIT))
 
 
-def _core() -> Any:
+#: Environment variable choosing the build of the C++ core: ``auto`` (default: the x86-64-v3 /
+#: AVX2 build where the CPU runs it, else the baseline), ``baseline`` or ``avx2``.
+CORE_ENV = "MONOHEAD_CORE"
+# The instructions GCC and Clang may use under -march=x86-64-v3, as /proc/cpuinfo names them
+# (abm: LZCNT).
+_X86_64_V3_FLAGS = frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"})
+_CORE_MODULE: Any = None
+
+
+def _cpu_has_x86_64_v3() -> bool:
+    """Whether this CPU runs x86-64-v3 code (Linux: from /proc/cpuinfo; elsewhere: no)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return _X86_64_V3_FLAGS <= set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return False
+
+
+def _load_core() -> Any:
+    """The build of the compiled core for this process (see ``CORE_ENV``).
+
+    The two builds compile the same source with the same floating-point operations (no fused
+    multiply-adds), so they give bitwise the same results; ``_core_avx2`` is only faster. It
+    exists on x86-64 wheels built by GCC or Clang (``CMakeLists.txt``).
+    """
+    choice = os.environ.get(CORE_ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "baseline", "avx2"):
+        raise ValueError(f"{CORE_ENV} must be 'auto', 'baseline' or 'avx2'; got {choice!r}")
+    if choice != "baseline":
+        # The CPU first: the AVX2 module's own initialisation may already use AVX2 instructions.
+        cpu = _cpu_has_x86_64_v3()
+        built = importlib.util.find_spec(f"{__package__.rsplit('.', 1)[0]}._core_avx2") is not None
+        if cpu and built:
+            from .. import _core_avx2 as fast
+
+            return fast
+        if choice == "avx2":
+            why = "was not built" if not built else "needs a CPU with AVX2, FMA and BMI2 (x86-64-v3)"
+            raise ImportError(f"{CORE_ENV}=avx2, but monohead's AVX2 core {why}")
     from .. import _core as core
 
     return core
+
+
+def _core() -> Any:
+    """The compiled core this process uses (chosen once, at the first call: ``CORE_ENV``)."""
+    global _CORE_MODULE
+    if _CORE_MODULE is None:
+        _CORE_MODULE = _load_core()
+    return _CORE_MODULE
 
 
 def _check_sharpness(sharpness: Any) -> float | None:
