@@ -489,10 +489,15 @@ class Multigrid {
         };
         auto residual_row = [&](int rr) {  // residual at the red cells of row rr (0 at black ones)
             const std::int64_t row = static_cast<std::int64_t>(rr) * S;
-            float* cb = cbase + static_cast<std::int64_t>((rr + 1) / 2) * CS;
-            for (int c = 1 + ((rr + 1) & 1); c <= w; c += 2) {
-                const std::int64_t i = row + c;
-                cb[(c + 1) / 2] += static_cast<float>(b[i]) - stencil(eE, eN, dgp, x, i, S);
+            // Red cell c = o + 1 + 2m (1-based column) restricts into coarse cell (c + 1) / 2 = m + 1:
+            // a loop over m, contiguous in the coarse row, so that it vectorises.
+            float* cb = cbase + static_cast<std::int64_t>((rr + 1) / 2) * CS + 1;
+            const int o = (rr + 1) & 1;
+            const std::int64_t i0 = row + 1 + o;
+            const int nred = (w - o + 1) / 2;
+            for (int m = 0; m < nred; ++m) {
+                const std::int64_t i = i0 + 2 * m;
+                cb[m] += static_cast<float>(b[i]) - stencil(eE, eN, dgp, x, i, S);
             }
         };
         wavefront(
