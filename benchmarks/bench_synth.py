@@ -16,7 +16,9 @@ samples first; then samples ``0 .. count-1`` of seed 99, each a new scene. Wall 
 time are both reported: on a shared machine CPU time is the steadier figure. ``--threads 1``
 limits Dr.Jit's LLVM backend to one thread; ``--one-core`` also pins the whole process (the
 Python thread that builds the scene, Dr.Jit's and Embree's threads) to one CPU core with
-``os.sched_setaffinity``, so that wall time is one core's time (the "one core" figure).
+``os.sched_setaffinity`` on every thread of the process (threads started before the call do not
+inherit it), so that wall time is one core's time (the "one core" figure; CPU time above wall
+time would show that it was not).
 
 **Kernel compilation.** Dr.Jit compiles a path-tracing kernel for every combination of hair
 curve bucket, points per strand and a few other scene features it has not met yet in this
@@ -118,6 +120,19 @@ def measure(size: int, count: int, spp: int = 9, version: int | None = None, ste
     return out
 
 
+def _pin_to_one_core() -> None:
+    """Pin every thread of this process (Dr.Jit's and Embree's pools exist once Mitsuba is
+    imported; ``sched_setaffinity(0, ...)`` would pin the calling thread only) to one core."""
+    import os
+
+    core = {min(os.sched_getaffinity(0))}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), core)
+        except (ProcessLookupError, PermissionError):  # a thread that ended meanwhile
+            pass
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
@@ -131,9 +146,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.one_core:
-        import os
-
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        _pin_to_one_core()
         args.threads = 1
     if args.threads is not None:
         import drjit as dr
