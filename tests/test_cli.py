@@ -247,3 +247,21 @@ def test_train_progress_in_a_log(capsys):
         "[########################] 3/3 L2 0.5000 W-dist +0.250 10.0 img/s (data 1 ms, step 2 ms)"
         " | val 12.50 deg mean, mask P 90.0% R 95.0%",
     ]
+
+
+def test_json_into_a_closed_pipe_is_quiet(tmp_path):
+    """`monohead ... --json | head -c 1`: the reader leaves early; the command still succeeds,
+    writes its file and prints no BrokenPipeError traceback."""
+    out = tmp_path / "d.npy"
+    with subprocess.Popen(
+        [sys.executable, "-m", "monohead", "integrate", "--example", "-o", str(out), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as p:
+        p.stdout.close()  # nobody reads: the JSON line meets a closed pipe
+        err = p.stderr.read().decode()
+        rc = p.wait(timeout=120)
+    assert rc == 0, err
+    assert "Traceback" not in err
+    assert "BrokenPipeError" not in err
+    assert out.exists()

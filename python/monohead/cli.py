@@ -1243,10 +1243,16 @@ def main(argv: list[str] | None = None) -> int:
         raise
     if result.get("rank", 0) != 0:  # under torchrun only rank 0 reports
         return 0
-    if args.json:
-        print(json.dumps(result))
-    else:
-        args.show(result)
+    try:
+        if args.json:
+            print(json.dumps(result))
+        else:
+            args.show(result)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`monohead ... --json | head`): the work is done and its files
+        # are written; say nothing more (Python would print a traceback at exit otherwise).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1 if result.get("failures") else 0
 
 
