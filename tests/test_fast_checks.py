@@ -3,6 +3,8 @@ cache of freed work blocks (csrc/pool.hpp) is bounded and controllable."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -87,6 +89,39 @@ def test_work_cache_is_bounded_and_reused():
         limit, cached = work_cache(kept // 2)
         assert limit == 1 << 30
         assert cached <= kept // 2
+    finally:
+        work_cache(old)
+
+
+def _anon_huge_kib():
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("AnonHugePages:"))
+
+
+def _thp_allowed():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
+
+
+def test_work_cache_blocks_use_huge_pages_where_the_kernel_allows():
+    # Large work blocks are 2 MiB-aligned mappings advised MADV_HUGEPAGE (csrc/pool.hpp). Where
+    # Linux has transparent huge pages (always or madvise), most of the cached bytes must be
+    # huge pages; before, they were plain 4 KiB pages (AnonHugePages did not grow).
+    s = surfaces.rectangle(1024)
+    old, _ = work_cache()
+    try:
+        work_cache(0)
+        work_cache(1 << 30)
+        before = _anon_huge_kib() if sys.platform.startswith("linux") else 0
+        depth = monohead.integrate(s.normals, None, 0.1, s.mask)
+        kept = work_cache()[1]
+        assert kept > 64 << 20  # the system, hierarchy and CG vectors of 1024^2: about 100 MB
+        if sys.platform.startswith("linux") and _thp_allowed():
+            grown = (_anon_huge_kib() - before) * 1024 - depth.nbytes  # numpy's own output may be huge too
+            assert grown >= kept // 4, (grown, kept)
     finally:
         work_cache(old)
 
