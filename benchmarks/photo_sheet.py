@@ -148,7 +148,7 @@ def overlay_sheet(rows: list[dict]) -> bytes:
     axes = np.asarray(fig.subplots(nr, cols)).reshape(nr, cols)
     for ax in axes.ravel():
         ax.set_axis_off()
-    for ax, row in zip(axes.ravel(), ok):
+    for ax, row in zip(axes.ravel()[: len(ok)], ok, strict=True):
         img = np.asarray(row["crop"], dtype=np.float64)
         img = img / 255.0 if img.max() > 1.5 else img
         edge = row["mask"] & ~ndimage.binary_erosion(row["mask"])
@@ -177,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         print("photo_sheet: no real-photos folder (set MONOHEAD_SHARED or --photos); nothing to do", file=sys.stderr)
         return 0
     if args.overlay is not None and REPO in args.overlay.resolve().parents:
-        print(f"photo_sheet: --overlay must be outside the repository (it shows the photos); got {args.overlay}", file=sys.stderr)
+        print(
+            f"photo_sheet: --overlay must be outside the repository (it shows the photos); got {args.overlay}",
+            file=sys.stderr,
+        )
         return 2
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     model = load_generator(args.model) if args.model else load_pretrained()
