@@ -1,12 +1,14 @@
 """Complete heads on a synthetic test set: visible and hidden side errors (README table).
 
-Run: ``python benchmarks/eval_full_head.py --data TEST [--predictions pred.npz] [--shard i/n]
-[--count N] [--settings JSON] [--true-maps] [--camera] [--out DIR]`` then ``--summarise`` over the
+Run: ``python benchmarks/eval_full_head.py --data TEST [--predictions pred.npz | --model RUN]
+[--shard i/n] [--count N] [--settings JSON] [--true-maps] [--camera] [--out DIR]`` then ``--summarise`` over the
 shards' files. On perspective data (generator version 2) the errors are measured in its camera's
 world frame; ``--camera`` integrates and fits with each sample's ``K`` (else orthographically). ``TEST``
 is a ``monohead synth`` folder (its samples' parameters give the whole true heads); the predictions (``normals``,
-``W``, ``mask`` for every sample, the shipped network mirror-averaged) are computed when not
-given. Per head: :func:`monohead.evaluate.full_head.evaluate_full_head` (the same function as
+``W``, ``mask`` for every sample, the shipped network mirror-averaged, or the network of
+``--model``, a run folder or weights for :func:`monohead.model.load_generator`) are computed,
+for the evaluated samples only, when not given; ``--save-predictions FILE`` keeps them for
+``--predictions``. Per head: :func:`monohead.evaluate.full_head.evaluate_full_head` (the same function as
 the ``monohead experiments`` stage), with both mean-head baselines (the fit's pose with ``y = 0``,
 and the mean head's own fit, :func:`monohead.evaluate.full_head.mean_head_fit`); the per-point
 errors of all heads are pooled.
@@ -30,12 +32,14 @@ import numpy as np
 def main() -> None:
     from monohead import fullhead, integrate
     from monohead.evaluate import full_head as fh
-    from monohead.photo import limit_slope
+    from monohead.photo import face_rays, limit_slope
     from monohead.synth.dataset import SyntheticHeads
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--predictions", type=Path)
+    ap.add_argument("--predictions", type=Path, help="an .npz of normals, W and mask for every sample")
+    ap.add_argument("--model", type=Path, help="a run folder or weights file (default: the shipped network)")
+    ap.add_argument("--save-predictions", type=Path, help="write the computed predictions (.npz) and stop")
     ap.add_argument("--shard", default="0/1")
     ap.add_argument("--out", type=Path, default=Path("full_head_eval"))
     ap.add_argument("--summarise", action="store_true")
@@ -52,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.summarise:
-        per, times, conv, failed, restarted, steps, rejected = [], [], 0, [], [], 0, 0
+        per, times, conv, failed, restarted, steps, rejected, maps = [], [], 0, [], [], 0, 0, set()
         for f in sorted(args.out.glob("shard-*.npz")):
             with np.load(f, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
@@ -69,10 +73,12 @@ def main() -> None:
                 restarted += meta.get("restarted", [])
                 steps += meta.get("steps", 0)
                 rejected += meta.get("rejected_steps", 0)
+                maps.add(meta.get("maps", "?"))
         s = fh.summarise(per)
         t = np.array(times)
         ratios = fh.hidden_ratios(s)
         out = {
+            "maps": sorted({m for m in maps}),
             "summary": s,
             "hidden_ratio_to_mean_head": ratios,
             "heads": len(per),
@@ -87,6 +93,10 @@ def main() -> None:
         print(json.dumps(out, indent=1))
         print(fh.markdown({"summary": s}))
         return
+    if args.predictions and args.model:
+        ap.error("--predictions and --model exclude each other: predictions were made by some network already")
+    if args.true_maps and (args.predictions or args.model or args.save_predictions):
+        ap.error("--true-maps uses the rendered maps: no --predictions, --model or --save-predictions")
     settings = fullhead.FitSettings(**json.loads(args.settings))
     ds = SyntheticHeads(args.data)
     version = int((ds.manifest.get("settings") or {}).get("generator_version", 1))
@@ -97,13 +107,27 @@ def main() -> None:
     elif args.predictions:
         pr = np.load(args.predictions)
         N, W, M = pr["normals"], pr["W"], pr["mask"]
+        if len(M) != len(ds):
+            sys.exit(f"{args.predictions} holds {len(M)} samples, {args.data} {len(ds)}: not its predictions")
     else:
-        from monohead.model import load_pretrained, predict
+        from monohead.model import load_generator, load_pretrained, predict
 
-        N, W, M = predict(load_pretrained(), np.stack([ds[j]["image"] for j in range(len(ds))]), flip=True)
+        net = load_generator(args.model) if args.model else load_pretrained()
+        todo = list(range(len(ds))) if args.save_predictions else ids
+        N = np.zeros((len(ds), *ds[0]["image"].shape[:2], 3), np.float32)
+        W = np.zeros(N.shape[:3], np.float32)
+        M = np.zeros(N.shape[:3], bool)
+        for s in range(0, len(todo), 32):
+            part = todo[s : s + 32]
+            n_, w_, m_ = predict(net, np.stack([ds[j]["image"] for j in part]), flip=True)
+            N[part], W[part], M[part] = n_, w_, m_
+        if args.save_predictions:
+            np.savez(args.save_predictions, normals=N, W=W, mask=M)
+            return
     arrays: dict[str, np.ndarray] = {}
     meta = {"ids": [], "times": [], "converged": 0, "failed": [], "heads": 0, "generator_version": version,
             "restarted": [], "rejected_steps": 0, "steps": 0}  # fmt: skip
+    meta["maps"] = "rendered" if args.true_maps else str(args.predictions or args.model or "shipped network")
     for j in ids:
         item = ds[j]
         cam = item["params"].get("camera") or {}
@@ -114,7 +138,9 @@ def main() -> None:
             nl, wj = np.asarray(item["normals"], np.float64), np.asarray(item["W"], np.float64)
         else:
             m = np.asarray(M[j], bool)
-            nl, wj = limit_slope(N[j], m), W[j]
+            # as the photo pipeline does: slopes limited (perspective: toward each pixel's ray)
+            nl = limit_slope(N[j], m) if K_fit is None else face_rays(N[j], m, K_fit)
+            wj = W[j]
         try:
             depth = integrate(nl, wj, args.lam, m, K=K_fit)
             t0 = time.perf_counter()
