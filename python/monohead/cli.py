@@ -819,6 +819,7 @@ def _cmd_synth(args: argparse.Namespace) -> dict[str, Any]:
         projection=args.camera,
         hdri=args.hdri,
         backgrounds=args.backgrounds,
+        max_yaw=args.max_yaw,
     )
 
 
@@ -869,7 +870,13 @@ def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
             print(f"synth-look: {k}/{args.count} renders", file=sys.stderr)
 
     renders = render_look(
-        args.count, seed=args.seed, size=args.size, spp=args.spp, progress=tick, version=args.generator_version
+        args.count,
+        seed=args.seed,
+        size=args.size,
+        spp=args.spp,
+        progress=tick,
+        version=args.generator_version,
+        max_yaw=args.max_yaw,
     )
     atomic_write_bytes(out, encode_png(image_grid(renders, cols=args.cols)))
     from .synth.generator import GENERATOR_VERSION
@@ -879,6 +886,7 @@ def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
         "out": str(out),
         "renders": len(renders),
         "generator_version": version,
+        "max_yaw": 75.0 if args.max_yaw is None else args.max_yaw,
         "photos": 0,
         "side_by_side": None,
     }
@@ -915,6 +923,13 @@ def _add_synth_parser(sub: Any) -> None:
     p.add_argument("--cols", type=int, default=8, help="renders per row (default 8)")
     p.add_argument(
         "--generator-version", type=int, choices=[2, 3], default=None, help="generator version (default the newest)"
+    )
+    p.add_argument(
+        "--max-yaw",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="head yaw uniform in ±DEG degrees, 0 < DEG <= 100 (default 75)",
     )
     p.add_argument("--photos", metavar="DIR", help="real photos to show beside the renders")
     p.add_argument("--side-by-side", metavar="PNG", help="write renders and real photos side by side here")
@@ -972,6 +987,14 @@ def _add_synth_parser(sub: Any) -> None:
         help="more environment maps (.npy (h, 2h, 3) linear RGB or .hdr), besides the bundled ones",
     )
     p.add_argument("--backgrounds", metavar="DIR", help="background photos of your own (unreadable files skipped)")
+    p.add_argument(
+        "--max-yaw",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="versions 2 and 3: head yaw uniform in ±DEG degrees, 0 < DEG <= 100 (default 75, the range of sets "
+        "made before this option; 90 adds profiles); recorded in the manifest, a resumed set must keep it",
+    )
     p.add_argument("--no-preview", action="store_true", help="do not write preview.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

@@ -137,10 +137,18 @@ _GEN_LOCK = threading.Lock()
 _RENDER_LOCK = threading.RLock()
 
 
+#: The yaw range of version 2 and 3 sets made before it was a setting (``max_yaw``).
+LEGACY_MAX_YAW = 75.0
+
+
 def _with_legacy_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     """A manifest's settings with the keys added since format version 1 filled in: sets made
-    before the sampler became a setting were rendered with Mitsuba's independent sampler."""
-    return {"sampler": "independent", **settings}
+    before the sampler became a setting were rendered with Mitsuba's independent sampler, and
+    version 2 and 3 sets made before the yaw range became one with yaw in ±75°."""
+    out = {"sampler": "independent", **settings}
+    if int(settings.get("generator_version", 1)) >= 2:
+        out = {"max_yaw": LEGACY_MAX_YAW, **out}
+    return out
 
 
 def _generator(settings: dict[str, Any]) -> Any:
@@ -159,6 +167,7 @@ def _generator(settings: dict[str, Any]) -> Any:
                     "projection": settings.get("projection"),
                     "hdri": settings.get("hdri_dir"),
                     "backgrounds": settings.get("backgrounds_dir"),
+                    "max_yaw": _with_legacy_defaults(settings)["max_yaw"],
                 }
             )
             gen = Generator(
@@ -312,6 +321,14 @@ RENDER_PACKAGES = ("monohead", "numpy", "scipy", "mitsuba", "drjit")
 def _check_manifest(existing: dict[str, Any], new: dict[str, Any], root: Path) -> None:
     if isinstance(existing.get("settings"), dict):
         existing = {**existing, "settings": _with_legacy_defaults(existing["settings"])}
+    there_s, here_s = existing.get("settings"), new.get("settings")
+    if isinstance(there_s, dict) and isinstance(here_s, dict) and there_s != here_s:
+        differ = [k for k in sorted(set(there_s) | set(here_s)) if there_s.get(k) != here_s.get(k)]
+        listed = ", ".join(f"{k} {there_s.get(k)!r} there, {here_s.get(k)!r} asked" for k in differ)
+        raise ValueError(
+            f"{str(root)!r} holds a different data set (settings: {listed}); "
+            "resume with the same settings or use another folder"
+        )
     for key in ("format", "format_version", "seed", "count", "shard_size", "settings"):
         if existing.get(key) != new.get(key):
             raise ValueError(
@@ -347,6 +364,7 @@ def generate(
     projection: str | None = None,
     hdri: Any = None,
     backgrounds: Any = None,
+    max_yaw: float | None = None,
 ) -> dict[str, Any]:
     """Generate a synthetic data set in ``out`` (resuming what is already there).
 
@@ -374,6 +392,10 @@ def generate(
         projection: ``"perspective"`` (version 2's default) or ``"orthographic"``.
         hdri: a folder of more environment maps (version 2): ``.npy`` ``(h, 2h, 3)`` or ``.hdr``.
         backgrounds: a folder of background photos (version 2).
+        max_yaw: the head's yaw range, uniform in ``±max_yaw`` degrees, ``0 < max_yaw <= 100``
+            (versions 2 and 3; ``None``: 75, the range of every set made before the option).
+            Recorded in the manifest's ``settings``; a set made without the key was made
+            with 75, and resuming a set with another range than it was made with is refused.
 
     Returns:
         ``dict``: ``out``, ``count``, ``generated`` (samples rendered now), ``skipped`` (already
@@ -408,6 +430,14 @@ def generate(
     version = GENERATOR_VERSION if generator_version is None else generator_version
     if isinstance(version, bool) or version not in VERSIONS:
         raise ValueError(f"generator_version must be one of {VERSIONS}; got {generator_version!r}")
+    from .scene import DEFAULT_MAX_YAW, check_max_yaw
+
+    yaw_range = DEFAULT_MAX_YAW if max_yaw is None else check_max_yaw(max_yaw)
+    if version < 2 and yaw_range != DEFAULT_MAX_YAW:
+        raise ValueError(
+            f"max_yaw is an option of generator versions 2 and 3; version 1 has {DEFAULT_MAX_YAW:g} only; "
+            f"got {max_yaw!r}"
+        )
     skipped_files = {"hdri": 0, "backgrounds": 0}
     sources: dict[str, Any] = {}
     if version >= 2:  # check the folders before any work starts
@@ -427,6 +457,7 @@ def generate(
             found, skipped_files["backgrounds"] = bg_mod.scan_backgrounds(backgrounds)
             photos = [p.name for p in found]
         sources = {
+            "max_yaw": yaw_range,
             "projection": projection,
             "hdri_dir": None if hdri is None else str(Path(hdri).resolve()),
             "hdri_maps": maps,

@@ -1,7 +1,8 @@
 """One synthetic sample: random parameters, the scene they describe, its image and ground truth.
 
 :class:`Generator` ties the pieces together. Sample ``i`` of a data set with seed ``s`` is a
-pure function of ``(s, i)`` (and of the generator's settings: size, spp, variant, head model):
+pure function of ``(s, i)`` (and of the generator's settings: size, spp, variant, head model,
+version, camera, asset folders, yaw range):
 every random choice comes from :class:`numpy.random.SeedSequence` ``(s, spawn_key=(i,))``,
 split into independent streams per component, and the renderer's noise is seeded from it too.
 
@@ -133,7 +134,12 @@ def _streams(seed: int, index: int) -> dict[str, np.random.Generator]:
 
 
 def sample_params(
-    seed: int, index: int, model: HeadModel, size: tuple[int, int], version: int = GENERATOR_VERSION
+    seed: int,
+    index: int,
+    model: HeadModel,
+    size: tuple[int, int],
+    version: int = GENERATOR_VERSION,
+    max_yaw: float = scene_mod.DEFAULT_MAX_YAW,
 ) -> dict[str, Any]:
     """All random parameters of sample ``index`` of the data set with ``seed`` (JSON-able).
 
@@ -145,9 +151,13 @@ def sample_params(
     (:func:`monohead.synth.headwear.sample_headwear_params`, or ``None``) and ``beard``
     (:func:`monohead.synth.facial_hair.sample_facial_hair_params`, or ``None``) and
     ``occluder`` (:func:`monohead.synth.occluders.sample_occluder_params`, or ``None``).
+
+    ``max_yaw`` (degrees, from version 2 on) widens or narrows the head's yaw range
+    (:func:`.scene.sample_pose`); the default, 75°, draws every sample as before the option.
     """
     if version not in VERSIONS:
         raise ValueError(f"version must be one of {VERSIONS}; got {version!r}")
+    max_yaw = _check_yaw_option(max_yaw, version)
     rng = _streams(seed, index)
     identity = sample_identity(rng["identity"], model.num_identities)
     weights, gaze = sample_expression(rng["expression"], model.expression_names)
@@ -158,7 +168,7 @@ def sample_params(
         "identity": [float(y) for y in identity],
         "expression": {n: float(w) for n, w in zip(model.expression_names, weights, strict=True) if w != 0},
         "gaze": [float(gaze[0]), float(gaze[1])],
-        "pose": scene_mod.sample_pose(rng["pose"], min(size)),
+        "pose": scene_mod.sample_pose(rng["pose"], min(size), max_yaw),
         "skin": skin,
         "eyes": tex_mod.sample_eye_params(rng["eyes"]),
         "hair": hair_mod.sample_hair_params(rng["hair"], skin["sex"]),
@@ -177,6 +187,17 @@ def sample_params(
         out["headwear"] = headwear_mod.sample_headwear_params(rng["headwear"])
         out["beard"] = facial_mod.sample_facial_hair_params(rng["beard"], skin["sex"])
         out["occluder"] = occluders_mod.sample_occluder_params(rng["occluder"])
+    return out
+
+
+def _check_yaw_option(max_yaw: Any, version: int) -> float:
+    """``max_yaw`` checked (:func:`.scene.check_max_yaw`); version 1 has only the default."""
+    out = scene_mod.check_max_yaw(max_yaw)
+    if version < 2 and out != scene_mod.DEFAULT_MAX_YAW:
+        raise ValueError(
+            f"max_yaw is an option of generator versions 2 and 3; version 1 has {scene_mod.DEFAULT_MAX_YAW:g} only; "
+            f"got {max_yaw!r}"
+        )
     return out
 
 
@@ -202,10 +223,15 @@ class Generator:
         hdri: a folder of more environment maps (version 2; :func:`.lighting.scan_hdri`), used
             with the bundled ones.
         backgrounds: a folder of background photos (version 2; :func:`.backgrounds.scan_backgrounds`).
+        max_yaw: the head's yaw range, uniform in ``±max_yaw`` degrees, ``0 < max_yaw <= 100``
+            (versions 2 and 3; :func:`.scene.sample_pose`). The default, 75, gives every sample
+            exactly as before the option existed; 90 adds profiles.
 
     Raises:
         ValueError: an unknown version or projection, a perspective camera for version 1, an
-            ``hdri`` or ``backgrounds`` folder that does not exist or holds no usable file.
+            ``hdri`` or ``backgrounds`` folder that does not exist or holds no usable file, a
+            ``max_yaw`` out of range or other than 75 for version 1.
+        TypeError: ``max_yaw`` not a number.
     """
 
     def __init__(
@@ -220,10 +246,12 @@ class Generator:
         projection: str | None = None,
         hdri: Any = None,
         backgrounds: Any = None,
+        max_yaw: float = scene_mod.DEFAULT_MAX_YAW,
     ) -> None:
         if isinstance(version, bool) or version not in VERSIONS:
             raise ValueError(f"version must be one of {VERSIONS}; got {version!r}")
         self.version = int(version)
+        self.max_yaw = _check_yaw_option(max_yaw, self.version)
         projection = projection or ("perspective" if self.version >= 2 else "orthographic")
         if projection not in camera_mod.PROJECTIONS:
             raise ValueError(f"projection must be one of {camera_mod.PROJECTIONS}; got {projection!r}")
@@ -285,6 +313,7 @@ class Generator:
             "texture_size": self.renderer.space.height,
         }
         if self.version >= 2:
+            out["max_yaw"] = self.max_yaw
             out.update(self.source_settings())
         return out
 
@@ -303,7 +332,7 @@ class Generator:
         also draws ``lighting`` and ``artefacts`` and redraws ``lights``, ``environment``,
         ``background`` and ``camera``; version 3 adds ``mouth`` and ``look``, the background's
         grading of :func:`.backgrounds.sample_look`)."""
-        p = sample_params(seed, index, self.model, self.size, self.version)
+        p = sample_params(seed, index, self.model, self.size, self.version, self.max_yaw)
         if self.version >= 2:
             light = light_mod.sample_lighting(_v2_stream(seed, index, "lighting"), sorted(self.hdri_pool))
             p["lighting"] = {"setup": light["setup"], "noise_gain": light["noise_gain"]}

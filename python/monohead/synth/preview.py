@@ -87,13 +87,26 @@ def photo_crops(folder: Any, size: int = 128) -> list[np.ndarray]:
 
 
 def render_look(
-    count: int = 64, seed: int = 0, size: int = 128, spp: int = 9, progress: Any = None, version: int | None = None
+    count: int = 64,
+    seed: int = 0,
+    size: int = 128,
+    spp: int = 9,
+    progress: Any = None,
+    version: int | None = None,
+    max_yaw: float | None = None,
 ) -> list[np.ndarray]:
     """Images of samples ``0 .. count-1`` of a generator version (default the newest) with
-    ``seed`` (``progress(k)`` after each)."""
+    ``seed`` (``progress(k)`` after each); ``max_yaw``: the yaw range (default 75°,
+    :func:`.scene.sample_pose`)."""
     from .generator import GENERATOR_VERSION, Generator
+    from .scene import DEFAULT_MAX_YAW
 
-    gen = Generator(size, spp=spp, version=GENERATOR_VERSION if version is None else version)
+    gen = Generator(
+        size,
+        spp=spp,
+        version=GENERATOR_VERSION if version is None else version,
+        max_yaw=DEFAULT_MAX_YAW if max_yaw is None else max_yaw,
+    )
     out = []
     for i in range(count):
         out.append(gen.sample(seed, i)["image"])

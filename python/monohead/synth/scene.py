@@ -22,9 +22,12 @@ from scipy import ndimage
 
 __all__ = [
     "BACKGROUND_PHOTOS",
+    "DEFAULT_MAX_YAW",
     "FACE_CENTRE",
+    "MAX_YAW_LIMIT",
     "PIVOT",
     "background_image",
+    "check_max_yaw",
     "environment_image",
     "light_colour",
     "pose_matrix",
@@ -71,16 +74,51 @@ BACKGROUND_PHOTOS = (
 # --------------------------------------------------------------------------------------------
 
 
-def sample_pose(rng: np.random.Generator, size: int) -> dict[str, Any]:
+DEFAULT_MAX_YAW = 75.0
+"""The yaw range (±degrees) of :func:`sample_pose` unless asked otherwise: every data set made
+before the range became an option (``max_yaw``) has it."""
+
+MAX_YAW_LIMIT = 100.0
+"""The widest yaw range that may be asked (±degrees): a little past the profile (90°), where
+the face is turned away and little more than an ear and a cheek's edge are seen."""
+
+
+def check_max_yaw(value: Any, name: str = "max_yaw") -> float:
+    """``value`` as a yaw range in degrees, ``0 < value <= MAX_YAW_LIMIT``.
+
+    Raises:
+        TypeError: not a real number (``bool`` included).
+        ValueError: not finite or out of range; the message names ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number of degrees; got {type(value).__name__}")
+    out = float(value)
+    if not (np.isfinite(out) and 0.0 < out <= MAX_YAW_LIMIT):
+        raise ValueError(f"{name} must be in (0, {MAX_YAW_LIMIT:g}] degrees; got {value!r}")
+    return out
+
+
+def sample_pose(rng: np.random.Generator, size: int, max_yaw: float = DEFAULT_MAX_YAW) -> dict[str, Any]:
     """Random head pose and framing for a ``size``-pixel square image.
 
-    Yaw in [-75°, 75°], pitch in [-30°, 30°], roll in [-20°, 20°] (uniform); the head's width
-    (ear to ear, about 18.5 cm) covers 48 % to 72 % of the image (the framing of
-    :mod:`monohead.photo` puts it near 60 %); the face centre is offset by up to 6 % of
-    the image from its centre.
+    Yaw uniform in ``[-max_yaw, max_yaw]`` degrees (default ±75°, the range of every data set
+    made before it was an option: the default draws exactly what it always drew), pitch in
+    [-30°, 30°], roll in [-20°, 20°] (uniform); the head's width (ear to ear, about 18.5 cm)
+    covers 48 % to 72 % of the image (the framing of :mod:`monohead.photo` puts it near 60 %);
+    the face centre is offset by up to 6 % of the image from its centre. (Version 2 redraws the
+    scale and offset, :func:`monohead.synth.camera.sample_framing`.)
+
+    A wider range (up to :data:`MAX_YAW_LIMIT`, e.g. 90° for profiles) stays uniform rather than
+    putting extra mass near the profile: a data set made with it is meant to be mixed with ±75°
+    sets, so how many profiles training sees is set by the mix, and one uniform law keeps the
+    share of any yaw band easy to state (±90°: a sixth of the samples past 75°).
+
+    Raises:
+        ValueError, TypeError: ``max_yaw`` not in ``(0, MAX_YAW_LIMIT]`` (:func:`check_max_yaw`).
     """
+    max_yaw = check_max_yaw(max_yaw)
     return {
-        "yaw": float(rng.uniform(-75.0, 75.0)),
+        "yaw": float(rng.uniform(-max_yaw, max_yaw)),
         "pitch": float(rng.uniform(-30.0, 30.0)),
         "roll": float(rng.uniform(-20.0, 20.0)),
         "scale": float(rng.uniform(0.48, 0.72) * size / 18.5),
