@@ -1,6 +1,8 @@
 """The ground-truth checks of the synthetic generator over many samples, with figures.
 
-Run: ``python benchmarks/check_synth.py [--count 32] [--size 128] [--version 3] [--seed 7]``.
+Run: ``python benchmarks/check_synth.py [--count 32] [--size 128] [--version 3] [--seed 7]
+[--max-yaw 75] [--min-yaw 0]``: the generator's yaw range (versions 2 and 3; ``--max-yaw 90
+--min-yaw 75``: profiles only).
 
 For each sample: the Embree ray-cast oracle (:func:`monohead.synth.check.raycast_ground_truth`,
 with the sample's camera, so perspective from version 2 on) against the rendered N, depth and mask
@@ -26,12 +28,14 @@ def main() -> None:
     ap.add_argument("--version", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--spp", type=int, default=4)
+    ap.add_argument("--max-yaw", type=float, default=75.0, help="yaw range of versions 2 and 3 (default 75)")
+    ap.add_argument("--min-yaw", type=float, default=0.0, help="smallest |yaw| of versions 2 and 3 (default 0)")
     args = ap.parse_args()
 
     from monohead.synth import artefacts, check
     from monohead.synth.generator import Generator
 
-    g = Generator(args.size, spp=args.spp, version=args.version)
+    g = Generator(args.size, spp=args.spp, version=args.version, max_yaw=args.max_yaw, min_yaw=args.min_yaw)
     angles, diffs, interior, depth, fds, same = [], [], [], [], [], []
     for i in range(args.count):
         s = g.sample(args.seed, i)
@@ -53,9 +57,9 @@ def main() -> None:
         depth.append(c["depth_max"])
         fds.append(fd["mean"])
         same.append(bit)
-        what = []
+        what = [f"yaw {p['pose']['yaw']:.1f}"]
         if args.version >= 2:
-            what = [
+            what += [
                 p["lighting"]["setup"],
                 f"{p['camera'].get('focal_35mm', 0):.0f}mm",
                 p["face"]["expression"],
@@ -74,7 +78,8 @@ def main() -> None:
             flush=True,
         )
     print(
-        f"\n{args.count} samples (version {args.version}, {args.size}², seed {args.seed}): oracle N mean of means "
+        f"\n{args.count} samples (version {args.version}, {args.size}², seed {args.seed}, "
+        f"|yaw| in [{g.min_yaw:g}, {g.max_yaw:g}]): oracle N mean of means "
         f"{np.mean(angles):.4f} deg, worst {np.max(angles):.4f} deg; mask pixels differing {int(np.sum(diffs))} "
         f"({int(np.sum(interior))} not on a silhouette); depth max {np.max(depth):.4f} px; finite differences "
         f"mean {np.mean(fds):.2f} deg, worst {np.max(fds):.2f} deg; bit-identical {int(np.sum(same))}/{len(same)}"

@@ -1,4 +1,5 @@
-"""The yaw range option (``max_yaw``, ``monohead synth --max-yaw``) of generator versions 2 and 3.
+"""The yaw range options (``max_yaw``, ``min_yaw``; ``monohead synth --max-yaw --min-yaw``) of
+generator versions 2 and 3.
 
 The default (75°) must leave every sample of every version exactly as it was before the option
 existed; a wider range is recorded in the data set's manifest and kept on resume.
@@ -65,6 +66,7 @@ def gens() -> dict[int, Generator]:
 def test_the_default_range_gives_every_sample_as_before(gens, version):
     gen = gens[version]
     assert gen.max_yaw == 75.0
+    assert gen.min_yaw == 0.0
     for (v, i), (yaw, ph, sh) in REFERENCE.items():
         if v != version:
             continue
@@ -73,7 +75,7 @@ def test_the_default_range_gives_every_sample_as_before(gens, version):
         assert _params_hash(p) == ph, (v, i)
         assert _sample_hash(gen.render(p)) == sh, (v, i)
         # the default given explicitly, as an int or a float, is the same draw
-        assert sample_params(5, i, gen.model, gen.size, version, 75) == sample_params(
+        assert sample_params(5, i, gen.model, gen.size, version, 75, 0) == sample_params(
             5, i, gen.model, gen.size, version
         )
 
@@ -84,7 +86,9 @@ def test_a_wider_range_changes_only_the_yaw(gens):
     assert wide.max_yaw == 90.0
     assert wide.settings()["max_yaw"] == 90.0
     assert gen.settings()["max_yaw"] == 75.0
+    assert gen.settings()["min_yaw"] == 0.0
     assert "max_yaw" not in gens[1].settings()
+    assert "min_yaw" not in gens[1].settings()
     for i in (0, 7, 23):
         a, b = gen.params(5, i), wide.params(5, i)
         # uniform(-m, m) = -m + 2 m u with the same u: the yaw scales by 90 / 75
@@ -99,6 +103,28 @@ def test_a_wider_range_changes_only_the_yaw(gens):
         assert rest_a == rest_b
         assert {k: v for k, v in a["pose"].items() if k != "yaw"} == {k: v for k, v in b["pose"].items() if k != "yaw"}
         assert {k: v for k, v in a["body"].items() if k != "yaw"} == {k: v for k, v in b["body"].items() if k != "yaw"}
+
+
+def test_a_smallest_yaw_gives_profiles_only(gens):
+    gen = gens[3]
+    prof = Generator(32, spp=2, version=3, head_model=gen.model, max_yaw=90, min_yaw=70)
+    assert prof.settings()["min_yaw"] == 70.0
+    for i in (0, 7, 23):
+        a, b = gen.params(5, i), prof.params(5, i)
+        assert 70.0 <= abs(b["pose"]["yaw"]) <= 90.0
+        # one draw from the pose stream all the same: u = yaw / 75 for the default range
+        u = a["pose"]["yaw"] / 75.0
+        assert b["pose"]["yaw"] == pytest.approx(np.copysign(70.0 + 20.0 * abs(u), u), abs=1e-9)
+        assert {k: v for k, v in a.items() if k not in ("pose", "body")} == {
+            k: v for k, v in b.items() if k not in ("pose", "body")
+        }
+        assert {k: v for k, v in a["pose"].items() if k != "yaw"} == {k: v for k, v in b["pose"].items() if k != "yaw"}
+    rng = np.random.default_rng(1)
+    yaws = np.array([scene.sample_pose(rng, 64, 90.0, 70.0)["yaw"] for _ in range(2000)])
+    assert np.abs(yaws).min() >= 70.0
+    assert np.abs(yaws).max() <= 90.0
+    assert abs(np.mean(yaws > 0) - 0.5) < 0.05  # either side alike
+    assert abs(np.mean(np.abs(yaws) > 80.0) - 0.5) < 0.05  # uniform in |yaw|
 
 
 def test_sample_pose_is_uniform_in_the_range():
@@ -136,6 +162,26 @@ def test_bad_ranges_are_refused(gens, value, error, match):
             generate("/nonexistent/never-made", 1, max_yaw=value)
 
 
+@pytest.mark.parametrize(
+    ("value", "top", "error", "match"),
+    [
+        (-1.0, 75.0, ValueError, r"min_yaw must be in \[0, max_yaw\) = \[0, 75\) degrees; got -1.0"),
+        (75, 75.0, ValueError, r"min_yaw must be in \[0, max_yaw\) = \[0, 75\) degrees; got 75"),
+        (90.0, 90.0, ValueError, r"= \[0, 90\) degrees; got 90.0"),
+        (float("nan"), 90.0, ValueError, r"min_yaw must be in \[0, max_yaw\)"),
+        ("70", 90.0, TypeError, r"min_yaw must be a number of degrees; got str"),
+        (False, 90.0, TypeError, r"min_yaw must be a number of degrees; got bool"),
+    ],
+)
+def test_bad_smallest_yaws_are_refused(gens, value, top, error, match):
+    with pytest.raises(error, match=match):
+        Generator(32, version=3, head_model=gens[1].model, max_yaw=top, min_yaw=value)
+    with pytest.raises(error, match=match):
+        scene.sample_pose(np.random.default_rng(0), 32, top, value)
+    with pytest.raises(error, match=match):
+        generate("/nonexistent/never-made", 1, max_yaw=top, min_yaw=value)
+
+
 def test_version_1_has_only_the_default(gens):
     with pytest.raises(ValueError, match="max_yaw is an option of generator versions 2 and 3; version 1 has 75 only"):
         Generator(32, version=1, head_model=gens[1].model, max_yaw=90)
@@ -143,6 +189,8 @@ def test_version_1_has_only_the_default(gens):
         sample_params(0, 0, gens[1].model, (32, 32), version=1, max_yaw=60)
     with pytest.raises(ValueError, match="version 1 has 75 only"):
         generate("/nonexistent/never-made", 1, generator_version=1, max_yaw=90)
+    with pytest.raises(ValueError, match="min_yaw is an option of generator versions 2 and 3; version 1 has 0 only"):
+        Generator(32, version=1, head_model=gens[1].model, min_yaw=10)
     assert Generator(32, version=1, head_model=gens[1].model, max_yaw=75).max_yaw == 75.0
 
 
@@ -169,24 +217,29 @@ def test_ground_truth_at_and_past_the_profile(gens):
 
 def test_the_range_is_in_the_manifest_and_kept_on_resume(tmp_path, capsys):
     root = tmp_path / "wide"
-    r = generate(root, 2, max_yaw=90, preview=False, **SETTINGS)
+    r = generate(root, 2, max_yaw=90, min_yaw=60, preview=False, **SETTINGS)
     assert r["generated"] == 2
     man = json.loads((root / "manifest.json").read_text())
-    assert man["settings"]["max_yaw"] == 90.0
+    assert (man["settings"]["max_yaw"], man["settings"]["min_yaw"]) == (90.0, 60.0)
     ds = SyntheticHeads(root)
-    wide = Generator(32, spp=2, version=3, max_yaw=90)
+    wide = Generator(32, spp=2, version=3, max_yaw=90, min_yaw=60)
     for i in range(2):
         assert ds[i]["params"] == wide.params(3, i)
     again = regenerate(root, 1)  # from the manifest: the same range
     np.testing.assert_array_equal(again["normals"], ds[1]["normals"])
     assert again["params"] == ds[1]["params"]
-    with pytest.raises(ValueError, match=r"holds a different data set \(settings: max_yaw 90.0 there, 75.0 asked\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"holds a different data set \(settings: max_yaw 90.0 there, 75.0 asked, min_yaw 60.0 there, 0.0 asked\)",
+    ):
         generate(root, 2, preview=False, **SETTINGS)
+    with pytest.raises(ValueError, match=r"\(settings: min_yaw 60.0 there, 0.0 asked\)"):
+        generate(root, 2, max_yaw=90, preview=False, **SETTINGS)
     args = ["synth", "--count", "2", "--out", str(root), "--seed", "3", "--size", "32", "--spp", "2",
             "--shard-size", "1", "--no-preview", "--json"]  # fmt: skip
-    assert cli.main([*args, "--max-yaw", "80"]) == 2
+    assert cli.main([*args, "--max-yaw", "80", "--min-yaw", "60"]) == 2
     assert "max_yaw 90.0 there, 80.0 asked" in capsys.readouterr().err
-    assert cli.main([*args, "--max-yaw", "90"]) == 0
+    assert cli.main([*args, "--max-yaw", "90", "--min-yaw", "60"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["generated"], out["skipped"]) == (0, 2)
     for bad in ("0", "120", "nan"):
@@ -194,27 +247,33 @@ def test_the_range_is_in_the_manifest_and_kept_on_resume(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "max_yaw must be in (0, 100] degrees" in err
         assert len(err.strip().splitlines()) == 1
+    assert cli.main([*args, "--min-yaw", "80"]) == 2
+    assert "min_yaw must be in [0, max_yaw) = [0, 75) degrees; got 80.0" in capsys.readouterr().err
     assert cli.main([*args, "--generator-version", "1", "--max-yaw", "90"]) == 2
     assert "version 1 has 75 only" in capsys.readouterr().err
 
 
 def test_a_set_made_before_the_option_resumes_with_the_default(tmp_path):
-    """A manifest without ``max_yaw`` (version 2 and 3 sets made before the option) was made
-    with ±75°: it resumes with the default, sample for sample as it was, and refuses another
-    range; the manifest is not rewritten."""
+    """A manifest without ``max_yaw`` and ``min_yaw`` (version 2 and 3 sets made before the
+    options) was made with ±75°: it resumes with the default, sample for sample as it was, and
+    refuses another range; the manifest is not rewritten."""
     ref = tmp_path / "ref"
     generate(ref, 2, preview=False, **SETTINGS)
-    assert json.loads((ref / "manifest.json").read_text())["settings"]["max_yaw"] == 75.0
+    made = json.loads((ref / "manifest.json").read_text())["settings"]
+    assert (made["max_yaw"], made["min_yaw"]) == (75.0, 0.0)
     old = tmp_path / "old"
     shutil.copytree(ref, old)
     mpath = old / "manifest.json"
     man = json.loads(mpath.read_text())
     del man["settings"]["max_yaw"]
+    del man["settings"]["min_yaw"]
     text = json.dumps(man)
     mpath.write_text(text)
     shutil.rmtree(old / "shards" / "shard-00001")
     with pytest.raises(ValueError, match=r"settings: max_yaw 75.0 there, 90.0 asked"):
         generate(old, 2, max_yaw=90, preview=False, **SETTINGS)
+    with pytest.raises(ValueError, match=r"settings: min_yaw 0.0 there, 30.0 asked"):
+        generate(old, 2, min_yaw=30, preview=False, **SETTINGS)
     r = generate(old, 2, preview=False, **SETTINGS)
     assert (r["generated"], r["skipped"]) == (1, 1)
     assert mpath.read_text() == text

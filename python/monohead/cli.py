@@ -820,6 +820,7 @@ def _cmd_synth(args: argparse.Namespace) -> dict[str, Any]:
         hdri=args.hdri,
         backgrounds=args.backgrounds,
         max_yaw=args.max_yaw,
+        min_yaw=args.min_yaw,
     )
 
 
@@ -877,6 +878,7 @@ def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
         progress=tick,
         version=args.generator_version,
         max_yaw=args.max_yaw,
+        min_yaw=args.min_yaw,
     )
     atomic_write_bytes(out, encode_png(image_grid(renders, cols=args.cols)))
     from .synth.generator import GENERATOR_VERSION
@@ -887,6 +889,7 @@ def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
         "renders": len(renders),
         "generator_version": version,
         "max_yaw": 75.0 if args.max_yaw is None else args.max_yaw,
+        "min_yaw": 0.0 if args.min_yaw is None else args.min_yaw,
         "photos": 0,
         "side_by_side": None,
     }
@@ -930,6 +933,13 @@ def _add_synth_parser(sub: Any) -> None:
         default=None,
         metavar="DEG",
         help="head yaw uniform in ±DEG degrees, 0 < DEG <= 100 (default 75)",
+    )
+    p.add_argument(
+        "--min-yaw",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="smallest |yaw|, 0 <= DEG < --max-yaw (default 0): |yaw| uniform in [DEG, max]",
     )
     p.add_argument("--photos", metavar="DIR", help="real photos to show beside the renders")
     p.add_argument("--side-by-side", metavar="PNG", help="write renders and real photos side by side here")
@@ -994,6 +1004,14 @@ def _add_synth_parser(sub: Any) -> None:
         metavar="DEG",
         help="versions 2 and 3: head yaw uniform in ±DEG degrees, 0 < DEG <= 100 (default 75, the range of sets "
         "made before this option; 90 adds profiles); recorded in the manifest, a resumed set must keep it",
+    )
+    p.add_argument(
+        "--min-yaw",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="versions 2 and 3: smallest |yaw|, 0 <= DEG < --max-yaw (default 0): |yaw| uniform in [DEG, max], "
+        "either side (--min-yaw 70 --max-yaw 90: profiles only, to mix with other sets); in the manifest",
     )
     p.add_argument("--no-preview", action="store_true", help="do not write preview.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

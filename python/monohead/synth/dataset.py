@@ -137,7 +137,7 @@ _GEN_LOCK = threading.Lock()
 _RENDER_LOCK = threading.RLock()
 
 
-#: The yaw range of version 2 and 3 sets made before it was a setting (``max_yaw``).
+#: The yaw range of version 2 and 3 sets made before it was a setting (``max_yaw``, ``min_yaw``).
 LEGACY_MAX_YAW = 75.0
 
 
@@ -147,7 +147,7 @@ def _with_legacy_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     version 2 and 3 sets made before the yaw range became one with yaw in ±75°."""
     out = {"sampler": "independent", **settings}
     if int(settings.get("generator_version", 1)) >= 2:
-        out = {"max_yaw": LEGACY_MAX_YAW, **out}
+        out = {"max_yaw": LEGACY_MAX_YAW, "min_yaw": 0.0, **out}
     return out
 
 
@@ -168,6 +168,7 @@ def _generator(settings: dict[str, Any]) -> Any:
                     "hdri": settings.get("hdri_dir"),
                     "backgrounds": settings.get("backgrounds_dir"),
                     "max_yaw": _with_legacy_defaults(settings)["max_yaw"],
+                    "min_yaw": _with_legacy_defaults(settings)["min_yaw"],
                 }
             )
             gen = Generator(
@@ -365,6 +366,7 @@ def generate(
     hdri: Any = None,
     backgrounds: Any = None,
     max_yaw: float | None = None,
+    min_yaw: float | None = None,
 ) -> dict[str, Any]:
     """Generate a synthetic data set in ``out`` (resuming what is already there).
 
@@ -396,6 +398,9 @@ def generate(
             (versions 2 and 3; ``None``: 75, the range of every set made before the option).
             Recorded in the manifest's ``settings``; a set made without the key was made
             with 75, and resuming a set with another range than it was made with is refused.
+        min_yaw: the smallest ``|yaw|``, ``0 <= min_yaw < max_yaw`` (versions 2 and 3; ``None``:
+            0): ``|yaw|`` uniform in ``[min_yaw, max_yaw]``, e.g. 70 and 90 for a set of
+            profiles to mix with others. Recorded and checked as ``max_yaw`` (0 when missing).
 
     Returns:
         ``dict``: ``out``, ``count``, ``generated`` (samples rendered now), ``skipped`` (already
@@ -430,14 +435,12 @@ def generate(
     version = GENERATOR_VERSION if generator_version is None else generator_version
     if isinstance(version, bool) or version not in VERSIONS:
         raise ValueError(f"generator_version must be one of {VERSIONS}; got {generator_version!r}")
-    from .scene import DEFAULT_MAX_YAW, check_max_yaw
+    from .generator import _check_yaw_options
+    from .scene import DEFAULT_MAX_YAW
 
-    yaw_range = DEFAULT_MAX_YAW if max_yaw is None else check_max_yaw(max_yaw)
-    if version < 2 and yaw_range != DEFAULT_MAX_YAW:
-        raise ValueError(
-            f"max_yaw is an option of generator versions 2 and 3; version 1 has {DEFAULT_MAX_YAW:g} only; "
-            f"got {max_yaw!r}"
-        )
+    yaw_range = _check_yaw_options(
+        DEFAULT_MAX_YAW if max_yaw is None else max_yaw, 0.0 if min_yaw is None else min_yaw, version
+    )
     skipped_files = {"hdri": 0, "backgrounds": 0}
     sources: dict[str, Any] = {}
     if version >= 2:  # check the folders before any work starts
@@ -457,7 +460,8 @@ def generate(
             found, skipped_files["backgrounds"] = bg_mod.scan_backgrounds(backgrounds)
             photos = [p.name for p in found]
         sources = {
-            "max_yaw": yaw_range,
+            "max_yaw": yaw_range[0],
+            "min_yaw": yaw_range[1],
             "projection": projection,
             "hdri_dir": None if hdri is None else str(Path(hdri).resolve()),
             "hdri_maps": maps,

@@ -140,6 +140,7 @@ def sample_params(
     size: tuple[int, int],
     version: int = GENERATOR_VERSION,
     max_yaw: float = scene_mod.DEFAULT_MAX_YAW,
+    min_yaw: float = 0.0,
 ) -> dict[str, Any]:
     """All random parameters of sample ``index`` of the data set with ``seed`` (JSON-able).
 
@@ -152,12 +153,13 @@ def sample_params(
     (:func:`monohead.synth.facial_hair.sample_facial_hair_params`, or ``None``) and
     ``occluder`` (:func:`monohead.synth.occluders.sample_occluder_params`, or ``None``).
 
-    ``max_yaw`` (degrees, from version 2 on) widens or narrows the head's yaw range
-    (:func:`.scene.sample_pose`); the default, 75°, draws every sample as before the option.
+    ``max_yaw`` and ``min_yaw`` (degrees, from version 2 on) set the head's yaw range,
+    ``min_yaw <= |yaw| <= max_yaw`` (:func:`.scene.sample_pose`); the defaults, 75° and 0, draw
+    every sample as before the options.
     """
     if version not in VERSIONS:
         raise ValueError(f"version must be one of {VERSIONS}; got {version!r}")
-    max_yaw = _check_yaw_option(max_yaw, version)
+    max_yaw, min_yaw = _check_yaw_options(max_yaw, min_yaw, version)
     rng = _streams(seed, index)
     identity = sample_identity(rng["identity"], model.num_identities)
     weights, gaze = sample_expression(rng["expression"], model.expression_names)
@@ -168,7 +170,7 @@ def sample_params(
         "identity": [float(y) for y in identity],
         "expression": {n: float(w) for n, w in zip(model.expression_names, weights, strict=True) if w != 0},
         "gaze": [float(gaze[0]), float(gaze[1])],
-        "pose": scene_mod.sample_pose(rng["pose"], min(size), max_yaw),
+        "pose": scene_mod.sample_pose(rng["pose"], min(size), max_yaw, min_yaw),
         "skin": skin,
         "eyes": tex_mod.sample_eye_params(rng["eyes"]),
         "hair": hair_mod.sample_hair_params(rng["hair"], skin["sex"]),
@@ -190,15 +192,19 @@ def sample_params(
     return out
 
 
-def _check_yaw_option(max_yaw: Any, version: int) -> float:
-    """``max_yaw`` checked (:func:`.scene.check_max_yaw`); version 1 has only the default."""
-    out = scene_mod.check_max_yaw(max_yaw)
-    if version < 2 and out != scene_mod.DEFAULT_MAX_YAW:
+def _check_yaw_options(max_yaw: Any, min_yaw: Any, version: int) -> tuple[float, float]:
+    """``(max_yaw, min_yaw)`` checked (:func:`.scene.check_max_yaw`,
+    :func:`.scene.check_min_yaw`); version 1 has only the defaults."""
+    top = scene_mod.check_max_yaw(max_yaw)
+    bottom = scene_mod.check_min_yaw(min_yaw, top)
+    if version < 2 and top != scene_mod.DEFAULT_MAX_YAW:
         raise ValueError(
             f"max_yaw is an option of generator versions 2 and 3; version 1 has {scene_mod.DEFAULT_MAX_YAW:g} only; "
             f"got {max_yaw!r}"
         )
-    return out
+    if version < 2 and bottom != 0.0:
+        raise ValueError(f"min_yaw is an option of generator versions 2 and 3; version 1 has 0 only; got {min_yaw!r}")
+    return top, bottom
 
 
 def _transform(m: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -226,12 +232,14 @@ class Generator:
         max_yaw: the head's yaw range, uniform in ``±max_yaw`` degrees, ``0 < max_yaw <= 100``
             (versions 2 and 3; :func:`.scene.sample_pose`). The default, 75, gives every sample
             exactly as before the option existed; 90 adds profiles.
+        min_yaw: the smallest ``|yaw|``, ``0 <= min_yaw < max_yaw`` (versions 2 and 3): ``|yaw|``
+            uniform in ``[min_yaw, max_yaw]``; 0, the default, is the range above.
 
     Raises:
         ValueError: an unknown version or projection, a perspective camera for version 1, an
             ``hdri`` or ``backgrounds`` folder that does not exist or holds no usable file, a
-            ``max_yaw`` out of range or other than 75 for version 1.
-        TypeError: ``max_yaw`` not a number.
+            ``max_yaw`` or ``min_yaw`` out of range or, for version 1, other than 75 and 0.
+        TypeError: ``max_yaw`` or ``min_yaw`` not a number.
     """
 
     def __init__(
@@ -247,11 +255,12 @@ class Generator:
         hdri: Any = None,
         backgrounds: Any = None,
         max_yaw: float = scene_mod.DEFAULT_MAX_YAW,
+        min_yaw: float = 0.0,
     ) -> None:
         if isinstance(version, bool) or version not in VERSIONS:
             raise ValueError(f"version must be one of {VERSIONS}; got {version!r}")
         self.version = int(version)
-        self.max_yaw = _check_yaw_option(max_yaw, self.version)
+        self.max_yaw, self.min_yaw = _check_yaw_options(max_yaw, min_yaw, self.version)
         projection = projection or ("perspective" if self.version >= 2 else "orthographic")
         if projection not in camera_mod.PROJECTIONS:
             raise ValueError(f"projection must be one of {camera_mod.PROJECTIONS}; got {projection!r}")
@@ -314,6 +323,7 @@ class Generator:
         }
         if self.version >= 2:
             out["max_yaw"] = self.max_yaw
+            out["min_yaw"] = self.min_yaw
             out.update(self.source_settings())
         return out
 
@@ -332,7 +342,7 @@ class Generator:
         also draws ``lighting`` and ``artefacts`` and redraws ``lights``, ``environment``,
         ``background`` and ``camera``; version 3 adds ``mouth`` and ``look``, the background's
         grading of :func:`.backgrounds.sample_look`)."""
-        p = sample_params(seed, index, self.model, self.size, self.version, self.max_yaw)
+        p = sample_params(seed, index, self.model, self.size, self.version, self.max_yaw, self.min_yaw)
         if self.version >= 2:
             light = light_mod.sample_lighting(_v2_stream(seed, index, "lighting"), sorted(self.hdri_pool))
             p["lighting"] = {"setup": light["setup"], "noise_gain": light["noise_gain"]}

@@ -94,10 +94,11 @@ def render_look(
     progress: Any = None,
     version: int | None = None,
     max_yaw: float | None = None,
+    min_yaw: float | None = None,
 ) -> list[np.ndarray]:
     """Images of samples ``0 .. count-1`` of a generator version (default the newest) with
-    ``seed`` (``progress(k)`` after each); ``max_yaw``: the yaw range (default 75°,
-    :func:`.scene.sample_pose`)."""
+    ``seed`` (``progress(k)`` after each); ``max_yaw``, ``min_yaw``: the yaw range (default
+    75° and 0, :func:`.scene.sample_pose`)."""
     from .generator import GENERATOR_VERSION, Generator
     from .scene import DEFAULT_MAX_YAW
 
@@ -106,6 +107,7 @@ def render_look(
         spp=spp,
         version=GENERATOR_VERSION if version is None else version,
         max_yaw=DEFAULT_MAX_YAW if max_yaw is None else max_yaw,
+        min_yaw=0.0 if min_yaw is None else min_yaw,
     )
     out = []
     for i in range(count):

@@ -15,6 +15,7 @@ plus an offset; the pivot is at depth 0.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ __all__ = [
     "PIVOT",
     "background_image",
     "check_max_yaw",
+    "check_min_yaw",
     "environment_image",
     "light_colour",
     "pose_matrix",
@@ -98,12 +100,31 @@ def check_max_yaw(value: Any, name: str = "max_yaw") -> float:
     return out
 
 
-def sample_pose(rng: np.random.Generator, size: int, max_yaw: float = DEFAULT_MAX_YAW) -> dict[str, Any]:
+def check_min_yaw(value: Any, max_yaw: float, name: str = "min_yaw") -> float:
+    """``value`` as the smallest ``|yaw|`` in degrees, ``0 <= value < max_yaw``.
+
+    Raises:
+        TypeError: not a real number (``bool`` included).
+        ValueError: not finite or out of range; the message names ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number of degrees; got {type(value).__name__}")
+    out = float(value)
+    if not (np.isfinite(out) and 0.0 <= out < max_yaw):
+        raise ValueError(f"{name} must be in [0, max_yaw) = [0, {max_yaw:g}) degrees; got {value!r}")
+    return out
+
+
+def sample_pose(
+    rng: np.random.Generator, size: int, max_yaw: float = DEFAULT_MAX_YAW, min_yaw: float = 0.0
+) -> dict[str, Any]:
     """Random head pose and framing for a ``size``-pixel square image.
 
     Yaw uniform in ``[-max_yaw, max_yaw]`` degrees (default ±75°, the range of every data set
-    made before it was an option: the default draws exactly what it always drew), pitch in
-    [-30°, 30°], roll in [-20°, 20°] (uniform); the head's width (ear to ear, about 18.5 cm)
+    made before it was an option: the default draws exactly what it always drew); with
+    ``min_yaw > 0``, ``|yaw|`` uniform in ``[min_yaw, max_yaw]``, either side alike (one draw
+    from ``rng`` all the same, so the pitch, roll and framing are those of ``min_yaw = 0``).
+    Pitch in [-30°, 30°], roll in [-20°, 20°] (uniform); the head's width (ear to ear, about 18.5 cm)
     covers 48 % to 72 % of the image (the framing of :mod:`monohead.photo` puts it near 60 %);
     the face centre is offset by up to 6 % of the image from its centre. (Version 2 redraws the
     scale and offset, :func:`monohead.synth.camera.sample_framing`.)
@@ -111,14 +132,22 @@ def sample_pose(rng: np.random.Generator, size: int, max_yaw: float = DEFAULT_MA
     A wider range (up to :data:`MAX_YAW_LIMIT`, e.g. 90° for profiles) stays uniform rather than
     putting extra mass near the profile: a data set made with it is meant to be mixed with ±75°
     sets, so how many profiles training sees is set by the mix, and one uniform law keeps the
-    share of any yaw band easy to state (±90°: a sixth of the samples past 75°).
+    share of any yaw band easy to state (±90°: a sixth of the samples past 75°). A set of
+    profiles only is ``min_yaw`` (e.g. 70 to 90: every sample near the profile).
 
     Raises:
-        ValueError, TypeError: ``max_yaw`` not in ``(0, MAX_YAW_LIMIT]`` (:func:`check_max_yaw`).
+        ValueError, TypeError: ``max_yaw`` not in ``(0, MAX_YAW_LIMIT]`` (:func:`check_max_yaw`),
+            ``min_yaw`` not in ``[0, max_yaw)`` (:func:`check_min_yaw`).
     """
     max_yaw = check_max_yaw(max_yaw)
+    min_yaw = check_min_yaw(min_yaw, max_yaw)
+    if min_yaw == 0.0:
+        yaw = float(rng.uniform(-max_yaw, max_yaw))  # as before the options: the same draws
+    else:
+        u = float(rng.uniform(-1.0, 1.0))
+        yaw = math.copysign(min_yaw + abs(u) * (max_yaw - min_yaw), u)
     return {
-        "yaw": float(rng.uniform(-max_yaw, max_yaw)),
+        "yaw": yaw,
         "pitch": float(rng.uniform(-30.0, 30.0)),
         "roll": float(rng.uniform(-20.0, 20.0)),
         "scale": float(rng.uniform(0.48, 0.72) * size / 18.5),
