@@ -10,12 +10,17 @@
 //    structured, branch-free stencil.
 //  * Piecewise-constant aggregation under-corrects the smooth error by about a factor of two
 //    (Braess), so each coarse operator is divided by `coarse_scale` (over-correction).
-//  * Smoother: one red-black Gauss-Seidel sweep, red->black before and black->red after the
-//    coarse correction, so the V-cycle is a symmetric operator (required by CG).  Each level
-//    is visited in two streaming passes (the V-cycle is memory-bound): a wavefront that does
-//    red row r, black row r-1 and the residual + restriction of row r-2 in one sweep, and one
-//    that does prolongation row r, black row r-1 and red row r-2.  The residual is restricted
-//    at red cells only: after the black half-sweep it is zero at black cells.
+//  * Smoother: red-black Gauss-Seidel, red->black before and black->red after the coarse
+//    correction, so the V-cycle is a symmetric operator (required by CG): two sweeps each way
+//    on level 0, one on the coarse levels.  Each level is visited in two streaming passes (the
+//    V-cycle is memory-bound): a wavefront that does red row r, black row r-1 (and with two
+//    sweeps red row r-2, black row r-3) and the residual + restriction of the row after, and
+//    one that does prolongation row r, black row r-1, red row r-2 (and black, red again).  The
+//    second sweep on level 0 costs little memory traffic (its rows are still in cache) and cuts
+//    the iterations: head+neck 256^2 / 1024^2 / 2048^2 from 8 / 9 / 10 to 5 / 6 / 8, the 1024^2
+//    rectangle from 7 to 4, a blobby 512^2 mask from 8 to 5 (three sweeps: 4 / 6 / 7 and 4,
+//    no faster).  The residual is restricted at red cells only: after the black half-sweep it
+//    is zero at black cells.
 //  * K-cycle (Notay & Vassilevski): each coarse level is solved by two steps of flexible CG
 //    preconditioned by its own V-step, recursively.  Plain V-cycles of aggregation multigrid
 //    need more iterations as the grid grows and on irregular masks (36 on a blobby 512^2
@@ -45,6 +50,10 @@ struct MgOptions {
     float coarse_scale = 2.0f;   // over-correction: coarse operator = P^T L P / coarse_scale
     int coarsest_max = 128;      // stop coarsening at this many active cells
     float kcycle_reduction = 0.15f;  // K-cycle: one step only when it cut the residual norm below this fraction
+    // Red-black Gauss-Seidel sweeps on level 0 before and after the coarse correction (equal
+    // counts keep the preconditioner symmetric); the coarse levels do one each.
+    int fine_pre_sweeps = 2;
+    int fine_post_sweeps = 2;
 };
 
 class Multigrid {
@@ -425,14 +434,15 @@ class Multigrid {
                    invD[i];
     }
 
-    // The banded wavefront of pre_pass and post_pass on level L.  Each band [a, e) first runs
-    // start(a, e), then streams its rows: lead(r) on row r, black(r - 1) one row behind and
-    // last(k, r - 2) two rows behind (k: the band), on the rows whose stencils stay inside the
-    // band.  After a barrier, black() on the rows at the band's two edges; after another,
-    // last() on the rows next to them.  Every row is visited in the same order for any thread
-    // count.
-    template <class Start, class Lead, class Black, class Last>
-    void wavefront(const Level& L, Start&& start, Lead&& lead, Black&& black, Last&& last) {
+    // The banded wavefront of pre_pass and post_pass on level L: `n` stages, stage s one row
+    // behind stage s - 1 (each stage reads its predecessor's values on the rows above and below).
+    // Each band [a, e) first runs start(a, e), then streams its rows: stage(s, k, q) on row
+    // q = r - s (k: the band), on the rows whose stencils stay inside the band, [a + s, e - 1 - s]
+    // for s >= 1.  Then, stage by stage after a barrier each, the stage's rows at the band's two
+    // edges.  No stage reads a row that a later stage has already rewritten, and every row is
+    // visited in the same order for any thread count.
+    template <class Start, class Stage>
+    void wavefront(const Level& L, int n, Start&& start, Stage&& stage) {
         const Bands& B = L.bands;
         const int nb = B.count, nt = threads_;
         (void)nt;
@@ -446,30 +456,30 @@ class Multigrid {
             for (int k = 0; k < nb; ++k) {
                 const int a = B.begin(k), e = B.end(k);
                 start(a, e);
-                for (int r = a; r <= e + 1; ++r) {
-                    if (r < e) lead(r);
-                    if (r - 1 >= a + 1 && r - 1 <= e - 2) black(r - 1);
-                    if (r - 2 >= a + 2 && r - 2 <= e - 3) last(k, r - 2);
+                for (int r = a; r < e + n - 1; ++r) {
+                    if (r < e) stage(0, k, r);
+                    for (int st = 1; st < n; ++st) {
+                        const int q = r - st;
+                        if (q >= a + st && q <= e - 1 - st) stage(st, k, q);
+                    }
                 }
             }
+            for (int st = 1; st < n; ++st) {
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-            for (int k = 0; k < nb; ++k) rows_outside(B.begin(k), B.end(k), B.begin(k) + 1, B.end(k) - 2, black);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int k = 0; k < nb; ++k)
-                rows_outside(B.begin(k), B.end(k), B.begin(k) + 2, B.end(k) - 3, [&](int r) { last(k, r); });
+                for (int k = 0; k < nb; ++k)
+                    rows_outside(B.begin(k), B.end(k), B.begin(k) + st, B.end(k) - 1 - st, [&](int q) { stage(st, k, q); });
+            }
         }
     }
 
-    // Pre-smoothing from x = 0 (red, then black) fused with the residual and its restriction
-    // into the right-hand side of level l + 1.  Each band streams its rows in one wavefront
-    // (red row r, black row r-1, residual of row r-2); the rows whose stencil reaches into a
-    // neighbouring band are done after a barrier: first the black rows at the band's two
-    // edges, then (after a second barrier) the residuals of the two rows next to each edge.
-    // Coarse row R gathers fine rows 2R-1 and 2R, which share a band, always in that order.
+    // Pre-smoothing from x = 0 (red, then black; on level 0 fine_pre_sweeps times) fused with
+    // the residual and its restriction into the right-hand side of level l + 1.  Each band
+    // streams its rows in one wavefront (red row r, black row r-1, ..., residual of the last
+    // row); the rows whose stencil reaches into a neighbouring band are done after barriers,
+    // stage by stage (wavefront).  Coarse row R gathers fine rows 2R-1 and 2R, which share a
+    // band, always in that order.
     template <class BT>
     void pre_pass(int l, const BT* b) {
         Level& L = levels_[static_cast<std::size_t>(l)];
@@ -500,17 +510,26 @@ class Multigrid {
                 cb[m] += static_cast<float>(b[i]) - stencil(eE, eN, dgp, x, i, S);
             }
         };
+        // stages: red from 0, black, (red, black) per further sweep, residual
+        const int n = 3 + 2 * (l == 0 ? std::max(0, opt_.fine_pre_sweeps - 1) : 0);
         wavefront(
-            L,
+            L, n,
             [&](int a, int e) {  // the coarse rows this band restricts into start from 0
                 std::fill(cbase + static_cast<std::int64_t>((a + 1) / 2) * CS,
                           cbase + static_cast<std::int64_t>(e / 2 + 1) * CS, 0.0f);
             },
-            red_from_zero, [&](int r) { gs_row(L, b, r, 1); }, [&](int, int r) { residual_row(r); });
+            [&](int st, int, int r) {
+                if (st == 0)
+                    red_from_zero(r);
+                else if (st == n - 1)
+                    residual_row(r);
+                else
+                    gs_row(L, b, r, st & 1);
+            });
     }
 
-    // Prolongation of the coarse correction fused with post-smoothing (black, then red), in
-    // the same banded wavefront as pre_pass.  On level 0 (z given) also writes z = x in double
+    // Prolongation of the coarse correction fused with post-smoothing (black, then red; on
+    // level 0 fine_post_sweeps times), in the same banded wavefront as pre_pass.  On level 0 (z given) also writes z = x in double
     // and returns {r . z, z . (previous contents of z)}.
     template <class BT>
     std::array<double, 2> post_pass(int l, const BT* b, double* z) {
@@ -540,7 +559,16 @@ class Multigrid {
             gs_row(L, b, r, 0);
             if (z) output_row(r, b, z, part + 2 * k);
         };
-        wavefront(L, [](int, int) {}, prolong, [&](int r) { gs_row(L, b, r, 1); }, red_out);
+        // stages: prolongation, black, red, (black, red) per further sweep; the last red writes z
+        const int n = 3 + 2 * (l == 0 ? std::max(0, opt_.fine_post_sweeps - 1) : 0);
+        wavefront(L, n, [](int, int) {}, [&](int st, int k, int r) {
+            if (st == 0)
+                prolong(r);
+            else if (st == n - 1)
+                red_out(k, r);
+            else
+                gs_row(L, b, r, st & 1);
+        });
         std::array<double, 2> d{0.0, 0.0};
         if (z) {
             for (int k = 0; k < nb; ++k) {
