@@ -19,7 +19,7 @@ Per photo the table gives the raw mask's pieces, the pixels dropped and filled, 
 coverage (``Reconstruction.cleanup``). ``--overlay PATH`` writes a second sheet with each crop and
 its mask outline, for looking at whether the mask stays off clothes, hands and background; it
 contains the photos, so keep it out of the repository (the script refuses a path inside it).
-``--model`` compares other weights (a run folder, checkpoint or weights folder;
+``--detector`` picks the face detector, ``--model`` compares other weights (a run folder, checkpoint or weights folder;
 :func:`monohead.model.load_generator`).
 """
 
@@ -61,7 +61,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def measure(files: list[Path], model) -> list[dict]:
+def measure(files: list[Path], model, detector: str = "combined") -> list[dict]:
     """Reconstruct each photo; return one row per photo (panels and statistics)."""
     from scipy import ndimage
 
@@ -70,7 +70,7 @@ def measure(files: list[Path], model) -> list[dict]:
     rows = []
     for p in files:
         try:
-            rec = photo.reconstruct(p, model=model)
+            rec = photo.reconstruct(p, model=model, detector=detector)
         except ValueError as exc:  # no face found, or a photo the pipeline refuses
             rows.append({"photo": p.name, "error": str(exc)})
             print(f"{p.name}: {exc}", file=sys.stderr)
@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", type=Path, default=None, help="folder of photos (default: the shared real-photos)")
     ap.add_argument("--model", default=None, help="weights to use instead of the shipped ones")
+    ap.add_argument("--detector", default="combined", help="face detector (monohead.photo.DETECTORS)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "real_photos_sheet.png")
     ap.add_argument("--overlay", type=Path, default=None, help="also write crops with mask outlines (never commit)")
     ap.add_argument("--json", action="store_true", help="print the per-photo table as JSON on stdout")
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     model = load_generator(args.model) if args.model else load_pretrained()
     card = getattr(model, "card", None) or {}
-    rows = measure(files, model)
+    rows = measure(files, model, args.detector)
     steps = card.get("training", {}).get("step")
     title = f"monohead.reconstruct on {len(files)} real photos; weights sha256 {str(card.get('sha256', '?'))[:12]}"
     if steps is not None:

@@ -406,15 +406,24 @@ def test_a_strong_frontal_face_needs_no_coarse_pass(monkeypatch):
     recs = R.reconstruct(photo, model=counting, all_faces=True)
     assert batches == [1, len(recs)]
     assert recs[0].face_box == her
-    # a weak largest face: the coarse pass decides (her face lies on the oracle's head)
+    # a weak largest face: the coarse pass decides. Her face lies on the oracle's head, but the
+    # oracle paints its analytic head over the middle of the whole photo, a head whose implied
+    # face is more than 1 / WEAK_FACE_HEAD_FIT times hers: the head's own box replaces her face
     monkeypatch.setattr(R, "_is_strong", lambda *a: False)
     batches.clear()
     rec = R.reconstruct(photo, model=counting)
     assert batches == [1, 1]
-    assert rec.face_box == her
+    heads, _ = R._network_heads(photo, _oracle)
+    assert her[2] < R.WEAK_FACE_HEAD_FIT * heads[0][2]
+    assert rec.face_box == tuple(round(t) for t in heads[0][:4])
+    # with the rule off (a fit of 0) her face is taken, as before it
+    monkeypatch.setattr(R, "WEAK_FACE_HEAD_FIT", 0.0)
+    assert R.reconstruct(photo, model=counting).face_box == her
 
 
-def test_small_faces_in_big_photos_are_found_by_the_finer_scans():
+def test_small_faces_in_big_photos_are_found_by_the_finer_scans(monkeypatch):
+    # the oracle paints one large head over any photo: the weak-face rule (tested above) is off
+    monkeypatch.setattr(R, "WEAK_FACE_HEAD_FIT", 0.0)
     from skimage import data
 
     # her face (96 px in the 512 photo) at 42 px in a 1600 x 1200 photo: under the 20/320 of the
@@ -450,6 +459,7 @@ def test_small_faces_in_big_photos_are_found_by_the_finer_scans():
 
 
 def test_strong_faces_on_the_mask_come_first_and_weak_ones_give_way(monkeypatch):
+    monkeypatch.setattr(R, "WEAK_FACE_HEAD_FIT", 0.0)  # the oracle's head is large; rule tested above
     from skimage import data
 
     photo = data.astronaut()
