@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,22 @@ MAX_YAW_LIMIT = 100.0
 the face is turned away and little more than an ear and a cheek's edge are seen."""
 
 
+def _yaw_degrees(value: Any, name: str, ok: Callable[[float], bool], span: str) -> float:
+    """``value`` as a float number of degrees for which ``ok`` holds (``span`` says which, for
+    the message).
+
+    Raises:
+        TypeError: not a real number (``bool`` included).
+        ValueError: not finite or not ``ok``; the message names ``name`` and ``span``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number of degrees; got {type(value).__name__}")
+    out = float(value)
+    if not (np.isfinite(out) and ok(out)):
+        raise ValueError(f"{name} must be in {span} degrees; got {value!r}")
+    return out
+
+
 def check_max_yaw(value: Any, name: str = "max_yaw") -> float:
     """``value`` as a yaw range in degrees, ``0 < value <= MAX_YAW_LIMIT``.
 
@@ -92,12 +109,7 @@ def check_max_yaw(value: Any, name: str = "max_yaw") -> float:
         TypeError: not a real number (``bool`` included).
         ValueError: not finite or out of range; the message names ``name``.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number of degrees; got {type(value).__name__}")
-    out = float(value)
-    if not (np.isfinite(out) and 0.0 < out <= MAX_YAW_LIMIT):
-        raise ValueError(f"{name} must be in (0, {MAX_YAW_LIMIT:g}] degrees; got {value!r}")
-    return out
+    return _yaw_degrees(value, name, lambda v: 0.0 < v <= MAX_YAW_LIMIT, f"(0, {MAX_YAW_LIMIT:g}]")
 
 
 def check_min_yaw(value: Any, max_yaw: float, name: str = "min_yaw") -> float:
@@ -107,12 +119,7 @@ def check_min_yaw(value: Any, max_yaw: float, name: str = "min_yaw") -> float:
         TypeError: not a real number (``bool`` included).
         ValueError: not finite or out of range; the message names ``name``.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number of degrees; got {type(value).__name__}")
-    out = float(value)
-    if not (np.isfinite(out) and 0.0 <= out < max_yaw):
-        raise ValueError(f"{name} must be in [0, max_yaw) = [0, {max_yaw:g}) degrees; got {value!r}")
-    return out
+    return _yaw_degrees(value, name, lambda v: 0.0 <= v < max_yaw, f"[0, max_yaw) = [0, {max_yaw:g})")
 
 
 def sample_pose(
