@@ -122,6 +122,12 @@ class Multigrid {
     void set_threads(int t) { threads_ = std::max(1, t); }
     float kcycle_reduction() const { return opt_.kcycle_reduction; }
     void set_kcycle_reduction(float r) { opt_.kcycle_reduction = r; }
+    // Gauss-Seidel sweeps on level 0 before and after the coarse correction (MgOptions).
+    std::array<int, 2> fine_sweeps() const { return {opt_.fine_pre_sweeps, opt_.fine_post_sweeps}; }
+    void set_fine_sweeps(int pre, int post) {
+        opt_.fine_pre_sweeps = std::max(1, pre);
+        opt_.fine_post_sweeps = std::max(1, post);
+    }
 
     // Bytes held by the hierarchy (for memory reports).
     std::size_t bytes() const {

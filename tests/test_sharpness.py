@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import monohead
-from monohead.integration import ConvergenceWarning
+from monohead.integration import ConvergenceWarning, surfaces
 from tests._helpers import unit_normals_from_gradients
 from tests._reference import reference_perspective_slopes, reference_system
 
@@ -144,3 +144,16 @@ def test_batch_with_sharpness_equals_map_by_map(rng):
     np.testing.assert_allclose(batch[1], monohead.integrate(m2, sharpness=2.0), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="prior takes one normal map"):
         monohead.integrate(np.stack([n, m2]), prior=np.zeros((16, 20)))
+
+
+def test_perspective_robust_solve_of_a_large_head_stays_finite():
+    # The robust solve keeps one smoothing sweep on level 0 (csrc/integrator.hpp): with the two
+    # sweeps of the plain solves, this case (benchmarks/diligent.py's "sharpness=2, K") drifted
+    # after about 20 reweightings until a few nearly cut-off pixels overflowed float64 (a
+    # ValueError from the depth check).
+    s = surfaces.head(1024, neck=True)
+    K = np.array([[4096.0, 0.0, 512.0], [0.0, 4096.0, 512.0], [0.0, 0.0, 1.0]])
+    depth, info = monohead.integrate(s.normals, s.W, 0.1, s.mask, K=K, sharpness=2.0, return_info=True)
+    assert info.converged
+    assert np.isfinite(depth[s.mask]).all()
+    assert np.abs(np.log(depth[s.mask])).max() < 1.0
