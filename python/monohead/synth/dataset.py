@@ -435,10 +435,10 @@ def generate(
     version = GENERATOR_VERSION if generator_version is None else generator_version
     if isinstance(version, bool) or version not in VERSIONS:
         raise ValueError(f"generator_version must be one of {VERSIONS}; got {generator_version!r}")
-    from .generator import _check_yaw_options
+    from .generator import check_yaw_options
     from .scene import DEFAULT_MAX_YAW
 
-    yaw_range = _check_yaw_options(
+    yaw_range = check_yaw_options(
         DEFAULT_MAX_YAW if max_yaw is None else max_yaw, 0.0 if min_yaw is None else min_yaw, version
     )
     skipped_files = {"hdri": 0, "backgrounds": 0}

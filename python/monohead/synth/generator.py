@@ -73,7 +73,7 @@ from . import textures as tex_mod
 from .head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel, sample_expression, sample_identity
 from .render import HAIR_BUCKETS, RENDER_LOCK, Renderer, SceneArrays
 
-__all__ = ["GENERATOR_VERSION", "VERSIONS", "Generator", "sample_params"]
+__all__ = ["GENERATOR_VERSION", "VERSIONS", "Generator", "check_yaw_options", "sample_params"]
 
 GENERATOR_VERSION = 3
 """Bumped whenever the same (seed, index) would give a different sample. The default version
@@ -159,7 +159,7 @@ def sample_params(
     """
     if version not in VERSIONS:
         raise ValueError(f"version must be one of {VERSIONS}; got {version!r}")
-    max_yaw, min_yaw = _check_yaw_options(max_yaw, min_yaw, version)
+    max_yaw, min_yaw = check_yaw_options(max_yaw, min_yaw, version)
     rng = _streams(seed, index)
     identity = sample_identity(rng["identity"], model.num_identities)
     weights, gaze = sample_expression(rng["expression"], model.expression_names)
@@ -192,7 +192,7 @@ def sample_params(
     return out
 
 
-def _check_yaw_options(max_yaw: Any, min_yaw: Any, version: int) -> tuple[float, float]:
+def check_yaw_options(max_yaw: Any, min_yaw: Any, version: int) -> tuple[float, float]:
     """``(max_yaw, min_yaw)`` checked (:func:`.scene.check_max_yaw`,
     :func:`.scene.check_min_yaw`); version 1 has only the defaults."""
     top = scene_mod.check_max_yaw(max_yaw)
@@ -260,7 +260,7 @@ class Generator:
         if isinstance(version, bool) or version not in VERSIONS:
             raise ValueError(f"version must be one of {VERSIONS}; got {version!r}")
         self.version = int(version)
-        self.max_yaw, self.min_yaw = _check_yaw_options(max_yaw, min_yaw, self.version)
+        self.max_yaw, self.min_yaw = check_yaw_options(max_yaw, min_yaw, self.version)
         projection = projection or ("perspective" if self.version >= 2 else "orthographic")
         if projection not in camera_mod.PROJECTIONS:
             raise ValueError(f"projection must be one of {camera_mod.PROJECTIONS}; got {projection!r}")
