@@ -882,14 +882,17 @@ def _cmd_synth_look(args: argparse.Namespace) -> dict[str, Any]:
     )
     atomic_write_bytes(out, encode_png(image_grid(renders, cols=args.cols)))
     from .synth.generator import GENERATOR_VERSION
+    from .synth.scene import DEFAULT_MAX_YAW
 
     version = GENERATOR_VERSION if args.generator_version is None else args.generator_version
+    max_yaw = DEFAULT_MAX_YAW if args.max_yaw is None else args.max_yaw
+    min_yaw = 0.0 if args.min_yaw is None else args.min_yaw
     result: dict[str, Any] = {
         "out": str(out),
         "renders": len(renders),
         "generator_version": version,
-        "max_yaw": 75.0 if args.max_yaw is None else args.max_yaw,
-        "min_yaw": 0.0 if args.min_yaw is None else args.min_yaw,
+        "max_yaw": max_yaw,
+        "min_yaw": min_yaw,
         "photos": 0,
         "side_by_side": None,
     }

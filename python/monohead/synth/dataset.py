@@ -137,17 +137,15 @@ _GEN_LOCK = threading.Lock()
 _RENDER_LOCK = threading.RLock()
 
 
-#: The yaw range of version 2 and 3 sets made before it was a setting (``max_yaw``, ``min_yaw``).
-LEGACY_MAX_YAW = 75.0
-
-
 def _with_legacy_defaults(settings: dict[str, Any]) -> dict[str, Any]:
     """A manifest's settings with the keys added since format version 1 filled in: sets made
     before the sampler became a setting were rendered with Mitsuba's independent sampler, and
     version 2 and 3 sets made before the yaw range became one with yaw in ±75°."""
     out = {"sampler": "independent", **settings}
     if int(settings.get("generator_version", 1)) >= 2:
-        out = {"max_yaw": LEGACY_MAX_YAW, "min_yaw": 0.0, **out}
+        from .scene import DEFAULT_MAX_YAW  # the range of every set made before the option
+
+        out = {"max_yaw": DEFAULT_MAX_YAW, "min_yaw": 0.0, **out}
     return out
 
 
@@ -160,6 +158,7 @@ def _generator(settings: dict[str, Any]) -> Any:
         gen = _GENERATORS.get(key)
         if gen is None:
             version = int(settings.get("generator_version", 1))
+            full = _with_legacy_defaults(settings)
             extra = (
                 {}
                 if version < 2
@@ -167,8 +166,8 @@ def _generator(settings: dict[str, Any]) -> Any:
                     "projection": settings.get("projection"),
                     "hdri": settings.get("hdri_dir"),
                     "backgrounds": settings.get("backgrounds_dir"),
-                    "max_yaw": _with_legacy_defaults(settings)["max_yaw"],
-                    "min_yaw": _with_legacy_defaults(settings)["min_yaw"],
+                    "max_yaw": full["max_yaw"],
+                    "min_yaw": full["min_yaw"],
                 }
             )
             gen = Generator(
@@ -177,7 +176,7 @@ def _generator(settings: dict[str, Any]) -> Any:
                 variant=settings["variant"],
                 head_model=settings.get("head_model_path"),
                 max_depth=settings["max_depth"],
-                sampler=_with_legacy_defaults(settings)["sampler"],
+                sampler=full["sampler"],
                 version=version,
                 **extra,
             )
