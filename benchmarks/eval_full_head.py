@@ -10,8 +10,11 @@ is a ``monohead synth`` folder (its samples' parameters give the whole true head
 for the evaluated samples only, when not given; ``--save-predictions FILE`` keeps them for
 ``--predictions``. Per head: :func:`monohead.evaluate.full_head.evaluate_full_head` (the same function as
 the ``monohead experiments`` stage), with both mean-head baselines (the fit's pose with ``y = 0``,
-and the mean head's own fit, :func:`monohead.evaluate.full_head.mean_head_fit`); the per-point
-errors of all heads are pooled.
+and the mean head's own fit, :func:`monohead.evaluate.full_head.mean_head_fit`), under both
+alignment protocols (``by_mesh25d``: every reconstruction moved by the 2.5D mesh's ICP;
+``own``: each closed reconstruction aligned to the whole true head on its own, which uses the
+true hidden surface and so measures shape, not placement); the per-point errors of all heads
+are pooled.
 """
 
 from __future__ import annotations
@@ -61,12 +64,16 @@ def main() -> None:
             with np.load(f, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 for k in range(meta["heads"]):
-                    per.append(
-                        {
-                            side: {m: z[f"{side}_{m}_{k}"] for m in fh.METHODS if f"{side}_{m}_{k}" in z.files}
+                    head = {
+                        side: {m: z[f"{side}_{m}_{k}"] for m in fh.METHODS if f"{side}_{m}_{k}" in z.files}
+                        for side in fh.SIDES
+                    }
+                    if f"own_visible_full_{k}" in z.files:
+                        head["own"] = {
+                            side: {m: z[f"own_{side}_{m}_{k}"] for m in fh.METHODS if f"own_{side}_{m}_{k}" in z.files}
                             for side in fh.SIDES
                         }
-                    )
+                    per.append(head)
                 times += meta["times"]
                 conv += meta["converged"]
                 failed += meta["failed"]
@@ -75,12 +82,18 @@ def main() -> None:
                 rejected += meta.get("rejected_steps", 0)
                 maps.add(meta.get("maps", "?"))
         s = fh.summarise(per)
+        s_own = fh.summarise(per, "own")
         t = np.array(times)
         ratios = fh.hidden_ratios(s)
         out = {
             "maps": sorted({m for m in maps}),
             "summary": s,
             "hidden_ratio_to_mean_head": ratios,
+            "own": {
+                "heads": sum(1 for p in per if "own" in p),
+                "summary": s_own,
+                "hidden_ratio_to_mean_head": fh.hidden_ratios(s_own),
+            },
             "heads": len(per),
             "converged": conv,
             "failed": failed,
@@ -91,7 +104,9 @@ def main() -> None:
             "merge_ms": {"mean": float(t[:, 1].mean() * 1e3), "median": float(np.median(t[:, 1]) * 1e3)},
         }
         print(json.dumps(out, indent=1))
-        print(fh.markdown({"summary": s}))
+        for name, summ in (("by_mesh25d", s), ("own", s_own)):
+            print(f"\nProtocol {name}: {fh.PROTOCOL_LABELS[name]}")
+            print(fh.markdown({"summary": summ}))
         return
     if args.predictions and args.model:
         ap.error("--predictions and --model exclude each other: predictions were made by some network already")
@@ -161,6 +176,8 @@ def main() -> None:
         for side in fh.SIDES:
             for name, err in e[side].items():
                 arrays[f"{side}_{name}_{k}"] = err.astype(np.float32)
+            for name, err in e["own"][side].items():
+                arrays[f"own_{side}_{name}_{k}"] = err.astype(np.float32)
         meta["heads"] += 1
         meta["ids"].append(j)
         meta["times"].append([t1 - t0, t2 - t1])
@@ -172,6 +189,8 @@ def main() -> None:
             j,
             f"fit {1e3 * (t1 - t0):.0f} ms",
             " ".join(f"{s[0]}:{k2}={v.mean():.2f}" for s in ("visible", "hidden") for k2, v in e[s].items()),
+            "| own:",
+            " ".join(f"{s[0]}:{k2}={v.mean():.2f}" for s in ("visible", "hidden") for k2, v in e["own"][s].items()),
             flush=True,
         )
         # after every head, so that a stopped run keeps what it did

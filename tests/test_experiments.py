@@ -135,6 +135,13 @@ def test_end_to_end_rendered_oracle_and_rerun(tmp_path):
         assert "| hidden | complete head" in report
         if fh["summary"]["hidden_head"]:
             assert "| hidden, head only (above the neck's base) | complete head" in report
+        # Both alignment protocols, each in its own table; the 2.5D mesh keeps its own ICP.
+        own = fh["own"]["summary"]
+        assert {"mesh25d", "full", "model", "mean"} <= set(own["visible"])
+        assert own["visible"]["mesh25d"] == fh["summary"]["visible"]["mesh25d"]
+        assert "Protocol: aligned by the 2.5D mesh" in report
+        assert "Protocol: each aligned on its own" in report
+        assert report.count("| hidden | complete head") == 2
     first = {k: v["cached"] for k, v in r["stages"].items()}
     assert not any(first.values())
 

@@ -201,21 +201,28 @@ def render_report(results: dict[str, Any]) -> str:
         fhr = results["full_head"]
         L += ["## Complete heads (`monohead.fullhead`)", ""]
         L += ["The head model fitted behind each reconstruction and merged with it (README, \"A complete head\"). "
-              "Distances (pixels) from the true surface to each reconstruction after one ICP alignment of the 2.5D "
-              "mesh: the visible side is one true point per pixel of both masks, the hidden side the points of the "
+              "Distances (pixels) from the true surface to each reconstruction, under two alignment protocols: "
+              "the visible side is one true point per pixel of both masks, the hidden side the points of the "
               "true skin the camera did not see (`monohead.evaluate.full_head`). "
               f"{fhr['heads']} heads, {len(fhr['failed'])} refused, {fhr['converged']} fits converged; fit "
               f"{fhr['seconds']['fit_median'] * 1e3:.0f} ms and merge {fhr['seconds']['merge_median'] * 1e3:.0f} ms "
               "per head (median).", ""]  # fmt: skip
-        L += [full_head_markdown(fhr), ""]
-        ratios = fhr.get("hidden_ratios") or {}
-        if ratios:
-            L += [
-                "Hidden side, the complete head's mean error over the mean head's: "
-                + "; ".join(f"{k.replace('/', ' / ')} {v:.3f}" for k, v in sorted(ratios.items()))
-                + " (`mean`: in the same pose as the fit; `mean_fit`: the mean head's own fit).",
-                "",
-            ]
+        own = fhr.get("own") or {}
+        for title, part in (("aligned by the 2.5D mesh (every reconstruction moved by its ICP)", fhr),
+                            ("each aligned on its own (each closed reconstruction by its own ICP to the whole "
+                             "true head above the neck; this uses the true hidden surface, so it measures shape, "
+                             "not placement)", own)):  # fmt: skip
+            if not part.get("summary"):
+                continue
+            L += [f"Protocol: {title}.", "", full_head_markdown(part), ""]
+            ratios = part.get("hidden_ratios") or {}
+            if ratios:
+                L += [
+                    "Hidden side, the complete head's mean error over the mean head's: "
+                    + "; ".join(f"{k.replace('/', ' / ')} {v:.3f}" for k, v in sorted(ratios.items()))
+                    + " (`mean`: in the same pose as the fit; `mean_fit`: the mean head's own fit).",
+                    "",
+                ]
     L += ["## Real photos (§4.3, Fig. 7)", ""]
     if results["photos_note"]:
         L += [f"Photos: {results['photos_note']}.", ""]

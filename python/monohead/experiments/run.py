@@ -343,7 +343,7 @@ def _full_head(run: _Run, ts: TestSet, pred: dict[str, np.ndarray], pkey: str, b
             ts.source["root"], ts.ids, pred["normals"], pred["W"], pred["mask"], lam=best, callback=cb
         )
 
-    return run.cached("full_head", c.make_key("full_head", pkey, best, "v2"), compute, total=lambda _: len(ts))
+    return run.cached("full_head", c.make_key("full_head", pkey, best, "v3"), compute, total=lambda _: len(ts))
 
 
 def _photos(run: _Run, net: Any, mkey: str, best: float, photos: bool, flip: bool) -> tuple[list[dict[str, Any]], str]:
