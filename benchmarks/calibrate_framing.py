@@ -1,22 +1,37 @@
 """Measure how the photo pipeline frames a synthetic head (the figures of
-``monohead.synth.camera.FRAMING_FIT``).
+``monohead.synth.camera.FRAMING_FIT``, and of ``monohead.framing.TURN_FIT`` and ``REFRAME_FIT``,
+the second framing of turned heads).
 
 Run: ``python benchmarks/calibrate_framing.py [--count 40] [--size 256] [--profile LO HI]
-[--detector frontal]``.
+[--detector frontal] [--seed 123] [--reframe] [--calibrate]``.
 
-Method: version 2 samples of seed 123 rendered at ``--size`` with the head small in the frame
-(its 18.5 cm width = 36 % of the image, centred), near-frontal (yaw clipped to ±25°, pitch
-±12°, roll ±8°), without artefacts; :func:`monohead.photo.detect_faces` (frontal cascade) finds
-the face and :func:`monohead.framing.head_box` frames it, exactly as :func:`monohead.reconstruct`
-does. For each head the script prints the head's width over the crop's side (``ratio``) and
-where the framed point (``FACE_CENTRE``) lies from the crop's centre, in crop sides (``dx``
-right, ``dy`` down); then the median and spread over the detections, false detections (ratio
-> 0.7 or the point more than a fifth of the crop off centre) left out.
+Method: version 2 samples of seed ``--seed`` (123) rendered at ``--size`` with the head small in
+the frame (its 18.5 cm width = 36 % of the image, centred), near-frontal (yaw clipped to ±25°,
+pitch ±12°, roll ±8°), without artefacts; :func:`monohead.reconstruct` with ``--detector``
+(``frontal`` cascade by default) finds the face and frames it (:func:`monohead.framing.head_box`).
+For each head the script prints the head's width over the crop's side (``ratio``) and where the
+framed point (``FACE_CENTRE``) lies from the crop's centre, in crop sides (``dx`` right, ``dy``
+down); then the median and spread over the detections, false detections (ratio > 0.7 or the
+point more than a fifth of the crop off centre) left out.
 
 ``--profile LO HI``: heads turned ``LO <= |yaw| <= HI`` degrees instead (the sample's yaw
 mapped into that band, its side kept), framed by ``--detector`` (use ``cascades`` or
 ``combined``, which find profiles); ``dx`` is then given toward the face's side (positive: the
 framed point, at the nose, lies on the side the face turns to), and no detection is left out.
+
+``--reframe``: each head is also reconstructed with ``reframe=True`` (the default of
+:func:`monohead.reconstruct`: turned heads framed again from the first pass), and the script
+prints the framing of the crop the network finally saw, the estimated yaw, and for both crops
+the quality of the network's outputs against the rendered truth: the raw mask's precision and
+recall, and the mean angular error of the normals over the pixels of both the cleaned mask and
+the true mask (truth sampled at each crop pixel's centre; outside the photo: background).
+
+``--calibrate``: the figures of ``TURN_FIT`` and ``REFRAME_FIT``: for each head (every
+detection), ``q`` (the face box's width over the first pass's head mask's width), the estimated
+yaw, and the crop that would frame it as the training data does (head width ``FRAMING_FIT``
+0.397 of the side, the framed point 0.039 sides below the centre) relative to the first pass's
+mask: side over the mask's width, centre from the mask's horizontal centre toward the estimated
+side and below the mask's top, in mask widths; then medians by estimated ``|yaw|`` band.
 """
 
 from __future__ import annotations
@@ -27,17 +42,15 @@ import copy
 import numpy as np
 
 
-def measure(count: int, size: int, profile: tuple[float, float] | None = None, detector: str = "frontal") -> np.ndarray:
-    """``(n, 3)`` rows ``(ratio, dx, dy)`` of the heads where a face was detected."""
-    from monohead.framing import head_box
-    from monohead.photo import detect_faces
+def render_heads(count: int, size: int, profile: tuple[float, float] | None, seed: int = 123):
+    """Yield ``(i, yaw, sample, uv, scale)``: the rendered sample, where its framed point
+    projects (photo pixels) and its scale (pixels per cm)."""
     from monohead.synth import camera, scene
     from monohead.synth.generator import Generator
 
     g = Generator(size, spp=4)
-    rows = []
     for i in range(count):
-        p = copy.deepcopy(g.params(123, i))
+        p = copy.deepcopy(g.params(seed, i))
         yaw = float(np.clip(p["pose"]["yaw"], -25, 25))
         if profile is not None:
             u = p["pose"]["yaw"] / 75.0
@@ -52,44 +65,180 @@ def measure(count: int, size: int, profile: tuple[float, float] | None = None, d
         p["camera"] = camera.sample_camera(np.random.default_rng(i), (size, size), p["pose"]["scale"])
         p["artefacts"].update(border=None, jpeg=0, downscale=1.0, defocus=0.0, motion=0.0)
         s = g.render(p)
-        faces = detect_faces(s["image"], detector=detector)
-        if not faces:
-            print(f"{i}: no face found")
-            continue
-        b = head_box(tuple(float(t) for t in faces[0][:4]))
         m = scene.pose_matrix(p["pose"], g.size)
         uv = camera.project((m[:3, :3] @ scene.FACE_CENTRE + m[:3, 3])[None], p["camera"])[0]
+        yield i, yaw, s, uv, float(p["pose"]["scale"])
+
+
+def framing_of(box, uv, scale: float, side: float) -> tuple[float, float, float]:
+    """``(ratio, dx, dy)`` of a crop: head width over the side, the framed point from the centre
+    (crop sides; ``dx`` times ``side``, the sign of the face's side, or 1)."""
+    return (
+        18.5 * scale / box.side,
+        side * (uv[0] - box.x - box.side / 2) / box.side,
+        (uv[1] - box.y - box.side / 2) / box.side,
+    )
+
+
+def truth_in_crop(sample: dict, box, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """The rendered normals and mask at each crop pixel's centre (nearest photo pixel)."""
+    H, W = sample["mask"].shape
+    t = box.x + (np.arange(size) + 0.5) * box.side / size
+    u = box.y + (np.arange(size) + 0.5) * box.side / size
+    c = np.floor(t).astype(int)
+    r = np.floor(u).astype(int)
+    ok = (r[:, None] >= 0) & (r[:, None] < H) & (c[None, :] >= 0) & (c[None, :] < W)
+    rr, cc = np.clip(r, 0, H - 1)[:, None], np.clip(c, 0, W - 1)[None, :]
+    mask = sample["mask"][rr, cc] & ok
+    return sample["normals"][rr, cc].astype(np.float64), mask
+
+
+def quality(rec, sample: dict) -> tuple[float, float, float]:
+    """``(precision, recall, mean angular error in degrees)`` of a reconstruction's crop."""
+    n_true, m_true = truth_in_crop(sample, rec.box)
+    raw = rec.raw_mask
+    tp = float((raw & m_true).sum())
+    both = rec.mask & m_true
+    cos = np.clip((rec.normals[both].astype(np.float64) * n_true[both]).sum(-1), -1.0, 1.0)
+    err = float(np.degrees(np.arccos(cos)).mean()) if both.any() else float("nan")
+    return tp / max(raw.sum(), 1), tp / max(m_true.sum(), 1), err
+
+
+def measure(
+    count: int,
+    size: int,
+    profile: tuple[float, float] | None = None,
+    detector: str = "frontal",
+    seed: int = 123,
+    reframe: bool = False,
+) -> dict[str, np.ndarray]:
+    """Per detected head: ``first`` rows ``(ratio, dx, dy)`` of the first crop, and with
+    ``reframe`` also ``final`` (the crop of ``reframe=True``), ``yaw`` rows (true, estimated),
+    ``q0``/``q1`` quality rows ``(precision, recall, error)`` of the two."""
+    import monohead
+    from monohead.photo import NoFaceError, load_default_model
+
+    net = load_default_model()
+    out: dict[str, list] = {"first": [], "final": [], "yaw": [], "q0": [], "q1": []}
+    for i, yaw, s, uv, scale in render_heads(count, size, profile, seed):
+        try:
+            rec0 = monohead.reconstruct(s["image"], model=net, detector=detector, reframe=False)
+        except NoFaceError:
+            print(f"{i}: no face found")
+            continue
         side = np.sign(yaw) if profile is not None else 1.0
-        row = (
-            18.5 * p["pose"]["scale"] / b.side,
-            side * (uv[0] - b.x - b.side / 2) / b.side,
-            (uv[1] - b.y - b.side / 2) / b.side,
-        )
-        print(f"{i}: yaw {yaw:+.1f} ratio {row[0]:.3f} dx {row[1]:+.3f} dy {row[2]:+.3f}", flush=True)
-        rows.append(row)
-    return np.array(rows)
+        row = framing_of(rec0.box, uv, scale, side)
+        out["first"].append(row)
+        line = f"{i}: yaw {yaw:+.1f} ratio {row[0]:.3f} dx {row[1]:+.3f} dy {row[2]:+.3f}"
+        if reframe:
+            rec1 = monohead.reconstruct(s["image"], model=net, detector=detector, reframe=True)
+            row1 = framing_of(rec1.box, uv, scale, side)
+            q0, q1 = quality(rec0, s), quality(rec1, s)
+            out["final"].append(row1)
+            out["yaw"].append((yaw, rec1.yaw_estimate))
+            out["q0"].append(q0)
+            out["q1"].append(q1)
+            line += (
+                f" | est. yaw {rec1.yaw_estimate:+.1f}{' re-framed' if rec1.first_box is not None else ''}:"
+                f" ratio {row1[0]:.3f} dx {row1[1]:+.3f} dy {row1[2]:+.3f} | P/R/err"
+                f" {q0[0]:.3f}/{q0[1]:.3f}/{q0[2]:.1f} -> {q1[0]:.3f}/{q1[1]:.3f}/{q1[2]:.1f}"
+            )
+        print(line, flush=True)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def calibrate(count: int, size: int, bands: list[tuple[float, float]], detector: str, seed: int) -> None:
+    """Print the per-head figures of ``TURN_FIT`` and ``REFRAME_FIT`` and their medians."""
+    import monohead
+    from monohead.framing import estimate_yaw
+    from monohead.photo import NoFaceError, load_default_model
+    from monohead.synth.camera import FRAMING_FIT
+
+    net = load_default_model()
+    rows = []
+    for band in bands:
+        for i, yaw, s, uv, scale in render_heads(count, size, band, seed):
+            try:
+                rec = monohead.reconstruct(s["image"], model=net, detector=detector, reframe=False)
+            except NoFaceError:
+                continue
+            b, (fx, _, fw, _) = rec.box, rec.face_box
+            rows_, cols = np.nonzero(rec.mask)
+            px = 128 / b.side
+            est = estimate_yaw(rec.normals, rec.mask, ((fx + fw / 2 - b.x) * px, fw * px))
+            step = b.side / 128
+            mw = (cols.max() - cols.min() + 1) * step
+            mc = b.x + (cols.max() + cols.min() + 1) / 2 * step
+            top = b.y + rows_.min() * step
+            side = 18.5 * scale / FRAMING_FIT["ratio"][0]
+            cx = uv[0] - FRAMING_FIT["dx"][0] * side
+            cy = uv[1] - FRAMING_FIT["dy"][0] * side
+            sgn = 1.0 if est >= 0 else -1.0
+            ratio, dx, _ = framing_of(b, uv, scale, np.sign(yaw))
+            good = ratio < 0.7 and abs(dx) < 0.3
+            q = fw * px / (cols.max() - cols.min() + 1)
+            rows.append((yaw, est, q, side / mw, sgn * (cx - mc) / mw, (cy - top) / mw, good))
+            print(f"{i}: yaw {yaw:+.1f} est {est:+.1f} q {q:.2f} side {side / mw:.3f} dx {rows[-1][4]:+.3f} "
+                  f"dy {rows[-1][5]:.3f}{'' if good else ' (false detection)'}", flush=True)  # fmt: skip
+    r = np.array(rows)
+    yaw, est = np.abs(r[:, 0]), np.abs(r[:, 1])
+    print("q by true |yaw| (TURN_FIT):")
+    for lo, hi in ((0, 20), (20, 25.1), (25, 50), (50, 75), (75, 90.1)):
+        sel = (yaw >= lo) & (yaw < hi)
+        if sel.any():
+            print(f"  {lo}-{hi:g}: q median {np.median(r[sel, 2]):.2f} (n {sel.sum()}), "
+                  f"sign right {(np.sign(r[sel, 0]) == np.sign(r[sel, 1])).sum()}")  # fmt: skip
+    print("crop from the first mask by estimated |yaw| (REFRAME_FIT; false detections left out):")
+    for lo, hi in ((25, 45), (45, 60), (60, 90.1)):
+        sel = (est >= lo) & (est < hi) & (r[:, 6] > 0)
+        if sel.any():
+            print(f"  {lo}-{hi:g} (n {sel.sum()}): side {np.median(r[sel, 3]):.3f} dx {np.median(r[sel, 4]):+.3f} "
+                  f"dy {np.median(r[sel, 5]):.3f}")  # fmt: skip
+
+
+def _summary(name: str, r: np.ndarray) -> None:
+    print(
+        f"{name}: ratio median {np.median(r[:, 0]):.3f}, log-std {np.log(r[:, 0]).std():.3f}; "
+        f"dx {r[:, 1].mean():+.3f} +- {r[:, 1].std():.3f}, dy {r[:, 2].mean():+.3f} +- {r[:, 2].std():.3f}"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--count", type=int, default=40)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--profile", type=float, nargs=2, metavar=("LO", "HI"), help="|yaw| band (degrees)")
     ap.add_argument("--detector", default="frontal", help="detector of monohead.photo.detect_faces")
+    ap.add_argument("--reframe", action="store_true", help="also the crop of reframe=True, and the quality")
+    ap.add_argument("--calibrate", action="store_true", help="the figures of TURN_FIT and REFRAME_FIT")
     args = ap.parse_args()
-    r = measure(args.count, args.size, None if args.profile is None else tuple(args.profile), args.detector)
+    if args.calibrate:
+        bands = [(0.0, 25.0), (25.0, 50.0), (50.0, 75.0), (75.0, 90.0)]
+        calibrate(args.count, args.size, bands, args.detector, args.seed)
+        return
+    profile = None if args.profile is None else tuple(args.profile)
+    out = measure(args.count, args.size, profile, args.detector, args.seed, args.reframe)
+    r = out["first"]
     if len(r) == 0:
         print("no detections")
         return
     ok = (r[:, 0] < 0.7) & (np.abs(r[:, 1]) < 0.2) & (np.abs(r[:, 2]) < 0.25)
     if args.profile is not None:
         ok = np.ones(len(r), bool)
-    good = r[ok]
     print(f"{len(r)} detections, {int((~ok).sum())} false left out")
-    print(f"ratio median {np.median(good[:, 0]):.3f}, log-std {np.log(good[:, 0]).std():.3f}")
-    print(
-        f"dx {good[:, 1].mean():+.3f} +- {good[:, 1].std():.3f}, dy {good[:, 2].mean():+.3f} +- {good[:, 2].std():.3f}"
-    )
+    _summary("first crop" if args.reframe else "crop", r[ok])
+    if args.reframe:
+        from monohead.framing import REFRAME_MIN_YAW
+
+        _summary("final crop (reframe=True)", out["final"][ok])
+        y = out["yaw"][ok]
+        turned = np.abs(y[:, 1]) >= REFRAME_MIN_YAW
+        print(f"re-framed {int(turned.sum())} of {len(y)}, estimated sign right on "
+              f"{int((np.sign(y[turned, 0]) == np.sign(y[turned, 1])).sum())} of them")  # fmt: skip
+        for name, q in (("first crop", out["q0"][ok]), ("reframe=True", out["q1"][ok])):
+            print(f"{name}: mask precision {100 * q[:, 0].mean():.1f} %, recall {100 * q[:, 1].mean():.1f} %, "
+                  f"mean angular error {np.nanmean(q[:, 2]):.2f} deg")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ Per photo the table gives the raw mask's pieces, the pixels dropped and filled, 
 coverage (``Reconstruction.cleanup``). ``--overlay PATH`` writes a second sheet with each crop and
 its mask outline, for looking at whether the mask stays off clothes, hands and background; it
 contains the photos, so keep it out of the repository (the script refuses a path inside it).
-``--detector`` picks the face detector, ``--model`` compares other weights (a run folder, checkpoint or weights folder;
+``--detector`` picks the face detector, ``--no-reframe`` keeps the first crop of turned heads,
+``--model`` compares other weights (a run folder, checkpoint or weights folder;
 :func:`monohead.model.load_generator`).
 """
 
@@ -61,7 +62,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def measure(files: list[Path], model, detector: str = "combined") -> list[dict]:
+def measure(files: list[Path], model, detector: str = "combined", reframe: bool = True) -> list[dict]:
     """Reconstruct each photo; return one row per photo (panels and statistics)."""
     from scipy import ndimage
 
@@ -70,7 +71,7 @@ def measure(files: list[Path], model, detector: str = "combined") -> list[dict]:
     rows = []
     for p in files:
         try:
-            rec = photo.reconstruct(p, model=model, detector=detector)
+            rec = photo.reconstruct(p, model=model, detector=detector, reframe=reframe)
         except ValueError as exc:  # no face found, or a photo the pipeline refuses
             rows.append({"photo": p.name, "error": str(exc)})
             print(f"{p.name}: {exc}", file=sys.stderr)
@@ -87,6 +88,8 @@ def measure(files: list[Path], model, detector: str = "combined") -> list[dict]:
             "filled_pixels": int(c.get("filled_pixels", 0)),
             "face_coverage": float(c.get("face_coverage", 0.0)),
             "mask_pixels": int(mask.sum()),
+            "yaw_estimate": None if rec.yaw_estimate is None else round(float(rec.yaw_estimate), 1),
+            "reframed": rec.first_box is not None,
             "panels": [
                 _pieces_image(raw, mask),
                 _normals_image(rec.normals, mask),
@@ -99,7 +102,8 @@ def measure(files: list[Path], model, detector: str = "combined") -> list[dict]:
         rows.append(row)
         print(
             f"{p.name}: {pieces} raw piece(s), dropped {row['dropped_pixels']} px, filled {row['filled_pixels']} px, "
-            f"face coverage {row['face_coverage']:.2f}",
+            f"face coverage {row['face_coverage']:.2f}; estimated yaw {row['yaw_estimate']}"
+            f"{', re-framed' if row['reframed'] else ''}",
             file=sys.stderr,
         )
     return rows
@@ -124,7 +128,7 @@ def sheet(rows: list[dict], title: str) -> bytes:
         if "panels" in row:
             info = (
                 f"{row['raw_pieces']} piece(s), dropped {row['dropped_pixels']}, filled {row['filled_pixels']}, "
-                f"face {100 * row['face_coverage']:.0f} %"
+                f"face {100 * row['face_coverage']:.0f} %{', re-framed' if row['reframed'] else ''}"
             )
         else:
             info = f"failed: {row['error']}"
@@ -172,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "real_photos_sheet.png")
     ap.add_argument("--overlay", type=Path, default=None, help="also write crops with mask outlines (never commit)")
     ap.add_argument("--json", action="store_true", help="print the per-photo table as JSON on stdout")
+    ap.add_argument("--no-reframe", action="store_true", help="reconstruct(reframe=False): keep the first crop")
     args = ap.parse_args(argv)
     folder = args.photos or shared_data("real-photos")
     if folder is None or not Path(folder).is_dir():
@@ -186,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
     model = load_generator(args.model) if args.model else load_pretrained()
     card = getattr(model, "card", None) or {}
-    rows = measure(files, model, args.detector)
+    rows = measure(files, model, args.detector, reframe=not args.no_reframe)
     steps = card.get("training", {}).get("step")
     title = f"monohead.reconstruct on {len(files)} real photos; weights sha256 {str(card.get('sha256', '?'))[:12]}"
     if steps is not None:

@@ -151,3 +151,90 @@ def test_pipeline_and_training_data_fill_the_border_with_one_function(monkeypatc
     assert len(calls) == 2
     assert np.array_equal(calls[1], inside)
     assert not inside.all()
+
+
+# --- turned heads: the yaw read from a first pass, and the second framing -------------------
+
+
+def _turned_head(yaw_deg: float, size: int = 128):
+    """Normals and mask of a head-like ellipsoid (longer front to back, 1.35 x its width) turned
+    by ``yaw_deg`` (positive: the face toward the image's right), orthographic, and the face
+    box's (centre column, width) at its front end, as a detector puts it."""
+    a, c = 22.0, 29.7  # half width (x), half length front to back (face at +z before the turn)
+    b = 30.0
+    t = np.radians(yaw_deg)
+    R = np.array([[np.cos(t), 0, np.sin(t)], [0, 1, 0], [-np.sin(t), 0, np.cos(t)]])  # y-axis turn
+    A = R @ np.diag([1 / a**2, 1 / b**2, 1 / c**2]) @ R.T  # x^T A x = 1 in the camera frame
+    rows, cols = np.mgrid[0:size, 0:size]
+    x, y = cols - size / 2 + 0.5, size / 2 - 0.5 - rows
+    # solve A33 z^2 + 2 (A13 x + A23 y) z + (A11 x^2 + 2 A12 x y + A22 y^2) - 1 = 0, front root
+    p = A[0, 2] * x + A[1, 2] * y
+    q = A[0, 0] * x * x + 2 * A[0, 1] * x * y + A[1, 1] * y * y - 1
+    disc = p * p - A[2, 2] * q
+    mask = disc > 0
+    z = (-p + np.sqrt(np.where(mask, disc, 0))) / A[2, 2]
+    P = np.stack([x, y, z], -1)
+    n = P @ A  # gradient of x^T A x (A symmetric)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    n[~mask] = 0
+    nose = R @ np.array([0, 0, c])
+    face = (size / 2 + 0.75 * nose[0], 0.75 * 2 * a)  # the face box sits toward the nose
+    return n.astype(np.float32), mask, face
+
+
+@pytest.mark.parametrize("yaw", [45.0, 70.0])
+def test_estimate_yaw_reads_the_side_a_head_turns_to_both_ways(yaw):
+    n, m, face = _turned_head(yaw)
+    right = framing.estimate_yaw(n, m, face)
+    n2, m2, face2 = _turned_head(-yaw)
+    left = framing.estimate_yaw(n2, m2, face2)
+    assert right >= framing.REFRAME_MIN_YAW
+    assert left <= -framing.REFRAME_MIN_YAW
+    # the mirror image of the maps (x -> -x, Nx -> -Nx) reads the opposite turn, exactly
+    mirrored = n[:, ::-1] * np.array([-1, 1, 1], np.float32)
+    assert framing.estimate_yaw(mirrored, m[:, ::-1], (128 - face[0], face[1])) == -right
+
+
+def test_estimate_yaw_of_a_frontal_head_is_small():
+    n, m, _ = _turned_head(0.0)
+    cols = np.nonzero(m)[1]
+    face = (cols.mean(), float(cols.max() - cols.min() + 1))  # the face box spans the head
+    assert abs(framing.estimate_yaw(n, m, face)) < framing.REFRAME_MIN_YAW
+    assert framing.estimate_yaw(n, np.zeros_like(m), face) == 0.0  # no mask: no turn read
+
+
+def test_reframe_box_moves_toward_the_face_and_frames_the_mask():
+    box = framing.Box(100.0, 50.0, 256.0)  # 2 photo pixels per crop pixel
+    m = np.zeros((128, 128), bool)
+    m[30:110, 40:90] = True  # 50 crop pixels wide, centre at column 65
+    centre = 100.0 + 65 * 2.0
+    right = framing.reframe_box(box, m, 60.0)
+    left = framing.reframe_box(box, m, -60.0)
+    assert (
+        right.side
+        == left.side
+        == pytest.approx(np.interp(60.0, framing.REFRAME_FIT["yaw"], framing.REFRAME_FIT["side"]) * 100)
+    )
+    assert right.x + right.side / 2 > centre + 20  # toward the image's right
+    assert left.x + left.side / 2 < centre - 20
+    assert (right.x + right.side / 2 - centre) == pytest.approx(centre - (left.x + left.side / 2))
+    assert right.y == left.y
+
+
+def test_turn_and_reframe_refuse_bad_input():
+    n, m, face = _turned_head(50.0)
+    with pytest.raises(ValueError, match="normals must be"):
+        framing.estimate_yaw(n[..., :2], m, face)
+    with pytest.raises(ValueError, match="normals must be"):
+        framing.estimate_yaw(n, m[:64], face)
+    with pytest.raises(ValueError, match="face must be"):
+        framing.estimate_yaw(n, m, (64.0, 0.0))
+    with pytest.raises(ValueError, match="face must be"):
+        framing.estimate_yaw(n, m, (np.nan, 40.0))
+    box = framing.Box(0.0, 0.0, 128.0)
+    with pytest.raises(ValueError, match="empty"):
+        framing.reframe_box(box, np.zeros((128, 128), bool), 50.0)
+    with pytest.raises(ValueError, match="square"):
+        framing.reframe_box(box, m[:64], 50.0)
+    with pytest.raises(ValueError, match="finite"):
+        framing.reframe_box(box, m, float("nan"))

@@ -226,3 +226,77 @@ def test_reconstruct_photos_gives_each_face_its_files_and_each_failure_its_error
         R.reconstruct_photos([], mesh_format="stl")
     with pytest.raises(ValueError, match="units must be one of crop, photo; got 'mm'"):
         R.reconstruct_photos([], units="mm")
+
+
+def _turned_model(side: float):
+    """A callable predictor that paints a head turned toward ``side`` (+1: the image's right)
+    in every crop: its mask reaches back behind the crop's centre (where the face box is) and
+    its normals lean away from the face, as a first pass on a turned head does."""
+    calls = []
+
+    def model(crops):
+        calls.append(len(crops))
+        rows, cols = np.mgrid[0:128, 0:128]
+        c0 = 64 - side * 14
+        mask = ((cols - c0) / 36.0) ** 2 + ((rows - 64) / 44.0) ** 2 < 1
+        n = np.zeros((128, 128, 3), np.float32)
+        n[..., 0] = np.where(mask, -side * 0.2 + (cols - c0) / 80.0, 0)
+        n[..., 2] = np.where(mask, 1.0, 0)
+        n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+        B = len(crops)
+        return np.repeat(n[None], B, 0), np.zeros((B, 128, 128), np.float32), np.repeat(mask[None], B, 0)
+
+    return model, calls
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_turned_heads_are_framed_again_toward_the_face(astronaut, side):
+    model, calls = _turned_model(side)
+    rec = R.reconstruct(astronaut, model=model, detector="frontal")
+    assert calls == [1, 1]  # a second pass on the new crop
+    assert np.sign(rec.yaw_estimate) == side
+    assert abs(rec.yaw_estimate) >= R.REFRAME_MIN_YAW
+    first = rec.first_box
+    assert first is not None
+    moved = (rec.box.x + rec.box.side / 2) - (first.x + first.side / 2)
+    assert side * moved > 0.03 * first.side  # toward the side the face turns to
+    np.testing.assert_array_equal(rec.crop, R.crop_square(astronaut, rec.box, 128))
+    off, calls_off = _turned_model(side)
+    plain = R.reconstruct(astronaut, model=off, detector="frontal", reframe=False)
+    assert calls_off == [1]
+    assert plain.box == first
+    assert plain.yaw_estimate is None
+    assert plain.first_box is None
+
+
+def test_frontal_photo_is_unchanged_by_reframe(astronaut):
+    """The shipped network on a frontal photo: no second framing, and the result is the one of
+    reframe=False bit for bit."""
+    net = R.load_default_model()
+    on = R.reconstruct(astronaut, model=net)
+    off = R.reconstruct(astronaut, model=net, reframe=False)
+    assert on.first_box is None
+    assert abs(on.yaw_estimate) < R.REFRAME_MIN_YAW
+    assert on.box == off.box
+    for name in ("crop", "normals", "W", "mask", "raw_mask"):
+        np.testing.assert_array_equal(getattr(on, name), getattr(off, name))
+    np.testing.assert_array_equal(on.depth, off.depth)
+    np.testing.assert_array_equal(on.mesh.vertices, off.mesh.vertices)
+
+
+def test_reframe_needs_a_bool(astronaut):
+    with pytest.raises(TypeError, match="reframe must be True or False"):
+        R.reconstruct(astronaut, model=oracle, reframe="yes")
+
+
+@pytest.mark.parametrize(("argv", "reframe"), [([], True), (["--no-reframe"], False)])
+def test_cli_reframe_flag(argv, reframe, tmp_path, monkeypatch, capsys):
+    """`monohead reconstruct` frames turned heads again unless --no-reframe; --json reports it."""
+    model, calls = _turned_model(1.0)
+    monkeypatch.setattr(R, "_MODEL", model)
+    args = ["reconstruct", "--example", "-o", str(tmp_path), "--json", "--detector", "frontal", *argv]
+    assert cli.main(args) == 0
+    (rec,) = json.loads(capsys.readouterr().out)["reconstructions"]
+    assert calls == ([1, 1] if reframe else [1])
+    assert (rec["first_box"] is not None) == reframe
+    assert (rec["yaw_estimate"] is not None) == reframe

@@ -399,7 +399,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> dict[str, Any]:
     show = None if len(photos) == 1 or args.json else (lambda done, total, name: progress(done, total, name[:40]))
     done = photo.reconstruct_photos(photos, lam=args.lam, detect=not args.no_detect, all_faces=args.all_faces,
                                     model=model, flip=not args.no_flip, detector=args.detector,
-                                    full_head=args.full_head, focal_mm=focal_mm, mesh_format=args.format,
+                                    full_head=args.full_head, focal_mm=focal_mm, reframe=not args.no_reframe,
+                                    mesh_format=args.format,
                                     units=args.units,
                                     callback=show)  # fmt: skip
     results, failures = [], []
@@ -1190,6 +1191,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-flip",
         action="store_true",
         help="one network pass (default: average with the mirrored crop's, lower error at twice the network time)",
+    )
+    p.add_argument(
+        "--no-reframe",
+        action="store_true",
+        help="keep the first crop of turned heads (default: a head turned 25 degrees or more is framed again "
+        "from the first pass and the network runs again)",
     )
     p.add_argument(
         "--full-head",

@@ -8,6 +8,9 @@ by the same code:
 - :data:`FRAMING` and :func:`head_box`: the square head crop around a face box.
 - :func:`crop_square`: cut a square box out of a photo and resize it, filling whatever lies
   outside the photo with :func:`fill_outside`.
+- :func:`estimate_yaw` and :func:`reframe_box`: the second framing of turned heads (the photo
+  pipeline's ``reframe``): the head's turn read from a first network pass, and the crop that
+  frames it as the training data frames a head (:data:`TURN_FIT`, :data:`REFRAME_FIT`).
 - :func:`fill_outside`: the fill rule. Pixels outside the photo take the **mean colour of the
   photo's pixels along the cut edges** (a band :data:`EDGE_BAND` output pixels deep inside the
   crop), reached by a **soft fade**: a filled pixel at distance ``d`` (output pixels) from the
@@ -26,7 +29,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EDGE_BAND", "FADE", "FRAMING", "NEUTRAL", "Box", "crop_square", "fill_outside", "head_box", "inside_mask"]
+__all__ = [
+    "EDGE_BAND",
+    "FADE",
+    "FRAMING",
+    "NEUTRAL",
+    "REFRAME_FIT",
+    "REFRAME_MIN_YAW",
+    "TURN_FIT",
+    "Box",
+    "crop_square",
+    "estimate_yaw",
+    "fill_outside",
+    "head_box",
+    "inside_mask",
+    "reframe_box",
+]
 
 #: Head framing from a face box ``(x, y, w, h)``: the crop is a square of side ``scale * w``
 #: centred at the face box's centre moved by ``dy * w`` (positive = down).
@@ -155,3 +173,121 @@ def crop_square(image: np.ndarray, box: Box | tuple[float, float, float], size: 
     crop = np.array(region.resize((size, size), Image.BILINEAR, box=sub, reducing_gap=2.0))
     inside = inside_mask((H, W), box, size)
     return crop if inside.all() else fill_outside(crop, inside)
+
+
+#: How :func:`estimate_yaw` reads the head's turn from a first network pass (calibrated with
+#: ``benchmarks/calibrate_framing.py --calibrate``, see :data:`REFRAME_FIT`).
+#:
+#: - ``sign``: the side the face turns to is the sign of ``-mean(Nx) / sign[0] + c / sign[1]``,
+#:   with ``Nx`` the predicted normals' x over the head mask and ``c`` the face box's centre
+#:   minus the mask's centroid, in mask widths (a turned head's mask reaches back behind the face).
+#: - ``q``, ``yaw``: ``|yaw|`` (degrees) is interpolated from ``q`` = the face box's width over
+#:   the head mask's width (1 for a frontal face, about 0.7 in profile; ``q`` decreasing); medians
+#:   of ``q`` by true ``|yaw|`` on seed 123: 0.96 at 0-20°, 0.76 at 25-50°, 0.69 at 50-75° and
+#:   at 75-90° (so the reading saturates at 70°).
+#: - ``sure``: where the sign's score is weaker than this, the magnitude is scaled down by
+#:   ``|score| / sure``: on the turned heads of seeds 123 and 321 the sign was wrong on 12 of 26
+#:   heads with ``|score| < 1`` and on 8 of 60 with ``|score| >= 1``.
+TURN_FIT: dict[str, tuple[float, ...]] = {
+    "sure": (1.0,),
+    "sign": (0.05, 0.13),
+    "q": (0.69, 0.78, 0.97),
+    "yaw": (70.0, 37.5, 10.0),
+}
+#: Heads whose estimated ``|yaw|`` (:func:`estimate_yaw`) is at least this (degrees) are framed
+#: again (:func:`reframe_box`); the others keep :func:`head_box`'s crop.
+REFRAME_MIN_YAW = 35.0
+#: The crop of a turned head, from the first pass's head mask (:func:`reframe_box`): at an
+#: estimated ``|yaw|`` of ``yaw[i]`` degrees (interpolated between), the crop's side is
+#: ``side[i]`` times the mask's width, its centre lies ``dx[i]`` mask widths from the mask's
+#: horizontal centre toward the side the face turns to, and ``dy[i]`` mask widths below the
+#: mask's top. Medians over version 3 renders at 256² of seed 123 (the pipeline's own detection,
+#: ``benchmarks/calibrate_framing.py --calibrate``) of the crop that frames the head as
+#: :data:`monohead.synth.camera.FRAMING_FIT` does (head width 0.397 of the side, the framed point
+#: 0.039 sides below the centre).
+REFRAME_FIT: dict[str, tuple[float, ...]] = {
+    "yaw": (35.0, 65.0),
+    "side": (2.39, 2.50),
+    "dx": (0.31, 0.31),
+    "dy": (0.60, 0.55),
+}
+#: Fewest mask pixels :func:`estimate_yaw` reads a turn from (fewer: 0).
+MIN_TURN_PIXELS = 64
+
+
+def estimate_yaw(normals: np.ndarray, mask: np.ndarray, face: tuple[float, float]) -> float:
+    """The head's turn (degrees) from a network pass on its crop.
+
+    Args:
+        normals: ``(S, S, 3)`` predicted unit normals (x right, y up, z toward the viewer).
+        mask: ``(S, S)`` bool, the head's mask in the crop (:func:`monohead.photo.clean_mask`).
+        face: ``(centre column, width)`` of the detected face box, in crop pixels.
+
+    Returns:
+        The estimated yaw, positive when the face turns toward the image's right (the sign of
+        :mod:`monohead.synth`'s ``pose["yaw"]``), by :data:`TURN_FIT`: the sign from the
+        normals and the mask's reach behind the face box, the magnitude from the face box's
+        width over the mask's, scaled down when the sign is unsure; 0.0 when the mask has fewer
+        than :data:`MIN_TURN_PIXELS` pixels.
+        A coarse reading: on renders its sign is right for about 80 % of the turned heads, and
+        it tells frontal from turned heads but not 60° from 85° (README, "Turned heads").
+    """
+    normals = np.asarray(normals)
+    mask = np.asarray(mask, dtype=bool)
+    if normals.ndim != 3 or normals.shape[2] != 3 or mask.shape != normals.shape[:2]:
+        raise ValueError(
+            f"normals must be (H, W, 3) and mask (H, W) of the same size; got {normals.shape} and {mask.shape}"
+        )
+    fc, fw = (float(t) for t in face)
+    if not (np.isfinite(fc) and np.isfinite(fw) and fw > 0):
+        raise ValueError(f"face must be a finite (centre column, width > 0); got {tuple(face)}")
+    if mask.sum() < MIN_TURN_PIXELS:
+        return 0.0
+    score, q = _turn_reading(normals, mask, fc, fw)
+    magnitude = float(np.interp(q, TURN_FIT["q"], TURN_FIT["yaw"], left=TURN_FIT["yaw"][0], right=0.0))
+    if q >= TURN_FIT["q"][-1]:
+        magnitude = 0.0
+    magnitude *= min(1.0, abs(score) / TURN_FIT["sure"][0])
+    return magnitude if score >= 0 else -magnitude
+
+
+def _turn_reading(normals: np.ndarray, mask: np.ndarray, fc: float, fw: float) -> tuple[float, float]:
+    """``(score, q)`` of :data:`TURN_FIT`: the sign's score (positive: the face turns toward the
+    image's right) and the face box's width over the mask's."""
+    cols = np.nonzero(mask)[1]
+    width = float(cols.max() - cols.min() + 1)
+    nx = float(np.asarray(normals[..., 0], dtype=np.float64)[mask].mean())
+    score = -nx / TURN_FIT["sign"][0] + (fc - cols.mean()) / width / TURN_FIT["sign"][1]
+    return score, fw / width
+
+
+def reframe_box(box: Box, mask: np.ndarray, yaw: float) -> Box:
+    """The crop of a turned head (:data:`REFRAME_FIT`) from a first crop and its head mask.
+
+    Args:
+        box: the first crop (:func:`head_box`), photo pixels.
+        mask: ``(S, S)`` bool, the head's mask in that crop (at least one pixel).
+        yaw: the estimated yaw (:func:`estimate_yaw`), degrees; its sign says which side the
+            face turns to (positive: the image's right), the crop moves that way.
+
+    Returns:
+        The new square crop, photo pixels (it may reach past the photo's borders).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2 or mask.shape[0] != mask.shape[1]:
+        raise ValueError(f"mask must be a square (S, S) array; got shape {mask.shape}")
+    if not mask.any():
+        raise ValueError("mask is empty: no head to frame")
+    if not np.isfinite(yaw):
+        raise ValueError(f"yaw must be finite; got {yaw!r}")
+    rows, cols = np.nonzero(mask)
+    step = box.side / mask.shape[0]
+    width = (cols.max() - cols.min() + 1) * step
+    centre = box.x + (cols.max() + cols.min() + 1) / 2.0 * step
+    top = box.y + rows.min() * step
+    a = abs(float(yaw))
+    f = REFRAME_FIT
+    side = float(np.interp(a, f["yaw"], f["side"])) * width
+    cx = centre + np.sign(yaw) * float(np.interp(a, f["yaw"], f["dx"])) * width
+    cy = top + float(np.interp(a, f["yaw"], f["dy"])) * width
+    return Box(cx - side / 2.0, cy - side / 2.0, side)

@@ -14,6 +14,11 @@ the paper on one photo:
    head with a margin, :data:`monohead.framing.FRAMING`), cropped and resized to 128 x 128 by
    :func:`monohead.framing.crop_square`, which fills the part of the square outside the photo
    the way the training data is filled.
+   **Turned heads** (``reframe=True``, the default): after the network's first pass, the head's
+   turn is read from its outputs (:func:`monohead.framing.estimate_yaw`); a head turned
+   :data:`monohead.framing.REFRAME_MIN_YAW` degrees or more is framed again from its mask as
+   the training data frames a turned head (:func:`monohead.framing.reframe_box`), and the
+   network runs again on that crop. Other heads keep the first pass, unchanged.
 3. **Network**: the shipped U-Net predicts the normal map N, the depth-gradient magnitude W and
    the mask (:func:`monohead.model.predict`).
 4. **Integration**: weighted least squares with ``w = 1 / (1 + lam W)`` (:func:`monohead.integrate`).
@@ -40,7 +45,7 @@ import numpy as np
 
 from . import _validate as v
 from ._env import is_torch_module
-from .framing import FRAMING, NEUTRAL, Box, crop_square, head_box
+from .framing import FRAMING, NEUTRAL, REFRAME_MIN_YAW, Box, crop_square, estimate_yaw, head_box, reframe_box
 from .geometry import limit_slope
 
 __all__ = [
@@ -138,6 +143,11 @@ class Reconstruction:
             ``head_fit.camera``).
         head_fit: with ``full_head=True``, the :class:`monohead.fullhead.HeadFit` (identity,
             expression, pose; ``head_fit.params()`` as JSON), else ``None``.
+        yaw_estimate: the head's turn read from the first network pass (degrees, positive when
+            the face turns toward the image's right; :func:`monohead.framing.estimate_yaw`), or
+            ``None`` (``reframe=False`` or ``detect=False``).
+        first_box: when the head was framed again (``reframe``), the first crop (:class:`Box`,
+            photo pixels; :attr:`box` is then the second), else ``None``.
     """
 
     box: Box
@@ -153,6 +163,8 @@ class Reconstruction:
     seconds: dict[str, float] = field(default_factory=dict)
     full_mesh: Any = None
     head_fit: Any = None
+    yaw_estimate: float | None = None
+    first_box: Box | None = None
 
     @property
     def face_covered(self) -> bool:
@@ -833,6 +845,7 @@ def reconstruct(
     detector: str = "combined",
     full_head: bool = False,
     focal_mm: float | None = None,
+    reframe: bool = True,
 ) -> Any:
     """Reconstruct the head in a photo as a mesh (the paper's pipeline).
 
@@ -862,6 +875,15 @@ def reconstruct(
             ``FocalLengthIn35mmFilm``): the complete head is then integrated and fitted with that
             perspective camera (:func:`crop_intrinsics`; ``fit_head(..., K=K)``) instead of
             orthographically. The 2.5D mesh is unchanged. ``None``: orthographic.
+        reframe: frame turned heads again (with ``detect``): the first pass's outputs give
+            the head's turn (:func:`monohead.framing.estimate_yaw`, in
+            :attr:`Reconstruction.yaw_estimate`); when it is at least
+            :data:`monohead.framing.REFRAME_MIN_YAW` degrees, the head is cropped again from
+            the first pass's mask as the training data frames turned heads
+            (:func:`monohead.framing.reframe_box`) and the network runs again (same ``flip``)
+            on the new crop, whose outputs are the result (the first crop in
+            :attr:`Reconstruction.first_box`). Other heads are exactly as with ``False``.
+            Costs one more network pass for turned heads.
 
     Returns:
         A :class:`Reconstruction`, or a list of them with ``all_faces``.
@@ -879,6 +901,8 @@ def reconstruct(
     focal_mm = check_focal_mm(focal_mm, full_head)
     if detector not in DETECTORS:
         raise ValueError(f"detector must be one of {', '.join(DETECTORS)}; got {detector!r}")
+    if not isinstance(reframe, (bool, np.bool_)):
+        raise TypeError(f"reframe must be True or False; got {reframe!r}")
     photo, scale = _read(image, "image", WORK_SIDE)
     net = load_default_model() if model is None else model
     t0 = time.perf_counter()
@@ -899,6 +923,24 @@ def reconstruct(
     crops = np.stack([crop_square(photo, b, INPUT_SIZE) for b, _ in targets])
     normals, Wmap, raw = _predict(net, crops, flip=flip)
     t_net = (time.perf_counter() - t0) / len(targets)
+    yaws: list[float | None] = [None] * len(targets)
+    first_boxes: list[Box | None] = [None] * len(targets)
+    if reframe and detect:  # turned heads: framed again from the first pass (framing.reframe_box)
+        t0 = time.perf_counter()
+        again = []
+        for k, (box, face) in enumerate(targets):
+            first_mask, _ = clean_mask(raw[k], _face_region(box, face))
+            px = INPUT_SIZE / box.side
+            yaws[k] = estimate_yaw(normals[k], first_mask, ((face[0] + face[2] / 2 - box.x) * px, face[2] * px))
+            if abs(yaws[k]) >= REFRAME_MIN_YAW:
+                again.append(k)
+                first_boxes[k] = box
+                targets[k] = (reframe_box(box, first_mask, yaws[k]), face)
+                crops[k] = crop_square(photo, targets[k][0], INPUT_SIZE)
+        if again:  # copies: a callable predictor's arrays are not ours to change
+            normals, Wmap, raw = normals.copy(), Wmap.copy(), raw.copy()
+            normals[again], Wmap[again], raw[again] = _predict(net, crops[again], flip=flip)
+        t_net += (time.perf_counter() - t0) / len(targets)
 
     results = []
     for k, (box, face) in enumerate(targets):
@@ -945,6 +987,8 @@ def reconstruct(
                 seconds=seconds,
                 full_mesh=full_mesh,
                 head_fit=head_fit,
+                yaw_estimate=yaws[k],
+                first_box=None if first_boxes[k] is None else first_boxes[k].scaled(1.0 / scale),
             )
         )
     return results if all_faces else results[0]
@@ -1233,7 +1277,8 @@ class PhotoOutput:
 
     def summary(self, units: str = "crop") -> dict[str, Any]:
         """The reconstruction's facts as JSON-able values (no file names): ``units``, ``box``,
-        ``face_box``, ``vertices``, ``faces``, ``face_covered``, ``cleanup``, ``seconds`` and,
+        ``face_box``, ``vertices``, ``faces``, ``face_covered``, ``cleanup``, ``seconds``,
+        ``yaw_estimate`` and ``first_box`` (:class:`Reconstruction`) and,
         with a complete head, ``full_head`` (``vertices``, ``faces``, ``watertight``, ``fit``)."""
         rec = self.result
         if rec is None:
@@ -1252,6 +1297,8 @@ class PhotoOutput:
             "face_covered": rec.face_covered,
             "cleanup": rec.cleanup,
             "seconds": {k: round(s, 5) for k, s in rec.seconds.items()},
+            "yaw_estimate": None if rec.yaw_estimate is None else round(rec.yaw_estimate, 1),
+            "first_box": None if rec.first_box is None else [round(t, 1) for t in rec.first_box.as_tuple()],
         }
 
 
@@ -1343,6 +1390,7 @@ def reconstruct_photos(
     detector: str = "combined",
     full_head: bool = False,
     focal_mm: float | None = None,
+    reframe: bool = True,
     mesh_format: str = "ply",
     units: str = "crop",
     title: str = "{stem}",
@@ -1356,7 +1404,8 @@ def reconstruct_photos(
 
     Args:
         photos: ``(name, image)`` pairs; ``image`` is anything :func:`reconstruct` takes.
-        lam, detect, all_faces, model, flip, detector, full_head, focal_mm: as in :func:`reconstruct`.
+        lam, detect, all_faces, model, flip, detector, full_head, focal_mm, reframe: as in
+            :func:`reconstruct`.
         mesh_format: one of :data:`MESH_FORMATS` (``"ply"``, ``"obj"``, ``"glb"``).
         units: ``"crop"`` (pixels of the 128 x 128 crop) or ``"photo"``
             (:meth:`Reconstruction.mesh_in_photo_units`), for the mesh files.
@@ -1383,7 +1432,8 @@ def reconstruct_photos(
             callback(k, len(photos), name)
         try:
             recs = reconstruct(image, lam=lam, detect=detect, all_faces=all_faces, model=model, flip=flip,
-                               detector=detector, full_head=full_head, focal_mm=focal_mm)  # fmt: skip
+                               detector=detector, full_head=full_head, focal_mm=focal_mm,
+                               reframe=reframe)  # fmt: skip
         except (ValueError, TypeError, OSError) as exc:  # no face found, unreadable photo
             out.append(PhotoOutput(name, name, error=str(exc)))
             continue
