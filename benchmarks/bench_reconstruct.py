@@ -8,6 +8,11 @@ for the default detector (``combined``: the frontal cascade, and the network's c
 the cascade's largest face is not strong) and the old one (``frontal``). Photos: the astronaut
 bundled with scikit-image (512 x 512, an array), and the same photo enlarged to a 4000 x 3000
 (12 MP) JPEG file read from disk (decoding included). Needs the shipped weights.
+
+``--turned PHOTO``: also photo -> mesh of a photo of a turned head (e.g. real photo 02 of
+``../shared/data/real-photos``), mirror-averaged, with ``reframe=True`` (the default: a second
+network pass on the re-framed crop when the head is estimated turned 35° or more) and
+``reframe=False``, interleaved.
 """
 
 from __future__ import annotations
@@ -73,11 +78,37 @@ def _cell(x: np.ndarray) -> str:
     return f"{np.median(x):.1f} / {x.min():.1f}"
 
 
+def _turned(reconstruct, model, path: Path, runs: int) -> None:
+    """Photo -> mesh of a turned head with reframe on and off (interleaved, after warm-up)."""
+    image = reconstruct.load_image(path)
+    rec = reconstruct.reconstruct(image, model=model)
+    reconstruct.reconstruct(image, model=model, reframe=False)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    net: dict[bool, list[float]] = {True: [], False: []}
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(runs):
+        for reframe in (True, False):
+            t0, c0 = time.perf_counter(), time.process_time()
+            r = reconstruct.reconstruct(image, model=model, reframe=reframe)
+            times[reframe].append(time.perf_counter() - t0)
+            cpu[reframe].append(time.process_time() - c0)
+            net[reframe].append(r.seconds["network"])
+    state = "re-framed" if rec.first_box is not None else "not re-framed"
+    print(f"turned photo {path.name} ({image.shape[1]}x{image.shape[0]}): estimated yaw {rec.yaw_estimate:+.1f}, "
+          f"{state}; {runs} runs each (ms, median / best)")  # fmt: skip
+    for reframe in (True, False):
+        t, n, c = (np.array(x[reframe]) * 1e3 for x in (times, net, cpu))
+        print(f"  reframe={reframe}: photo -> mesh {_cell(t)}, network stage {_cell(n)}, CPU {_cell(c)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--turned", type=Path, help="also time this photo of a turned head, reframe on and off")
     args = ap.parse_args()
     reconstruct, model, photo = _setup()
+    if args.turned is not None:
+        _turned(reconstruct, model, args.turned, args.runs)
     split: dict[bool, list[list[float]]] = {True: [], False: []}
     total: dict[bool, list[float]] = {True: [], False: []}
     cpu: dict[bool, list[float]] = {True: [], False: []}

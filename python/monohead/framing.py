@@ -229,7 +229,7 @@ def estimate_yaw(normals: np.ndarray, mask: np.ndarray, face: tuple[float, float
         normals and the mask's reach behind the face box, the magnitude from the face box's
         width over the mask's, scaled down when the sign is unsure; 0.0 when the mask has fewer
         than :data:`MIN_TURN_PIXELS` pixels.
-        A coarse reading: on renders its sign is right for about 80 % of the turned heads, and
+        A coarse reading: on renders its sign is right for 74 of the 88 heads it re-frames, and
         it tells frontal from turned heads but not 60° from 85° (README, "Turned heads").
     """
     normals = np.asarray(normals)
