@@ -300,3 +300,22 @@ def test_cli_reframe_flag(argv, reframe, tmp_path, monkeypatch, capsys):
     assert calls == ([1, 1] if reframe else [1])
     assert (rec["first_box"] is not None) == reframe
     assert (rec["yaw_estimate"] is not None) == reframe
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_reframed_second_pass_keeps_the_flip_setting(flip, astronaut, monkeypatch):
+    """A network (torch module) is asked for the same mirror averaging on the re-framed crop."""
+    from monohead import model as M
+    from monohead.model import UNet
+
+    turned, _ = _turned_model(-1.0)
+    seen = []
+
+    def fake_predict(net, crops, flip=False):
+        seen.append(flip)
+        return turned(crops)
+
+    monkeypatch.setattr(M, "predict", fake_predict)
+    rec = R.reconstruct(astronaut, model=UNet(width=4, depth=4), detector="frontal", flip=flip)
+    assert rec.first_box is not None
+    assert seen == [flip, flip]
