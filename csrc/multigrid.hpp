@@ -171,6 +171,20 @@ class Multigrid {
     Eigen::LLT<Eigen::MatrixXd> llt_;
     Eigen::VectorXd rhs_, sol_;
 
+    // Conductance between the centres of two neighbouring blocks along one fine row (or column):
+    // the crossing fine edge c in series with the half internal edges a and b of the two blocks
+    // on that row (a missing internal edge, at the mask's rim or the grid's end, counts as c).
+    // Equal weights give c / 2, the Galerkin weight divided by 2 (the usual over-correction of
+    // piecewise-constant aggregation); a weak edge inside a block now weakens the coarse edges
+    // across that block instead of being hidden in the aggregate (harmonic averaging of the
+    // coefficients, as in cell-centred multigrid for jumping coefficients).
+    static float path(float c, float a, float b) {
+        if (!(c > 0.0f)) return 0.0f;
+        if (!(a > 0.0f)) a = c;
+        if (!(b > 0.0f)) b = c;
+        return 1.0f / (0.5f / a + 1.0f / c + 0.5f / b);
+    }
+
     static void set_bands(Level& L) {
         L.bands = make_bands(L.h);
         L.par = L.size >= kParallelMinCells;
@@ -220,7 +234,8 @@ class Multigrid {
         set_bands(C);
         C.eE.assign(static_cast<std::size_t>(C.size), 0.0f);
         C.eN.assign(static_cast<std::size_t>(C.size), 0.0f);
-        const float s = 1.0f / opt_.coarse_scale;
+        // path() is c / 2 for equal weights: the former P^T L P / 2 (see path()).
+        const float s = 2.0f / opt_.coarse_scale;
         const std::int64_t FS = F.S;
         for_bands(C.bands, threads_, C.par, [&](int, int a, int e) {
             for (int R = a; R < e; ++R) {
@@ -229,13 +244,16 @@ class Multigrid {
                 for (int Cc = 1; Cc <= C.w; ++Cc) {
                     const std::int64_t ci = static_cast<std::int64_t>(R) * C.S + Cc;
                     const int fc0 = 2 * Cc - 1, fc1 = 2 * Cc;  // left/right child columns
-                    // Rightward coarse edge: fine edges leaving the right child column.
-                    float e1 = F.eE[f0 + fc1];
-                    if (2 * R <= F.h) e1 += F.eE[f1 + fc1];
+                    const bool two_rows = 2 * R <= F.h, two_cols = fc1 <= F.w;
+                    // Rightward coarse edge: over the fine edges leaving the right child column,
+                    // each in series with the half internal edges of its row in the two blocks.
+                    float e1 = path(F.eE[f0 + fc1], F.eE[f0 + fc0], F.eE[f0 + fc1 + 1]);
+                    if (two_rows) e1 += path(F.eE[f1 + fc1], F.eE[f1 + fc0], F.eE[f1 + fc1 + 1]);
                     C.eE[ci] = s * e1;
-                    // Upward coarse edge: fine edges leaving the top child row.
-                    float n1 = F.eN[f0 + fc0];
-                    if (fc1 <= F.w) n1 += F.eN[f0 + fc1];
+                    // Upward coarse edge: over the fine edges leaving the top child row.
+                    const float* up = &F.eN[f0 - FS];  // internal edges of the block above
+                    float n1 = path(F.eN[f0 + fc0], two_rows ? F.eN[f1 + fc0] : 0.0f, R > 1 ? up[fc0] : 0.0f);
+                    if (two_cols) n1 += path(F.eN[f0 + fc1], two_rows ? F.eN[f1 + fc1] : 0.0f, R > 1 ? up[fc1] : 0.0f);
                     C.eN[ci] = s * n1;
                 }
             }
@@ -251,7 +269,7 @@ class Multigrid {
                     float t = 0.0f;
                     for (int fr = 2 * R - 1; fr <= std::min(2 * R, F.h); ++fr)
                         for (int fc = 2 * Cc - 1; fc <= std::min(2 * Cc, F.w); ++fc) t += F.dg[static_cast<std::int64_t>(fr) * FS + fc];
-                    C.dg[static_cast<std::int64_t>(R) * C.S + Cc] = s * t;
+                    C.dg[static_cast<std::int64_t>(R) * C.S + Cc] = t / opt_.coarse_scale;
                 }
         }
         finish_level(C);
