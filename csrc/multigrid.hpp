@@ -54,6 +54,18 @@ struct MgOptions {
     // counts keep the preconditioner symmetric); the coarse levels do one each.
     int fine_pre_sweeps = 2;
     int fine_post_sweeps = 2;
+    // Extra Gauss-Seidel sweeps on level 0 at weak edges: the cells with an edge weaker than
+    // `weak_ratio` times their strongest edge, and the cells within `weak_width` grid steps of
+    // them, get `weak_sweeps` more red-black sweeps after the pre-smoothing and before the
+    // post-smoothing (0: none).  Skipped when those cells are more than `weak_max_fraction` of
+    // the active cells (the sweeps run on one thread).
+    // Coarse edges by harmonic averaging along the path between the block centres (path());
+    // false: the sum of the crossing fine edges divided by coarse_scale (P^T L P / coarse_scale).
+    bool harmonic = true;
+    int weak_sweeps = 3;
+    int weak_width = 3;
+    float weak_ratio = 0.3f;
+    float weak_max_fraction = 0.02f;
 };
 
 class Multigrid {
@@ -99,7 +111,9 @@ class Multigrid {
             L0.dg.resize(static_cast<std::size_t>(g.size));
             for (std::int64_t i = 0; i < g.size; ++i) L0.dg[i] = static_cast<float>(diag[i]);
         }
-        finish_level(L0);  // level 0 has no b: its right-hand side is the CG residual
+        // level 0 has no b: its right-hand side is the CG residual
+        std::vector<std::int64_t> weak_seeds;
+        finish_level(L0, opt_.weak_sweeps > 0 ? &weak_seeds : nullptr);
         levels_.push_back(std::move(L0));
         while (true) {
             const Level& F = levels_.back();
@@ -107,6 +121,7 @@ class Multigrid {
             levels_.push_back(coarsen(F));
         }
         build_coarsest();
+        if (levels_.size() > 1) build_weak(weak_seeds);
         work_.resize(levels_.size());
         for (std::size_t l = 1; l + 1 < levels_.size(); ++l) {
             const auto n = static_cast<std::size_t>(levels_[l].size);
@@ -150,7 +165,9 @@ class Multigrid {
             d = output(r, z);
         } else {
             pre_pass(0, r);
+            weak_pre(r);
             coarse(1);
+            weak_post(r);
             d = post_pass(0, r, z);
         }
         if (z_dot_old) *z_dot_old = d[1];
@@ -179,10 +196,118 @@ class Multigrid {
     // across that block instead of being hidden in the aggregate (harmonic averaging of the
     // coefficients, as in cell-centred multigrid for jumping coefficients).
     static float path(float c, float a, float b) {
-        if (!(c > 0.0f)) return 0.0f;
-        if (!(a > 0.0f)) a = c;
-        if (!(b > 0.0f)) b = c;
-        return 1.0f / (0.5f / a + 1.0f / c + 0.5f / b);
+        a = a > 0.0f ? a : c;
+        b = b > 0.0f ? b : c;
+        // 1 / (1 / (2a) + 1 / c + 1 / (2b)) with one division
+        const float ab2 = 2.0f * a * b, den = c * (a + b) + ab2;
+        return c > 0.0f ? c * ab2 / (den > 0.0f ? den : 1.0f) : 0.0f;
+    }
+
+    // Weak-edge smoothing (MgOptions::weak_sweeps): the cells, red ones first; the cells whose
+    // residual they change (themselves and their neighbours); scratch.
+    std::vector<std::int64_t> weak_cells_, weak_supp_;
+    std::size_t weak_red_ = 0;
+    std::vector<float> weak_dx_, weak_save_;
+
+    // The weak-edge cells: the seeds and the active cells within weak_width grid steps of them.
+    void build_weak(const std::vector<std::int64_t>& seeds) {
+        weak_cells_.clear();
+        weak_supp_.clear();
+        if (seeds.empty() || opt_.weak_sweeps <= 0) return;
+        const Level& L = levels_[0];
+        const std::int64_t S = L.S;
+        const int wd = std::max(0, opt_.weak_width);
+        const double most = opt_.weak_max_fraction * static_cast<double>(count_active(L));
+        if (static_cast<double>(seeds.size()) > most) return;
+        std::vector<std::int64_t> cells;
+        cells.reserve(seeds.size() * static_cast<std::size_t>((2 * wd + 1) * (2 * wd + 1)));
+        auto active = [&](std::int64_t j) { return j >= L.lo() && j < L.hi() && L.invD[j] > 0.0f; };
+        for (std::int64_t i : seeds)
+            for (int dr = -wd; dr <= wd; ++dr)
+                for (int dc = -(wd - std::abs(dr)); dc <= wd - std::abs(dr); ++dc) {
+                    const std::int64_t j = i + dr * S + dc;
+                    if (active(j)) cells.push_back(j);
+                }
+        std::sort(cells.begin(), cells.end());
+        cells.erase(std::unique(cells.begin(), cells.end()), cells.end());
+        if (static_cast<double>(cells.size()) > most) return;
+        for (int colour = 0; colour < 2; ++colour)  // red: (row + column) even
+            for (std::int64_t i : cells)
+                if (((i / S + i % S) & 1) == colour) weak_cells_.push_back(i);
+        weak_red_ = 0;
+        for (std::int64_t i : cells) weak_red_ += ((i / S + i % S) & 1) == 0;
+        for (std::int64_t i : cells)
+            for (std::int64_t j : {i, i + 1, i - 1, i - S, i + S})
+                if (active(j)) weak_supp_.push_back(j);
+        std::sort(weak_supp_.begin(), weak_supp_.end());
+        weak_supp_.erase(std::unique(weak_supp_.begin(), weak_supp_.end()), weak_supp_.end());
+        weak_dx_.assign(static_cast<std::size_t>(L.size), 0.0f);
+        weak_save_.resize(std::max(weak_cells_.size(), weak_supp_.size()));
+    }
+
+    // Red-black Gauss-Seidel on the weak-edge cells of level 0: `sweeps` times red then black,
+    // or (reverse) black then red.
+    void weak_sweeps(const double* b, bool reverse) {
+        Level& L = levels_[0];
+        const std::int64_t S = L.S;
+        float* x = L.x.data();
+        const float* eE = L.eE.data();
+        const float* eN = L.eN.data();
+        const float* invD = L.invD.data();
+        auto half = [&](std::size_t k0, std::size_t k1) {
+            for (std::size_t k = k0; k < k1; ++k) {
+                const std::int64_t i = weak_cells_[k];
+                x[i] = (static_cast<float>(b[i]) + eE[i] * x[i + 1] + eE[i - 1] * x[i - 1] + eN[i] * x[i - S] +
+                        eN[i + S] * x[i + S]) *
+                       invD[i];
+            }
+        };
+        const std::size_t nr = weak_red_, n = weak_cells_.size();
+        for (int s = 0; s < opt_.weak_sweeps; ++s) {
+            if (reverse) {
+                half(nr, n);
+                half(0, nr);
+            } else {
+                half(0, nr);
+                half(nr, n);
+            }
+        }
+    }
+
+    // After pre_pass on level 0: the weak-edge sweeps, and the change of the residual they make
+    // (-L dx on their support, black cells included) added to the restricted right-hand side.
+    void weak_pre(const double* b) {
+        if (weak_cells_.empty()) return;
+        Level& L = levels_[0];
+        Level& C = levels_[1];
+        const std::int64_t S = L.S, CS = C.S;
+        float* x = L.x.data();
+        for (std::size_t k = 0; k < weak_cells_.size(); ++k) weak_save_[k] = x[weak_cells_[k]];
+        weak_sweeps(b, false);
+        for (std::size_t k = 0; k < weak_cells_.size(); ++k) weak_dx_[weak_cells_[k]] = x[weak_cells_[k]] - weak_save_[k];
+        for (std::int64_t j : weak_supp_) {
+            const float adx = stencil(L.eE.data(), L.eN.data(), L.diag(), weak_dx_.data(), j, S);
+            C.b[((j / S + 1) / 2) * CS + (j % S + 1) / 2] -= adx;
+        }
+        for (std::int64_t i : weak_cells_) weak_dx_[i] = 0.0f;
+    }
+
+    // Before post_pass on level 0, the transpose of weak_pre's sweeps (so that the
+    // preconditioner stays symmetric): post_pass adds the prolonged correction P x_c in its
+    // first stage, so the sweeps run on x + P x_c over their support, which is then taken off again.
+    void weak_post(const double* b) {
+        if (weak_cells_.empty()) return;
+        Level& L = levels_[0];
+        const Level& C = levels_[1];
+        const std::int64_t S = L.S, CS = C.S;
+        float* x = L.x.data();
+        for (std::size_t k = 0; k < weak_supp_.size(); ++k) {
+            const std::int64_t j = weak_supp_[k];
+            weak_save_[k] = C.x[((j / S + 1) / 2) * CS + (j % S + 1) / 2];
+            x[j] += weak_save_[k];
+        }
+        weak_sweeps(b, true);
+        for (std::size_t k = 0; k < weak_supp_.size(); ++k) x[weak_supp_[k]] -= weak_save_[k];
     }
 
     static void set_bands(Level& L) {
@@ -202,17 +327,30 @@ class Multigrid {
         }
     }
 
-    void finish_level(Level& L) const {
+    // invD and x of a level; with `weak`, also the cells with an edge weaker than
+    // opt_.weak_ratio times their strongest one, in increasing order.
+    void finish_level(Level& L, std::vector<std::int64_t>* weak = nullptr) const {
         const std::int64_t S = L.S;
         L.invD.assign(static_cast<std::size_t>(L.size), 0.0f);
         L.x.assign(static_cast<std::size_t>(L.size), 0.0f);
-        for_bands(L.bands, threads_, L.par, [&](int, int a, int e) {
+        std::vector<std::vector<std::int64_t>> found(static_cast<std::size_t>(weak ? L.bands.count : 0));
+        const float ratio = opt_.weak_ratio;
+        for_bands(L.bands, threads_, L.par, [&](int k, int a, int e) {
             for (std::int64_t i = a * S; i < e * S; ++i) {
-                float d = L.eE[i] + L.eE[i - 1] + L.eN[i] + L.eN[i + S];
+                const float e0 = L.eE[i], e1 = L.eE[i - 1], e2 = L.eN[i], e3 = L.eN[i + S];
+                float d = e0 + e1 + e2 + e3;
                 if (!L.dg.empty()) d += L.dg[i];
                 L.invD[i] = d > 0.0f ? 1.0f / d : 0.0f;
+                if (weak) {
+                    const float lim = ratio * std::max(std::max(e0, e1), std::max(e2, e3));
+                    if ((e0 > 0.0f && e0 < lim) || (e1 > 0.0f && e1 < lim) || (e2 > 0.0f && e2 < lim) ||
+                        (e3 > 0.0f && e3 < lim))
+                        found[static_cast<std::size_t>(k)].push_back(i);
+                }
             }
         });
+        if (weak)
+            for (const auto& f : found) weak->insert(weak->end(), f.begin(), f.end());
     }
 
     std::int64_t count_active(const Level& L) const {
@@ -235,7 +373,8 @@ class Multigrid {
         C.eE.assign(static_cast<std::size_t>(C.size), 0.0f);
         C.eN.assign(static_cast<std::size_t>(C.size), 0.0f);
         // path() is c / 2 for equal weights: the former P^T L P / 2 (see path()).
-        const float s = 2.0f / opt_.coarse_scale;
+        const float s = 2.0f / opt_.coarse_scale, sg = 1.0f / opt_.coarse_scale;
+        const bool hm = opt_.harmonic;
         const std::int64_t FS = F.S;
         for_bands(C.bands, threads_, C.par, [&](int, int a, int e) {
             for (int R = a; R < e; ++R) {
@@ -245,6 +384,11 @@ class Multigrid {
                     const std::int64_t ci = static_cast<std::int64_t>(R) * C.S + Cc;
                     const int fc0 = 2 * Cc - 1, fc1 = 2 * Cc;  // left/right child columns
                     const bool two_rows = 2 * R <= F.h, two_cols = fc1 <= F.w;
+                    if (!hm) {  // the plain Galerkin weights / coarse_scale
+                        C.eE[ci] = sg * (F.eE[f0 + fc1] + (two_rows ? F.eE[f1 + fc1] : 0.0f));
+                        C.eN[ci] = sg * (F.eN[f0 + fc0] + (two_cols ? F.eN[f0 + fc1] : 0.0f));
+                        continue;
+                    }
                     // Rightward coarse edge: over the fine edges leaving the right child column,
                     // each in series with the half internal edges of its row in the two blocks.
                     float e1 = path(F.eE[f0 + fc1], F.eE[f0 + fc0], F.eE[f0 + fc1 + 1]);
