@@ -65,7 +65,7 @@ struct MgOptions {
     int weak_sweeps = 3;
     int weak_width = 3;
     float weak_ratio = 0.3f;
-    float weak_max_fraction = 0.02f;
+    float weak_max_fraction = 0.05f;
 };
 
 class Multigrid {

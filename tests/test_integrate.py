@@ -129,8 +129,12 @@ def test_multigrid_iteration_counts_stay_low():
     rng = np.random.default_rng(3)
     ragged = scipy.ndimage.gaussian_filter(rng.standard_normal((384, 384)), 10) > 0.0
     hn, rect, smooth = surfaces.head(512, neck=True), surfaces.rectangle(256), surfaces.rectangle(384)
+    hn1k = surfaces.head(1024, neck=True)
     cases = {
         "head+neck 512": (hn.normals, hn.W, hn.mask, 6),
+        # the chin's weak edges: 6 iterations with the summed coarse weights, 5 with the
+        # harmonic ones (csrc/multigrid.hpp, path())
+        "head+neck 1024": (hn1k.normals, hn1k.W, hn1k.mask, 5),
         "rectangle 256": (rect.normals, None, rect.mask, 5),
         "ragged 384": (smooth.normals, None, ragged, 6),
     }

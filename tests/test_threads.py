@@ -59,6 +59,19 @@ def test_results_bitwise_identical_for_any_thread_count(head_neck, method):
     np.testing.assert_array_equal(depth, ref)
 
 
+def test_weak_edge_sweeps_bitwise_identical(head_neck):
+    # A chin step 5x steeper: the edges under the chin fall below 0.3x their cells' strongest,
+    # so level 0 gets the serial weak-edge sweeps (csrc/multigrid.hpp, MgOptions::weak_sweeps).
+    s = head_neck
+    W = np.where(s.W > np.quantile(s.W[s.mask], 0.995), 5.0 * s.W, s.W)
+    ref, info1 = monohead.integrate(s.normals, W, 0.1, s.mask, threads=1, return_info=True)
+    assert info1.converged and info1.iterations <= 6
+    for t in (2, 3):
+        depth, info = monohead.integrate(s.normals, W, 0.1, s.mask, threads=t, return_info=True)
+        assert info.iterations == info1.iterations
+        np.testing.assert_array_equal(depth, ref)
+
+
 def test_multi_component_mask_bitwise_identical():
     n, W, mask = _blobs()
     ref = monohead.integrate(n, W, 0.1, mask, threads=1)
