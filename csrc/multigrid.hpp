@@ -51,6 +51,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "masked_grid.hpp"
@@ -130,7 +131,9 @@ class Multigrid {
         levels_.push_back(std::move(L0));
         while (true) {
             const Level& F = levels_.back();
-            if (count_active(F) <= opt_.coarsest_max || (F.h <= 1 && F.w <= 1)) break;
+            const std::int64_t active = count_active(F);
+            if (levels_.size() == 1) active0_ = active;
+            if (active <= opt_.coarsest_max || (F.h <= 1 && F.w <= 1)) break;
             levels_.push_back(coarsen(F));
         }
         build_coarsest();
@@ -220,7 +223,9 @@ class Multigrid {
     // residual they change (themselves and their neighbours); scratch.
     std::vector<std::int64_t> weak_cells_, weak_supp_;
     std::size_t weak_red_ = 0;
-    std::vector<float> weak_dx_, weak_save_;
+    std::vector<float> weak_dx_, weak_save_;  // dx_[0] = 0, dx_[k + 1]: the change at weak_cells_[k]
+    std::vector<std::int32_t> weak_nb_;  // per support cell j: 1 + the positions of j, j + 1, j - 1, j - S, j + S in weak_cells_ (0: none)
+    std::int64_t active0_ = 0;           // active cells of level 0
 
     // The weak-edge cells: the seeds and the active cells within weak_width grid steps of them.
     void build_weak(const std::vector<std::int64_t>& seeds) {
@@ -230,7 +235,7 @@ class Multigrid {
         const Level& L = levels_[0];
         const std::int64_t S = L.S;
         const int wd = std::max(0, opt_.weak_width);
-        const double most = opt_.weak_max_fraction * static_cast<double>(count_active(L));
+        const double most = opt_.weak_max_fraction * static_cast<double>(active0_);
         if (static_cast<double>(seeds.size()) > most) return;
         std::vector<std::int64_t> cells;
         cells.reserve(seeds.size() * static_cast<std::size_t>((2 * wd + 1) * (2 * wd + 1)));
@@ -254,7 +259,21 @@ class Multigrid {
                 if (active(j)) weak_supp_.push_back(j);
         std::sort(weak_supp_.begin(), weak_supp_.end());
         weak_supp_.erase(std::unique(weak_supp_.begin(), weak_supp_.end()), weak_supp_.end());
-        weak_dx_.assign(static_cast<std::size_t>(L.size), 0.0f);
+        std::vector<std::pair<std::int64_t, std::int32_t>> pos(weak_cells_.size());
+        for (std::size_t k = 0; k < weak_cells_.size(); ++k) pos[k] = {weak_cells_[k], static_cast<std::int32_t>(k + 1)};
+        std::sort(pos.begin(), pos.end());
+        // weak_supp_ is increasing, so each of the five neighbours is too: one cursor each into pos.
+        std::array<std::size_t, 5> cur{};
+        const std::array<std::int64_t, 5> off{0, 1, -1, -S, S};
+        weak_nb_.resize(5 * weak_supp_.size());
+        for (std::size_t k = 0; k < weak_supp_.size(); ++k)
+            for (int m = 0; m < 5; ++m) {
+                const std::int64_t q = weak_supp_[k] + off[static_cast<std::size_t>(m)];
+                std::size_t& c = cur[static_cast<std::size_t>(m)];
+                while (c < pos.size() && pos[c].first < q) ++c;
+                weak_nb_[5 * k + static_cast<std::size_t>(m)] = c < pos.size() && pos[c].first == q ? pos[c].second : 0;
+            }
+        weak_dx_.assign(weak_cells_.size() + 1, 0.0f);
         weak_save_.resize(std::max(weak_cells_.size(), weak_supp_.size()));
     }
 
@@ -297,12 +316,19 @@ class Multigrid {
         float* x = L.x.data();
         for (std::size_t k = 0; k < weak_cells_.size(); ++k) weak_save_[k] = x[weak_cells_[k]];
         weak_sweeps(b, false);
-        for (std::size_t k = 0; k < weak_cells_.size(); ++k) weak_dx_[weak_cells_[k]] = x[weak_cells_[k]] - weak_save_[k];
-        for (std::int64_t j : weak_supp_) {
-            const float adx = stencil(L.eE.data(), L.eN.data(), L.diag(), weak_dx_.data(), j, S);
+        for (std::size_t k = 0; k < weak_cells_.size(); ++k) weak_dx_[k + 1] = x[weak_cells_[k]] - weak_save_[k];
+        const float* eE = L.eE.data();
+        const float* eN = L.eN.data();
+        const float* dg = L.diag();
+        const float* dx = weak_dx_.data();
+        for (std::size_t k = 0; k < weak_supp_.size(); ++k) {  // (L dx)_j as stencil() computes it
+            const std::int64_t j = weak_supp_[k];
+            const std::int32_t* q = &weak_nb_[5 * k];
+            float d = eE[j] + eE[j - 1] + eN[j] + eN[j + S];
+            if (dg) d += dg[j];
+            const float adx = d * dx[q[0]] - eE[j] * dx[q[1]] - eE[j - 1] * dx[q[2]] - eN[j] * dx[q[3]] - eN[j + S] * dx[q[4]];
             C.b[((j / S + 1) / 2) * CS + (j % S + 1) / 2] -= adx;
         }
-        for (std::int64_t i : weak_cells_) weak_dx_[i] = 0.0f;
     }
 
     // Before post_pass on level 0, the transpose of weak_pre's sweeps (so that the
@@ -348,18 +374,28 @@ class Multigrid {
         L.x.assign(static_cast<std::size_t>(L.size), 0.0f);
         std::vector<std::vector<std::int64_t>> found(static_cast<std::size_t>(weak ? L.bands.count : 0));
         const float ratio = opt_.weak_ratio;
+        const float* eE = L.eE.data();
+        const float* eN = L.eN.data();
+        auto is_weak = [&](std::int64_t i) {
+            const float e0 = eE[i], e1 = eE[i - 1], e2 = eN[i], e3 = eN[i + S];
+            const float lim = ratio * std::max(std::max(e0, e1), std::max(e2, e3));
+            return ((e0 > 0.0f) & (e0 < lim)) | ((e1 > 0.0f) & (e1 < lim)) | ((e2 > 0.0f) & (e2 < lim)) |
+                   ((e3 > 0.0f) & (e3 < lim));
+        };
         for_bands(L.bands, threads_, L.par, [&](int k, int a, int e) {
             for (std::int64_t i = a * S; i < e * S; ++i) {
-                const float e0 = L.eE[i], e1 = L.eE[i - 1], e2 = L.eN[i], e3 = L.eN[i + S];
-                float d = e0 + e1 + e2 + e3;
+                float d = eE[i] + eE[i - 1] + eN[i] + eN[i + S];
                 if (!L.dg.empty()) d += L.dg[i];
                 L.invD[i] = d > 0.0f ? 1.0f / d : 0.0f;
-                if (weak) {
-                    const float lim = ratio * std::max(std::max(e0, e1), std::max(e2, e3));
-                    if ((e0 > 0.0f && e0 < lim) || (e1 > 0.0f && e1 < lim) || (e2 > 0.0f && e2 < lim) ||
-                        (e3 > 0.0f && e3 < lim))
-                        found[static_cast<std::size_t>(k)].push_back(i);
-                }
+            }
+            if (!weak) return;
+            for (int r = a; r < e; ++r) {  // a branch-free test per row first (it vectorises)
+                const std::int64_t i0 = static_cast<std::int64_t>(r) * S, i1 = i0 + S;
+                int any = 0;
+                for (std::int64_t i = i0; i < i1; ++i) any |= static_cast<int>(is_weak(i));
+                if (!any) continue;
+                for (std::int64_t i = i0; i < i1; ++i)
+                    if (is_weak(i)) found[static_cast<std::size_t>(k)].push_back(i);
             }
         });
         if (weak)
@@ -393,25 +429,36 @@ class Multigrid {
             for (int R = a; R < e; ++R) {
                 const std::int64_t f0 = static_cast<std::int64_t>(2 * R - 1) * FS;  // top child row
                 const std::int64_t f1 = f0 + FS;                                   // bottom child row
-                for (int Cc = 1; Cc <= C.w; ++Cc) {
-                    const std::int64_t ci = static_cast<std::int64_t>(R) * C.S + Cc;
-                    const int fc0 = 2 * Cc - 1, fc1 = 2 * Cc;  // left/right child columns
-                    const bool two_rows = 2 * R <= F.h, two_cols = fc1 <= F.w;
-                    if (!hm) {  // the plain Galerkin weights / coarse_scale
-                        C.eE[ci] = sg * (F.eE[f0 + fc1] + (two_rows ? F.eE[f1 + fc1] : 0.0f));
-                        C.eN[ci] = sg * (F.eN[f0 + fc0] + (two_cols ? F.eN[f0 + fc1] : 0.0f));
-                        continue;
+                float* __restrict ce = C.eE.data() + static_cast<std::int64_t>(R) * C.S;
+                float* __restrict cn = C.eN.data() + static_cast<std::int64_t>(R) * C.S;
+                const float* __restrict e0 = F.eE.data() + f0;  // the block row's two fine rows
+                const float* __restrict e1 = F.eE.data() + f1;
+                const float* __restrict nt = F.eN.data() + f0;       // edges leaving the top row
+                const float* __restrict ni = F.eN.data() + f1;       // internal, this block
+                const float* __restrict nu = F.eN.data() + f0 - FS;  // internal, the block above
+                if (!hm) {  // the plain Galerkin weights / coarse_scale
+                    const bool two_rows = 2 * R <= F.h;
+                    for (int Cc = 1; Cc <= C.w; ++Cc) {
+                        const int fc0 = 2 * Cc - 1, fc1 = 2 * Cc;
+                        ce[Cc] = sg * (e0[fc1] + (two_rows ? e1[fc1] : 0.0f));
+                        cn[Cc] = sg * (nt[fc0] + (fc1 <= F.w ? nt[fc1] : 0.0f));
                     }
-                    // Rightward coarse edge: over the fine edges leaving the right child column,
-                    // each in series with the half internal edges of its row in the two blocks.
-                    float e1 = path(F.eE[f0 + fc1], F.eE[f0 + fc0], F.eE[f0 + fc1 + 1]);
-                    if (two_rows) e1 += path(F.eE[f1 + fc1], F.eE[f1 + fc0], F.eE[f1 + fc1 + 1]);
-                    C.eE[ci] = s * e1;
-                    // Upward coarse edge: over the fine edges leaving the top child row.
-                    const float* up = &F.eN[f0 - FS];  // internal edges of the block above
-                    float n1 = path(F.eN[f0 + fc0], two_rows ? F.eN[f1 + fc0] : 0.0f, R > 1 ? up[fc0] : 0.0f);
-                    if (two_cols) n1 += path(F.eN[f0 + fc1], two_rows ? F.eN[f1 + fc1] : 0.0f, R > 1 ? up[fc1] : 0.0f);
-                    C.eN[ci] = s * n1;
+                    continue;
+                }
+                // Rightward coarse edge: each fine edge leaving the right child column in series
+                // with the half internal edges of its row in the two blocks; upward: each fine edge
+                // leaving the top child row with the internal edges of its column.  A missing row
+                // or column (the grid's end) is padding, whose edges are 0: path() gives 0 for it.
+                const int full = F.w / 2;  // coarse columns with two fine columns
+                for (int Cc = 1; Cc <= full; ++Cc) {
+                    const int fc0 = 2 * Cc - 1, fc1 = 2 * Cc;
+                    ce[Cc] = s * (path(e0[fc1], e0[fc0], e0[fc1 + 1]) + path(e1[fc1], e1[fc0], e1[fc1 + 1]));
+                    cn[Cc] = s * (path(nt[fc0], ni[fc0], nu[fc0]) + path(nt[fc1], ni[fc1], nu[fc1]));
+                }
+                if (F.w & 1) {  // the last coarse column holds one fine column (its right edge is cleared below)
+                    const int fc0 = F.w;
+                    ce[full + 1] = 0.0f;
+                    cn[full + 1] = s * path(nt[fc0], ni[fc0], nu[fc0]);
                 }
             }
         });
