@@ -144,6 +144,22 @@ def test_default_settings_on_exact_data(scene: dict, model: HeadModel) -> None:
     assert fit_err < 0.9 * _hidden_error(scene, fit.model_mesh(identity=np.zeros_like(fit.identity)))
 
 
+def test_silhouette_offset_moves_the_contour_out(scene: dict, model: HeadModel, fitted: HeadFit) -> None:
+    """``FitSettings(silhouette_offset=0.5)``: the mask of an exact rendering, sampled at pixel
+    centres, ends about half a pixel inside the true outline; matching the model's contour half
+    a pixel beyond the border pixels fits a larger head, nearer the true size (exact maps)."""
+    from dataclasses import replace
+
+    out = fit_head(scene["depth"], scene["normals"], scene["mask"], model=model,
+                   settings=replace(EXACT, silhouette_offset=0.5))  # fmt: skip
+    assert out.scale > fitted.scale
+    assert abs(out.scale / scene["s"] - 1.0) < abs(fitted.scale / scene["s"] - 1.0), (
+        out.scale,
+        fitted.scale,
+        scene["s"],
+    )
+
+
 def test_fit_is_deterministic(scene: dict, model: HeadModel, fitted: HeadFit) -> None:
     again = fit_head(scene["depth"], scene["normals"], scene["mask"], model=model, settings=EXACT)
     np.testing.assert_array_equal(again.identity, fitted.identity)

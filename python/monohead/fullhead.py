@@ -114,6 +114,9 @@ class FitSettings:
             shortened: a trust region).
         sigma: residual scale (pixels) of the Cauchy weights of the depth residuals.
         silhouette_sigma: residual scale (pixels) of the silhouette residuals.
+        silhouette_offset: where a contour vertex's target lies beyond its border pixel's
+            centre, along the outline's outward normal (pixels). A mask sampled at pixel
+            centres ends on average half a pixel inside the true outline.
         voxel: spacing (cm) of the model vertices used by the fit (one per voxel).
         yaw_candidates: initial yaws (degrees) tried by the pose search (at pitch 0).
         pitch_candidates: initial pitches (degrees) then tried at each of the ``pitch_yaws``
@@ -140,6 +143,7 @@ class FitSettings:
     max_step: float = 1.5
     sigma: float = 2.0
     silhouette_sigma: float = 3.0
+    silhouette_offset: float = 0.0
     voxel: float = 1.0
     yaw_candidates: tuple[float, ...] = (-60.0, -30.0, 0.0, 30.0, 60.0)
     pitch_candidates: tuple[float, ...] = (-20.0, 20.0)
@@ -826,6 +830,9 @@ class _Fitter:
             sil = inb_s & vis & self._contour(xw_ring, rr, cc) & (nw[:, 2] < 0.5) & (l2 > 0.5) & obs.border_ok[rr, cc]
             br, bc = obs.border_idx[0][rr, cc], obs.border_idx[1][rr, cc]
             bx, by = bc.astype(np.float64), -br.astype(np.float64)
+            if cfg.silhouette_offset:
+                bx = bx + cfg.silhouette_offset * obs.border_n[br, bc, 0]
+                by = by + cfg.silhouette_offset * obs.border_n[br, bc, 1]
             # A contour vertex and its border pixel must face the same way (within 60 degrees):
             # the nearest border pixel of the wrong side (the face's profile against the back
             # of the head, a gap between chin and neck) is no correspondence.
