@@ -10,7 +10,8 @@
 //    block: the block ties both sides together.  The coarse edges are now harmonic averages
 //    instead (path()): each crossing fine edge in series with the half internal edges of its
 //    row (column) in the two blocks, as in cell-centred multigrid for jumping coefficients.
-//    Equal weights give exactly the former sum / 2 (the rectangle is bitwise unchanged); a weak
+//    Equal weights give exactly the former sum / 2 (the rectangle is bitwise unchanged; on other
+//    masks the coarse levels' rim edges are unequal, so only the first coarsening is); a weak
 //    edge inside a block weakens the coarse edges across that block, so the step is seen on
 //    every level: head+neck 1024^2 / 2048^2 from 6 / 8 to 5 / 6 iterations.  Every level stays
 //    a weighted 5-point graph Laplacian, a structured, branch-free stencil, and the V-cycle

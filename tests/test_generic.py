@@ -79,20 +79,66 @@ def _dense(level) -> np.ndarray:
     return A
 
 
-def test_coarse_operators_are_galerkin(rng):
+def _prolongation(f, c) -> np.ndarray:
+    """Piecewise-constant prolongation from the coarse interior to the fine interior."""
+    P = np.zeros((f.h * f.w, c.h * c.w))
+    for i in range(f.h):
+        for j in range(f.w):
+            P[i * f.w + j, (i // 2) * c.w + j // 2] = 1.0
+    return P
+
+
+def test_coarse_operators_are_galerkin_for_equal_weights(rng):
+    # The harmonic coarse edges (generic._path) are exactly the Galerkin ones / 2 where the
+    # fine weights are equal, also where a block lies at the mask's rim: the first coarsening of
+    # unit weights (on the coarse levels, rim edges then differ from inner ones).
+    mask = tricky_mask(rng, 22, 26)
+    n, _ = random_problem(rng, mask)
+    _, system, _ = _system(n, None, 0.1, mask, mg_dtype=np.float64, coarsest_max=16, coarse_scale=2.0)
+    f, c = system.mg.levels[:2]
+    P = _prolongation(f, c)
+    np.testing.assert_allclose(_dense(c), P.T @ _dense(f) @ P / 2.0, atol=1e-12)
+    # On the full rectangle every level has equal weights, so every level is Galerkin / 2.
+    full = np.ones((24, 32), bool)
+    n, _ = random_problem(rng, full)
+    _, system, _ = _system(n, None, 0.1, full, mg_dtype=np.float64, coarsest_max=16, coarse_scale=2.0)
+    levels = system.mg.levels
+    assert len(levels) >= 3
+    for f, c in zip(levels[:-1], levels[1:], strict=True):
+        P = _prolongation(f, c)
+        np.testing.assert_allclose(_dense(c), P.T @ _dense(f) @ P / 2.0, atol=1e-12)
+
+
+def test_coarse_edges_are_harmonic_averages(rng):
+    # Each coarse edge: the sum over the two crossing fine edges c of 1 / (1/(2a) + 1/c + 1/(2b)),
+    # a and b the internal edges of the two blocks on c's row (column), c where missing.
     mask = tricky_mask(rng, 22, 26)
     n, Wmap = random_problem(rng, mask)
     _, system, _ = _system(n, Wmap, 0.1, mask, mg_dtype=np.float64, coarsest_max=16, coarse_scale=2.0)
     levels = system.mg.levels
     assert len(levels) >= 3
+
+    def path(c, a, b):
+        if c <= 0:
+            return 0.0
+        a, b = (a if a > 0 else c), (b if b > 0 else c)
+        return 1.0 / (0.5 / a + 1.0 / c + 0.5 / b)
+
     for f, c in zip(levels[:-1], levels[1:], strict=True):
-        Af, Ac = _dense(f), _dense(c)
-        # piecewise-constant prolongation from the coarse interior to the fine interior
-        P = np.zeros((f.h * f.w, c.h * c.w))
-        for i in range(f.h):
-            for j in range(f.w):
-                P[i * f.w + j, (i // 2) * c.w + j // 2] = 1.0
-        np.testing.assert_allclose(Ac, P.T @ Af @ P / 2.0, atol=1e-12)
+        E = np.zeros((f.h + 4, f.w + 4))  # fine edges with a margin of zeros
+        N = np.zeros((f.h + 4, f.w + 4))
+        E[1 : f.h + 1, 1 : f.w + 1] = f.eE[0].astype(np.float64)
+        N[1 : f.h + 1, 1 : f.w + 1] = f.eN[0].astype(np.float64)
+        cE, cN = c.eE[0].astype(np.float64), c.eN[0].astype(np.float64)
+        for i in range(c.h):
+            for j in range(c.w):
+                r0, c0 = 2 * i + 1, 2 * j + 1  # the block's top-left fine cell in E, N
+                want_e = sum(path(E[r, c0 + 1], E[r, c0], E[r, c0 + 2]) for r in (r0, r0 + 1))
+                want_n = sum(path(N[r0, k], N[r0 + 1, k], N[r0 - 1, k]) for k in (c0, c0 + 1))
+                assert cE[i, j] == pytest.approx(want_e, rel=1e-12, abs=1e-15), (i, j)
+                assert cN[i, j] == pytest.approx(want_n, rel=1e-12, abs=1e-15), (i, j)
+        assert (cE[:, -1] == 0).all()
+        assert (cN[0] == 0).all()
 
 
 @pytest.mark.parametrize("mg_dtype", [np.float64, np.float32])
