@@ -195,6 +195,25 @@ def test_estimate_yaw_reads_the_side_a_head_turns_to_both_ways(yaw):
     assert framing.estimate_yaw(mirrored, m[:, ::-1], (128 - face[0], face[1])) == -right
 
 
+def test_estimate_turn_sizes_the_turn_whatever_the_sides_doubt():
+    """estimate_turn's size is the widths' reading alone: an unsure side (mean Nx and the mask's
+    reach cancelling) scales the yaw down, not the size; the yaw is estimate_yaw's."""
+    n, m, face = _turned_head(70.0)
+    yaw, size = framing.estimate_turn(n, m, face)
+    assert yaw == framing.estimate_yaw(n, m, face)
+    assert size >= abs(yaw)
+    assert size >= framing.REFRAME_MIN_YAW
+    cols = np.nonzero(m)[1]
+    centre = float(cols.mean())
+    # the face box moved onto the mask's centroid and the normals made symmetric: no side
+    flat = n.copy()
+    flat[..., 0] = 0.0
+    unsure, size2 = framing.estimate_turn(flat, m, (centre, face[1]))
+    assert abs(unsure) < 1e-9
+    assert size2 == pytest.approx(size)
+    assert framing.estimate_turn(n, np.zeros_like(m), face) == (0.0, 0.0)
+
+
 def test_estimate_yaw_of_a_frontal_head_is_small():
     n, m, _ = _turned_head(0.0)
     cols = np.nonzero(m)[1]

@@ -226,6 +226,47 @@ def test_bad_inputs(scene: dict, model: HeadModel) -> None:
         merge_head("fit", d, m)
 
 
+def _mean_head_turned(model: HeadModel, yaw: float, size: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mean head turned ``yaw`` degrees (pitch 0), its pivot at the image's centre column,
+    rendered: depth (NaN off the head), normals, mask."""
+    R = _rotation(yaw, 0.0, 0.0)
+    s = 0.45 * size / 18.5
+    x = model.shape(np.zeros(model.num_identities), np.zeros(model.num_expressions))
+    v = (x - fullhead.PIVOT) @ (s * R).T + [size / 2, -0.47 * size, 0.0]
+    return _render(v, model.faces[model.region_faces(list(SKIN_REGIONS) + list(EYE_REGIONS))], size)
+
+
+@pytest.mark.parametrize("yaw", [-75.0, -45.0, 0.0, 45.0, 75.0])
+def test_estimate_pose_reads_the_side_and_size_of_a_turn(model: HeadModel, yaw: float) -> None:
+    """The pose search alone: a profile and its mirror image (alike outlines) read on their own
+    sides, the size of the turn within 15 degrees."""
+    depth, normals, mask = _mean_head_turned(model, yaw)
+    cfg = FitSettings(yaw_candidates=(-85.0, -60.0, -30.0, 0.0, 30.0, 60.0, 85.0), pitch_candidates=())
+    pose = fullhead.estimate_pose(depth, normals, mask, model=model, settings=cfg)
+    assert abs(pose.yaw - yaw) < 15.0, pose
+    assert yaw == 0.0 or np.sign(pose.yaw) == np.sign(yaw)
+    assert abs(pose.pitch) < 10.0
+    assert pose.normals_angle < 20.0
+    assert pose.seconds > 0.0
+    np.testing.assert_allclose(fullhead.yaw_pitch_roll(pose.rotation), (pose.yaw, pose.pitch, pose.roll))
+    # the mirror image of the maps reads the opposite turn
+    mirrored = fullhead.estimate_pose(
+        depth[:, ::-1], normals[:, ::-1] * [-1.0, 1.0, 1.0], mask[:, ::-1], model=model, settings=cfg
+    )
+    assert abs(mirrored.yaw + pose.yaw) < 5.0, (mirrored.yaw, pose.yaw)
+
+
+def test_estimate_pose_refuses_what_fit_head_refuses(scene: dict, model: HeadModel) -> None:
+    small = np.zeros_like(scene["mask"])
+    small.ravel()[np.flatnonzero(scene["mask"])[:150]] = True
+    with pytest.raises(HeadFitError, match="150 pixels"):
+        fullhead.estimate_pose(scene["depth"], scene["normals"], small, model=model)
+    with pytest.raises(ValueError, match="normals must have shape"):
+        fullhead.estimate_pose(scene["depth"], scene["normals"][..., :2], scene["mask"], model=model)
+    with pytest.raises(ValueError, match="seed"):
+        fullhead.estimate_pose(scene["depth"], scene["normals"], scene["mask"], model=model, seed=-1)
+
+
 def test_observed_surface_is_exact_on_a_plane_and_continuous() -> None:
     """The fit samples the observed surface bilinearly, each pixel carried along its tangent
     plane: exact on a plane, and depth, normal and pixel weight continuous in the position
@@ -704,8 +745,10 @@ def test_reconstruct_full_head_with_a_focal_length(tmp_path, monkeypatch, capsys
     from monohead import cli, photo
 
     img = data.astronaut()
-    ortho = photo.reconstruct(img, model=_oracle, full_head=True)
-    rec = photo.reconstruct(img, model=_oracle, full_head=True, focal_mm=24.0)
+    # reframe=False throughout: the oracle's dome (no head) on the astronaut's face box is read
+    # as a turned head by the head model's pose search and framed again; this test is the camera's
+    ortho = photo.reconstruct(img, model=_oracle, full_head=True, reframe=False)
+    rec = photo.reconstruct(img, model=_oracle, full_head=True, focal_mm=24.0, reframe=False)
     assert ortho.head_fit.camera is None
     K = rec.head_fit.camera
     np.testing.assert_allclose(K, photo.crop_intrinsics(24.0, img.shape[:2], rec.box, 128), rtol=1e-9)
@@ -717,14 +760,24 @@ def test_reconstruct_full_head_with_a_focal_length(tmp_path, monkeypatch, capsys
         photo.reconstruct(img, model=_oracle, focal_mm=24.0)
     # The shortest focal length: the grazing normals at the crop's sides would face away from
     # the rays (the perspective integrator refuses those); photo.face_rays turns them.
-    wide = photo.reconstruct(img, model=_oracle, full_head=True, focal_mm=8.0)
+    wide = photo.reconstruct(img, model=_oracle, full_head=True, focal_mm=8.0, reframe=False)
     assert wide.full_mesh.is_watertight
     assert wide.head_fit.camera[0, 0] < 0.5 * K[0, 0]
 
     monkeypatch.setattr(photo, "_MODEL", _oracle)
     Image.fromarray(img).save(tmp_path / "a.png")
     out = tmp_path / "out"
-    args = ["reconstruct", str(tmp_path / "a.png"), "-o", str(out), "--full-head", "--focal-mm", "24", "--json"]
+    args = [
+        "reconstruct",
+        str(tmp_path / "a.png"),
+        "-o",
+        str(out),
+        "--full-head",
+        "--no-reframe",
+        "--focal-mm",
+        "24",
+        "--json",
+    ]
     assert cli.main(args) == 0
     fit = json.loads(capsys.readouterr().out)["reconstructions"][0]["full_head"]["fit"]
     np.testing.assert_allclose(fit["camera"], K, rtol=1e-9)

@@ -187,7 +187,11 @@ def test_network_predicts_mirror_averaged_unless_no_flip(argv, flip, tmp_path, m
     net = UNet(width=4, depth=4)
     assert isinstance(net, torch.nn.Module)
     monkeypatch.setattr(R, "_MODEL", net)
-    assert cli.main(["reconstruct", "--example", "-o", str(tmp_path), "--json", "--detector", "frontal", *argv]) == 0
+    # --no-reframe: one pass (the oracle's dome, no head, is sized as turned 70° by its face box
+    # and the head model's pose search then reads it as turned; the re-framed pass's flip is
+    # test_reframed_second_pass_keeps_the_flip_setting's)
+    args = ["reconstruct", "--example", "-o", str(tmp_path), "--json", "--detector", "frontal", "--no-reframe"]
+    assert cli.main([*args, *argv]) == 0
     assert json.loads(capsys.readouterr().out)["reconstructions"]
     assert seen == [flip]
 
@@ -269,11 +273,62 @@ def test_turned_heads_are_framed_again_toward_the_face(astronaut, side):
     assert plain.first_box is None
 
 
-def test_frontal_photo_is_unchanged_by_reframe(astronaut):
-    """The shipped network on a frontal photo: no second framing, and the result is the one of
-    reframe=False bit for bit."""
+def _rendered_turned_model(yaw: float):
+    """A callable predictor that paints the head model's mean head turned ``yaw`` degrees in
+    every crop, its pivot at the crop's centre column (where the detector's face box is): like
+    photo 01's first pass, the face box sits on the temple, behind the face."""
+    from monohead.synth.head_model import HeadModel
+    from tests.test_fullhead import _mean_head_turned
+
+    _, n, mask = _mean_head_turned(HeadModel.load(), yaw)
+    calls = []
+
+    def model(crops):
+        calls.append(len(crops))
+        B = len(crops)
+        return np.repeat(n[None], B, 0), np.zeros((B, 128, 128), np.float32), np.repeat(mask[None], B, 0)
+
+    return model, calls, n, mask
+
+
+@pytest.mark.parametrize("yaw", [70.0, -70.0])
+def test_turn_side_is_read_by_the_pose_search(astronaut, yaw, monkeypatch):
+    """A near-profile whose face box sits behind the face: the cheap reading
+    (framing.estimate_turn) puts the turn on the wrong side; the head model's pose search on the
+    first pass's surface reads it on the right one, and the head is framed again toward the face."""
+    from monohead import framing
+
+    model, calls, n, mask = _rendered_turned_model(yaw)
+    rec = R.reconstruct(astronaut, model=model, detector="frontal")
+    first = rec.first_box
+    assert calls == [1, 1]
+    assert first is not None
+    px = 128 / first.side
+    fx, _, fw, _ = rec.face_box
+    cheap, size = framing.estimate_turn(n, mask, ((fx + fw / 2 - first.x) * px, fw * px))
+    assert np.sign(cheap) == -np.sign(yaw)  # the cheap reading alone: the wrong side
+    assert size >= R.TURN_SEARCH_MIN_SIZE
+    assert np.sign(rec.yaw_estimate) == np.sign(yaw)
+    assert abs(rec.yaw_estimate) >= R.REFRAME_MIN_YAW
+    moved = (rec.box.x + rec.box.side / 2) - (first.x + first.side / 2)
+    assert np.sign(yaw) * moved > 0.03 * first.side  # toward the face
+    # without the search, the cheap reading's wrong side is what decides
+    monkeypatch.setattr(R, "TURN_SEARCH_MIN_SIZE", np.inf)
+    model2, _, _, _ = _rendered_turned_model(yaw)
+    off = R.reconstruct(astronaut, model=model2, detector="frontal")
+    assert off.yaw_estimate == pytest.approx(cheap, abs=1e-6)
+
+
+def test_frontal_photo_is_unchanged_by_reframe(astronaut, monkeypatch):
+    """The shipped network on a frontal photo: no pose search, no second framing, and the result
+    is the one of reframe=False bit for bit."""
+    from monohead import fullhead
+
+    searched = []
+    monkeypatch.setattr(fullhead, "estimate_pose", lambda *a, **k: searched.append(1))
     net = R.load_default_model()
     on = R.reconstruct(astronaut, model=net)
+    assert not searched
     off = R.reconstruct(astronaut, model=net, reframe=False)
     assert on.first_box is None
     assert abs(on.yaw_estimate) < R.REFRAME_MIN_YAW

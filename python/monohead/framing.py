@@ -8,9 +8,11 @@ by the same code:
 - :data:`FRAMING` and :func:`head_box`: the square head crop around a face box.
 - :func:`crop_square`: cut a square box out of a photo and resize it, filling whatever lies
   outside the photo with :func:`fill_outside`.
-- :func:`estimate_yaw` and :func:`reframe_box`: the second framing of turned heads (the photo
-  pipeline's ``reframe``): the head's turn read from a first network pass, and the crop that
-  frames it as the training data frames a head (:data:`TURN_FIT`, :data:`REFRAME_FIT`).
+- :func:`estimate_turn` (:func:`estimate_yaw`) and :func:`reframe_box`: the second framing of
+  turned heads (the photo pipeline's ``reframe``): the head's turn read cheaply from a first
+  network pass (read again by the head model's pose search when its size reaches
+  :data:`TURN_SEARCH_MIN_SIZE`), and the crop that frames it as the training data frames a head
+  (:data:`TURN_FIT`, :data:`REFRAME_FIT`).
 - :func:`fill_outside`: the fill rule. Pixels outside the photo take the **mean colour of the
   photo's pixels along the cut edges** (a band :data:`EDGE_BAND` output pixels deep inside the
   crop), reached by a **soft fade**: a filled pixel at distance ``d`` (output pixels) from the
@@ -37,8 +39,11 @@ __all__ = [
     "REFRAME_FIT",
     "REFRAME_MIN_YAW",
     "TURN_FIT",
+    "TURN_SEARCH_MIN_SIZE",
+    "TURN_SEARCH_YAWS",
     "Box",
     "crop_square",
+    "estimate_turn",
     "estimate_yaw",
     "fill_outside",
     "head_box",
@@ -196,9 +201,23 @@ TURN_FIT: dict[str, tuple[float, ...]] = {
     "q": (0.69, 0.78, 0.97),
     "yaw": (70.0, 37.5, 10.0),
 }
-#: Heads whose estimated ``|yaw|`` (:func:`estimate_yaw`) is at least this (degrees) are framed
-#: again (:func:`reframe_box`); the others keep :func:`head_box`'s crop.
+#: Heads whose estimated ``|yaw|`` is at least this (degrees) are framed again
+#: (:func:`reframe_box`); the others keep :func:`head_box`'s crop.
 REFRAME_MIN_YAW = 35.0
+#: Heads whose turn :func:`estimate_turn` sizes at least this much (degrees, from the face box's
+#: width over the mask's alone, whatever the side's doubt) have their turn read again, side and
+#: size, by the head model's pose search (:func:`monohead.fullhead.estimate_pose` on the first
+#: pass's integrated surface, yaws :data:`TURN_SEARCH_YAWS` at pitch 0), whose yaw then decides
+#: the re-frame. On version 3 renders of seed 123 (20 heads per band of true ``|yaw|`` 0-25,
+#: 25-50, 50-75, 75-90°; ``benchmarks/calibrate_framing.py --reframe``) the heads re-framed at
+#: 25-90° went from 34 on the right side and 9 on the wrong one (:func:`estimate_yaw` alone) to 39
+#: and 4, with 6 of the 20 near-frontal heads paying the search; a gate at 20° gave 40 and 4 with
+#: 7 paying, at 35° 37 and 4 (README, "Turned heads").
+TURN_SEARCH_MIN_SIZE = 30.0
+#: The starting yaws (degrees) of that pose search (:class:`monohead.fullhead.FitSettings`
+#: ``yaw_candidates``; no pitch candidates): the fit's five (-60 to 60°) and ±85°, which
+#: near-profiles need (seed 123, gated on the cheap yaw: 36 right and 5 wrong without them, 39 and 4 with).
+TURN_SEARCH_YAWS: tuple[float, ...] = (-85.0, -60.0, -30.0, 0.0, 30.0, 60.0, 85.0)
 #: The crop of a turned head, from the first pass's head mask (:func:`reframe_box`): at an
 #: estimated ``|yaw|`` of ``yaw[i]`` degrees (interpolated between), the crop's side is
 #: ``side[i]`` times the mask's width, its centre lies ``dx[i]`` mask widths from the mask's
@@ -233,10 +252,17 @@ def estimate_yaw(normals: np.ndarray, mask: np.ndarray, face: tuple[float, float
         :mod:`monohead.synth`'s ``pose["yaw"]``), by :data:`TURN_FIT`: the sign from the
         normals and the mask's reach behind the face box, the magnitude from the face box's
         width over the mask's, scaled down when the sign is unsure; 0.0 when the mask has fewer
-        than :data:`MIN_TURN_PIXELS` pixels.
+        than :data:`MIN_TURN_PIXELS` pixels (:func:`estimate_turn`'s first value).
         A coarse reading: on renders its sign is right for 74 of the 88 heads it re-frames, and
         it tells frontal from turned heads but not 60° from 85° (README, "Turned heads").
     """
+    return estimate_turn(normals, mask, face)[0]
+
+
+def estimate_turn(normals: np.ndarray, mask: np.ndarray, face: tuple[float, float]) -> tuple[float, float]:
+    """``(yaw, size)``: :func:`estimate_yaw`'s yaw, and the size of the turn (degrees, >= 0)
+    read from the widths alone (:data:`TURN_FIT` ``q``, ``yaw``), before an unsure side scales
+    it down. Arguments as :func:`estimate_yaw`'s."""
     normals = np.asarray(normals)
     mask = np.asarray(mask, dtype=bool)
     if normals.ndim != 3 or normals.shape[2] != 3 or mask.shape != normals.shape[:2]:
@@ -247,13 +273,13 @@ def estimate_yaw(normals: np.ndarray, mask: np.ndarray, face: tuple[float, float
     if not (np.isfinite(fc) and np.isfinite(fw) and fw > 0):
         raise ValueError(f"face must be a finite (centre column, width > 0); got {tuple(face)}")
     if mask.sum() < MIN_TURN_PIXELS:
-        return 0.0
+        return 0.0, 0.0
     score, q = _turn_reading(normals, mask, fc, fw)
-    magnitude = float(np.interp(q, TURN_FIT["q"], TURN_FIT["yaw"], left=TURN_FIT["yaw"][0], right=0.0))
+    size = float(np.interp(q, TURN_FIT["q"], TURN_FIT["yaw"], left=TURN_FIT["yaw"][0], right=0.0))
     if q >= TURN_FIT["q"][-1]:
-        magnitude = 0.0
-    magnitude *= min(1.0, abs(score) / TURN_FIT["sure"][0])
-    return magnitude if score >= 0 else -magnitude
+        size = 0.0
+    magnitude = size * min(1.0, abs(score) / TURN_FIT["sure"][0])
+    return (magnitude if score >= 0 else -magnitude), size
 
 
 def _turn_reading(normals: np.ndarray, mask: np.ndarray, fc: float, fw: float) -> tuple[float, float]:

@@ -62,6 +62,8 @@ __all__ = [
     "HeadFit",
     "HeadFitError",
     "PinholeWarp",
+    "PoseEstimate",
+    "estimate_pose",
     "fit_head",
     "full_head",
     "merge_head",
@@ -244,6 +246,30 @@ class HeadFit:
         import trimesh
 
         return trimesh.Trimesh(self.vertices(identity), _prepared(self.model).faces, process=False)
+
+
+@dataclass(frozen=True)
+class PoseEstimate:
+    """The result of :func:`estimate_pose`: the head's pose from the fit's pose search alone.
+
+    Attributes:
+        yaw, pitch, roll: degrees (:func:`yaw_pitch_roll` of the rotation; yaw positive when
+            the face turns toward the image's right, the sign of the generator's ``pose["yaw"]``).
+        rotation: ``(3, 3)`` rotation from the model frame to the camera frame.
+        scale: pixels per centimetre.
+        cost: the chosen start's robust cost per depth residual (mean head, one rigid step).
+        normals_angle: its mean angle (degrees) between the model's and the observed normals.
+        seconds: time of the search.
+    """
+
+    yaw: float
+    pitch: float
+    roll: float
+    rotation: np.ndarray = field(repr=False)
+    scale: float
+    cost: float
+    normals_angle: float
+    seconds: float
 
 
 def yaw_pitch_roll(rotation: np.ndarray) -> tuple[float, float, float]:
@@ -962,7 +988,7 @@ def fit_head(
     ew = np.zeros(ne)
 
     # --- initial pose: scale and position from the mask, yaw by search.
-    s, R, t, start_score = _initial_pose(fitter, obs, cfg)
+    s, R, t, start_score, _ = _initial_pose(fitter, obs, cfg)
     costs: list[float] = []
     steps: list[tuple[float, float, bool]] = []
     converged = False
@@ -1112,6 +1138,50 @@ def fit_head(
     )  # fmt: skip
 
 
+def estimate_pose(
+    depth: Any,
+    normals: Any,
+    mask: Any,
+    W: Any = None,
+    *,
+    model: Any = None,
+    settings: FitSettings | None = None,
+    seed: int = 0,
+) -> PoseEstimate:
+    """The head's pose from :func:`fit_head`'s pose search alone (no shape fit): a quick,
+    orthographic reading of the head's turn from a reconstruction.
+
+    The mean head is placed by the mask (scale and position) at each of
+    ``settings.yaw_candidates`` (pitch 0; then ``settings.pitch_candidates`` at the
+    ``settings.pitch_yaws`` best yaws), moved by one rigid Gauss-Newton step, and the start with
+    the lowest sum of its robust depth cost and its mean angle between the model's and the
+    observed normals (each relative to the best) is taken: the normals tell a profile from its
+    mirror image, whose outline is alike. The same start as :func:`fit_head`'s for the same
+    inputs, ``settings`` and ``seed``.
+
+    Args:
+        depth, normals, mask, W, model, settings, seed: as in :func:`fit_head` (orthographic).
+
+    Returns:
+        :class:`PoseEstimate`.
+
+    Raises:
+        HeadFitError: the mask's largest component has fewer than :data:`MIN_MASK_PIXELS` pixels.
+        ValueError, TypeError: malformed inputs.
+    """
+    t_start = time.perf_counter()
+    cfg = _check_settings(settings)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    d, n, m, w = _check_inputs(depth, normals, mask, W)
+    obs, _ = _observations(d, n, m, w)
+    fitter = _Fitter(_prepared(_model(model)), obs, cfg, int(seed))
+    s, R, _, cost, angle = _initial_pose(fitter, obs, cfg)
+    yaw, pitch, roll = yaw_pitch_roll(R)
+    return PoseEstimate(yaw=yaw, pitch=pitch, roll=roll, rotation=R, scale=float(s), cost=float(cost),
+                        normals_angle=float(angle), seconds=time.perf_counter() - t_start)  # fmt: skip
+
+
 def _bounded_step(A: np.ndarray, g: np.ndarray, active: int, first_w: int, w: np.ndarray) -> np.ndarray:
     """Gauss-Newton step ``A delta = -g`` on the first ``active`` parameters, keeping the
     expression weights (parameters ``first_w ...``) in [0, 1]: weights whose step would leave
@@ -1142,14 +1212,14 @@ def _bounded_step(A: np.ndarray, g: np.ndarray, active: int, first_w: int, w: np
     return delta
 
 
-def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, np.ndarray, np.ndarray, float]:
+def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, np.ndarray, np.ndarray, float, float]:
     """Scale and position from the mask's width and top; per candidate yaw (pitch 0), then
     per candidate pitch at the two best of those yaws, one rigid step; then the candidate with
     the lowest sum of its robust cost per depth residual and its mean angle between the
     model's and the observed normals, each relative to the best of the candidates (a tilted
     candidate only if it beats its yaw's level one on both). Returns
-    the scale, rotation, translation and that candidate's robust cost per depth residual (the
-    mean head's: the start of the fit's "no worse than its start")."""
+    the scale, rotation, translation, that candidate's robust cost per depth residual (the
+    mean head's: the start of the fit's "no worse than its start") and its normals' angle."""
     rows_m, cols_m = np.nonzero(obs.mask)
     top = rows_m.min()
     height = rows_m.max() - top + 1
@@ -1232,7 +1302,7 @@ def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, 
     best = candidates[pick]
     log.debug("fit_head pose search: candidate %d of %d (scores %s, eligible %s)", pick, len(candidates),
               np.round(score, 3).tolist(), eligible.astype(int).tolist())  # fmt: skip
-    return best[2], best[3], best[4], best[0]
+    return best[2], best[3], best[4], best[0], best[1]
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ the paper on one photo:
    :func:`monohead.framing.crop_square`, which fills the part of the square outside the photo
    the way the training data is filled.
    **Turned heads** (``reframe=True``, the default): after the network's first pass, the head's
-   turn is read from its outputs (:func:`monohead.framing.estimate_yaw`); a head turned
+   turn is read from its outputs (:func:`monohead.framing.estimate_turn`), and again by the head
+   model's pose search (:func:`monohead.fullhead.estimate_pose`) when it may be turned
+   (:data:`monohead.framing.TURN_SEARCH_MIN_SIZE`); a head turned
    :data:`monohead.framing.REFRAME_MIN_YAW` degrees or more is framed again from its mask as
    the training data frames a turned head (:func:`monohead.framing.reframe_box`), and the
    network runs again on that crop. Other heads keep the first pass, unchanged.
@@ -45,7 +47,18 @@ import numpy as np
 
 from . import _validate as v
 from ._env import is_torch_module
-from .framing import FRAMING, NEUTRAL, REFRAME_MIN_YAW, Box, crop_square, estimate_yaw, head_box, reframe_box
+from .framing import (
+    FRAMING,
+    NEUTRAL,
+    REFRAME_MIN_YAW,
+    TURN_SEARCH_MIN_SIZE,
+    TURN_SEARCH_YAWS,
+    Box,
+    crop_square,
+    estimate_turn,
+    head_box,
+    reframe_box,
+)
 from .geometry import limit_slope
 
 __all__ = [
@@ -144,7 +157,8 @@ class Reconstruction:
         head_fit: with ``full_head=True``, the :class:`monohead.fullhead.HeadFit` (identity,
             expression, pose; ``head_fit.params()`` as JSON), else ``None``.
         yaw_estimate: the head's turn read from the first network pass (degrees, positive when
-            the face turns toward the image's right; :func:`monohead.framing.estimate_yaw`), or
+            the face turns toward the image's right; :func:`monohead.framing.estimate_turn`'s, or
+            the pose search's when it ran, see ``reframe`` in :func:`reconstruct`), or
             ``None`` (``reframe=False`` or ``detect=False``).
         first_box: when the head was framed again (``reframe``), the first crop (:class:`Box`,
             photo pixels; :attr:`box` is then the second), else ``None``.
@@ -876,14 +890,17 @@ def reconstruct(
             perspective camera (:func:`crop_intrinsics`; ``fit_head(..., K=K)``) instead of
             orthographically. The 2.5D mesh is unchanged. ``None``: orthographic.
         reframe: frame turned heads again (with ``detect``): the first pass's outputs give
-            the head's turn (:func:`monohead.framing.estimate_yaw`, in
+            the head's turn (:func:`monohead.framing.estimate_turn`; when its size is at least
+            :data:`monohead.framing.TURN_SEARCH_MIN_SIZE`, the yaw of the head model's pose
+            search on the first pass's surface, :func:`monohead.fullhead.estimate_pose`; in
             :attr:`Reconstruction.yaw_estimate`); when it is at least
             :data:`monohead.framing.REFRAME_MIN_YAW` degrees, the head is cropped again from
             the first pass's mask as the training data frames turned heads
             (:func:`monohead.framing.reframe_box`) and the network runs again (same ``flip``)
             on the new crop, whose outputs are the result (the first crop in
             :attr:`Reconstruction.first_box`). Other heads are exactly as with ``False``.
-            Costs one more network pass for turned heads.
+            Costs the pose search (about 25 ms) for heads that may be turned and one more
+            network pass for turned heads.
 
     Returns:
         A :class:`Reconstruction`, or a list of them with ``all_faces``.
@@ -931,7 +948,9 @@ def reconstruct(
         for k, (box, face) in enumerate(targets):
             first_mask, _ = clean_mask(raw[k], _face_region(box, face))
             px = INPUT_SIZE / box.side
-            yaws[k] = estimate_yaw(normals[k], first_mask, ((face[0] + face[2] / 2 - box.x) * px, face[2] * px))
+            yaws[k], size = estimate_turn(normals[k], first_mask, ((face[0] + face[2] / 2 - box.x) * px, face[2] * px))
+            if size >= TURN_SEARCH_MIN_SIZE:  # maybe turned: the head model's pose search reads it
+                yaws[k] = _searched_yaw(normals[k], Wmap[k], raw[k], first_mask, lam, method, yaws[k])
             if abs(yaws[k]) >= REFRAME_MIN_YAW:
                 again.append(k)
                 first_boxes[k] = box
@@ -992,6 +1011,34 @@ def reconstruct(
             )
         )
     return results if all_faces else results[0]
+
+
+def _searched_yaw(
+    normals: np.ndarray, Wmap: np.ndarray, raw: np.ndarray, mask: np.ndarray, lam: float, method: str, fallback: float
+) -> float:
+    """The yaw (degrees) of the head model's pose search (:func:`monohead.fullhead.estimate_pose`,
+    starting yaws :data:`monohead.framing.TURN_SEARCH_YAWS`) on a first pass's surface: its
+    normals (holes filled, slopes limited) integrated over ``mask``; ``fallback`` when the mask is
+    too small to fit."""
+    from . import fullhead
+    from .integration import integrate
+
+    if int(mask.sum()) < fullhead.MIN_MASK_PIXELS:
+        return fallback
+    n, w = fill_holes(normals, Wmap, raw, mask)
+    n = limit_slope(n, mask, MIN_NZ)
+    depth = integrate(n, w, lam, mask, method=method)
+    try:
+        pose = fullhead.estimate_pose(depth, n, mask, w, settings=_turn_search_settings())
+    except fullhead.HeadFitError:  # the mask's largest piece is too small
+        return fallback
+    return float(pose.yaw)
+
+
+def _turn_search_settings() -> Any:
+    from .fullhead import FitSettings
+
+    return FitSettings(yaw_candidates=TURN_SEARCH_YAWS, pitch_candidates=())
 
 
 def _predict(net: Any, crops: np.ndarray, flip: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
