@@ -459,6 +459,15 @@ def model_faces(model: Any = None) -> np.ndarray:
     return _prepared(_model(model)).faces
 
 
+def model_skin(model: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """The skin of the full head: ``(F_s, 3)`` triangles in the order of :meth:`HeadFit.vertices`
+    (the first block of :func:`model_faces`), and ``(V,)`` per vertex of that mesh its vertex
+    index in the head model (``model``: a :class:`monohead.synth.head_model.HeadModel`, a path,
+    or None for the shipped model)."""
+    p = _prepared(_model(model))
+    return p.skin_faces, p.order
+
+
 # --------------------------------------------------------------------------------------------
 # Observations
 # --------------------------------------------------------------------------------------------

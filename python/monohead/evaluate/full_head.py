@@ -182,10 +182,10 @@ def _head_skin(model: Any) -> tuple[np.ndarray, np.ndarray]:
 
     key = "evaluate_head_skin"
     if key not in model.cache:
-        prep = fullhead._prepared(model)
-        skin_sel = model.region_faces(list(SKIN_REGIONS))  # the order of prep.skin_faces
+        skin_faces, order = fullhead.model_skin(model)
+        skin_sel = model.region_faces(list(SKIN_REGIONS))  # the order of skin_faces
         head = ~body.neck_cut(model)["drop"][skin_sel]
-        model.cache[key] = (prep.skin_faces[head], prep.order)
+        model.cache[key] = (skin_faces[head], order)
     return model.cache[key]
 
 
@@ -211,7 +211,7 @@ def _icp_to_samples(
 ) -> tuple[np.ndarray, float]:
     """Point-to-plane ICP of ``src`` to the true skin's samples from ``T``: the transform with
     the lowest RMS point-to-plane distance seen, and that RMS."""
-    from .mesh_error import _rigid, _rotation_from_vector
+    from .mesh_error import point_to_plane_step
 
     best = (np.inf, T)
     prev = np.inf
@@ -226,11 +226,7 @@ def _icp_to_samples(
         if it == iterations or (it > 0 and not prev - rms > 1e-6 * prev):
             break
         prev = rms
-        m = P.mean(axis=0)
-        A = np.hstack([np.cross(P - m, n), n])
-        x = np.linalg.lstsq(A, -r, rcond=None)[0]
-        R = _rotation_from_vector(x[:3])
-        T = _rigid(R, m + x[3:] - R @ m) @ T
+        T = point_to_plane_step(P, target.points[idx], n)[0] @ T
     return best[1], best[0]
 
 

@@ -89,6 +89,30 @@ def kabsch(source_points: Any, target_points: Any) -> np.ndarray:
     return _rigid(R, md - R @ ms)
 
 
+def point_to_plane_step(
+    points: np.ndarray, targets: np.ndarray, normals: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One linearised point-to-plane ICP step (Chen and Medioni).
+
+    Args:
+        points: ``(K, 3)`` float64 moving points, already in the current pose; ``K >= 6``.
+        targets: ``(K, 3)`` their matched points on the target surface.
+        normals: ``(K, 3)`` unit normals of the target at ``targets``.
+
+    Returns:
+        ``(T, w, t)``: the ``(4, 4)`` rigid update to apply on the left of the current pose
+        (a rotation by the small-angle vector ``w`` about the points' centroid, then the
+        translation ``t``) that minimises ``sum ((R p + t' - q) . n)^2`` to first order.
+    """
+    m = points.mean(axis=0)
+    A = np.hstack([np.cross(points - m, normals), normals])
+    r = np.einsum("ij,ij->i", points - targets, normals)
+    x = np.linalg.lstsq(A, -r, rcond=None)[0]
+    w, t = x[:3], x[3:]
+    R = _rotation_from_vector(w)
+    return _rigid(R, m + t - R @ m), w, t
+
+
 def _rotation_from_vector(w: np.ndarray) -> np.ndarray:
     """Rodrigues: the rotation by angle ``|w|`` about ``w / |w|`` (exactly orthonormal)."""
     theta = float(np.linalg.norm(w))
@@ -239,14 +263,8 @@ def icp(
                 f"icp kept only {int(np.count_nonzero(use))} correspondence(s) (need 6); "
                 "loosen trim/max_distance or improve init"
             )
-        Pk, ck, nk = P[use], c[use], n[use]
-        m = Pk.mean(axis=0)
-        A = np.hstack([np.cross(Pk - m, nk), nk])
-        r = np.einsum("ij,ij->i", Pk - ck, nk)
-        x = np.linalg.lstsq(A, -r, rcond=None)[0]
-        w, t = x[:3], x[3:]
-        R = _rotation_from_vector(w)
-        T = _rigid(R, m + t - R @ m) @ T
+        step, w, t = point_to_plane_step(P[use], c[use], n[use])
+        T = step @ T
         small_step = bool(np.linalg.norm(w) < tol and np.linalg.norm(t) < tol * radius)
         prev = rms
         rms, P, c, f, keep = evaluate(T)
