@@ -3,7 +3,7 @@
 the second framing of turned heads).
 
 Run: ``python benchmarks/calibrate_framing.py [--count 40] [--size 256] [--profile LO HI]
-[--detector frontal] [--seed 123] [--reframe] [--calibrate]``.
+[--detector frontal] [--seed 123] [--reframe] [--max-ratio R] [--calibrate]``.
 
 Method: version 2 samples of seed ``--seed`` (123) rendered at ``--size`` with the head small in
 the frame (its 18.5 cm width = 36 % of the image, centred), near-frontal (yaw clipped to ±25°,
@@ -25,6 +25,9 @@ prints the framing of the crop the network finally saw, the estimated yaw, and f
 the quality of the network's outputs against the rendered truth: the raw mask's precision and
 recall, and the mean angular error of the normals over the pixels of both the cleaned mask and
 the true mask (truth sampled at each crop pixel's centre; outside the photo: background).
+Each head's turn readings (``rec.turn``: cheap, size, the pose search's yaw, normals' angle, cost
+and cost ratio to the frontal start) are printed too; ``--max-ratio R`` sets
+``framing.TURN_SEARCH_MAX_COST_RATIO`` for the run (``inf``: no plausibility gate).
 
 ``--calibrate``: the figures of ``TURN_FIT`` and ``REFRAME_FIT``: for each head (every
 detection), ``q`` (the face box's width over the first pass's head mask's width), the estimated
@@ -138,8 +141,12 @@ def measure(
             out["yaw"].append((yaw, rec1.yaw_estimate))
             out["q0"].append(q0)
             out["q1"].append(q1)
+            t = rec1.turn or {}
             line += (
-                f" | est. yaw {rec1.yaw_estimate:+.1f}{' re-framed' if rec1.first_box is not None else ''}:"
+                f" | est. yaw {rec1.yaw_estimate:+.1f}{' re-framed' if rec1.first_box is not None else ''}"
+                f" (cheap {t.get('cheap', float('nan')):+.1f} size {t.get('size', float('nan')):.1f} search"
+                f" {t.get('search', float('nan')):+.1f} angle {t.get('normals_angle', float('nan')):.1f}"
+                f" cost {t.get('cost', float('nan')):.4f} ratio {t.get('cost_ratio', float('nan')):.3f}):"
                 f" ratio {row1[0]:.3f} dx {row1[1]:+.3f} dy {row1[2]:+.3f} | P/R/err"
                 f" {q0[0]:.3f}/{q0[1]:.3f}/{q0[2]:.1f} -> {q1[0]:.3f}/{q1[1]:.3f}/{q1[2]:.1f}"
             )
@@ -212,7 +219,12 @@ def main() -> None:
     ap.add_argument("--detector", default="frontal", help="detector of monohead.photo.detect_faces")
     ap.add_argument("--reframe", action="store_true", help="also the crop of reframe=True, and the quality")
     ap.add_argument("--calibrate", action="store_true", help="the figures of TURN_FIT and REFRAME_FIT")
+    ap.add_argument("--max-ratio", type=float, help="framing.TURN_SEARCH_MAX_COST_RATIO for this run (inf: no gate)")
     args = ap.parse_args()
+    if args.max_ratio is not None:
+        import monohead.photo
+
+        monohead.photo.TURN_SEARCH_MAX_COST_RATIO = args.max_ratio
     if args.calibrate:
         bands = [(0.0, 25.0), (25.0, 50.0), (50.0, 75.0), (75.0, 90.0)]
         calibrate(args.count, args.size, bands, args.detector, args.seed)

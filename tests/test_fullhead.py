@@ -745,10 +745,8 @@ def test_reconstruct_full_head_with_a_focal_length(tmp_path, monkeypatch, capsys
     from monohead import cli, photo
 
     img = data.astronaut()
-    # reframe=False throughout: the oracle's dome (no head) on the astronaut's face box is read
-    # as a turned head by the head model's pose search and framed again; this test is the camera's
-    ortho = photo.reconstruct(img, model=_oracle, full_head=True, reframe=False)
-    rec = photo.reconstruct(img, model=_oracle, full_head=True, focal_mm=24.0, reframe=False)
+    ortho = photo.reconstruct(img, model=_oracle, full_head=True)
+    rec = photo.reconstruct(img, model=_oracle, full_head=True, focal_mm=24.0)
     assert ortho.head_fit.camera is None
     K = rec.head_fit.camera
     np.testing.assert_allclose(K, photo.crop_intrinsics(24.0, img.shape[:2], rec.box, 128), rtol=1e-9)
@@ -760,7 +758,7 @@ def test_reconstruct_full_head_with_a_focal_length(tmp_path, monkeypatch, capsys
         photo.reconstruct(img, model=_oracle, focal_mm=24.0)
     # The shortest focal length: the grazing normals at the crop's sides would face away from
     # the rays (the perspective integrator refuses those); photo.face_rays turns them.
-    wide = photo.reconstruct(img, model=_oracle, full_head=True, focal_mm=8.0, reframe=False)
+    wide = photo.reconstruct(img, model=_oracle, full_head=True, focal_mm=8.0)
     assert wide.full_mesh.is_watertight
     assert wide.head_fit.camera[0, 0] < 0.5 * K[0, 0]
 

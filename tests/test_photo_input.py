@@ -249,6 +249,30 @@ def _oracle(crops):
     return (np.repeat(s.normals[None], B, 0), np.repeat(s.W[None], B, 0), np.repeat(s.mask[None], B, 0))
 
 
+def test_a_dome_is_not_reframed_on_the_pose_search():
+    """The oracle's dome (a surface, not a head) on the astronaut's face box: its turn sizes at
+    70 deg and the head model's pose search reads it as a near-profile, but a turned mean head
+    fits it hardly better than a frontal one (cost ratio above framing.TURN_SEARCH_MAX_COST_RATIO):
+    the reading is implausible, the cheap one stands and the first crop is kept."""
+    from skimage import data
+
+    photo = data.astronaut()
+    rec = R.reconstruct(photo, model=_oracle)
+    t = rec.turn
+    assert t["size"] >= R.TURN_SEARCH_MIN_SIZE  # searched
+    assert abs(t["search"]) >= R.REFRAME_MIN_YAW  # the search alone would re-frame it
+    assert t["cost_ratio"] > R.TURN_SEARCH_MAX_COST_RATIO
+    assert t["plausible"] is False
+    assert rec.yaw_estimate == pytest.approx(t["cheap"], abs=0.01)
+    assert t["used"] == "cheap"
+    assert abs(rec.yaw_estimate) < R.REFRAME_MIN_YAW
+    assert rec.first_box is None
+    plain = R.reconstruct(photo, model=_oracle, reframe=False)
+    assert rec.box == plain.box
+    np.testing.assert_array_equal(rec.depth, plain.depth)
+    assert plain.turn is None
+
+
 def _blobby(crops):
     """The analytic head with a blob on the shoulder, a speck of background and a hole in the cheek."""
     n, W, m = _oracle(crops)
@@ -398,14 +422,12 @@ def test_a_strong_frontal_face_needs_no_coarse_pass(monkeypatch):
         return _oracle(crops)
 
     her = R.detect_faces(photo, detector="frontal")[0]
-    # reframe=False throughout: the oracle's dome (no head) is read as a turned head by the head
-    # model's pose search and framed again, one more batch; this test is the detection's
-    rec = R.reconstruct(photo, model=counting, reframe=False)
+    rec = R.reconstruct(photo, model=counting)
     assert batches == [1]  # her face is strong: only its head crop goes through the network
     assert rec.face_box == her == R.detect_faces(photo, model=counting)[0]
     # all faces: the coarse pass looks for the others, then their crops go in one batch
     batches.clear()
-    recs = R.reconstruct(photo, model=counting, all_faces=True, reframe=False)
+    recs = R.reconstruct(photo, model=counting, all_faces=True)
     assert batches == [1, len(recs)]
     assert recs[0].face_box == her
     # a weak largest face: the coarse pass decides. Her face lies on the oracle's head, but the
@@ -413,7 +435,7 @@ def test_a_strong_frontal_face_needs_no_coarse_pass(monkeypatch):
     # face is more than 1 / WEAK_FACE_HEAD_FIT times hers: the head's own box replaces her face
     monkeypatch.setattr(R, "_is_strong", lambda *a: False)
     batches.clear()
-    rec = R.reconstruct(photo, model=counting, reframe=False)
+    rec = R.reconstruct(photo, model=counting)
     assert batches == [1, 1]
     heads, _ = R._network_heads(photo, _oracle)
     assert her[2] < R.WEAK_FACE_HEAD_FIT * heads[0][2]

@@ -310,6 +310,11 @@ def test_turn_side_is_read_by_the_pose_search(astronaut, yaw, monkeypatch):
     assert size >= R.TURN_SEARCH_MIN_SIZE
     assert np.sign(rec.yaw_estimate) == np.sign(yaw)
     assert abs(rec.yaw_estimate) >= R.REFRAME_MIN_YAW
+    # a head: the turned mean head fits it clearly better than a frontal one (the reading is plausible)
+    assert rec.turn["plausible"]
+    assert rec.turn["used"] == "search"
+    assert rec.turn["cost_ratio"] <= R.TURN_SEARCH_MAX_COST_RATIO
+    assert rec.yaw_estimate == pytest.approx(rec.turn["search"], abs=0.01)
     moved = (rec.box.x + rec.box.side / 2) - (first.x + first.side / 2)
     assert np.sign(yaw) * moved > 0.03 * first.side  # toward the face
     # without the search, the cheap reading's wrong side is what decides

@@ -260,6 +260,8 @@ class PoseEstimate:
         cost: the chosen start's robust cost per depth residual (mean head, one rigid step).
         normals_angle: its mean angle (degrees) between the model's and the observed normals.
         seconds: time of the search.
+        starts: every start tried, in order: ``(start yaw, start pitch, cost, normals_angle)``
+            after its rigid step (the chosen one's as ``cost`` and ``normals_angle``).
     """
 
     yaw: float
@@ -270,6 +272,7 @@ class PoseEstimate:
     cost: float
     normals_angle: float
     seconds: float
+    starts: tuple[tuple[float, float, float, float], ...] = ()
 
 
 def yaw_pitch_roll(rotation: np.ndarray) -> tuple[float, float, float]:
@@ -1185,10 +1188,12 @@ def estimate_pose(
     d, n, m, w = _check_inputs(depth, normals, mask, W)
     obs, _ = _observations(d, n, m, w)
     fitter = _Fitter(_prepared(_model(model)), obs, cfg, int(seed))
-    s, R, _, cost, angle = _initial_pose(fitter, obs, cfg)
+    starts: list[tuple[float, float, float, float]] = []
+    s, R, _, cost, angle = _initial_pose(fitter, obs, cfg, starts)
     yaw, pitch, roll = yaw_pitch_roll(R)
     return PoseEstimate(yaw=yaw, pitch=pitch, roll=roll, rotation=R, scale=float(s), cost=float(cost),
-                        normals_angle=float(angle), seconds=time.perf_counter() - t_start)  # fmt: skip
+                        normals_angle=float(angle), seconds=time.perf_counter() - t_start,
+                        starts=tuple(starts))  # fmt: skip
 
 
 def _bounded_step(A: np.ndarray, g: np.ndarray, active: int, first_w: int, w: np.ndarray) -> np.ndarray:
@@ -1221,14 +1226,18 @@ def _bounded_step(A: np.ndarray, g: np.ndarray, active: int, first_w: int, w: np
     return delta
 
 
-def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, np.ndarray, np.ndarray, float, float]:
+def _initial_pose(
+    fitter: _Fitter, obs: _Obs, cfg: FitSettings, starts: list | None = None
+) -> tuple[float, np.ndarray, np.ndarray, float, float]:
     """Scale and position from the mask's width and top; per candidate yaw (pitch 0), then
     per candidate pitch at the two best of those yaws, one rigid step; then the candidate with
     the lowest sum of its robust cost per depth residual and its mean angle between the
     model's and the observed normals, each relative to the best of the candidates (a tilted
     candidate only if it beats its yaw's level one on both). Returns
     the scale, rotation, translation, that candidate's robust cost per depth residual (the
-    mean head's: the start of the fit's "no worse than its start") and its normals' angle."""
+    mean head's: the start of the fit's "no worse than its start") and its normals' angle.
+    ``starts``, when given, gets ``(yaw, pitch, cost per residual, normals' angle)`` of every
+    candidate."""
     rows_m, cols_m = np.nonzero(obs.mask)
     top = rows_m.min()
     height = rows_m.max() - top + 1
@@ -1239,7 +1248,10 @@ def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, 
     candidates: list[tuple[float, float, float, np.ndarray, np.ndarray]] = []
     zero_y, zero_w = np.zeros(fitter.k), np.zeros(fitter.ne)
 
+    tried: list[tuple[float, float]] = []
+
     def candidate(yaw: float, pitch: float) -> None:
+        tried.append((yaw, pitch))
         R = _rotation(float(yaw), float(pitch), 0.0)
         q = (xm - PIVOT) @ R.T
         crown = q[:, 1].max()
@@ -1309,6 +1321,10 @@ def _initial_pose(fitter: _Fitter, obs: _Obs, cfg: FitSettings) -> tuple[float, 
         eligible[n0 + k] = bool((c[n0 + k] < c[lv]).all())
     pick = int(np.argmin(np.where(eligible, score, np.inf)))
     best = candidates[pick]
+    if starts is not None:
+        starts.extend(
+            (float(y), float(p), float(a), float(b)) for (y, p), (a, b, *_) in zip(tried, candidates, strict=True)
+        )
     log.debug("fit_head pose search: candidate %d of %d (scores %s, eligible %s)", pick, len(candidates),
               np.round(score, 3).tolist(), eligible.astype(int).tolist())  # fmt: skip
     return best[2], best[3], best[4], best[0], best[1]

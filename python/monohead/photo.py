@@ -17,7 +17,8 @@ the paper on one photo:
    **Turned heads** (``reframe=True``, the default): after the network's first pass, the head's
    turn is read from its outputs (:func:`monohead.framing.estimate_turn`), and again by the head
    model's pose search (:func:`monohead.fullhead.estimate_pose`) when it may be turned
-   (:data:`monohead.framing.TURN_SEARCH_MIN_SIZE`); a head turned
+   (:data:`monohead.framing.TURN_SEARCH_MIN_SIZE`; its turned reading taken when plausible,
+   :data:`monohead.framing.TURN_SEARCH_MAX_COST_RATIO`); a head turned
    :data:`monohead.framing.REFRAME_MIN_YAW` degrees or more is framed again from its mask as
    the training data frames a turned head (:func:`monohead.framing.reframe_box`), and the
    network runs again on that crop. Other heads keep the first pass, unchanged.
@@ -51,6 +52,7 @@ from .framing import (
     FRAMING,
     NEUTRAL,
     REFRAME_MIN_YAW,
+    TURN_SEARCH_MAX_COST_RATIO,
     TURN_SEARCH_MIN_SIZE,
     TURN_SEARCH_YAWS,
     Box,
@@ -162,6 +164,14 @@ class Reconstruction:
             ``None`` (``reframe=False`` or ``detect=False``).
         first_box: when the head was framed again (``reframe``), the first crop (:class:`Box`,
             photo pixels; :attr:`box` is then the second), else ``None``.
+        turn: with ``reframe``, the readings behind :attr:`yaw_estimate` (degrees, rounded):
+            ``cheap`` and ``size`` (:func:`monohead.framing.estimate_turn`) and, when the pose
+            search ran, ``search`` (its yaw), ``normals_angle`` and ``cost``
+            (:class:`monohead.fullhead.PoseEstimate`), ``cost_ratio`` (its cost over the frontal
+            start's) and ``plausible`` (``cost_ratio`` at most
+            :data:`monohead.framing.TURN_SEARCH_MAX_COST_RATIO`; an implausible turned reading,
+            ``|search|`` of :data:`monohead.framing.REFRAME_MIN_YAW` or more, is not taken), and
+            ``used``: ``"search"`` or ``"cheap"``, the reading :attr:`yaw_estimate` is; else ``None``.
     """
 
     box: Box
@@ -179,6 +189,7 @@ class Reconstruction:
     head_fit: Any = None
     yaw_estimate: float | None = None
     first_box: Box | None = None
+    turn: dict[str, Any] | None = None
 
     @property
     def face_covered(self) -> bool:
@@ -892,8 +903,10 @@ def reconstruct(
         reframe: frame turned heads again (with ``detect``): the first pass's outputs give
             the head's turn (:func:`monohead.framing.estimate_turn`; when its size is at least
             :data:`monohead.framing.TURN_SEARCH_MIN_SIZE`, the yaw of the head model's pose
-            search on the first pass's surface, :func:`monohead.fullhead.estimate_pose`; in
-            :attr:`Reconstruction.yaw_estimate`); when it is at least
+            search on the first pass's surface, :func:`monohead.fullhead.estimate_pose`, when a
+            turned head fits that surface clearly better than a frontal one,
+            :data:`monohead.framing.TURN_SEARCH_MAX_COST_RATIO`; in
+            :attr:`Reconstruction.yaw_estimate`, the readings in :attr:`Reconstruction.turn`); when it is at least
             :data:`monohead.framing.REFRAME_MIN_YAW` degrees, the head is cropped again from
             the first pass's mask as the training data frames turned heads
             (:func:`monohead.framing.reframe_box`) and the network runs again (same ``flip``)
@@ -942,6 +955,7 @@ def reconstruct(
     t_net = (time.perf_counter() - t0) / len(targets)
     yaws: list[float | None] = [None] * len(targets)
     first_boxes: list[Box | None] = [None] * len(targets)
+    turns: list[dict[str, Any] | None] = [None] * len(targets)
     if reframe and detect:  # turned heads: framed again from the first pass (framing.reframe_box)
         t0 = time.perf_counter()
         again = []
@@ -949,8 +963,20 @@ def reconstruct(
             first_mask, _ = clean_mask(raw[k], _face_region(box, face))
             px = INPUT_SIZE / box.side
             yaws[k], size = estimate_turn(normals[k], first_mask, ((face[0] + face[2] / 2 - box.x) * px, face[2] * px))
+            turns[k] = {"cheap": round(float(yaws[k]), 2), "size": round(float(size), 2)}
             if size >= TURN_SEARCH_MIN_SIZE:  # maybe turned: the head model's pose search reads it
-                yaws[k] = _searched_yaw(normals[k], Wmap[k], raw[k], first_mask, lam, method, yaws[k])
+                search, taken = _turn_search(normals[k], Wmap[k], raw[k], first_mask, lam, method), False
+                if (
+                    search is not None
+                ):  # a turned reading only when a turned head fits clearly better than a frontal one
+                    pose, ratio = search
+                    plausible = bool(ratio <= TURN_SEARCH_MAX_COST_RATIO)
+                    taken = plausible or abs(pose.yaw) < REFRAME_MIN_YAW
+                    turns[k].update(search=round(pose.yaw, 2), normals_angle=round(pose.normals_angle, 2))
+                    turns[k].update(cost=round(pose.cost, 4), cost_ratio=round(ratio, 4), plausible=plausible)
+                    if taken:
+                        yaws[k] = pose.yaw
+                turns[k]["used"] = "search" if taken else "cheap"
             if abs(yaws[k]) >= REFRAME_MIN_YAW:
                 again.append(k)
                 first_boxes[k] = box
@@ -1007,32 +1033,36 @@ def reconstruct(
                 full_mesh=full_mesh,
                 head_fit=head_fit,
                 yaw_estimate=yaws[k],
+                turn=turns[k],
                 first_box=None if first_boxes[k] is None else first_boxes[k].scaled(1.0 / scale),
             )
         )
     return results if all_faces else results[0]
 
 
-def _searched_yaw(
-    normals: np.ndarray, Wmap: np.ndarray, raw: np.ndarray, mask: np.ndarray, lam: float, method: str, fallback: float
-) -> float:
-    """The yaw (degrees) of the head model's pose search (:func:`monohead.fullhead.estimate_pose`,
-    starting yaws :data:`monohead.framing.TURN_SEARCH_YAWS`) on a first pass's surface: its
-    normals (holes filled, slopes limited) integrated over ``mask``; ``fallback`` when the mask is
-    too small to fit."""
+def _turn_search(
+    normals: np.ndarray, Wmap: np.ndarray, raw: np.ndarray, mask: np.ndarray, lam: float, method: str
+) -> tuple[Any, float] | None:
+    """The head model's pose search (:func:`monohead.fullhead.estimate_pose`, starting yaws
+    :data:`monohead.framing.TURN_SEARCH_YAWS`) on a first pass's surface: its normals (holes
+    filled, slopes limited) integrated over ``mask``. Returns its
+    :class:`monohead.fullhead.PoseEstimate` and the ratio of its robust cost per residual to
+    that of the frontal start alone (yaw 0, :data:`monohead.framing.TURN_SEARCH_MAX_COST_RATIO`),
+    or ``None`` when the mask is too small to fit."""
     from . import fullhead
     from .integration import integrate
 
     if int(mask.sum()) < fullhead.MIN_MASK_PIXELS:
-        return fallback
+        return None
     n, w = fill_holes(normals, Wmap, raw, mask)
     n = limit_slope(n, mask, MIN_NZ)
     depth = integrate(n, w, lam, mask, method=method)
     try:
         pose = fullhead.estimate_pose(depth, n, mask, w, settings=_turn_search_settings())
     except fullhead.HeadFitError:  # the mask's largest piece is too small
-        return fallback
-    return float(pose.yaw)
+        return None
+    frontal = next(c for y, p, c, _ in pose.starts if y == 0.0 and p == 0.0)
+    return pose, pose.cost / max(frontal, 1e-12)
 
 
 def _turn_search_settings() -> Any:
@@ -1325,7 +1355,7 @@ class PhotoOutput:
     def summary(self, units: str = "crop") -> dict[str, Any]:
         """The reconstruction's facts as JSON-able values (no file names): ``units``, ``box``,
         ``face_box``, ``vertices``, ``faces``, ``face_covered``, ``cleanup``, ``seconds``,
-        ``yaw_estimate`` and ``first_box`` (:class:`Reconstruction`) and,
+        ``yaw_estimate``, ``first_box`` and ``turn`` (:class:`Reconstruction`) and,
         with a complete head, ``full_head`` (``vertices``, ``faces``, ``watertight``, ``fit``)."""
         rec = self.result
         if rec is None:
@@ -1346,6 +1376,7 @@ class PhotoOutput:
             "seconds": {k: round(s, 5) for k, s in rec.seconds.items()},
             "yaw_estimate": None if rec.yaw_estimate is None else round(rec.yaw_estimate, 1),
             "first_box": None if rec.first_box is None else [round(t, 1) for t in rec.first_box.as_tuple()],
+            "turn": rec.turn,
         }
 
 
