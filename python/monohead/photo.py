@@ -956,11 +956,13 @@ def reconstruct(
     yaws: list[float | None] = [None] * len(targets)
     first_boxes: list[Box | None] = [None] * len(targets)
     turns: list[dict[str, Any] | None] = [None] * len(targets)
+    first_clean: list[tuple[np.ndarray, dict[str, Any]] | None] = [None] * len(targets)
     if reframe and detect:  # turned heads: framed again from the first pass (framing.reframe_box)
         t0 = time.perf_counter()
         again = []
         for k, (box, face) in enumerate(targets):
-            first_mask, _ = clean_mask(raw[k], _face_region(box, face))
+            first_clean[k] = clean_mask(raw[k], _face_region(box, face))
+            first_mask = first_clean[k][0]
             px = INPUT_SIZE / box.side
             yaws[k], size = estimate_turn(normals[k], first_mask, ((face[0] + face[2] / 2 - box.x) * px, face[2] * px))
             turns[k] = {"cheap": round(float(yaws[k]), 2), "size": round(float(size), 2)}
@@ -991,11 +993,13 @@ def reconstruct(
     for k, (box, face) in enumerate(targets):
         t0 = time.perf_counter()
         region = _face_region(box, face)
-        mask, info = clean_mask(raw[k], region)
+        # a head not framed again keeps its first pass's crop and outputs, so its clean mask too
+        mask, info = (
+            first_clean[k] if first_clean[k] is not None and first_boxes[k] is None else clean_mask(raw[k], region)
+        )
         if not mask.any():
             raise NoFaceError("the network found no head in the crop; check the framing or use detect=False")
-        n_k, w_k = fill_holes(normals[k], Wmap[k], raw[k], mask)
-        depth = integrate(limit_slope(n_k, mask, MIN_NZ), w_k, lam, mask, method=method)
+        n_k, w_k, depth = _surface(normals[k], Wmap[k], raw[k], mask, lam, method)
         t_int = time.perf_counter() - t0
         t0 = time.perf_counter()
         mesh = geometry.depth_to_mesh(depth, mask)
@@ -1050,19 +1054,28 @@ def _turn_search(
     that of the frontal start alone (yaw 0, :data:`monohead.framing.TURN_SEARCH_MAX_COST_RATIO`),
     or ``None`` when the mask is too small to fit."""
     from . import fullhead
-    from .integration import integrate
 
     if int(mask.sum()) < fullhead.MIN_MASK_PIXELS:
         return None
-    n, w = fill_holes(normals, Wmap, raw, mask)
-    n = limit_slope(n, mask, MIN_NZ)
-    depth = integrate(n, w, lam, mask, method=method)
+    n, w, depth = _surface(normals, Wmap, raw, mask, lam, method)
     try:
-        pose = fullhead.estimate_pose(depth, n, mask, w, settings=_turn_search_settings())
+        pose = fullhead.estimate_pose(depth, limit_slope(n, mask, MIN_NZ), mask, w, settings=_turn_search_settings())
     except fullhead.HeadFitError:  # the mask's largest piece is too small
         return None
     frontal = next(c for y, p, c, _ in pose.starts if y == 0.0 and p == 0.0)
     return pose, pose.cost / max(frontal, 1e-12)
+
+
+def _surface(
+    normals: np.ndarray, Wmap: np.ndarray, raw: np.ndarray, mask: np.ndarray, lam: float, method: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A network pass's surface over a clean ``mask``: ``(normals, W, depth)``, the normals and
+    W with the mask's holes filled (:func:`fill_holes`) and the depth integrated from those
+    normals with their slopes limited (:func:`monohead.geometry.limit_slope`, ``MIN_NZ``)."""
+    from .integration import integrate
+
+    n, w = fill_holes(normals, Wmap, raw, mask)
+    return n, w, integrate(limit_slope(n, mask, MIN_NZ), w, lam, mask, method=method)
 
 
 def _turn_search_settings() -> Any:
