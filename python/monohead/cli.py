@@ -593,9 +593,11 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     if run.exists() and not run.is_dir():
         raise CliError(f"--out must be a run folder; {run} is a file")
     if args.eval_only or args.export_weights:
-        source = Path(args.checkpoint) if args.checkpoint else run
-        if not source.exists():
-            raise CliError(f"no run or checkpoint at {source}")
+        sources = [Path(c) for c in args.checkpoint] if args.checkpoint else [run]
+        for s in sources:
+            if not s.exists():
+                raise CliError(f"--checkpoint: no run or checkpoint at {s}")
+        source = sources[0] if len(sources) == 1 else sources
         if args.eval_only:
             data = _load_dataset(args.data, args.toy, "the held-out data: --data DIR", seed=args.seed or 0)
             max_items = args.max_items
@@ -607,8 +609,8 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             dest = (
                 Path(args.metrics)
                 if args.metrics
-                else source / "eval_metrics.json"
-                if source.is_dir()
+                else sources[0] / "eval_metrics.json"
+                if len(sources) == 1 and sources[0].is_dir()
                 else run / "eval_metrics.json"
             )
             from .model.train import jsonable
@@ -769,7 +771,10 @@ def _add_train_parser(sub: Any) -> None:
     )
     g.add_argument(
         "--checkpoint",
-        help="generator to evaluate or export: a run folder, checkpoint.pt, best.pt or weights (default: --out)",
+        nargs="+",
+        metavar="PATH",
+        help="generator to evaluate or export: a run folder, checkpoint.pt, best.pt or weights (default: --out); "
+        "several: their weight average (checkpoints of one training chain)",
     )
     g.add_argument("--metrics", help="metrics JSON to write with --eval-only (default RUN/eval_metrics.json)")
     g.add_argument("--max-items", type=int, default=200, help="items of --data to evaluate (default 200)")

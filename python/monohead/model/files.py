@@ -10,7 +10,10 @@ writes ``unet.pt`` (:data:`WEIGHTS_FILE`, format :data:`WEIGHTS_FORMAT`). Writte
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ __all__ = [
     "GENERATOR_FORMAT",
     "WEIGHTS_FILE",
     "WEIGHTS_FORMAT",
+    "average_generators",
     "build_generator",
     "load_checkpoint",
     "load_generator",
@@ -62,9 +66,15 @@ def resolve_generator_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def read_generator(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+GeneratorSource = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+def read_generator(path: GeneratorSource) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """``(model config, state dict, info)`` of any generator file (see
-    :func:`resolve_generator_file`): a training checkpoint, a ``best.pt`` or exported weights."""
+    :func:`resolve_generator_file`): a training checkpoint, a ``best.pt`` or exported weights.
+    A list or tuple of them gives their average (:func:`average_generators`)."""
+    if isinstance(path, (list, tuple)):
+        return average_generators(path)
     p = resolve_generator_file(path)
     ck = load_checkpoint(p)
     fmt = ck.get("format") if isinstance(ck, dict) else None
@@ -96,11 +106,95 @@ def build_generator(model_cfg: dict[str, Any], state: dict[str, torch.Tensor], w
     return G.to(device).eval()
 
 
-def load_generator(path: str | os.PathLike, device: Any = "cpu") -> UNet:
+def load_generator(path: GeneratorSource, device: Any = "cpu") -> UNet:
     """A float32 :class:`UNet` in eval mode from a run folder, ``checkpoint.pt``, ``best.pt`` or a
-    weights folder/file written by :func:`export_weights`. ``model.w_scale`` and ``model.info``
-    (step, images seen, source ...) are set."""
+    weights folder/file written by :func:`export_weights`, or from a list of them (their weight
+    average, :func:`average_generators`). ``model.w_scale`` and ``model.info`` (step, images
+    seen, source ...) are set."""
     model_cfg, state, info = read_generator(path)
     G = build_generator(model_cfg, state, info["w_scale"], device)
     G.info = info
     return G
+
+
+def _full_config(model_cfg: dict[str, Any]) -> dict[str, Any]:
+    """``model_cfg`` with :class:`UNet`'s defaults filled in (a checkpoint records only the
+    options a run can set, a ``best.pt`` all of them)."""
+    params = inspect.signature(UNet.__init__).parameters.values()
+    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    return {**defaults, **model_cfg}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def average_generators(
+    paths: Sequence[str | os.PathLike],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The uniform average of several generators' weights (a "model soup", stochastic weight
+    averaging over checkpoints): ``(model config, state dict, info)`` like :func:`read_generator`.
+
+    Meant for checkpoints of one training chain (one run, or a run and the runs fine-tuned from
+    it with ``--init``): their weights lie in one basin, and their average is usually better than
+    each of them (on this project's version-2 validation heads: five checkpoints 14.22-14.54°
+    mean angular error, their average 13.73°). Weights of unrelated runs average to nonsense.
+
+    Args:
+        paths: at least two of what :func:`read_generator` accepts (run folders, checkpoint
+            files, ``best.pt`` files, weights), all of one architecture and one W encoding.
+
+    Every floating-point tensor (parameters and batch-norm running statistics) is averaged in
+    float32; integer buffers (batch-norm step counters) are taken from the last member. ``info``
+    is the last member's (its step, data, training configuration; the card's training fields
+    describe it), with ``kind`` ``"average"``, ``source`` the list of files and ``members``:
+    per member its file, kind, step, images seen and the file's sha256.
+
+    Raises:
+        ValueError: fewer than two members, or members of different architectures, W encodings
+            or state-dict keys (the message names the first member that differs).
+    """
+    paths = list(paths)
+    if len(paths) < 2:
+        raise ValueError(f"average_generators needs at least two generators to average, got {len(paths)}")
+    model_cfg = state_sum = first_keys = last_state = last_info = None
+    members = []
+    for path in paths:
+        cfg, state, info = read_generator(path)
+        name = info["source"]
+        if model_cfg is None:
+            model_cfg, first_keys = cfg, set(state)
+            state_sum = {k: v.float().clone() for k, v in state.items() if v.is_floating_point()}
+            w_scale = info["w_scale"]
+        else:
+            if _full_config(cfg) != _full_config(model_cfg):
+                raise ValueError(
+                    f"cannot average {name}: its architecture {cfg} differs from {model_cfg} of {paths[0]}"
+                )
+            if info["w_scale"] != w_scale:
+                raise ValueError(
+                    f"cannot average {name}: its W encoding w_scale={info['w_scale']} differs from "
+                    f"{w_scale} of {paths[0]}"
+                )
+            if set(state) != first_keys:
+                raise ValueError(f"cannot average {name}: its state-dict keys differ from those of {paths[0]}")
+            for k in state_sum:
+                state_sum[k] += state[k].float()
+        members.append(
+            {
+                "source": name,
+                "kind": info["kind"],
+                "step": info.get("step"),
+                "images_seen": info.get("images_seen"),
+                "sha256": _sha256(Path(name)),
+            }
+        )
+        last_state, last_info = state, info
+    n = len(paths)
+    averaged = {k: (state_sum[k] / n if k in state_sum else v) for k, v in last_state.items()}
+    info = {**last_info, "kind": "average", "source": [m["source"] for m in members], "members": members}
+    return model_cfg, averaged, info

@@ -23,7 +23,7 @@ import torch
 from .._env import __version__
 from .._io import atomic_write_bytes, atomic_write_text
 from .data import data_summary
-from .files import WEIGHTS_FILE, WEIGHTS_FORMAT, build_generator, load_generator, read_generator
+from .files import WEIGHTS_FILE, WEIGHTS_FORMAT, GeneratorSource, build_generator, load_generator, read_generator
 from .predict import MASK_THRESHOLD, evaluate_model
 from .train import jsonable
 from .unet import UNet
@@ -56,7 +56,7 @@ def load_pretrained(device: Any = "cpu") -> UNet:
 
 
 def evaluate_checkpoint(
-    path: str | os.PathLike,
+    path: GeneratorSource,
     dataset: Any,
     *,
     max_items: int | None = None,
@@ -69,7 +69,7 @@ def evaluate_checkpoint(
     """Table 1 metrics of a generator (run folder, checkpoint, best.pt or weights) on a data set.
 
     Args:
-        path: what :func:`load_generator` accepts.
+        path: what :func:`load_generator` accepts (a list of generators: their average).
         dataset: held-out items (e.g. ``SyntheticHeads`` of new seeds), see :mod:`monohead.model.data`.
         max_items: evaluate the first ``max_items`` items (default: all).
         channels_last, bf16, flip: as in :func:`monohead.model.predict` (float32, no flip by default).
@@ -101,7 +101,7 @@ def _half_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def export_weights(
-    run: str | os.PathLike,
+    run: GeneratorSource,
     dest: str | os.PathLike | None = None,
     *,
     eval_dataset: Any = None,
@@ -113,7 +113,10 @@ def export_weights(
     """Write a run's generator as shipped weights: ``dest/unet.pt`` and ``dest/model_card.json``.
 
     Args:
-        run: a run folder (its ``best.pt``, else ``checkpoint.pt``) or a generator file.
+        run: a run folder (its ``best.pt``, else ``checkpoint.pt``) or a generator file; or a
+            list of them, whose weight average is exported
+            (:func:`~monohead.model.files.average_generators`; the card's ``training`` then
+            describes the last member and ``training.members`` lists them all).
         dest: the weights folder (default: the package's ``monohead/model/weights``); created
             if missing. Both files are written atomically.
         eval_dataset: held-out items; when given, the float32 and float16 weights are both
@@ -181,7 +184,8 @@ def export_weights(
         "training": {
             k: info.get(k)
             for k in ("source", "step", "images_seen", "wall_seconds", "train_config", "data", "data_history", "init")
-        },
+        }
+        | ({"members": info["members"]} if "members" in info else {}),
         "training_data": data_summary(info.get("data")),
         "metrics": metrics,
         "metrics_items": min(max_items, len(eval_dataset)) if eval_dataset is not None else 0,
