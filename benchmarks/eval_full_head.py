@@ -14,7 +14,10 @@ and the mean head's own fit, :func:`monohead.evaluate.full_head.mean_head_fit`),
 alignment protocols (``by_mesh25d``: every reconstruction moved by the 2.5D mesh's ICP;
 ``own``: each closed reconstruction aligned to the whole true head on its own, which uses the
 true hidden surface and so measures shape, not placement); the per-point errors of all heads
-are pooled.
+are pooled. With the identity calibration on (``FitSettings.identity_calibration``, the default
+for the shipped network's maps; off for ``--true-maps`` and ``--model`` unless ``--settings``
+names it), each head is also evaluated with the same fit's calibration undone (rows
+``full_uncalibrated``, ``mean_uncalibrated``: the default before it, on the same maps and fits).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +64,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.summarise:
         per, times, conv, failed, restarted, steps, rejected, maps = [], [], 0, [], [], 0, 0, set()
+        calibrated = 0
         for f in sorted(args.out.glob("shard-*.npz")):
             with np.load(f, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
@@ -76,6 +81,7 @@ def main() -> None:
                     per.append(head)
                 times += meta["times"]
                 conv += meta["converged"]
+                calibrated += meta.get("calibrated", 0)
                 failed += meta["failed"]
                 restarted += meta.get("restarted", [])
                 steps += meta.get("steps", 0)
@@ -96,6 +102,7 @@ def main() -> None:
             },
             "heads": len(per),
             "converged": conv,
+            "calibrated": calibrated,
             "failed": failed,
             "restarted": restarted,
             "steps_tried": steps,
@@ -112,7 +119,11 @@ def main() -> None:
         ap.error("--predictions and --model exclude each other: predictions were made by some network already")
     if args.true_maps and (args.predictions or args.model or args.save_predictions):
         ap.error("--true-maps uses the rendered maps: no --predictions, --model or --save-predictions")
-    settings = fullhead.FitSettings(**json.loads(args.settings))
+    overrides = json.loads(args.settings)
+    if (args.true_maps or args.model) and "identity_calibration" not in overrides:
+        # the shipped calibration is learned for the shipped network's maps
+        overrides["identity_calibration"] = False
+    settings = fullhead.FitSettings(**overrides)
     ds = SyntheticHeads(args.data)
     version = int((ds.manifest.get("settings") or {}).get("generator_version", 1))
     i, n = (int(x) for x in args.shard.split("/"))
@@ -165,9 +176,14 @@ def main() -> None:
             t2 = time.perf_counter()
             fit0 = fh.mean_head_fit(depth, nl, m, wj, K=K_fit, settings=settings)
             truth = fh.true_head_mesh(item["params"], m.shape, fit.model, version)
+            unc = None
+            if fit.calibrated:  # the same fit without its identity calibration: the default before it
+                fit_u = replace(fit, identity=fit.fitted_identity, scale=fit.fitted_scale, calibrated=False)
+                unc = (fit_u, fullhead.merge_head(fit_u, depth, m, nl))
             e = fh.evaluate_full_head(
-                truth, item["depth"], item["mask"], depth, m, full, fit, seed=j, K=K_true, mean_fit=fit0
-            )
+                truth, item["depth"], item["mask"], depth, m, full, fit, seed=j, K=K_true, mean_fit=fit0,
+                uncalibrated=unc,
+            )  # fmt: skip
         except ValueError as exc:
             meta["failed"].append([j, str(exc)])
             print(f"{j}: {exc}", file=sys.stderr)
@@ -182,6 +198,7 @@ def main() -> None:
         meta["ids"].append(j)
         meta["times"].append([t1 - t0, t2 - t1])
         meta["converged"] += int(fit.converged)
+        meta["calibrated"] = meta.get("calibrated", 0) + int(fit.calibrated)
         meta["restarted"] += [j] if fit.restarted else []
         meta["steps"] += len(fit.steps)
         meta["rejected_steps"] += sum(1 for step in fit.steps if not step[2])

@@ -7,6 +7,8 @@ depth, the face normals and the mask of a head whose parameters are known.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import trimesh
@@ -29,7 +31,10 @@ SIZE = 96
 #: the mask's outline, quantised to pixels, is the noisier term. The default silhouette weight
 #: is tuned for the network's predictions (whose integrated depth is off by about a pixel);
 #: for exact depth, the weight of one silhouette residual is set back to that of a depth one.
-EXACT = FitSettings(silhouette_weight=1.0)
+#: The identity calibration is learned for the shipped network's maps, not exact ones: off.
+EXACT = FitSettings(silhouette_weight=1.0, identity_calibration=False)
+#: The defaults, but for the identity calibration (made for the network's maps).
+DEFAULTS_EXACT = FitSettings(identity_calibration=False)
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -135,7 +140,7 @@ def test_identity_beats_the_mean_heads_own_fit(fitted: HeadFit, scene: dict, mod
 
 def test_default_settings_on_exact_data(scene: dict, model: HeadModel) -> None:
     """The defaults (a stronger silhouette) still find the pose and beat the mean head."""
-    fit = fit_head(scene["depth"], scene["normals"], scene["mask"], model=model)
+    fit = fit_head(scene["depth"], scene["normals"], scene["mask"], model=model, settings=DEFAULTS_EXACT)
     ypr = np.array(fullhead.yaw_pitch_roll(fit.rotation))
     assert np.abs(ypr - [25.0, 8.0, -6.0]).max() < 3.0, ypr
     assert abs(fit.scale / scene["s"] - 1.0) < 0.06
@@ -183,12 +188,42 @@ def test_stray_blob_does_not_drag_the_fit(scene: dict, model: HeadModel, fitted:
     depth[new] = np.nanmax(depth) + 15.0
     normals[new] = (0.0, 0.0, 1.0)
     mask |= blob
-    fit = fit_head(depth, normals, mask, model=model)  # the defaults
+    fit = fit_head(depth, normals, mask, model=model, settings=DEFAULTS_EXACT)  # the defaults
     assert fit.ignored_pixels == 64  # the detached blob
     ypr = np.array(fullhead.yaw_pitch_roll(fit.rotation))
     assert np.abs(ypr - [25.0, 8.0, -6.0]).max() < 4.0, ypr
     assert abs(fit.scale / scene["s"] - 1.0) < 0.08
     assert _hidden_error(scene, fit.model_mesh()) < 1.3 * _hidden_error(scene, fitted.model_mesh())
+
+
+def test_identity_calibration_replaces_identity_and_scale(
+    scene: dict, model: HeadModel, fitted: HeadFit, tmp_path
+) -> None:
+    """``FitSettings(identity_calibration=PATH)``: the map of that file (here: half the fitted
+    identity, a scale 3 % larger) replaces the fit's identity and scale; the fit's own values
+    are kept; off, nothing is replaced."""
+    from dataclasses import replace
+
+    from monohead import head_calibration as hc
+
+    f = 100 + 53 + len(hc.FEATURE_POSE)
+    A = np.zeros((f, 100))
+    A[np.arange(100), np.arange(100)] = 0.5
+    half = hc.ModeCalibration(np.arange(f), np.zeros(f), np.ones(f), np.zeros(100), A, math.log(1.03))
+    path = tmp_path / "cal.npz"
+    hc.IdentityCalibration({"orthographic": half, "perspective": half}, "0" * 64).save(path)
+    cal = fit_head(scene["depth"], scene["normals"], scene["mask"], model=model,
+                   settings=replace(EXACT, identity_calibration=str(path)))  # fmt: skip
+    assert cal.calibrated
+    assert not fitted.calibrated
+    assert fitted.fitted_identity is None
+    np.testing.assert_allclose(cal.fitted_identity, fitted.identity)
+    np.testing.assert_allclose(cal.identity, 0.5 * fitted.identity, atol=1e-6)
+    assert cal.scale == pytest.approx(1.03 * fitted.scale, rel=1e-6)
+    assert cal.params()["fitted_scale"] == pytest.approx(fitted.scale)
+    with pytest.raises(TypeError, match="identity_calibration must be a bool or a path"):
+        fit_head(scene["depth"], scene["normals"], scene["mask"], model=model,
+                 settings=replace(EXACT, identity_calibration=1))  # fmt: skip
 
 
 def test_not_converged_is_reported(scene: dict, model: HeadModel) -> None:

@@ -130,6 +130,12 @@ class FitSettings:
         cost_tol: convergence also when a step of the last phase changes its robust cost by
             less than this fraction (the minimum is flat: what the step moves no longer
             changes the fit).
+        identity_calibration: replace the fitted identity and scale by the learned map of
+            :mod:`monohead.head_calibration` (``True``: the shipped one,
+            :func:`~monohead.head_calibration.default_calibration`, learned on the shipped
+            network's maps of training heads and used only with those weights; a path: that
+            file; ``False``: off, e.g. for maps of another network or exact rendered maps).
+            The fit's own values stay in :attr:`HeadFit.fitted_identity` and ``fitted_scale``.
     """
 
     n_identity: int = 100
@@ -152,6 +158,7 @@ class FitSettings:
     pitch_yaws: int = 2
     tol: float = 0.05
     cost_tol: float = 1e-4
+    identity_calibration: bool | str = False
 
 
 @dataclass
@@ -187,6 +194,10 @@ class HeadFit:
             (``fit_head(..., K=K)``; its frame: the pinhole at ``(cx, -cy, fx)``).
         depth_scale: perspective: the factor from the depth map given to the fit to the
             depth along the optical axis in this frame (``fx - z`` of the surface); 1 otherwise.
+        calibrated: ``identity`` and ``scale`` are the identity calibration's
+            (``FitSettings.identity_calibration``), ``rms`` and ``inliers`` measured with them.
+        fitted_identity, fitted_scale: the fit's own identity and scale before the
+            calibration (``None`` when not calibrated).
     """
 
     identity: np.ndarray
@@ -209,6 +220,9 @@ class HeadFit:
     model: Any = field(repr=False, default=None)
     camera: np.ndarray | None = None
     depth_scale: float = 1.0
+    calibrated: bool = False
+    fitted_identity: np.ndarray | None = None
+    fitted_scale: float | None = None
 
     def params(self) -> dict[str, Any]:
         """The fitted parameters as a JSON-able dict."""
@@ -229,6 +243,9 @@ class HeadFit:
             "seconds": float(self.seconds),
             "camera": None if self.camera is None else np.asarray(self.camera).tolist(),
             "depth_scale": float(self.depth_scale),
+            "calibrated": bool(self.calibrated),
+            "fitted_identity": None if self.fitted_identity is None else [float(x) for x in self.fitted_identity],
+            "fitted_scale": None if self.fitted_scale is None else float(self.fitted_scale),
         }
 
     def vertices(self, identity: Any = None) -> np.ndarray:
@@ -781,6 +798,9 @@ def _check_settings(settings: Any) -> FitSettings:
         return FitSettings()
     if not isinstance(settings, FitSettings):
         raise TypeError(f"settings must be a FitSettings or None; got {type(settings).__name__}")
+    cal = settings.identity_calibration
+    if not isinstance(cal, (bool, str)) and not hasattr(cal, "__fspath__"):
+        raise TypeError(f"settings.identity_calibration must be a bool or a path; got {type(cal).__name__}")
     return settings
 
 
@@ -1137,17 +1157,39 @@ def fit_head(
         log.debug("fit_head: end score %.6g above the start's %.6g: back to the start", end_score, start_score)
         y, ew, s, R, t = start
         converged = False
-    res, J, wr, cost, nd, rd = fitter.residuals(y, ew, s, R, t, pose_only=True, jacobian=False)
-    inl = np.abs(rd) < 3 * cfg.sigma
-    rms = float(np.sqrt(np.mean(rd[inl] ** 2))) if inl.any() else float("nan")
-    return HeadFit(
-        identity=y, expression=ew, expression_names=list(prep.expression_names), scale=float(s), rotation=R,
-        translation=fitter.world_t(t), converged=converged, iterations=it, cost=costs, steps=steps,
-        restarted=restarted, rms=rms,
-        inliers=float(inl.mean()) if rd.size else 0.0, mask_pixels=int(obs.mask.sum()), ignored_pixels=ignored,
-        shape=obs.mask.shape, seconds=time.perf_counter() - t_start, model=hm,
-        camera=None if cam is None else cam.K.copy(), depth_scale=1.0 if cam is None else math.exp(float(t[2])),
-    )  # fmt: skip
+
+    def result(y_: np.ndarray, s_: float, R_: np.ndarray, t_: np.ndarray) -> HeadFit:
+        rd = fitter.residuals(y_, ew, s_, R_, t_, pose_only=True, jacobian=False)[5]
+        inl = np.abs(rd) < 3 * cfg.sigma
+        return HeadFit(
+            identity=y_, expression=ew, expression_names=list(prep.expression_names), scale=float(s_), rotation=R_,
+            translation=fitter.world_t(t_), converged=converged, iterations=it, cost=costs, steps=steps,
+            restarted=restarted, rms=float(np.sqrt(np.mean(rd[inl] ** 2))) if inl.any() else float("nan"),
+            inliers=float(inl.mean()) if rd.size else 0.0, mask_pixels=int(obs.mask.sum()), ignored_pixels=ignored,
+            shape=obs.mask.shape, seconds=time.perf_counter() - t_start, model=hm,
+            camera=None if cam is None else cam.K.copy(), depth_scale=1.0 if cam is None else math.exp(float(t_[2])),
+        )  # fmt: skip
+
+    fit = result(y, s, R, t)
+    calibration = _calibration(cfg.identity_calibration) if k > 0 and not restarted else None
+    if calibration is not None:
+        y_cal, factor = calibration.apply(fit)
+        fit = result(y_cal, s * factor, R, t)
+        fit.fitted_identity, fit.fitted_scale, fit.calibrated = y, float(s), True
+    fit.seconds = time.perf_counter() - t_start
+    return fit
+
+
+def _calibration(setting: bool | str) -> Any:
+    """The :class:`~monohead.head_calibration.IdentityCalibration` that ``FitSettings.identity_calibration``
+    asks for, or None."""
+    from . import head_calibration
+
+    if setting is False:
+        return None
+    if setting is True:
+        return head_calibration.default_calibration()
+    return head_calibration.load_cached(setting)
 
 
 def estimate_pose(

@@ -73,7 +73,7 @@ HIDDEN_POINTS = 8000
 #: A true surface point is visible when within this many pixels of the true depth map.
 VISIBLE_TOL = 1.0
 ICP_STRIDE = 4
-METHODS = ("mesh25d", "full", "model", "mean", "mean_fit")
+METHODS = ("mesh25d", "full", "model", "mean", "mean_fit", "full_uncalibrated", "mean_uncalibrated")
 SIDES = ("visible", "hidden", "hidden_head")
 #: The alignment protocols (module docstring): every reconstruction moved by the 2.5D mesh's
 #: ICP, or each closed reconstruction aligned to the whole true head on its own.
@@ -137,13 +137,17 @@ def mean_head_fit(depth: Any, normals: Any, mask: Any, W: Any = None, *, setting
 
 def hidden_ratios(summary: dict[str, Any]) -> dict[str, float]:
     """The issue's figure of merit: the complete head's mean hidden error over each mean-head
-    baseline's (``"<side>/<baseline>"``, e.g. ``"hidden/mean"``, ``"hidden/mean_fit"``)."""
+    baseline's (``"<side>/<baseline>"``, e.g. ``"hidden/mean"``, ``"hidden/mean_fit"``), and
+    with the identity calibration off (``"<side>/uncalibrated"``: ``full_uncalibrated`` over
+    ``mean_uncalibrated``, when evaluated)."""
     out: dict[str, float] = {}
     for side in ("hidden", "hidden_head"):
         s = summary.get(side) or {}
         for base in ("mean", "mean_fit"):
             if "full" in s and base in s:
                 out[f"{side}/{base}"] = s["full"]["mean"] / s[base]["mean"]
+        if "full_uncalibrated" in s and "mean_uncalibrated" in s:
+            out[f"{side}/uncalibrated"] = s["full_uncalibrated"]["mean"] / s["mean_uncalibrated"]["mean"]
     return out
 
 
@@ -299,6 +303,7 @@ def evaluate_full_head(
     hidden_points: int = HIDDEN_POINTS,
     K: Any = None,
     mean_fit: Any = None,
+    uncalibrated: Any = None,
     own: bool = True,
 ) -> dict[str, Any]:
     """Per-point errors (pixels) of the reconstructions of one sample (module docstring).
@@ -320,6 +325,11 @@ def evaluate_full_head(
         K: ``None`` (orthographic truth) or the true maps' ``(3, 3)`` intrinsics.
         mean_fit: optional :class:`~monohead.fullhead.HeadFit` of the same maps with the
             identity held at 0 (:func:`mean_head_fit`): the ``mean_fit`` baseline.
+        uncalibrated: optional ``(fit, full_mesh)`` of the same fit with its identity
+            calibration off (:attr:`~monohead.fullhead.HeadFit.fitted_identity` and
+            ``fitted_scale``): the methods ``full_uncalibrated`` (that mesh) and
+            ``mean_uncalibrated`` (the mean head in that fit's pose and expression), the
+            default without calibration on the same maps.
         own: also the ``"own"`` protocol (each closed reconstruction aligned to the whole
             true head on its own, :func:`align_on_own`).
 
@@ -375,6 +385,10 @@ def evaluate_full_head(
     }
     if mean_fit is not None:
         recon["mean_fit"] = mean_fit.model_mesh()
+    if uncalibrated is not None:
+        fit_u, full_u = uncalibrated
+        recon["full_uncalibrated"] = full_u
+        recon["mean_uncalibrated"] = fit_u.model_mesh(identity=np.zeros_like(fit_u.identity))
     out: dict[str, Any] = {"visible": {}, "hidden": {}, "hidden_head": {}, "icp_rms": float(res.rms)}
     surfs = {}
     for name, mesh in recon.items():
@@ -548,6 +562,8 @@ _LABELS = {
     "model": "fitted model alone",
     "mean": "mean head (y = 0), same pose and expression",
     "mean_fit": "mean head (y = 0), its own fit (identity held at 0)",
+    "full_uncalibrated": "complete head, identity calibration off",
+    "mean_uncalibrated": "mean head (y = 0), pose and expression of the fit without calibration",
 }
 
 

@@ -1,0 +1,105 @@
+"""monohead.head_calibration: the learned correction of the complete head's identity and scale."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from monohead import head_calibration as hc
+
+K, E = 12, 4
+F = K + E + len(hc.FEATURE_POSE)
+
+
+def _fits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Synthetic fits of known identity: the fitted identity is the truth, scaled by 0.6 plus
+    noise twice as large as its signal in the last modes; the fitted log scale is 2 % low plus
+    noise."""
+    rng = np.random.default_rng(seed)
+    Y = rng.standard_normal((n, K))
+    noise = np.linspace(0.3, 2.0, K)
+    X = np.zeros((n, F))
+    X[:, :K] = 0.6 * Y + noise * rng.standard_normal((n, K))
+    X[:, K : K + E] = rng.uniform(0, 1, (n, E))
+    log_true = np.log(3.0) + 0.05 * rng.standard_normal(n)
+    X[:, K + E] = log_true - 0.02 + 0.01 * rng.standard_normal(n)  # log scale
+    X[:, K + E + 1 :] = rng.standard_normal((n, F - K - E - 1))
+    return X, Y, log_true - X[:, K + E]
+
+
+def _fit_record(x: np.ndarray, camera=None) -> SimpleNamespace:
+    """An object with a HeadFit's fields whose features() are ``x`` (pose features ignored)."""
+    return SimpleNamespace(
+        identity=x[:K], expression=x[K : K + E], scale=float(np.exp(x[K + E])), rotation=np.eye(3), rms=0.5,
+        inliers=0.9, mask_pixels=4000, depth_scale=1.0, converged=True, camera=camera,
+    )  # fmt: skip
+
+
+def test_learned_map_lowers_the_identity_and_scale_errors() -> None:
+    X, Y, r = _fits(400, 0)
+    cal, report = hc.learn_mode(X, Y, r, alphas=(0.01, 0.1, 1.0))
+    Xt, Yt, rt = _fits(400, 1)  # new samples
+    pred = np.array([cal.apply(x)[0] for x in Xt])
+    factor = np.array([cal.apply(x)[1] for x in Xt])
+    err = np.mean(np.sum((pred - Yt) ** 2, axis=1))
+    err_fitted = np.mean(np.sum((Xt[:, :K] - Yt) ** 2, axis=1))
+    err_zero = np.mean(np.sum(Yt**2, axis=1))
+    assert err < 0.75 * err_zero
+    assert err < 0.5 * err_fitted
+    # the noisier modes are shrunk more
+    assert cal.A.shape == (len(cal.columns), K)
+    assert report["chosen"]["identity_error"] < report["identity"]["zero alpha=0"]
+    # the scale's 2 % bias is learned: the calibrated log scale is closer to the truth
+    assert np.mean((np.log(factor) - rt) ** 2) < 0.5 * np.mean(rt**2)
+    assert abs(cal.scale_bias - 0.02) < 0.005
+
+
+def test_metric_weights_the_modes() -> None:
+    X, Y, r = _fits(200, 2)
+    G = np.diag(np.r_[np.full(K - 1, 1e-6), 1.0])  # only the last (noisiest) mode counts
+    _, report = hc.learn_mode(X, Y, r, metric=G, alphas=(0.1,))
+    assert report["fitted_identity"] == pytest.approx(np.mean((X[:, K - 1] - Y[:, K - 1]) ** 2), rel=0.01)
+
+
+def test_learn_mode_checks_its_input() -> None:
+    X, Y, r = _fits(40, 3)
+    with pytest.raises(ValueError, match="X must be"):
+        hc.learn_mode(X[:, : K - 1], Y, r)
+    with pytest.raises(ValueError, match="finite"):
+        hc.learn_mode(np.where(X == X[0, 0], np.nan, X), Y, r)
+    with pytest.raises(ValueError, match="at least 10 samples"):
+        hc.learn_mode(X[:6], Y[:6], r[:6])
+
+
+def test_save_load_round_trip_and_camera_modes(tmp_path) -> None:
+    X, Y, r = _fits(200, 4)
+    ortho, _ = hc.learn_mode(X, Y, r, alphas=(0.1,))
+    persp, _ = hc.learn_mode(X, Y * 0.5, r, alphas=(0.1,))
+    cal = hc.IdentityCalibration({"orthographic": ortho, "perspective": persp}, "ab" * 32, {"sources": []})
+    cal.save(tmp_path / "c.npz")
+    back = hc.IdentityCalibration.load(tmp_path / "c.npz")
+    assert back.weights_sha256 == "ab" * 32
+    for camera, mode in ((None, ortho), (np.eye(3), persp)):
+        y, f = back.apply(_fit_record(X[0], camera))
+        y0, f0 = mode.apply(hc.features(_fit_record(X[0]), K))
+        np.testing.assert_allclose(y, y0, rtol=1e-5, atol=1e-5)
+        assert f == pytest.approx(f0, rel=1e-5)
+    assert not np.allclose(back.apply(_fit_record(X[0]))[0], back.apply(_fit_record(X[0], np.eye(3)))[0])
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not an identity calibration"):
+        hc.IdentityCalibration.load(tmp_path / "other.npz")
+
+
+def test_default_calibration_refuses_other_weights(tmp_path, monkeypatch, caplog) -> None:
+    X, Y, r = _fits(200, 5)
+    mode, _ = hc.learn_mode(X, Y, r, alphas=(0.1,))
+    f = tmp_path / "c.npz"
+    hc.IdentityCalibration({"orthographic": mode}, "0" * 64).save(f)
+    monkeypatch.setattr(hc, "DEFAULT_FILE", f)
+    monkeypatch.setattr(hc, "_DEFAULT", {})
+    with caplog.at_level(logging.WARNING, logger="monohead.head_calibration"):
+        assert hc.default_calibration() is None
+    assert "made for network weights 000000000000" in caplog.text
