@@ -35,6 +35,7 @@ def _fit_record(x: np.ndarray, camera=None) -> SimpleNamespace:
     return SimpleNamespace(
         identity=x[:K], expression=x[K : K + E], scale=float(np.exp(x[K + E])), rotation=np.eye(3), rms=0.5,
         inliers=0.9, mask_pixels=4000, depth_scale=1.0, converged=True, camera=camera,
+        params=lambda: {"yaw_pitch_roll": [0.0, 0.0, 0.0]},
     )  # fmt: skip
 
 

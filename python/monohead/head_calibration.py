@@ -66,12 +66,10 @@ def features(fit: Any, k: int = 100) -> np.ndarray:
     padded with zeros to ``k`` modes, its expression weights, then :data:`FEATURE_POSE` (log
     scale, yaw, pitch, roll in radians, depth RMS, inlier share, log mask pixels, log depth
     scale, 1 if converged)."""
-    from .fullhead import yaw_pitch_roll
-
     y = np.zeros(int(k))
     n = min(int(k), int(np.asarray(fit.identity).size))
     y[:n] = np.asarray(fit.identity, np.float64)[:n]
-    ypr = np.radians(yaw_pitch_roll(np.asarray(fit.rotation, np.float64)))
+    ypr = np.radians(fit.params()["yaw_pitch_roll"])
     rest = [math.log(fit.scale), *ypr, fit.rms if math.isfinite(fit.rms) else 0.0, fit.inliers,
             math.log(max(int(fit.mask_pixels), 1)), math.log(fit.depth_scale), float(fit.converged)]  # fmt: skip
     return np.concatenate([y, np.asarray(fit.expression, np.float64), np.asarray(rest, np.float64)])
