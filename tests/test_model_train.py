@@ -129,7 +129,7 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path):
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "monohead", "train", "--toy", "24", "--out", str(run), "--width", "4", "--depth", "5",
-        "--batch-size", "4", "--steps", "3", "--val-count", "4", "--val-every", "3", "--json",
+        "--batch-size", "4", "--steps", "3", "--val-count", "4", "--val-every", "3", "--ema-decay", "0.9", "--json",
     ]  # fmt: skip
     p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=150)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -143,6 +143,10 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path):
     assert ck["step"] == 3
     assert ck["config"]["batch_size"] == 4
     assert r["last_val"]["count"] == 4
+    # rank 0 keeps the EMA of the unwrapped generator (no "module." prefix of the DDP wrapper)
+    assert ck["ema"]["since_step"] == 0
+    assert ck["ema"]["state_dict"].keys() == ck["generator"].keys()
+    assert r["last_val"]["generator"] == "ema"
 
 
 def test_cli_train_eval_export(tmp_path, capsys):

@@ -466,7 +466,7 @@ def _print_reconstruct(r: dict[str, Any]) -> None:
 _TRAIN_OPTIONS = (
     "width", "depth", "dropout", "critic_width", "batch_size", "lr", "lambda_l2", "n_critic", "seed",
     "val_count", "steps", "lr_decay_from", "log_every", "val_every", "ckpt_every", "val_max", "device", "amp",
-    "workers", "threads",
+    "workers", "threads", "ema_decay",
 )  # fmt: skip
 
 
@@ -526,9 +526,19 @@ def _train_progress() -> Any:
         elif kind == "start":
             progress.note(f"training on {e['device']} ({e['world']} process(es), bf16 autocast "
                           f"{'on' if e['amp'] else 'off'}), from step {e['step']} to {e['steps']}")  # fmt: skip
+        elif kind == "ema":
+            if e["ema"] is None:
+                progress.note(f"the generator's EMA (decay {e['before']}) is dropped at step {e['step']}")
+            elif e["before"] is None:
+                progress.note(f"keeping an EMA of the generator from step {e['step']}, decay {e['ema']['decay']} "
+                              "(validated, selected for best.pt, exported instead of the raw generator)")  # fmt: skip
+            else:
+                progress.note(f"the generator's EMA (since step {e['ema']['since_step']}) goes on with decay "
+                              f"{e['ema']['decay']} instead of {e['before']} from step {e['step']}")  # fmt: skip
         elif kind == "val":
             m = e["metrics"]
-            val = (f" | val {m['angular']['mean']:.2f} deg mean, mask P {m['mask_precision']:.1f}% "
+            raw = f" (raw {e['raw']['angular']['mean']:.2f})" if e.get("raw") else ""
+            val = (f" | val {m['angular']['mean']:.2f}{raw} deg mean, mask P {m['mask_precision']:.1f}% "
                    f"R {m['mask_recall']:.1f}%")  # fmt: skip
             if not progress.tty:
                 progress.note(f"step {e['step']}{val}")
@@ -604,7 +614,7 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             if args.balanced:
                 data, max_items = _balanced_subset(data, args.max_items), None
             metrics = model.evaluate_checkpoint(
-                source, data, max_items=max_items, device=args.device or "cpu", flip=args.flip
+                source, data, max_items=max_items, device=args.device or "cpu", flip=args.flip, ema=not args.raw
             )
             dest = (
                 Path(args.metrics)
@@ -623,7 +633,12 @@ def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             if args.balanced:
                 data = _balanced_subset(data, args.max_items)
         card = model.export_weights(
-            source, args.export_weights, eval_dataset=data, max_items=args.max_items, card=_parse_card(args.card)
+            source,
+            args.export_weights,
+            eval_dataset=data,
+            max_items=args.max_items,
+            card=_parse_card(args.card),
+            ema=not args.raw,
         )
         return {"action": "export", "dest": str(args.export_weights), **card}
 
@@ -680,7 +695,8 @@ def _print_train(r: dict[str, Any]) -> None:
         return
     if r["action"] == "eval":
         a = r["angular"]
-        print(f"{r['source']} (step {r['step']}) on {r['count']} images: angular error mean {a['mean']:.2f} deg, "
+        ema = f", EMA decay {r['ema']['decay']} since step {r['ema']['since_step']}" if r.get("ema") else ""
+        print(f"{r['source']} (step {r['step']}{ema}) on {r['count']} images: angular error mean {a['mean']:.2f} deg, "
               f"std {a['std']:.2f}, <10 {a['under_10']:.1f}%, <20 {a['under_20']:.1f}%, <30 {a['under_30']:.1f}%; "
               f"mask precision {r['mask_precision']:.2f}%, recall {r['mask_recall']:.2f}%",
               file=sys.stderr)  # fmt: skip
@@ -700,7 +716,9 @@ def _print_train(r: dict[str, Any]) -> None:
           f"computing {r['step_seconds']:.1f} s)", file=sys.stderr)  # fmt: skip
     if r["last_val"]:
         v = r["last_val"]
-        print(f"validation: angular error mean {v['angular']['mean']:.2f} deg, "
+        raw = f" (raw generator {v['raw']['angular']['mean']:.2f})" if v.get("raw") else ""
+        what = "validation of the generator's EMA" if v.get("generator") == "ema" else "validation"
+        print(f"{what}: angular error mean {v['angular']['mean']:.2f}{raw} deg, "
               f"mask precision {v['mask_precision']:.2f}%, recall {v['mask_recall']:.2f}%",
               file=sys.stderr)  # fmt: skip
     if r["stopped"] or r["step"] < r["steps"]:
@@ -765,6 +783,10 @@ def _add_train_parser(sub: Any) -> None:
     g.add_argument("--workers", type=int, help="DataLoader worker processes (default 0)")
     g.add_argument("--threads", type=int, help="PyTorch threads of each process (default 0: PyTorch's choice; "
                    "1 is faster when other busy processes share the cores)")  # fmt: skip
+    g.add_argument("--ema-decay", type=float, metavar="D",
+                   help="keep an exponential moving average of the generator's weights, decay D per step (e.g. "
+                   "0.999, warmed up over the first steps); it is validated, selected for best.pt and exported. "
+                   "Given on a resume it starts there (or changes the decay); 0 drops it (default: none)")  # fmt: skip
     g = p.add_argument_group("evaluation and export")
     g.add_argument(
         "--eval-only", action="store_true", help="evaluate the run's generator on --data and write --metrics"
@@ -788,6 +810,8 @@ def _add_train_parser(sub: Any) -> None:
         help="write the run's best generator as shipped weights (unet.pt, model_card.json)",
     )
     g.add_argument("--card", help="extra model-card fields: a JSON object or @FILE")
+    g.add_argument("--raw", action="store_true",
+                   help="--eval-only, --export-weights: a checkpoint's raw generator, not its EMA")  # fmt: skip
     p.add_argument("--toy", type=int, help=argparse.SUPPRESS)  # N shaded analytic heads (tests, smoke runs)
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(run=_cmd_train, show=_print_train)

@@ -2,10 +2,11 @@
 generator back from any of them.
 
 A run folder holds ``checkpoint.pt`` (:data:`CHECKPOINT`, format :data:`CHECKPOINT_FORMAT`:
-generator, critic, optimisers, config) and ``best.pt`` (:data:`BEST`, format
-:data:`GENERATOR_FORMAT`: the best generator so far); :func:`monohead.model.export_weights`
-writes ``unet.pt`` (:data:`WEIGHTS_FILE`, format :data:`WEIGHTS_FORMAT`). Written by
-:mod:`monohead.model.train` and :mod:`monohead.model.weights`, read here.
+generator, critic, optimisers, config, the generator's EMA if kept) and ``best.pt``
+(:data:`BEST`, format :data:`GENERATOR_FORMAT`: the best generator so far, the EMA where there
+is one); :func:`monohead.model.export_weights` writes ``unet.pt`` (:data:`WEIGHTS_FILE`, format
+:data:`WEIGHTS_FORMAT`). Written by :mod:`monohead.model.train` and
+:mod:`monohead.model.weights`, read here.
 """
 
 from __future__ import annotations
@@ -69,12 +70,17 @@ def resolve_generator_file(path: str | os.PathLike) -> Path:
 GeneratorSource = str | os.PathLike | Sequence[str | os.PathLike]
 
 
-def read_generator(path: GeneratorSource) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def read_generator(path: GeneratorSource, *, ema: bool = True) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """``(model config, state dict, info)`` of any generator file (see
     :func:`resolve_generator_file`): a training checkpoint, a ``best.pt`` or exported weights.
-    A list or tuple of them gives their average (:func:`average_generators`)."""
+    A list or tuple of them gives their average (:func:`average_generators`).
+
+    A run that keeps an EMA of its generator (:mod:`monohead.model.ema`) gives the EMA, and
+    ``info["ema"]`` is ``{"decay", "since_step"}`` (else ``None``); ``ema=False`` gives a
+    checkpoint's raw generator instead (a ``best.pt`` holds only the generator it selected).
+    """
     if isinstance(path, (list, tuple)):
-        return average_generators(path)
+        return average_generators(path, ema=ema)
     p = resolve_generator_file(path)
     ck = load_checkpoint(p)
     fmt = ck.get("format") if isinstance(ck, dict) else None
@@ -84,15 +90,20 @@ def read_generator(path: GeneratorSource) -> tuple[dict[str, Any], dict[str, Any
         info = {"source": str(p), "kind": "checkpoint", "step": ck["step"], "images_seen": ck["images_seen"],
                 "wall_seconds": ck["wall_seconds"], "w_scale": cfg["w_scale"], "train_config": cfg,
                 "data": ck.get("data"), "data_history": ck.get("data_history"), "init": ck.get("init")}  # fmt: skip
-        return model, ck["generator"], info
+        avg = ck.get("ema") if ema else None
+        info["ema"] = None if avg is None else {"decay": avg["decay"], "since_step": avg["since_step"]}
+        return model, ck["generator"] if avg is None else avg["state_dict"], info
     if fmt == GENERATOR_FORMAT:
         info = {"source": str(p), "kind": "best", "step": ck["step"], "images_seen": ck["images_seen"],
                 "wall_seconds": ck.get("wall_seconds"), "w_scale": ck["w_scale"],
                 "train_config": ck.get("train_config"), "data": ck.get("data"), "metrics": ck.get("metrics"),
-                "data_history": ck.get("data_history"), "init": ck.get("init")}  # fmt: skip
+                "data_history": ck.get("data_history"), "init": ck.get("init"), "ema": ck.get("ema")}  # fmt: skip
+        if not ema and ck.get("ema") is not None:
+            raise ValueError(f"{p} holds only the EMA of the generator; its raw weights are in the run's {CHECKPOINT}")
         return ck["model"], ck["state_dict"], info
     if fmt == WEIGHTS_FORMAT:
-        info = {"source": str(p), "kind": "weights", "w_scale": ck["w_scale"], "dtype": ck["dtype"]}
+        info = {"source": str(p), "kind": "weights", "w_scale": ck["w_scale"], "dtype": ck["dtype"],
+                "ema": ck.get("ema")}  # fmt: skip
         return ck["model"], ck["state_dict"], info
     raise ValueError(f"{p} is not a monohead generator file (format {fmt!r})")
 
@@ -106,12 +117,12 @@ def build_generator(model_cfg: dict[str, Any], state: dict[str, torch.Tensor], w
     return G.to(device).eval()
 
 
-def load_generator(path: GeneratorSource, device: Any = "cpu") -> UNet:
+def load_generator(path: GeneratorSource, device: Any = "cpu", *, ema: bool = True) -> UNet:
     """A float32 :class:`UNet` in eval mode from a run folder, ``checkpoint.pt``, ``best.pt`` or a
     weights folder/file written by :func:`export_weights`, or from a list of them (their weight
     average, :func:`average_generators`). ``model.w_scale`` and ``model.info`` (step, images
-    seen, source ...) are set."""
-    model_cfg, state, info = read_generator(path)
+    seen, source, ``ema`` ...) are set. ``ema``: as in :func:`read_generator`."""
+    model_cfg, state, info = read_generator(path, ema=ema)
     G = build_generator(model_cfg, state, info["w_scale"], device)
     G.info = info
     return G
@@ -134,7 +145,7 @@ def _sha256(path: Path) -> str:
 
 
 def average_generators(
-    paths: Sequence[str | os.PathLike],
+    paths: Sequence[str | os.PathLike], *, ema: bool = True
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The uniform average of several generators' weights (a "model soup", stochastic weight
     averaging over checkpoints): ``(model config, state dict, info)`` like :func:`read_generator`.
@@ -147,12 +158,13 @@ def average_generators(
     Args:
         paths: at least two of what :func:`read_generator` accepts (run folders, checkpoint
             files, ``best.pt`` files, weights), all of one architecture and one W encoding.
+        ema: each member as :func:`read_generator` reads it (a run's EMA where it keeps one).
 
     Every floating-point tensor (parameters and batch-norm running statistics) is averaged in
     float32; integer buffers (batch-norm step counters) are taken from the last member. ``info``
     is the last member's (its step, data, training configuration; the card's training fields
     describe it), with ``kind`` ``"average"``, ``source`` the list of files and ``members``:
-    per member its file, kind, step, images seen and the file's sha256.
+    per member its file, kind, step, images seen, EMA (``None`` for none) and the file's sha256.
 
     Raises:
         ValueError: fewer than two members, or members of different architectures, W encodings
@@ -164,7 +176,7 @@ def average_generators(
     model_cfg = state_sum = first_keys = last_state = last_info = None
     members = []
     for path in paths:
-        cfg, state, info = read_generator(path)
+        cfg, state, info = read_generator(path, ema=ema)
         name = info["source"]
         if model_cfg is None:
             model_cfg, first_keys = cfg, set(state)
@@ -190,6 +202,7 @@ def average_generators(
                 "kind": info["kind"],
                 "step": info.get("step"),
                 "images_seen": info.get("images_seen"),
+                "ema": info.get("ema"),
                 "sha256": _sha256(Path(name)),
             }
         )

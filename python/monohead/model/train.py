@@ -4,12 +4,17 @@
 (``should_stop``, a signal in the CLI, or a kill) and resumed any number of times:
 
 - ``RUN/checkpoint.pt``: the whole state after the last saved step (config, step, both
-  networks, both RMSprop states, best metric), written atomically every ``ckpt_every`` steps
-  and when the run stops. A run folder with a checkpoint resumes from it.
-- ``RUN/best.pt``: the generator with the lowest validation mean angular error so far.
+  networks, both RMSprop states, best metric, the generator's EMA if the run keeps one),
+  written atomically every ``ckpt_every`` steps and when the run stops. A run folder with a
+  checkpoint resumes from it.
+- ``RUN/best.pt``: the generator with the lowest validation mean angular error so far (the
+  EMA's, where the run keeps one: ``ema_decay``, :mod:`monohead.model.ema`).
 - ``RUN/log.jsonl``: one JSON object a line: ``{"kind": "train", ...}`` (mean losses over
-  ``log_every`` steps, images/s, seconds waiting for data vs computing) and ``{"kind": "val",
-  ...}`` (Table 1 metrics). On resume the lines past the checkpoint's step are dropped.
+  ``log_every`` steps, images/s, seconds waiting for data vs computing), ``{"kind": "val",
+  ...}`` (Table 1 metrics of the generator selected by, ``"generator": "raw"`` or ``"ema"``;
+  with an EMA also the raw generator's under ``"raw"``) and ``{"kind": "ema", ...}`` (a resume
+  that started, changed or dropped the EMA). On resume the lines past the checkpoint's step are
+  dropped.
 - ``RUN/curves.png`` (losses and the learning curve: validation error against images seen) and
   ``RUN/val_predictions.png`` (the paper's Fig. 5), rewritten at each validation.
 - ``RUN/config.json``: the run's options, its data (each folder's root, seed, generator version,
@@ -57,6 +62,7 @@ from .. import _figures
 from .._io import atomic_write_bytes, atomic_write_text, file_sha256
 from .critic import Critic
 from .data import Augment, StepBatches, StepDataset, collate, data_summary, dataset_info, sample_seed
+from .ema import GeneratorEMA, check_decay
 from .files import BEST, CHECKPOINT, CHECKPOINT_FORMAT, GENERATOR_FORMAT, load_checkpoint, load_generator
 from .losses import LAMBDA_L2, critic_loss, generator_loss
 from .predict import evaluate_model, prediction_figure
@@ -87,6 +93,11 @@ class TrainConfig:
     ``figure_count``, ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``), ``amp``
     (``"bf16"``: bfloat16 autocast, ``"none"``, ``"auto"``: bf16), ``channels_last`` (memory
     format; with bf16 about 1.3x faster on a CPU),
+    ``ema_decay`` (``None``: keep what the run has, none for a new run; ``D`` in (0, 1): keep an
+    exponential moving average of the generator's weights with decay ``D`` per step, see
+    :mod:`monohead.model.ema`, which is then validated, selected for ``best.pt`` and exported;
+    given on a resume of a run without one, the EMA starts there from the current generator;
+    ``0``: drop the run's EMA),
     ``workers`` (DataLoader worker processes; 0 loads in the training process), ``threads``
     (intra-op threads of this process; 0 keeps PyTorch's default. On a machine whose cores are
     shared with other busy processes, 1 thread can be several times faster than 2, because
@@ -118,6 +129,7 @@ class TrainConfig:
     device: str = "cpu"
     amp: str = "auto"
     channels_last: bool = True
+    ema_decay: float | None = None
     workers: int = 0
     threads: int = 0
 
@@ -151,6 +163,13 @@ class TrainConfig:
             v = self.lr_decay_from
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"lr_decay_from must be None or an integer >= 0; got {v!r}")
+        if self.ema_decay is not None and self.ema_decay != 0:
+            try:
+                check_decay(self.ema_decay)
+            except ValueError:
+                raise ValueError(
+                    f"ema_decay must be None, 0 (no EMA) or a number in (0, 1), e.g. 0.999; got {self.ema_decay!r}"
+                ) from None
         if self.depth < 2:
             raise ValueError(f"depth must be >= 2; got {self.depth}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -281,7 +300,10 @@ def _append_log(run_dir: Path, record: dict[str, Any]) -> None:
 
 def plot_curves(records: list[dict[str, Any]]) -> bytes:
     """PNG bytes: the L2 loss, the critic's Wasserstein estimate, the validation angular error and
-    the mask precision/recall, each against the number of training images seen."""
+    the mask precision/recall, each against the number of training images seen.
+
+    The validation panels show the generator each record was selected by (the EMA where the run
+    keeps one, ``"generator": "ema"``); the raw generator's mean error is drawn thin beside it."""
     tr = [r for r in records if r["kind"] == "train"]
     va = [r for r in records if r["kind"] == "val"]
     fig = _figures.new_figure(10, 7, dpi=90)
@@ -300,6 +322,12 @@ def plot_curves(records: list[dict[str, Any]]) -> bytes:
     ax = axes[1, 0]
     ax.plot(xv, [r["angular"]["mean"] for r in va], "o-", label="mean")
     ax.plot(xv, [r["angular"]["median"] for r in va], "s-", label="median")
+    raw = [r for r in va if r.get("raw") and r["raw"]["angular"]["mean"] is not None]
+    if raw:
+        starts = sorted({r["ema"]["since_step"] for r in raw})
+        since = ", ".join(map(str, starts))
+        label = f"raw generator's mean (the others: its EMA since step {since})"
+        ax.plot([r["images_seen"] for r in raw], [r["raw"]["angular"]["mean"] for r in raw], "x:", lw=1, label=label)
     ax.axhline(10.01, color="gray", ls="--", lw=1, label="paper (mean 10.01°)")
     ax.set_title("validation angular error (degrees)")
     ax.legend(fontsize=8, loc="upper right")
@@ -385,6 +413,7 @@ def _write_config(
     data_info: dict[str, Any],
     history: list[dict[str, Any]],
     init_info: dict[str, Any] | None,
+    ema_info: dict[str, Any] | None,
 ) -> None:
     record = {
         "config": cfg.to_dict(),
@@ -392,6 +421,7 @@ def _write_config(
         "data_parts": history[-1]["parts"],
         "data_history": history,
         "init": init_info,
+        "ema": ema_info,
     }
     atomic_write_text(run / "config.json", json.dumps(jsonable(record), indent=2))
 
@@ -431,7 +461,24 @@ def _load_init(init: str | os.PathLike, G: UNet, cfg: TrainConfig) -> dict[str, 
         "kind": src.info.get("kind"),
         "step": src.info.get("step"),
         "images_seen": src.info.get("images_seen"),
+        "ema": src.info.get("ema"),
     }
+
+
+def _ema_info(cfg: TrainConfig, saved: dict[str, Any] | None, step: int) -> dict[str, Any] | None:
+    """The EMA a session keeps (``{"decay", "since_step"}``, or ``None``): the run's, with the
+    decay of ``cfg``; one starting at ``step`` if the run has none; none if ``cfg`` has none."""
+    if not cfg.ema_decay:
+        return None
+    since = step if saved is None else int(saved["since_step"])
+    return {"decay": float(cfg.ema_decay), "since_step": since}
+
+
+def _drop_log_records(run_dir: Path, kind: str, step: int) -> None:
+    records = read_log(run_dir)
+    kept = [r for r in records if not (r.get("kind") == kind and r.get("step") == step)]
+    if len(kept) != len(records):
+        atomic_write_text(run_dir / LOG, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _same_parts(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
@@ -533,6 +580,7 @@ def _train(
     best: dict[str, Any] | None = None
     data_info = dataset_info(dataset)
     parts = data_summary(data_info)
+    ck: dict[str, Any] = {}
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         if ck.get("format") != CHECKPOINT_FORMAT:
@@ -555,6 +603,20 @@ def _train(
         if main:
             _truncate_log(run, step)
         log.info("resuming %s at step %d", run, step)
+        ema_saved = ck.get("ema")
+        if cfg.ema_decay is None and ema_saved is not None:  # not given: the run's EMA goes on
+            cfg = dataclasses.replace(cfg, ema_decay=ema_saved["decay"])
+        ema_info = _ema_info(cfg, ema_saved, step)
+        if main:
+            _drop_log_records(run, "ema", step)  # of a session that started here and saved nothing
+        if ema_info != (None if ema_saved is None else {k: ema_saved[k] for k in ("decay", "since_step")}):
+            log.info("EMA of the generator at step %d: %s", step, ema_info)
+            if main:
+                _append_log(run, {"kind": "ema", "step": step, "images_seen": images_seen,
+                                  "decay": None if ema_info is None else ema_info["decay"],
+                                  "since_step": None if ema_info is None else ema_info["since_step"]})  # fmt: skip
+                _write_config(run, cfg, data_info, history, init_info, ema_info)
+            emit({"event": "ema", "step": step, "before": ema_saved and ema_saved["decay"], "ema": ema_info})
         if not _same_parts(history[-1]["parts"], parts):
             if history[-1]["step"] == step:  # changed again before any step was made on it
                 history.pop()
@@ -562,12 +624,20 @@ def _train(
             history.append({"step": step, "parts": parts})
             if main:
                 _append_log(run, {"kind": "data", "step": step, "images_seen": images_seen, "parts": parts})
-                _write_config(run, cfg, data_info, history, init_info)
+                _write_config(run, cfg, data_info, history, init_info, ema_info)
             emit({"event": "data", "step": step, "before": before, "parts": parts})
     else:
         history = [{"step": 0, "parts": parts}]
+        ema_info = _ema_info(cfg, None, 0)
         if main:
-            _write_config(run, cfg, data_info, history, init_info)
+            _write_config(run, cfg, data_info, history, init_info, ema_info)
+    # Rank 0 alone keeps the EMA: it alone validates and writes, and DDP keeps the generators of
+    # all ranks equal. It averages the plain module, never the DDP wrapper.
+    ema: GeneratorEMA | None = None
+    if main and ema_info is not None:
+        ema = GeneratorEMA(G, ema_info["decay"], since_step=ema_info["since_step"])
+        if ck.get("ema") is not None:
+            ema.load(ck["ema"])
 
     Gm, Dm = G, D  # the plain modules (for state dicts and the generator step's critic pass)
     if dist.on:
@@ -599,13 +669,15 @@ def _train(
                 "data": data_info,
                 "data_history": history,
                 "init": init_info,
+                "ema": None if ema is None else ema.state(),
             }
         else:
             obj = {
                 "format": GENERATOR_FORMAT,
                 "model": Gm.config,
                 "w_scale": cfg.w_scale,
-                "state_dict": Gm.state_dict(),
+                "state_dict": (Gm if ema is None else ema.module).state_dict(),
+                "ema": None if ema is None else ema.info(),
                 "step": step,
                 "images_seen": images_seen,
                 "wall_seconds": wall_before + (time.perf_counter() - t_call),
@@ -624,15 +696,25 @@ def _train(
         if not len(val_items):
             return
         t0 = time.perf_counter()
+        # the EMA when the run keeps one: its figures are the record's, selected and drawn
         metrics, kept = evaluate_model(
-            Gm, val_src, indices=val_items, keep=cfg.figure_count, channels_last=cfg.channels_last
+            Gm if ema is None else ema.module,
+            val_src,
+            indices=val_items,
+            keep=cfg.figure_count,
+            channels_last=cfg.channels_last,
         )
-        rec = {"kind": "val", "step": step, "images_seen": images_seen, **metrics, "seconds": time.perf_counter() - t0}
+        rec = {"kind": "val", "step": step, "images_seen": images_seen, "generator": "raw" if ema is None else "ema"}
+        rec.update(metrics)
+        if ema is not None:
+            rec["ema"] = ema.info()
+            rec["raw"], _ = evaluate_model(Gm, val_src, indices=val_items, channels_last=cfg.channels_last)
+        rec["seconds"] = time.perf_counter() - t0
         _append_log(run, rec)
         last_val = rec
         err = metrics["angular"]["mean"]
         if math.isfinite(err) and (best is None or err < best["mean"]):
-            best = {"step": step, "images_seen": images_seen, "mean": err}
+            best = {"step": step, "images_seen": images_seen, "mean": err, "generator": rec["generator"]}
             save(run / BEST, full=False, metrics=metrics)
         try:
             atomic_write_bytes(run / "curves.png", plot_curves(read_log(run)))
@@ -641,7 +723,7 @@ def _train(
                 atomic_write_bytes(run / "val_predictions.png", prediction_figure(kept, cfg.w_scale, title))
         except Exception:  # pragma: no cover - a figure must never kill a run
             log.exception("could not draw the figures of step %d", step)
-        emit({"event": "val", "step": step, "metrics": metrics})
+        emit({"event": "val", "step": step, "metrics": metrics, "raw": rec.get("raw")})
 
     sampler = StepBatches(len(train_idx), cfg.batch_size, cfg.seed, step, cfg.steps, dist.rank, dist.world)
     loader = torch.utils.data.DataLoader(
@@ -708,6 +790,8 @@ def _train(
             loss_g, adv, l2 = generator_loss(s2[b:], fake, y, cfg.lambda_l2)
             loss_g.backward()
             opt_g.step()
+            if ema is not None:
+                ema.update(step)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             step += 1

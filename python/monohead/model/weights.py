@@ -65,6 +65,7 @@ def evaluate_checkpoint(
     channels_last: bool = True,
     bf16: bool = False,
     flip: bool = False,
+    ema: bool = True,
 ) -> dict[str, Any]:
     """Table 1 metrics of a generator (run folder, checkpoint, best.pt or weights) on a data set.
 
@@ -73,19 +74,22 @@ def evaluate_checkpoint(
         dataset: held-out items (e.g. ``SyntheticHeads`` of new seeds), see :mod:`monohead.model.data`.
         max_items: evaluate the first ``max_items`` items (default: all).
         channels_last, bf16, flip: as in :func:`monohead.model.predict` (float32, no flip by default).
+        ema: the EMA of a run's generator where it keeps one (else its raw generator), as in
+            :func:`monohead.model.read_generator`.
 
     Returns:
-        The :func:`monohead.model.evaluate_model` metrics, plus ``source``, ``step`` and
-        ``images_seen`` of the generator and ``data`` (the data set's class, count and metadata).
+        The :func:`monohead.model.evaluate_model` metrics, plus ``source``, ``kind``, ``step``,
+        ``images_seen`` and ``ema`` (``{"decay", "since_step"}`` or ``None``) of the generator
+        and ``data`` (the data set's class, count and metadata).
     """
     from .data import dataset_info
 
-    G = load_generator(path, device)
+    G = load_generator(path, device, ema=ema)
     n = len(dataset) if max_items is None else min(max_items, len(dataset))
     metrics, _ = evaluate_model(
         G, dataset, indices=range(n), batch_size=batch_size, channels_last=channels_last, bf16=bf16, flip=flip
     )
-    info = {k: G.info.get(k) for k in ("source", "kind", "step", "images_seen")}
+    info = {k: G.info.get(k) for k in ("source", "kind", "step", "images_seen", "ema")}
     return {**info, **metrics, "flip": flip, "data": dataset_info(dataset)}
 
 
@@ -109,6 +113,7 @@ def export_weights(
     tolerance_deg: float = 0.05,
     tolerance_mask: float = 0.05,
     card: dict[str, Any] | None = None,
+    ema: bool = True,
 ) -> dict[str, Any]:
     """Write a run's generator as shipped weights: ``dest/unet.pt`` and ``dest/model_card.json``.
 
@@ -124,6 +129,8 @@ def export_weights(
             error is within ``tolerance_deg`` degrees and its mask precision and recall within
             ``tolerance_mask`` percentage points of float32's (else float32 is written).
         card: extra model-card fields (e.g. notes on the data).
+        ema: a run that keeps an EMA of its generator exports the EMA (``training.ema`` in the
+            card: ``{"decay", "since_step"}``); ``False``: the raw generator of its checkpoint.
 
     The card's ``training_data`` lists each training data folder's root, seed, generator
     version, count and skipped shards (:func:`monohead.model.data.data_summary`);
@@ -135,7 +142,7 @@ def export_weights(
         and ``metrics`` ``{"float32": ..., "float16": ..., "flip": ...}`` when evaluated
         (``flip``: the written weights with mirror test-time averaging, ``predict(flip=True)``).
     """
-    model_cfg, state, info = read_generator(run)
+    model_cfg, state, info = read_generator(run, ema=ema)
     w_scale = info["w_scale"]
     state32 = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     state16 = _half_state(state32)
@@ -162,6 +169,7 @@ def export_weights(
         "w_scale": w_scale,
         "dtype": dtype,
         "state_dict": state16 if dtype == "float16" else state32,
+        "ema": info.get("ema"),
     }
     buf = io.BytesIO()
     torch.save(weights, buf)
@@ -183,7 +191,17 @@ def export_weights(
         "mask_threshold": MASK_THRESHOLD,
         "training": {
             k: info.get(k)
-            for k in ("source", "step", "images_seen", "wall_seconds", "train_config", "data", "data_history", "init")
+            for k in (
+                "source",
+                "step",
+                "images_seen",
+                "wall_seconds",
+                "train_config",
+                "data",
+                "data_history",
+                "init",
+                "ema",
+            )  # fmt: skip
         }
         | ({"members": info["members"]} if "members" in info else {}),
         "training_data": data_summary(info.get("data")),
