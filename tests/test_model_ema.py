@@ -123,6 +123,12 @@ def test_a_session_that_saved_nothing_leaves_no_ema_record(tmp_path):
     (run / CHECKPOINT).write_bytes(saved)  # as if killed before its first checkpoint
     model.train(ds, run, tiny(steps=3, val_every=100, ema_decay=0.8))
     assert [(r["step"], r["decay"]) for r in read_log(run) if r["kind"] == "ema"] == [(2, 0.8)]
+    # a checkpoint of the step the EMA started at (a data error in the first batch) keeps its record
+    ck = load_checkpoint(run / CHECKPOINT)
+    ck["step"] = ck["ema"]["since_step"] = 2
+    torch.save(ck, run / CHECKPOINT)
+    model.train(ds, run, tiny(steps=2, val_every=100))
+    assert [(r["step"], r["decay"]) for r in read_log(run) if r["kind"] == "ema"] == [(2, 0.8)]
 
 
 def test_resume_restores_the_ema_exactly(tmp_path):
@@ -168,6 +174,9 @@ def test_validation_selects_best_by_the_ema(tmp_path, monkeypatch):
     assert [r["angular"]["mean"] for r in vals] == [0.0, 2.0, 4.0]
     assert [r["raw"]["angular"]["mean"] for r in vals] == [99.0, 97.0, 95.0]
     assert vals[0]["ema"] == {"decay": 0.9, "since_step": 0}
+    assert [r for r in read_log(run) if r["kind"] == "ema"] == [
+        {"kind": "ema", "step": 0, "images_seen": 0, "decay": 0.9, "since_step": 0}
+    ]
     assert s["best"] == {"step": 2, "images_seen": 8, "mean": 0.0, "generator": "ema"}
     best = load_checkpoint(run / BEST)
     assert (best["step"], best["ema"], best["metrics"]["angular"]["mean"]) == (2, {"decay": 0.9, "since_step": 0}, 0.0)

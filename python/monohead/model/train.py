@@ -474,6 +474,19 @@ def _ema_info(cfg: TrainConfig, saved: dict[str, Any] | None, step: int) -> dict
     return {"decay": float(cfg.ema_decay), "since_step": since}
 
 
+def _logged_ema(run_dir: Path) -> dict[str, Any] | None:
+    """The EMA the run's log says it keeps (its last ``"ema"`` record), or ``None``."""
+    records = [r for r in read_log(run_dir) if r.get("kind") == "ema"]
+    if not records or records[-1]["decay"] is None:
+        return None
+    return {"decay": records[-1]["decay"], "since_step": records[-1]["since_step"]}
+
+
+def _log_ema(run_dir: Path, step: int, images_seen: int, ema_info: dict[str, Any] | None) -> None:
+    info = ema_info or {"decay": None, "since_step": None}
+    _append_log(run_dir, {"kind": "ema", "step": step, "images_seen": images_seen, **info})
+
+
 def _drop_log_records(run_dir: Path, kind: str, step: int) -> None:
     records = read_log(run_dir)
     kept = [r for r in records if not (r.get("kind") == kind and r.get("step") == step)]
@@ -608,15 +621,14 @@ def _train(
             cfg = dataclasses.replace(cfg, ema_decay=ema_saved["decay"])
         ema_info = _ema_info(cfg, ema_saved, step)
         if main:
-            _drop_log_records(run, "ema", step)  # of a session that started here and saved nothing
-        if ema_info != (None if ema_saved is None else {k: ema_saved[k] for k in ("decay", "since_step")}):
-            log.info("EMA of the generator at step %d: %s", step, ema_info)
-            if main:
-                _append_log(run, {"kind": "ema", "step": step, "images_seen": images_seen,
-                                  "decay": None if ema_info is None else ema_info["decay"],
-                                  "since_step": None if ema_info is None else ema_info["since_step"]})  # fmt: skip
+            # the log's "ema" records are the EMA's history: one where it started, changed or stopped
+            _drop_log_records(run, "ema", step)  # a session that began here may have left one
+            before = _logged_ema(run)
+            if ema_info != before:
+                log.info("EMA of the generator at step %d: %s", step, ema_info)
+                _log_ema(run, step, images_seen, ema_info)
                 _write_config(run, cfg, data_info, history, init_info, ema_info)
-            emit({"event": "ema", "step": step, "before": ema_saved and ema_saved["decay"], "ema": ema_info})
+                emit({"event": "ema", "step": step, "before": before and before["decay"], "ema": ema_info})
         if not _same_parts(history[-1]["parts"], parts):
             if history[-1]["step"] == step:  # changed again before any step was made on it
                 history.pop()
@@ -631,6 +643,9 @@ def _train(
         ema_info = _ema_info(cfg, None, 0)
         if main:
             _write_config(run, cfg, data_info, history, init_info, ema_info)
+            if ema_info is not None:
+                _drop_log_records(run, "ema", 0)
+                _log_ema(run, 0, 0, ema_info)
     # Rank 0 alone keeps the EMA: it alone validates and writes, and DDP keeps the generators of
     # all ranks equal. It averages the plain module, never the DDP wrapper.
     ema: GeneratorEMA | None = None
