@@ -14,7 +14,7 @@ from torch import nn
 from monohead import cli, model
 from monohead.model._toy import ToyHeads
 from monohead.model.ema import GeneratorEMA, ema_weight
-from monohead.model.files import BEST, CHECKPOINT, load_checkpoint
+from monohead.model.files import BEST, CHECKPOINT, average_generators, load_checkpoint
 from monohead.model.train import read_log
 from tests.test_model_train import _states_equal, tiny
 
@@ -212,6 +212,13 @@ def test_readers_and_export_use_the_ema(tmp_path, monkeypatch):
         model.load_generator(tmp_path / "raw").state_dict()["encoders.0.0.weight"],
         raw_state["encoders.0.0.weight"].half().float(),
     )
+    # an average of generators averages their EMAs (raw ones with ema=False), each member's recorded
+    _, soup, soup_info = average_generators([run / CHECKPOINT, run / BEST])
+    assert [m["ema"] for m in soup_info["members"]] == [info, info]
+    torch.testing.assert_close(soup["encoders.0.0.weight"], ema_state["encoders.0.0.weight"])
+    _, soup, soup_info = average_generators([run / CHECKPOINT, run / CHECKPOINT], ema=False)
+    assert [m["ema"] for m in soup_info["members"]] == [None, None]
+    torch.testing.assert_close(soup["encoders.0.0.weight"], raw_state["encoders.0.0.weight"])
     # fine-tuning from the run starts from its EMA, and says so
     model.train(ds, tmp_path / "ft", tiny(steps=0), init=run / CHECKPOINT)
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["init"]["ema"] == info
