@@ -437,7 +437,7 @@ def test_a_strong_frontal_face_needs_no_coarse_pass(monkeypatch):
     batches.clear()
     rec = R.reconstruct(photo, model=counting)
     assert batches == [1, 1]
-    heads, _ = R._network_heads(photo, _oracle)
+    heads, _, _ = R._network_heads(photo, _oracle)
     assert her[2] < R.WEAK_FACE_HEAD_FIT * heads[0][2]
     assert rec.face_box == tuple(round(t) for t in heads[0][:4])
     # with the rule off (a fit of 0) her face is taken, as before it
@@ -466,7 +466,7 @@ def test_small_faces_in_big_photos_are_found_by_the_finer_scans(monkeypatch):
     assert R._small_faces(photo[:300, :300], R.DETECT_SIZE) == []  # photos up to 320 px: no finer scan
     # a cascade face on the (oracle's) network head: it wins when it fits the head, not when
     # it is much smaller than the face the head implies (a false face on a painted head)
-    heads, _ = R._network_heads(photo, _oracle)
+    heads, _, _ = R._network_heads(photo, _oracle)
     x, y, w, _, _ = heads[0]
     fitting = (x, y, w, w)
     tiny = (x + 0.4 * w, y + 0.4 * w, 0.2 * w, 0.2 * w)
@@ -474,6 +474,12 @@ def test_small_faces_in_big_photos_are_found_by_the_finer_scans(monkeypatch):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(R, "_cascade_faces", lambda *a, coarse=coarse: [coarse])
             first = R.detect_faces(photo, model=_oracle)[0]
+            # only the first face wanted (reconstruct): the finer scans run only when a small
+            # face could come first, and the first face is the same
+            scans = []
+            mp.setattr(R, "_small_faces", lambda *a, f=R._small_faces, s=scans: s.append(1) or f(*a))
+            assert R._detect(photo, R.DETECT_SIZE, "combined", _oracle, everywhere=False)[0] == first
+            assert scans == ([1] if first_is_small else [])
         assert (abs(first[2] - face[2]) < 0.3 * face[2]) == first_is_small
     # a small face inside a coarser cascade face is a part of it (an eye): not taken
     around = (1050.0, 650.0, 300.0, 300.0)

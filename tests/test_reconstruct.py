@@ -381,3 +381,54 @@ def test_reframed_second_pass_keeps_the_flip_setting(flip, astronaut, monkeypatc
     rec = R.reconstruct(astronaut, model=UNet(width=4, depth=4), detector="frontal", flip=flip)
     assert rec.first_box is not None
     assert seen == [flip, flip]
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_turn_read_on_the_detection_pass_saves_the_first_crops_pass(astronaut, side, monkeypatch):
+    """When the detector ran the network's coarse pass over the photo, a head's turn is read
+    there: a turned head is framed again from that pass's mask and goes through the network
+    once more, on the new crop only (no pass on its first crop)."""
+    monkeypatch.setattr(R, "TURN_SEARCH_MIN_SIZE", np.inf)  # the cheap reading alone (a dome, no head)
+    model, calls = _turned_model(side)
+    rec = R.reconstruct(astronaut, model=model, detector="network")
+    assert calls == [1, 1]  # the coarse pass, then the re-framed crop
+    assert rec.turn["pass"] == "detection"
+    assert np.sign(rec.yaw_estimate) == side
+    assert abs(rec.yaw_estimate) >= R.REFRAME_MIN_YAW
+    assert rec.first_box == R.head_box(rec.face_box)
+    moved = (rec.box.x + rec.box.side / 2) - (rec.first_box.x + rec.first_box.side / 2)
+    assert side * moved > 0.03 * rec.first_box.side  # toward the face
+    np.testing.assert_array_equal(rec.crop, R.crop_square(astronaut, rec.box, 128))
+    # a head too small in the coarse pass: read on its first crop's pass, as without it
+    monkeypatch.setattr(R, "COARSE_TURN_MIN_WIDTH", 129)
+    model2, calls2 = _turned_model(side)
+    again = R.reconstruct(astronaut, model=model2, detector="network")
+    assert calls2 == [1, 1, 1]  # the coarse pass, the first crop, the re-framed crop
+    assert again.turn["pass"] == "first"
+    assert again.first_box == rec.first_box
+
+
+@pytest.mark.parametrize("yaw", [70.0, -70.0])
+def test_the_pose_search_reads_the_detection_pass(astronaut, yaw):
+    """The mean head turned 70° in the coarse pass: the search reads the side there, and the
+    network runs once more, on the re-framed crop."""
+    model, calls, _, _ = _rendered_turned_model(yaw)
+    rec = R.reconstruct(astronaut, model=model, detector="network")
+    assert calls == [1, 1]
+    assert rec.turn["pass"] == "detection"
+    assert rec.turn["used"] == "search"
+    assert np.sign(rec.yaw_estimate) == np.sign(yaw)
+    assert abs(rec.yaw_estimate) >= R.REFRAME_MIN_YAW
+
+
+def test_an_implausible_turn_on_the_detection_pass_is_read_again_on_the_first(astronaut):
+    """The pose search reads the oracle's dome (no head) as turned but cannot make it plausible
+    (a turned head fits it no better than a frontal one): the first crop's pass reads again."""
+    model, calls = _turned_model(-1.0)
+    rec = R.reconstruct(astronaut, model=model, detector="network")
+    doubt = rec.turn["detection"]
+    assert doubt["plausible"] is False
+    assert abs(doubt["search"]) >= R.REFRAME_MIN_YAW
+    assert rec.turn["pass"] == "first"
+    assert calls[:2] == [1, 1]  # the coarse pass, then the first crop (and its re-framed crop if turned)
+    assert len(calls) == (3 if rec.first_box is not None else 2)

@@ -14,14 +14,17 @@ the paper on one photo:
    head with a margin, :data:`monohead.framing.FRAMING`), cropped and resized to 128 x 128 by
    :func:`monohead.framing.crop_square`, which fills the part of the square outside the photo
    the way the training data is filled.
-   **Turned heads** (``reframe=True``, the default): after the network's first pass, the head's
-   turn is read from its outputs (:func:`monohead.framing.estimate_turn`), and again by the head
+   **Turned heads** (``reframe=True``, the default): the head's turn is read from a network
+   pass over it (the detector's coarse pass over the whole photo when it ran one and the head is
+   large enough there, :data:`COARSE_TURN_MIN_WIDTH`; else the first pass on its crop):
+   :func:`monohead.framing.estimate_turn`, and again by the head
    model's pose search (:func:`monohead.fullhead.estimate_pose`) when it may be turned
    (:data:`monohead.framing.TURN_SEARCH_MIN_SIZE`; its turned reading taken when plausible,
    :data:`monohead.framing.TURN_SEARCH_MAX_COST_RATIO`); a head turned
    :data:`monohead.framing.REFRAME_MIN_YAW` degrees or more is framed again from its mask as
    the training data frames a turned head (:func:`monohead.framing.reframe_box`), and the
-   network runs again on that crop. Other heads keep the first pass, unchanged.
+   network runs on that crop (again, when the turn was read on the first crop's pass). Other
+   heads keep the first crop and its pass, unchanged.
 3. **Network**: the shipped U-Net predicts the normal map N, the depth-gradient magnitude W and
    the mask (:func:`monohead.model.predict`).
 4. **Integration**: weighted least squares with ``w = 1 / (1 + lam W)`` (:func:`monohead.integrate`).
@@ -100,6 +103,11 @@ __all__ = [
 
 #: Side of the network's input, pixels.
 INPUT_SIZE = 128
+#: With ``reframe``, a head's turn is read from the detection's coarse network pass over the
+#: whole photo (when the detector ran one) if the head's mask there is at least this many pixels
+#: wide, so that a turned head is framed again before any pass on its first crop (one network
+#: pass fewer); else from that first pass. A head fills about 50 of the crop's 128 pixels.
+COARSE_TURN_MIN_WIDTH = 32
 #: Long side (pixels) of the copy of the photo that the face detector scans.
 DETECT_SIZE = 160
 #: Smallest Nz integrated: predicted normals closer to grazing (> 84 degrees from the viewing
@@ -158,7 +166,7 @@ class Reconstruction:
             ``head_fit.camera``).
         head_fit: with ``full_head=True``, the :class:`monohead.fullhead.HeadFit` (identity,
             expression, pose; ``head_fit.params()`` as JSON), else ``None``.
-        yaw_estimate: the head's turn read from the first network pass (degrees, positive when
+        yaw_estimate: the head's turn read from a network pass (degrees, positive when
             the face turns toward the image's right; :func:`monohead.framing.estimate_turn`'s, or
             the pose search's when it ran, see ``reframe`` in :func:`reconstruct`), or
             ``None`` (``reframe=False`` or ``detect=False``).
@@ -171,7 +179,12 @@ class Reconstruction:
             start's) and ``plausible`` (``cost_ratio`` at most
             :data:`monohead.framing.TURN_SEARCH_MAX_COST_RATIO`; an implausible turned reading,
             ``|search|`` of :data:`monohead.framing.REFRAME_MIN_YAW` or more, is not taken), and
-            ``used``: ``"search"`` or ``"cheap"``, the reading :attr:`yaw_estimate` is; else ``None``.
+            ``used``: ``"search"`` or ``"cheap"``, the reading :attr:`yaw_estimate` is, and
+            ``pass``: the network pass they were read on, ``"detection"`` (the detector's coarse
+            pass over the photo; :attr:`first_box` then went through the network only if it is
+            :attr:`box`) or ``"first"`` (the first crop's), with ``detection``: the readings on
+            the coarse pass when they were in doubt (an implausible turned search) and read
+            again on the first; else ``None``.
     """
 
     box: Box
@@ -626,20 +639,33 @@ FACE_OFFSET = (-0.045, 0.245)
 NET_MIN_AREA = 0.01
 
 
-def _network_heads(photo: np.ndarray, model: Any) -> tuple[list[tuple[float, float, float, float, int]], Any]:
+@dataclass(frozen=True)
+class _Pass:
+    """One network pass (no mirror averaging) over the square ``box`` (photo pixels):
+    :func:`_predict`'s ``normals``, ``W`` and ``raw`` mask of its 128 x 128 crop."""
+
+    box: Box
+    normals: np.ndarray
+    W: np.ndarray
+    raw: np.ndarray
+
+
+def _network_heads(photo: np.ndarray, model: Any) -> tuple[list[tuple[float, float, float, float, int]], Any, _Pass]:
     """Heads found by a coarse pass of the network over the whole photo (letterboxed to a square
-    with :func:`monohead.framing.crop_square`'s fill): ``(heads, head_at)``. ``heads``:
+    with :func:`monohead.framing.crop_square`'s fill): ``(heads, head_at, coarse)``. ``heads``:
     one ``(x, y, w, h, label)`` per mask component (largest first; those under 30 % of the
     largest or :data:`NET_MIN_AREA` left out): a face box related to the component's bounding box
     as the frontal cascade's boxes are to the heads of synthetic renders, and the component's
-    label; ``head_at(x, y)``: the label under photo pixel ``(x, y)``, 0 off the mask."""
+    label; ``head_at(x, y)``: the label under photo pixel ``(x, y)``, 0 off the mask; ``coarse``:
+    the pass itself (:class:`_Pass`), from which :func:`reconstruct` reads a head's turn."""
     from scipy import ndimage
 
     H, W = photo.shape[:2]
     side = float(max(H, W))
     box = Box((W - side) / 2.0, (H - side) / 2.0, side)
     crop = crop_square(photo, box, INPUT_SIZE)
-    _, _, mask = _predict(model, crop[None], flip=False)
+    normals, Wmap, mask = _predict(model, crop[None], flip=False)
+    coarse = _Pass(box, normals[0], Wmap[0], mask[0])
     labels, n = ndimage.label(mask[0])
     px = side / INPUT_SIZE
 
@@ -649,7 +675,7 @@ def _network_heads(photo: np.ndarray, model: Any) -> tuple[list[tuple[float, flo
         return int(labels[r, c]) if 0 <= r < INPUT_SIZE and 0 <= c < INPUT_SIZE else 0
 
     if n == 0:
-        return [], head_at
+        return [], head_at, coarse
     sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
     slices = ndimage.find_objects(labels)
     heads = []
@@ -666,7 +692,7 @@ def _network_heads(photo: np.ndarray, model: Any) -> tuple[list[tuple[float, flo
         cx = bx + bw / 2 - FACE_OFFSET[0] * fw
         cy = by + bh / 2 - FACE_OFFSET[1] * fw
         heads.append((cx - fw / 2, cy - fw / 2, fw, fw, k + 1))
-    return heads, head_at
+    return heads, head_at, coarse
 
 
 def detect_faces(
@@ -752,33 +778,41 @@ def _small_faces(arr: np.ndarray, detect_size: int) -> list[tuple[float, float, 
 
 
 def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any, *, everywhere: bool = True) -> list[Face]:
-    """Faces, in the order of :data:`DETECTORS`.
+    """Faces, in the order of :data:`DETECTORS` (:func:`_detect_faces`'s faces)."""
+    return _detect_faces(arr, detect_size, detector, model, everywhere=everywhere)[0]
+
+
+def _detect_faces(
+    arr: np.ndarray, detect_size: int, detector: str, model: Any, *, everywhere: bool = True
+) -> tuple[list[Face], _Pass | None]:
+    """Faces, in the order of :data:`DETECTORS`, and the network's coarse pass over the photo
+    (:func:`_network_heads`) when it ran, else ``None``.
 
     ``"combined"``: the frontal cascade first; when its largest face is strong
     (:func:`_is_strong`), that face comes first without the network, and without
     ``everywhere`` (only the first face wanted) the search ends there. Otherwise the finer scans
-    look for small faces (:func:`_small_faces`, big photos only), and the network's coarse pass
-    decides (see the comments inside); with ``everywhere`` it also orders the other faces.
+    look for small faces (:func:`_small_faces`, big photos only; without ``everywhere`` only
+    when they could come first), and the network's coarse pass decides (see the comments
+    inside); with ``everywhere`` it also orders the other faces.
     """
     if detector in ("frontal", "cascades"):
         boxes = sorted(_cascade_faces(arr, detect_size, profile=detector == "cascades"), key=lambda b: -b[2] * b[3])
-        return _rounded(boxes)
+        return _rounded(boxes), None
     net = load_default_model() if model is None else model
     if detector == "network":
-        return _rounded([h[:4] for h in _network_heads(arr, net)[0]])
+        heads, _, coarse = _network_heads(arr, net)
+        return _rounded([h[:4] for h in heads]), coarse
     cache: dict = {}
     frontal = sorted(_cascade_faces(arr, detect_size, False, cache), key=lambda b: -b[2] * b[3])
     first = frontal[:1] if frontal and _is_strong(arr, frontal[0], detect_size) else []
     if first and not everywhere:
-        return _rounded(first)
-    # faces too small for those copies (big photos only): finer copies, strong faces only
-    small = [] if first else _small_faces(arr, detect_size)
+        return _rounded(first), None
     # the frontal cascade's faces on the network's head mask (the face's centre on a head
     # component) first; when there are several and some are strong, the weak ones are dropped
     # (a false face on the background that the network painted as a head, as in real photo
     # 07); the profile cascade runs only when no frontal face is on the mask; then the heads the
     # network sees without any cascade face on them, then the faces only the cascades see
-    heads, head_at = _network_heads(arr, net)
+    heads, head_at, coarse = _network_heads(arr, net)
 
     def on_mask(faces: list) -> tuple[list, list]:
         by_size = sorted(faces, key=lambda b: -b[2] * b[3])
@@ -800,17 +834,24 @@ def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any, *, eve
             for b, k in zip(faces, labels, strict=True)
         ]
     confirmed = [b for b, k in zip(faces, labels, strict=True) if k]
-    # a small face inside a coarser cascade face is a part of it (an eye, the mouth)
-    small = [b for b in small if not any(_contains(f, b) for f in frontal + faces)]
-    if small:  # a small face, unless a cascade face fits a network head (or is strong)
-        head_width = {h[4]: h[2] for h in heads}
-        fits = [
+    head_width = {h[4]: h[2] for h in heads}
+
+    def fits() -> Any:
+        """Per cascade face on a network head (lazily): whether it fits that head or is strong."""
+        return (
             b[2] >= SMALL_FACE_HEAD_FIT * head_width.get(k, np.inf) or _is_strong(arr, b, detect_size)
             for b, k in zip(faces, labels, strict=True)
             if k
-        ]
-        if not any(fits):
-            first = small[:1]
+        )
+
+    # faces too small for those copies (big photos only): finer copies, strong faces only; when
+    # only the first face is wanted, only if one could come first (no cascade face fits a head)
+    big = max(arr.shape[:2]) > 2 * detect_size  # else _small_faces finds none
+    small = _small_faces(arr, detect_size) if big and not first and (everywhere or not any(fits())) else []
+    # a small face inside a coarser cascade face is a part of it (an eye, the mouth)
+    small = [b for b in small if not any(_contains(f, b) for f in frontal + faces)]
+    if small and not any(fits()):  # a small face, unless a cascade face fits a network head (or is strong)
+        first = small[:1]
     looked = set(labels)  # heads with a cascade face on them, weak ones included
     strong = [b in first or _is_strong(arr, b, detect_size) for b in confirmed] if len(confirmed) > 1 else []
     if any(strong):
@@ -823,7 +864,7 @@ def _detect(arr: np.ndarray, detect_size: int, detector: str, model: Any, *, eve
     others += [b for b in small if b not in first]
     on = [True] * (len(first) + len(confirmed) + len(alone)) + [False] * len(others)
     boxes = first + [b for b in confirmed if b not in first] + alone + others
-    return _rounded(_drop_duplicates(boxes, on[: len(boxes)]))
+    return _rounded(_drop_duplicates(boxes, on[: len(boxes)])), coarse
 
 
 def _contains(outer: tuple, inner: tuple) -> bool:
@@ -900,20 +941,25 @@ def reconstruct(
             ``FocalLengthIn35mmFilm``): the complete head is then integrated and fitted with that
             perspective camera (:func:`crop_intrinsics`; ``fit_head(..., K=K)``) instead of
             orthographically. The 2.5D mesh is unchanged. ``None``: orthographic.
-        reframe: frame turned heads again (with ``detect``): the first pass's outputs give
-            the head's turn (:func:`monohead.framing.estimate_turn`; when its size is at least
+        reframe: frame turned heads again (with ``detect``): a network pass over the head
+            gives its turn (:func:`monohead.framing.estimate_turn`; when its size is at least
             :data:`monohead.framing.TURN_SEARCH_MIN_SIZE`, the yaw of the head model's pose
-            search on the first pass's surface, :func:`monohead.fullhead.estimate_pose`, when a
+            search on that pass's surface, :func:`monohead.fullhead.estimate_pose`, when a
             turned head fits that surface clearly better than a frontal one,
             :data:`monohead.framing.TURN_SEARCH_MAX_COST_RATIO`; in
-            :attr:`Reconstruction.yaw_estimate`, the readings in :attr:`Reconstruction.turn`); when it is at least
-            :data:`monohead.framing.REFRAME_MIN_YAW` degrees, the head is cropped again from
-            the first pass's mask as the training data frames turned heads
-            (:func:`monohead.framing.reframe_box`) and the network runs again (same ``flip``)
-            on the new crop, whose outputs are the result (the first crop in
+            :attr:`Reconstruction.yaw_estimate`, the readings in :attr:`Reconstruction.turn`).
+            That pass is the detector's coarse pass over the whole photo when it ran one
+            (``"network"``, and ``"combined"`` without a strong frontal face) and the head's
+            mask there is at least :data:`COARSE_TURN_MIN_WIDTH` pixels wide (and a turned
+            reading there is plausible); else the first pass on the head's crop. When the turn
+            is at least :data:`monohead.framing.REFRAME_MIN_YAW` degrees, the head is cropped
+            again from that pass's mask as the training data frames turned heads
+            (:func:`monohead.framing.reframe_box`) and the network runs (same ``flip``) on the
+            new crop, whose outputs are the result (the first crop in
             :attr:`Reconstruction.first_box`). Other heads are exactly as with ``False``.
-            Costs the pose search (about 25 ms) for heads that may be turned and one more
-            network pass for turned heads.
+            Costs the pose search for heads that may be turned; a turned head read on the
+            coarse pass costs no more network passes than one that is not, one read on its
+            first crop one more.
 
     Returns:
         A :class:`Reconstruction`, or a list of them with ``all_faces``.
@@ -936,8 +982,9 @@ def reconstruct(
     photo, scale = _read(image, "image", WORK_SIDE)
     net = load_default_model() if model is None else model
     t0 = time.perf_counter()
+    coarse = None
     if detect:
-        faces = _detect(photo, DETECT_SIZE, detector, net, everywhere=all_faces)
+        faces, coarse = _detect_faces(photo, DETECT_SIZE, detector, net, everywhere=all_faces)
         if not faces:
             raise NoFaceError(
                 "no face found in the photo; if it is already cropped to the head, use detect=False (CLI: --no-detect)"
@@ -950,44 +997,48 @@ def reconstruct(
     t_detect = (time.perf_counter() - t0) / len(targets)
 
     t0 = time.perf_counter()
-    crops = np.stack([crop_square(photo, b, INPUT_SIZE) for b, _ in targets])
-    normals, Wmap, raw = _predict(net, crops, flip=flip)
-    t_net = (time.perf_counter() - t0) / len(targets)
     yaws: list[float | None] = [None] * len(targets)
     first_boxes: list[Box | None] = [None] * len(targets)
     turns: list[dict[str, Any] | None] = [None] * len(targets)
     first_clean: list[tuple[np.ndarray, dict[str, Any]] | None] = [None] * len(targets)
-    if reframe and detect:  # turned heads: framed again from the first pass (framing.reframe_box)
-        t0 = time.perf_counter()
-        again = []
+    # heads whose turn is read on their first crop's pass (the others: on the detection's pass)
+    pending = list(range(len(targets))) if reframe and detect else []
+    doubts: dict[int, dict[str, Any]] = {}
+    if coarse is not None and pending:
+        # turned heads: the detection's coarse pass reads the turn when the head is large enough
+        # there, and a turned head is framed again from its mask before any pass on its crop;
+        # a turn the pose search read there but could not make plausible is read again on the
+        # first pass
+        pending = []
         for k, (box, face) in enumerate(targets):
-            first_clean[k] = clean_mask(raw[k], _face_region(box, face))
-            first_mask = first_clean[k][0]
-            px = INPUT_SIZE / box.side
-            yaws[k], size = estimate_turn(normals[k], first_mask, ((face[0] + face[2] / 2 - box.x) * px, face[2] * px))
-            turns[k] = {"cheap": round(float(yaws[k]), 2), "size": round(float(size), 2)}
-            if size >= TURN_SEARCH_MIN_SIZE:  # maybe turned: the head model's pose search reads it
-                search, taken = _turn_search(normals[k], Wmap[k], raw[k], first_mask, lam, method), False
-                if (
-                    search is not None
-                ):  # a turned reading only when a turned head fits clearly better than a frontal one
-                    pose, ratio = search
-                    plausible = bool(ratio <= TURN_SEARCH_MAX_COST_RATIO)
-                    taken = plausible or abs(pose.yaw) < REFRAME_MIN_YAW
-                    turns[k].update(search=round(pose.yaw, 2), normals_angle=round(pose.normals_angle, 2))
-                    turns[k].update(cost=round(pose.cost, 4), cost_ratio=round(ratio, 4), plausible=plausible)
-                    if taken:
-                        yaws[k] = pose.yaw
-                turns[k]["used"] = "search" if taken else "cheap"
-            if abs(yaws[k]) >= REFRAME_MIN_YAW:
-                again.append(k)
+            yaw, turn, (mask, _) = _read_turn(coarse, face, lam, method)
+            if not _wide_enough(mask, COARSE_TURN_MIN_WIDTH):
+                pending.append(k)
+                continue
+            if turn.get("plausible") is False and abs(turn["search"]) >= REFRAME_MIN_YAW:
+                pending.append(k)
+                doubts[k] = turn
+                continue
+            yaws[k], turns[k] = yaw, {**turn, "pass": "detection"}
+            if abs(yaw) >= REFRAME_MIN_YAW:
                 first_boxes[k] = box
-                targets[k] = (reframe_box(box, first_mask, yaws[k]), face)
-                crops[k] = crop_square(photo, targets[k][0], INPUT_SIZE)
-        if again:  # copies: a callable predictor's arrays are not ours to change
-            normals, Wmap, raw = normals.copy(), Wmap.copy(), raw.copy()
-            normals[again], Wmap[again], raw[again] = _predict(net, crops[again], flip=flip)
-        t_net += (time.perf_counter() - t0) / len(targets)
+                targets[k] = (reframe_box(coarse.box, mask, yaw), face)
+    crops = np.stack([crop_square(photo, b, INPUT_SIZE) for b, _ in targets])
+    normals, Wmap, raw = _predict(net, crops, flip=flip)
+    again = []
+    for k in pending:  # turned heads: framed again from the first pass (framing.reframe_box)
+        box, face = targets[k]
+        yaws[k], turn, first_clean[k] = _read_turn(_Pass(box, normals[k], Wmap[k], raw[k]), face, lam, method)
+        turns[k] = {**turn, "pass": "first", **({"detection": doubts[k]} if k in doubts else {})}
+        if abs(yaws[k]) >= REFRAME_MIN_YAW:
+            again.append(k)
+            first_boxes[k] = box
+            targets[k] = (reframe_box(box, first_clean[k][0], yaws[k]), face)
+            crops[k] = crop_square(photo, targets[k][0], INPUT_SIZE)
+    if again:  # copies: a callable predictor's arrays are not ours to change
+        normals, Wmap, raw = normals.copy(), Wmap.copy(), raw.copy()
+        normals[again], Wmap[again], raw[again] = _predict(net, crops[again], flip=flip)
+    t_net = (time.perf_counter() - t0) / len(targets)
 
     results = []
     for k, (box, face) in enumerate(targets):
@@ -1042,6 +1093,39 @@ def reconstruct(
             )
         )
     return results if all_faces else results[0]
+
+
+def _read_turn(
+    p: _Pass, face: Any, lam: float, method: str
+) -> tuple[float, dict[str, Any], tuple[np.ndarray, dict[str, Any]]]:
+    """A head's turn read from a network pass ``p`` over a square holding it: its mask cleaned
+    around ``face`` (:func:`clean_mask`), the cheap reading (:func:`monohead.framing.estimate_turn`)
+    and, when that sizes the turn :data:`monohead.framing.TURN_SEARCH_MIN_SIZE` or more, the pose
+    search (:func:`_turn_search`), taken when plausible. Returns ``(yaw, turn, (mask, info))``:
+    the yaw, the readings of :attr:`Reconstruction.turn` and :func:`clean_mask`'s result."""
+    clean = clean_mask(p.raw, _face_region(p.box, face, p.raw.shape[0]))
+    mask = clean[0]
+    px = p.raw.shape[0] / p.box.side
+    yaw, size = estimate_turn(p.normals, mask, ((face[0] + face[2] / 2 - p.box.x) * px, face[2] * px))
+    turn: dict[str, Any] = {"cheap": round(float(yaw), 2), "size": round(float(size), 2)}
+    if size >= TURN_SEARCH_MIN_SIZE:  # maybe turned: the head model's pose search reads it
+        search, taken = _turn_search(p.normals, p.W, p.raw, mask, lam, method), False
+        if search is not None:  # a turned reading only when a turned head fits clearly better than a frontal one
+            pose, ratio = search
+            plausible = bool(ratio <= TURN_SEARCH_MAX_COST_RATIO)
+            taken = plausible or abs(pose.yaw) < REFRAME_MIN_YAW
+            turn.update(search=round(pose.yaw, 2), normals_angle=round(pose.normals_angle, 2))
+            turn.update(cost=round(pose.cost, 4), cost_ratio=round(ratio, 4), plausible=plausible)
+            if taken:
+                yaw = pose.yaw
+        turn["used"] = "search" if taken else "cheap"
+    return float(yaw), turn, clean
+
+
+def _wide_enough(mask: np.ndarray, width: int) -> bool:
+    """Whether ``mask`` spans at least ``width`` columns."""
+    cols = np.flatnonzero(mask.any(axis=0))
+    return bool(len(cols) and cols[-1] - cols[0] + 1 >= width)
 
 
 def _turn_search(
