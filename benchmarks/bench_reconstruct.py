@@ -9,10 +9,13 @@ the cascade's largest face is not strong) and the old one (``frontal``). Photos:
 bundled with scikit-image (512 x 512, an array), and the same photo enlarged to a 4000 x 3000
 (12 MP) JPEG file read from disk (decoding included). Needs the shipped weights.
 
-``--turned PHOTO``: also photo -> mesh of a photo of a turned head (e.g. real photo 02 of
-``../shared/data/real-photos``), mirror-averaged, with ``reframe=True`` (the default: a second
-network pass on the re-framed crop when the head is estimated turned 35° or more) and
-``reframe=False``, interleaved.
+A **turned head** beside it: a synthetic render turned +62° (``calibrate_framing.py``'s head
+0 of seed 321 in the 50-75° band, 256 x 256, rendered once at start-up, a few seconds), which
+``reconstruct`` frames again (its turn read on the detector's coarse pass, then one
+mirror-averaged pass on the re-framed crop): photo -> mesh with ``reframe=True`` (the default)
+and ``reframe=False``, interleaved with the astronaut's, and its stage split
+(``test_turned_photo_to_mesh`` under pytest-benchmark). ``--turned PHOTO``: also time this photo
+(e.g. real photo 02 of ``../shared/data/real-photos``), reframe on and off.
 """
 
 from __future__ import annotations
@@ -49,6 +52,28 @@ def test_photo_to_mesh(benchmark, flip):
     rec = benchmark(reconstruct.reconstruct, photo, model=model, flip=flip)
     benchmark.extra_info.update({k: rec.seconds[k] for k in STAGES})
     assert len(rec.mesh.faces) > 0
+
+
+def _turned_render() -> np.ndarray:
+    """The synthetic turned head: ``calibrate_framing.render_heads`` head 0 of seed 321 in the
+    50-75° band (yaw +62.1°), ``(256, 256, 3)`` uint8."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from calibrate_framing import render_heads
+
+    _, _, sample, _, _ = next(render_heads(1, 256, (50.0, 75.0), seed=321))
+    return sample["image"]
+
+
+def test_turned_photo_to_mesh(benchmark):
+    reconstruct, model, _ = _setup()
+    image = _turned_render()
+    for _ in range(2):
+        reconstruct.reconstruct(image, model=model)
+    rec = benchmark(reconstruct.reconstruct, image, model=model)
+    benchmark.extra_info.update({k: rec.seconds[k] for k in STAGES})
+    assert rec.first_box is not None  # framed again
 
 
 def _big_jpeg(tmp: Path) -> Path:
@@ -101,14 +126,50 @@ def _turned(reconstruct, model, path: Path, runs: int) -> None:
         print(f"  reframe={reframe}: photo -> mesh {_cell(t)}, network stage {_cell(n)}, CPU {_cell(c)}")
 
 
+def _frontal_and_turned(reconstruct, model, photo: np.ndarray, runs: int) -> None:
+    """The astronaut and the synthetic turned render, reframe on and off, interleaved."""
+    turned = _turned_render()
+    photos = {"astronaut 512² (frontal)": photo, "render 256², turned +62°": turned}
+    for image in photos.values():
+        for reframe in (True, False):
+            reconstruct.reconstruct(image, model=model, reframe=reframe)
+    wall: dict = {}
+    split: dict = {}
+    info: dict = {}
+    for _ in range(runs):
+        for name, image in photos.items():
+            for reframe in (True, False):
+                t0 = time.perf_counter()
+                rec = reconstruct.reconstruct(image, model=model, reframe=reframe)
+                wall.setdefault((name, reframe), []).append(time.perf_counter() - t0)
+                split.setdefault((name, reframe), []).append([rec.seconds[k] for k in STAGES])
+                info[name, reframe] = rec
+    print(f"photo -> mesh, mirror-averaged, frontal and turned, {runs} runs each after warm-up (ms, median / best)")
+    print("| photo | `reframe` | re-framed | " + " | ".join(STAGES) + " | **total (wall)** |")
+    print("|---|---|---|" + "---|" * (len(STAGES) + 1))
+    for (name, reframe), w in wall.items():
+        rec = info[name, reframe]
+        s = np.array(split[name, reframe]) * 1e3
+        cells = " | ".join(_cell(s[:, k]) for k in range(len(STAGES)))
+        framed = "yes" if rec.first_box is not None else "no"
+        if rec.turn is not None:
+            framed += f" (yaw {rec.yaw_estimate:+.1f}, read on the {rec.turn.get('pass', '?')} pass)"
+        print(f"| {name} | {reframe} | {framed} | {cells} | **{_cell(np.array(w) * 1e3)}** |")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--turned", type=Path, help="also time this photo of a turned head, reframe on and off")
+    ap.add_argument("--turned-only", action="store_true", help="only the frontal and turned table (and --turned)")
     args = ap.parse_args()
     reconstruct, model, photo = _setup()
+    _frontal_and_turned(reconstruct, model, photo, args.runs)
     if args.turned is not None:
         _turned(reconstruct, model, args.turned, args.runs)
+    if args.turned_only:
+        return
     split: dict[bool, list[list[float]]] = {True: [], False: []}
     total: dict[bool, list[float]] = {True: [], False: []}
     cpu: dict[bool, list[float]] = {True: [], False: []}

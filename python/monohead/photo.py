@@ -108,6 +108,9 @@ INPUT_SIZE = 128
 #: wide, so that a turned head is framed again before any pass on its first crop (one network
 #: pass fewer); else from that first pass. A head fills about 50 of the crop's 128 pixels.
 COARSE_TURN_MIN_WIDTH = 32
+#: The pose search's starting yaws (degrees) on the detection's coarse pass
+#: (:data:`monohead.framing.TURN_SEARCH_YAWS` on a first crop's pass).
+COARSE_TURN_SEARCH_YAWS: tuple[float, ...] = (-60.0, 0.0, 60.0)
 #: Long side (pixels) of the copy of the photo that the face detector scans.
 DETECT_SIZE = 160
 #: Smallest Nz integrated: predicted normals closer to grazing (> 84 degrees from the viewing
@@ -1011,7 +1014,7 @@ def reconstruct(
         # first pass
         pending = []
         for k, (box, face) in enumerate(targets):
-            yaw, turn, (mask, _) = _read_turn(coarse, face, lam, method)
+            yaw, turn, (mask, _) = _read_turn(coarse, face, lam, method, COARSE_TURN_SEARCH_YAWS)
             if not _wide_enough(mask, COARSE_TURN_MIN_WIDTH):
                 pending.append(k)
                 continue
@@ -1096,12 +1099,12 @@ def reconstruct(
 
 
 def _read_turn(
-    p: _Pass, face: Any, lam: float, method: str
+    p: _Pass, face: Any, lam: float, method: str, yaws: tuple[float, ...] = TURN_SEARCH_YAWS
 ) -> tuple[float, dict[str, Any], tuple[np.ndarray, dict[str, Any]]]:
     """A head's turn read from a network pass ``p`` over a square holding it: its mask cleaned
     around ``face`` (:func:`clean_mask`), the cheap reading (:func:`monohead.framing.estimate_turn`)
     and, when that sizes the turn :data:`monohead.framing.TURN_SEARCH_MIN_SIZE` or more, the pose
-    search (:func:`_turn_search`), taken when plausible. Returns ``(yaw, turn, (mask, info))``:
+    search (:func:`_turn_search`, starting yaws ``yaws``), taken when plausible. Returns ``(yaw, turn, (mask, info))``:
     the yaw, the readings of :attr:`Reconstruction.turn` and :func:`clean_mask`'s result."""
     clean = clean_mask(p.raw, _face_region(p.box, face, p.raw.shape[0]))
     mask = clean[0]
@@ -1109,7 +1112,7 @@ def _read_turn(
     yaw, size = estimate_turn(p.normals, mask, ((face[0] + face[2] / 2 - p.box.x) * px, face[2] * px))
     turn: dict[str, Any] = {"cheap": round(float(yaw), 2), "size": round(float(size), 2)}
     if size >= TURN_SEARCH_MIN_SIZE:  # maybe turned: the head model's pose search reads it
-        search, taken = _turn_search(p.normals, p.W, p.raw, mask, lam, method), False
+        search, taken = _turn_search(p.normals, p.W, p.raw, mask, lam, method, yaws), False
         if search is not None:  # a turned reading only when a turned head fits clearly better than a frontal one
             pose, ratio = search
             plausible = bool(ratio <= TURN_SEARCH_MAX_COST_RATIO)
@@ -1129,10 +1132,16 @@ def _wide_enough(mask: np.ndarray, width: int) -> bool:
 
 
 def _turn_search(
-    normals: np.ndarray, Wmap: np.ndarray, raw: np.ndarray, mask: np.ndarray, lam: float, method: str
+    normals: np.ndarray,
+    Wmap: np.ndarray,
+    raw: np.ndarray,
+    mask: np.ndarray,
+    lam: float,
+    method: str,
+    yaws: tuple[float, ...] = TURN_SEARCH_YAWS,
 ) -> tuple[Any, float] | None:
     """The head model's pose search (:func:`monohead.fullhead.estimate_pose`, starting yaws
-    :data:`monohead.framing.TURN_SEARCH_YAWS`) on a first pass's surface: its normals (holes
+    ``yaws``, by default :data:`monohead.framing.TURN_SEARCH_YAWS`; 0 among them) on a first pass's surface: its normals (holes
     filled, slopes limited) integrated over ``mask``. Returns its
     :class:`monohead.fullhead.PoseEstimate` and the ratio of its robust cost per residual to
     that of the frontal start alone (yaw 0, :data:`monohead.framing.TURN_SEARCH_MAX_COST_RATIO`),
@@ -1143,7 +1152,9 @@ def _turn_search(
         return None
     n, w, depth = _surface(normals, Wmap, raw, mask, lam, method)
     try:
-        pose = fullhead.estimate_pose(depth, limit_slope(n, mask, MIN_NZ), mask, w, settings=_turn_search_settings())
+        pose = fullhead.estimate_pose(
+            depth, limit_slope(n, mask, MIN_NZ), mask, w, settings=_turn_search_settings(yaws)
+        )
     except fullhead.HeadFitError:  # the mask's largest piece is too small
         return None
     frontal = next(c for y, p, c, _ in pose.starts if y == 0.0 and p == 0.0)
@@ -1162,10 +1173,10 @@ def _surface(
     return n, w, integrate(limit_slope(n, mask, MIN_NZ), w, lam, mask, method=method)
 
 
-def _turn_search_settings() -> Any:
+def _turn_search_settings(yaws: tuple[float, ...] = TURN_SEARCH_YAWS) -> Any:
     from .fullhead import FitSettings
 
-    return FitSettings(yaw_candidates=TURN_SEARCH_YAWS, pitch_candidates=())
+    return FitSettings(yaw_candidates=yaws, pitch_candidates=())
 
 
 def _predict(net: Any, crops: np.ndarray, flip: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
