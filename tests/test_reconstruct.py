@@ -166,6 +166,17 @@ def test_limit_slope_tilts_grazing_normals_only():
     np.testing.assert_allclose(out[0, 1], (0.0, -np.sqrt(0.99), 0.1))
     np.testing.assert_allclose(out[1, 0], (np.sqrt(0.99), 0.0, 0.1))
     np.testing.assert_allclose(np.linalg.norm(out[m], axis=1), 1.0)
+    # the perspective form (photo.face_rays): at a very long focal length the rays are the z axis
+    K = np.array([[1e9, 0.0, 0.5], [0.0, 1e9, 0.5], [0.0, 0.0, 1.0]])
+    unit = n / np.linalg.norm(n + 1e-30, axis=-1, keepdims=True)
+    np.testing.assert_allclose(R.limit_slope(unit, m, 0.1, K=K)[m], out[m], atol=1e-7)
+    np.testing.assert_array_equal(R.face_rays(unit, m, K, 0.1), R.limit_slope(unit, m, 0.1, K=K))
+    # a normal along the axis, too short to be unit, still comes out unit at the limit
+    flat = np.zeros((1, 1, 3))
+    flat[0, 0] = (0.0, 0.0, 0.05)
+    tilted = R.limit_slope(flat, np.ones((1, 1), bool), 0.1)[0, 0]
+    np.testing.assert_allclose(np.linalg.norm(tilted), 1.0)
+    assert tilted[2] == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize(("argv", "flip"), [([], True), (["--no-flip"], False)])

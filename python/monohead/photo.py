@@ -1141,8 +1141,8 @@ def _turn_search(
     yaws: tuple[float, ...] = TURN_SEARCH_YAWS,
 ) -> tuple[Any, float] | None:
     """The head model's pose search (:func:`monohead.fullhead.estimate_pose`, starting yaws
-    ``yaws``, by default :data:`monohead.framing.TURN_SEARCH_YAWS`; 0 among them) on a first pass's surface: its normals (holes
-    filled, slopes limited) integrated over ``mask``. Returns its
+    ``yaws``, by default :data:`monohead.framing.TURN_SEARCH_YAWS`; 0 among them) on a network
+    pass's surface: its normals (holes filled, slopes limited) integrated over ``mask``. Returns its
     :class:`monohead.fullhead.PoseEstimate` and the ratio of its robust cost per residual to
     that of the frontal start alone (yaw 0, :data:`monohead.framing.TURN_SEARCH_MAX_COST_RATIO`),
     or ``None`` when the mask is too small to fit."""
@@ -1511,32 +1511,13 @@ def check_focal_mm(focal_mm: Any, full_head: bool = True) -> float | None:
 
 
 def face_rays(normals: Any, mask: np.ndarray, K: Any, min_cos: float = 0.1) -> np.ndarray:
-    """:func:`limit_slope` for a perspective camera: unit normals inside ``mask`` whose cosine
-    with their pixel's ray toward the camera ``K`` is at least ``min_cos`` (the network's
-    grazing normals at a short focal length can face away from the ray, which the perspective
-    integrator refuses); the ones closer to grazing keep their direction across the ray and are
-    tilted up to ``min_cos``. ``(H, W, 3)`` float64 copy, monohead's frame (``docs/conventions.md``)."""
-    from .integration.perspective import check_K
-
-    fx, fy, cx, cy = check_K(K)
-    n = np.array(normals, dtype=np.float64)
-    H, W = mask.shape
-    rows, cols = np.mgrid[0:H, 0:W]
-    ray = np.stack([-(cols - cx) / fx, (rows - cy) / fy, np.ones((H, W))], axis=-1)
-    ray /= np.linalg.norm(ray, axis=-1, keepdims=True)
-    length = np.linalg.norm(n, axis=-1, keepdims=True)
-    n = np.divide(n, length, out=np.zeros_like(n), where=length > 1e-12)
-    cos = np.einsum("hwc,hwc->hw", n, ray)
-    low = mask & (cos < min_cos)
-    if low.any():
-        u, c = ray[low], cos[low][:, None]
-        across = n[low] - c * u
-        a_len = np.linalg.norm(across, axis=1, keepdims=True)
-        # a normal along the ray's opposite has no direction across it: any will do (u has z > 0)
-        across = np.where(a_len > 1e-9, across / np.maximum(a_len, 1e-12), np.cross(u, [0.0, 1.0, 0.0]))
-        across /= np.linalg.norm(across, axis=1, keepdims=True)
-        n[low] = min_cos * u + np.sqrt(1.0 - min_cos**2) * across
-    return n
+    """:func:`limit_slope` for a perspective camera (``limit_slope(normals, mask, min_cos, K=K)``):
+    unit normals inside ``mask`` whose cosine with their pixel's ray toward the camera ``K`` is
+    at least ``min_cos`` (the network's grazing normals at a short focal length can face away
+    from the ray, which the perspective integrator refuses); the ones closer to grazing keep
+    their direction across the ray and are tilted up to ``min_cos``. ``(H, W, 3)`` float64 copy,
+    monohead's frame (``docs/conventions.md``)."""
+    return limit_slope(normals, mask, min_cos, K=K)
 
 
 def crop_intrinsics(focal_mm: float, photo_shape: tuple[int, int], box: Any, size: int = 128) -> np.ndarray:

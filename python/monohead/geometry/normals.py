@@ -159,15 +159,47 @@ def gradients_to_normals(p: Any, q: Any, mask: Any = None) -> np.ndarray:
     return out
 
 
-def limit_slope(normals: Any, mask: np.ndarray, min_nz: float = 0.1) -> np.ndarray:
+def limit_slope(normals: Any, mask: np.ndarray, min_nz: float = 0.1, K: Any = None) -> np.ndarray:
     """Unit normals with ``Nz >= min_nz`` inside ``mask``: the ones closer to grazing keep their
     direction in the image plane and are tilted up to ``Nz = min_nz`` (a float64 copy; shape
     ``(H, W, 3)`` as given, ``mask (H, W)`` bool). The integrators' slopes ``-Nx/Nz``, ``-Ny/Nz``
-    are then at most ``sqrt(1 - min_nz^2) / min_nz`` (9.95 for 0.1)."""
+    are then at most ``sqrt(1 - min_nz^2) / min_nz`` (9.95 for 0.1).
+
+    With ``K`` (``(3, 3)`` intrinsics of a perspective camera, ``docs/conventions.md``) the
+    limit is on each pixel's ray toward the camera instead of the z axis: the normals are first
+    made unit, and those whose cosine with their ray is under ``min_nz`` (the network's grazing
+    normals at a short focal length can face away from the ray, which the perspective
+    integrator refuses) keep their direction across the ray and are tilted up to that cosine
+    (:func:`monohead.photo.face_rays`)."""
     n = np.array(normals, dtype=np.float64)
-    low = mask & (n[..., 2] < min_nz)
+    if K is None:
+        low = mask & (n[..., 2] < min_nz)
+        if low.any():
+            n[low] = _tilt_up(n[low], np.array([0.0, 0.0, 1.0]), n[low][:, 2], min_nz)
+        return n
+    from ..integration.perspective import check_K
+
+    fx, fy, cx, cy = check_K(K)
+    H, W = mask.shape
+    rows, cols = np.mgrid[0:H, 0:W]
+    ray = np.stack([-(cols - cx) / fx, (rows - cy) / fy, np.ones((H, W))], axis=-1)
+    ray /= np.linalg.norm(ray, axis=-1, keepdims=True)
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    n = np.divide(n, length, out=np.zeros_like(n), where=length > 1e-12)
+    cos = np.einsum("hwc,hwc->hw", n, ray)
+    low = mask & (cos < min_nz)
     if low.any():
-        xy = n[low][:, :2]
-        length = np.maximum(np.linalg.norm(xy, axis=1, keepdims=True), 1e-12)
-        n[low] = np.column_stack([xy / length * np.sqrt(1.0 - min_nz**2), np.full(len(xy), min_nz)])
+        n[low] = _tilt_up(n[low], ray[low], cos[low], min_nz)
     return n
+
+
+def _tilt_up(n: np.ndarray, axis: np.ndarray, cos: np.ndarray, min_cos: float) -> np.ndarray:
+    """Unit vectors at cosine ``min_cos`` to the unit ``axis`` (``(3,)`` or ``(N, 3)``, z > 0),
+    in the plane of ``axis`` and each of ``n`` (``(N, 3)``, ``cos`` their cosines with it): their
+    direction across the axis kept. A vector along the axis has none: any will do."""
+    across = n - cos[:, None] * axis
+    length = np.linalg.norm(across, axis=1, keepdims=True)
+    fallback = np.cross(axis, [0.0, 1.0, 0.0]) * np.ones_like(across)
+    fallback /= np.linalg.norm(fallback, axis=1, keepdims=True)
+    across = np.where(length > 1e-12, across / np.maximum(length, 1e-12), fallback)
+    return min_cos * axis + np.sqrt(1.0 - min_cos**2) * across
