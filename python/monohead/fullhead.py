@@ -833,18 +833,28 @@ class _Fitter:
         """Posed ring vertices, and the subset's posed vertices and unit normals.
 
         The model-frame shape and normals are kept while ``(y, w)`` do not change (the pose
-        search and the rigid steps): the normals of a similarity transform are rotated ones."""
+        search and the rigid steps): the normals of a similarity transform are rotated ones. The
+        mean head's (``y`` and ``w`` all +0.0, where every pose search starts) are kept with the
+        ring, for every fit and pose search that uses it."""
         g = self.ring
         key = (y.tobytes(), w.tobytes())
         if self._cache_key != key:
-            x = g["x0"].reshape(-1) + (y.astype(np.float32) @ g["B"]).astype(np.float64)
-            x += (w.astype(np.float32) @ g["E"]).astype(np.float64)
-            x = x.reshape(-1, 3)
-            f = g["faces"]
-            a = x[f[:, 0]]
-            n = g["S"] @ np.cross(x[f[:, 1]] - a, x[f[:, 2]] - a)
-            n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
-            self._cache_key, self._cache = key, (x, n)
+            mean = (np.zeros(y.shape, y.dtype).tobytes(), np.zeros(w.shape, w.dtype).tobytes())
+            if key == mean and g.get("mean_shape", (None,))[0] == key:
+                self._cache_key, self._cache = key, g["mean_shape"][1]
+            else:
+                x = g["x0"].reshape(-1) + (y.astype(np.float32) @ g["B"]).astype(np.float64)
+                x += (w.astype(np.float32) @ g["E"]).astype(np.float64)
+                x = x.reshape(-1, 3)
+                f = g["faces"]
+                a = x[f[:, 0]]
+                n = g["S"] @ np.cross(x[f[:, 1]] - a, x[f[:, 2]] - a)
+                n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
+                self._cache_key, self._cache = key, (x, n)
+                if key == mean:
+                    x.setflags(write=False)
+                    n.setflags(write=False)
+                    g["mean_shape"] = (key, (x, n))
         x, n = self._cache
         xw = _pose(x, s, R, self.world_t(t))
         if self.cam is None:
