@@ -1,8 +1,9 @@
 """Photo -> mesh at 128², split into detection, network, integration and meshing.
 
 Run: ``python -m pytest benchmarks/bench_reconstruct.py --benchmark-enable -p no:cacheprovider``
-(pytest-benchmark, whole pipeline), or ``python benchmarks/bench_reconstruct.py [--runs 20]``
-for the table of the split (median and best over the runs, after warm-up, and the median CPU
+(pytest-benchmark, whole pipeline), or ``python benchmarks/bench_reconstruct.py [--runs 20]
+[--turned-only] [--turned PHOTO]`` for the frontal-and-turned table, then the table of the split
+(median and best over the runs, after warm-up, and the median CPU
 time), with the default mirror averaging (two network passes) and with ``--no-flip`` (one pass),
 for the default detector (``combined``: the frontal cascade, and the network's coarse pass when
 the cascade's largest face is not strong) and the old one (``frontal``). Photos: the astronaut
