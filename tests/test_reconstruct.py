@@ -443,3 +443,17 @@ def test_an_implausible_turn_on_the_detection_pass_is_read_again_on_the_first(as
     assert rec.turn["pass"] == "first"
     assert calls[:2] == [1, 1]  # the coarse pass, then the first crop (and its re-framed crop if turned)
     assert len(calls) == (3 if rec.first_box is not None else 2)
+
+
+def test_a_face_off_the_coarse_mask_is_read_on_its_own_first_pass(astronaut, monkeypatch):
+    """All faces: a cascade face that the coarse pass's head mask does not cover is not read
+    there (the mask's piece would be another head): its turn is read on its own crop's pass."""
+    monkeypatch.setattr(R, "TURN_SEARCH_MIN_SIZE", np.inf)
+    monkeypatch.setattr(R, "_is_strong", lambda *a, **k: False)
+    corner = (466.0, 466.0, 40.0, 40.0)  # off the head the model paints, and off its head box
+    monkeypatch.setattr(R, "_cascade_faces", lambda *a, **k: [corner])
+    model, calls = _turned_model(1.0)
+    recs = R.reconstruct(astronaut, model=model, detector="combined", all_faces=True)
+    passes = {tuple(r.face_box): r.turn["pass"] for r in recs}
+    assert passes[corner] == "first"
+    assert "detection" in passes.values()  # the network's own head is read on the coarse pass

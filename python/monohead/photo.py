@@ -104,9 +104,10 @@ __all__ = [
 #: Side of the network's input, pixels.
 INPUT_SIZE = 128
 #: With ``reframe``, a head's turn is read from the detection's coarse network pass over the
-#: whole photo (when the detector ran one) if the head's mask there is at least this many pixels
-#: wide, so that a turned head is framed again before any pass on its first crop (one network
-#: pass fewer); else from that first pass. A head fills about 50 of the crop's 128 pixels.
+#: whole photo (when the detector ran one) if the head's mask there touches its face box (else
+#: the mask's largest piece, another head, would be read) and is at least this many pixels wide,
+#: so that a turned head is framed again before any pass on its first crop (one network pass
+#: fewer); else from that first pass. A head fills about 50 of the crop's 128 pixels.
 COARSE_TURN_MIN_WIDTH = 32
 #: The pose search's starting yaws (degrees) on the detection's coarse pass
 #: (:data:`monohead.framing.TURN_SEARCH_YAWS` on a first crop's pass).
@@ -1014,8 +1015,8 @@ def reconstruct(
         # first pass
         pending = []
         for k, (box, face) in enumerate(targets):
-            yaw, turn, (mask, _) = _read_turn(coarse, face, lam, method, COARSE_TURN_SEARCH_YAWS)
-            if not _wide_enough(mask, COARSE_TURN_MIN_WIDTH):
+            yaw, turn, (mask, info) = _read_turn(coarse, face, lam, method, COARSE_TURN_SEARCH_YAWS)
+            if not (info["face_coverage"] > 0 and _wide_enough(mask, COARSE_TURN_MIN_WIDTH)):
                 pending.append(k)
                 continue
             if turn.get("plausible") is False and abs(turn["search"]) >= REFRAME_MIN_YAW:
