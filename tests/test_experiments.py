@@ -325,3 +325,18 @@ def test_cli_errors_exit_2(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert message in err
     assert err.count("\n") == 1
+
+
+def test_report_names_a_weight_average_by_its_members():
+    """A model card of averaged weights (monohead train --checkpoint A B --export-weights) is
+    reported as the average of its members, not as its last member's step count."""
+    from monohead.experiments.report import _model_lines
+
+    members = [{"step": 8500, "images_seen": 136000}, {"step": 1700, "images_seen": 27200}]
+    card = {"dtype": "float16", "training": {"step": 1700, "images_seen": 27200, "members": members}}
+    line = next(x for x in _model_lines({"name": "shipped", "key": "k", "card": card}) if "Model card" in x)
+    assert "the weight average of 2 checkpoints (steps 8500, 1700 of their runs)" in line
+    assert "trained 1700 steps" not in line
+    single = {"dtype": "float16", "training": {"step": 1700, "images_seen": 27200}}
+    line = next(x for x in _model_lines({"name": "shipped", "key": "k", "card": single}) if "Model card" in x)
+    assert "trained 1700 steps, 27200 images seen" in line

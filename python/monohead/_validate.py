@@ -20,6 +20,7 @@ __all__ = [
     "SLOPE_LIMIT",
     "THREADS_LIMIT",
     "X0_LIMIT",
+    "check_K",
     "array_module",
     "as_bool_array",
     "as_float_array",
@@ -695,3 +696,47 @@ def check_batch_inputs(
             w = check_gradient_magnitude(weights, (H, W), m[0], "weights", xp)[None]
         check_weight_range(w, lam, "weights")
     return n, m, w, lam, batched
+
+
+def check_K(K: Any, name: str = "K") -> tuple[float, float, float, float]:
+    """Validate intrinsics in OpenCV form and return ``(fx, fy, cx, cy)``.
+
+    ``K`` is a 3 x 3 array-like (NumPy, nested lists, a CPU torch tensor, a CuPy array) of
+    finite reals ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` with ``fx > 0`` and ``fy > 0``
+    (pixels). Skew is not supported (``K[0, 1]`` must be 0).
+
+    Raises:
+        TypeError: not numeric. ValueError: not 3 x 3, not finite, ``fx`` or ``fy`` <= 0, a
+        non-zero skew or a last row other than ``(0, 0, 1)``.
+    """
+    if isinstance(K, (str, bytes)) or K is None:
+        raise TypeError(f"{name} must be a 3x3 array of intrinsics; got {type(K).__name__}")
+    if hasattr(K, "detach"):  # torch tensor
+        K = K.detach().cpu().numpy()
+    elif hasattr(K, "get") and type(K).__module__.split(".")[0] == "cupy":
+        K = K.get()
+    try:
+        arr = np.asarray(K)
+    except Exception as exc:  # pragma: no cover - exotic objects
+        raise TypeError(f"{name} must be a 3x3 array of intrinsics; got {type(K).__name__}") from exc
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real 3x3 array; got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.shape != (3, 3):
+        raise ValueError(f"{name} must have shape (3, 3) (OpenCV intrinsics); got {shape_str(arr.shape)}")
+    bad = int(np.count_nonzero(~np.isfinite(arr)))
+    if bad:
+        raise ValueError(f"{name} must be finite; got {bad} NaN or inf value(s)")
+    fx, fy, cx, cy = float(arr[0, 0]), float(arr[1, 1]), float(arr[0, 2]), float(arr[1, 2])
+    if fx <= 0 or fy <= 0:
+        raise ValueError(
+            f"{name} must have focal lengths fx = K[0, 0] > 0 and fy = K[1, 1] > 0; got fx={fx:g}, fy={fy:g}"
+        )
+    if arr[0, 1] != 0:
+        raise ValueError(f"{name} must have zero skew K[0, 1] (not supported); got {float(arr[0, 1]):g}")
+    if arr[1, 0] != 0 or not np.allclose(arr[2], (0.0, 0.0, 1.0), rtol=0, atol=1e-12):
+        raise ValueError(
+            f"{name} must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]; got K[1, 0]={float(arr[1, 0]):g} and last row "
+            f"{arr[2].tolist()}"
+        )
+    return fx, fy, cx, cy

@@ -90,7 +90,10 @@ def _model_lines(m: dict[str, Any]) -> list[str]:
         bits = [
             f"{k} {card[k]}" for k in ("dtype", "parameters", "exported", "monohead_version") if card.get(k) is not None
         ]
-        if tr.get("step") is not None:
+        if tr.get("members"):  # a weight average: the training fields describe its last member
+            steps = ", ".join(str(x.get("step")) for x in tr["members"])
+            bits.append(f"the weight average of {len(tr['members'])} checkpoints (steps {steps} of their runs)")
+        elif tr.get("step") is not None:
             bits.append(f"trained {tr.get('step')} steps, {tr.get('images_seen')} images seen")
         if bits:
             lines.append("- Model card: " + "; ".join(str(b) for b in bits))

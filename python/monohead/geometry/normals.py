@@ -177,9 +177,7 @@ def limit_slope(normals: Any, mask: np.ndarray, min_nz: float = 0.1, K: Any = No
         if low.any():
             n[low] = _tilt_up(n[low], np.array([0.0, 0.0, 1.0]), n[low][:, 2], min_nz)
         return n
-    from ..integration.perspective import check_K
-
-    fx, fy, cx, cy = check_K(K)
+    fx, fy, cx, cy = v.check_K(K)
     H, W = mask.shape
     rows, cols = np.mgrid[0:H, 0:W]
     ray = np.stack([-(cols - cx) / fx, (rows - cy) / fy, np.ones((H, W))], axis=-1)
