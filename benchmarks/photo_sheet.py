@@ -192,10 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     model = load_generator(args.model) if args.model else load_pretrained()
     card = getattr(model, "card", None) or {}
     rows = measure(files, model, args.detector, reframe=not args.no_reframe)
-    steps = card.get("training", {}).get("step")
+    training = card.get("training", {})
     title = f"monohead.reconstruct on {len(files)} real photos; weights sha256 {str(card.get('sha256', '?'))[:12]}"
-    if steps is not None:
-        title += f" (step {steps})"
+    if training.get("members"):  # weights averaged over checkpoints (monohead train --checkpoint A B ...)
+        title += f" (average of {len(training['members'])} checkpoints)"
+    elif training.get("step") is not None:
+        title += f" (step {training['step']})"
     _io.atomic_write_bytes(args.out, sheet(rows, title))
     print(f"-> {args.out}", file=sys.stderr)
     if args.overlay is not None:
