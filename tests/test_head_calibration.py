@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from types import SimpleNamespace
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from monohead import head_calibration as hc
+from monohead.model.weights import CARD_FILE, WEIGHTS_DIR
 
 K, E = 12, 4
 F = K + E + len(hc.FEATURE_POSE)
@@ -89,6 +91,8 @@ def test_save_load_round_trip_and_camera_modes(tmp_path) -> None:
         np.testing.assert_allclose(y, y0, rtol=1e-5, atol=1e-5)
         assert f == pytest.approx(f0, rel=1e-5)
     assert not np.allclose(back.apply(_fit_record(X[0]))[0], back.apply(_fit_record(X[0], np.eye(3)))[0])
+    with pytest.raises(ValueError, match="fits of 12 identity modes; this one has 11"):
+        back.apply(SimpleNamespace(**{**vars(_fit_record(X[0])), "identity": X[0, : K - 1]}))
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
     with pytest.raises(ValueError, match="not an identity calibration"):
         hc.IdentityCalibration.load(tmp_path / "other.npz")
@@ -104,3 +108,25 @@ def test_default_calibration_refuses_other_weights(tmp_path, monkeypatch, caplog
     with caplog.at_level(logging.WARNING, logger="monohead.head_calibration"):
         assert hc.default_calibration() is None
     assert "made for network weights 000000000000" in caplog.text
+
+
+def test_shipped_calibration_provenance() -> None:
+    """The shipped file: made for the shipped weights, from training seeds only, small."""
+    assert hc.DEFAULT_FILE.is_file()
+    assert hc.DEFAULT_FILE.stat().st_size < 300_000
+    cal = hc.IdentityCalibration.load(hc.DEFAULT_FILE)
+    card = json.loads((WEIGHTS_DIR / CARD_FILE).read_text())
+    assert cal.weights_sha256 == card["sha256"]
+    seeds = [s["seed"] for s in cal.meta["sources"]]
+    assert seeds
+    assert 2_000_000_000 not in seeds
+    assert sum(s["samples"] for s in cal.meta["sources"]) >= 1000
+    assert set(cal.modes) == set(hc.MODES)
+    for m in cal.modes.values():
+        assert m.A.shape == (m.columns.size, 100)
+        assert m.y_mean.shape == (100,)
+        assert m.columns.max() < 100 + 53 + len(hc.FEATURE_POSE)
+        assert np.isfinite(m.A).all()
+        assert abs(m.scale_bias) < 0.1
+    assert "make_identity_calibration.py" in cal.meta["command"]
+    assert hc.default_calibration() is not None

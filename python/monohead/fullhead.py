@@ -24,7 +24,10 @@ predicted normals. This module completes it into a whole, closed head:
    pose, then everything. Every step is accepted only if it does not raise the robust cost
    (Levenberg-Marquardt: a rejected step is solved again with more damping), and a fit that
    ends worse than its start is taken back to it. The result (:class:`HeadFit`) says whether
-   it converged.
+   it converged. Last, the identity and the scale are replaced by the learned map of
+   :mod:`monohead.head_calibration` (``FitSettings.identity_calibration``: learned on the
+   shipped network's maps of training heads, where the fitted identity alone is mostly noise
+   and the fitted head too small); the pose is kept (a scale about the model's pivot).
 2. :func:`merge_head` builds the watertight mesh: the fitted model everywhere, its visible
    region moved onto the integrated surface. The displacement toward the integrated surface
    (along z) is kept where the surface is reliable (inside the mask, away from its border,
@@ -158,7 +161,7 @@ class FitSettings:
     pitch_yaws: int = 2
     tol: float = 0.05
     cost_tol: float = 1e-4
-    identity_calibration: bool | str = False
+    identity_calibration: bool | str = True
 
 
 @dataclass
@@ -1182,6 +1185,9 @@ def fit_head(
 
     fit = result(y, s, R, t)
     calibration = _calibration(cfg.identity_calibration) if k > 0 and not restarted else None
+    if calibration is not None and calibration.n_identity != k:
+        log.debug("fit_head: the identity calibration is for %d modes, not %d: not used", calibration.n_identity, k)
+        calibration = None
     if calibration is not None:
         y_cal, factor = calibration.apply(fit)
         fit = result(y_cal, s * factor, R, t)

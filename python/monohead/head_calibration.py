@@ -120,14 +120,22 @@ class IdentityCalibration:
     weights_sha256: str
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def n_identity(self) -> int:
+        """Identity modes of the fits it was learned on (and of those it applies to)."""
+        return int(next(iter(self.modes.values())).y_mean.size)
+
     def apply(self, fit: Any) -> tuple[np.ndarray, float]:
-        """``(identity, scale factor)`` for a fit (its mode: perspective when it has a camera)."""
+        """``(identity, scale factor)`` for a fit (its mode: perspective when it has a camera)
+        of :attr:`n_identity` modes."""
         mode = "orthographic" if fit.camera is None else "perspective"
         if mode not in self.modes:
             raise ValueError(f"the calibration has no {mode!r} map (it has {sorted(self.modes)})")
         cal = self.modes[mode]
-        y, f = cal.apply(features(fit, cal.y_mean.size))
-        return y[: np.asarray(fit.identity).size] if np.asarray(fit.identity).size else y[:0], f
+        k = int(np.asarray(fit.identity).size)
+        if k != cal.y_mean.size:
+            raise ValueError(f"the calibration is for fits of {cal.y_mean.size} identity modes; this one has {k}")
+        return cal.apply(features(fit, k))
 
     def save(self, path: Any) -> None:
         """Write an ``.npz`` (atomically)."""

@@ -939,7 +939,8 @@ def reconstruct(
         detector: one of :data:`DETECTORS` (see :func:`detect_faces`).
         full_head: also fit the ICT-FaceKit head model behind the surface and merge them into
             a complete, watertight head (:mod:`monohead.fullhead`): :attr:`Reconstruction.full_mesh`
-            and :attr:`Reconstruction.head_fit`.
+            and :attr:`Reconstruction.head_fit` (with the shipped network, ``model=None``, its
+            identity and scale calibrated: ``FitSettings.identity_calibration``).
         focal_mm: with ``full_head``, the photo's focal length as a 35 mm equivalent (the
             diagonal of the photo against the 43.3 mm of a 36 x 24 mm frame; a phone's EXIF
             ``FocalLengthIn35mmFilm``): the complete head is then integrated and fitted with that
@@ -1067,14 +1068,16 @@ def reconstruct(
             from . import fullhead
 
             t0 = time.perf_counter()
+            # the identity calibration is learned for the shipped network's maps
+            cfg = fullhead.FitSettings(identity_calibration=model is None)
             n_fit = limit_slope(n_k, mask, MIN_NZ)
             if focal_mm is None:
-                full_mesh, head_fit = fullhead.full_head(depth, n_fit, mask, w_k, colors=crops[k])
+                full_mesh, head_fit = fullhead.full_head(depth, n_fit, mask, w_k, colors=crops[k], settings=cfg)
             else:
                 K = crop_intrinsics(focal_mm, photo.shape[:2], box, INPUT_SIZE)
                 n_fit = face_rays(n_k, mask, K, MIN_NZ)
                 z = integrate(n_fit, w_k, lam, mask, method=method, K=K)
-                full_mesh, head_fit = fullhead.full_head(z, n_fit, mask, w_k, colors=crops[k], K=K)
+                full_mesh, head_fit = fullhead.full_head(z, n_fit, mask, w_k, colors=crops[k], K=K, settings=cfg)
             seconds["full_head"] = time.perf_counter() - t0
         results.append(
             Reconstruction(

@@ -468,6 +468,7 @@ def evaluate_test_set(
     lam: float = 0.1,
     seed: int = 0,
     callback: Any = None,
+    settings: Any = None,
 ) -> dict[str, Any]:
     """The complete-head evaluation over synthetic samples (the module docstring, per head).
 
@@ -484,6 +485,9 @@ def evaluate_test_set(
         lam: integration weight.
         seed: seed of the fits and of the hidden-side samples.
         callback: ``callback(done, total)`` after each head.
+        settings: :class:`~monohead.fullhead.FitSettings` of the fits (default: the defaults,
+            which calibrate the identity for the shipped network's maps; pass
+            ``identity_calibration=False`` for another network's).
 
     Returns:
         JSON-able dict: ``summary`` (:func:`summarise`), ``hidden_ratios``
@@ -516,7 +520,7 @@ def evaluate_test_set(
             n = limit_slope(np.asarray(normals[k], np.float64), m)
             depth = integrate(n, np.asarray(W[k], np.float64), lam, m) if m.any() else np.full(m.shape, np.nan)
             t0 = time.perf_counter()
-            fit = fullhead.fit_head(depth, n, m, W[k], seed=seed)
+            fit = fullhead.fit_head(depth, n, m, W[k], seed=seed, settings=settings)
             t1 = time.perf_counter()
             full = fullhead.merge_head(fit, depth, m, n)
             t2 = time.perf_counter()

@@ -130,7 +130,7 @@ def run_experiments(
     best, best_true = float(sweep["best_lam"]), float(oracle["best_lam"])
     fig_files, fig6 = _figures(run, ts, pred, sweep, oracle, best)
     table2 = _table2(run, ts, pred, pkey, best, best_true, workers)
-    full_head = _full_head(run, ts, pred, pkey, best)
+    full_head = _full_head(run, ts, pred, pkey, best, shipped=model is None)
     photo_results, photo_note = _photos(run, net, mkey, best, photos, flip)
     for p in photo_results:
         if "figure" in p:
@@ -330,20 +330,32 @@ def _table2(
                       total=lambda t2: sum(r["samples"] for r in t2["rows"]))  # fmt: skip
 
 
-def _full_head(run: _Run, ts: TestSet, pred: dict[str, np.ndarray], pkey: str, best: float) -> dict[str, Any] | None:
+def _full_head(
+    run: _Run, ts: TestSet, pred: dict[str, np.ndarray], pkey: str, best: float, shipped: bool = True
+) -> dict[str, Any] | None:
     """Stage 6b: complete heads (:mod:`monohead.fullhead`), visible and hidden side errors, when
-    the test set is a synthetic data set folder (its samples' parameters give the whole true heads)."""
+    the test set is a synthetic data set folder (its samples' parameters give the whole true heads);
+    the identity calibration (learned for the shipped network's maps) only for the shipped network."""
     if not ts.source.get("root"):
         run.finish("full_head", time.perf_counter(), False)
         return None
     from ..evaluate import full_head as fh
+    from ..fullhead import FitSettings
+
+    settings = FitSettings(identity_calibration=shipped)
 
     def compute(cb: Callable[[int, int], None]) -> dict[str, Any]:
         return fh.evaluate_test_set(
-            ts.source["root"], ts.ids, pred["normals"], pred["W"], pred["mask"], lam=best, callback=cb
-        )
+            ts.source["root"], ts.ids, pred["normals"], pred["W"], pred["mask"], lam=best, callback=cb,
+            settings=settings,
+        )  # fmt: skip
 
-    return run.cached("full_head", c.make_key("full_head", pkey, best, "v3"), compute, total=lambda _: len(ts))
+    from .. import head_calibration
+
+    cal_file = head_calibration.DEFAULT_FILE
+    cal = _io.file_sha256(cal_file) if shipped and cal_file.is_file() else None
+    key = c.make_key("full_head", pkey, best, "v4", repr(settings), cal)
+    return run.cached("full_head", key, compute, total=lambda _: len(ts))
 
 
 def _photos(run: _Run, net: Any, mkey: str, best: float, photos: bool, flip: bool) -> tuple[list[dict[str, Any]], str]:
