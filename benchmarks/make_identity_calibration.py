@@ -12,10 +12,10 @@ Two steps:
    sample's ``K``, and store per fit its features (fitted identity, expression, log scale, yaw,
    pitch, roll, depth residual, ...) beside the truth::
 
-       python benchmarks/make_identity_calibration.py collect --data /work/data/v2/s21 \\
-           --stride 12 --out calib/s21.npz [--shard i/n] [--model WEIGHTS]
+       python benchmarks/make_identity_calibration.py collect --data data/v2/s21 \\
+           --stride 10 --out calib/s21.npz [--shard i/n] [--model WEIGHTS]
 
-   (``--stride 12``: samples 0, 12, 24, ... of the set; ``--shard i/n`` splits them between
+   (``--stride 10``: samples 0, 10, 20, ... of the set; ``--shard i/n`` splits them between
    processes, each writing ``OUT`` with ``.i-of-n`` before its suffix; resumable.)
 2. ``fit``: cross-validate the ridge penalty of each camera mode on the collected samples
    (folds by sample) and write the calibration file::
@@ -182,7 +182,7 @@ def main() -> None:
     c = sub.add_parser("collect")
     c.add_argument("--data", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
-    c.add_argument("--stride", type=int, default=12)
+    c.add_argument("--stride", type=int, default=10)
     c.add_argument("--count", type=int)
     c.add_argument("--shard", default="0/1")
     c.add_argument("--model", type=Path)
