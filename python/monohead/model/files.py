@@ -11,7 +11,6 @@ is one); :func:`monohead.model.export_weights` writes ``unet.pt`` (:data:`WEIGHT
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .._io import file_sha256
 from .unet import UNet
 
 __all__ = [
@@ -136,14 +136,6 @@ def _full_config(model_cfg: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **model_cfg}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def average_generators(
     paths: Sequence[str | os.PathLike], *, ema: bool = True
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -203,7 +195,7 @@ def average_generators(
                 "step": info.get("step"),
                 "images_seen": info.get("images_seen"),
                 "ema": info.get("ema"),
-                "sha256": _sha256(Path(name)),
+                "sha256": file_sha256(name),
             }
         )
         last_state, last_info = state, info
