@@ -3,7 +3,7 @@
 the second framing of turned heads).
 
 Run: ``python benchmarks/calibrate_framing.py [--count 40] [--size 256] [--profile LO HI]
-[--detector frontal] [--seed 123] [--reframe] [--max-ratio R] [--calibrate]``.
+[--detector frontal] [--seed 123] [--reframe] [--max-ratio R] [--max-fill F] [--calibrate]``.
 
 Method: version 2 samples of seed ``--seed`` (123) rendered at ``--size`` with the head small in
 the frame (its 18.5 cm width = 36 % of the image, centred), near-frontal (yaw clipped to ±25°,
@@ -27,7 +27,10 @@ recall, and the mean angular error of the normals over the pixels of both the cl
 the true mask (truth sampled at each crop pixel's centre; outside the photo: background).
 Each head's turn readings (``rec.turn``: cheap, size, the pose search's yaw, normals' angle, cost
 and cost ratio to the frontal start) are printed too; ``--max-ratio R`` sets
-``framing.TURN_SEARCH_MAX_COST_RATIO`` for the run (``inf``: no plausibility gate).
+``framing.TURN_SEARCH_MAX_COST_RATIO`` for the run (``inf``: no plausibility gate). Each head's
+``fill`` (``rec.turn``: its mask's width over its first crop's side) is printed; a head framed
+again as too tight (``framing.REFRAME_MAX_FILL``, ``--max-fill F`` for the run, ``inf``: no such
+rule) is also reconstructed without that rule, and the summary gives both.
 
 ``--calibrate``: the figures of ``TURN_FIT`` and ``REFRAME_FIT``: for each head (every
 detection), ``q`` (the face box's width over the first pass's head mask's width), the estimated
@@ -122,7 +125,9 @@ def measure(
     from monohead.photo import NoFaceError, load_default_model
 
     net = load_default_model()
-    out: dict[str, list] = {"first": [], "final": [], "yaw": [], "q0": [], "q1": []}
+    import monohead.photo
+
+    out: dict[str, list] = {"first": [], "final": [], "yaw": [], "q0": [], "q1": [], "plain": [], "qp": []}
     for i, yaw, s, uv, scale in render_heads(count, size, profile, seed):
         try:
             rec0 = monohead.reconstruct(s["image"], model=net, detector=detector, reframe=False)
@@ -137,19 +142,33 @@ def measure(
             rec1 = monohead.reconstruct(s["image"], model=net, detector=detector, reframe=True)
             row1 = framing_of(rec1.box, uv, scale, side)
             q0, q1 = quality(rec0, s), quality(rec1, s)
+            t = rec1.turn or {}
+            plain, qp = row1, q1
+            if t.get("reframe") == "tight":  # the same without the rule for tight crops
+                limit, monohead.photo.REFRAME_MAX_FILL = monohead.photo.REFRAME_MAX_FILL, np.inf
+                try:
+                    recp = monohead.reconstruct(s["image"], model=net, detector=detector, reframe=True)
+                finally:
+                    monohead.photo.REFRAME_MAX_FILL = limit
+                plain, qp = framing_of(recp.box, uv, scale, side), quality(recp, s)
+            out["plain"].append(plain)
+            out["qp"].append(qp)
             out["final"].append(row1)
             out["yaw"].append((yaw, rec1.yaw_estimate))
             out["q0"].append(q0)
             out["q1"].append(q1)
-            t = rec1.turn or {}
             line += (
-                f" | est. yaw {rec1.yaw_estimate:+.1f}{' re-framed' if rec1.first_box is not None else ''}"
+                f" | fill {t.get('fill', float('nan')):.3f}"
+                f" | est. yaw {rec1.yaw_estimate:+.1f}"
+                f"{(' re-framed (' + str(t.get('reframe')) + ')') if rec1.first_box is not None else ''}"
                 f" (cheap {t.get('cheap', float('nan')):+.1f} size {t.get('size', float('nan')):.1f} search"
                 f" {t.get('search', float('nan')):+.1f} angle {t.get('normals_angle', float('nan')):.1f}"
                 f" cost {t.get('cost', float('nan')):.4f} ratio {t.get('cost_ratio', float('nan')):.3f}):"
                 f" ratio {row1[0]:.3f} dx {row1[1]:+.3f} dy {row1[2]:+.3f} | P/R/err"
                 f" {q0[0]:.3f}/{q0[1]:.3f}/{q0[2]:.1f} -> {q1[0]:.3f}/{q1[1]:.3f}/{q1[2]:.1f}"
             )
+            if plain is not row1:
+                line += f" (without the tight rule: ratio {plain[0]:.3f}, {qp[0]:.3f}/{qp[1]:.3f}/{qp[2]:.1f})"
         print(line, flush=True)
     return {k: np.array(v) for k, v in out.items()}
 
@@ -220,7 +239,12 @@ def main() -> None:
     ap.add_argument("--reframe", action="store_true", help="also the crop of reframe=True, and the quality")
     ap.add_argument("--calibrate", action="store_true", help="the figures of TURN_FIT and REFRAME_FIT")
     ap.add_argument("--max-ratio", type=float, help="framing.TURN_SEARCH_MAX_COST_RATIO for this run (inf: no gate)")
+    ap.add_argument("--max-fill", type=float, help="framing.REFRAME_MAX_FILL for this run (inf: no tight rule)")
     args = ap.parse_args()
+    if args.max_fill is not None:
+        import monohead.photo
+
+        monohead.photo.REFRAME_MAX_FILL = args.max_fill
     if args.max_ratio is not None:
         import monohead.photo
 
@@ -244,11 +268,13 @@ def main() -> None:
         from monohead.framing import REFRAME_MIN_YAW
 
         _summary("final crop (reframe=True)", out["final"][ok])
+        _summary("final crop without the tight rule (REFRAME_MAX_FILL = inf)", out["plain"][ok])
         y = out["yaw"][ok]
         turned = np.abs(y[:, 1]) >= REFRAME_MIN_YAW
         print(f"re-framed {int(turned.sum())} of {len(y)}, estimated sign right on "
               f"{int((np.sign(y[turned, 0]) == np.sign(y[turned, 1])).sum())} of them")  # fmt: skip
-        for name, q in (("first crop", out["q0"][ok]), ("reframe=True", out["q1"][ok])):
+        rows = (("first crop", out["q0"]), ("reframe=True, no tight rule", out["qp"]), ("reframe=True", out["q1"]))
+        for name, q in ((name, q[ok]) for name, q in rows):
             print(f"{name}: mask precision {100 * q[:, 0].mean():.1f} %, recall {100 * q[:, 1].mean():.1f} %, "
                   f"mean angular error {np.nanmean(q[:, 2]):.2f} deg")  # fmt: skip
 

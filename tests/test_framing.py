@@ -257,3 +257,25 @@ def test_turn_and_reframe_refuse_bad_input():
         framing.reframe_box(box, m[:64], 50.0)
     with pytest.raises(ValueError, match="finite"):
         framing.reframe_box(box, m, float("nan"))
+
+
+def test_head_fill_is_the_mask_width_over_the_first_crop():
+    first = framing.Box(100.0, 50.0, 256.0)
+    m = np.zeros((128, 128), bool)
+    m[30:110, 40:90] = True  # 50 crop pixels wide: 100 photo pixels
+    assert framing.head_fill(first, first, m) == pytest.approx(100 / 256)
+    wide = framing.Box(0.0, 0.0, 1024.0)  # a pass over a wider square: 8 photo pixels per crop pixel
+    assert framing.head_fill(first, wide, m) == pytest.approx(400 / 256)
+    with pytest.raises(ValueError, match="empty"):
+        framing.head_fill(first, first, np.zeros((128, 128), bool))
+    with pytest.raises(ValueError, match="square"):
+        framing.head_fill(first, first, m[:64])
+
+
+def test_reframe_box_at_yaw_zero_centres_the_head_at_the_training_width():
+    box = framing.Box(100.0, 50.0, 256.0)
+    m = np.zeros((128, 128), bool)
+    m[0:128, 10:120] = True  # a mask filling the crop: 110 crop pixels wide, centre at column 65
+    new = framing.reframe_box(box, m, 0.0)
+    assert new.x + new.side / 2 == pytest.approx(100.0 + 65 * 2.0)  # centred on the mask
+    assert 220.0 / new.side == pytest.approx(0.40, abs=0.01)  # the head at the training width

@@ -249,7 +249,7 @@ def _oracle(crops):
     return (np.repeat(s.normals[None], B, 0), np.repeat(s.W[None], B, 0), np.repeat(s.mask[None], B, 0))
 
 
-def test_a_dome_is_not_reframed_on_the_pose_search():
+def test_a_dome_is_not_reframed_on_the_pose_search(monkeypatch):
     """The oracle's dome (a surface, not a head) on the astronaut's face box: its turn sizes at
     70 deg and the head model's pose search reads it as a near-profile, but a turned mean head
     fits it hardly better than a frontal one (cost ratio above framing.TURN_SEARCH_MAX_COST_RATIO):
@@ -258,7 +258,11 @@ def test_a_dome_is_not_reframed_on_the_pose_search():
 
     photo = data.astronaut()
     rec = R.reconstruct(photo, model=_oracle)
+    assert rec.turn["reframe"] == "tight"  # the dome fills 0.72 of every crop: too tight
+    monkeypatch.setattr(R, "REFRAME_MAX_FILL", np.inf)  # the turn's reading alone
+    rec = R.reconstruct(photo, model=_oracle)
     t = rec.turn
+    assert t["reframe"] is None
     assert t["size"] >= R.TURN_SEARCH_MIN_SIZE  # searched
     assert abs(t["search"]) >= R.REFRAME_MIN_YAW  # the search alone would re-frame it
     assert t["cost_ratio"] > R.TURN_SEARCH_MAX_COST_RATIO
@@ -421,6 +425,7 @@ def test_a_strong_frontal_face_needs_no_coarse_pass(monkeypatch):
         batches.append(len(crops))
         return _oracle(crops)
 
+    monkeypatch.setattr(R, "REFRAME_MAX_FILL", np.inf)  # the oracle's dome fills 0.72 of every crop: too tight
     her = R.detect_faces(photo, detector="frontal")[0]
     rec = R.reconstruct(photo, model=counting)
     assert batches == [1]  # her face is strong: only its head crop goes through the network

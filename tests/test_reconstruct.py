@@ -284,6 +284,88 @@ def test_turned_heads_are_framed_again_toward_the_face(astronaut, side):
     assert plain.first_box is None
 
 
+def _filling_model(half_width: float = 58.0):
+    """A callable predictor that paints a frontal head (a dome) on a mask ``2 * half_width``
+    pixels wide in every crop; by default 0.9 of the crop wide and cut by its top and bottom, as
+    a first pass on a crop too tight gives."""
+    calls = []
+
+    def model(crops):
+        calls.append(len(crops))
+        rows, cols = np.mgrid[0:128, 0:128]
+        mask = ((cols - 63.5) / half_width) ** 2 + ((rows - 70.0) / 70.0) ** 2 < 1
+        n = np.zeros((128, 128, 3), np.float32)
+        n[..., 0] = np.where(mask, (cols - 63.5) / 120.0, 0)
+        n[..., 1] = np.where(mask, -(rows - 70.0) / 140.0, 0)
+        n[..., 2] = np.where(mask, 1.0, 0)
+        n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+        B = len(crops)
+        return np.repeat(n[None], B, 0), np.zeros((B, 128, 128), np.float32), np.repeat(mask[None], B, 0)
+
+    return model, calls
+
+
+def test_a_head_filling_its_first_crop_is_framed_again_centred(astronaut, monkeypatch):
+    """Not turned, but its mask fills the first crop (wider than framing.REFRAME_MAX_FILL of it):
+    cropped again around the mask at the training framing, and the network runs once more."""
+    from monohead import framing
+
+    monkeypatch.setattr(R, "TURN_SEARCH_MIN_SIZE", np.inf)  # the cheap reading alone (a dome, no head)
+    model, calls = _filling_model()
+    rec = R.reconstruct(astronaut, model=model, detector="frontal")
+    assert calls == [1, 1]
+    assert abs(rec.yaw_estimate) < R.REFRAME_MIN_YAW
+    assert rec.turn["reframe"] == "tight"
+    assert rec.turn["fill"] > R.REFRAME_MAX_FILL
+    first = rec.first_box
+    assert first == R.head_box(rec.face_box)
+    fill = 116 / 128
+    assert rec.turn["fill"] == pytest.approx(fill, abs=1e-3)
+    assert rec.box.side == pytest.approx(framing.REFRAME_FIT["side"][0] * fill * first.side, rel=1e-3)
+    assert fill * first.side / rec.box.side == pytest.approx(0.40, abs=0.01)  # the training width
+    # centred on the mask (centred in the first crop)
+    assert rec.box.x + rec.box.side / 2 == pytest.approx(first.x + first.side / 2, abs=first.side / 128)
+    np.testing.assert_array_equal(rec.crop, R.crop_square(astronaut, rec.box, 128))
+    # a head at about the training framing (0.45 of the crop) keeps its first crop: one pass
+    model2, calls2 = _filling_model(28.5)
+    normal = R.reconstruct(astronaut, model=model2, detector="frontal")
+    assert calls2 == [1]
+    assert normal.first_box is None
+    assert normal.turn["reframe"] is None
+    assert normal.turn["fill"] <= R.REFRAME_MAX_FILL
+    # reframe=False keeps the first crop
+    plain = R.reconstruct(astronaut, model=_filling_model()[0], detector="frontal", reframe=False)
+    assert plain.first_box is None
+    assert plain.box == first
+
+
+def test_a_tight_head_read_on_the_detection_pass_costs_one_pass(astronaut, monkeypatch):
+    """A head read on the detector's coarse pass whose mask there is wider than
+    framing.REFRAME_MAX_FILL of its first crop: framed again from that mask before any pass on
+    the first crop (the coarse pass, then the new crop only)."""
+    from monohead import framing
+
+    monkeypatch.setattr(R, "TURN_SEARCH_MIN_SIZE", np.inf)
+    monkeypatch.setattr(R, "REFRAME_MIN_YAW", np.inf)  # no turned re-frame: the tight rule alone
+    monkeypatch.setattr(R, "REFRAME_MAX_FILL", 0.3)
+    model, calls = _turned_model(1.0)
+    rec = R.reconstruct(astronaut, model=model, detector="network")
+    assert calls == [1, 1]
+    assert rec.turn["pass"] == "detection"
+    assert rec.turn["reframe"] == "tight"
+    assert rec.turn["fill"] > 0.3
+    assert rec.first_box == R.head_box(rec.face_box)
+    assert rec.box.side == pytest.approx(
+        framing.REFRAME_FIT["side"][0] * rec.turn["fill"] * rec.first_box.side, rel=2e-3
+    )
+    monkeypatch.setattr(R, "REFRAME_MAX_FILL", np.inf)
+    model2, calls2 = _turned_model(1.0)
+    off = R.reconstruct(astronaut, model=model2, detector="network")
+    assert calls2 == [1, 1]  # the coarse pass, then the first crop
+    assert off.first_box is None
+    assert off.box == rec.first_box
+
+
 def _rendered_turned_model(yaw: float):
     """A callable predictor that paints the head model's mean head turned ``yaw`` degrees in
     every crop, its pivot at the crop's centre column (where the detector's face box is): like

@@ -1224,8 +1224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-reframe",
         action="store_true",
-        help="keep the first crop of turned heads (default: a head turned 25 degrees or more is framed again "
-        "from the first pass and the network runs again)",
+        help="keep the first crop (default: a head turned 35 degrees or more, or whose first crop is too tight, "
+        "is framed again from a first network pass and the network runs on the new crop)",
     )
     p.add_argument(
         "--full-head",

@@ -23,7 +23,10 @@ the paper on one photo:
    :data:`monohead.framing.TURN_SEARCH_MAX_COST_RATIO`); a head turned
    :data:`monohead.framing.REFRAME_MIN_YAW` degrees or more is framed again from its mask as
    the training data frames a turned head (:func:`monohead.framing.reframe_box`), and the
-   network runs on that crop (again, when the turn was read on the first crop's pass). Other
+   network runs on that crop (again, when the turn was read on the first crop's pass).
+   **Crops too tight**: a head not turned whose mask in that pass is wider than
+   :data:`monohead.framing.REFRAME_MAX_FILL` of its first crop (:func:`monohead.framing.head_fill`)
+   is framed again the same way, centred (:func:`monohead.framing.reframe_box` at yaw 0). Other
    heads keep the first crop and its pass, unchanged.
 3. **Network**: the shipped U-Net predicts the normal map N, the depth-gradient magnitude W and
    the mask (:func:`monohead.model.predict`).
@@ -54,6 +57,7 @@ from ._env import is_torch_module
 from .framing import (
     FRAMING,
     NEUTRAL,
+    REFRAME_MAX_FILL,
     REFRAME_MIN_YAW,
     TURN_SEARCH_MAX_COST_RATIO,
     TURN_SEARCH_MIN_SIZE,
@@ -62,6 +66,7 @@ from .framing import (
     crop_square,
     estimate_turn,
     head_box,
+    head_fill,
     reframe_box,
 )
 from .geometry import limit_slope
@@ -174,8 +179,9 @@ class Reconstruction:
             the face turns toward the image's right; :func:`monohead.framing.estimate_turn`'s, or
             the pose search's when it ran, see ``reframe`` in :func:`reconstruct`), or
             ``None`` (``reframe=False`` or ``detect=False``).
-        first_box: when the head was framed again (``reframe``), the first crop (:class:`Box`,
-            photo pixels; :attr:`box` is then the second), else ``None``.
+        first_box: when the head was framed again (``reframe``: turned, or its first crop too
+            tight; ``turn["reframe"]`` says which), the first crop (:class:`Box`, photo pixels;
+            :attr:`box` is then the second), else ``None``.
         turn: with ``reframe``, the readings behind :attr:`yaw_estimate` (degrees, rounded):
             ``cheap`` and ``size`` (:func:`monohead.framing.estimate_turn`) and, when the pose
             search ran, ``search`` (its yaw), ``normals_angle`` and ``cost``
@@ -188,7 +194,12 @@ class Reconstruction:
             pass over the photo; :attr:`first_box` then went through the network only if it is
             :attr:`box`) or ``"first"`` (the first crop's), with ``detection``: the readings on
             the coarse pass when they were in doubt (an implausible turned search) and read
-            again on the first; else ``None``.
+            again on the first; ``fill``: the head mask's width in that pass over the first
+            crop's side (:func:`monohead.framing.head_fill`), and ``reframe``: why the head was
+            framed again, ``"turn"`` (:attr:`yaw_estimate` of
+            :data:`monohead.framing.REFRAME_MIN_YAW` or more), ``"tight"`` (``fill`` above
+            :data:`monohead.framing.REFRAME_MAX_FILL`) or ``None`` (not framed again); else
+            ``None``.
     """
 
     box: Box
@@ -961,7 +972,10 @@ def reconstruct(
             again from that pass's mask as the training data frames turned heads
             (:func:`monohead.framing.reframe_box`) and the network runs (same ``flip``) on the
             new crop, whose outputs are the result (the first crop in
-            :attr:`Reconstruction.first_box`). Other heads are exactly as with ``False``.
+            :attr:`Reconstruction.first_box`). So is, centred (``reframe_box`` at yaw 0), a head
+            whose first crop is too tight: its mask in that pass wider than
+            :data:`monohead.framing.REFRAME_MAX_FILL` of the first crop's side
+            (``turn["reframe"] == "tight"``). Other heads are exactly as with ``False``.
             Costs the pose search for heads that may be turned; a turned head read on the
             coarse pass costs no more network passes than one that is not, one read on its
             first crop one more.
@@ -1025,9 +1039,10 @@ def reconstruct(
                 doubts[k] = turn
                 continue
             yaws[k], turns[k] = yaw, {**turn, "pass": "detection"}
-            if abs(yaw) >= REFRAME_MIN_YAW:
+            why = _reframe_reason(turns[k], yaw, box, coarse.box, mask)
+            if why:
                 first_boxes[k] = box
-                targets[k] = (reframe_box(coarse.box, mask, yaw), face)
+                targets[k] = (reframe_box(coarse.box, mask, yaw if why == "turn" else 0.0), face)
     crops = np.stack([crop_square(photo, b, INPUT_SIZE) for b, _ in targets])
     normals, Wmap, raw = _predict(net, crops, flip=flip)
     again = []
@@ -1035,10 +1050,11 @@ def reconstruct(
         box, face = targets[k]
         yaws[k], turn, first_clean[k] = _read_turn(_Pass(box, normals[k], Wmap[k], raw[k]), face, lam, method)
         turns[k] = {**turn, "pass": "first", **({"detection": doubts[k]} if k in doubts else {})}
-        if abs(yaws[k]) >= REFRAME_MIN_YAW:
+        why = _reframe_reason(turns[k], yaws[k], box, box, first_clean[k][0])
+        if why:
             again.append(k)
             first_boxes[k] = box
-            targets[k] = (reframe_box(box, first_clean[k][0], yaws[k]), face)
+            targets[k] = (reframe_box(box, first_clean[k][0], yaws[k] if why == "turn" else 0.0), face)
             crops[k] = crop_square(photo, targets[k][0], INPUT_SIZE)
     if again:  # copies: a callable predictor's arrays are not ours to change
         normals, Wmap, raw = normals.copy(), Wmap.copy(), raw.copy()
@@ -1127,6 +1143,17 @@ def _read_turn(
                 yaw = pose.yaw
         turn["used"] = "search" if taken else "cheap"
     return float(yaw), turn, clean
+
+
+def _reframe_reason(turn: dict[str, Any], yaw: float, first: Box, box: Box, mask: np.ndarray) -> str | None:
+    """Why a head is framed again from the mask of a pass over ``box``: ``"turn"`` (turned
+    :data:`monohead.framing.REFRAME_MIN_YAW` or more), ``"tight"`` (its mask wider than
+    :data:`monohead.framing.REFRAME_MAX_FILL` of its first crop ``first``), or ``None``.
+    Records ``fill`` (:func:`monohead.framing.head_fill`) and ``reframe`` (the reason) in ``turn``."""
+    fill = head_fill(first, box, mask) if mask.any() else 0.0
+    why = "turn" if abs(yaw) >= REFRAME_MIN_YAW else "tight" if fill > REFRAME_MAX_FILL else None
+    turn.update(fill=round(fill, 3), reframe=why)
+    return why
 
 
 def _wide_enough(mask: np.ndarray, width: int) -> bool:
