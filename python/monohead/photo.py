@@ -42,6 +42,7 @@ conventions' frame (x right, y up, z toward the viewer);
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -851,9 +852,11 @@ def _detect_faces(
     confirmed = [b for b, k in zip(faces, labels, strict=True) if k]
     head_width = {h[4]: h[2] for h in heads}
 
-    def fits() -> Any:
-        """Per cascade face on a network head (lazily): whether it fits that head or is strong."""
-        return (
+    @functools.cache
+    def any_fits() -> bool:
+        """Whether a cascade face on a network head fits that head or is strong (computed once,
+        when first asked: the strength test scans the face)."""
+        return any(
             b[2] >= SMALL_FACE_HEAD_FIT * head_width.get(k, np.inf) or _is_strong(arr, b, detect_size)
             for b, k in zip(faces, labels, strict=True)
             if k
@@ -862,10 +865,10 @@ def _detect_faces(
     # faces too small for those copies (big photos only): finer copies, strong faces only; when
     # only the first face is wanted, only if one could come first (no cascade face fits a head)
     big = max(arr.shape[:2]) > 2 * detect_size  # else _small_faces finds none
-    small = _small_faces(arr, detect_size) if big and not first and (everywhere or not any(fits())) else []
+    small = _small_faces(arr, detect_size) if big and not first and (everywhere or not any_fits()) else []
     # a small face inside a coarser cascade face is a part of it (an eye, the mouth)
     small = [b for b in small if not any(_contains(f, b) for f in frontal + faces)]
-    if small and not any(fits()):  # a small face, unless a cascade face fits a network head (or is strong)
+    if small and not any_fits():  # a small face, unless a cascade face fits a network head (or is strong)
         first = small[:1]
     looked = set(labels)  # heads with a cascade face on them, weak ones included
     strong = [b in first or _is_strong(arr, b, detect_size) for b in confirmed] if len(confirmed) > 1 else []
