@@ -5,7 +5,9 @@ from a source tree that was not installed); :func:`package_versions` records wha
 data set or a table (provenance written into ``meta.json`` and ``results.json``);
 :func:`is_torch_module` tells a network from a plain callable without importing torch;
 :func:`shared_data` finds the project's shared data folder (third-party data that is not part of
-the package: development photos, DiLiGenT maps, the ICT-FaceKit sources).
+the package: development photos, DiLiGenT maps, the ICT-FaceKit sources); :data:`WEIGHTS_DIR`
+and :data:`WEIGHTS_CARD` locate the shipped network weights and their model card for code that
+must not import torch (``monohead.model`` does).
 """
 
 from __future__ import annotations
@@ -16,12 +18,26 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECORDED_PACKAGES", "__version__", "is_torch_module", "package_versions", "shared_data", "shared_roots"]
+__all__ = [
+    "RECORDED_PACKAGES",
+    "WEIGHTS_CARD",
+    "WEIGHTS_DIR",
+    "__version__",
+    "is_torch_module",
+    "package_versions",
+    "shared_data",
+    "shared_roots",
+]
 
 try:
     __version__ = version("monohead")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
+
+#: Folder of the network weights shipped inside the package (``unet.pt``, written by
+#: :func:`monohead.model.export_weights`) and their model card (JSON: sha256, metrics, training).
+WEIGHTS_DIR = Path(__file__).resolve().parent / "model" / "weights"
+WEIGHTS_CARD = WEIGHTS_DIR / "model_card.json"
 
 #: Packages whose versions :func:`package_versions` records (those installed).
 RECORDED_PACKAGES = ("monohead", "numpy", "scipy", "torch", "mitsuba", "drjit")

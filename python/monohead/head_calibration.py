@@ -193,10 +193,9 @@ def default_calibration() -> IdentityCalibration | None:
         if not DEFAULT_FILE.is_file():
             log.warning("identity calibration %s is missing: the fitted identity is used as it is", DEFAULT_FILE)
         else:
-            from .model.weights import CARD_FILE, WEIGHTS_DIR
+            from ._env import WEIGHTS_CARD  # not monohead.model: the fit works without torch
 
-            card = WEIGHTS_DIR / CARD_FILE
-            sha = json.loads(card.read_text())["sha256"] if card.is_file() else None
+            sha = json.loads(WEIGHTS_CARD.read_text())["sha256"] if WEIGHTS_CARD.is_file() else None
             loaded = IdentityCalibration.load(DEFAULT_FILE)
             if sha != loaded.weights_sha256:
                 log.warning(

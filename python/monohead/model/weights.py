@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .._env import __version__
+from .._env import WEIGHTS_CARD, WEIGHTS_DIR, __version__
 from .._io import atomic_write_bytes, atomic_write_text
 from .data import data_summary
 from .files import WEIGHTS_FILE, WEIGHTS_FORMAT, GeneratorSource, build_generator, load_generator, read_generator
@@ -30,9 +30,9 @@ from .unet import UNet
 
 __all__ = ["WEIGHTS_DIR", "evaluate_checkpoint", "export_weights", "load_generator", "load_pretrained"]
 
-#: Folder of the shipped weights inside the package.
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-CARD_FILE = "model_card.json"
+#: The model card's file name in a weights folder (the shipped folder is :data:`WEIGHTS_DIR`,
+#: defined torch-free in :mod:`monohead._env`).
+CARD_FILE = WEIGHTS_CARD.name
 
 
 def load_pretrained(device: Any = "cpu") -> UNet:
