@@ -151,7 +151,8 @@ def test_dask_local_cluster(tmp_path, reference, caplog):
 
 def test_threads_of_one_process_render_one_at_a_time(tmp_path, reference, monkeypatch, caplog):
     """Two in-process Dask worker threads share the cached generator: its ``sample`` (Mitsuba
-    scenes built, rendered and freed) must never run in both at once (dataset._RENDER_LOCK)."""
+    scenes built, rendered and freed) must never run in both at once, and runs on one thread
+    of the process whichever thread asks (dataset._render)."""
     import logging
     import threading
 
@@ -160,7 +161,7 @@ def test_threads_of_one_process_render_one_at_a_time(tmp_path, reference, monkey
     from monohead.synth.generator import Generator
 
     original = Generator.sample
-    state = {"active": 0, "most": 0, "calls": 0}
+    state = {"active": 0, "most": 0, "calls": 0, "threads": set()}
     guard = threading.Lock()
 
     def watched(self, *args, **kwargs):
@@ -168,6 +169,7 @@ def test_threads_of_one_process_render_one_at_a_time(tmp_path, reference, monkey
             state["active"] += 1
             state["calls"] += 1
             state["most"] = max(state["most"], state["active"])
+            state["threads"].add((threading.get_ident(), threading.current_thread().name))
         try:
             time.sleep(0.05)  # widen the window in which a second thread could enter
             return original(self, *args, **kwargs)
@@ -184,6 +186,16 @@ def test_threads_of_one_process_render_one_at_a_time(tmp_path, reference, monkey
     assert r["generated"] == 5
     assert state["calls"] == 5
     assert state["most"] == 1
+    # ... and all on the process's one render thread, not on Dask's worker threads (Dr.Jit
+    # from several threads crashed or hung now and then even one at a time).
+    (ident, name), *others = state["threads"]
+    assert not others, state["threads"]
+    assert name.startswith("monohead-render"), name
+    # A plain run and regenerate() render there too.
+    generate(tmp_path / "plain", 3, preview=False, **SETTINGS)
+    regenerate(tmp_path / "plain", 2)
+    assert state["calls"] == 9
+    assert state["threads"] == {(ident, name)}
     _assert_same(tmp_path / "dask", reference)
 
 

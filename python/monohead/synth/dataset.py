@@ -41,6 +41,7 @@ and named with ``partial=True``. Each item is checked when it is read (unit norm
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import io
 import json
 import logging
@@ -129,12 +130,37 @@ def _shard_name(k: int) -> str:
 
 _GENERATORS: collections.OrderedDict[str, Any] = collections.OrderedDict()
 _GEN_LOCK = threading.Lock()
-#: Held while a sample is rendered (and while a cached generator is made or evicted): the cached
-#: generators are shared by the threads of a process, and Dr.Jit's LLVM backend is not safe for
-#: one thread's scene being freed while another renders (a two-thread in-process Dask run spun
-#: forever in ``jit_var_dec_ref``). Threads of one process therefore render one at a time;
+#: Held while a sample is rendered (and while a cached generator is made or evicted). The
+#: cached generators are shared by the threads of a process, and Dr.Jit's LLVM backend is not
+#: safe for use from several Python threads: a two-thread in-process Dask run spun forever in
+#: ``jit_var_dec_ref``, and with this lock alone such runs still failed now and then (a
+#: segmentation fault, ``Endpoint::pdf_direction(): not implemented``, a hang). So every sample
+#: is also rendered on one thread per process, :func:`_render`'s, whichever thread asks for it;
 #: parallel rendering comes from processes (``--shard i/n`` in each, or Dask's process workers).
 _RENDER_LOCK = threading.RLock()
+
+
+_RENDER_THREAD_NAME = "monohead-render"
+_RENDER_POOL: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+
+
+def _render(settings: dict[str, Any], seed: int, index: int) -> dict[str, Any]:
+    """Sample ``index`` of the data set ``(settings, seed)``, made by the cached generator on
+    the process's render thread (the caller waits for it; its errors are raised here)."""
+    global _RENDER_POOL
+    if threading.current_thread().name.startswith(_RENDER_THREAD_NAME):
+        return _render_here(settings, seed, index)
+    with _GEN_LOCK:
+        if _RENDER_POOL is None or _RENDER_POOL[0] != os.getpid():  # none yet, or a forked child
+            pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=_RENDER_THREAD_NAME)
+            _RENDER_POOL = (os.getpid(), pool)
+        pool = _RENDER_POOL[1]
+    return pool.submit(_render_here, settings, seed, index).result()
+
+
+def _render_here(settings: dict[str, Any], seed: int, index: int) -> dict[str, Any]:
+    with _RENDER_LOCK:
+        return _generator(settings).sample(seed, index)
 
 
 def _with_legacy_defaults(settings: dict[str, Any]) -> dict[str, Any]:
@@ -273,16 +299,13 @@ def _make_shard(root: str, manifest: dict[str, Any], k: int, progress: Callable[
         shutil.rmtree(stale, ignore_errors=True)
     partial = _partial_dir(path, k)
     partial.mkdir(exist_ok=True)
-    gen = None
     t0 = time.perf_counter()
     samples = []
     made = 0
     for i in range(start, stop):
         sample = _load_partial(partial, i)
         if sample is None:
-            with _RENDER_LOCK:
-                gen = gen or _generator(settings)
-                sample = gen.sample(manifest["seed"], i)
+            sample = _render(settings, manifest["seed"], i)
             _save_partial(partial, i, sample)
             made += 1
         samples.append(sample)
@@ -583,8 +606,7 @@ def regenerate(root: Any, index: int) -> dict[str, Any]:
     index = _positive_int(index, "index", 0)
     if index >= manifest["count"]:
         raise ValueError(f"index must be < {manifest['count']}; got {index}")
-    with _RENDER_LOCK:
-        return _generator(manifest["settings"]).sample(manifest["seed"], index)
+    return _render(manifest["settings"], manifest["seed"], index)
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:
