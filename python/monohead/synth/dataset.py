@@ -128,39 +128,29 @@ def _shard_name(k: int) -> str:
 # Making shards
 # --------------------------------------------------------------------------------------------
 
+#: The cached generators, at most two, made, used and evicted on the render thread only.
 _GENERATORS: collections.OrderedDict[str, Any] = collections.OrderedDict()
-_GEN_LOCK = threading.Lock()
-#: Held while a sample is rendered (and while a cached generator is made or evicted). The
-#: cached generators are shared by the threads of a process, and Dr.Jit's LLVM backend is not
-#: safe for use from several Python threads: a two-thread in-process Dask run spun forever in
-#: ``jit_var_dec_ref``, and with this lock alone such runs still failed now and then (a
-#: segmentation fault, ``Endpoint::pdf_direction(): not implemented``, a hang). So every sample
-#: is also rendered on one thread per process, :func:`_render`'s, whichever thread asks for it;
-#: parallel rendering comes from processes (``--shard i/n`` in each, or Dask's process workers).
-_RENDER_LOCK = threading.RLock()
-
-
+#: Every sample is rendered on one thread per process, :func:`_render`'s, whichever thread asks
+#: for it. Dr.Jit's LLVM backend is not safe for use from several Python threads: a two-thread
+#: in-process Dask run spun forever in ``jit_var_dec_ref``, and with the threads rendering one
+#: at a time behind a lock such runs still failed now and then (a segmentation fault,
+#: ``Endpoint::pdf_direction(): not implemented``, a hang). Parallel rendering comes from
+#: processes (``--shard i/n`` in each, or Dask's process workers).
 _RENDER_THREAD_NAME = "monohead-render"
 _RENDER_POOL: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def _render(settings: dict[str, Any], seed: int, index: int) -> dict[str, Any]:
     """Sample ``index`` of the data set ``(settings, seed)``, made by the cached generator on
     the process's render thread (the caller waits for it; its errors are raised here)."""
     global _RENDER_POOL
-    if threading.current_thread().name.startswith(_RENDER_THREAD_NAME):
-        return _render_here(settings, seed, index)
-    with _GEN_LOCK:
+    with _POOL_LOCK:
         if _RENDER_POOL is None or _RENDER_POOL[0] != os.getpid():  # none yet, or a forked child
             pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=_RENDER_THREAD_NAME)
             _RENDER_POOL = (os.getpid(), pool)
         pool = _RENDER_POOL[1]
-    return pool.submit(_render_here, settings, seed, index).result()
-
-
-def _render_here(settings: dict[str, Any], seed: int, index: int) -> dict[str, Any]:
-    with _RENDER_LOCK:
-        return _generator(settings).sample(seed, index)
+    return pool.submit(lambda: _generator(settings).sample(seed, index)).result()
 
 
 def _with_legacy_defaults(settings: dict[str, Any]) -> dict[str, Any]:
@@ -180,44 +170,43 @@ def _generator(settings: dict[str, Any]) -> Any:
     from .generator import Generator
 
     key = json.dumps(settings, sort_keys=True)
-    with _GEN_LOCK:
-        gen = _GENERATORS.get(key)
-        if gen is None:
-            version = int(settings.get("generator_version", 1))
-            full = _with_legacy_defaults(settings)
-            extra = (
-                {}
-                if version < 2
-                else {
-                    "projection": settings.get("projection"),
-                    "hdri": settings.get("hdri_dir"),
-                    "backgrounds": settings.get("backgrounds_dir"),
-                    "max_yaw": full["max_yaw"],
-                    "min_yaw": full["min_yaw"],
-                }
-            )
-            gen = Generator(
-                tuple(settings["size"]),
-                spp=settings["spp"],
-                variant=settings["variant"],
-                head_model=settings.get("head_model_path"),
-                max_depth=settings["max_depth"],
-                sampler=full["sampler"],
-                version=version,
-                **extra,
-            )
-            if version >= 2:
-                have = gen.source_settings()
-                for key in ("hdri_maps", "background_photos"):
-                    if have[key] != settings.get(key):
-                        raise ValueError(
-                            f"the {key.split('_')[0]} folder changed since the data set was started "
-                            f"({len(settings.get(key) or [])} files then, {len(have[key])} now): "
-                            "samples would not match"
-                        )
-            _GENERATORS[key] = gen
-            while len(_GENERATORS) > 2:
-                _GENERATORS.popitem(last=False)
+    gen = _GENERATORS.get(key)
+    if gen is None:
+        version = int(settings.get("generator_version", 1))
+        full = _with_legacy_defaults(settings)
+        extra = (
+            {}
+            if version < 2
+            else {
+                "projection": settings.get("projection"),
+                "hdri": settings.get("hdri_dir"),
+                "backgrounds": settings.get("backgrounds_dir"),
+                "max_yaw": full["max_yaw"],
+                "min_yaw": full["min_yaw"],
+            }
+        )
+        gen = Generator(
+            tuple(settings["size"]),
+            spp=settings["spp"],
+            variant=settings["variant"],
+            head_model=settings.get("head_model_path"),
+            max_depth=settings["max_depth"],
+            sampler=full["sampler"],
+            version=version,
+            **extra,
+        )
+        if version >= 2:
+            have = gen.source_settings()
+            for source in ("hdri_maps", "background_photos"):
+                if have[source] != settings.get(source):
+                    raise ValueError(
+                        f"the {source.split('_')[0]} folder changed since the data set was started "
+                        f"({len(settings.get(source) or [])} files then, {len(have[source])} now): "
+                        "samples would not match"
+                    )
+        _GENERATORS[key] = gen
+        while len(_GENERATORS) > 2:
+            _GENERATORS.popitem(last=False)
     return gen
 
 
