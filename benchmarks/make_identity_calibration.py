@@ -13,10 +13,12 @@ Two steps:
    pitch, roll, depth residual, ...) beside the truth::
 
        python benchmarks/make_identity_calibration.py collect --data data/v2/s21 \\
-           --stride 10 --out calib/s21.npz [--shard i/n] [--model WEIGHTS]
+           --stride 10 --out calib/s21.npz [--shard i/n] [--model WEIGHTS] [--count N --partial]
 
    (``--stride 10``: samples 0, 10, 20, ... of the set; ``--shard i/n`` splits them between
-   processes, each writing ``OUT`` with ``.i-of-n`` before its suffix; resumable.)
+   processes, each writing ``OUT`` with ``.i-of-n`` before its suffix; resumable; ``--partial``
+   reads a data set whose later shards are not made yet, with ``--count`` within its first
+   complete shards.)
 2. ``fit``: cross-validate the ridge penalty of each camera mode on the collected samples
    (folds by sample) and write the calibration file::
 
@@ -24,7 +26,9 @@ Two steps:
            --out python/monohead/data/identity_calibration.npz
 
    It refuses features made by other network weights than the shipped ones (``--model`` to
-   name others) and a data set of the test seed (2,000,000,000).
+   name others), a data set of the test seed (2,000,000,000) and files whose fits used
+   different expression priors; the file records the prior (``fit_head`` applies the
+   calibration only to fits of that prior).
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ def collect(args: argparse.Namespace) -> None:
     from monohead.synth.dataset import SyntheticHeads
 
     torch.set_num_threads(1)
-    ds = SyntheticHeads(args.data)
+    ds = SyntheticHeads(args.data, partial=args.partial)
     if ds.seed == TEST_SEED:
         sys.exit(f"{args.data} is the test set (seed {TEST_SEED}): never fit a calibration on it")
     i, n = (int(x) for x in args.shard.split("/"))
@@ -86,7 +90,13 @@ def collect(args: argparse.Namespace) -> None:
     settings = fullhead.FitSettings(identity_calibration=False)
     names = list(fullhead._model(None).expression_names)
     todo = [j for j in ids if j not in done]
-    meta = {"data": str(args.data), "seed": ds.seed, "weights_sha256": sha, "settings": repr(settings)}
+    meta = {
+        "data": str(args.data),
+        "seed": ds.seed,
+        "weights_sha256": sha,
+        "settings": repr(settings),
+        "expression_prior": settings.expression_prior,
+    }
     t0 = time.time()
     for s in range(0, len(todo), 16):
         part = todo[s : s + 16]
@@ -143,11 +153,25 @@ def identity_metric() -> np.ndarray:
     return B @ B.T / rows.size
 
 
+def _expression_prior(meta: dict, name: Path) -> float:
+    """The fits' ``FitSettings.expression_prior`` of a collected file (files of before the
+    field: read from the settings' repr)."""
+    if "expression_prior" in meta:
+        return float(meta["expression_prior"])
+    import re
+
+    m = re.search(r"expression_prior=([0-9.eE+-]+)", meta.get("settings", ""))
+    if m is None:
+        sys.exit(f"{name} does not say which expression prior its fits used")
+    return float(m.group(1))
+
+
 def fit(args: argparse.Namespace) -> None:
     from monohead import head_calibration
 
     sha = _weights_sha(args.model)
     parts = []
+    priors = set()
     for f in args.files:
         with np.load(f) as z:
             meta = json.loads(str(z["meta"]))
@@ -155,7 +179,10 @@ def fit(args: argparse.Namespace) -> None:
                 sys.exit(f"{f} comes from the test set")
             if meta["weights_sha256"] != sha:
                 sys.exit(f"{f} was made with weights {meta['weights_sha256'][:12]}, not {sha[:12]}")
+            priors.add(_expression_prior(meta, f))
             parts.append(({k: z[k] for k in z.files if k != "meta"}, meta))
+    if len(priors) != 1:
+        sys.exit(f"the files' fits used different expression priors {sorted(priors)}: collect them again with one")
     cat = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
     sources = [{"data": m["data"], "seed": m["seed"], "samples": len(p["index"])} for p, m in parts]
     G = identity_metric()
@@ -172,7 +199,7 @@ def fit(args: argparse.Namespace) -> None:
         "cross_validation": reports,
         "command": "python benchmarks/make_identity_calibration.py " + " ".join(sys.argv[1:]),
     }
-    head_calibration.IdentityCalibration(modes, sha, meta).save(args.out)
+    head_calibration.IdentityCalibration(modes, sha, meta, expression_prior=priors.pop()).save(args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes)")
 
 
@@ -186,6 +213,9 @@ def main() -> None:
     c.add_argument("--count", type=int)
     c.add_argument("--shard", default="0/1")
     c.add_argument("--model", type=Path)
+    c.add_argument(
+        "--partial", action="store_true", help="a data set still being made: its complete shards only (in order)"
+    )
     f = sub.add_parser("fit")
     f.add_argument("files", type=Path, nargs="+")
     f.add_argument("--out", type=Path, required=True)

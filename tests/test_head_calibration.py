@@ -93,6 +93,17 @@ def test_save_load_round_trip_and_camera_modes(tmp_path) -> None:
     assert not np.allclose(back.apply(_fit_record(X[0]))[0], back.apply(_fit_record(X[0], np.eye(3)))[0])
     with pytest.raises(ValueError, match="fits of 12 identity modes; this one has 11"):
         back.apply(SimpleNamespace(**{**vars(_fit_record(X[0])), "identity": X[0, : K - 1]}))
+    assert back.expression_prior is None  # not recorded: applies to fits of any prior
+    hc.IdentityCalibration({"orthographic": ortho}, "ab" * 32, expression_prior=64.0).save(tmp_path / "p.npz")
+    assert hc.IdentityCalibration.load(tmp_path / "p.npz").expression_prior == 64.0
+    # a file of before the record (no key in its header) was learned at the default then, 0.5
+    with np.load(tmp_path / "p.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    head = json.loads(str(arrays["header"]))
+    del head["expression_prior"]
+    arrays["header"] = np.array(json.dumps(head))
+    np.savez(tmp_path / "legacy.npz", **arrays)
+    assert hc.IdentityCalibration.load(tmp_path / "legacy.npz").expression_prior == hc.LEGACY_EXPRESSION_PRIOR == 0.5
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
     with pytest.raises(ValueError, match="not an identity calibration"):
         hc.IdentityCalibration.load(tmp_path / "other.npz")
@@ -130,6 +141,10 @@ def test_shipped_calibration_provenance() -> None:
         assert abs(m.scale_bias) < 0.1
     assert "make_identity_calibration.py" in cal.meta["command"]
     assert hc.default_calibration() is not None
+    # learned on fits of the default expression prior, so the default fits use it
+    from monohead.fullhead import FitSettings
+
+    assert cal.expression_prior == FitSettings().expression_prior
 
 
 def test_complete_head_fit_works_without_torch() -> None:

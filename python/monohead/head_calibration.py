@@ -59,6 +59,8 @@ FEATURE_POSE = (
     "converged",
 )
 _FORMAT = "monohead-identity-calibration/1"
+#: ``FitSettings.expression_prior`` of the calibrations written before they recorded it.
+LEGACY_EXPRESSION_PRIOR = 0.5
 
 
 def features(fit: Any, k: int = 100) -> np.ndarray:
@@ -114,11 +116,16 @@ class IdentityCalibration:
         modes: ``{"orthographic": ModeCalibration, "perspective": ...}``.
         weights_sha256: sha256 of the network weights (``unet.pt``) whose maps it was learned on.
         meta: provenance (training sets and seeds, samples, cross-validation figures, command).
+        expression_prior: ``FitSettings.expression_prior`` of the fits it was learned on (its
+            features hold their expression weights): :func:`monohead.fullhead.fit_head` applies
+            it only to fits of the same prior; ``None``: to any. Files written before the field
+            existed were learned at 0.5, the default then, and load with it.
     """
 
     modes: dict[str, ModeCalibration]
     weights_sha256: str
     meta: dict[str, Any] = field(default_factory=dict)
+    expression_prior: float | None = None
 
     @property
     def n_identity(self) -> int:
@@ -153,6 +160,7 @@ class IdentityCalibration:
             "weights_sha256": self.weights_sha256,
             "modes": {m: {"scale_bias": float(c.scale_bias), "kind": c.kind} for m, c in self.modes.items()},
             "meta": self.meta,
+            "expression_prior": None if self.expression_prior is None else float(self.expression_prior),
         }
         arrays["header"] = np.array(json.dumps(head))
         with atomic_open(path, "wb") as f:
@@ -179,7 +187,19 @@ class IdentityCalibration:
                     scale_coef=z[f"{mode}/scale_coef"].astype(np.float64),
                     kind=str(info.get("kind", "")),
                 )
-        return cls(modes=modes, weights_sha256=str(head["weights_sha256"]), meta=head.get("meta", {}))
+        return cls(
+            modes=modes,
+            weights_sha256=str(head["weights_sha256"]),
+            meta=head.get("meta", {}),
+            expression_prior=_prior_of(head),
+        )
+
+
+def _prior_of(head: dict[str, Any]) -> float | None:
+    if "expression_prior" not in head:
+        return LEGACY_EXPRESSION_PRIOR
+    p = head["expression_prior"]
+    return None if p is None else float(p)
 
 
 _DEFAULT: dict[str, Any] = {}
