@@ -3,6 +3,17 @@ independent reference of the WLS energy in ``tests/_reference.py``."""
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Byte-exact pins of the synthetic data (tests/test_synth_yaw.py, test_synth_v3.py) were taken
+# with OpenBLAS's Haswell (AVX2) kernels. On an AVX-512 CPU OpenBLAS picks its SkylakeX kernels,
+# whose small products differ in the last bits (normals up to 9e-6, README "Reproducibility
+# across CPUs"), which a hash sees. The tests run every CPU on the Haswell kernels; the variable
+# must be set before NumPy loads OpenBLAS.
+if "numpy" not in sys.modules:
+    os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
+
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
