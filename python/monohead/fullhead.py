@@ -456,7 +456,7 @@ class _Prepared:
         f = self.faces
         a = x[f[:, 0]]
         n = self._incidence @ np.cross(x[f[:, 1]] - a, x[f[:, 2]] - a)
-        return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
+        return n / np.maximum(_row_norm(n)[:, None], 1e-30)
 
 
 def _prepared(model: Any) -> _Prepared:
@@ -554,7 +554,7 @@ class PinholeWarp:
             n[:, 1] * Z / self.fy,
             n[:, 2] - n[:, 0] * (x[:, 0] - self.cx) / Z - n[:, 1] * (x[:, 1] + self.cy) / Z,
         ])  # fmt: skip
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-30)
+        return out / np.maximum(_row_norm(out)[:, None], 1e-30)
 
     def warp_maps(self, zhat: np.ndarray, n: np.ndarray, mask: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:
         """The warped height ``fx - k zhat`` and its unit normals (from the log-depth slopes
@@ -734,12 +734,24 @@ def _sample_depth(
     acc_n = acc[:, 4:7]
     ok = acc_w >= 0.25
     D = np.where(ok, acc_d / np.maximum(acc_w, 1e-12), 0.0)
-    n = acc_n / np.maximum(np.linalg.norm(acc_n, axis=1, keepdims=True), 1e-12)
+    n = acc_n / np.maximum(_row_norm(acc_n)[:, None], 1e-12)
     n[~ok] = (0.0, 0.0, 1.0)
     cn = np.clip(np.rint(col), 0, Wd - 1).astype(np.int64)
     rn = np.clip(np.rint(row), 0, H - 1).astype(np.int64)
     wpix = np.where(ok, acc[:, 7] / np.maximum(acc_w, 1e-12), 0.0)
     return ok, D, n, rn * Wd + cn, np.clip((acc_w - 0.25) * 2.0, 0.0, 1.0), wpix
+
+
+def _row_norm(a: np.ndarray) -> np.ndarray:
+    """``np.linalg.norm(a, axis=-1)`` for 2 or 3 columns, bitwise the same (the squares summed
+    in the same order) but about five times faster: NumPy's reduction over a short last axis
+    is slow, and the fit takes such norms a few hundred times."""
+    sq = a[..., 0] * a[..., 0] + a[..., 1] * a[..., 1]
+    if a.shape[-1] == 3:
+        sq = sq + a[..., 2] * a[..., 2]
+    elif a.shape[-1] != 2:
+        return np.linalg.norm(a, axis=-1)
+    return np.sqrt(sq)
 
 
 def _bilinear(img: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
@@ -774,7 +786,7 @@ def _front_visible(x: np.ndarray, nw: np.ndarray, faces: np.ndarray, shape: tupl
     n = x.shape[0]
     inb = ok[:n]
     zv = zb[np.where(inb, r[:n] * Wd + c[:n], 0)]
-    slope = np.minimum(np.linalg.norm(nw[:, :2], axis=1) / np.maximum(nw[:, 2], 1e-3), 4.0)
+    slope = np.minimum(_row_norm(nw[:, :2]) / np.maximum(nw[:, 2], 1e-3), 4.0)
     return inb & (nw[:, 2] > 0.0) & (x[:, 2] >= zv - (0.5 + 0.75 * slope))
 
 
@@ -793,7 +805,7 @@ def _zbuffer_visible(xw: np.ndarray, nw: np.ndarray, shape: tuple[int, int], zb_
     rx = np.rint(-xw[:, 1]).astype(np.int64)
     inb = (cx >= 0) & (cx < Wd) & (rx >= 0) & (rx < H)
     nz = np.maximum(nw[:, 2], 1e-3)
-    slope = np.minimum(np.linalg.norm(nw[:, :2], axis=1) / nz, 4.0)
+    slope = np.minimum(_row_norm(nw[:, :2]) / nz, 4.0)
     tol = 1.5 + 1.5 * slope
     zref = zb[np.where(inb, rx, 0), np.where(inb, cx, 0)]
     return (nw[:, 2] > 0.0) & (~inb | (xw[:, 2] >= zref - tol))
@@ -860,7 +872,7 @@ class _Fitter:
                 f = g["faces"]
                 a = x[f[:, 0]]
                 n = g["S"] @ np.cross(x[f[:, 1]] - a, x[f[:, 2]] - a)
-                n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
+                n /= np.maximum(_row_norm(n)[:, None], 1e-30)
                 self._cache_key, self._cache = key, (x, n)
                 if key == mean:
                     x.setflags(write=False)
@@ -899,7 +911,7 @@ class _Fitter:
         inb_s = (c >= 1) & (c < Wd - 1) & (r >= 1) & (r < H - 1)
         cc, rr = np.where(inb_s, c, 0), np.where(inb_s, r, 0)
         n2 = nw[:, :2]
-        l2 = np.linalg.norm(n2, axis=1)
+        l2 = _row_norm(n2)
         m2 = n2 / np.maximum(l2, 1e-12)[:, None]
         if sets is not None or self.frozen is not None:
             vis, sil, bx, by = sets if sets is not None else self.frozen
