@@ -886,3 +886,14 @@ def test_face_rays_turns_normals_toward_the_camera() -> None:
     with pytest.raises(ValueError, match="facing away"):
         integrate(n, np.zeros((H, W)), 0.1, mask, K=K)
     assert np.isfinite(integrate(out, np.zeros((H, W)), 0.1, mask, K=K)[mask]).all()
+
+
+@pytest.mark.parametrize("cols", [2, 3])
+def test_row_norm_is_numpys_norm_bitwise(cols: int) -> None:
+    """``fullhead._row_norm``, the fit's fast row norm, gives exactly ``np.linalg.norm(a,
+    axis=-1)`` (the fits stay bitwise those of before it), including zeros and large values."""
+    rng = np.random.default_rng(cols)
+    a = rng.standard_normal((5000, cols)) * np.exp(rng.uniform(-20, 20, (5000, 1)))
+    a[:10] = 0.0
+    np.testing.assert_array_equal(fullhead._row_norm(a), np.linalg.norm(a, axis=-1))
+    np.testing.assert_array_equal(fullhead._row_norm(a[:, None, :]), np.linalg.norm(a[:, None, :], axis=-1))
