@@ -897,3 +897,23 @@ def test_row_norm_is_numpys_norm_bitwise(cols: int) -> None:
     a[:10] = 0.0
     np.testing.assert_array_equal(fullhead._row_norm(a), np.linalg.norm(a, axis=-1))
     np.testing.assert_array_equal(fullhead._row_norm(a[:, None, :]), np.linalg.norm(a[:, None, :], axis=-1))
+
+
+def test_fast_binary_morphology_is_scipys() -> None:
+    """The contour test's dilation, erosion and hole filling (``fullhead._dilate4`` ...) give
+    exactly scipy.ndimage's with its default cross, on random blobs with holes and specks,
+    touching the border or not."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        h, w = rng.integers(3, 50, 2)
+        yy, xx = np.mgrid[0:h, 0:w]
+        m = (
+            (yy - rng.uniform(0, h)) ** 2 / rng.uniform(1, 500) + (xx - rng.uniform(0, w)) ** 2 / rng.uniform(1, 500)
+        ) < 1
+        m &= rng.random(m.shape) > rng.uniform(0, 0.6)
+        m |= rng.random(m.shape) > 0.97
+        np.testing.assert_array_equal(fullhead._dilate4(m), ndimage.binary_dilation(m))
+        np.testing.assert_array_equal(fullhead._erode4(m), ndimage.binary_erosion(m))
+        np.testing.assert_array_equal(fullhead._fill_holes4(m), ndimage.binary_fill_holes(m))
