@@ -153,19 +153,6 @@ def identity_metric() -> np.ndarray:
     return B @ B.T / rows.size
 
 
-def _expression_prior(meta: dict, name: Path) -> float:
-    """The fits' ``FitSettings.expression_prior`` of a collected file (files of before the
-    field: read from the settings' repr)."""
-    if "expression_prior" in meta:
-        return float(meta["expression_prior"])
-    import re
-
-    m = re.search(r"expression_prior=([0-9.eE+-]+)", meta.get("settings", ""))
-    if m is None:
-        sys.exit(f"{name} does not say which expression prior its fits used")
-    return float(m.group(1))
-
-
 def fit(args: argparse.Namespace) -> None:
     from monohead import head_calibration
 
@@ -179,7 +166,8 @@ def fit(args: argparse.Namespace) -> None:
                 sys.exit(f"{f} comes from the test set")
             if meta["weights_sha256"] != sha:
                 sys.exit(f"{f} was made with weights {meta['weights_sha256'][:12]}, not {sha[:12]}")
-            priors.add(_expression_prior(meta, f))
+            # files collected before the field were fitted at the default then
+            priors.add(float(meta.get("expression_prior", head_calibration.LEGACY_EXPRESSION_PRIOR)))
             parts.append(({k: z[k] for k in z.files if k != "meta"}, meta))
     if len(priors) != 1:
         sys.exit(f"the files' fits used different expression priors {sorted(priors)}: collect them again with one")

@@ -1243,12 +1243,10 @@ def fit_head(
     if calibration is not None and calibration.n_identity != k:
         log.debug("fit_head: the identity calibration is for %d modes, not %d: not used", calibration.n_identity, k)
         calibration = None
-    prior_cal = None if calibration is None else calibration.expression_prior
-    if prior_cal is not None and not math.isclose(prior_cal, cfg.expression_prior):
-        log.debug(
-            "fit_head: the identity calibration was learned with expression_prior %g, not %g: not used",
-            prior_cal, cfg.expression_prior,
-        )  # fmt: skip
+    learned = None if calibration is None else calibration.expression_prior
+    if learned is not None and not math.isclose(learned, cfg.expression_prior):
+        log.debug("fit_head: the identity calibration was learned with expression_prior %g, not %g: not used",
+                  learned, cfg.expression_prior)  # fmt: skip
         calibration = None
     if calibration is not None:
         y_cal, factor = calibration.apply(fit)
