@@ -917,3 +917,72 @@ def test_fast_binary_morphology_is_scipys() -> None:
         np.testing.assert_array_equal(fullhead._dilate4(m), ndimage.binary_dilation(m))
         np.testing.assert_array_equal(fullhead._erode4(m), ndimage.binary_erosion(m))
         np.testing.assert_array_equal(fullhead._fill_holes4(m), ndimage.binary_fill_holes(m))
+
+
+@pytest.fixture(scope="module")
+def ceiling_scene(model: HeadModel) -> dict:
+    """A generator-style sample (parameters with a ``pose`` dict, orthographic, version 2)
+    whose true head is ray-cast here: its depth and mask."""
+    from monohead.evaluate import full_head as fh
+
+    rng = np.random.default_rng(11)
+    params = {"identity": rng.standard_normal(model.num_identities), "expression": {"jawOpen": 0.2},
+              "gaze": [0.0, 0.0],
+              "pose": {"yaw": 20.0, "pitch": -5.0, "roll": 4.0, "scale": 3.0, "offset": [0.0, 0.0]}}  # fmt: skip
+    truth = fh.true_head_mesh(params, (SIZE, SIZE), model, version=2)
+    depth, _, mask = _render(np.asarray(truth.vertices), np.asarray(truth.faces))
+    return {"params": params, "truth": truth, "depth": np.nan_to_num(depth, nan=0.0), "mask": mask}
+
+
+def test_identity_ceiling_reads_the_identity_of_an_exact_surface(ceiling_scene: dict, model: HeadModel) -> None:
+    """The ceiling's fit-like matching (point to plane from the mean head) finds the true
+    identity on the true surface: the hidden side then matches the truth, far below the mean
+    head's; a surface moved by a constant offset is read right only when the translation is
+    solved with the identity."""
+    from monohead.evaluate import full_head as fh
+
+    sc = ceiling_scene
+    args = (sc["params"], sc["depth"], sc["mask"])
+    exact = fh.identity_ceiling(*args, sc["truth"], model=model, sigma=0.05)
+    assert exact["observed"] > 500
+    assert np.abs(exact["identity"] - sc["params"]["identity"]).max() < 0.1  # of coefficients ~ N(0, 1)
+    for kind in ("placed", "shape"):
+        assert exact[kind]["mean"].mean() > 0.5
+        assert exact[kind]["identity"].mean() < 0.02
+    assert np.all(exact["translation"] == 0.0)
+    shifted = trimesh.Trimesh(np.asarray(sc["truth"].vertices) + [0.4, -0.3, 1.0], sc["truth"].faces, process=False)
+    fixed = fh.identity_ceiling(*args, shifted, model=model, sigma=0.05, iterations=30)
+    joint = fh.identity_ceiling(*args, shifted, model=model, sigma=0.05, translation="joint", iterations=30)
+    # the translation is found (most of it: identity modes take a little of the shift)
+    np.testing.assert_allclose(joint["translation"], [0.4, -0.3, 1.0], atol=0.15)
+    assert joint["shape"]["identity"].mean() < 0.85 * fixed["shape"]["identity"].mean()
+    # the leaked correspondence (an upper bound): one point-to-point solve, exact here too
+    leak = fh.identity_ceiling(*args, sc["truth"], model=model, sigma=0.05, match="truth")
+    assert leak["shape"]["identity"].mean() < 0.02
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"sigma": 0.0}, "sigma"),
+        ({"max_distance": -1.0}, "max_distance"),
+        ({"iterations": 0}, "iterations"),
+        ({"translation": "free"}, "translation"),
+        ({"match": "nearest"}, "match"),
+    ],  # fmt: skip
+)
+def test_identity_ceiling_bad_arguments(ceiling_scene: dict, model: HeadModel, kw: dict, needle: str) -> None:
+    from monohead.evaluate import full_head as fh
+
+    sc = ceiling_scene
+    with pytest.raises(ValueError, match=needle):
+        fh.identity_ceiling(sc["params"], sc["depth"], sc["mask"], sc["truth"], model=model, **kw)
+
+
+def test_identity_ceiling_refuses_a_surface_far_from_the_head(ceiling_scene: dict, model: HeadModel) -> None:
+    from monohead.evaluate import full_head as fh
+
+    sc = ceiling_scene
+    far = trimesh.Trimesh(np.asarray(sc["truth"].vertices) + [500.0, 0.0, 0.0], sc["truth"].faces, process=False)
+    with pytest.raises(ValueError, match="max_distance"):
+        fh.identity_ceiling(sc["params"], sc["depth"], sc["mask"], far, model=model)

@@ -50,19 +50,24 @@ part of what is measured, since the image fixes a head's size):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 __all__ = [
     "HIDDEN_POINTS",
+    "MATCHES",
     "METHODS",
     "PROTOCOLS",
     "SIDES",
+    "TRANSLATIONS",
     "VISIBLE_TOL",
     "align_on_own",
     "evaluate_full_head",
+    "hidden_skin_points",
     "hidden_ratios",
+    "identity_ceiling",
     "mean_head_fit",
     "summarise",
     "true_head_mesh",
@@ -85,6 +90,8 @@ OWN_POINTS = 3000
 #: k-d tree of them with their faces' normals: point-to-plane, so their spacing, about 0.4 px
 #: on a 128-pixel head, does not bias the transform).
 OWN_TARGET_POINTS = 40000
+#: A skin vertex counts as facing the camera (:func:`identity_ceiling`) above this cosine.
+_MIN_FACING = 0.2
 
 
 def true_head_mesh(params: dict[str, Any], size: tuple[int, int], model: Any = None, version: int = 1) -> Any:
@@ -151,11 +158,25 @@ def hidden_ratios(summary: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _hidden_points(
+def hidden_skin_points(
     true_mesh: Any, true_depth: np.ndarray, true_mask: np.ndarray, count: int, seed: int, warp: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The hidden points and whether each lies on the head (above the neck's base); ``warp``:
-    the true maps' perspective camera (:class:`monohead.fullhead.PinholeWarp`)."""
+    """The points of the true skin the camera did not see (module docstring: ``count``
+    area-uniform points of the skin of ``true_mesh``, seeded, keeping those not within
+    :data:`VISIBLE_TOL` pixels of ``true_depth`` at their pixel, facing away, or outside
+    ``true_mask``), and whether each lies on the head (above the neck's base).
+
+    Args:
+        true_mesh: :func:`true_head_mesh` of the sample (pixels, the camera's world frame).
+        true_depth, true_mask: its rendered ``(H, W)`` depth (pixels) and mask.
+        count: points sampled on the skin before the split.
+        seed: seed of that sample.
+        warp: ``None`` (orthographic) or the true maps' perspective camera
+            (:class:`monohead.fullhead.PinholeWarp`).
+
+    Returns:
+        ``((m, 3) points, (m,) bool above the neck's base)``.
+    """
     import trimesh
 
     skin_faces = true_mesh.metadata.get("skin_faces", true_mesh.faces)
@@ -374,7 +395,7 @@ def evaluate_full_head(
     vis_pts = np.column_stack([cols, -rows, td[rows, cols]]).astype(np.float64)
     if warp is not None:
         vis_pts = warp.unwarp(vis_pts)
-    hid_pts, hid_head = _hidden_points(true_mesh, td, tm, hidden_points, seed, warp)
+    hid_pts, hid_head = hidden_skin_points(true_mesh, td, tm, hidden_points, seed, warp)
     vis_local = apply_transform(Tinv, vis_pts)
     hid_local = apply_transform(Tinv, hid_pts) if len(hid_pts) else hid_pts
     recon = {
@@ -427,6 +448,166 @@ def evaluate_full_head(
             if hid_head.any():
                 o["hidden_head"][name] = o["hidden"][name][hid_head]
     out["own"] = o
+    return out
+
+
+TRANSLATIONS = ("true", "joint")
+#: How :func:`identity_ceiling` matches the seen vertices to the surface.
+MATCHES = ("model", "truth")
+
+
+def identity_ceiling(
+    params: dict[str, Any],
+    true_depth: Any,
+    true_mask: Any,
+    surface: Any,
+    *,
+    K: Any = None,
+    version: int = 2,
+    model: Any = None,
+    sigma: float = 8.0,
+    translation: str = "true",
+    match: str = "model",
+    iterations: int = 100,
+    max_distance: float = 3.0,
+    seed: int = 0,
+    hidden_points: int = HIDDEN_POINTS,
+) -> dict[str, Any]:
+    """What the identity of a surface is worth on the hidden side when everything else is known.
+
+    The ceiling of any fit of the head model to that surface: the sample's true pose (scale,
+    rotation, translation), expression and gaze are given, and only the identity ``y`` is read
+    from the surface, as the posterior mean under the model's prior ``y ~ N(0, I)`` (the
+    generator's) with independent Gaussian residuals of ``sigma`` pixels: the skin vertices the
+    camera saw (facing it, inside ``true_mask``, within :data:`VISIBLE_TOL` of ``true_depth``)
+    are matched to ``surface`` and the linear least-squares problem solved. With
+    ``match="model"`` (a fit's view) each is matched to the surface point closest to where the
+    current head puts it, point to plane (its residual along that point's face normal, so
+    that the match may slide along the surface), starting from the mean head and solving again
+    until a round moves the seen vertices by less than 0.001 px (RMS) or for ``iterations``
+    rounds (on the exact surface of a test head about 60: the matches slide slowly); with
+    ``match="truth"`` each is matched once to the surface point
+    closest to its **true** position, point to point: a correspondence no fit has, which
+    leaks the true positions along the surface (an upper bound only). Matches farther than
+    ``max_distance`` pixels are left out. With ``translation="joint"`` the head's translation
+    is solved with the identity (no prior on it): the pose minus its position.
+    On the exact surface the identity is recovered (``tests/test_fullhead.py``); on a
+    network's, the hidden error left is what the surface's own errors cost.
+
+    Args:
+        params: the sample's parameters (``identity``, ``expression``, ``gaze``, ``pose``).
+        true_depth, true_mask: its rendered ``(H, W)`` depth (pixels) and mask.
+        surface: the observed surface in the camera's world frame (pixels): a
+            :class:`trimesh.Trimesh` or :class:`~monohead.geometry.MeshSurface`, e.g. the
+            network's 2.5D mesh aligned to the true visible surface.
+        K: ``None`` (orthographic truth) or the true maps' ``(3, 3)`` intrinsics.
+        version: the data set's generator version (:func:`true_head_mesh`).
+        model: the head model (default the shipped one).
+        sigma: residual scale (pixels) against the prior's unit variance (> 0).
+        translation: ``"true"`` or ``"joint"`` (:data:`TRANSLATIONS`).
+        match: ``"model"`` or ``"truth"`` (:data:`MATCHES`).
+        iterations: rounds of matching and solving with ``match="model"`` (>= 1).
+        max_distance: matches farther than this (pixels) are left out (> 0).
+        seed: seed of the hidden-side sample (:func:`hidden_skin_points`).
+        hidden_points: points sampled on the true skin before the split.
+
+    Returns:
+        ``{"placed": {"identity": (m,), "mean": (m,)}, "shape": {...}, "identity": (K,),
+        "observed": int, "translation": (3,)}``: the distances (pixels) from the hidden
+        points to the head with the read identity and to the mean head (``y = 0``), both in
+        the true pose and expression, as placed (``"placed"``) and each moved by its
+        least-squares rigid fit onto the true head's vertices (``"shape"``: size and shape
+        only, as the ``"own"`` protocol); the identity read, the number of vertices matched,
+        and the translation solved (zeros for ``"true"``).
+
+    Raises:
+        ValueError: ``sigma`` or ``max_distance`` not positive, ``iterations`` < 1,
+            ``translation`` or ``match`` unknown, or no seen vertex matched.
+    """
+    import trimesh
+
+    from ..fullhead import PinholeWarp
+    from ..geometry import MeshSurface
+    from ..synth import scene
+    from ..synth.head_model import SKIN_REGIONS, HeadModel
+    from .mesh_error import apply_transform, kabsch
+
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number of pixels; got {sigma!r}")
+    if not (isinstance(max_distance, (int, float)) and math.isfinite(max_distance) and max_distance > 0):
+        raise ValueError(f"max_distance must be a positive number of pixels; got {max_distance!r}")
+    if not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be an integer >= 1; got {iterations!r}")
+    if match not in MATCHES:
+        raise ValueError(f"match must be one of {MATCHES}; got {match!r}")
+    if translation not in TRANSLATIONS:
+        raise ValueError(f"translation must be one of {TRANSLATIONS}; got {translation!r}")
+    hm = model if isinstance(model, HeadModel) else HeadModel.load(model)
+    surf = surface if isinstance(surface, MeshSurface) else MeshSurface(surface, "surface")
+    td = np.asarray(true_depth, np.float64)
+    tm = np.asarray(true_mask, bool)
+    warp = None if K is None else PinholeWarp(K)
+    truth = true_head_mesh(params, tm.shape, hm, version)
+    M = scene.pose_matrix(params["pose"], tm.shape)
+    expr, gaze = params["expression"], tuple(params["gaze"])
+    k = hm.num_identities
+
+    def posed(y: np.ndarray) -> np.ndarray:
+        return hm.shape(y, expr, gaze) @ M[:3, :3].T + M[:3, 3]
+
+    base = posed(np.zeros(k))
+    skin = hm.region_vertices(list(SKIN_REGIONS))  # linear in y (the eyeballs turn about fitted centres)
+    J = np.stack([posed(np.eye(k)[i])[skin] - base[skin] for i in range(k)], axis=-1)  # (S, 3, k)
+    vt = np.asarray(truth.vertices, np.float64)
+    vn = trimesh.Trimesh(vt, truth.faces, process=False).vertex_normals[skin]
+    ps = vt[skin]
+    wp = ps if warp is None else warp.warp(ps)
+    nz = vn[:, 2] if warp is None else warp.warp_normals(ps, vn)[:, 2]
+    c = np.rint(wp[:, 0]).astype(np.int64)
+    r = np.rint(-wp[:, 1]).astype(np.int64)
+    H, W = tm.shape
+    inb = (c >= 0) & (c < W) & (r >= 0) & (r < H)
+    rr, cc = np.where(inb, r, 0), np.where(inb, c, 0)
+    seen = inb & tm[rr, cc] & (nz > _MIN_FACING)
+    seen &= np.abs(wp[:, 2] - np.where(seen, td[rr, cc], np.inf)) < VISIBLE_TOL
+    if not seen.any():
+        raise ValueError("no skin vertex of the true head is seen in true_mask at true_depth")
+    Js, bs = J[seen], base[skin][seen]
+    reg = np.zeros(k + (3 if translation == "joint" else 0))
+    reg[:k] = sigma**2  # the prior |y|^2 against residuals of sigma pixels
+    y, dt, observed = np.zeros(k), np.zeros(3), 0
+    for _ in range(iterations if match == "model" else 1):
+        pts, dist, face = surf.closest(ps[seen] if match == "truth" else bs + dt + Js @ y)
+        ok = dist < max_distance
+        observed = int(ok.sum())
+        if observed == 0:
+            raise ValueError(f"no seen skin vertex lies within max_distance={max_distance} px of the surface")
+        if match == "truth":  # point to point
+            A = Js[ok].reshape(-1, k)
+            b = (pts[ok] - bs[ok]).reshape(-1)
+            E = np.tile(np.eye(3), (observed, 1))
+        else:  # point to plane
+            n = surf.face_normals[face[ok]]
+            A = np.einsum("vi,vik->vk", n, Js[ok])
+            b = np.einsum("vi,vi->v", n, pts[ok] - bs[ok])
+            E = n
+        if translation == "joint":
+            A = np.hstack([A, E])
+        sol = np.linalg.solve(A.T @ A + np.diag(reg), A.T @ b)
+        y_new, dt_new = sol[:k], (sol[k:] if translation == "joint" else np.zeros(3))
+        moved = float(np.sqrt(np.mean(np.sum((Js @ (y_new - y) + (dt_new - dt)) ** 2, axis=1))))
+        y, dt = y_new, dt_new
+        if moved < 1e-3:
+            break
+    hid, _ = hidden_skin_points(truth, td, tm, hidden_points, seed, warp)
+    used = np.unique(truth.faces)
+    out: dict[str, Any] = {"placed": {}, "shape": {}, "identity": y, "observed": observed, "translation": dt}
+    for name, yy, shift in (("identity", y, dt), ("mean", np.zeros(k), np.zeros(3))):
+        v = posed(yy) + shift
+        out["placed"][name] = MeshSurface(trimesh.Trimesh(v, truth.faces, process=False), name).closest(hid)[1]
+        T = kabsch(v[used], vt[used])
+        moved = trimesh.Trimesh(apply_transform(T, v), truth.faces, process=False)
+        out["shape"][name] = MeshSurface(moved, name).closest(hid)[1]
     return out
 
 
