@@ -899,6 +899,34 @@ def test_row_norm_is_numpys_norm_bitwise(cols: int) -> None:
     np.testing.assert_array_equal(fullhead._row_norm(a[:, None, :]), np.linalg.norm(a[:, None, :], axis=-1))
 
 
+def test_cross3_is_numpys_cross_bitwise() -> None:
+    """``fullhead._cross3`` (the fit's normals and rotation Jacobian) gives exactly
+    ``np.cross`` on ``(n, 3)`` rows, over a wide range of magnitudes, zeros and parallel rows."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((4000, 3)) * np.exp(rng.uniform(-15, 15, (4000, 1)))
+    b = rng.standard_normal((4000, 3)) * np.exp(rng.uniform(-15, 15, (4000, 1)))
+    a[:5] = 0.0
+    b[5:10] = 3.0 * a[5:10]
+    np.testing.assert_array_equal(fullhead._cross3(a, b), np.cross(a, b))
+    np.testing.assert_array_equal(fullhead._cross3(b, a), np.cross(b, a))
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (66, 40), (1, 7), (7, 1), (1, 1), (2, 3)])
+def test_max3x3_is_scipys_maximum_filter(shape: tuple[int, int]) -> None:
+    """``fullhead._max3x3`` (the fit's vertex z-buffer, the merge's front) is scipy's
+    3-pixel maximum filter exactly, in the modes ``"nearest"`` and the default ``"reflect"``,
+    with the empty pixels at -inf."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    for _ in range(50):
+        a = rng.standard_normal(shape) * 30.0
+        a[rng.random(shape) < 0.5] = -np.inf
+        got = fullhead._max3x3(a)
+        np.testing.assert_array_equal(got, ndimage.maximum_filter(a, size=3, mode="nearest"))
+        np.testing.assert_array_equal(got, ndimage.maximum_filter(a, size=3))
+
+
 def test_fast_binary_morphology_is_scipys() -> None:
     """The contour test's dilation, erosion and hole filling (``fullhead._dilate4`` ...) give
     exactly scipy.ndimage's with its default cross, on random blobs with holes and specks,

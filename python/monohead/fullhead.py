@@ -754,6 +754,27 @@ def _row_norm(a: np.ndarray) -> np.ndarray:
     return np.sqrt(sq)
 
 
+def _cross3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.cross(a, b)`` of two ``(n, 3)`` float64 arrays, bitwise the same (each component
+    one product minus another, as NumPy computes it) without its broadcasting and axis
+    handling, which cost about six times the arithmetic on the fit's few thousand rows."""
+    out = np.empty((a.shape[0], 3))
+    out[:, 0] = a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1]
+    out[:, 1] = a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2]
+    out[:, 2] = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+    return out
+
+
+def _max3x3(a: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.maximum_filter(a, size=3, mode="nearest")`` of a 2-D float array,
+    exactly (a maximum does not round), as two 3-tap passes over an edge-padded copy. For a
+    3-pixel window scipy's default mode ``"reflect"`` pads with the edge too, so it is that
+    filter as well."""
+    p = np.pad(a, 1, mode="edge")
+    rows = np.maximum(np.maximum(p[:, :-2], p[:, 1:-1]), p[:, 2:])
+    return np.maximum(np.maximum(rows[:-2], rows[1:-1]), rows[2:])
+
+
 # Binary morphology with the 4-neighbour cross, as scipy.ndimage's defaults give it (outside
 # the array counts as background), exactly, but without its per-call cost: the fit's contour
 # test runs these on a small footprint some thirty times a fit.
@@ -829,15 +850,13 @@ def _front_visible(x: np.ndarray, nw: np.ndarray, faces: np.ndarray, shape: tupl
 
 def _zbuffer_visible(xw: np.ndarray, nw: np.ndarray, shape: tuple[int, int], zb_points: np.ndarray) -> np.ndarray:
     """Front-facing points of ``xw`` not hidden behind ``zb_points`` (a vertex z-buffer)."""
-    from scipy import ndimage
-
     H, Wd = shape
     c = np.rint(zb_points[:, 0]).astype(np.int64)
     r = np.rint(-zb_points[:, 1]).astype(np.int64)
     ok = (c >= 0) & (c < Wd) & (r >= 0) & (r < H)
     zb = np.full(H * Wd, -np.inf)
     np.maximum.at(zb, r[ok] * Wd + c[ok], zb_points[ok, 2])
-    zb = ndimage.maximum_filter(zb.reshape(H, Wd), size=3, mode="nearest")
+    zb = _max3x3(zb.reshape(H, Wd))  # ndimage.maximum_filter(size=3, mode="nearest")
     cx = np.rint(xw[:, 0]).astype(np.int64)
     rx = np.rint(-xw[:, 1]).astype(np.int64)
     inb = (cx >= 0) & (cx < Wd) & (rx >= 0) & (rx < H)
@@ -908,7 +927,7 @@ class _Fitter:
                 x = x.reshape(-1, 3)
                 f = g["faces"]
                 a = x[f[:, 0]]
-                n = g["S"] @ np.cross(x[f[:, 1]] - a, x[f[:, 2]] - a)
+                n = g["S"] @ _cross3(x[f[:, 1]] - a, x[f[:, 2]] - a)
                 n /= np.maximum(_row_norm(n)[:, None], 1e-30)
                 self._cache_key, self._cache = key, (x, n)
                 if key == mean:
@@ -992,7 +1011,7 @@ class _Fitter:
             # Perspective: the residuals' directions pulled back through the warp.
             dirs = np.einsum("nij,ni->nj", self.jphi[sel], dirs)
             q = self.world_sub[sel] - self.world_t(t)
-        J_rot = np.cross(q, dirs)
+        J_rot = _cross3(q, dirs)
         J_t = dirs
         J_s = np.einsum("ij,ij->i", q, dirs)[:, None]
         if pose_only:
@@ -1582,7 +1601,7 @@ def merge_head(
     field = np.where(cnt > 0, num / np.maximum(cnt, 1.0), spread)
     front = np.full(H * Wd, -np.inf)
     np.maximum.at(front, pix[inb], x[inb, 2])
-    front = ndimage.maximum_filter(front.reshape(H, Wd), size=3)
+    front = _max3x3(front.reshape(H, Wd))  # ndimage.maximum_filter(size=3)
     # The front surface as a continuous function of the image position (bilinear; pixels
     # without a vertex take their nearest pixel's value): with a per-pixel value the weight
     # below jumped between pixels, and two skin layers a fraction of a pixel apart on either
