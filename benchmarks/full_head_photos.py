@@ -53,7 +53,7 @@ def main() -> None:
             print(f"{p.name}: {exc}", file=sys.stderr)
             continue
         v, n = photo.surface_points(rec.mesh)
-        fv, fn = photo.surface_points(rec.full_mesh, order=5)
+        fv, fn = photo.surface_points(rec.full_mesh, order=5, size=160)
         fit = rec.head_fit
         info = (
             f"{'converged' if fit.converged else 'NOT converged'}, residual {fit.rms:.2f} px, "
@@ -78,7 +78,7 @@ def main() -> None:
             if panels is not None:
                 ax.imshow(panels[c], cmap="gray", vmin=0, vmax=1)
             if r == 0:
-                ax.set_title(titles[c], fontsize=9)
+                ax.set_title(titles[c], fontsize=9, pad=16)  # above the name written at -14
         axes[r, 0].text(0, -4 if r else -14, name[:40], fontsize=7)
         axes[r, 1].text(0, 170, info if panels is not None else f"failed: {info}", fontsize=7)
     fig.tight_layout()

@@ -113,6 +113,36 @@ def test_shaded_view_faces_the_right_way():
     assert cols.size > 5
 
 
+def test_surface_points_size_fills_large_triangles():
+    """A square of two large triangles facing the viewer, in front of a finely meshed square
+    facing away (dark from the front): the splat of the default grid leaves gaps through which
+    the back shows; ``size`` refines the large triangles to half a pixel and none shows."""
+    import trimesh
+
+    from monohead import geometry
+
+    back = geometry.depth_to_mesh(np.full((41, 41), -10.0), np.ones((41, 41), bool))
+    bv, bf = np.asarray(back.vertices), np.asarray(back.faces)
+    if trimesh.Trimesh(bv, bf, process=False).face_normals[:, 2].mean() > 0:
+        bf = bf[:, ::-1]  # facing away from the viewer
+    fv = np.array([[0, 0, 0], [40, 0, 0], [40, -40, 0], [0, -40, 0]], np.float64)
+    ff = np.array([[0, 2, 1], [0, 3, 2]])
+    if trimesh.Trimesh(fv, ff, process=False).face_normals[:, 2].mean() < 0:
+        ff = ff[:, ::-1]
+    mesh = trimesh.Trimesh(np.vstack([fv, bv]), np.vstack([ff, bf + 4]), process=False)
+    inside = (slice(10, 54), slice(10, 54))
+
+    def dark_share(size_arg):
+        v, n = R.surface_points(mesh, order=2, size=size_arg)
+        img = R.shaded_view(v, n, "front", 64)
+        return float((img[inside] < 0.3).mean())
+
+    assert dark_share(None) > 0.2  # the gaps show the back square
+    assert dark_share(64) == 0.0
+    with pytest.raises(ValueError, match="size"):
+        R.surface_points(mesh, size=1)
+
+
 def test_cli_reconstruct_with_oracle(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(R, "_MODEL", oracle)
     photo = tmp_path / "in"

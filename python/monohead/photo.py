@@ -1405,27 +1405,48 @@ def shaded_view(vertices: np.ndarray, normals: np.ndarray, view: str = "front", 
     return img
 
 
-def surface_points(mesh: Any, order: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def surface_points(mesh: Any, order: int = 2, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Points on a mesh with their normals, dense enough for a splat without holes: the
     vertices and, on each triangle, the barycentric grid of ``order`` (2: the centroid and
-    the edge midpoints)."""
+    the edge midpoints).
+
+    With ``size`` (the picture's side in pixels, as given to :func:`shaded_view`), a triangle
+    whose longest edge is more than half a pixel of the finest of the three views at that
+    size gets a finer grid (up to order 64): without it, the large triangles of a complete
+    head's neck and torso cap left gaps through which the surfaces behind showed as dark
+    streaks.
+    """
     from . import geometry
 
-    verts = np.asarray(mesh.vertices)
+    verts = np.asarray(mesh.vertices, np.float64)
     faces = np.asarray(mesh.faces)
     if not len(faces):
         return verts, np.tile([0.0, 0.0, 1.0], (len(verts), 1))
+    if size is not None and (not isinstance(size, (int, np.integer)) or size < 2):
+        raise ValueError(f"size must be an integer number of pixels >= 2; got {size!r}")
     vn = geometry.vertex_normals(verts, faces)
+    orders = np.full(len(faces), int(order))
+    if size is not None:
+        ext = verts.max(axis=0) - verts.min(axis=0)
+        # shaded_view's pixel: its span (the larger extent across the view, 1.08 times) over
+        # size - 1; the front and back views span x and y, the side z and y.
+        pixel = 1.08 * min(max(ext[0], ext[1]), max(ext[2], ext[1])) / (size - 1)
+        tri = verts[faces]
+        longest = np.sqrt(np.max([((tri[:, i] - tri[:, (i + 1) % 3]) ** 2).sum(axis=1) for i in range(3)], axis=0))
+        orders = np.maximum(orders, np.minimum(np.ceil(longest / (0.5 * max(pixel, 1e-12))), 64).astype(np.int64))
     pts = [verts, verts[faces].mean(axis=1)]
     nrm = [vn, vn[faces].mean(axis=1)]
-    for i in range(order + 1):
-        for j in range(order + 1 - i):
-            k = order - i - j
-            if max(i, j, k) == order:  # the corners are the vertices
-                continue
-            w = np.array([i, j, k], np.float64) / order
-            pts.append(np.einsum("c,fcd->fd", w, verts[faces]))
-            nrm.append(np.einsum("c,fcd->fd", w, vn[faces]))
+    for o in np.unique(orders):
+        sel = orders == o
+        fv, fn = verts[faces[sel]], vn[faces[sel]]
+        for i in range(o + 1):
+            for j in range(o + 1 - i):
+                k = o - i - j
+                if max(i, j, k) == o:  # the corners are the vertices
+                    continue
+                w = np.array([i, j, k], np.float64) / o
+                pts.append(np.einsum("c,fcd->fd", w, fv))
+                nrm.append(np.einsum("c,fcd->fd", w, fn))
     vn = np.concatenate(nrm)
     vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
     return np.concatenate(pts), vn
@@ -1452,7 +1473,7 @@ def preview_png(result: Reconstruction, title: str = "") -> bytes:
         (shaded_view(verts, vn, "side"), "mesh, side", "gray"),
     ]
     if full is not None:
-        fv, fn = surface_points(full, order=5)
+        fv, fn = surface_points(full, order=5, size=160)
         panels += [
             (shaded_view(fv, fn, view, size=160), f"complete head, {view}", "gray")
             for view in ("front", "side", "back")
