@@ -37,9 +37,9 @@ def aligned_surface(item: dict, normals: np.ndarray, W: np.ndarray, mask: np.nda
     """The network's 2.5D mesh in the true camera frame, moved by its ICP onto the true
     visible surface (the evaluation's ``by_mesh25d`` transform), and that ICP's RMS."""
     from monohead import fullhead, integrate
+    from monohead.evaluate.full_head import fit_heights, heights_mesh
     from monohead.evaluate.mesh_error import apply_transform, icp
-    from monohead.fullhead import PinholeWarp
-    from monohead.geometry import MeshSurface, depth_to_mesh
+    from monohead.geometry import MeshSurface
     from monohead.photo import face_rays, limit_slope
 
     cam = item["params"].get("camera") or {}
@@ -48,16 +48,9 @@ def aligned_surface(item: dict, normals: np.ndarray, W: np.ndarray, mask: np.nda
     nl = limit_slope(normals, m) if K_fit is None else face_rays(normals, m, K_fit)
     d = integrate(nl, W, lam, m, K=K_fit)
     fit = fullhead.fit_head(d, nl, m, W, K=K_fit)  # its depth scale (perspective)
-    fcam = None if fit.camera is None else PinholeWarp(fit.camera)
-    h = d if fcam is None else fcam.fx - fit.depth_scale * d
-    where = m & np.isfinite(d)
-    mesh = depth_to_mesh(np.where(where, h, np.nan), where)
-    if fcam is not None:
-        mesh.vertices = fcam.unwarp(np.asarray(mesh.vertices))
+    mesh = heights_mesh(fit_heights(d, fit), m & np.isfinite(d), fit.camera)
     tm = np.asarray(item["mask"], bool)
-    tv = depth_to_mesh(np.where(tm, np.asarray(item["depth"], np.float64), np.nan), tm)
-    if K_true is not None:
-        tv.vertices = PinholeWarp(K_true).unwarp(np.asarray(tv.vertices))
+    tv = heights_mesh(item["depth"], tm, K_true)
     P = np.asarray(mesh.vertices)
     res = icp(P[:: max(1, min(4, len(P) // 64))], MeshSurface(tv, "true visible surface"))
     mesh.vertices = apply_transform(res.transform, P)

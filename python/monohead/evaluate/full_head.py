@@ -65,6 +65,8 @@ __all__ = [
     "VISIBLE_TOL",
     "align_on_own",
     "evaluate_full_head",
+    "fit_heights",
+    "heights_mesh",
     "hidden_skin_points",
     "hidden_ratios",
     "identity_ceiling",
@@ -183,18 +185,29 @@ def hidden_skin_points(
     skin = trimesh.Trimesh(np.asarray(true_mesh.vertices), skin_faces, process=False)
     head = np.asarray(true_mesh.metadata.get("head_skin", np.ones(len(skin_faces), bool)), bool)
     pts, fidx = trimesh.sample.sample_surface(skin, count, seed=seed)
-    H, W = true_mask.shape
-    # Where each point is seen: orthographic, at (x, -y); perspective, at its projection
-    # (the warped space: the rays along z, the depth maps' heights unchanged).
-    wp = pts if warp is None else warp.warp(pts)
-    nz = skin.face_normals[fidx][:, 2] if warp is None else warp.warp_normals(pts, skin.face_normals[fidx])[:, 2]
+    seen = _seen(pts, skin.face_normals[fidx], true_depth, true_mask, warp, 0.0)
+    return pts[~seen], head[fidx][~seen]
+
+
+def _seen(
+    points: np.ndarray, normals: np.ndarray, true_depth: Any, true_mask: Any, warp: Any, min_facing: float
+) -> np.ndarray:
+    """Which true surface points the camera saw: facing it (the normal's z, in the warped
+    space when perspective, above ``min_facing``), inside ``true_mask`` at their pixel and
+    within :data:`VISIBLE_TOL` of ``true_depth`` there. Orthographic, a point is seen at
+    ``(x, -y)``; perspective, at its projection (the warped space: the rays along z, the
+    depth maps' heights unchanged)."""
+    td, tm = np.asarray(true_depth), np.asarray(true_mask, bool)
+    H, W = tm.shape
+    wp = points if warp is None else warp.warp(points)
+    nz = normals[:, 2] if warp is None else warp.warp_normals(points, normals)[:, 2]
     c = np.rint(wp[:, 0]).astype(np.int64)
     r = np.rint(-wp[:, 1]).astype(np.int64)
     inb = (c >= 0) & (c < W) & (r >= 0) & (r < H)
     rr, cc = np.where(inb, r, 0), np.where(inb, c, 0)
-    seen = inb & true_mask[rr, cc] & (nz > 0)
-    seen &= np.abs(wp[:, 2] - np.where(seen, true_depth[rr, cc], np.inf)) < VISIBLE_TOL
-    return pts[~seen], head[fidx][~seen]
+    seen = inb & tm[rr, cc] & (nz > min_facing)
+    seen &= np.abs(wp[:, 2] - np.where(seen, td[rr, cc], np.inf)) < VISIBLE_TOL
+    return seen
 
 
 def _head_skin(model: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -311,6 +324,32 @@ def align_on_own(
     return min(runs, key=lambda r: r[1])
 
 
+def fit_heights(depth: Any, fit: Any) -> np.ndarray:
+    """The heights of a depth map given to :func:`monohead.fullhead.fit_head` in the fit's
+    frame: the depth itself (orthographic), or the warped heights ``fx - k d`` of a
+    perspective fit (``k`` its ``depth_scale``), for :func:`heights_mesh` with ``fit.camera``."""
+    from ..fullhead import PinholeWarp
+
+    d = np.asarray(depth, np.float64)
+    K = getattr(fit, "camera", None)
+    return d if K is None else PinholeWarp(K).fx - fit.depth_scale * d
+
+
+def heights_mesh(heights: Any, where: Any, K: Any = None) -> Any:
+    """The surface of a ``(H, W)`` height map over the pixels ``where``
+    (:func:`monohead.geometry.depth_to_mesh`) in the camera's world frame: as it is
+    (orthographic, ``K=None``), or unwarped through the pinhole ``K`` (the heights of a
+    perspective map: a rendered depth, or :func:`fit_heights`)."""
+    from ..fullhead import PinholeWarp
+    from ..geometry import depth_to_mesh
+
+    where = np.asarray(where, bool)
+    mesh = depth_to_mesh(np.where(where, np.asarray(heights, np.float64), np.nan), where)
+    if K is not None:
+        mesh.vertices = PinholeWarp(K).unwarp(np.asarray(mesh.vertices))
+    return mesh
+
+
 def evaluate_full_head(
     true_mesh: Any,
     true_depth: Any,
@@ -363,18 +402,11 @@ def evaluate_full_head(
         ``"icp_rms"``, per method, the RMS its own ICP left (pixels).
     """
     from ..fullhead import PinholeWarp
-    from ..geometry import MeshSurface, depth_to_mesh
+    from ..geometry import MeshSurface
     from .mesh_error import apply_transform, icp
 
     warp = None if K is None else PinholeWarp(K)
-    fit_cam = None if getattr(fit, "camera", None) is None else PinholeWarp(fit.camera)
-
-    def depth_mesh(h: np.ndarray, where: np.ndarray, cam: Any) -> Any:
-        mesh = depth_to_mesh(np.where(where, h, np.nan), where)
-        if cam is not None:
-            mesh.vertices = cam.unwarp(np.asarray(mesh.vertices))
-        return mesh
-
+    fit_K = getattr(fit, "camera", None)
     td = np.asarray(true_depth, np.float64)
     tm = np.asarray(true_mask, bool)
     d = np.asarray(depth, np.float64)
@@ -382,11 +414,10 @@ def evaluate_full_head(
     dom = m & tm
     if dom.sum() < 16:
         raise ValueError(f"the predicted and true masks share {int(dom.sum())} pixels; need at least 16")
-    true_vis = MeshSurface(depth_mesh(td, tm, warp), "true visible surface")
-    # The 2.5D mesh: heights (orthographic), or the warped heights fx - k z of a perspective fit.
-    h = d if fit_cam is None else fit_cam.fx - fit.depth_scale * d
-    mesh25 = depth_mesh(h, m, fit_cam)
-    P = np.asarray(depth_mesh(h, dom, fit_cam).vertices)
+    true_vis = MeshSurface(heights_mesh(td, tm, K), "true visible surface")
+    h = fit_heights(d, fit)
+    mesh25 = heights_mesh(h, m, fit_K)
+    P = np.asarray(heights_mesh(h, dom, fit_K).vertices)
     stride = max(1, min(ICP_STRIDE, P.shape[0] // 64))
     res = icp(P[::stride], true_vis)
     T = res.transform
@@ -561,15 +592,7 @@ def identity_ceiling(
     vt = np.asarray(truth.vertices, np.float64)
     vn = trimesh.Trimesh(vt, truth.faces, process=False).vertex_normals[skin]
     ps = vt[skin]
-    wp = ps if warp is None else warp.warp(ps)
-    nz = vn[:, 2] if warp is None else warp.warp_normals(ps, vn)[:, 2]
-    c = np.rint(wp[:, 0]).astype(np.int64)
-    r = np.rint(-wp[:, 1]).astype(np.int64)
-    H, W = tm.shape
-    inb = (c >= 0) & (c < W) & (r >= 0) & (r < H)
-    rr, cc = np.where(inb, r, 0), np.where(inb, c, 0)
-    seen = inb & tm[rr, cc] & (nz > _MIN_FACING)
-    seen &= np.abs(wp[:, 2] - np.where(seen, td[rr, cc], np.inf)) < VISIBLE_TOL
+    seen = _seen(ps, vn, td, tm, warp, _MIN_FACING)
     if not seen.any():
         raise ValueError("no skin vertex of the true head is seen in true_mask at true_depth")
     Js, bs = J[seen], base[skin][seen]
