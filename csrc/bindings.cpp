@@ -12,6 +12,7 @@
 #include "checks.hpp"
 #include "integrator.hpp"
 #include "lbp_cascade.hpp"
+#include "plane_sampling.hpp"
 
 namespace py = pybind11;
 using monohead::Integrator;
@@ -151,6 +152,32 @@ PYBIND11_MODULE(MONOHEAD_CORE_NAME, m) {
         "Counts (non-finite, Nz <= 0, Nz out of [nz_lo, nz_hi], |p| or |q| > slope_limit) of the mask "
         "pixels of float32/float64 (H, W, 3) normals, and the largest |p|, |q| (p = -Nx/Nz, q = -Ny/Nz) of "
         "the others; one pass, GIL released.");
+    m.def(
+        "sample_planes",
+        [](py::array_t<double, py::array::c_style> table, int H, int W, py::array_t<double, py::array::c_style> x,
+           py::array_t<double, py::array::c_style> y) {
+            if (H < 1 || W < 1)
+                throw py::value_error("H and W must be >= 1; got " + std::to_string(H) + ", " + std::to_string(W));
+            require_shape(table, "table", {static_cast<py::ssize_t>(H + 2) * (W + 2), 8});
+            if (x.ndim() != 1) throw py::value_error("x must be 1-D; got ndim " + std::to_string(x.ndim()));
+            const py::ssize_t n = x.shape(0);
+            require_shape(y, "y", {n});
+            py::array_t<std::uint8_t> found(n);
+            py::array_t<double> depth(n), cover(n), wpix(n);
+            py::array_t<double> normal({n, static_cast<py::ssize_t>(3)});
+            py::array_t<std::int64_t> flat(n);
+            {
+                py::gil_scoped_release release;
+                monohead::sample_planes(table.data(), H, W, x.data(), y.data(), static_cast<std::size_t>(n),
+                                        found.mutable_data(), depth.mutable_data(), normal.mutable_data(),
+                                        flat.mutable_data(), cover.mutable_data(), wpix.mutable_data());
+            }
+            return py::make_tuple(found, depth, normal, flat, cover, wpix);
+        },
+        py::arg("table").noconvert(), py::arg("H"), py::arg("W"), py::arg("x").noconvert(), py::arg("y").noconvert(),
+        "The observed surface under points (x, y) (pixels, y = -row) from a padded ((H + 2) (W + 2), 8) float64 "
+        "table of per-pixel planes: (found uint8, depth, unit normal (n, 3), nearest pixel's flat index, "
+        "coverage weight, pixel weight); monohead.fullhead._sample_depth documents it. GIL released.");
     m.def(
         "scan_nonnegative",
         [](const py::array& a, int threads) -> py::tuple {

@@ -927,6 +927,79 @@ def test_max3x3_is_scipys_maximum_filter(shape: tuple[int, int]) -> None:
         np.testing.assert_array_equal(got, ndimage.maximum_filter(a, size=3))
 
 
+def _sample_planes_numpy(obs, x: np.ndarray, y: np.ndarray) -> tuple:
+    """The observed surface under points, written here in NumPy from ``fullhead._sample_depth``'s
+    docstring (the NumPy code the fit used before the compiled ``sample_planes``)."""
+    H, Wd = obs.mask.shape
+    col, row = x, -y
+    c0, r0 = np.floor(col), np.floor(row)
+    fc, fr = col - c0, row - r0
+    near = (c0 >= -1) & (c0 <= Wd - 1) & (r0 >= -1) & (r0 <= H - 1)
+    base = (np.clip(r0, -1, H - 1).astype(np.int64) + 1) * (Wd + 2) + np.clip(c0, -1, Wd - 1).astype(np.int64) + 1
+    idx = base[:, None] + np.array([0, 1, Wd + 2, Wd + 3])
+    bil = np.stack([(1.0 - fr) * (1.0 - fc), (1.0 - fr) * fc, fr * (1.0 - fc), fr * fc], axis=1) * near[:, None]
+    acc = np.einsum("nk,nkc->nc", bil, obs.table()[idx])
+    ok = acc[:, 0] >= 0.25
+    aw = np.maximum(acc[:, 0], 1e-12)
+    D = np.where(ok, (acc[:, 1] + acc[:, 2] * col + acc[:, 3] * row) / aw, 0.0)
+    n = acc[:, 4:7] / np.maximum(np.linalg.norm(acc[:, 4:7], axis=1)[:, None], 1e-12)
+    n[~ok] = (0.0, 0.0, 1.0)
+    flat = np.clip(np.rint(row), 0, H - 1).astype(np.int64) * Wd + np.clip(np.rint(col), 0, Wd - 1).astype(np.int64)
+    cover = np.clip((acc[:, 0] - 0.25) * 2.0, 0.0, 1.0)
+    return ok, D, n, flat, cover, np.where(ok, acc[:, 7] / aw, 0.0)
+
+
+@pytest.mark.parametrize("camera", [False, True])
+def test_sample_depth_is_the_numpy_sampling_bitwise(scene: dict, persp_scene: dict, camera: bool) -> None:
+    """The fit's sampling of the observed surface (the compiled ``sample_planes`` behind
+    ``fullhead._sample_depth``) gives exactly the NumPy expressions of its docstring: points
+    all over the image and past its pad, on pixel centres, edges and halves; a non-finite
+    point is not found."""
+    sc = persp_scene if camera else scene
+    depth = sc["Z"] * PERSP_SCALE if camera else sc["depth"]
+    d, n, m, w = fullhead._check_inputs(depth, sc["normals"], sc["mask"], None)
+    K = sc["K"] if camera else None
+    obs, _ = fullhead._observations(d, n, m, w, None if K is None else fullhead.PinholeWarp(K))
+    H, Wd = obs.mask.shape
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-3.0, Wd + 2.0, 30000)
+    y = -rng.uniform(-3.0, H + 2.0, 30000)
+    grid = np.arange(-2.0, max(H, Wd) + 2.0, 0.5)
+    x[: grid.size], y[: grid.size] = grid, -grid[::-1]
+    got = fullhead._sample_depth(obs, x, y)
+    want = _sample_planes_numpy(obs, x, y)
+    assert got[0].dtype == bool
+    assert 0 < got[0].sum() < x.size
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # strided views (the fit passes columns of its vertex arrays) give the same
+    xy = np.column_stack([x, y])
+    for a, b in zip(fullhead._sample_depth(obs, xy[:, 0], xy[:, 1]), got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    ok, D, nn, flat, cover, wpix = fullhead._sample_depth(obs, np.array([np.nan, 5.0]), np.array([-5.0, np.inf]))
+    assert not ok.any()
+    assert (D == 0).all()
+    assert (cover == 0).all()
+    assert (wpix == 0).all()
+    np.testing.assert_array_equal(nn, [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+
+
+def test_sample_planes_binding_checks() -> None:
+    """The compiled sampler refuses what it cannot read, naming the argument."""
+    from monohead._core import sample_planes
+
+    t = np.zeros((6 * 7, 8))
+    x = np.zeros(3)
+    with pytest.raises(ValueError, match=r"table must have shape \(42, 8\); got \(41, 8\)"):
+        sample_planes(t[:-1], 4, 5, x, x)
+    with pytest.raises(ValueError, match=r"y must have shape \(3,\)"):
+        sample_planes(t, 4, 5, x, np.zeros(2))
+    with pytest.raises(ValueError, match="H and W must be >= 1"):
+        sample_planes(t, 0, 5, x, x)
+    with pytest.raises(TypeError):
+        sample_planes(t, 4, 5, x.astype(np.float32), x)
+
+
 def test_fast_binary_morphology_is_scipys() -> None:
     """The contour test's dilation, erosion and hole filling (``fullhead._dilate4`` ...) give
     exactly scipy.ndimage's with its default cross, on random blobs with holes and specks,

@@ -97,6 +97,19 @@ def scan_normals(
 def scan_nonnegative(a: npt.NDArray[_Float], threads: int) -> tuple[bool, float]:
     """(every value finite and >= 0, the largest value)."""
 
+def sample_planes(
+    table: npt.NDArray[np.float64], H: int, W: int, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+) -> tuple[
+    npt.NDArray[np.uint8],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]:
+    """The observed surface under points (x, y) from a padded ((H + 2) (W + 2), 8) table of pixel
+    planes: (found, depth, unit normal (n, 3), nearest pixel's flat index, coverage, pixel weight)."""
+
 def work_cache(limit: int | None = None) -> tuple[int, int]:
     """(limit before the call, bytes cached after it) of the cache of freed work blocks."""
 

@@ -717,29 +717,36 @@ def _sample_depth(
     (so the fit's last steps converge), exact on planes. A point is found when the in-mask
     pixels hold at least a quarter of the bilinear weight; its coverage weight rises from 0
     there to 1 at three quarters (so that points do not enter or leave the fit abruptly). The
-    pixel weight (``obs.w``) is interpolated the same way (continuous too)."""
+    pixel weight (``obs.w``) is interpolated the same way (continuous too).
+
+    In NumPy terms, with ``T = obs.table()`` padded by one pixel, ``(col, row) = (x, -y)``,
+    ``(c0, r0)`` their floors and ``(fc, fr)`` the remainders: the four pixels' rows of ``T``
+    weighted by ``(1 - fr)(1 - fc), (1 - fr) fc, fr (1 - fc), fr fc`` (zero for a point whose
+    pixels lie beyond the pad) and summed give ``acc``; then ``found = acc[0] >= 1/4``, depth
+    ``(acc[1] + acc[2] col + acc[3] row) / acc[0]``, normal ``acc[4:7]`` normalised, pixel
+    weight ``acc[7] / acc[0]``, coverage ``clip((acc[0] - 1/4) 2, 0, 1)`` and the nearest
+    pixel ``clip(rint(row)) W + clip(rint(col))``. The compiled core computes exactly that
+    (``sample_planes``, ``csrc/plane_sampling.hpp``; the fit samples a few thousand points
+    about seventy times, and the gather was its largest single cost in NumPy)."""
     H, Wd = obs.mask.shape
-    col, row = x, -y
-    c0 = np.floor(col)
-    r0 = np.floor(row)
-    fc, fr = col - c0, row - r0
-    # The four pixels around each point in the padded table (a point beyond the pad: none).
-    near = (c0 >= -1) & (c0 <= Wd - 1) & (r0 >= -1) & (r0 <= H - 1)
-    base = (np.clip(r0, -1, H - 1).astype(np.int64) + 1) * (Wd + 2) + np.clip(c0, -1, Wd - 1).astype(np.int64) + 1
-    idx = base[:, None] + np.array([0, 1, Wd + 2, Wd + 3])
-    bil = np.stack([(1.0 - fr) * (1.0 - fc), (1.0 - fr) * fc, fr * (1.0 - fc), fr * fc], axis=1) * near[:, None]
-    acc = np.einsum("nk,nkc->nc", bil, obs.table()[idx])
-    acc_w = acc[:, 0]
-    acc_d = acc[:, 1] + acc[:, 2] * col + acc[:, 3] * row
-    acc_n = acc[:, 4:7]
-    ok = acc_w >= 0.25
-    D = np.where(ok, acc_d / np.maximum(acc_w, 1e-12), 0.0)
-    n = acc_n / np.maximum(_row_norm(acc_n)[:, None], 1e-12)
-    n[~ok] = (0.0, 0.0, 1.0)
-    cn = np.clip(np.rint(col), 0, Wd - 1).astype(np.int64)
-    rn = np.clip(np.rint(row), 0, H - 1).astype(np.int64)
-    wpix = np.where(ok, acc[:, 7] / np.maximum(acc_w, 1e-12), 0.0)
-    return ok, D, n, rn * Wd + cn, np.clip((acc_w - 0.25) * 2.0, 0.0, 1.0), wpix
+    xs = np.ascontiguousarray(x, dtype=np.float64)
+    ys = np.ascontiguousarray(y, dtype=np.float64)
+    ok, D, n, flat, cover, wpix = _plane_sampler()(obs.table(), H, Wd, xs, ys)
+    return ok.view(bool), D, n, flat, cover, wpix
+
+
+_SAMPLER: Any = None
+
+
+def _plane_sampler() -> Any:
+    """The compiled core's ``sample_planes`` (loaded at the first fit)."""
+    global _SAMPLER
+    if _SAMPLER is None:
+        from . import integration  # noqa: F401  # sets the OpenMP spin policy before _core loads
+        from ._core import sample_planes
+
+        _SAMPLER = sample_planes
+    return _SAMPLER
 
 
 def _row_norm(a: np.ndarray) -> np.ndarray:
