@@ -16,7 +16,8 @@ alignment protocols (``by_mesh25d``: every reconstruction moved by the 2.5D mesh
 true hidden surface and so measures shape, not placement); the per-point errors of all heads
 are pooled. With the identity calibration on (``FitSettings.identity_calibration``, the default
 for the shipped network's maps; off for ``--true-maps`` and ``--model`` unless ``--settings``
-names it), each head is also evaluated with the same fit's calibration undone (rows
+names it), each head is also evaluated with the same fit's calibration (identity, scale and,
+with a file that has them, the expression factors) undone (rows
 ``full_uncalibrated``, ``mean_uncalibrated``: the default before it, on the same maps and fits).
 """
 
@@ -178,7 +179,11 @@ def main() -> None:
             truth = fh.true_head_mesh(item["params"], m.shape, fit.model, version)
             unc = None
             if fit.calibrated:  # the same fit without its identity calibration: the default before it
-                fit_u = replace(fit, identity=fit.fitted_identity, scale=fit.fitted_scale, calibrated=False)
+                w_u = fit.expression if fit.fitted_expression is None else fit.fitted_expression
+                fit_u = replace(
+                    fit, identity=fit.fitted_identity, scale=fit.fitted_scale, expression=w_u, calibrated=False,
+                    fitted_identity=None, fitted_scale=None, fitted_expression=None,
+                )  # fmt: skip
                 unc = (fit_u, fullhead.merge_head(fit_u, depth, m, nl))
             e = fh.evaluate_full_head(
                 truth, item["depth"], item["mask"], depth, m, full, fit, seed=j, K=K_true, mean_fit=fit0,

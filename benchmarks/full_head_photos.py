@@ -32,7 +32,6 @@ def main() -> None:
     from matplotlib.figure import Figure
 
     from monohead import _io, photo
-    from monohead.model import load_pretrained
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", type=Path, default=None)
@@ -43,11 +42,12 @@ def main() -> None:
         print("no real-photos folder (set MONOHEAD_SHARED); nothing to do", file=sys.stderr)
         return
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
-    model = load_pretrained()
     rows = []
     for p in files:
         try:
-            rec = photo.reconstruct(p, model=model, full_head=True)
+            # model=None: the shipped network (loaded once), with its identity calibration, as
+            # `monohead reconstruct --full-head` (a network passed in gets no calibration)
+            rec = photo.reconstruct(p, full_head=True)
         except ValueError as exc:
             rows.append((p.stem, None, str(exc)))
             print(f"{p.name}: {exc}", file=sys.stderr)

@@ -20,7 +20,8 @@ Two steps:
    reads a data set whose later shards are not made yet, with ``--count`` within its first
    complete shards.)
 2. ``fit``: cross-validate the ridge penalty of each camera mode on the collected samples
-   (folds by sample) and write the calibration file::
+   (folds by sample), learn the expression factors (one per blendshape, least squares of the
+   true weights on the fitted ones, in [0, 1]) and write the calibration file::
 
        python benchmarks/make_identity_calibration.py fit calib/*.npz \\
            --out python/monohead/data/identity_calibration.npz
@@ -41,8 +42,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import hashlib
 import json
+import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +156,17 @@ def identity_metric() -> np.ndarray:
     return B @ B.T / rows.size
 
 
+def _expression_prior(meta: dict) -> float:
+    """The ``FitSettings.expression_prior`` of a collected file's fits: its record, else the one
+    in its settings' repr (files collected before the record), else the default then (0.5)."""
+    from monohead import head_calibration
+
+    if "expression_prior" in meta:
+        return float(meta["expression_prior"])
+    found = re.search(r"expression_prior=([0-9.eE+-]+)", str(meta.get("settings", "")))
+    return float(found.group(1)) if found else head_calibration.LEGACY_EXPRESSION_PRIOR
+
+
 def fit(args: argparse.Namespace) -> None:
     from monohead import head_calibration
 
@@ -166,8 +180,7 @@ def fit(args: argparse.Namespace) -> None:
                 sys.exit(f"{f} comes from the test set")
             if meta["weights_sha256"] != sha:
                 sys.exit(f"{f} was made with weights {meta['weights_sha256'][:12]}, not {sha[:12]}")
-            # files collected before the field were fitted at the default then
-            priors.add(float(meta.get("expression_prior", head_calibration.LEGACY_EXPRESSION_PRIOR)))
+            priors.add(_expression_prior(meta))
             parts.append(({k: z[k] for k in z.files if k != "meta"}, meta))
     if len(priors) != 1:
         sys.exit(f"the files' fits used different expression priors {sorted(priors)}: collect them again with one")
@@ -180,6 +193,13 @@ def fit(args: argparse.Namespace) -> None:
         X, Y = cat[f"{mode}_features"][ok], cat["y_true"][ok]
         r = np.log(cat["scale_true"][ok]) - X[:, Y.shape[1] + cat["w_true"].shape[1]]
         modes[mode], reports[mode] = head_calibration.learn_mode(X, Y, r, metric=G, folds=args.folds, seed=0)
+        # the expression factors, on the fitted weights (the features after the identity)
+        e = cat["w_true"].shape[1]
+        Wf = X[:, Y.shape[1] : Y.shape[1] + e]
+        a, reports[mode]["expression"] = head_calibration.learn_expression_scale(
+            Wf, cat["w_true"][ok], folds=args.folds, seed=0
+        )
+        modes[mode] = replace(modes[mode], expression_scale=a)
         print(mode, json.dumps(reports[mode], indent=1))
     meta = {
         "sources": sources,

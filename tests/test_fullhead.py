@@ -200,8 +200,9 @@ def test_identity_calibration_replaces_identity_and_scale(
     scene: dict, model: HeadModel, fitted: HeadFit, tmp_path
 ) -> None:
     """``FitSettings(identity_calibration=PATH)``: the map of that file (here: half the fitted
-    identity, a scale 3 % larger) replaces the fit's identity and scale; the fit's own values
-    are kept; off, nothing is replaced."""
+    identity, a scale 3 % larger; then also half the expression weights) replaces the fit's
+    identity and scale (and expression); the fit's own values are kept; off, nothing is
+    replaced."""
     from dataclasses import replace
 
     from monohead import head_calibration as hc
@@ -221,6 +222,24 @@ def test_identity_calibration_replaces_identity_and_scale(
     np.testing.assert_allclose(cal.identity, 0.5 * fitted.identity, atol=1e-6)
     assert cal.scale == pytest.approx(1.03 * fitted.scale, rel=1e-6)
     assert cal.params()["fitted_scale"] == pytest.approx(fitted.scale)
+    # no expression factors in the file: the expression is the fit's
+    np.testing.assert_array_equal(cal.expression, fitted.expression)
+    assert cal.fitted_expression is None
+    # with factors (a half each), the expression weights are shrunk; the fit's own are kept
+    scale = np.full(len(fitted.expression), 0.5)
+    hc.IdentityCalibration({"orthographic": replace(half, expression_scale=scale)}, "0" * 64).save(path)
+    hc._DEFAULT.clear()
+    cal_w = fit_head(scene["depth"], scene["normals"], scene["mask"], model=model,
+                     settings=replace(EXACT, identity_calibration=str(path)))  # fmt: skip
+    assert fitted.expression.max() > 0.05
+    np.testing.assert_allclose(cal_w.expression, 0.5 * fitted.expression)
+    np.testing.assert_array_equal(cal_w.fitted_expression, fitted.expression)
+    np.testing.assert_allclose(cal_w.identity, cal.identity)
+    names = fitted.expression_names
+    assert cal_w.params()["fitted_expression"] == {
+        n: float(w) for n, w in zip(names, fitted.expression, strict=True) if w > 0
+    }
+    assert cal_w.params()["expression"]["jawOpen"] == pytest.approx(0.5 * fitted.expression[names.index("jawOpen")])
     with pytest.raises(TypeError, match="identity_calibration must be a bool or a path"):
         fit_head(scene["depth"], scene["normals"], scene["mask"], model=model,
                  settings=replace(EXACT, identity_calibration=1))  # fmt: skip

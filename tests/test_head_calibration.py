@@ -109,6 +109,54 @@ def test_save_load_round_trip_and_camera_modes(tmp_path) -> None:
         hc.IdentityCalibration.load(tmp_path / "other.npz")
 
 
+def test_expression_scale_shrinks_noisy_weights_and_keeps_read_ones() -> None:
+    """``learn_expression_scale``: a weight fitted as twice its truth gets a factor of about
+    one half, one fitted as pure noise about zero, one fitted exactly one; the scaled weights
+    beat both the fitted ones and the neutral face in cross-validation."""
+    rng = np.random.default_rng(8)
+    n = 600
+    T = rng.uniform(0, 0.5, (n, 3)) * (rng.random((n, 3)) < 0.4)
+    T[:, 1] = 0.05 * (rng.random(n) < 0.1)  # a weight rarely used, which the fit reads as noise
+    Fw = np.column_stack([2.0 * T[:, 0], rng.uniform(0, 0.3, n), T[:, 2]])
+    a, report = hc.learn_expression_scale(Fw, T)
+    assert a[0] == pytest.approx(0.5, abs=1e-9)
+    assert a[1] < 0.1
+    assert a[2] == pytest.approx(1.0)
+    assert report["samples"] == n
+    assert report["mse_scaled"] < report["mse_fitted"]
+    assert report["mse_scaled"] < report["mse_neutral"]
+    # factors stay in [0, 1] (a weight fitted at a third of its truth, or negated); 0 for a
+    # weight never fitted
+    b, _ = hc.learn_expression_scale(np.column_stack([T[:, 0] / 3, -T[:, 1], np.zeros(n)]), T)
+    np.testing.assert_array_equal(b, [1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match=r"fitted and true must both be \(n, E\)"):
+        hc.learn_expression_scale(Fw, T[:, :2])
+    with pytest.raises(ValueError, match="finite"):
+        hc.learn_expression_scale(np.full((20, 3), np.nan), np.zeros((20, 3)))
+    with pytest.raises(ValueError, match="at least 10 samples"):
+        hc.learn_expression_scale(Fw[:9], T[:9])
+
+
+def test_expression_scale_round_trip_and_application(tmp_path) -> None:
+    """A map with expression factors saves and loads them and applies them to a fit's weights
+    (clipped to [0, 1]); a map without them (files of before) leaves the expression alone."""
+    from dataclasses import replace
+
+    X, Y, r = _fits(200, 6)
+    mode, _ = hc.learn_mode(X, Y, r, alphas=(0.1,))
+    scaled = replace(mode, expression_scale=np.array([0.5, 0.0, 1.0, 1.0]))
+    hc.IdentityCalibration({"orthographic": scaled, "perspective": mode}, "ab" * 32).save(tmp_path / "c.npz")
+    back = hc.IdentityCalibration.load(tmp_path / "c.npz")
+    np.testing.assert_array_equal(back.modes["orthographic"].expression_scale, [0.5, 0.0, 1.0, 1.0])
+    assert back.modes["perspective"].expression_scale is None
+    rec = _fit_record(X[0])
+    rec.expression = np.array([0.8, 0.6, 0.3, 1.0])
+    np.testing.assert_allclose(back.expression(rec), [0.4, 0.0, 0.3, 1.0])
+    assert back.expression(_fit_record(X[0], np.eye(3))) is None  # perspective: no factors
+    rec.expression = np.array([0.8, 0.6, 0.3])  # another expression basis: not applied
+    assert back.expression(rec) is None
+
+
 def test_default_calibration_refuses_other_weights(tmp_path, monkeypatch, caplog) -> None:
     X, Y, r = _fits(200, 5)
     mode, _ = hc.learn_mode(X, Y, r, alphas=(0.1,))
@@ -139,7 +187,14 @@ def test_shipped_calibration_provenance() -> None:
         assert m.columns.max() < 100 + 53 + len(hc.FEATURE_POSE)
         assert np.isfinite(m.A).all()
         assert abs(m.scale_bias) < 0.1
+        # expression factors, in [0, 1], with the jaw's about a half (README, "A complete head")
+        assert m.expression_scale is not None
+        assert m.expression_scale.shape == (53,)
+        assert ((m.expression_scale >= 0) & (m.expression_scale <= 1)).all()
     assert "make_identity_calibration.py" in cal.meta["command"]
+    for report in cal.meta["cross_validation"].values():
+        assert report["expression"]["mse_scaled"] < report["expression"]["mse_fitted"]
+        assert report["expression"]["mse_scaled"] < report["expression"]["mse_neutral"]
     assert hc.default_calibration() is not None
     # learned on fits of the default expression prior, so the default fits use it
     from monohead.fullhead import FitSettings

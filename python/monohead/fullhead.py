@@ -27,7 +27,9 @@ predicted normals. This module completes it into a whole, closed head:
    it converged. Last, the identity and the scale are replaced by the learned map of
    :mod:`monohead.head_calibration` (``FitSettings.identity_calibration``: learned on the
    shipped network's maps of training heads, where the fitted identity alone is mostly noise
-   and the fitted head too small); the pose is kept (a scale about the model's pivot).
+   and the fitted head too small), and the expression weights shrunk by its factors (the
+   fitted ones are mostly noise too, and the jaw opened about twice too wide); the pose is
+   kept (a scale about the model's pivot).
 2. :func:`merge_head` builds the watertight mesh: the fitted model everywhere, its visible
    region moved onto the integrated surface. The displacement toward the integrated surface
    (along z) is kept where the surface is reliable (inside the mask, away from its border,
@@ -145,8 +147,10 @@ class FitSettings:
             network's maps of training heads and used only with those weights; a path: that
             file; ``False``: off, e.g. for maps of another network or exact rendered maps). A
             calibration is used only for fits of the ``n_identity`` and the
-            ``expression_prior`` it was learned with (its features hold them).
-            The fit's own values stay in :attr:`HeadFit.fitted_identity` and ``fitted_scale``.
+            ``expression_prior`` it was learned with (its features hold them). A file with
+            expression factors also shrinks the fitted expression weights.
+            The fit's own values stay in :attr:`HeadFit.fitted_identity`, ``fitted_scale``
+            and ``fitted_expression``.
     """
 
     n_identity: int = 100
@@ -206,9 +210,13 @@ class HeadFit:
         depth_scale: perspective: the factor from the depth map given to the fit to the
             depth along the optical axis in this frame (``fx - z`` of the surface); 1 otherwise.
         calibrated: ``identity`` and ``scale`` are the identity calibration's
-            (``FitSettings.identity_calibration``), ``rms`` and ``inliers`` measured with them.
+            (``FitSettings.identity_calibration``; and ``expression`` when the file has
+            expression factors), ``rms`` and ``inliers`` measured with them.
         fitted_identity, fitted_scale: the fit's own identity and scale before the
             calibration (``None`` when not calibrated).
+        fitted_expression: the fit's own expression weights when the calibration replaced
+            them too (its expression factors, ``head_calibration.ModeCalibration``); else
+            ``None``.
     """
 
     identity: np.ndarray
@@ -234,6 +242,7 @@ class HeadFit:
     calibrated: bool = False
     fitted_identity: np.ndarray | None = None
     fitted_scale: float | None = None
+    fitted_expression: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
         """The fitted parameters as a JSON-able dict."""
@@ -257,6 +266,9 @@ class HeadFit:
             "calibrated": bool(self.calibrated),
             "fitted_identity": None if self.fitted_identity is None else [float(x) for x in self.fitted_identity],
             "fitted_scale": None if self.fitted_scale is None else float(self.fitted_scale),
+            "fitted_expression": None
+            if self.fitted_expression is None
+            else {n: float(w) for n, w in zip(self.expression_names, self.fitted_expression, strict=True) if w > 0},
         }
 
     def vertices(self, identity: Any = None) -> np.ndarray:
@@ -1252,11 +1264,11 @@ def fit_head(
         y, ew, s, R, t = start
         converged = False
 
-    def result(y_: np.ndarray, s_: float, R_: np.ndarray, t_: np.ndarray) -> HeadFit:
-        rd = fitter.residuals(y_, ew, s_, R_, t_, pose_only=True, jacobian=False)[5]
+    def result(y_: np.ndarray, s_: float, R_: np.ndarray, t_: np.ndarray, ew_: np.ndarray) -> HeadFit:
+        rd = fitter.residuals(y_, ew_, s_, R_, t_, pose_only=True, jacobian=False)[5]
         inl = np.abs(rd) < 3 * cfg.sigma
         return HeadFit(
-            identity=y_, expression=ew, expression_names=list(prep.expression_names), scale=float(s_), rotation=R_,
+            identity=y_, expression=ew_, expression_names=list(prep.expression_names), scale=float(s_), rotation=R_,
             translation=fitter.world_t(t_), converged=converged, iterations=it, cost=costs, steps=steps,
             restarted=restarted, rms=float(np.sqrt(np.mean(rd[inl] ** 2))) if inl.any() else float("nan"),
             inliers=float(inl.mean()) if rd.size else 0.0, mask_pixels=int(obs.mask.sum()), ignored_pixels=ignored,
@@ -1264,7 +1276,7 @@ def fit_head(
             camera=None if cam is None else cam.K.copy(), depth_scale=1.0 if cam is None else math.exp(float(t_[2])),
         )  # fmt: skip
 
-    fit = result(y, s, R, t)
+    fit = result(y, s, R, t, ew)
     calibration = _calibration(cfg.identity_calibration) if k > 0 and not restarted else None
     if calibration is not None and calibration.n_identity != k:
         log.debug("fit_head: the identity calibration is for %d modes, not %d: not used", calibration.n_identity, k)
@@ -1276,8 +1288,10 @@ def fit_head(
         calibration = None
     if calibration is not None:
         y_cal, factor = calibration.apply(fit)
-        fit = result(y_cal, s * factor, R, t)
+        w_cal = calibration.expression(fit)  # None: a calibration without expression factors
+        fit = result(y_cal, s * factor, R, t, ew if w_cal is None else w_cal)
         fit.fitted_identity, fit.fitted_scale, fit.calibrated = y, float(s), True
+        fit.fitted_expression = None if w_cal is None else ew
     fit.seconds = time.perf_counter() - t_start
     return fit
 

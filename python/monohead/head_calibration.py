@@ -15,6 +15,13 @@ features and ``z = (x[columns] - mean) / sd``::
 
     y     = y_mean + z @ A
     scale = fitted scale * exp(scale_bias + z @ scale_coef)
+    w     = clip(expression_scale * fitted w, 0, 1)      (files that have expression_scale)
+
+The expression factors (one per blendshape, in [0, 1]) shrink weights the fit reads as
+noise: on the training heads of the shipped file only ``jawOpen`` correlates with the truth
+(its factor about one half: the fit opens the jaw about twice too wide), and the fitted
+weights as they are miss the truth by more than the neutral face does (README, "A complete
+head").
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ __all__ = [
     "ModeCalibration",
     "default_calibration",
     "features",
+    "learn_expression_scale",
     "learn_mode",
     "load_cached",
 ]
@@ -89,6 +97,8 @@ class ModeCalibration:
         scale_bias: mean log ratio of the true to the fitted scale.
         scale_coef: ``(C,)`` its dependence on the features (zeros: a constant factor).
         kind: how it was chosen (e.g. ``"shrink"``, ``"ridge:y"``), for the record.
+        expression_scale: ``(E,)`` factors in [0, 1] on the fitted expression weights
+            (:func:`learn_expression_scale`); ``None``: the expression is kept as fitted.
     """
 
     columns: np.ndarray
@@ -99,6 +109,7 @@ class ModeCalibration:
     scale_bias: float = 0.0
     scale_coef: np.ndarray | None = None
     kind: str = ""
+    expression_scale: np.ndarray | None = None
 
     def apply(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         """``(identity (K,), scale factor)`` for the features ``x`` (:func:`features`)."""
@@ -106,6 +117,14 @@ class ModeCalibration:
         y = self.y_mean + z @ self.A
         ls = self.scale_bias + (0.0 if self.scale_coef is None else float(z @ self.scale_coef))
         return y, math.exp(ls)
+
+    def expression(self, w: np.ndarray) -> np.ndarray | None:
+        """The calibrated ``(E,)`` expression weights for the fitted ones, or ``None`` when
+        this map has no :attr:`expression_scale` (or one of another length)."""
+        w = np.asarray(w, np.float64)
+        if self.expression_scale is None or self.expression_scale.shape != w.shape:
+            return None
+        return np.clip(w * self.expression_scale, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -144,6 +163,13 @@ class IdentityCalibration:
             raise ValueError(f"the calibration is for fits of {cal.y_mean.size} identity modes; this one has {k}")
         return cal.apply(features(fit, k))
 
+    def expression(self, fit: Any) -> np.ndarray | None:
+        """The calibrated expression weights of a fit (its mode's
+        :meth:`ModeCalibration.expression`), or ``None`` when the map has none."""
+        mode = "orthographic" if fit.camera is None else "perspective"
+        cal = self.modes.get(mode)
+        return None if cal is None else cal.expression(fit.expression)
+
     def save(self, path: Any) -> None:
         """Write an ``.npz`` (atomically)."""
         from ._io import atomic_open
@@ -155,6 +181,8 @@ class IdentityCalibration:
                 arrays[f"{mode}/{name}"] = np.asarray(getattr(c, name), np.float32)
             coef = np.zeros(len(c.columns)) if c.scale_coef is None else c.scale_coef
             arrays[f"{mode}/scale_coef"] = np.asarray(coef, np.float32)
+            if c.expression_scale is not None:
+                arrays[f"{mode}/expression_scale"] = np.asarray(c.expression_scale, np.float32)
         head = {
             "format": _FORMAT,
             "weights_sha256": self.weights_sha256,
@@ -186,6 +214,11 @@ class IdentityCalibration:
                     scale_bias=float(info["scale_bias"]),
                     scale_coef=z[f"{mode}/scale_coef"].astype(np.float64),
                     kind=str(info.get("kind", "")),
+                    expression_scale=(
+                        z[f"{mode}/expression_scale"].astype(np.float64)
+                        if f"{mode}/expression_scale" in z.files
+                        else None
+                    ),
                 )
         return cls(
             modes=modes,
@@ -236,6 +269,50 @@ def load_cached(path: Any) -> IdentityCalibration:
     if key not in _DEFAULT:
         _DEFAULT[key] = IdentityCalibration.load(key)
     return _DEFAULT[key]
+
+
+def learn_expression_scale(
+    fitted: Any, true: Any, *, folds: int = 5, seed: int = 0
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """One factor per blendshape on the fitted expression weights, by least squares through
+    the origin (``sum(fitted * true) / sum(fitted ** 2)``, 0 for a weight never fitted),
+    clipped to [0, 1].
+
+    Args:
+        fitted, true: ``(n, E)`` fitted and true expression weights of n training heads.
+        folds, seed: the cross-validation of the report (samples shuffled with ``seed``).
+
+    Returns:
+        ``(scale (E,), report)``: the report gives the cross-validated mean squared weight
+        error of the neutral face (all zero), of the fitted weights as they are and of the
+        scaled ones.
+    """
+    F = np.asarray(fitted, np.float64)
+    T = np.asarray(true, np.float64)
+    if F.ndim != 2 or F.shape != T.shape:
+        raise ValueError(f"fitted and true must both be (n, E); got {F.shape} and {T.shape}")
+    if not (np.isfinite(F).all() and np.isfinite(T).all()):
+        raise ValueError("fitted and true must be finite")
+    if F.shape[0] < 2 * folds:
+        raise ValueError(f"at least {2 * folds} samples are needed for {folds} folds; got {F.shape[0]}")
+
+    def factors(f: np.ndarray, t: np.ndarray) -> np.ndarray:
+        den = (f * f).sum(axis=0)
+        a = np.where(den > 0, (f * t).sum(axis=0) / np.where(den > 0, den, 1.0), 0.0)
+        return np.clip(a, 0.0, 1.0)
+
+    fold = np.random.default_rng(seed).permutation(np.arange(F.shape[0]) % folds)
+    P = np.zeros_like(F)
+    for f in range(folds):
+        tr, te = fold != f, fold == f
+        P[te] = np.clip(F[te] * factors(F[tr], T[tr]), 0.0, 1.0)
+    report = {
+        "samples": int(F.shape[0]),
+        "mse_neutral": float(np.mean(T**2)),
+        "mse_fitted": float(np.mean((F - T) ** 2)),
+        "mse_scaled": float(np.mean((P - T) ** 2)),
+    }
+    return factors(F, T), report
 
 
 def _ridge(Z: np.ndarray, T: np.ndarray, alpha: float) -> np.ndarray:

@@ -386,8 +386,8 @@ def evaluate_full_head(
         mean_fit: optional :class:`~monohead.fullhead.HeadFit` of the same maps with the
             identity held at 0 (:func:`mean_head_fit`): the ``mean_fit`` baseline.
         uncalibrated: optional ``(fit, full_mesh)`` of the same fit with its identity
-            calibration off (:attr:`~monohead.fullhead.HeadFit.fitted_identity` and
-            ``fitted_scale``): the methods ``full_uncalibrated`` (that mesh) and
+            calibration off (:attr:`~monohead.fullhead.HeadFit.fitted_identity`,
+            ``fitted_scale`` and ``fitted_expression``): the methods ``full_uncalibrated`` (that mesh) and
             ``mean_uncalibrated`` (the mean head in that fit's pose and expression), the
             default without calibration on the same maps.
         own: also the ``"own"`` protocol (each closed reconstruction aligned to the whole
@@ -770,7 +770,7 @@ _LABELS = {
     "model": "fitted model alone",
     "mean": "mean head (y = 0), same pose and expression",
     "mean_fit": "mean head (y = 0), its own fit (identity held at 0)",
-    "full_uncalibrated": "complete head, identity calibration off",
+    "full_uncalibrated": "complete head, calibration (identity, scale, expression) off",
     "mean_uncalibrated": "mean head (y = 0), pose and expression of the fit without calibration",
 }
 
