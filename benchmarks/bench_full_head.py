@@ -28,19 +28,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10)
     args = ap.parse_args()
-    # model=None: the shipped network, loaded once by monohead.photo, with the complete head's
-    # identity calibration (which a network passed in does not get): what the CLI runs
-    model = None
+    # No model= : the shipped network, loaded once by monohead.photo, with the complete head's
+    # identity calibration (which a network passed in does not get): what the CLI runs.
     img = data.astronaut()
     for _ in range(2):  # warm-up: cascade, torch kernels, the head model's caches
-        photo.reconstruct(img, model=model, full_head=True)
+        photo.reconstruct(img, full_head=True)
     base, with_full, stage, fit_t, merge_t = [], [], [], [], []
     for _ in range(args.runs):
         t0 = time.perf_counter()
-        photo.reconstruct(img, model=model)
+        photo.reconstruct(img)
         base.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        rec = photo.reconstruct(img, model=model, full_head=True)
+        rec = photo.reconstruct(img, full_head=True)
         with_full.append(time.perf_counter() - t0)
         stage.append(rec.seconds["full_head"])
         # the split, on the same maps

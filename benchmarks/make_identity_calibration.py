@@ -42,7 +42,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import hashlib
 import json
-import re
 import sys
 import time
 from dataclasses import replace
@@ -156,17 +155,6 @@ def identity_metric() -> np.ndarray:
     return B @ B.T / rows.size
 
 
-def _expression_prior(meta: dict) -> float:
-    """The ``FitSettings.expression_prior`` of a collected file's fits: its record, else the one
-    in its settings' repr (files collected before the record), else the default then (0.5)."""
-    from monohead import head_calibration
-
-    if "expression_prior" in meta:
-        return float(meta["expression_prior"])
-    found = re.search(r"expression_prior=([0-9.eE+-]+)", str(meta.get("settings", "")))
-    return float(found.group(1)) if found else head_calibration.LEGACY_EXPRESSION_PRIOR
-
-
 def fit(args: argparse.Namespace) -> None:
     from monohead import head_calibration
 
@@ -180,7 +168,8 @@ def fit(args: argparse.Namespace) -> None:
                 sys.exit(f"{f} comes from the test set")
             if meta["weights_sha256"] != sha:
                 sys.exit(f"{f} was made with weights {meta['weights_sha256'][:12]}, not {sha[:12]}")
-            priors.add(_expression_prior(meta))
+            # files collected before the field were fitted at the default then
+            priors.add(float(meta.get("expression_prior", head_calibration.LEGACY_EXPRESSION_PRIOR)))
             parts.append(({k: z[k] for k in z.files if k != "meta"}, meta))
     if len(priors) != 1:
         sys.exit(f"the files' fits used different expression priors {sorted(priors)}: collect them again with one")

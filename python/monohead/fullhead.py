@@ -740,25 +740,14 @@ def _sample_depth(
     pixel ``clip(rint(row)) W + clip(rint(col))``. The compiled core computes exactly that
     (``sample_planes``, ``csrc/plane_sampling.hpp``; the fit samples a few thousand points
     about seventy times, and the gather was its largest single cost in NumPy)."""
+    from . import integration  # noqa: F401  # sets the OpenMP spin policy before _core loads
+    from ._core import sample_planes
+
     H, Wd = obs.mask.shape
     xs = np.ascontiguousarray(x, dtype=np.float64)
     ys = np.ascontiguousarray(y, dtype=np.float64)
-    ok, D, n, flat, cover, wpix = _plane_sampler()(obs.table(), H, Wd, xs, ys)
+    ok, D, n, flat, cover, wpix = sample_planes(obs.table(), H, Wd, xs, ys)
     return ok.view(bool), D, n, flat, cover, wpix
-
-
-_SAMPLER: Any = None
-
-
-def _plane_sampler() -> Any:
-    """The compiled core's ``sample_planes`` (loaded at the first fit)."""
-    global _SAMPLER
-    if _SAMPLER is None:
-        from . import integration  # noqa: F401  # sets the OpenMP spin policy before _core loads
-        from ._core import sample_planes
-
-        _SAMPLER = sample_planes
-    return _SAMPLER
 
 
 def _row_norm(a: np.ndarray) -> np.ndarray:

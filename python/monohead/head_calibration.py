@@ -154,7 +154,7 @@ class IdentityCalibration:
     def apply(self, fit: Any) -> tuple[np.ndarray, float]:
         """``(identity, scale factor)`` for a fit (its mode: perspective when it has a camera)
         of :attr:`n_identity` modes."""
-        mode = "orthographic" if fit.camera is None else "perspective"
+        mode = _mode(fit)
         if mode not in self.modes:
             raise ValueError(f"the calibration has no {mode!r} map (it has {sorted(self.modes)})")
         cal = self.modes[mode]
@@ -166,8 +166,7 @@ class IdentityCalibration:
     def expression(self, fit: Any) -> np.ndarray | None:
         """The calibrated expression weights of a fit (its mode's
         :meth:`ModeCalibration.expression`), or ``None`` when the map has none."""
-        mode = "orthographic" if fit.camera is None else "perspective"
-        cal = self.modes.get(mode)
+        cal = self.modes.get(_mode(fit))
         return None if cal is None else cal.expression(fit.expression)
 
     def save(self, path: Any) -> None:
@@ -226,6 +225,11 @@ class IdentityCalibration:
             meta=head.get("meta", {}),
             expression_prior=_prior_of(head),
         )
+
+
+def _mode(fit: Any) -> str:
+    """The camera mode (:data:`MODES`) of a fit: perspective when it has a camera."""
+    return "orthographic" if fit.camera is None else "perspective"
 
 
 def _prior_of(head: dict[str, Any]) -> float | None:

@@ -1473,10 +1473,10 @@ def preview_png(result: Reconstruction, title: str = "") -> bytes:
         (shaded_view(verts, vn, "side"), "mesh, side", "gray"),
     ]
     if full is not None:
-        fv, fn = surface_points(full, order=5, size=160)
+        px = 160  # the complete head's panels, pixels a side (the points dense enough for them)
+        fv, fn = surface_points(full, order=5, size=px)
         panels += [
-            (shaded_view(fv, fn, view, size=160), f"complete head, {view}", "gray")
-            for view in ("front", "side", "back")
+            (shaded_view(fv, fn, view, size=px), f"complete head, {view}", "gray") for view in ("front", "side", "back")
         ]
         for ax in axes[1, 3:]:
             ax.set_axis_off()
