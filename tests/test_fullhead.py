@@ -382,6 +382,47 @@ def test_observed_surface_is_exact_on_a_plane_and_continuous() -> None:
     assert not fullhead._sample_depth(obs, np.array([-50.0, 300.0]), np.array([5.0, -300.0]))[0].any()
 
 
+def test_merge_displacement_grows_at_most_max_slope_from_the_border(fitted: HeadFit, scene: dict) -> None:
+    """A surface 5 px in front of the fitted model (an integrated neck with no jump under the
+    jaw is like that): inside, the vertices move the whole 5 px; toward the mask's border the
+    displacement falls at most ``max_slope`` (default 0.5) px per pixel, not over the 4-pixel
+    seam alone (which made a step), and without the cap it would not."""
+    from scipy import ndimage
+
+    max_slope = 0.5
+
+    d, n, m = scene["depth"] + 5.0, scene["normals"], scene["mask"]
+    x = fitted.vertices()
+    dist = ndimage.distance_transform_edt(m)
+    c = np.clip(x[:, 0], 0, SIZE - 1)
+    r = np.clip(-x[:, 1], 0, SIZE - 1)
+    at = ndimage.map_coordinates(dist, [r, c], order=1)
+
+    def displacement(cap: float) -> tuple[np.ndarray, np.ndarray]:
+        mesh = merge_head(fitted, d, m, n) if cap == max_slope else merge_head(fitted, d, m, n, max_slope=cap)
+        return np.asarray(mesh.vertices)[:, 2] - x[:, 2], mesh.metadata["visible_weight"]
+
+    delta, a = displacement(max_slope)
+    over = np.abs(delta) - max_slope * (at + 1.5)
+    assert over.max() <= 0.0, (over.max(), int((over > 0).sum()))
+    # without the cap the displacement rises faster than that near the border
+    loose, _ = displacement(1e9)
+    # far enough from the border, the visible vertices move as without the cap: the offset
+    # plus the fit's own small error
+    deep = (a == 1.0) & (at > 5.0 / max_slope + 4.0)
+    assert deep.sum() > 200
+    assert np.median(delta[deep]) > 4.0, np.median(delta[deep])
+    assert np.median(np.abs(delta - loose)[deep]) < 0.01
+    assert (np.abs(loose) - max_slope * (at + 1.5) > 0.5).sum() > 50
+
+
+@pytest.mark.parametrize("name", ["seam", "smooth", "depth_falloff", "max_slope"])
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), True, "2"])
+def test_merge_refuses_bad_settings(fitted: HeadFit, scene: dict, name: str, bad: object) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be a finite number > 0; got {bad!r}"):
+        merge_head(fitted, scene["depth"], scene["mask"], scene["normals"], **{name: bad})
+
+
 def test_merge_is_watertight_keeps_the_surface_and_has_no_seam_intersections(fitted: HeadFit, scene: dict) -> None:
     d, n, m = scene["depth"], scene["normals"], scene["mask"]
     rgb = np.zeros((SIZE, SIZE, 3), np.uint8)

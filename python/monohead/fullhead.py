@@ -1492,6 +1492,7 @@ def merge_head(
     seam: float = 4.0,
     smooth: float = 1.5,
     depth_falloff: float = 12.0,
+    max_slope: float = 0.5,
 ) -> Any:
     """The complete head: the fitted model with its visible region on the integrated surface.
 
@@ -1503,9 +1504,12 @@ def merge_head(
     counts at most as much as its neighbours (no isolated vertex). Per pixel, the mean
     ``a d`` of the visible vertices there makes an image-plane field (pixels without one: a
     normalised Gaussian splat of standard deviation ``smooth``, which also makes it fade past
-    the visible region). Every vertex moves along z by this field (bilinear at its position)
-    times a weight falling from 1 at the model's front surface to 0 at ``depth_falloff``
-    pixels behind it. Layers at one image position move together and the map along z is
+    the visible region). The field's size is capped at ``max_slope`` times the image distance
+    to the pixels where it must vanish (outside the mask, and pixels whose visible vertices
+    all have ``a = 0``), so that a large displacement fades over a proportionally wider band
+    instead of making a step at the seam. Every vertex moves along z by this field (bilinear
+    at its position) times a weight falling from 1 at the model's front surface to 0 at
+    ``depth_falloff`` pixels behind it. Layers at one image position move together and the map along z is
     monotone, so the merge adds no self-intersection between them; the model's front surface
     that the weight is measured from is interpolated between pixels, so that the weight, and
     the motion, are continuous across them. Layers a fraction of a pixel apart at neighbouring
@@ -1529,6 +1533,8 @@ def merge_head(
             over the image plane for the hidden vertices.
         depth_falloff: depth behind the model's front surface (pixels) at which a hidden
             vertex no longer moves.
+        max_slope: the most the displacement may grow per pixel of image distance from
+            where it vanishes (pixels per pixel).
 
     Returns:
         :class:`trimesh.Trimesh`: skin (one closed surface) and the eyeballs (closed parts),
@@ -1548,7 +1554,7 @@ def merge_head(
     n = None if normals is None else v.as_float_array(normals, "normals")
     if n is not None and n.shape != (*d.shape, 3):
         raise ValueError(f"normals must have shape {v.shape_str((*d.shape, 3))}; got {v.shape_str(n.shape)}")
-    for name, val in (("seam", seam), ("smooth", smooth), ("depth_falloff", depth_falloff)):
+    for name, val in (("seam", seam), ("smooth", smooth), ("depth_falloff", depth_falloff), ("max_slope", max_slope)):
         if isinstance(val, bool) or not isinstance(val, numbers.Real) or not (val > 0 and math.isfinite(val)):
             raise ValueError(f"{name} must be a finite number > 0; got {val!r}")
     prep = _prepared(fit.model)
@@ -1609,6 +1615,20 @@ def merge_head(
         ndimage.gaussian_filter(cnt, smooth, mode="constant"), 0.05
     )
     field = np.where(cnt > 0, num / np.maximum(cnt, 1.0), spread)
+    # 3. Slope cap: away from where the displacement must vanish (outside the mask; pixels
+    #    whose visible vertices all have a = 0: the model's outline seen grazing, its jaw over
+    #    the neck, far-off surfaces), it may grow by at most `max_slope` pixels per pixel of
+    #    image distance. The fade weights alone ramp a displacement of any size over `seam`
+    #    pixels: an integrated neck 10 px in front of the model's (the integration has no jump
+    #    under the jaw) made a 10 px step over 4 px. (A single such pixel at a nostril or an
+    #    eye's corner counts too; leaving out groups under 9 pixels also dropped the jaw's,
+    #    and the step came back on photo 04.)
+    amax = np.zeros(H * Wd)
+    np.maximum.at(amax, pix[use], a[use])
+    zero = ~mm | ((cnt > 0) & (amax.reshape(H, Wd) < 0.02))
+    if zero.any():
+        cap = max_slope * ndimage.distance_transform_edt(~zero)
+        field = np.clip(field, -cap, cap)
     front = np.full(H * Wd, -np.inf)
     np.maximum.at(front, pix[inb], x[inb, 2])
     front = _max3x3(front.reshape(H, Wd))  # ndimage.maximum_filter(size=3)
