@@ -1514,7 +1514,8 @@ def merge_head(
     that the weight is measured from is interpolated between pixels, so that the weight, and
     the motion, are continuous across them. Layers a fraction of a pixel apart at neighbouring
     positions (a lid's fold) can still cross where the model itself nearly touches (README,
-    "Self-intersections": 3 crossing pairs on 2 of the 12 real photos). The topology is the
+    "Self-intersections": 10 new crossing pairs on 2 of the 12 real photos, thirteenth
+    session). The topology is the
     model's, so the result is watertight (``metadata["visible_weight"]`` holds ``a``).
 
     With a perspective fit (``fit.camera``), the displacement is along each pixel's ray
@@ -1622,7 +1623,7 @@ def merge_head(
     #    pixels: an integrated neck 10 px in front of the model's (the integration has no jump
     #    under the jaw) made a 10 px step over 4 px. (A single such pixel at a nostril or an
     #    eye's corner counts too; leaving out groups under 9 pixels also dropped the jaw's,
-    #    and the step came back on photo 04.)
+    #    and the step came back on photo 05.)
     amax = np.zeros(H * Wd)
     np.maximum.at(amax, pix[use], a[use])
     zero = ~mm | ((cnt > 0) & (amax.reshape(H, Wd) < 0.02))
