@@ -1509,14 +1509,14 @@ def merge_head(
     all have ``a = 0``), so that a large displacement fades over a proportionally wider band
     instead of making a step at the seam. Every vertex moves along z by this field (bilinear
     at its position) times a weight falling from 1 at the model's front surface to 0 at
-    ``depth_falloff`` pixels behind it. Layers at one image position move together and the map along z is
-    monotone, so the merge adds no self-intersection between them; the model's front surface
-    that the weight is measured from is interpolated between pixels, so that the weight, and
-    the motion, are continuous across them. Layers a fraction of a pixel apart at neighbouring
-    positions (a lid's fold) can still cross where the model itself nearly touches (README,
-    "Self-intersections": 10 new crossing pairs on 2 of the 12 real photos, thirteenth
-    session). The topology is the
-    model's, so the result is watertight (``metadata["visible_weight"]`` holds ``a``).
+    ``depth_falloff`` pixels behind it. Layers at one image position move together and the
+    map along z is monotone, so the merge adds no self-intersection between them; the model's
+    front surface that the weight is measured from is interpolated between pixels, so that the
+    weight, and the motion, are continuous across them. Layers a fraction of a pixel apart at
+    neighbouring positions (a lid's fold) can still cross where the model itself nearly
+    touches (README, "Thirteenth session": 10 new crossing pairs on 2 of the 12 real photos).
+    The topology is the model's, so the result is watertight (``metadata["visible_weight"]``
+    holds ``a``).
 
     With a perspective fit (``fit.camera``), the displacement is along each pixel's ray
     (the merge runs in the camera's warped space, :class:`PinholeWarp`) and ``normals`` are needed.
