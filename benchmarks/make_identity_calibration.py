@@ -89,22 +89,35 @@ def collect(args: argparse.Namespace) -> None:
             sys.exit(f"{out} was made with other weights ({meta_old['weights_sha256'][:12]}); remove it")
         done = {int(x) for x in rows.get("index", [])}
     net = load_generator(args.model) if args.model else load_pretrained()
+    canon_net = None
+    modes = MODES
+    if args.canonical:
+        from monohead.model.canonical import load_canonical, predict_canonical
+
+        canon_net = load_canonical()
+        modes = MODES + tuple(m + head_calibration.LANDMARKS_SUFFIX for m in MODES)
     settings = fullhead.FitSettings(identity_calibration=False)
     names = list(fullhead._model(None).expression_names)
-    todo = [j for j in ids if j not in done]
+    todo = [j for j in ids if j not in done and j >= args.first]
     meta = {
         "data": str(args.data),
         "seed": ds.seed,
         "weights_sha256": sha,
         "settings": repr(settings),
         "expression_prior": settings.expression_prior,
+        "first": args.first,
+        "canonical_sha256": _canonical_sha() if args.canonical else None,
     }
+    if out.exists() and meta_old.get("canonical_sha256") != meta["canonical_sha256"]:
+        sys.exit(f"{out} was made with another correspondence network (or none); remove it")
     t0 = time.time()
     for s in range(0, len(todo), 16):
         part = todo[s : s + 16]
         items = [ds[j] for j in part]
-        N, W, M = predict(net, np.stack([it["image"] for it in items]), flip=True)
-        for j, it, nj, wj, mj in zip(part, items, N, W, M, strict=True):
+        imgs = np.stack([it["image"] for it in items])
+        N, W, M = predict(net, imgs, flip=True)
+        CM = [None] * len(part) if canon_net is None else predict_canonical(canon_net, imgs, N, W, M)
+        for j, it, nj, wj, mj, cj in zip(part, items, N, W, M, CM, strict=True):
             p = it["params"]
             cam = p.get("camera") or {}
             K = cam.get("K") if cam.get("projection") == "perspective" else None
@@ -115,14 +128,15 @@ def collect(args: argparse.Namespace) -> None:
                 "scale_true": float(p["pose"]["scale"]),
                 "ypr_true": np.array([p["pose"]["yaw"], p["pose"]["pitch"], p["pose"]["roll"]], np.float64),
             }
-            for mode in MODES:
-                Kf = K if mode == "perspective" else None
-                if mode == "perspective" and K is None:
+            for mode in modes:
+                Kf = K if mode.startswith("perspective") else None
+                if mode.startswith("perspective") and K is None:
                     sys.exit(f"{args.data} sample {j} has no perspective camera")
                 nl = limit_slope(nj, mj) if Kf is None else face_rays(nj, mj, Kf)
+                lm = {"canonical": cj} if mode.endswith(head_calibration.LANDMARKS_SUFFIX) else {}
                 try:
                     depth = integrate(nl, wj, 0.1, mj, K=Kf)
-                    fit = fullhead.fit_head(depth, nl, mj, wj, K=Kf, settings=settings)
+                    fit = fullhead.fit_head(depth, nl, mj, wj, K=Kf, settings=settings, **lm)
                     feats = head_calibration.features(fit)
                     ok = True
                 except ValueError as exc:
@@ -140,6 +154,13 @@ def collect(args: argparse.Namespace) -> None:
         tmp = out.with_suffix(".tmp.npz")
         np.savez(tmp, meta=np.array(json.dumps(meta)), **{k: np.asarray(v) for k, v in rows.items()})
         os.replace(tmp, out)
+
+
+def _canonical_sha() -> str:
+    from monohead.model.canonical import CANONICAL_FILE
+    from monohead.model.weights import WEIGHTS_DIR
+
+    return hashlib.sha256((WEIGHTS_DIR / CANONICAL_FILE).read_bytes()).hexdigest()
 
 
 def identity_metric() -> np.ndarray:
@@ -173,11 +194,22 @@ def fit(args: argparse.Namespace) -> None:
             parts.append(({k: z[k] for k in z.files if k != "meta"}, meta))
     if len(priors) != 1:
         sys.exit(f"the files' fits used different expression priors {sorted(priors)}: collect them again with one")
-    cat = {k: np.concatenate([p[0][k] for p in parts]) for k in parts[0][0]}
-    sources = [{"data": m["data"], "seed": m["seed"], "samples": len(p["index"])} for p, m in parts]
+    sources = [{"data": m["data"], "seed": m["seed"], "samples": len(p["index"]), "first": m.get("first", 0),
+                "canonical_sha256": m.get("canonical_sha256")} for p, m in parts]  # fmt: skip
+    canon = {m.get("canonical_sha256") for _, m in parts} - {None}
+    if len(canon) > 1:
+        sys.exit("the files' landmark fits used different correspondence networks: collect them again with one")
+    if canon and canon != {_canonical_sha()}:
+        sys.exit("the files' landmark fits used another correspondence network than the shipped one")
     G = identity_metric()
     modes, reports = {}, {}
-    for mode in MODES:
+    present = sorted({k[: -len("_features")] for p, _ in parts for k in p if k.endswith("_features")})
+    for mode in present:
+        # each mode from the files that have it (landmark fits are collected only on samples the
+        # correspondence network did not train on)
+        have = [p for p, _ in parts if f"{mode}_features" in p]
+        cat = {k: np.concatenate([p[k] for p in have]) for k in ("y_true", "w_true", "scale_true", f"{mode}_ok",
+                                                                  f"{mode}_features")}  # fmt: skip
         ok = cat[f"{mode}_ok"]
         X, Y = cat[f"{mode}_features"][ok], cat["y_true"][ok]
         r = np.log(cat["scale_true"][ok]) - X[:, Y.shape[1] + cat["w_true"].shape[1]]
@@ -189,6 +221,7 @@ def fit(args: argparse.Namespace) -> None:
             Wf, cat["w_true"][ok], folds=args.folds, seed=0
         )
         modes[mode] = replace(modes[mode], expression_scale=a)
+        reports[mode]["samples"] = int(ok.sum())
         print(mode, json.dumps(reports[mode], indent=1))
     meta = {
         "sources": sources,
@@ -210,6 +243,17 @@ def main() -> None:
     c.add_argument("--count", type=int)
     c.add_argument("--shard", default="0/1")
     c.add_argument("--model", type=Path)
+    c.add_argument(
+        "--canonical",
+        action="store_true",
+        help="also fit with the shipped correspondence network's landmarks (modes '+landmarks')",
+    )
+    c.add_argument(
+        "--first",
+        type=int,
+        default=0,
+        help="only samples from this index on (those the correspondence network did not train on)",
+    )
     c.add_argument(
         "--partial", action="store_true", help="a data set still being made: its complete shards only (in order)"
     )

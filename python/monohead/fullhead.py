@@ -151,6 +151,12 @@ class FitSettings:
             expression factors also shrinks the fitted expression weights.
             The fit's own values stay in :attr:`HeadFit.fitted_identity`, ``fitted_scale``
             and ``fitted_expression``.
+        landmark_weight: weight of a landmark residual (one per image axis) relative to a
+            depth residual (``fit_head(..., canonical=...)``; 0: landmarks off).
+        landmark_sigma: residual scale (pixels) of the landmark residuals' Cauchy weights.
+        landmark_tol: a fitted vertex gets a landmark only where the canonical map comes
+            within this many centimetres of its canonical position
+            (:func:`canonical_landmarks`).
     """
 
     n_identity: int = 100
@@ -174,6 +180,9 @@ class FitSettings:
     tol: float = 0.05
     cost_tol: float = 1e-4
     identity_calibration: bool | str = True
+    landmark_weight: float = 1.0
+    landmark_sigma: float = 2.0
+    landmark_tol: float = 0.8
 
 
 @dataclass
@@ -217,6 +226,8 @@ class HeadFit:
         fitted_expression: the fit's own expression weights when the calibration replaced
             them too (its expression factors, ``head_calibration.ModeCalibration``); else
             ``None``.
+        landmarks: how many of the fitted vertices had an image landmark
+            (``fit_head(..., canonical=...)``); 0 without a canonical map.
     """
 
     identity: np.ndarray
@@ -243,6 +254,7 @@ class HeadFit:
     fitted_identity: np.ndarray | None = None
     fitted_scale: float | None = None
     fitted_expression: np.ndarray | None = None
+    landmarks: int = 0
 
     def params(self) -> dict[str, Any]:
         """The fitted parameters as a JSON-able dict."""
@@ -264,6 +276,7 @@ class HeadFit:
             "camera": None if self.camera is None else np.asarray(self.camera).tolist(),
             "depth_scale": float(self.depth_scale),
             "calibrated": bool(self.calibrated),
+            "landmarks": int(self.landmarks),
             "fitted_identity": None if self.fitted_identity is None else [float(x) for x in self.fitted_identity],
             "fitted_scale": None if self.fitted_scale is None else float(self.fitted_scale),
             "fitted_expression": None
@@ -750,6 +763,31 @@ def _sample_depth(
     return ok.view(bool), D, n, flat, cover, wpix
 
 
+def canonical_landmarks(canonical: np.ndarray, points: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where model points lie in the image, from a canonical-coordinate map.
+
+    ``canonical``: ``(H, W, 3)`` the neutral mean head's position (cm, model frame) of the
+    skin seen at each pixel, NaN where none; ``points``: ``(n, 3)`` canonical positions.
+    Returns the rows of ``points`` within ``tol`` cm of the map's surface and their image
+    positions ``(x = col, y = -row)``: the mean of the nearest pixels, weighted by their
+    canonical distance."""
+    from scipy.spatial import cKDTree
+
+    H, Wd = canonical.shape[:2]
+    ok = np.isfinite(canonical).all(axis=2)
+    if ok.sum() < 8:
+        return np.zeros(0, np.int64), np.zeros((0, 2))
+    rr, cc = np.nonzero(ok)
+    C = canonical[rr, cc]
+    d, i = cKDTree(C).query(points, k=8)
+    near = d[:, 0] < tol
+    h = max(tol / 2, 1e-6)
+    w = np.exp(-0.5 * ((d[near] ** 2 - d[near, :1] ** 2) / h**2))
+    w /= w.sum(axis=1, keepdims=True)
+    xy = np.column_stack([(w * cc[i[near]]).sum(1), -(w * rr[i[near]]).sum(1)])
+    return np.nonzero(near)[0], xy
+
+
 def _row_norm(a: np.ndarray) -> np.ndarray:
     """``np.linalg.norm(a, axis=-1)`` for 2 or 3 columns, bitwise the same (the squares summed
     in the same order) but about five times faster: NumPy's reduction over a short last axis
@@ -885,6 +923,11 @@ def _check_settings(settings: Any) -> FitSettings:
         return FitSettings()
     if not isinstance(settings, FitSettings):
         raise TypeError(f"settings must be a FitSettings or None; got {type(settings).__name__}")
+    for name, low in (("landmark_weight", 0.0), ("landmark_sigma", None), ("landmark_tol", None)):
+        v = getattr(settings, name)
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or (v < 0 if low == 0.0 else v <= 0):
+            raise ValueError(f"settings.{name} must be a finite number {'>= 0' if low == 0.0 else '> 0'}; got {v!r}")
     cal = settings.identity_calibration
     if not isinstance(cal, (bool, str)) and not hasattr(cal, "__fspath__"):
         raise TypeError(f"settings.identity_calibration must be a bool or a path; got {type(cal).__name__}")
@@ -908,6 +951,13 @@ class _Fitter:
         self.cam = obs.cam
         self.world_sub: Any = None  # perspective: the subset's posed (unwarped) vertices
         self.jphi: Any = None  # perspective: the warp's derivative there
+        self.lm_rows = np.zeros(0, np.int64)  # subset rows with an image landmark
+        self.lm_xy = np.zeros((0, 2))  # their targets (x = col, y = -row)
+
+    def set_landmarks(self, canonical: np.ndarray) -> None:
+        """Image targets of the subset's vertices from a canonical-coordinate map."""
+        rows, xy = canonical_landmarks(canonical, self.prep.x0[self.ring["subset"]], self.cfg.landmark_tol)
+        self.lm_rows, self.lm_xy = rows, xy
 
     def world_t(self, t: np.ndarray) -> np.ndarray:
         """The translation of the pose: ``t`` itself, or with a camera ``(t[0], t[1], 0)``
@@ -1001,18 +1051,29 @@ class _Fitter:
         nz_o = np.maximum(nobs[:, 2], _MIN_NZ)
         r_d = nz_o * (xw[:, 2] - D)
         r_s = m2[:, 0] * (xw[:, 0] - bx) + m2[:, 1] * (xw[:, 1] - by)
+        lr = self.lm_rows
+        r_l = (xw[lr, :2] - self.lm_xy).T.reshape(-1)  # x residuals, then y
+        nd, ns, nl = int(use.sum()), int(sil.sum()), int(r_l.size)
+        sig = np.concatenate(
+            [np.full(nd, cfg.sigma), np.full(ns, cfg.silhouette_sigma), np.full(nl, cfg.landmark_sigma)]
+        )
+        base = np.concatenate(
+            [wpix[use] * cover[use], np.full(ns, cfg.silhouette_weight), np.full(nl, cfg.landmark_weight)]
+        )
         if not jacobian:
-            res = np.concatenate([r_d[use], r_s[sil]])
-            nd = int(use.sum())
-            sig = np.concatenate([np.full(nd, cfg.sigma), np.full(res.size - nd, cfg.silhouette_sigma)])
-            base = np.concatenate([wpix[use] * cover[use], np.full(res.size - nd, cfg.silhouette_weight)])
+            res = np.concatenate([r_d[use], r_s[sil], r_l])
             cost = float(np.sum(base * sig**2 * np.log1p((res / sig) ** 2)))
             return res, None, None, cost, nd, r_d[use]
 
-        # Jacobians. Direction of each residual in 3D: depth -> n_obs; silhouette -> (m2, 0).
-        dirs = np.concatenate([nobs[use], np.column_stack([m2[sil], np.zeros(int(sil.sum()))])])
-        sel = np.concatenate([np.nonzero(use)[0], np.nonzero(sil)[0]])
-        res = np.concatenate([r_d[use], r_s[sil]])
+        # Jacobians. Direction of each residual in 3D: depth -> n_obs; silhouette -> (m2, 0);
+        # landmarks -> x, y.
+        ex = np.zeros((lr.size, 3))
+        ey = np.zeros((lr.size, 3))
+        ex[:, 0] = 1.0
+        ey[:, 1] = 1.0
+        dirs = np.concatenate([nobs[use], np.column_stack([m2[sil], np.zeros(ns)]), ex, ey])
+        sel = np.concatenate([np.nonzero(use)[0], np.nonzero(sil)[0], lr, lr])
+        res = np.concatenate([r_d[use], r_s[sil], r_l])
         if self.cam is None:
             q = xw[sel] - t
         else:
@@ -1029,13 +1090,10 @@ class _Fitter:
             J_y = np.einsum("ic,ick->ik", u, self.Bk[sel])
             J_w = np.einsum("ic,ick->ik", u, self.Ek[sel])
             J = np.hstack([J_rot, J_t, J_s, J_y, J_w])
-        nd = int(use.sum())
         if self.cam is not None:
             # t[2] is the log of the depth scale k: the observed height is fx - k zhat.
             J[:, 5] = 0.0
             J[:nd, 5] = nz_o[use] * (self.cam.fx - D[use])
-        sig = np.concatenate([np.full(nd, cfg.sigma), np.full(res.size - nd, cfg.silhouette_sigma)])
-        base = np.concatenate([wpix[use] * cover[use], np.full(res.size - nd, cfg.silhouette_weight)])
         wr = base / (1.0 + (res / sig) ** 2)
         cost = float(np.sum(base * sig**2 * np.log1p((res / sig) ** 2)))
         return res, J, wr, cost, nd, r_d[use]
@@ -1065,6 +1123,7 @@ def fit_head(
     model: Any = None,
     settings: FitSettings | None = None,
     seed: int = 0,
+    canonical: Any = None,
 ) -> HeadFit:
     """Fit the head model (identity, expression, similarity pose) to a reconstruction.
 
@@ -1091,6 +1150,13 @@ def fit_head(
             shipped ICT-FaceKit asset).
         settings: :class:`FitSettings` (default tuned values).
         seed: integer seed of the fitting vertices.
+        canonical: optional ``(H, W, 3)`` canonical-coordinate map of the same crop
+            (:func:`monohead.model.canonical.predict_canonical`: the mean head's position, cm,
+            of the skin seen at each pixel; NaN where none). Each fitted vertex whose canonical
+            position the map comes close to (``settings.landmark_tol``) gets that image position
+            as a landmark: two residuals (x, y) pulling its projection there, weighted by
+            ``settings.landmark_weight`` (Cauchy scale ``landmark_sigma``). Unlike the depth
+            residuals, they fix where along the surface each vertex lies.
 
     Returns:
         :class:`HeadFit` (``converged`` says whether the steps became small).
@@ -1110,6 +1176,11 @@ def fit_head(
     hm = _model(model)
     prep = _prepared(hm)
     fitter = _Fitter(prep, obs, cfg, int(seed))
+    if canonical is not None and cfg.landmark_weight > 0:
+        c = np.asarray(canonical, np.float64)
+        if c.shape != (*m.shape, 3):
+            raise ValueError(f"canonical must have shape {(*m.shape, 3)} (the mask's, 3); got {c.shape}")
+        fitter.set_landmarks(c)
     k, ne = fitter.k, fitter.ne
     y = np.zeros(k)
     ew = np.zeros(ne)
@@ -1263,6 +1334,7 @@ def fit_head(
             inliers=float(inl.mean()) if rd.size else 0.0, mask_pixels=int(obs.mask.sum()), ignored_pixels=ignored,
             shape=obs.mask.shape, seconds=time.perf_counter() - t_start, model=hm,
             camera=None if cam is None else cam.K.copy(), depth_scale=1.0 if cam is None else math.exp(float(t_[2])),
+            landmarks=int(fitter.lm_rows.size),
         )  # fmt: skip
 
     fit = result(y, s, R, t, ew)
@@ -1274,6 +1346,9 @@ def fit_head(
     if learned is not None and not math.isclose(learned, cfg.expression_prior):
         log.debug("fit_head: the identity calibration was learned with expression_prior %g, not %g: not used",
                   learned, cfg.expression_prior)  # fmt: skip
+        calibration = None
+    if calibration is not None and not calibration.covers(fit):
+        log.debug("fit_head: the identity calibration has no map for this fit's mode: not used")
         calibration = None
     if calibration is not None:
         y_cal, factor = calibration.apply(fit)
@@ -1682,9 +1757,11 @@ def full_head(
     model: Any = None,
     settings: FitSettings | None = None,
     seed: int = 0,
+    canonical: Any = None,
 ) -> tuple[Any, HeadFit]:
-    """:func:`fit_head` then :func:`merge_head`: ``(mesh, fit)`` (``K``: a perspective camera)."""
-    fit = fit_head(depth, normals, mask, W, K=K, model=model, settings=settings, seed=seed)
+    """:func:`fit_head` then :func:`merge_head`: ``(mesh, fit)`` (``K``: a perspective camera;
+    ``canonical``: a canonical map for the fit's landmarks)."""
+    fit = fit_head(depth, normals, mask, W, K=K, model=model, settings=settings, seed=seed, canonical=canonical)
     return merge_head(fit, depth, mask, normals, colors), fit
 
 

@@ -67,6 +67,9 @@ FEATURE_POSE = (
     "converged",
 )
 _FORMAT = "monohead-identity-calibration/1"
+#: The mode name's suffix of the maps learned on fits with image landmarks (the fit reads the
+#: identity differently with them: each needs its own map).
+LANDMARKS_SUFFIX = "+landmarks"
 #: ``FitSettings.expression_prior`` of the calibrations written before they recorded it.
 LEGACY_EXPRESSION_PRIOR = 0.5
 
@@ -151,6 +154,10 @@ class IdentityCalibration:
         """Identity modes of the fits it was learned on (and of those it applies to)."""
         return int(next(iter(self.modes.values())).y_mean.size)
 
+    def covers(self, fit: Any) -> bool:
+        """Whether it has a map for the fit's mode (camera, and landmarks or not)."""
+        return _mode(fit) in self.modes
+
     def apply(self, fit: Any) -> tuple[np.ndarray, float]:
         """``(identity, scale factor)`` for a fit (its mode: perspective when it has a camera)
         of :attr:`n_identity` modes."""
@@ -228,8 +235,10 @@ class IdentityCalibration:
 
 
 def _mode(fit: Any) -> str:
-    """The camera mode (:data:`MODES`) of a fit: perspective when it has a camera."""
-    return "orthographic" if fit.camera is None else "perspective"
+    """The mode of a fit: its camera (:data:`MODES`: perspective when it has a camera), with
+    ``LANDMARKS_SUFFIX`` when it had image landmarks (``fit_head(..., canonical=...)``)."""
+    base = "orthographic" if fit.camera is None else "perspective"
+    return base + (LANDMARKS_SUFFIX if getattr(fit, "landmarks", 0) else "")
 
 
 def _prior_of(head: dict[str, Any]) -> float | None:

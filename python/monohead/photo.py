@@ -43,6 +43,7 @@ conventions' frame (x right, y up, z toward the viewer);
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import numbers
 import os
@@ -241,6 +242,25 @@ class Reconstruction:
 
 
 # ------------------------------------------------------------------------------------ images
+log = logging.getLogger(__name__)
+_CANONICAL: dict[str, Any] = {}
+
+
+def _canonical_map(crop: np.ndarray, normals: np.ndarray, W: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """The shipped correspondence network's canonical map of one crop (mirror-averaged), or
+    ``None`` (logged once) when this copy of monohead was built without it."""
+    from .model.canonical import load_canonical, predict_canonical
+
+    if "net" not in _CANONICAL:
+        try:
+            _CANONICAL["net"] = load_canonical()
+        except FileNotFoundError as exc:
+            log.warning("%s: the complete head is fitted without landmarks", exc)
+            _CANONICAL["net"] = None
+    net = _CANONICAL["net"]
+    return None if net is None else predict_canonical(net, crop, normals, W, mask)
+
+
 def load_image(image: Any, name: str = "image") -> np.ndarray:
     """A photo as a ``(H, W, 3)`` uint8 RGB array, whatever a phone or a browser made.
 
@@ -1087,16 +1107,22 @@ def reconstruct(
             from . import fullhead
 
             t0 = time.perf_counter()
-            # the identity calibration is learned for the shipped network's maps
+            # the identity calibration and the correspondence network are made for the shipped
+            # network's maps
             cfg = fullhead.FitSettings(identity_calibration=model is None)
+            canon = _canonical_map(crops[k], normals[k], Wmap[k], mask) if model is None else None
             n_fit = limit_slope(n_k, mask, MIN_NZ)
             if focal_mm is None:
-                full_mesh, head_fit = fullhead.full_head(depth, n_fit, mask, w_k, colors=crops[k], settings=cfg)
+                full_mesh, head_fit = fullhead.full_head(
+                    depth, n_fit, mask, w_k, colors=crops[k], settings=cfg, canonical=canon
+                )
             else:
                 K = crop_intrinsics(focal_mm, photo.shape[:2], box, INPUT_SIZE)
                 n_fit = face_rays(n_k, mask, K, MIN_NZ)
                 z = integrate(n_fit, w_k, lam, mask, method=method, K=K)
-                full_mesh, head_fit = fullhead.full_head(z, n_fit, mask, w_k, colors=crops[k], K=K, settings=cfg)
+                full_mesh, head_fit = fullhead.full_head(
+                    z, n_fit, mask, w_k, colors=crops[k], K=K, settings=cfg, canonical=canon
+                )
             seconds["full_head"] = time.perf_counter() - t0
         results.append(
             Reconstruction(
