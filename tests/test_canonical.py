@@ -116,8 +116,8 @@ def test_landmarks_pull_the_projection(scene: dict, model: HeadModel) -> None:
     strong = FitSettings(silhouette_weight=1.0, identity_calibration=False, landmark_weight=20.0)
     base = fit_head(*args, model=model, settings=strong, canonical=scene["canonical"])
     moved = fit_head(*args, model=model, settings=strong, canonical=shifted)
-    assert base.landmarks > 300
-    assert moved.landmarks > 300
+    assert base.landmarks > 150
+    assert moved.landmarks > 150
     dx = moved.translation[0] - base.translation[0]
     assert 1.0 < dx < 3.5, dx
     off = fit_head(*args, model=model, settings=FitSettings(identity_calibration=False, landmark_weight=0.0),
@@ -134,7 +134,7 @@ def test_landmarks_read_the_identity_from_a_flattened_surface(model: HeadModel) 
     without = fit_head(*args, model=model, settings=EXACT)
     with_lm = fit_head(*args, model=model, settings=EXACT, canonical=sc["canonical"])
     e0, e1 = _hidden_error(sc, without), _hidden_error(sc, with_lm)
-    assert with_lm.landmarks > 300
+    assert with_lm.landmarks > 150
     assert e1 < 0.9 * e0, (e1, e0)
 
 
@@ -334,3 +334,17 @@ def test_train_canonical_resumes_validates_and_exports(tmp_path, monkeypatch) ->
     net = cn._load(tmp_path / "w" / cn.CANONICAL_FILE)
     assert net.widths == (8, 16, 16)
     assert json.loads((tmp_path / "w" / cn.CANONICAL_CARD).read_text())["architecture"]["widths"] == [8, 16, 16]
+
+
+def test_cli_train_canonical_refuses_bad_input(tmp_path, capsys) -> None:
+    _torch()
+    from monohead import cli
+
+    assert cli.main(["train-canonical", "--out", str(tmp_path / "run")]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    assert cli.main(["train-canonical", "--out", str(tmp_path / "run"), "--export-weights", str(tmp_path / "w")]) == 2
+    assert "no best.pt" in capsys.readouterr().err
+    assert cli.main(["train-canonical", "--out", str(tmp_path), "--data", str(tmp_path), "--val-data",
+                     str(tmp_path)]) == 2  # fmt: skip
+    assert "not a monohead synth folder" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()

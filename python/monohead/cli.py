@@ -817,6 +817,87 @@ def _add_train_parser(sub: Any) -> None:
     p.set_defaults(run=_cmd_train, show=_print_train)
 
 
+def _cmd_train_canonical(args: argparse.Namespace) -> dict[str, Any]:
+    import importlib.util
+    import signal
+
+    if importlib.util.find_spec("torch") is None:
+        raise CliError("monohead train-canonical needs PyTorch: pip install torch")
+    from .model import canonical
+
+    run = Path(args.out)
+    if run.exists() and not run.is_dir():
+        raise CliError(f"--out must be a run folder; {run} is a file")
+    if args.export_weights:
+        try:
+            card = canonical.export_canonical(run, args.export_weights)
+        except FileNotFoundError as exc:
+            raise CliError(str(exc)) from None
+        return {"action": "export", "dest": str(args.export_weights), "best": card.get("validation_curve", [])[-1:]}
+    if not args.data or not args.val_data:
+        raise CliError("training needs --data DIR [DIR ...] and --val-data DIR")
+    progress = _Progress(tty_every=0.5, log_every=60.0)
+    stop = {"flag": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        out = canonical.train_canonical(
+            [Path(d) for d in args.data],
+            run,
+            val_data=Path(args.val_data),
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            partial=args.partial_data,
+            callback=progress.note,
+            should_stop=lambda: stop["flag"],
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    return {"action": "train", **out}
+
+
+def _print_train_canonical(r: dict[str, Any]) -> None:
+    if r["action"] == "export":
+        print(f"weights -> {r['dest']}", file=sys.stderr)
+        return
+    state = "stopped at" if r["stopped"] else "at"
+    best = r["best"]
+    print(f"{r['run']}: {state} step {r['step']}/{r['steps']}; best validation {best['error_cm']:.3f} cm at step "
+          f"{best['step']}", file=sys.stderr)  # fmt: skip
+    if r["stopped"] or r["step"] < r["steps"]:
+        print("run the same command again to resume", file=sys.stderr)
+
+
+def _add_train_canonical_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "train-canonical",
+        help="train the correspondence network of the complete head (resumable) or export its weights",
+        description="Train monohead.model.canonical.CanonicalNet on monohead synth folders: from each crop and "
+        "the shipped normal network's maps of it, the mean head's position of the skin seen at each pixel "
+        "(the complete head's fit turns it into image landmarks). The first run of a folder caches its inputs "
+        "and targets in RUN/cache/. Rerun the same command to resume (Ctrl-C or SIGTERM saves a checkpoint).",
+    )
+    p.add_argument("--data", nargs="+", metavar="DIR", help="training data folders (generator version 2 or later)")
+    p.add_argument("--val-data", metavar="DIR", help="held-out validation folder")
+    p.add_argument("--out", required=True, help="run folder (config.json, cache/, checkpoint.pt, best.pt, curve.tsv)")
+    p.add_argument("--steps", type=int, default=6000, help="steps to reach (cosine learning rate over them; 6000)")
+    p.add_argument("--batch-size", type=int, default=16, help="batch size (16)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (2e-3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation, order and augmentation (0)")
+    p.add_argument("--partial-data", action="store_true", help="read folders whose later shards are not made yet")
+    p.add_argument("--export-weights", metavar="DIR", help="write the run's best.pt as shipped weights (canonical.pt)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(run=_cmd_train_canonical, show=_print_train_canonical)
+
+
 def _synth_progress() -> Any:
     """``monohead synth``'s progress: a bar per sample on a terminal, a line per 5 % otherwise."""
     import time
@@ -1275,6 +1356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(run=_cmd_integrate, show=_print_integrate)
     _add_train_parser(sub)
+    _add_train_canonical_parser(sub)
     _add_synth_parser(sub)
     _add_experiments_parser(sub)
     return ap

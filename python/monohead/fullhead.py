@@ -157,6 +157,9 @@ class FitSettings:
         landmark_tol: a fitted vertex gets a landmark only where the canonical map comes
             within this many centimetres of its canonical position
             (:func:`canonical_landmarks`).
+        landmark_voxel: landmarks for one fitted vertex per cell of this many centimetres of
+            the mean head (the fitted vertices are one per ``voxel``; coarser cells cost less
+            time: each landmark adds two rows to the Gauss-Newton system).
     """
 
     n_identity: int = 100
@@ -180,9 +183,10 @@ class FitSettings:
     tol: float = 0.05
     cost_tol: float = 1e-4
     identity_calibration: bool | str = True
-    landmark_weight: float = 1.0
+    landmark_weight: float = 4.0
     landmark_sigma: float = 2.0
     landmark_tol: float = 0.8
+    landmark_voxel: float = 2.0
 
 
 @dataclass
@@ -923,7 +927,8 @@ def _check_settings(settings: Any) -> FitSettings:
         return FitSettings()
     if not isinstance(settings, FitSettings):
         raise TypeError(f"settings must be a FitSettings or None; got {type(settings).__name__}")
-    for name, low in (("landmark_weight", 0.0), ("landmark_sigma", None), ("landmark_tol", None)):
+    for name, low in (("landmark_weight", 0.0), ("landmark_sigma", None), ("landmark_tol", None),
+                      ("landmark_voxel", None)):  # fmt: skip
         v = getattr(settings, name)
         ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
         if not ok or (v < 0 if low == 0.0 else v <= 0):
@@ -956,8 +961,12 @@ class _Fitter:
 
     def set_landmarks(self, canonical: np.ndarray) -> None:
         """Image targets of the subset's vertices from a canonical-coordinate map."""
-        rows, xy = canonical_landmarks(canonical, self.prep.x0[self.ring["subset"]], self.cfg.landmark_tol)
-        self.lm_rows, self.lm_xy = rows, xy
+        x0 = self.prep.x0[self.ring["subset"]]
+        # one landmark per landmark_voxel cell of the mean head (the subset's first there)
+        _, first = np.unique(np.floor(x0 / self.cfg.landmark_voxel).astype(np.int64), axis=0, return_index=True)
+        cand = np.sort(first)
+        rows, xy = canonical_landmarks(canonical, x0[cand], self.cfg.landmark_tol)
+        self.lm_rows, self.lm_xy = cand[rows], xy
 
     def world_t(self, t: np.ndarray) -> np.ndarray:
         """The translation of the pose: ``t`` itself, or with a camera ``(t[0], t[1], 0)``
