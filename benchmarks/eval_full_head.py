@@ -14,7 +14,10 @@ and the mean head's own fit, :func:`monohead.evaluate.full_head.mean_head_fit`),
 alignment protocols (``by_mesh25d``: every reconstruction moved by the 2.5D mesh's ICP;
 ``own``: each closed reconstruction aligned to the whole true head on its own, which uses the
 true hidden surface and so measures shape, not placement); the per-point errors of all heads
-are pooled. With the identity calibration on (``FitSettings.identity_calibration``, the default
+are pooled. With the shipped network's maps the fits (and the mean head's own fit) get the
+shipped correspondence network's landmarks, as the photo pipeline's do (``--no-landmarks``: without
+them, the default before the fourteenth session). With the identity calibration on
+(``FitSettings.identity_calibration``, the default
 for the shipped network's maps; off for ``--true-maps`` and ``--model`` unless ``--settings``
 names it), each head is also evaluated with the same fit's calibration (identity, scale and,
 with a file that has them, the expression factors) undone (rows
@@ -55,6 +58,12 @@ def main() -> None:
     ap.add_argument("--count", type=int, help="only the first COUNT samples (default all)")
     ap.add_argument("--settings", default="{}", help="FitSettings overrides as JSON, e.g. '{\"prior\": 8}'")
     ap.add_argument("--true-maps", action="store_true", help="the rendered normals, W and mask instead of predictions")
+    ap.add_argument(
+        "--no-landmarks",
+        action="store_true",
+        help="fit without the shipped correspondence network's landmarks (on by default for the shipped network's "
+        "maps, as the photo pipeline fits; off for --true-maps and --model)",
+    )
     ap.add_argument(
         "--camera",
         action="store_true",
@@ -151,9 +160,14 @@ def main() -> None:
         if args.save_predictions:
             np.savez(args.save_predictions, normals=N, W=W, mask=M)
             return
+    canon_net = None
+    if not (args.no_landmarks or args.true_maps or args.model):
+        from monohead.model.canonical import load_canonical, predict_canonical
+
+        canon_net = load_canonical()
     arrays: dict[str, np.ndarray] = {}
     meta = {"ids": [], "times": [], "converged": 0, "failed": [], "heads": 0, "generator_version": version,
-            "restarted": [], "rejected_steps": 0, "steps": 0}  # fmt: skip
+            "restarted": [], "rejected_steps": 0, "steps": 0, "landmarks": canon_net is not None}  # fmt: skip
     meta["maps"] = "rendered" if args.true_maps else str(args.predictions or args.model or "shipped network")
     for j in ids:
         item = ds[j]
@@ -170,12 +184,15 @@ def main() -> None:
             wj = W[j]
         try:
             depth = integrate(nl, wj, args.lam, m, K=K_fit)
+            lm = {}
+            if canon_net is not None:  # the landmarks of the fit and of the mean head's own fit
+                lm["canonical"] = predict_canonical(canon_net, item["image"], N[j], W[j], M[j])
             t0 = time.perf_counter()
-            fit = fullhead.fit_head(depth, nl, m, wj, K=K_fit, settings=settings)
+            fit = fullhead.fit_head(depth, nl, m, wj, K=K_fit, settings=settings, **lm)
             t1 = time.perf_counter()
             full = fullhead.merge_head(fit, depth, m, nl)
             t2 = time.perf_counter()
-            fit0 = fh.mean_head_fit(depth, nl, m, wj, K=K_fit, settings=settings)
+            fit0 = fh.mean_head_fit(depth, nl, m, wj, K=K_fit, settings=settings, **lm)
             truth = fh.true_head_mesh(item["params"], m.shape, fit.model, version)
             unc = None
             if fit.calibrated:  # the same fit without its identity calibration: the default before it

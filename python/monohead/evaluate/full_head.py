@@ -673,6 +673,7 @@ def evaluate_test_set(
     seed: int = 0,
     callback: Any = None,
     settings: Any = None,
+    canonical: Any = None,
 ) -> dict[str, Any]:
     """The complete-head evaluation over synthetic samples (the module docstring, per head).
 
@@ -692,6 +693,9 @@ def evaluate_test_set(
         settings: :class:`~monohead.fullhead.FitSettings` of the fits (default: the defaults,
             which calibrate the identity for the shipped network's maps; pass
             ``identity_calibration=False`` for another network's).
+        canonical: optional ``(N, H, W, 3)`` canonical maps of those samples
+            (:func:`monohead.model.canonical.predict_canonical`): the fits' landmarks, and the
+            mean head's own fit's.
 
     Returns:
         JSON-able dict: ``summary`` (:func:`summarise`), ``hidden_ratios``
@@ -724,11 +728,12 @@ def evaluate_test_set(
             n = limit_slope(np.asarray(normals[k], np.float64), m)
             depth = integrate(n, np.asarray(W[k], np.float64), lam, m) if m.any() else np.full(m.shape, np.nan)
             t0 = time.perf_counter()
-            fit = fullhead.fit_head(depth, n, m, W[k], seed=seed, settings=settings)
+            lm = {} if canonical is None else {"canonical": canonical[k]}
+            fit = fullhead.fit_head(depth, n, m, W[k], seed=seed, settings=settings, **lm)
             t1 = time.perf_counter()
             full = fullhead.merge_head(fit, depth, m, n)
             t2 = time.perf_counter()
-            fit0 = mean_head_fit(depth, n, m, W[k], seed=seed)
+            fit0 = mean_head_fit(depth, n, m, W[k], seed=seed, **lm)
             truth = true_head_mesh(item["params"], size, fit.model, version)
             per.append(
                 evaluate_full_head(

@@ -343,18 +343,30 @@ def _full_head(
     from ..fullhead import FitSettings
 
     settings = FitSettings(identity_calibration=shipped)
+    # the correspondence network is trained on the shipped network's maps: landmarks only there
+    from ..model.canonical import CANONICAL_FILE
+    from ..model.weights import WEIGHTS_DIR
+
+    canon_file = WEIGHTS_DIR / CANONICAL_FILE
+    use_lm = shipped and canon_file.is_file()
 
     def compute(cb: Callable[[int, int], None]) -> dict[str, Any]:
+        canonical = None
+        if use_lm:
+            from ..model.canonical import load_canonical, predict_canonical
+
+            canonical = predict_canonical(load_canonical(), ts.images, pred["normals"], pred["W"], pred["mask"])
         return fh.evaluate_test_set(
             ts.source["root"], ts.ids, pred["normals"], pred["W"], pred["mask"], lam=best, callback=cb,
-            settings=settings,
+            settings=settings, canonical=canonical,
         )  # fmt: skip
 
     from .. import head_calibration
 
     cal_file = head_calibration.DEFAULT_FILE
     cal = _io.file_sha256(cal_file) if shipped and cal_file.is_file() else None
-    key = c.make_key("full_head", pkey, best, "v4", repr(settings), cal)
+    lm_key = _io.file_sha256(canon_file) if use_lm else None
+    key = c.make_key("full_head", pkey, best, "v5", repr(settings), cal, lm_key)
     return run.cached("full_head", key, compute, total=lambda _: len(ts))
 
 

@@ -151,15 +151,20 @@ def predict_canonical(net: CanonicalNet, images: Any, normals: Any, W: Any, mask
     single = np.asarray(images).ndim == 3
     x = network_input(images, normals, W, mask)
     net.eval()
+    outs = []
     with torch.no_grad():
-        out = net(x)
-        if flip:
-            xf = x.flip(-1)
-            xf[:, 3] = -xf[:, 3]
-            of = net(xf).flip(-1)
-            of[:, 0] = -of[:, 0]
-            out = 0.5 * (out + of)
-        out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        for part in torch.split(x, 32):  # batches of 32: the memory stays small for any count
+            if flip:  # the mirrored crops in the same batch
+                xf = part.flip(-1)
+                xf[:, 3] = -xf[:, 3]
+                both = net(torch.cat([part, xf]))
+                of = both[len(part) :].flip(-1)
+                of[:, 0] = -of[:, 0]
+                out = 0.5 * (both[: len(part)] + of)
+            else:
+                out = net(part)
+            outs.append(F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False))
+    out = torch.cat(outs)
     C = out[:, :3].permute(0, 2, 3, 1).double().numpy() * COORD_SCALE
     seen = (out[:, 3].numpy() > 0) & np.asarray(mask, bool).reshape(out.shape[0], *x.shape[-2:])
     C[~seen] = np.nan
