@@ -292,8 +292,9 @@ def _fake_cache(path, rng: np.random.Generator, n: int) -> None:
 def test_train_canonical_resumes_validates_and_exports(tmp_path, monkeypatch) -> None:
     _torch()
     from monohead.model import canonical as cn
+    from monohead.model import canonical_train as ct
 
-    monkeypatch.setattr(cn, "_WIDTHS", (8, 16, 16))
+    monkeypatch.setattr(ct, "DEFAULT_WIDTHS", (8, 16, 16))
     rng = np.random.default_rng(2)
     data, val = tmp_path / "d" / "train", tmp_path / "d" / "val"
     for f in (data, val):
@@ -310,28 +311,28 @@ def test_train_canonical_resumes_validates_and_exports(tmp_path, monkeypatch) ->
         stop_after["n"] += 1
         return stop_after["n"] > 5
 
-    first = cn.train_canonical([data], run, val_data=val, steps=12, batch_size=4, val_every=4, callback=lines.append,
+    first = ct.train_canonical([data], run, val_data=val, steps=12, batch_size=4, val_every=4, callback=lines.append,
                                should_stop=stop)  # fmt: skip
     assert first["stopped"]
     assert first["step"] == 5
     assert (run / "checkpoint.pt").is_file()
     assert (run / "best.pt").is_file()
-    again = cn.train_canonical([data], run, val_data=val, steps=12, batch_size=4, val_every=4)
+    again = ct.train_canonical([data], run, val_data=val, steps=12, batch_size=4, val_every=4)
     assert again["step"] == 12
     assert not again["stopped"]
     curve = [line.split("\t") for line in (run / "curve.tsv").read_text().splitlines()]
     assert [int(s[0]) for s in curve] == [4, 8, 12]
     assert again["best"]["error_cm"] == pytest.approx(min(float(s[1]) for s in curve), abs=1e-4)
     with pytest.raises(ValueError, match="other settings"):
-        cn.train_canonical([data], run, val_data=val, steps=12, batch_size=8)
+        ct.train_canonical([data], run, val_data=val, steps=12, batch_size=8)
     with pytest.raises(ValueError, match="not a monohead synth folder"):
-        cn.train_canonical([tmp_path], tmp_path / "run2", val_data=val)
+        ct.train_canonical([tmp_path], tmp_path / "run2", val_data=val)
     with pytest.raises(ValueError, match="steps must be"):
-        cn.train_canonical([data], run, val_data=val, steps=0)
-    info = cn.export_canonical(run, tmp_path / "w", card={"note": "test"})
+        ct.train_canonical([data], run, val_data=val, steps=0)
+    info = ct.export_canonical(run, tmp_path / "w", card={"note": "test"})
     assert info["note"] == "test"
     assert [c["step"] for c in info["validation_curve"]] == [4, 8, 12]
-    net = cn._load(tmp_path / "w" / cn.CANONICAL_FILE)
+    net = cn.load_weights(tmp_path / "w" / cn.CANONICAL_FILE)
     assert net.widths == (8, 16, 16)
     assert json.loads((tmp_path / "w" / cn.CANONICAL_CARD).read_text())["architecture"]["widths"] == [8, 16, 16]
 

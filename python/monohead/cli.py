@@ -823,7 +823,7 @@ def _cmd_train_canonical(args: argparse.Namespace) -> dict[str, Any]:
 
     if importlib.util.find_spec("torch") is None:
         raise CliError("monohead train-canonical needs PyTorch: pip install torch")
-    from .model import canonical
+    from .model import canonical_train as canonical
 
     run = Path(args.out)
     if run.exists() and not run.is_dir():

@@ -97,39 +97,11 @@ _MIN_FACING = 0.2
 
 
 def true_head_mesh(params: dict[str, Any], size: tuple[int, int], model: Any = None, version: int = 1) -> Any:
-    """The posed true head of a synthetic sample (skin and eyes, pixels, camera frame), as
-    rendered by :mod:`monohead.synth` (hair, glasses, headwear left out).
+    """The posed true head of a synthetic sample: :func:`monohead.synth.body.true_head_mesh`
+    (skin and eyes, pixels, camera frame; hair, glasses, headwear left out)."""
+    from ..synth.body import true_head_mesh as posed_truth
 
-    Args:
-        params: the sample's parameters (``identity``, ``expression``, ``gaze``, ``pose``).
-        size: ``(H, W)`` of its images.
-        model: the head model (default the shipped one).
-        version: the generator version of the data set (its manifest's
-            ``settings["generator_version"]``): 1 renders the whole ICT head with its capped
-            torso, 2 cuts it at the neck's base.
-    """
-    import trimesh
-
-    from ..synth import scene
-    from ..synth.head_model import EYE_REGIONS, SKIN_REGIONS, HeadModel
-
-    hm = model if isinstance(model, HeadModel) else HeadModel.load(model)
-    vm = hm.shape(params["identity"], params["expression"], tuple(params["gaze"]))
-    M = scene.pose_matrix(params["pose"], tuple(size))
-    vw = vm @ M[:3, :3].T + M[:3, 3]
-    skin_sel = hm.region_faces(list(SKIN_REGIONS))
-    keep = skin_sel | hm.region_faces(list(EYE_REGIONS))
-    from ..synth import body
-
-    drop = body.neck_cut(hm)["drop"]
-    if int(version) >= 2:
-        keep &= ~drop
-    faces = hm.faces[keep]
-    skin = hm.faces[keep & skin_sel]
-    mesh = trimesh.Trimesh(vw, faces, process=False)
-    mesh.metadata["skin_faces"] = skin
-    mesh.metadata["head_skin"] = ~drop[keep & skin_sel]  # per skin face: above the neck's base
-    return mesh
+    return posed_truth(params, size, model, version)
 
 
 def mean_head_fit(depth: Any, normals: Any, mask: Any, W: Any = None, *, settings: Any = None, **kw: Any) -> Any:
