@@ -349,3 +349,30 @@ def test_cli_train_canonical_refuses_bad_input(tmp_path, capsys) -> None:
                      str(tmp_path)]) == 2  # fmt: skip
     assert "not a monohead synth folder" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_calibration_scales_about_the_visible_face(scene: dict, model: HeadModel, tmp_path) -> None:
+    """A calibration that shrinks the head by 10 % keeps the face the camera saw on the surface
+    with ``calibration_anchor="visible"`` (the depth residuals stay as small as the fit's own),
+    and moves it back with ``"pivot"`` (the skull's centre stays)."""
+    from monohead.head_calibration import IdentityCalibration, ModeCalibration
+
+    k = model.num_identities
+    shrink = ModeCalibration(columns=np.array([0]), mean=np.zeros(1), sd=np.ones(1), y_mean=np.zeros(k),
+                             A=np.zeros((1, k)), scale_bias=math.log(0.9))  # fmt: skip
+    f = tmp_path / "cal.npz"
+    IdentityCalibration({"orthographic": shrink}, "x", expression_prior=FitSettings().expression_prior).save(f)
+    args = (scene["depth"], scene["normals"], scene["mask"])
+    own = fit_head(*args, model=model, settings=EXACT)
+    fits = {a: fit_head(*args, model=model, settings=FitSettings(silhouette_weight=1.0, identity_calibration=str(f),
+                                                                 calibration_anchor=a))  # fmt: skip
+            for a in ("visible", "pivot")}  # fmt: skip
+    for fit in fits.values():
+        assert fit.calibrated
+        assert fit.scale == pytest.approx(0.9 * own.scale)
+        assert np.allclose(fit.identity, 0.0)
+    assert fits["visible"].rms < 0.8 * fits["pivot"].rms, (fits["visible"].rms, fits["pivot"].rms)  # 2.42 vs 3.73
+    assert fits["visible"].inliers > fits["pivot"].inliers
+    assert np.allclose(fits["pivot"].translation, own.translation)
+    with pytest.raises(ValueError, match="settings.calibration_anchor"):
+        fit_head(*args, model=model, settings=FitSettings(calibration_anchor="nose"))

@@ -180,7 +180,21 @@ def test_shipped_calibration_provenance() -> None:
     assert seeds
     assert 2_000_000_000 not in seeds
     assert sum(s["samples"] for s in cal.meta["sources"]) >= 1000
-    assert set(cal.modes) == set(hc.MODES)
+    assert set(cal.modes) == set(hc.MODES) | {m + hc.LANDMARKS_SUFFIX for m in hc.MODES}
+    # the landmark maps: learned with the shipped correspondence network, on samples it did not train on
+    import hashlib
+
+    from monohead.model.canonical import CANONICAL_CARD, CANONICAL_FILE
+
+    canon_sha = hashlib.sha256((WEIGHTS_DIR / CANONICAL_FILE).read_bytes()).hexdigest()
+    trained = json.loads((WEIGHTS_DIR / CANONICAL_CARD).read_text())["training"]["train_sets"]
+    with_lm = [s for s in cal.meta["sources"] if s.get("canonical_sha256")]
+    assert sum(s["samples"] for s in with_lm) >= 1000
+    for s in with_lm:
+        assert s["canonical_sha256"] == canon_sha
+        for t in trained:
+            if t["seed"] == s["seed"]:
+                assert s["first"] >= t["first"] + t["count"], (s, t)
     for m in cal.modes.values():
         assert m.A.shape == (m.columns.size, 100)
         assert m.y_mean.shape == (100,)

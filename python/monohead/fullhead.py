@@ -84,6 +84,8 @@ log = logging.getLogger(__name__)
 MIN_MASK_PIXELS = 200
 
 _FIT_REGIONS = ("face", "head_and_neck")
+#: Where the identity calibration's change of scale is centred (``FitSettings.calibration_anchor``).
+CALIBRATION_ANCHORS = ("visible", "pivot")
 _SKIN = ("face", "head_and_neck", "mouth_socket", "eye_socket_left", "eye_socket_right", "cap")
 _EYES = ("eyeball_left", "eyeball_right")
 _SOCKETS = ("eye_socket_left", "eye_socket_right")
@@ -157,6 +159,12 @@ class FitSettings:
         landmark_tol: a fitted vertex gets a landmark only where the canonical map comes
             within this many centimetres of its canonical position
             (:func:`canonical_landmarks`).
+        calibration_anchor: the point about which the identity calibration changes the head's
+            size: ``"visible"`` (the default since the fourteenth session), the centroid of the
+            fit's visible vertices, which stays where the fit put it, so the face the camera saw
+            stays on the surface; ``"pivot"``, the model's pivot (the skull's centre) as before,
+            which moves the face along with the back of the head (on 120 test heads with
+            landmarks, orthographic: visible error 1.215 px against 1.028 with ``"visible"``).
         landmark_voxel: landmarks for one fitted vertex per cell of this many centimetres of
             the mean head (the fitted vertices are one per ``voxel``; coarser cells cost less
             time: each landmark adds two rows to the Gauss-Newton system).
@@ -187,6 +195,7 @@ class FitSettings:
     landmark_sigma: float = 2.0
     landmark_tol: float = 0.8
     landmark_voxel: float = 2.0
+    calibration_anchor: str = "visible"
 
 
 @dataclass
@@ -927,6 +936,10 @@ def _check_settings(settings: Any) -> FitSettings:
         return FitSettings()
     if not isinstance(settings, FitSettings):
         raise TypeError(f"settings must be a FitSettings or None; got {type(settings).__name__}")
+    if settings.calibration_anchor not in CALIBRATION_ANCHORS:
+        raise ValueError(
+            f"settings.calibration_anchor must be one of {CALIBRATION_ANCHORS}; got {settings.calibration_anchor!r}"
+        )
     for name, low in (("landmark_weight", 0.0), ("landmark_sigma", None), ("landmark_tol", None),
                       ("landmark_voxel", None)):  # fmt: skip
         v = getattr(settings, name)
@@ -1362,7 +1375,21 @@ def fit_head(
     if calibration is not None:
         y_cal, factor = calibration.apply(fit)
         w_cal = calibration.expression(fit)  # None: a calibration without expression factors
-        fit = result(y_cal, s * factor, R, t, ew if w_cal is None else w_cal)
+        w_new = ew if w_cal is None else w_cal
+        t_new = t
+        if cfg.calibration_anchor == "visible":
+            # keep the centroid of the fit's visible vertices where it was: the calibrated head
+            # grows or shrinks about the face the camera saw, not about the skull's centre
+            vis = fitter.sets[0] if fitter.sets is not None else None
+            if vis is not None and vis.any():
+                rows = fitter.ring["subset"][vis]
+                a_old = prep.shape(y, ew, rows).mean(axis=0)
+                a_new = prep.shape(y_cal, w_new, rows).mean(axis=0)
+                world = fitter.world_t(t)
+                shift = s * (R @ (a_old - PIVOT)) - s * factor * (R @ (a_new - PIVOT))
+                t_new = t.copy()
+                t_new[: 3 if cam is None else 2] = (world + shift)[: 3 if cam is None else 2]
+        fit = result(y_cal, s * factor, R, t_new, w_new)
         fit.fitted_identity, fit.fitted_scale, fit.calibrated = y, float(s), True
         fit.fitted_expression = None if w_cal is None else ew
     fit.seconds = time.perf_counter() - t_start
