@@ -589,19 +589,26 @@ def _balanced_subset(data: Any, count: int) -> Any:
         raise CliError(f"--balanced: {exc}") from exc
 
 
-def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+def _torch_run_folder(command: str, out: str) -> Path:
+    """The run folder ``--out`` of a training command, after checking that PyTorch is there."""
     import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise CliError(f"monohead {command} needs PyTorch: pip install torch")
+    run = Path(out)
+    if run.exists() and not run.is_dir():
+        raise CliError(f"--out must be a run folder; {run} is a file")
+    return run
+
+
+def _cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     import os
     import signal
 
-    if importlib.util.find_spec("torch") is None:
-        raise CliError("monohead train needs PyTorch: pip install torch")
+    run = _torch_run_folder("train", args.out)
     from . import model
     from ._io import atomic_write_text
 
-    run = Path(args.out)
-    if run.exists() and not run.is_dir():
-        raise CliError(f"--out must be a run folder; {run} is a file")
     if args.eval_only or args.export_weights:
         sources = [Path(c) for c in args.checkpoint] if args.checkpoint else [run]
         for s in sources:
@@ -818,16 +825,11 @@ def _add_train_parser(sub: Any) -> None:
 
 
 def _cmd_train_canonical(args: argparse.Namespace) -> dict[str, Any]:
-    import importlib.util
     import signal
 
-    if importlib.util.find_spec("torch") is None:
-        raise CliError("monohead train-canonical needs PyTorch: pip install torch")
+    run = _torch_run_folder("train-canonical", args.out)
     from .model import canonical_train as canonical
 
-    run = Path(args.out)
-    if run.exists() and not run.is_dir():
-        raise CliError(f"--out must be a run folder; {run} is a file")
     if args.export_weights:
         try:
             card = canonical.export_canonical(run, args.export_weights)
