@@ -786,7 +786,6 @@ def canonical_landmarks(canonical: np.ndarray, points: np.ndarray, tol: float) -
     canonical distance."""
     from scipy.spatial import cKDTree
 
-    H, Wd = canonical.shape[:2]
     ok = np.isfinite(canonical).all(axis=2)
     if ok.sum() < 8:
         return np.zeros(0, np.int64), np.zeros((0, 2))
@@ -1089,11 +1088,8 @@ class _Fitter:
 
         # Jacobians. Direction of each residual in 3D: depth -> n_obs; silhouette -> (m2, 0);
         # landmarks -> x, y.
-        ex = np.zeros((lr.size, 3))
-        ey = np.zeros((lr.size, 3))
-        ex[:, 0] = 1.0
-        ey[:, 1] = 1.0
-        dirs = np.concatenate([nobs[use], np.column_stack([m2[sil], np.zeros(ns)]), ex, ey])
+        exy = np.repeat(np.eye(3)[:2], lr.size, axis=0)  # the x rows' direction, then the y rows'
+        dirs = np.concatenate([nobs[use], np.column_stack([m2[sil], np.zeros(ns)]), exy])
         sel = np.concatenate([np.nonzero(use)[0], np.nonzero(sil)[0], lr, lr])
         res = np.concatenate([r_d[use], r_s[sil], r_l])
         if self.cam is None:
